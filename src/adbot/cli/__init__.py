@@ -1,0 +1,1 @@
+"""The ``adbot`` command line (Typer + Rich): one command group per module."""

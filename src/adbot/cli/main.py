@@ -1,0 +1,48 @@
+"""Entry point of the ``adbot`` command. Commands call services; no business rules here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from adbot import __version__
+from adbot.cli import config as config_cli
+from adbot.cli._console import err
+from adbot.errors import AdbotError
+
+app = typer.Typer(
+    name="adbot",
+    help="AdBot: bid and budget optimiser for search advertising.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(config_cli.app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"adbot {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """AdBot: bid and budget optimiser for search advertising."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; an ``AdbotError`` becomes one line on stderr and exit code 1."""
+    try:
+        app(args=argv, prog_name="adbot")
+    except AdbotError as exc:
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

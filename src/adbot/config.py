@@ -13,7 +13,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -98,6 +106,27 @@ class AuthSettings(_Group):
     token_minutes: int = Field(30, ge=1, le=24 * 60)
     refresh_days: int = Field(14, ge=1, le=365)
     algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    # argon2id cost (argon2-cffi defaults, RFC 9106 low-memory); tests lower them for speed.
+    password_time_cost: int = Field(3, ge=1, le=20)
+    password_memory_kib: int = Field(65536, ge=64, le=4 * 1024 * 1024)
+    password_parallelism: int = Field(4, ge=1, le=8)
+
+
+class LimitSettings(_Group):
+    """Bounds every bid and budget must respect (micros: millionths of the currency unit)."""
+
+    min_bid_micros: int = Field(10_000, ge=0)
+    max_bid_micros: int = Field(100_000_000, ge=1)
+    min_daily_budget_micros: int = Field(1_000_000, ge=0)
+    max_daily_budget_micros: int = Field(1_000_000_000_000, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LimitSettings:
+        if self.min_bid_micros > self.max_bid_micros:
+            raise ValueError("min_bid_micros is above max_bid_micros")
+        if self.min_daily_budget_micros > self.max_daily_budget_micros:
+            raise ValueError("min_daily_budget_micros is above max_daily_budget_micros")
+        return self
 
 
 class AutopilotSettings(_Group):
@@ -130,6 +159,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     mlflow: MlflowSettings = MlflowSettings()
     auth: AuthSettings = AuthSettings()
+    limits: LimitSettings = LimitSettings()
     autopilot: AutopilotSettings = AutopilotSettings()
     jobs: JobSettings = JobSettings()
 

@@ -8,6 +8,7 @@ import typer
 
 from adbot import __version__
 from adbot.cli import config as config_cli
+from adbot.cli import db as db_cli
 from adbot.cli._console import err
 from adbot.errors import AdbotError
 
@@ -18,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(config_cli.app, name="config")
+app.add_typer(db_cli.app, name="db")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,88 @@
+"""``create_app()``: the FastAPI application, every route under ``/api/v1``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import cached_property
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from adbot import __version__
+from adbot.api.deps import API_PREFIX
+from adbot.api.errors import install_error_handlers
+from adbot.api.routers import (
+    accounts,
+    ad_groups,
+    ads,
+    api_keys,
+    auth,
+    bids,
+    campaigns,
+    keywords,
+    platforms,
+    users,
+)
+from adbot.api.schemas.common import ERROR_RESPONSES
+from adbot.config import Settings, get_settings
+from adbot.db.engine import create_db_engine
+from adbot.db.session import make_sessionmaker
+
+ROUTERS = (auth, api_keys, accounts, users, platforms, campaigns, ad_groups, ads, keywords, bids)
+
+
+class Database:
+    """The app's engine and session factory, made on first use and disposed at shutdown."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+
+    @cached_property
+    def sessionmaker(self) -> sessionmaker[Session]:
+        self._engine = create_db_engine(self.url)
+        return make_sessionmaker(self._engine)
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    database = Database(settings.db.url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        database.dispose()
+
+    app = FastAPI(
+        title="AdBot API",
+        version=__version__,
+        description=(
+            "Bid and budget optimiser for search ads. Money is integer micros "
+            "(millionths of the account currency). Authenticate with a bearer token from "
+            f"`POST {API_PREFIX}/auth/token` or an `X-API-Key` header."
+        ),
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    install_error_handlers(app)
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+        )
+    for module in ROUTERS:
+        app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
+    return app

@@ -1,0 +1,76 @@
+"""Sign-in (OAuth2 password form), token refresh, password change, identity."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Form
+
+from adbot.api.deps import CurrentUser, SessionDep, SettingsDep
+from adbot.api.schemas.auth import Me, PasswordChange, RefreshRequest, TokenResponse
+from adbot.security.passwords import MAX_PASSWORD_LENGTH
+from adbot.services import auth as service
+from adbot.services.auth import TokenPair
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+def _token_response(pair: TokenPair) -> TokenResponse:
+    seconds = int((pair.access_expires_at - datetime.now(UTC)).total_seconds())
+    return TokenResponse(
+        access_token=pair.access_token,
+        expires_in=max(seconds, 0),
+        expires_at=pair.access_expires_at,
+        refresh_token=pair.refresh_token,
+        refresh_expires_at=pair.refresh_expires_at,
+    )
+
+
+@router.post("/token")
+def issue_token(
+    session: SessionDep,
+    settings: SettingsDep,
+    username: Annotated[str, Form(min_length=1, max_length=320, description="email")],
+    password: Annotated[str, Form(min_length=1, max_length=MAX_PASSWORD_LENGTH)],
+    grant_type: Annotated[Literal["password"] | None, Form()] = None,
+    scope: Annotated[str, Form(max_length=200)] = "",
+) -> TokenResponse:
+    """OAuth2 password flow: a short-lived bearer token and a refresh token."""
+    pair = service.login(session=session, email=username, password=password, auth=settings.auth)
+    return _token_response(pair)
+
+
+@router.post("/refresh")
+def refresh_token(
+    body: RefreshRequest, session: SessionDep, settings: SettingsDep
+) -> TokenResponse:
+    """A new token pair for a valid refresh token of an active user."""
+    pair = service.refresh(session=session, refresh_token=body.refresh_token, auth=settings.auth)
+    return _token_response(pair)
+
+
+@router.get("/me")
+def me(actor: CurrentUser) -> Me:
+    return Me(
+        account_id=actor.account_id,
+        user_id=actor.user_id,
+        role=actor.role,
+        scopes=sorted(actor.scopes),
+        api_key_id=actor.api_key_id,
+    )
+
+
+@router.post("/password")
+def change_password(
+    body: PasswordChange, actor: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> TokenResponse:
+    """Change your password; every token issued before stops working."""
+    pair = service.change_password(
+        session=session,
+        actor=actor,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        auth=settings.auth,
+    )
+    return _token_response(pair)

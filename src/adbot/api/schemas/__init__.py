@@ -1,0 +1,3 @@
+"""Pydantic request and response schemas (``XCreate``, ``XUpdate``, ``XRead``), separate
+from the ORM models.
+"""

@@ -1,0 +1,1 @@
+"""Security primitives with no database or web imports: passwords, tokens, API keys."""

@@ -1,0 +1,90 @@
+"""JWT access and refresh tokens (PyJWT), signed with ``settings.auth.secret_key``.
+
+A token carries the user id, its kind and a fingerprint of the user's password hash, so
+changing the password invalidates every token issued before, with no token table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import jwt
+
+from adbot.config import AuthSettings
+from adbot.errors import AuthenticationFailed
+
+TokenKind = Literal["access", "refresh"]
+_ISSUER = "adbot"
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    user_id: int
+    kind: TokenKind
+    password_fingerprint: str
+    expires_at: datetime
+
+
+def password_fingerprint(password_hash: str | None) -> str:
+    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:16]
+
+
+def issue_token(
+    *,
+    user_id: int,
+    password_hash: str | None,
+    kind: TokenKind,
+    auth: AuthSettings,
+    now: datetime | None = None,
+) -> tuple[str, datetime]:
+    """A signed token and its expiry time."""
+    issued = now or datetime.now(UTC)
+    lifetime = (
+        timedelta(minutes=auth.token_minutes)
+        if kind == "access"
+        else timedelta(days=auth.refresh_days)
+    )
+    expires = issued + lifetime
+    claims = {
+        "iss": _ISSUER,
+        "sub": str(user_id),
+        "typ": kind,
+        "pwf": password_fingerprint(password_hash),
+        "iat": issued,
+        "exp": expires,
+        "jti": uuid.uuid4().hex,
+    }
+    token = jwt.encode(claims, auth.secret_key.get_secret_value(), algorithm=auth.algorithm)
+    return token, expires
+
+
+def decode_token(token: str, *, kind: TokenKind, auth: AuthSettings) -> TokenClaims:
+    """Verified claims; a bad signature, expiry or the wrong kind is ``AuthenticationFailed``."""
+    try:
+        claims = jwt.decode(
+            token,
+            auth.secret_key.get_secret_value(),
+            algorithms=[auth.algorithm],
+            issuer=_ISSUER,
+            options={"require": ["exp", "iat", "sub", "typ", "pwf"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthenticationFailed("token has expired") from None
+    except jwt.PyJWTError:
+        raise AuthenticationFailed("invalid token") from None
+    if claims.get("typ") != kind:
+        raise AuthenticationFailed(f"expected a {kind} token")
+    try:
+        user_id = int(claims["sub"])
+    except (TypeError, ValueError):
+        raise AuthenticationFailed("invalid token") from None
+    return TokenClaims(
+        user_id=user_id,
+        kind=kind,
+        password_fingerprint=str(claims["pwf"]),
+        expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+    )

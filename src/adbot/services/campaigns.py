@@ -1,0 +1,163 @@
+"""Campaigns: created on a platform connection of the same account, budgets within the
+configured bounds, status changes that follow the platform rules (removed is final).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adbot.config import LimitSettings
+from adbot.db.models import BiddingStrategy, Campaign, EntityStatus, PlatformStatus
+from adbot.errors import Conflict, InvalidInput, NotFound
+from adbot.services.common import (
+    Actor,
+    Page,
+    apply_changes,
+    check_bounds,
+    check_transition,
+    contains,
+    ordering,
+    paginate,
+    writing,
+)
+from adbot.services.platforms import get_platform
+
+SORTS = {
+    "id": Campaign.id,
+    "name": Campaign.name,
+    "created_at": Campaign.created_at,
+    "daily_budget_micros": Campaign.daily_budget_micros,
+}
+UPDATABLE = {
+    "name",
+    "status",
+    "daily_budget_micros",
+    "bidding_strategy",
+    "target_cpa_micros",
+    "target_roas",
+    "autopilot_enabled",
+    "start_date",
+    "end_date",
+}
+
+
+def create_campaign(
+    *,
+    session: Session,
+    actor: Actor,
+    limits: LimitSettings,
+    platform_id: int,
+    name: str,
+    daily_budget_micros: int,
+    bidding_strategy: BiddingStrategy = BiddingStrategy.MANUAL_CPC,
+    status: EntityStatus = EntityStatus.ENABLED,
+    target_cpa_micros: int | None = None,
+    target_roas: float | None = None,
+    autopilot_enabled: bool = False,
+    start_date: date | None = None,
+    end_date: date | None = None,
+    external_id: str | None = None,
+) -> Campaign:
+    platform = get_platform(session=session, actor=actor, platform_id=platform_id)
+    if platform.status == PlatformStatus.DISCONNECTED:
+        raise Conflict(f"platform {platform_id} is disconnected", details={"field": "platform_id"})
+    campaign = Campaign(
+        account_id=actor.account_id,
+        platform_id=platform.id,
+        external_id=external_id,
+        name=name,
+        status=status,
+        daily_budget_micros=daily_budget_micros,
+        bidding_strategy=bidding_strategy,
+        target_cpa_micros=target_cpa_micros,
+        target_roas=target_roas,
+        autopilot_enabled=autopilot_enabled,
+        start_date=start_date,
+        end_date=end_date,
+    )
+    _check(campaign, limits)
+    with writing(session):
+        session.add(campaign)
+    return campaign
+
+
+def list_campaigns(
+    *,
+    session: Session,
+    actor: Actor,
+    limit: int,
+    offset: int,
+    sort: str = "id",
+    status: EntityStatus | None = None,
+    platform_id: int | None = None,
+    q: str | None = None,
+) -> Page[Campaign]:
+    stmt = select(Campaign).where(Campaign.account_id == actor.account_id)
+    if status is not None:
+        stmt = stmt.where(Campaign.status == status)
+    if platform_id is not None:
+        stmt = stmt.where(Campaign.platform_id == platform_id)
+    if q:
+        stmt = stmt.where(contains(Campaign.name, q))
+    return paginate(
+        session, stmt, limit=limit, offset=offset, order_by=ordering(sort, SORTS, Campaign.id)
+    )
+
+
+def get_campaign(*, session: Session, actor: Actor, campaign_id: int) -> Campaign:
+    campaign = session.scalar(
+        select(Campaign).where(Campaign.id == campaign_id, Campaign.account_id == actor.account_id)
+    )
+    if campaign is None:
+        raise NotFound(f"campaign {campaign_id} not found")
+    return campaign
+
+
+def update_campaign(
+    *,
+    session: Session,
+    actor: Actor,
+    limits: LimitSettings,
+    campaign_id: int,
+    changes: Mapping[str, Any],
+) -> Campaign:
+    campaign = get_campaign(session=session, actor=actor, campaign_id=campaign_id)
+    if "status" in changes:
+        check_transition(campaign.status, changes["status"], entity="campaign")
+    with writing(session):
+        apply_changes(campaign, changes, UPDATABLE)
+        _check(campaign, limits)
+    return campaign
+
+
+def remove_campaign(*, session: Session, actor: Actor, campaign_id: int) -> Campaign:
+    """Archive: status ``removed``; the row and its history stay."""
+    campaign = get_campaign(session=session, actor=actor, campaign_id=campaign_id)
+    with writing(session):
+        campaign.status = EntityStatus.REMOVED
+    return campaign
+
+
+def _check(campaign: Campaign, limits: LimitSettings) -> None:
+    check_bounds(
+        campaign.daily_budget_micros,
+        field="daily_budget_micros",
+        low=limits.min_daily_budget_micros,
+        high=limits.max_daily_budget_micros,
+    )
+    if campaign.bidding_strategy == BiddingStrategy.TARGET_CPA and not campaign.target_cpa_micros:
+        raise InvalidInput(
+            "bidding_strategy target_cpa needs target_cpa_micros",
+            details={"field": "target_cpa_micros"},
+        )
+    if campaign.bidding_strategy == BiddingStrategy.TARGET_ROAS and not campaign.target_roas:
+        raise InvalidInput(
+            "bidding_strategy target_roas needs target_roas", details={"field": "target_roas"}
+        )
+    if campaign.start_date and campaign.end_date and campaign.end_date < campaign.start_date:
+        raise InvalidInput("end_date is before start_date", details={"field": "end_date"})

@@ -1,0 +1,355 @@
+"""Scenario files (MARKET.md is the contract): the schema, the loader and a random generator.
+
+Every field and default here is fixed by MARKET.md; new fields may only be added as optional
+fields with defaults. Numbers are strict (``"400"`` or ``true`` is a wrong type, not a number)
+and must be finite.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from adbot.errors import ScenarioError
+from adbot.market.profiles import NAMED_HOURLY
+
+Float = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+PosFloat = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)]
+NonNegFloat = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)]
+Int = Annotated[int, Field(strict=True)]
+
+BUNDLED_DIR = Path(__file__).resolve().parents[3] / "configs" / "scenarios"
+
+
+class FieldRuleError(ValueError):
+    """A rule across fields; ``field`` is the dotted path, relative to the model, it names."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(rule)
+        self.field = field
+        self.rule = rule
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LogNormalSpec(_Model):
+    """Mean-preserving lognormal: ``mean * exp(N(-sd_log^2/2, sd_log))``."""
+
+    mean: PosFloat
+    sd_log: NonNegFloat
+
+
+class NormalSpec(_Model):
+    mean: Float
+    sd: NonNegFloat
+
+
+class Horizon(_Model):
+    days: Annotated[int, Field(strict=True, ge=1)]
+    steps_per_day: Annotated[int, Field(strict=True, ge=1)]
+    start_weekday: Annotated[int, Field(strict=True, ge=0, le=6)] = 0
+
+
+class Campaign(_Model):
+    daily_budget: PosFloat
+    target_cpa: PosFloat | None = None
+    target_roas: PosFloat | None = None
+    conversion_value: LogNormalSpec
+    keywords: Annotated[int, Field(strict=True, ge=1)]
+    quality_score: NormalSpec
+    min_bid: NonNegFloat = 0.01
+    max_bid: PosFloat = 100.0
+
+    @model_validator(mode="after")
+    def _bid_range(self) -> Campaign:
+        if self.min_bid > self.max_bid:
+            raise FieldRuleError("min_bid", "must not exceed campaign.max_bid")
+        return self
+
+    @property
+    def value_per_conversion(self) -> float:
+        """``R`` of MARKET.md: the conversion worth a multiplier bid is based on."""
+        return self.target_cpa if self.target_cpa is not None else self.conversion_value.mean
+
+
+class Shock(_Model):
+    """From (``day``, ``step``) on, multiply competitor CPCs, query volume and CVR.
+
+    ``day`` counts from 0 (the first day of the episode), ``step`` is the step in that day.
+    Shocks stack multiplicatively and last until the end of the episode.
+    """
+
+    day: Annotated[int, Field(strict=True, ge=0)]
+    step: Annotated[int, Field(strict=True, ge=0)] = 0
+    competitor_cpc_multiplier: PosFloat = 1.0
+    volume_multiplier: NonNegFloat = 1.0
+    cvr_multiplier: NonNegFloat = 1.0
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class Market(_Model):
+    daily_queries: PosFloat
+    volume_zipf: NonNegFloat
+    hourly_profile: str | tuple[float, ...]
+    weekday_profile: tuple[NonNegFloat, ...]
+    competitors: Annotated[int, Field(strict=True, ge=0)]
+    participation: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, le=1)]
+    competitor_cpc: LogNormalSpec
+    competitor_quality: NormalSpec
+    competitor_budget: LogNormalSpec | None = None
+    slots: Annotated[int, Field(strict=True, ge=1)]
+    position_ctr: tuple[Annotated[float, Field(strict=True, gt=0, le=1)], ...]
+    cvr: LogNormalSpec
+    pcvr_noise: NonNegFloat
+    bid_noise: NonNegFloat
+    reserve_cpc: NonNegFloat
+    shocks: tuple[Shock, ...] = ()
+
+    @field_validator("hourly_profile", mode="before")
+    @classmethod
+    def _hourly(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value not in NAMED_HOURLY:
+                raise ValueError("must be 'flat', 'retail', 'b2b' or a list of weights")
+            return value
+        if not isinstance(value, list | tuple) or not all(_is_number(v) for v in value):
+            raise ValueError("must be 'flat', 'retail', 'b2b' or a list of weights")
+        weights = tuple(float(v) for v in value)
+        if not all(np.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError("weights must be finite, >= 0, with a positive sum")
+        return weights
+
+    @field_validator("weekday_profile")
+    @classmethod
+    def _weekday(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if len(value) != 7:
+            raise ValueError(f"must have 7 weights (Monday .. Sunday), got {len(value)}")
+        if sum(value) <= 0:
+            raise ValueError("weights must have a positive sum")
+        return value
+
+    @field_validator("position_ctr")
+    @classmethod
+    def _ctr(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(b > a for a, b in itertools.pairwise(value)):
+            raise ValueError("must be non-increasing")
+        return value
+
+    @model_validator(mode="after")
+    def _ctr_per_slot(self) -> Market:
+        if len(self.position_ctr) != self.slots:
+            raise FieldRuleError(
+                "position_ctr",
+                f"must have one value per slot ({self.slots}), got {len(self.position_ctr)}",
+            )
+        return self
+
+
+class Scenario(_Model):
+    name: Annotated[str, Field(strict=True, pattern=r"^[a-z0-9-]+$")]
+    seed: Annotated[int, Field(strict=True, ge=0)]
+    horizon: Horizon
+    campaign: Campaign
+    market: Market
+
+    @model_validator(mode="after")
+    def _fits_horizon(self) -> Scenario:
+        steps = self.horizon.steps_per_day
+        profile = self.market.hourly_profile
+        if not isinstance(profile, str) and len(profile) != steps:
+            raise FieldRuleError(
+                "market.hourly_profile",
+                f"must have horizon.steps_per_day ({steps}) weights, got {len(profile)}",
+            )
+        for i, shock in enumerate(self.market.shocks):
+            if shock.day >= self.horizon.days:
+                raise FieldRuleError(
+                    f"market.shocks.{i}.day", f"must be < horizon.days ({self.horizon.days})"
+                )
+            if shock.step >= steps:
+                raise FieldRuleError(
+                    f"market.shocks.{i}.step", f"must be < horizon.steps_per_day ({steps})"
+                )
+        return self
+
+    @property
+    def n_steps(self) -> int:
+        return self.horizon.days * self.horizon.steps_per_day
+
+
+def _describe(error: Any) -> str:
+    """One line ``dotted.field: rule`` for the first pydantic error."""
+    loc = [str(part) for part in error["loc"]]
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldRuleError):
+        loc.append(cause.field)
+        rule = cause.rule
+    elif error["type"] == "extra_forbidden":
+        rule = "unknown field"
+    elif error["type"] == "missing":
+        rule = "required field missing"
+    else:
+        rule = str(error["msg"]).removeprefix("Value error, ")
+        rule = rule[:1].lower() + rule[1:]
+    return f"{'.'.join(loc) or 'scenario'}: {rule}"
+
+
+def _resolve_path(source: str | Path) -> Path:
+    path = Path(source)
+    if path.is_file():
+        return path
+    bundled = BUNDLED_DIR / f"{source}.yaml"
+    if isinstance(source, str) and "/" not in source and bundled.is_file():
+        return bundled
+    raise ScenarioError(f"scenario file not found: {source}")
+
+
+def _read_yaml(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ScenarioError(f"{path}: not valid YAML{where}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot be read ({exc.__class__.__name__})") from None
+
+
+def load_scenario(source: str | Path | dict[str, Any] | Scenario) -> Scenario:
+    """A validated scenario from a YAML file, a bundled scenario name, or a mapping.
+
+    A bare name such as ``tight-budget`` that is not a file resolves to
+    ``configs/scenarios/<name>.yaml``. Any rule broken raises ``ScenarioError`` with one
+    line naming the dotted field, e.g. ``market.position_ctr: must be non-increasing``.
+    """
+    if isinstance(source, Scenario):
+        return source
+    data = source if isinstance(source, dict) else _read_yaml(_resolve_path(source))
+    if not isinstance(data, dict):
+        raise ScenarioError("scenario: must be a mapping of fields")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ScenarioError(_describe(errors[0]) + more) from None
+
+
+def bundled_scenarios() -> list[Path]:
+    """The scenario files shipped in ``configs/scenarios`` (sorted by name)."""
+    return sorted(BUNDLED_DIR.glob("*.yaml"))
+
+
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def _random_market(rng: np.random.Generator, days: int) -> dict[str, Any]:
+    slots = int(rng.integers(1, 6))
+    ctr = [float(rng.uniform(0.04, 0.12))]
+    for _ in range(slots - 1):
+        ctr.append(ctr[-1] * float(rng.uniform(0.5, 0.9)))
+    competitors = int(rng.integers(2, 31))
+    queries = _log_uniform(rng, 5_000, 60_000)
+    cpc = _log_uniform(rng, 0.3, 4.0)
+    market: dict[str, Any] = {
+        "daily_queries": queries,
+        "volume_zipf": float(rng.uniform(0.6, 1.4)),
+        "hourly_profile": str(rng.choice(["flat", "retail", "b2b"])),
+        "weekday_profile": [float(w) for w in 1.0 + rng.uniform(-0.3, 0.3, 7)],
+        "competitors": competitors,
+        "participation": float(rng.uniform(0.3, 1.0)),
+        "competitor_cpc": {"mean": cpc, "sd_log": float(rng.uniform(0.2, 0.8))},
+        "competitor_quality": {"mean": float(rng.uniform(4, 8)), "sd": float(rng.uniform(0.5, 2))},
+        "slots": slots,
+        "position_ctr": ctr,
+        "cvr": {"mean": _log_uniform(rng, 0.01, 0.12), "sd_log": float(rng.uniform(0.2, 0.8))},
+        "pcvr_noise": float(rng.uniform(0.0, 0.4)),
+        "bid_noise": float(rng.uniform(0.05, 0.3)),
+        "reserve_cpc": float(rng.uniform(0.01, 0.2)),
+    }
+    if rng.random() < 0.3:
+        top_spend = queries * ctr[0] * cpc / competitors
+        market["competitor_budget"] = {
+            "mean": top_spend * _log_uniform(rng, 0.5, 3.0),
+            "sd_log": 0.5,
+        }
+    if days >= 2 and rng.random() < 0.3:
+        market["shocks"] = [
+            {
+                "day": int(rng.integers(1, days)),
+                "step": int(rng.integers(0, 24)),
+                "competitor_cpc_multiplier": _log_uniform(rng, 0.6, 1.8),
+                "volume_multiplier": _log_uniform(rng, 0.7, 1.4),
+                "cvr_multiplier": _log_uniform(rng, 0.8, 1.2),
+            }
+        ]
+    return market
+
+
+def random_scenario(rng: np.random.Generator) -> Scenario:
+    """A scenario drawn for domain randomisation (RL training); always valid.
+
+    Distribution (U = uniform, LogU = log-uniform, U{a..b} = integers):
+
+    - horizon: days U{1..7}, 24 steps a day, start_weekday U{0..6}
+    - market: daily_queries LogU(5k, 60k), volume_zipf U(0.6, 1.4), hourly profile one of
+      flat/retail/b2b, weekday weights 1 + U(-0.3, 0.3); competitors U{2..30}, participation
+      U(0.3, 1); competitor_cpc mean LogU(0.3, 4), sd_log U(0.2, 0.8); competitor quality mean
+      U(4, 8), sd U(0.5, 2); slots U{1..5}, position_ctr[0] U(0.04, 0.12) then each slot
+      x U(0.5, 0.9); cvr mean LogU(0.01, 0.12), sd_log U(0.2, 0.8); pcvr_noise U(0, 0.4);
+      bid_noise U(0.05, 0.3); reserve U(0.01, 0.2); with probability 0.3 competitor budgets
+      around LogU(0.5, 3) x a top-slot competitor's expected spend; with probability 0.3 (2+
+      days) one shock on a random later day: CPC x LogU(0.6, 1.8), volume x LogU(0.7, 1.4),
+      CVR x LogU(0.8, 1.2).
+    - campaign: keywords U{5..80}, quality mean U(4, 8), sd U(0.5, 2); with "market CPA"
+      m = competitor_cpc.mean / cvr.mean: 60% a CPA target m x LogU(0.6, 2); 20% a ROAS target
+      LogU(0.8, 3) and no CPA; 20% no target (value maximisation). Conversion value mean
+      m x LogU(1, 4), sd_log U(0.2, 0.6). Daily budget: LogU(0.05, 2) x daily_queries x
+      mean(position_ctr) x competitor_cpc.mean x 0.5, from very tight to loose.
+    """
+    days = int(rng.integers(1, 8))
+    market = _random_market(rng, days)
+    market_cpa = market["competitor_cpc"]["mean"] / market["cvr"]["mean"]
+    mode = rng.random()
+    campaign: dict[str, Any] = {
+        "conversion_value": {
+            "mean": market_cpa * _log_uniform(rng, 1.0, 4.0),
+            "sd_log": float(rng.uniform(0.2, 0.6)),
+        },
+        "keywords": int(rng.integers(5, 81)),
+        "quality_score": {"mean": float(rng.uniform(4, 8)), "sd": float(rng.uniform(0.5, 2))},
+        "daily_budget": _log_uniform(rng, 0.05, 2.0)
+        * market["daily_queries"]
+        * float(np.mean(market["position_ctr"]))
+        * market["competitor_cpc"]["mean"]
+        * 0.5,
+    }
+    if mode < 0.6:
+        campaign["target_cpa"] = market_cpa * _log_uniform(rng, 0.6, 2.0)
+    elif mode < 0.8:
+        campaign["target_roas"] = _log_uniform(rng, 0.8, 3.0)
+    seed = int(rng.integers(0, 2**31))
+    return Scenario.model_validate(
+        {
+            "name": f"random-{seed}",
+            "seed": seed,
+            "horizon": {
+                "days": days,
+                "steps_per_day": 24,
+                "start_weekday": int(rng.integers(0, 7)),
+            },
+            "campaign": campaign,
+            "market": market,
+        }
+    )

@@ -1,0 +1,210 @@
+"""The step API shared by the Gymnasium env, the simulated platform and the evaluator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from adbot.errors import InvalidInput
+from adbot.market.auction import AuctionRules, Landscape, Served, expected_landscape, serve
+from adbot.market.episode import EpisodeMarket, StepMarket, episode_market
+from adbot.market.scenario import Scenario
+from adbot.market.score import EpisodeMetrics
+from adbot.market.universe import expected_step_queries
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What one step gave, per keyword (arrays of shape (K,)) and in total.
+
+    ``impression_share`` is impressions / queries on the keyword, ``avg_position`` the mean
+    1-based slot of our impressions, ``avg_cpc`` the mean price paid per click (0 where
+    undefined). ``spend_today`` is the day's spend after this step.
+    """
+
+    day: int
+    step: int
+    index: int
+    bids: np.ndarray
+    queries: np.ndarray
+    auctions_entered: np.ndarray
+    impressions: np.ndarray
+    clicks: np.ndarray
+    cost: np.ndarray
+    conversions: np.ndarray
+    value: np.ndarray
+    impression_share: np.ndarray
+    avg_position: np.ndarray
+    avg_cpc: np.ndarray
+    total_queries: int
+    total_impressions: int
+    total_clicks: int
+    total_cost: float
+    total_conversions: int
+    total_value: float
+    spend_today: float
+    budget_exhausted: bool
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.zeros(num.shape), where=den > 0, casting="unsafe")
+
+
+class MarketSimulator:
+    """One episode of the market for one campaign, played one decision step at a time.
+
+    ``step(bids)`` takes a max CPC per keyword (K,). A bid of 0 pauses the keyword; other
+    bids are clipped to ``[campaign.min_bid, campaign.max_bid]``. Two simulators built from
+    the same (scenario, episode seed) share one pre-drawn market (common random numbers).
+    """
+
+    def __init__(self, scenario: Scenario, episode_seed: int) -> None:
+        if isinstance(episode_seed, bool) or not isinstance(episode_seed, int | np.integer):
+            raise InvalidInput(f"episode seed must be an integer, got {episode_seed!r}")
+        if episode_seed < 0:
+            raise InvalidInput(f"episode seed must be >= 0, got {episode_seed}")
+        self.scenario = scenario
+        self.episode_seed = int(episode_seed)
+        self.market: EpisodeMarket = episode_market(scenario, self.episode_seed)
+        universe = self.market.universe
+        campaign = scenario.campaign
+        self.n_keywords = campaign.keywords
+        self.days = scenario.horizon.days
+        self.steps_per_day = scenario.horizon.steps_per_day
+        self.n_steps = self.days * self.steps_per_day
+        self.keyword_texts = universe.keyword_texts
+        self.pcvr = universe.pcvr
+        self.value_per_conversion = campaign.value_per_conversion
+        self.keyword_values = universe.pcvr * self.value_per_conversion
+        self.daily_budget = campaign.daily_budget
+        self.min_bid, self.max_bid = campaign.min_bid, campaign.max_bid
+        # Traffic forecast a bidder may know (profiles, no shocks), queries per step.
+        self.expected_queries = expected_step_queries(scenario, with_shocks=False)
+        self.rules = AuctionRules(
+            reserve=scenario.market.reserve_cpc,
+            slots=scenario.market.slots,
+            click_prob=universe.click_prob,
+        )
+        self.step_index = 0
+        self.spend_today = 0.0
+        self._totals = np.zeros(5)  # impressions, clicks, cost, conversions, value
+
+    @property
+    def done(self) -> bool:
+        return self.step_index >= self.n_steps
+
+    @property
+    def day(self) -> int:
+        """Day of the next step to play (``days`` once done)."""
+        return self.step_index // self.steps_per_day
+
+    @property
+    def step_in_day(self) -> int:
+        return self.step_index % self.steps_per_day
+
+    @property
+    def budget_left_today(self) -> float:
+        return max(0.0, self.daily_budget - self.spend_today)
+
+    def validate_bids(self, bids: object) -> np.ndarray:
+        """The bids the market will use, or ``InvalidInput`` saying what is wrong."""
+        try:
+            array = np.asarray(bids, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidInput("bids must be a numeric array") from None
+        if array.shape != (self.n_keywords,):
+            raise InvalidInput(f"bids must have shape ({self.n_keywords},), got {array.shape}")
+        if not np.isfinite(array).all():
+            raise InvalidInput("bids must be finite (no NaN or infinity)")
+        if (array < 0).any():
+            raise InvalidInput("bids must be >= 0")
+        return np.where(array > 0, np.clip(array, self.min_bid, self.max_bid), 0.0)
+
+    def step(self, bids: object) -> StepOutcome:
+        """Play the next step with these max CPCs and return what happened."""
+        if self.done:
+            raise InvalidInput("the episode is over; build a new simulator")
+        used = self.validate_bids(bids)
+        market = self.market.step(self.step_index)
+        served = serve(market, used, self.daily_budget - self.spend_today, self.rules)
+        outcome = self._outcome(market, used, served)
+        self.spend_today = outcome.spend_today
+        self._totals += (
+            outcome.total_impressions,
+            outcome.total_clicks,
+            outcome.total_cost,
+            outcome.total_conversions,
+            outcome.total_value,
+        )
+        self.step_index += 1
+        if self.step_index % self.steps_per_day == 0:
+            self.spend_today = 0.0
+        return outcome
+
+    def _outcome(self, market: StepMarket, bids: np.ndarray, served: Served) -> StepOutcome:
+        k, keyword = self.n_keywords, market.keyword
+
+        def per_keyword(queries: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+            return np.bincount(keyword[queries], weights=weights, minlength=k)
+
+        queries = np.bincount(keyword, minlength=k)
+        entered = np.bincount(keyword[: served.n_served][served.entered], minlength=k)
+        impressions = per_keyword(served.shown)
+        positions = per_keyword(served.shown, served.slot + 1.0)
+        clicks = per_keyword(served.clicked)
+        cost = per_keyword(served.clicked, served.cost)
+        conversions = per_keyword(served.clicked[served.converted])
+        spend_today = self.spend_today + served.total_cost
+        return StepOutcome(
+            day=self.day,
+            step=self.step_in_day,
+            index=self.step_index,
+            bids=bids,
+            queries=queries,
+            auctions_entered=entered,
+            impressions=impressions,
+            clicks=clicks,
+            cost=cost,
+            conversions=conversions,
+            value=per_keyword(served.clicked, served.value),
+            impression_share=_ratio(impressions, queries),
+            avg_position=_ratio(positions, impressions),
+            avg_cpc=_ratio(cost, clicks),
+            total_queries=market.n_queries,
+            total_impressions=int(served.shown.shape[0]),
+            total_clicks=int(served.clicked.shape[0]),
+            total_cost=served.total_cost,
+            total_conversions=int(np.count_nonzero(served.converted)),
+            total_value=float(served.value.sum()),
+            spend_today=spend_today,
+            budget_exhausted=spend_today >= self.daily_budget,
+        )
+
+    def totals(self) -> EpisodeMetrics:
+        """Running totals of the steps played so far, with their score."""
+        impressions, clicks, cost, conversions, value = self._totals
+        return EpisodeMetrics.from_totals(
+            self.scenario,
+            impressions=impressions,
+            clicks=clicks,
+            cost=cost,
+            conversions=conversions,
+            value=value,
+        )
+
+    def bid_landscape(self, index: int, bids: np.ndarray) -> Landscape:
+        """Expected results of other bid vectors (A, K) on an already played step.
+
+        The bid simulator a platform offers: for steps already played only, and in
+        expectation with our predicted CVR, so it reveals no future and no hidden draws.
+        """
+        if not 0 <= index < self.step_index:
+            raise InvalidInput(f"landscape only for played steps (0..{self.step_index - 1})")
+        return expected_landscape(
+            self.market.step(index),
+            np.atleast_2d(bids),
+            self.rules,
+            self.pcvr,
+            self.value_per_conversion,
+        )

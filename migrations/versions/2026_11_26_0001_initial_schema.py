@@ -373,13 +373,9 @@ def _performance() -> None:
         sa.Column("conversion_value_micros", sa.BigInteger(), server_default="0", nullable=False),
         _created_at("updated_at"),
         _unique("performance_metrics", "keyword_id", "hour"),
+        # 0 <= conversions <= clicks <= impressions also keeps clicks and impressions >= 0.
         *_non_negative(
-            "performance_metrics",
-            "impressions",
-            "clicks",
-            "conversions",
-            "cost_micros",
-            "conversion_value_micros",
+            "performance_metrics", "conversions", "cost_micros", "conversion_value_micros"
         ),
         _check("performance_metrics", "clicks_le_impressions", "clicks <= impressions"),
         _check("performance_metrics", "conversions_le_clicks", "conversions <= clicks"),

@@ -103,9 +103,9 @@ class PerformanceMetric(Base):
         Index("ix_performance_metrics_campaign_id_hour", "campaign_id", "hour"),
         Index("ix_performance_metrics_ad_group_id_hour", "ad_group_id", "hour"),
         Index("ix_performance_metrics_account_id_hour", "account_id", "hour"),
-        *non_negative(
-            "impressions", "clicks", "conversions", "cost_micros", "conversion_value_micros"
-        ),
+        # 0 <= conversions <= clicks <= impressions: the chain makes clicks and impressions
+        # non-negative too, so they need no checks of their own.
+        *non_negative("conversions", "cost_micros", "conversion_value_micros"),
         CheckConstraint("clicks <= impressions", name="clicks_le_impressions"),
         CheckConstraint("conversions <= clicks", name="conversions_le_clicks"),
         *_hour_aligned(),

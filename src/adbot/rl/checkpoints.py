@@ -1,0 +1,169 @@
+"""Checkpoint format: one directory per checkpoint.
+
+``model.zip``          the SB3 PPO model (``PPO.save``)
+``normalization.json`` the observation/return normalisation statistics (VecNormalize),
+                       as JSON rather than a pickle so a shipped agent loads nothing executable
+``config.yaml``        the frozen :class:`TrainingConfig`, seed included
+``checkpoint.json``    timesteps, evaluation score, sha256 of ``model.zip``, creation time
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3 import PPO
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import VecNormalize
+
+from adbot import __version__
+from adbot.errors import InvalidInput, NotFound
+from adbot.rl.config import CONFIG_FILE_NAME, TrainingConfig, load_training_config
+
+MODEL_FILE = "model.zip"
+NORMALIZATION_FILE = "normalization.json"
+META_FILE = "checkpoint.json"
+
+
+def _obs_rms(vec: VecNormalize) -> RunningMeanStd:
+    rms = vec.obs_rms
+    if not isinstance(rms, RunningMeanStd):
+        raise InvalidInput("only flat (Box) observation spaces are supported")
+    return rms
+
+
+@dataclass(frozen=True)
+class NormalizationStats:
+    """VecNormalize's running statistics, enough to normalise observations at inference."""
+
+    obs_mean: list[float]
+    obs_var: list[float]
+    obs_count: float
+    ret_var: float
+    ret_count: float
+    clip_obs: float
+    clip_reward: float
+    epsilon: float
+    norm_obs: bool
+    norm_reward: bool
+
+    @classmethod
+    def from_vec_normalize(cls, vec: VecNormalize) -> NormalizationStats:
+        obs_rms = _obs_rms(vec)
+        return cls(
+            obs_mean=[float(x) for x in np.asarray(obs_rms.mean)],
+            obs_var=[float(x) for x in np.asarray(obs_rms.var)],
+            obs_count=float(obs_rms.count),
+            ret_var=float(vec.ret_rms.var),
+            ret_count=float(vec.ret_rms.count),
+            clip_obs=float(vec.clip_obs),
+            clip_reward=float(vec.clip_reward),
+            epsilon=float(vec.epsilon),
+            norm_obs=bool(vec.norm_obs),
+            norm_reward=bool(vec.norm_reward),
+        )
+
+    def restore_into(self, vec: VecNormalize) -> None:
+        """Put these statistics into a freshly built VecNormalize (resume, evaluation)."""
+        obs_rms = _obs_rms(vec)
+        if np.shape(obs_rms.mean) != (len(self.obs_mean),):
+            raise InvalidInput("normalisation statistics do not match the observation space")
+        obs_rms.mean = np.asarray(self.obs_mean, dtype=np.float64)
+        obs_rms.var = np.asarray(self.obs_var, dtype=np.float64)
+        obs_rms.count = self.obs_count
+        vec.ret_rms.var = np.asarray(self.ret_var, dtype=np.float64)
+        vec.ret_rms.count = self.ret_count
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        """The same transform VecNormalize applies to observations."""
+        if not self.norm_obs:
+            return obs.astype(np.float32)
+        mean = np.asarray(self.obs_mean)
+        scaled = (obs - mean) / np.sqrt(np.asarray(self.obs_var) + self.epsilon)
+        return np.clip(scaled, -self.clip_obs, self.clip_obs).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    timesteps: int
+    seed: int
+    model_sha256: str
+    score_ratio: float | None
+    created_at: str
+    adbot_version: str
+    config_fingerprint: str
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint; ``model`` has no env attached."""
+
+    path: Path
+    config: TrainingConfig
+    model: PPO
+    normalization: NormalizationStats
+    meta: CheckpointMeta
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(
+    directory: Path,
+    *,
+    model: PPO,
+    vec_normalize: VecNormalize,
+    config: TrainingConfig,
+    score_ratio: float | None,
+) -> CheckpointMeta:
+    """Write the four checkpoint files; returns what ``checkpoint.json`` holds."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save(directory / MODEL_FILE)
+    stats = NormalizationStats.from_vec_normalize(vec_normalize)
+    (directory / NORMALIZATION_FILE).write_text(json.dumps(asdict(stats), indent=1))
+    config.save(directory)
+    meta = CheckpointMeta(
+        timesteps=int(model.num_timesteps),
+        seed=config.seed,
+        model_sha256=sha256_file(directory / MODEL_FILE),
+        score_ratio=None if score_ratio is None else float(score_ratio),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        adbot_version=__version__,
+        config_fingerprint=config.fingerprint(),
+    )
+    (directory / META_FILE).write_text(json.dumps(asdict(meta), indent=1))
+    return meta
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"checkpoint file {path} cannot be read: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"checkpoint file {path}: expected an object")
+    return data
+
+
+def load_checkpoint(directory: Path | str) -> Checkpoint:
+    """Load a checkpoint directory; its model's sha256 must match ``checkpoint.json``."""
+    directory = Path(directory)
+    for name in (MODEL_FILE, NORMALIZATION_FILE, CONFIG_FILE_NAME, META_FILE):
+        if not (directory / name).is_file():
+            raise NotFound(f"not a checkpoint: {directory} has no {name}")
+    meta = CheckpointMeta(**_read_json(directory / META_FILE))
+    if sha256_file(directory / MODEL_FILE) != meta.model_sha256:
+        raise InvalidInput(f"checkpoint {directory}: model.zip does not match its sha256")
+    stats = NormalizationStats(**_read_json(directory / NORMALIZATION_FILE))
+    model = PPO.load(directory / MODEL_FILE, device="cpu")
+    return Checkpoint(directory, load_training_config(directory), model, stats, meta)

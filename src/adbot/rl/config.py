@@ -1,0 +1,135 @@
+"""The one frozen, serialisable training config (saved beside every checkpoint with its seed)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from adbot.errors import InvalidInput
+from adbot.rl.rewards import RewardSpec
+
+CONFIG_FILE_NAME = "config.yaml"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EnvConfig(_Frozen):
+    """How the training env draws scenarios and maps actions to bids."""
+
+    scenario: str | None = None  # a scenario file; None: domain randomisation
+    max_daily_queries: float | None = Field(6000.0, gt=0)  # cap for randomised draws (speed)
+    action_log_range: float = Field(1.5, gt=0, le=5)  # action 1 multiplies the prior by e^range
+
+
+class PpoConfig(_Frozen):
+    learning_rate: float = Field(3e-4, gt=0)
+    n_steps: int = Field(336, ge=8)
+    batch_size: int = Field(672, ge=8)
+    n_epochs: int = Field(10, ge=1)
+    gamma: float = Field(0.999, gt=0, le=1)
+    gae_lambda: float = Field(0.95, gt=0, le=1)
+    clip_range: float = Field(0.2, gt=0)
+    ent_coef: float = Field(0.0, ge=0)
+    vf_coef: float = Field(0.5, gt=0)
+    max_grad_norm: float = Field(0.5, gt=0)
+    log_std_init: float = -1.0
+    net_arch: tuple[int, ...] = (64, 64)
+
+
+class EvalConfig(_Frozen):
+    """Periodic evaluation against the hindsight oracle on fixed (scenario, seed) pairs."""
+
+    every_timesteps: int = Field(50_000, ge=1)
+    random_scenarios: int = Field(6, ge=0)  # drawn once from eval seed, never trained on
+    scenario_files: tuple[str, ...] = ()
+    episodes: int = Field(1, ge=1)
+    seed: int = 10_000
+
+
+class TrainingConfig(_Frozen):
+    """Everything that determines a training run; one file reproduces the agent."""
+
+    name: str = Field("default", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    seed: int = 0
+    total_timesteps: int = Field(500_000, ge=1)
+    n_envs: int = Field(8, ge=1)
+    vec_env: Literal["dummy", "subproc"] = "dummy"
+    torch_threads: int = Field(1, ge=1)
+    normalize_observations: bool = True
+    normalize_rewards: bool = False
+    checkpoint_every: int = Field(100_000, ge=1)
+    env: EnvConfig = EnvConfig()
+    reward: RewardSpec = RewardSpec()
+    ppo: PpoConfig = PpoConfig()
+    evaluation: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _batch_fits_rollout(self) -> TrainingConfig:
+        rollout = self.ppo.n_steps * self.n_envs
+        if rollout % self.ppo.batch_size:
+            raise ValueError(
+                f"ppo.batch_size ({self.ppo.batch_size}) must divide n_steps x n_envs ({rollout})"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def fingerprint(self) -> str:
+        """A short stable id of the config (same config, same fingerprint)."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def with_overrides(self, **changes: Any) -> TrainingConfig:
+        """A validated copy with top-level or nested (``ppo``, ``env`` ...) fields changed."""
+        data = self.to_dict()
+        for key, change in changes.items():
+            if isinstance(change, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **change}
+            else:
+                data[key] = change
+        return training_config_from_dict(data)
+
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / CONFIG_FILE_NAME
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return path
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "config"
+        parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def training_config_from_dict(data: dict[str, Any]) -> TrainingConfig:
+    try:
+        return TrainingConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(f"training config: {_describe(exc)}") from None
+
+
+def load_training_config(path: Path | str) -> TrainingConfig:
+    """Read a config YAML (a file, or a checkpoint directory holding ``config.yaml``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG_FILE_NAME
+    if not path.is_file():
+        raise InvalidInput(f"training config not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"training config {path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"training config {path}: expected a mapping")
+    return training_config_from_dict(data)

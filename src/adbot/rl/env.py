@@ -1,0 +1,170 @@
+"""The Gymnasium environment ``adbot/BidPacing-v0``: pace one campaign's bids over an episode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from adbot.errors import InvalidInput
+from adbot.market.auction import multiplier_bids
+from adbot.market.scenario import Scenario, load_scenario, random_scenario
+from adbot.market.simulator import MarketSimulator
+from adbot.rl.features import FEATURE_NAMES, N_FEATURES, PacingState
+from adbot.rl.rewards import Goal, Reward, RewardSpec, Totals, Transition
+
+ENV_ID = "adbot/BidPacing-v0"
+MAX_EPISODE_STEPS = 31 * 24  # a month of hourly steps; longer scenarios are truncated
+OBS_BOUND = 10.0
+ScenarioSource = Scenario | str | Path | dict[str, Any]
+
+
+def cap_daily_queries(scenario: Scenario, max_daily_queries: float | None) -> Scenario:
+    """The scenario with at most ``max_daily_queries`` (cheaper steps; same market shape)."""
+    if max_daily_queries is None or scenario.market.daily_queries <= max_daily_queries:
+        return scenario
+    market = scenario.market.model_copy(update={"daily_queries": float(max_daily_queries)})
+    return scenario.model_copy(update={"market": market})
+
+
+class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Set a campaign's bid multiplier step by step in the simulated auction market.
+
+    Each step is one decision step of the scenario (an hour by default): the agent sets the
+    multiplier ``alpha`` and every keyword bids ``clip(alpha x pCVR_k x R, min_bid,
+    max_bid)`` (MARKET.md) for that step's auctions.
+
+    Scenarios: a fixed one (a file, a bundled name, a mapping or a ``Scenario``) given to the
+    constructor, or, without one, a fresh draw of ``adbot.market.random_scenario`` from
+    ``self.np_random`` at every reset (domain randomisation, capped at
+    ``max_daily_queries`` for speed). ``reset(options={"scenario": ...})`` plays that
+    scenario for one episode; ``options={"episode_seed": n}`` fixes the market's draws.
+
+    ## Action
+
+    ``Box(-1, 1, (1,), float32)``: the log bid multiplier relative to the prior of
+    :mod:`adbot.rl.planner` (the bid-landscape plan): ``alpha = prior x
+    exp(action_log_range x a)``, clipped to [0.02, 50]. ``a = 0`` follows the plan.
+
+    ## Observation
+
+    ``Box(-10, 10, (N_FEATURES,), float32)``, the features of :data:`FEATURE_NAMES`
+    (:mod:`adbot.rl.features`): time left in the day and episode, hour and weekday
+    encodings, budget left today and in the episode, spend pace against an even pace,
+    CPA/ROAS so far against the target, last step's impression share and CPC against bids,
+    conversions so far, the plan's multipliers and the landscape's elasticity. Each is
+    scaled to O(1) and clipped; a VecNormalize wrapper standardises them in training.
+
+    ## Reward
+
+    The weighted components of the agent's :class:`RewardSpec` (:mod:`adbot.rl.rewards`).
+    The default, ``{"score": 1}`` with ``scale: budget``, is the step's increase of the
+    running MARKET.md score divided by the episode's reference score, so an episode's
+    rewards sum to ``score / reference_score`` exactly.
+
+    ## Episode End
+
+    Terminates after the scenario's last step (``days x steps_per_day``; the time left is
+    in the observation). Registered with ``max_episode_steps=744`` (31 days of hourly
+    steps); longer scenarios are truncated there.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(
+        self,
+        scenario: ScenarioSource | None = None,
+        *,
+        reward: RewardSpec | dict[str, Any] | None = None,
+        action_log_range: float = 1.0,
+        max_daily_queries: float | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if render_mode is not None:
+            raise InvalidInput("BidPacingEnv has no render modes")
+        self._fixed = None if scenario is None else load_scenario(scenario)
+        spec = reward if isinstance(reward, RewardSpec) else RewardSpec(**(reward or {}))
+        self.reward_fn = Reward(spec)
+        self.action_log_range = float(action_log_range)
+        self.max_daily_queries = max_daily_queries
+        self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (N_FEATURES,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.render_mode = render_mode
+        self.sim: MarketSimulator | None = None
+        self.state: PacingState | None = None
+        self._goal: Goal | None = None
+        self._totals = Totals()
+
+    def _draw_scenario(self, options: dict[str, Any]) -> Scenario:
+        if options.get("scenario") is not None:
+            return load_scenario(options["scenario"])
+        if self._fixed is not None:
+            return self._fixed
+        return cap_daily_queries(random_scenario(self.np_random), self.max_daily_queries)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = options or {}
+        scenario = self._draw_scenario(options)
+        episode_seed = options.get("episode_seed")
+        if episode_seed is None:
+            episode_seed = int(self.np_random.integers(0, 2**31 - 1))
+        self.sim = MarketSimulator(scenario, int(episode_seed))
+        self.state = PacingState(self.sim, self.action_log_range)
+        self._goal = Goal(campaign=scenario.campaign, days=scenario.horizon.days)
+        self._totals = Totals()
+        info = {"scenario": scenario.name, "episode_seed": int(episode_seed)}
+        return self._observe(), info
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        if self.sim is None or self.state is None or self._goal is None:
+            raise InvalidInput("call reset() before step()")
+        if self.sim.done:
+            raise InvalidInput("the episode is over; call reset()")
+        sim, state = self.sim, self.state
+        alpha = state.alpha_for(float(np.asarray(action, dtype=np.float64).reshape(-1)[0]))
+        bids = multiplier_bids(np.array([alpha]), sim.keyword_values, sim.min_bid, sim.max_bid)
+        elapsed_today = state.traffic_share_through(sim.step_in_day)
+        outcome = sim.step(bids[0])
+        state.record(alpha, outcome)
+        before = self._totals
+        self._totals = before.add(
+            outcome.total_cost, float(outcome.total_conversions), outcome.total_value
+        )
+        transition = Transition(
+            goal=self._goal,
+            before=before,
+            after=self._totals,
+            pace_gap=outcome.spend_today / sim.daily_budget - elapsed_today,
+            terminal=sim.done,
+        )
+        reward = self.reward_fn(transition)
+        info: dict[str, Any] = {"alpha": alpha, "cost": outcome.total_cost}
+        if sim.done:
+            info["score"] = sim.totals().score
+        return self._observe(), float(reward), bool(sim.done), False, info
+
+    def _observe(self) -> np.ndarray:
+        assert self.state is not None
+        obs = np.clip(self.state.observation(), -OBS_BOUND, OBS_BOUND)
+        return obs.astype(np.float32)
+
+
+def register() -> None:
+    """Register ``adbot/BidPacing-v0`` with Gymnasium (idempotent)."""
+    if ENV_ID not in gym.registry:
+        gym.register(
+            id=ENV_ID,
+            entry_point="adbot.rl.env:BidPacingEnv",
+            max_episode_steps=MAX_EPISODE_STEPS,
+        )
+
+
+__all__ = ["ENV_ID", "FEATURE_NAMES", "BidPacingEnv", "cap_daily_queries", "register"]

@@ -1,0 +1,200 @@
+"""What a bidder knows, as normalised features, and how an action becomes a bid multiplier.
+
+:class:`PacingState` is shared by the Gymnasium env (training) and the ``ppo:`` policy
+(evaluation, autopilot), so an agent sees exactly the same features in both places.
+
+Only information a real bidder has is used: its own bids and predicted conversion rates,
+the platform's per-step report (eligible queries, impressions, clicks, cost, conversions,
+value), the platform's bid simulator on steps already played, its budget and targets,
+the clock, and its usual traffic profile (the forecast every account has from history;
+unannounced shocks are not in it).
+
+Action -> multiplier: ``alpha = prior x exp(action_log_range x a)`` for ``a`` in [-1, 1],
+clipped to ``[MIN_ALPHA, MAX_ALPHA]``; the prior comes from
+:class:`adbot.rl.planner.LandscapePlanner`, so ``a = 0`` follows the plan.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from adbot.market.simulator import MarketSimulator, StepOutcome
+from adbot.rl.planner import CALIBRATION_PRIOR, LandscapePlanner, Plan
+
+MIN_ALPHA = 0.02
+MAX_ALPHA = 50.0
+_EPS = 1e-9
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "episode_progress",  # share of the episode's steps done
+    "day_progress",  # share of today's steps done
+    "hour_sin",
+    "hour_cos",
+    "weekday_sin",
+    "weekday_cos",
+    "budget_left_today",  # share of the daily budget not yet spent today
+    "budget_left_episode",  # share of the total budget not yet spent
+    "pace_gap_today",  # share of today's budget spent minus share of today's traffic past
+    "pace_gap_episode",  # the same over the whole episode
+    "traffic_left_today",  # share of today's forecast traffic still to come
+    "log_alpha_prior",  # the plan's multiplier (clipped logs, as every log below)
+    "log_budget_over_goal",  # log(alpha_budget / alpha_goal): > 0 when the goal binds
+    "log_prior_change",  # log(prior / multiplier in force)
+    "elasticity",  # d log spend / d log alpha around the prior (bid landscape)
+    "target_gap",  # log(target / CPA so far), CPA on predicted conversions; ROAS alike
+    "realised_target_gap",  # the same with realised conversions (0 before the first)
+    "calibration",  # log(realised / predicted conversions), shrunk to 0 while thin
+    "impression_share",  # last step: impressions / eligible queries
+    "cpc_to_bid",  # last step: average CPC / average bid of clicks
+    "spend_rate",  # log(last step's spend / its even-pace share of the daily budget)
+    "conversions_so_far",  # predicted conversions / (total budget / R)
+    "volume_ratio",  # log(eligible queries so far / forecast)
+    "has_cpa_target",
+    "has_roas_target",
+)
+N_FEATURES = len(FEATURE_NAMES)
+
+
+def _clip(x: float, bound: float = 3.0) -> float:
+    return float(min(bound, max(-bound, x)))
+
+
+def _log_ratio(num: float, den: float, bound: float = 3.0) -> float:
+    return _clip(math.log((num + _EPS) / (den + _EPS)), bound)
+
+
+def initial_alpha(sim: MarketSimulator) -> float:
+    """Before any evidence: bid one predicted conversion at the target (ROAS: value/target)."""
+    campaign = sim.scenario.campaign
+    if campaign.target_cpa is None and campaign.target_roas is not None:
+        return float(np.clip(1.0 / campaign.target_roas, MIN_ALPHA, MAX_ALPHA))
+    return 1.0
+
+
+class PacingState:
+    """Running statistics of one episode, the observation, and action -> alpha."""
+
+    def __init__(self, sim: MarketSimulator, action_log_range: float) -> None:
+        self.sim = sim
+        self.action_log_range = action_log_range
+        campaign = sim.scenario.campaign
+        self.target_cpa = campaign.target_cpa
+        self.target_roas = None if campaign.target_cpa is not None else campaign.target_roas
+        self.mean_value = campaign.conversion_value.mean
+        self.total_budget = sim.daily_budget * sim.days
+        forecast = np.asarray(sim.expected_queries, dtype=np.float64)
+        self._forecast_cum = np.concatenate(([0.0], np.cumsum(forecast)))
+        day = forecast[: sim.steps_per_day]
+        self._day_share = day / day.sum() if day.sum() > 0 else np.full(day.shape, 1 / day.size)
+        self._day_cum = np.concatenate(([0.0], np.cumsum(self._day_share)))
+        self.planner = LandscapePlanner(sim)
+        self.alpha = initial_alpha(sim)
+        self.cost = self.conversions = self.value = 0.0
+        self.pred_conversions = self.queries = 0.0
+        self._last = (0.0, 0.0, 0.0)  # impression share, cpc/bid, spend rate
+        self.plan = self._make_plan()
+
+    # --- traffic ----------------------------------------------------------------------
+    def _volume_ratio(self) -> float:
+        expected = self._forecast_cum[self.sim.step_index]
+        return float(np.clip((self.queries + 50.0) / (expected + 50.0), 0.2, 5.0))
+
+    def _traffic_left(self, until: int) -> float:
+        i = self.sim.step_index
+        return float(self._forecast_cum[until] - self._forecast_cum[i]) * self._volume_ratio()
+
+    def traffic_share_through(self, step_in_day: int) -> float:
+        """Share of a day's forecast traffic in its steps 0..step_in_day."""
+        return float(self._day_cum[step_in_day + 1])
+
+    def calibration(self) -> float:
+        c0 = CALIBRATION_PRIOR
+        return (self.conversions + c0) / (self.pred_conversions + c0)
+
+    def _make_plan(self) -> Plan:
+        sim = self.sim
+        day_end = (sim.day + 1) * sim.steps_per_day
+        return self.planner.plan(
+            budget_left_today=sim.budget_left_today,
+            traffic_left_today=self._traffic_left(min(day_end, sim.n_steps)),
+            traffic_left_episode=self._traffic_left(sim.n_steps),
+            realised=(self.cost, self.conversions, self.value),
+            calibration=self.calibration(),
+            fallback_alpha=self.alpha,
+        )
+
+    # --- action -------------------------------------------------------------------------
+    def alpha_for(self, action: float) -> float:
+        """The multiplier of the next step for an action in [-1, 1]."""
+        a = float(np.clip(action, -1.0, 1.0))
+        alpha = self.plan.alpha_prior * math.exp(self.action_log_range * a)
+        return float(np.clip(alpha, MIN_ALPHA, MAX_ALPHA))
+
+    def record(self, alpha: float, outcome: StepOutcome) -> None:
+        """Fold one step's report (the step the simulator just played) into the state."""
+        cost = outcome.total_cost
+        clicks = outcome.clicks.astype(np.float64)
+        self.alpha = alpha
+        self.cost += cost
+        self.conversions += outcome.total_conversions
+        self.value += outcome.total_value
+        self.pred_conversions += float(clicks @ self.sim.pcvr)
+        self.queries += outcome.total_queries
+        n_clicks = float(clicks.sum())
+        share = outcome.total_impressions / max(outcome.total_queries, 1)
+        cpc_to_bid = cost / float(clicks @ outcome.bids) if n_clicks else 0.0
+        even = self.sim.daily_budget * float(self._day_share[outcome.step])
+        self._last = (share, cpc_to_bid, _log_ratio(cost, even))
+        self.planner.add_step(outcome.index, float(outcome.total_queries))
+        if not self.sim.done:
+            self.plan = self._make_plan()
+
+    # --- observation ----------------------------------------------------------------------
+    def _goal_gap(self, conversions: float) -> float:
+        if self.cost <= 0 or conversions <= 0:
+            return 0.0
+        if self.target_cpa is not None:
+            return _log_ratio(self.target_cpa * conversions, self.cost)
+        if self.target_roas is not None:
+            return _log_ratio(conversions * self.mean_value, self.target_roas * self.cost)
+        return 0.0
+
+    def observation(self) -> np.ndarray:
+        sim, plan = self.sim, self.plan
+        spd = sim.steps_per_day
+        step_in_day = min(sim.step_index, sim.n_steps - 1) % spd
+        day_progress = step_in_day / spd
+        weekday = (sim.scenario.horizon.start_weekday + sim.day) % 7
+        past_today = float(self._day_cum[step_in_day])
+        past_episode = (sim.day + past_today) / sim.days
+        reference_conv = self.total_budget / sim.value_per_conversion
+        features = (
+            sim.step_index / sim.n_steps,
+            day_progress,
+            math.sin(2 * math.pi * day_progress),
+            math.cos(2 * math.pi * day_progress),
+            math.sin(2 * math.pi * weekday / 7),
+            math.cos(2 * math.pi * weekday / 7),
+            sim.budget_left_today / sim.daily_budget,
+            max(self.total_budget - self.cost, 0.0) / self.total_budget,
+            _clip(sim.spend_today / sim.daily_budget - past_today),
+            _clip(self.cost / self.total_budget - past_episode),
+            1.0 - past_today,
+            _clip(math.log(plan.alpha_prior), 4.0),
+            _log_ratio(plan.alpha_budget, plan.alpha_goal),
+            _log_ratio(plan.alpha_prior, self.alpha),
+            plan.elasticity / 3.0,
+            self._goal_gap(self.pred_conversions * self.calibration()),
+            self._goal_gap(self.conversions),
+            _clip(math.log(self.calibration())),
+            self._last[0],
+            self._last[1],
+            self._last[2],
+            _clip(self.pred_conversions / reference_conv, 10.0),
+            _log_ratio(self.queries + 50.0, self._forecast_cum[sim.step_index] + 50.0),
+            float(self.target_cpa is not None),
+            float(self.target_roas is not None),
+        )
+        return np.asarray(features, dtype=np.float32)

@@ -1,0 +1,200 @@
+"""Reward components and the registry that turns a reward spec into a reward function.
+
+A reward is a weighted sum of named components. Each component reads one
+:class:`Transition` (the campaign's running totals before and after a step) and
+returns a float. Components are differences of running quantities wherever the
+MARKET.md score allows it, so an episode's rewards telescope to a final figure:
+
+* ``conversions``, ``value``, ``profit``: the step's increments.
+* ``cpa_penalty``: AuctionNet's CPA penalty with exponent 2, taken incrementally.
+  With ``C`` conversions and ``cpa`` so far, the running penalty is
+  ``C * (min(1, (target_cpa / cpa)^2) - 1)``; the component is its increase.
+  Zero when the goal has no CPA target.
+* ``roas_penalty``: the same with ``min(1, (roas / target_roas)^2)`` on value, only for
+  goals with a ROAS target and no CPA target (as the score).
+* ``score``: the increase of the running MARKET.md score; summed over an episode it is
+  the episode's score exactly. For a CPA goal ``score = conversions + cpa_penalty``.
+* ``terminal_score``: the MARKET.md score, paid once on the last step.
+* ``pacing_penalty``: minus the squared gap between the share of today's budget spent and
+  the share of today's traffic already past (an even pace spends in step with traffic).
+
+The spec's ``scale`` divides the weighted sum by a per-goal constant so returns are O(1)
+across randomised scenarios: ``budget`` divides by the episode's reference score (total
+budget / target CPA for a CPA goal, total budget x target ROAS for a ROAS goal, total
+budget otherwise); ``none`` leaves rewards in score units.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from adbot.errors import InvalidInput
+from adbot.market.scenario import Campaign
+from adbot.market.score import score as market_score
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """What the campaign is judged on (MARKET.md score) and its budget."""
+
+    campaign: Campaign
+    days: int
+
+    @property
+    def target_cpa(self) -> float | None:
+        return self.campaign.target_cpa
+
+    @property
+    def target_roas(self) -> float | None:
+        return self.campaign.target_roas
+
+    @property
+    def daily_budget(self) -> float:
+        return self.campaign.daily_budget
+
+    def reference_score(self) -> float:
+        total_budget = self.daily_budget * self.days
+        if self.target_cpa is not None:
+            return total_budget / self.target_cpa
+        if self.target_roas is not None:
+            return total_budget * self.target_roas
+        return total_budget
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Running campaign totals since the start of the episode."""
+
+    cost: float = 0.0
+    conversions: float = 0.0
+    value: float = 0.0
+
+    def add(self, cost: float, conversions: float, value: float) -> Totals:
+        return Totals(self.cost + cost, self.conversions + conversions, self.value + value)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One decision step as the reward sees it."""
+
+    goal: Goal
+    before: Totals
+    after: Totals
+    pace_gap: float  # share of today's budget spent minus share of today's traffic past
+    terminal: bool
+
+
+Component = Callable[[Transition], float]
+
+
+def running_score(goal: Goal, totals: Totals) -> float:
+    """The MARKET.md score of the totals so far."""
+    return market_score(totals.conversions, totals.value, totals.cost, goal.campaign)
+
+
+def _cpa_penalty_level(goal: Goal, totals: Totals) -> float:
+    if goal.target_cpa is None or totals.conversions <= 0:
+        return 0.0
+    cpa = totals.cost / totals.conversions
+    return totals.conversions * (min(1.0, (goal.target_cpa / cpa) ** 2) - 1.0)
+
+
+def _roas_penalty_level(goal: Goal, totals: Totals) -> float:
+    if goal.target_cpa is not None or goal.target_roas is None or totals.cost <= 0:
+        return 0.0
+    roas = totals.value / totals.cost
+    return totals.value * (min(1.0, (roas / goal.target_roas) ** 2) - 1.0)
+
+
+def conversions(t: Transition) -> float:
+    return t.after.conversions - t.before.conversions
+
+
+def value(t: Transition) -> float:
+    return t.after.value - t.before.value
+
+
+def profit(t: Transition) -> float:
+    return (t.after.value - t.after.cost) - (t.before.value - t.before.cost)
+
+
+def cpa_penalty(t: Transition) -> float:
+    return _cpa_penalty_level(t.goal, t.after) - _cpa_penalty_level(t.goal, t.before)
+
+
+def roas_penalty(t: Transition) -> float:
+    return _roas_penalty_level(t.goal, t.after) - _roas_penalty_level(t.goal, t.before)
+
+
+def score(t: Transition) -> float:
+    return running_score(t.goal, t.after) - running_score(t.goal, t.before)
+
+
+def terminal_score(t: Transition) -> float:
+    return running_score(t.goal, t.after) if t.terminal else 0.0
+
+
+def pacing_penalty(t: Transition) -> float:
+    return -(t.pace_gap**2)
+
+
+REWARD_COMPONENTS: dict[str, Component] = {
+    "conversions": conversions,
+    "value": value,
+    "profit": profit,
+    "cpa_penalty": cpa_penalty,
+    "roas_penalty": roas_penalty,
+    "score": score,
+    "terminal_score": terminal_score,
+    "pacing_penalty": pacing_penalty,
+}
+
+
+def register_reward_component(name: str, component: Component) -> None:
+    """Add a component under a new name (names are never silently replaced)."""
+    if name in REWARD_COMPONENTS:
+        raise InvalidInput(f"reward component '{name}' is already registered")
+    REWARD_COMPONENTS[name] = component
+
+
+class RewardSpec(BaseModel):
+    """Components and weights of an agent's reward; stored with the agent's config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    components: dict[str, float] = Field(default_factory=lambda: {"score": 1.0})
+    scale: Literal["budget", "none"] = "budget"
+
+    @field_validator("components")
+    @classmethod
+    def _known_components(cls, components: Mapping[str, float]) -> Mapping[str, float]:
+        if not components:
+            raise ValueError("at least one component is required")
+        unknown = sorted(set(components) - set(REWARD_COMPONENTS))
+        if unknown:
+            known = ", ".join(sorted(REWARD_COMPONENTS))
+            raise ValueError(f"unknown component(s) {', '.join(unknown)} (known: {known})")
+        for name, weight in components.items():
+            if not math.isfinite(weight):
+                raise ValueError(f"weight of '{name}' must be finite")
+        return components
+
+
+class Reward:
+    """A reward function built from a :class:`RewardSpec`."""
+
+    def __init__(self, spec: RewardSpec) -> None:
+        self.spec = spec
+        self._terms = [(REWARD_COMPONENTS[name], w) for name, w in spec.components.items()]
+
+    def divisor(self, goal: Goal) -> float:
+        return goal.reference_score() if self.spec.scale == "budget" else 1.0
+
+    def __call__(self, transition: Transition) -> float:
+        total = sum(w * component(transition) for component, w in self._terms)
+        return float(total / self.divisor(transition.goal))

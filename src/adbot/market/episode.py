@@ -4,7 +4,7 @@ Common random numbers: each day draws from its own generator, seeded by
 ``SeedSequence([scenario.seed, episode_seed, 1], spawn_key=(day,))``; nothing drawn depends
 on bids, so every policy run on the same (scenario, episode seed) faces the same queries,
 competitor bids and uniform numbers. A step keeps only what our auctions need: per query,
-the keyword, the top ``slots + 1`` competitor ad ranks (competitor ranks do not depend on
+the keyword, the top ``slots`` competitor ad ranks (competitor ranks do not depend on
 our bid), and the uniforms that decide tie-breaks, clicks and conversions, plus the value of
 a conversion. Days are drawn lazily, on first use, and kept.
 
@@ -47,7 +47,7 @@ class StepMarket:
     """The bid-independent market of one step, queries in serving order."""
 
     keyword: np.ndarray  # (Q,) intp
-    comp_rank: np.ndarray  # (slots + 1, Q) top competitor ad ranks, descending, 0 = nobody
+    comp_rank: np.ndarray  # (slots, Q) top competitor ad ranks, descending, 0 = nobody
     quality: np.ndarray  # (Q,) our quality score on the query's keyword
     cvr: np.ndarray  # (Q,) true conversion probability (shocks applied, capped)
     u_tie: np.ndarray  # (Q,) uniforms: random tie-breaks among equal ad ranks
@@ -58,6 +58,19 @@ class StepMarket:
     @property
     def n_queries(self) -> int:
         return int(self.keyword.shape[0])
+
+    def subset(self, queries: np.ndarray) -> StepMarket:
+        """The same step restricted to some queries (kept in serving order)."""
+        return StepMarket(
+            keyword=self.keyword[queries],
+            comp_rank=self.comp_rank[:, queries],
+            quality=self.quality[queries],
+            cvr=self.cvr[queries],
+            u_tie=self.u_tie[queries],
+            u_click=self.u_click[queries],
+            u_conv=self.u_conv[queries],
+            conv_value=self.conv_value[queries],
+        )
 
 
 class _TopRanks:
@@ -149,6 +162,33 @@ class EpisodeMarket:
         self.universe = universe
         self.episode_seed = episode_seed
         self._days: dict[int, list[StepMarket]] = {}
+        self._clickable: dict[int, StepMarket] = {}
+
+    def clickable_day(self, day: int) -> StepMarket:
+        """The day's queries, in order, on which we could get a click at all, whatever we bid.
+
+        Our click needs ``u_click < click_prob[k, slot] <= click_prob[k, 0]``; on the other
+        queries no bid costs or earns anything, only impressions, so whole-episode searches
+        over bids (the oracle) can skip them and still spend and convert exactly alike.
+        """
+        if day not in self._clickable:
+            spd = self.scenario.horizon.steps_per_day
+            parts = []
+            for index in range(day * spd, (day + 1) * spd):
+                step = self.step(index)
+                best = self.universe.click_prob[step.keyword, 0]
+                parts.append(step.subset(np.flatnonzero(step.u_click < best)))
+            self._clickable[day] = StepMarket(
+                keyword=np.concatenate([p.keyword for p in parts]),
+                comp_rank=np.concatenate([p.comp_rank for p in parts], axis=1),
+                quality=np.concatenate([p.quality for p in parts]),
+                cvr=np.concatenate([p.cvr for p in parts]),
+                u_tie=np.concatenate([p.u_tie for p in parts]),
+                u_click=np.concatenate([p.u_click for p in parts]),
+                u_conv=np.concatenate([p.u_conv for p in parts]),
+                conv_value=np.concatenate([p.conv_value for p in parts]),
+            )
+        return self._clickable[day]
 
     def step(self, index: int) -> StepMarket:
         spd = self.scenario.horizon.steps_per_day
@@ -244,9 +284,13 @@ class EpisodeMarket:
         return steps
 
     def _top_ranks(self, drawn: _Day) -> np.ndarray:
-        """(slots + 1, Qd) best competitor ad ranks of each query."""
+        """(slots, Qd) best competitor ad ranks of each query.
+
+        Only the top ``slots`` matter: with our rank below all of them we get no slot,
+        otherwise the next rank below ours is one of them.
+        """
         quality = self.universe.competitor_quality
-        network = _TopRanks(self.scenario.market.slots + 1, drawn.keyword.shape[0])
+        network = _TopRanks(self.scenario.market.slots, drawn.keyword.shape[0])
         row = np.empty(drawn.keyword.shape[0], dtype=np.float32)
         for i, bids in enumerate(drawn.comp_bid):
             np.take(quality[i], drawn.keyword, out=row)

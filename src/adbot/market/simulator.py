@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from adbot.errors import InvalidInput
-from adbot.market.auction import AuctionRules, Landscape, Served, expected_landscape, serve
+from adbot.market.auction import AuctionRules, Served, serve
 from adbot.market.episode import EpisodeMarket, StepMarket, episode_market
+from adbot.market.landscape import Landscape, bid_landscape, multiplier_landscape
 from adbot.market.scenario import Scenario
 from adbot.market.score import EpisodeMetrics
 from adbot.market.universe import expected_step_queries
@@ -127,7 +128,7 @@ class MarketSimulator:
             raise InvalidInput("the episode is over; build a new simulator")
         used = self.validate_bids(bids)
         market = self.market.step(self.step_index)
-        served = serve(market, used, self.daily_budget - self.spend_today, self.rules)
+        served = serve(market, used, self.spend_today, self.daily_budget, self.rules)
         outcome = self._outcome(market, used, served)
         self.spend_today = outcome.spend_today
         self._totals += (
@@ -155,7 +156,7 @@ class MarketSimulator:
         clicks = per_keyword(served.clicked)
         cost = per_keyword(served.clicked, served.cost)
         conversions = per_keyword(served.clicked[served.converted])
-        spend_today = self.spend_today + served.total_cost
+        total_cost = float(served.cost.sum())
         return StepOutcome(
             day=self.day,
             step=self.step_in_day,
@@ -174,11 +175,11 @@ class MarketSimulator:
             total_queries=market.n_queries,
             total_impressions=int(served.shown.shape[0]),
             total_clicks=int(served.clicked.shape[0]),
-            total_cost=served.total_cost,
+            total_cost=total_cost,
             total_conversions=int(np.count_nonzero(served.converted)),
             total_value=float(served.value.sum()),
-            spend_today=spend_today,
-            budget_exhausted=spend_today >= self.daily_budget,
+            spend_today=served.spend_after,
+            budget_exhausted=served.spend_after >= self.daily_budget,
         )
 
     def totals(self) -> EpisodeMetrics:
@@ -201,9 +202,29 @@ class MarketSimulator:
         """
         if not 0 <= index < self.step_index:
             raise InvalidInput(f"landscape only for played steps (0..{self.step_index - 1})")
-        return expected_landscape(
+        return bid_landscape(
             self.market.step(index),
-            np.atleast_2d(bids),
+            np.atleast_2d(np.asarray(bids, dtype=np.float64)),
+            self.rules,
+            self.pcvr,
+            self.value_per_conversion,
+        )
+
+    def multiplier_landscape(self, index: int, alphas: np.ndarray) -> Landscape:
+        """``bid_landscape`` of multiplier bids ``clip(alpha * v_k, min_bid, max_bid)``.
+
+        ``alphas`` must be ascending; much faster than passing the bid matrix.
+        """
+        if not 0 <= index < self.step_index:
+            raise InvalidInput(f"landscape only for played steps (0..{self.step_index - 1})")
+        alphas = np.asarray(alphas, dtype=np.float64)
+        if alphas.ndim != 1 or np.any(np.diff(alphas) < 0) or np.any(alphas < 0):
+            raise InvalidInput("alphas must be a 1-D ascending array of non-negative numbers")
+        return multiplier_landscape(
+            self.market.step(index),
+            alphas,
+            self.keyword_values,
+            (self.min_bid, self.max_bid),
             self.rules,
             self.pcvr,
             self.value_per_conversion,

@@ -1,0 +1,116 @@
+"""``onlinelp``: the multiplier from a linear program over the market seen so far.
+
+AuctionNet's OnlineLP sorts past bidding opportunities by realised cost per conversion and
+takes them greedily until the budget (and CPA) binds; the price of the last one taken sets
+the bid. For a multiplier bidder that greedy solution is a threshold on value per cost, i.e.
+a single ``alpha``, so this policy scans a log grid of multipliers instead of sorting
+opportunities: it is the same LP solved in its dual variable.
+
+What it learns from: after each step, the step's bid landscape (``MarketSimulator.
+bid_landscape``: expected clicks, cost and predicted conversions the step's auctions would
+have given at every grid multiplier, the data a platform's bid simulator reports; see
+``MarketSimulator.multiplier_landscape``). Per
+expected query, the landscapes of the steps played so far are pooled with a one-day
+half-life, so a market shift (a shock) is followed within a day. The predicted conversions
+are recalibrated by the realised ones like the PID's (prior of 20 conversions).
+
+Decision at each step: forecast, per multiplier, the rest of today (its expected query
+volume) and each later day (capped at the daily budget), add what was realised so far, and
+take the largest multiplier whose forecast keeps (1) today's expected remaining spend within
+today's remaining budget and (2) the episode's CPA at most ``target_cpa`` (or ROAS at least
+``target_roas``); between grid points it interpolates on the binding constraint's slack.
+
+Prior on day 1: before any step has been played, alpha is the natural multiplier (1 with a
+CPA target or none, ``1 / target_roas`` with a ROAS target); from the second step on, the
+steps already played stand in for the days already seen.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from adbot.bidding.base import ALPHA_MAX, ALPHA_MIN, bids_from_alpha, natural_alpha
+from adbot.bidding.pid import calibrated
+from adbot.market.simulator import MarketSimulator, StepOutcome
+
+GRID_POINTS = 48
+PRIOR_CONVERSIONS = 20.0
+
+
+class OnlineLpPolicy:
+    """Multiplier from an LP over the bid landscapes of the steps already played."""
+
+    def __init__(self, name: str = "onlinelp", half_life_days: float = 1.0) -> None:
+        self.name = name
+        self.half_life_days = half_life_days
+        self.grid = np.geomspace(ALPHA_MIN, ALPHA_MAX, GRID_POINTS)
+        self.alpha: float | None = None
+
+    def reset(self, sim: MarketSimulator) -> None:
+        self._sim = sim
+        self._decay = 0.5 ** (1.0 / (self.half_life_days * sim.steps_per_day))
+        self._seen = np.zeros((3, GRID_POINTS))  # decayed sums: cost, conversions, value
+        self._seen_queries = 0.0
+        self._cost = self._conversions = self._value = self._predicted = 0.0
+        self.alpha = None
+
+    def bids(self, sim: MarketSimulator) -> np.ndarray:
+        self.alpha = natural_alpha(sim) if self._seen_queries <= 0 else self._solve(sim)
+        return bids_from_alpha(self.alpha, sim)
+
+    def observe(self, outcome: StepOutcome) -> None:
+        sim = self._sim
+        self._cost += outcome.total_cost
+        self._conversions += outcome.total_conversions
+        self._value += outcome.total_value
+        self._predicted += float(outcome.clicks @ sim.pcvr)
+        land = sim.multiplier_landscape(outcome.index, self.grid)
+        self._seen *= self._decay
+        self._seen += (land.cost, land.conversions, land.value)
+        self._seen_queries = self._seen_queries * self._decay + sim.expected_queries[outcome.index]
+
+    def _forecast(self, sim: MarketSimulator) -> tuple[np.ndarray, ...]:
+        """Per grid multiplier: today's remaining cost, and episode-end cost, conv., value."""
+        cost, conversions, value = self._seen / self._seen_queries
+        spd, now = sim.steps_per_day, sim.step_index
+        end_today = (now // spd + 1) * spd
+        today = cost * sim.expected_queries[now:end_today].sum()
+        cap = np.minimum(1.0, sim.budget_left_today / np.maximum(today, 1e-12))
+        later = sim.expected_queries[end_today:].reshape(-1, spd).sum(axis=1)
+        per_day = np.outer(cost, later)
+        caps = np.minimum(1.0, sim.daily_budget / np.maximum(per_day, 1e-12))
+        volume = sim.expected_queries[now:end_today].sum() * cap + (caps * later).sum(axis=1)
+        kappa = calibrated(self._predicted, self._conversions, PRIOR_CONVERSIONS)
+        kappa = kappa / self._predicted if self._predicted > 0 else 1.0
+        total_cost = self._cost + today * cap + (per_day * caps).sum(axis=1)
+        total_conversions = self._conversions + kappa * conversions * volume
+        total_value = self._value + kappa * value * volume
+        return today, total_cost, total_conversions, total_value
+
+    def _slack(self, sim: MarketSimulator) -> np.ndarray:
+        """Relative slack of the tightest constraint per grid multiplier (>= 0: feasible)."""
+        today, cost, conversions, value = self._forecast(sim)
+        slack = (sim.budget_left_today - today) / sim.daily_budget
+        campaign = sim.scenario.campaign
+        if campaign.target_cpa is not None:
+            allowed = campaign.target_cpa * conversions
+            slack = np.minimum(slack, (allowed - cost) / np.maximum(allowed, 1e-12))
+        elif campaign.target_roas is not None:
+            required = campaign.target_roas * cost
+            slack = np.minimum(slack, (value - required) / np.maximum(required, 1e-12))
+        return slack
+
+    def _solve(self, sim: MarketSimulator) -> float:
+        slack = self._slack(sim)
+        feasible = np.flatnonzero(slack >= 0)
+        if feasible.shape[0] == 0:
+            return float(self.grid[0])
+        best = int(feasible[-1])
+        if best + 1 >= GRID_POINTS:
+            return float(self.grid[-1])
+        low, high = slack[best], slack[best + 1]
+        share = low / (low - high) if low > high else 0.0
+        log_grid = np.log(self.grid)
+        return math.exp(log_grid[best] + share * (log_grid[best + 1] - log_grid[best]))

@@ -1,0 +1,64 @@
+"""Policy names -> policies. ``ppo:`` and other prefixes are plugged in by other packages.
+
+``adbot.rl`` (or any plugin) calls ``register_policy_factory("ppo", factory)`` so that
+``make_policy("ppo:NAME")`` works without this package importing it. Plugins can also be
+declared as ``adbot.policies`` entry points; ``load_policy_plugins()`` imports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+from adbot.bidding.base import Policy
+from adbot.bidding.fixed import FixedPolicy
+from adbot.bidding.onlinelp import OnlineLpPolicy
+from adbot.bidding.oracle import OraclePolicy
+from adbot.bidding.pid import PidPolicy
+from adbot.errors import InvalidInput
+
+PolicyFactory = Callable[[str], Policy]
+
+BUILTIN: dict[str, Callable[[], Policy]] = {
+    "fixed": FixedPolicy,
+    "pid": PidPolicy,
+    "onlinelp": OnlineLpPolicy,
+    "oracle": OraclePolicy,
+}
+_FACTORIES: dict[str, PolicyFactory] = {}
+
+
+def register_policy_factory(prefix: str, factory: PolicyFactory) -> None:
+    """Make ``make_policy("PREFIX:ARG")`` call ``factory("ARG")``."""
+    if not prefix or ":" in prefix or prefix in BUILTIN:
+        raise InvalidInput(f"cannot register policy prefix {prefix!r}")
+    _FACTORIES[prefix] = factory
+
+
+def load_policy_plugins() -> None:
+    """Import the ``adbot.policies`` entry points (each registers its factories)."""
+    for entry in entry_points(group="adbot.policies"):
+        entry.load()
+
+
+def known_policies() -> list[str]:
+    return [*BUILTIN, *(f"{prefix}:NAME" for prefix in sorted(_FACTORIES))]
+
+
+def make_policy(spec: str) -> Policy:
+    """A fresh policy from its name: fixed, fixed:ALPHA, pid, onlinelp, oracle, PREFIX:ARG."""
+    name, _, arg = spec.strip().partition(":")
+    if name == "fixed" and arg:
+        try:
+            alpha = float(arg)
+        except ValueError:
+            raise InvalidInput(f"policy {spec!r}: fixed:ALPHA needs a number") from None
+        if not 0 < alpha < float("inf"):
+            raise InvalidInput(f"policy {spec!r}: alpha must be positive and finite")
+        return FixedPolicy(alpha, name=spec)
+    if name in BUILTIN and not arg:
+        return BUILTIN[name]()
+    if name in _FACTORIES:
+        return _FACTORIES[name](arg)
+    known = ", ".join(known_policies())
+    raise InvalidInput(f"unknown policy {spec!r} (known: {known})")

@@ -1,0 +1,192 @@
+"""``adbot evaluate`` and ``adbot simulate``: policies in the simulated market (MARKET.md)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import typer
+from rich import box
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from adbot.bidding.evaluate import check_episodes
+from adbot.bidding.evaluate import evaluate as evaluate_policies
+from adbot.bidding.registry import BUILTIN, load_policy_plugins, make_policy
+from adbot.bidding.runner import EpisodeResult, run_episode
+from adbot.cli._console import err, out
+from adbot.errors import InvalidInput
+from adbot.market.episode import universe_for
+from adbot.market.scenario import Scenario, load_scenario
+
+# Simulated time starts on a Monday (2024-01-01), shifted to the scenario's start weekday.
+EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _policy_specs(raw: list[str]) -> list[str]:
+    """``--policy a --policy b,c`` -> [a, b, c], duplicates dropped, plugins loaded if needed."""
+    specs = [part.strip() for item in raw for part in item.split(",") if part.strip()]
+    if not specs:
+        raise InvalidInput("give at least one --policy")
+    if any(spec.partition(":")[0] not in BUILTIN for spec in specs):
+        _load_plugins()
+    return list(dict.fromkeys(specs))
+
+
+def _load_plugins() -> None:
+    """Let agent packages register their policy prefixes (``ppo:``) before names resolve."""
+    load_policy_plugins()
+    try:
+        importlib.import_module("adbot.rl")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("adbot.rl",):
+            raise
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _table(report: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"{report['scenario']}: {report['episodes']} episodes from seed {report['seed']}",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+    )
+    headers = ("policy", "score", "sd", "ratio", "conv", "cost", "cpa", "roas", "budget", "secs")
+    for name in headers:
+        table.add_column(name, justify="left" if name == "policy" else "right", no_wrap=True)
+    for row in report["results"]:
+        table.add_row(
+            row["policy"],
+            _fmt(row["score"], 1),
+            _fmt(row["score_std"], 1),
+            _fmt(row["score_ratio"], 3),
+            _fmt(row["conversions"], 1),
+            _fmt(row["cost"], 0),
+            _fmt(row["cpa"]),
+            _fmt(row["roas"]),
+            _fmt(row["budget_utilization"]),
+            _fmt(row["wall_seconds"], 1),
+        )
+    alphas = ", ".join(
+        f"{e['seed']}: {e['oracle_score']:,.1f}" for e in report["results"][0]["episodes"]
+    )
+    table.caption = f"ratio = score / oracle score; oracle score by seed: {alphas}"
+    return table
+
+
+def evaluate(
+    scenario: str = typer.Argument(..., help="Scenario YAML file, or a bundled scenario name."),
+    policy: list[str] = typer.Option(
+        ..., "--policy", "-p", help="fixed, pid, onlinelp, oracle, ppo:NAME (repeat or a,b,c)."
+    ),
+    episodes: int = typer.Option(5, "--episodes", "-n", help="Episodes (seeds S, S+1, ...)."),
+    seed: int = typer.Option(0, "--seed", "-s", help="First episode seed S."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Score policies against the hindsight oracle on a scenario (MARKET.md)."""
+    check_episodes(episodes, seed)
+    loaded = load_scenario(scenario)
+    specs = _policy_specs(policy)
+    for spec in specs:
+        make_policy(spec)  # an unknown name fails before any episode runs
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(f"evaluating {loaded.name}", total=episodes * (len(specs) + 1))
+
+        def advance(label: str) -> None:
+            bar.update(task, advance=1, description=label)
+
+        report = evaluate_policies(loaded, specs, episodes=episodes, seed=seed, progress=advance)
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        out.print(_table(report))
+
+
+def _trace_frame(result: EpisodeResult, scenario: Scenario) -> pd.DataFrame:
+    """One row per step and keyword."""
+    trace = result.keywords
+    assert trace is not None
+    n_steps, k = trace.bids.shape
+    spd = scenario.horizon.steps_per_day
+    index = np.repeat(np.arange(n_steps), k)
+    start = EPOCH + timedelta(days=scenario.horizon.start_weekday)
+    step_length = timedelta(days=1) / spd
+    timestamps = pd.DatetimeIndex([start + i * step_length for i in range(n_steps)])[index]
+    texts = np.asarray(universe_for(scenario).keyword_texts, dtype=object)
+    return pd.DataFrame(
+        {
+            "scenario": scenario.name,
+            "episode_seed": result.episode_seed,
+            "policy": result.policy,
+            "day": index // spd,
+            "step": index % spd,
+            "timestamp": timestamps,
+            "hour": timestamps.hour,
+            "weekday": timestamps.weekday,
+            "keyword_id": np.tile(np.arange(k), n_steps),
+            "keyword": np.tile(texts, n_steps),
+            "alpha": result.alpha[index],
+            "bid": trace.bids.ravel(),
+            "queries": trace.queries.ravel().astype(np.int64),
+            "impressions": trace.impressions.ravel().astype(np.int64),
+            "clicks": trace.clicks.ravel().astype(np.int64),
+            "cost": trace.cost.ravel(),
+            "conversions": trace.conversions.ravel().astype(np.int64),
+            "value": trace.value.ravel(),
+            "avg_position": trace.avg_position.ravel(),
+        }
+    )
+
+
+def simulate(
+    scenario: str = typer.Argument(..., help="Scenario YAML file, or a bundled scenario name."),
+    policy: str = typer.Option(..., "--policy", "-p", help="The policy that bids."),
+    out_file: Path = typer.Option(..., "--out", "-o", help="Trace file: .csv or .parquet."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Episode seed."),
+) -> None:
+    """Play one episode and write its per-step, per-keyword trace (CSV or Parquet)."""
+    suffix = out_file.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise InvalidInput(f"--out must end in .csv or .parquet, got {out_file.name!r}")
+    if seed < 0:
+        raise InvalidInput("seed must be >= 0")
+    loaded = load_scenario(scenario)
+    (spec,) = _policy_specs([policy])
+    with err.status(f"simulating {loaded.name} with {spec}"):
+        result = run_episode(loaded, seed, make_policy(spec), keyword_trace=True)
+    frame = _trace_frame(result, loaded)
+    try:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".csv":
+            frame.to_csv(out_file, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
+        else:
+            frame.to_parquet(out_file, index=False)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {out_file}: {exc.strerror or exc}") from None
+    metrics = result.metrics
+    out.print(
+        f"wrote {len(frame)} rows to {out_file} "
+        f"(score {metrics.score:,.1f}, cost {metrics.cost:,.2f}, "
+        f"conversions {metrics.conversions:,.0f})",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``evaluate`` and ``simulate`` as top-level commands."""
+    app.command("evaluate")(evaluate)
+    app.command("simulate")(simulate)

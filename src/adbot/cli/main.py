@@ -9,6 +9,7 @@ import typer
 from adbot import __version__
 from adbot.cli import config as config_cli
 from adbot.cli import db as db_cli
+from adbot.cli import market as market_cli
 from adbot.cli._console import err
 from adbot.errors import AdbotError
 
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(config_cli.app, name="config")
 app.add_typer(db_cli.app, name="db")
+market_cli.register(app)
 
 
 def _version(value: bool) -> None:

@@ -51,7 +51,7 @@ def current() -> None:
     revisions = migrate.current_revisions()
     heads = migrate.head_revisions()
     state = "up to date" if set(revisions) == set(heads) else f"head is {', '.join(heads)}"
-    out.print(f"{migrate.describe_revisions(revisions)} ({state})", highlight=False)
+    out.print(f"{migrate.describe_revisions(revisions)} ({state})", highlight=False, soft_wrap=True)
 
 
 @app.command("check")
@@ -59,14 +59,19 @@ def check() -> None:
     """Compare the models with the migrated database; exit 1 on any drift."""
     drift = migrate.check()
     if not drift:
-        out.print(f"no drift: the models match the database at {_where()}", highlight=False)
+        out.print(
+            f"no drift: the models match the database at {_where()}",
+            highlight=False,
+            soft_wrap=True,
+        )
         return
     for item in drift:
-        out.print(f"drift: {item}", highlight=False)
+        out.print(f"drift: {item}", highlight=False, soft_wrap=True)
     err.print(
         f"{len(drift)} difference(s) between the models and the migrations: add a migration "
         "(see docs/MIGRATIONS.md)",
         highlight=False,
+        soft_wrap=True,
     )
     raise typer.Exit(1)
 
@@ -87,4 +92,5 @@ def _report(before: tuple[str, ...], after: tuple[str, ...]) -> None:
     err.print(
         f"{_where()}: {migrate.describe_revisions(before)} -> {migrate.describe_revisions(after)}",
         highlight=False,
+        soft_wrap=True,
     )

@@ -1,0 +1,205 @@
+"""Migrations: up, down and up again leave the same schema on both backends; ``adbot db``
+finds no drift, finds real drift, and explains its errors in one line."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, inspect, text
+
+from adbot.cli.main import main
+from adbot.config import get_settings
+from adbot.db import migrate
+from adbot.db.engine import create_db_engine
+
+HEAD = "0001"
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL of an empty database on each backend."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("pg_database")
+        return url
+    return f"sqlite:///{tmp_path / 'roundtrip.db'}"
+
+
+@pytest.fixture
+def engine_for(empty_url: str) -> Iterator[Engine]:
+    engine = create_db_engine(empty_url)
+    yield engine
+    engine.dispose()
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def adbot(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> Iterator[Callable[..., Result]]:
+    """Run ``adbot ...`` in this process with ``ADBOT_DB__URL=url``; exit code and output."""
+    monkeypatch.chdir(tmp_path)  # no .env or config file of the repository
+
+    def run(url: str, *args: str) -> Result:
+        monkeypatch.setenv("ADBOT_DB__URL", url)
+        get_settings.cache_clear()
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    yield run
+    get_settings.cache_clear()
+
+
+def snapshot(engine: Engine) -> dict[str, Any]:
+    """Everything reflection reports about every table (types, defaults, constraints)."""
+    inspector = inspect(engine)
+    tables: dict[str, Any] = {}
+    for table in sorted(inspector.get_table_names()):
+        tables[table] = {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
+                for c in inspector.get_columns(table)
+            ],
+            "primary_key": inspector.get_pk_constraint(table),
+            "foreign_keys": sorted(
+                (fk["name"], fk["constrained_columns"], fk["referred_table"], fk["options"])
+                for fk in inspector.get_foreign_keys(table)
+            ),
+            "uniques": sorted(
+                (uq["name"], uq["column_names"]) for uq in inspector.get_unique_constraints(table)
+            ),
+            "indexes": sorted(
+                (ix["name"], ix["column_names"], ix["unique"], _options(ix))
+                for ix in inspector.get_indexes(table)
+            ),
+            "checks": sorted(
+                (ck["name"], ck["sqltext"]) for ck in inspector.get_check_constraints(table)
+            ),
+        }
+    return tables
+
+
+def _options(index: Any) -> list[tuple[str, str]]:
+    return sorted((key, str(value)) for key, value in index.get("dialect_options", {}).items())
+
+
+def test_upgrade_downgrade_upgrade_leaves_the_same_schema(
+    empty_url: str, engine_for: Engine, adbot: Callable[..., Result]
+) -> None:
+    migrate.upgrade(empty_url, "head")
+    first = snapshot(engine_for)
+    assert len(first) == 21  # the 20 tables and alembic_version
+    assert migrate.current_revisions(empty_url) == (HEAD,)
+
+    migrate.downgrade("base", empty_url)
+    assert set(inspect(engine_for).get_table_names()) <= {"alembic_version"}
+    assert migrate.current_revisions(empty_url) == ()
+
+    migrate.upgrade(empty_url, "head")
+    assert snapshot(engine_for) == first
+
+    result = adbot(empty_url, "db", "check")
+    assert result.returncode == 0, result.stderr
+    assert "no drift" in result.stdout
+
+
+def test_check_reports_drift(
+    empty_url: str, engine_for: Engine, adbot: Callable[..., Result]
+) -> None:
+    migrate.upgrade(empty_url, "head")
+    with engine_for.begin() as connection:
+        connection.execute(text("DROP INDEX ix_bid_history_cycle_id"))
+    result = adbot(empty_url, "db", "check")
+    assert result.returncode == 1
+    assert "ix_bid_history_cycle_id" in result.stdout
+    assert "add a migration" in result.stderr
+
+
+def test_cli_upgrade_current_downgrade(tmp_path: Path, adbot: Callable[..., Result]) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert "base (empty database)" in adbot(url, "db", "current").stdout
+    upgraded = adbot(url, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert f"-> {HEAD}" in upgraded.stderr
+    assert adbot(url, "db", "current").stdout.strip() == f"{HEAD} (up to date)"
+    assert HEAD in adbot(url, "db", "history").stdout
+    downgraded = adbot(url, "db", "downgrade", "base", "--yes")
+    assert downgraded.returncode == 0, downgraded.stderr
+    assert migrate.current_revisions(url) == ()
+
+
+def _one_line_error(result: Result | subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_unreachable_database_is_one_line_with_masked_url(tmp_path: Path) -> None:
+    """End to end through the installed entry point: a new process, real exit code."""
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql+psycopg://adbot:s3cret-pw@127.0.0.1:{port}/adbot"
+    result = subprocess.run(
+        [sys.executable, "-m", "adbot.cli.main", "db", "current"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ADBOT_DB__URL": url},
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    line = _one_line_error(result)
+    assert f"postgresql+psycopg://adbot:***@127.0.0.1:{port}/adbot" in line
+    assert "s3cret-pw" not in line
+    assert "ADBOT_DB__URL" in line and "docker compose up -d postgres" in line
+
+
+def test_unknown_target_revision_says_how_to_fix(
+    tmp_path: Path, adbot: Callable[..., Result]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'rev.db'}"
+    line = _one_line_error(adbot(url, "db", "upgrade", "no-such-rev"))
+    assert "'no-such-rev'" in line and "adbot db history" in line
+
+
+def test_database_at_unknown_revision_says_so(tmp_path: Path, adbot: Callable[..., Result]) -> None:
+    url = f"sqlite:///{tmp_path / 'future.db'}"
+    migrate.upgrade(url, "head")
+    engine = create_db_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'f00dcafe'"))
+    engine.dispose()
+    for command in (("db", "upgrade"), ("db", "check")):
+        line = _one_line_error(adbot(url, *command))
+        assert "revision 'f00dcafe'" in line and "do not know" in line
+
+
+def test_check_on_an_unmigrated_database_asks_for_upgrade(
+    tmp_path: Path, adbot: Callable[..., Result]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    line = _one_line_error(adbot(url, "db", "check"))
+    assert "adbot db upgrade" in line

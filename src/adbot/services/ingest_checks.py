@@ -1,0 +1,355 @@
+"""Vectorised per-row checks of an ingestion batch (a pandas frame, one row per input row).
+
+Each ``*_column`` function turns one input column into a typed numpy array and records a
+problem (row, field, reason) for every cell it cannot accept. Work that needs Python per
+value (parsing timestamps, odd JSON values) runs once per *distinct* value, so a batch of
+100,000 rows over a few hundred hours parses a few hundred strings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from adbot.errors import InvalidInput
+
+Source = Literal["json", "csv"]
+# Micros and counts are 64-bit in the database; a trillion currency units is far beyond any
+# real amount and leaves room for sums.
+MAX_VALUE = 10**18
+MICROS_PER_UNIT = 1_000_000
+_NOT_SET = object()
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One problem of one input row; ``row`` is 1-based (row 1 is the first data row)."""
+
+    row: int
+    field: str
+    reason: str
+
+
+class Problems:
+    """Problems of a batch, collected column by column as boolean masks."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._parts: list[tuple[np.ndarray, str, np.ndarray | str]] = []
+
+    def add(self, mask: Any, field: str, reason: np.ndarray | str) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.any():
+            self._parts.append((mask, field, reason))
+
+    def extend(self, other: Problems) -> None:
+        self._parts.extend(other._parts)
+
+    def bad(self, *fields: str) -> np.ndarray:
+        """True for every row with a problem (in one of ``fields``, when given)."""
+        bad = np.zeros(self.size, dtype=bool)
+        for mask, field, _ in self._parts:
+            if not fields or field in fields:
+                bad |= mask
+        return bad
+
+    def listing(self) -> list[Rejection]:
+        """Every problem, by row, then in the order the checks ran."""
+        found: list[tuple[int, int, str, str]] = []
+        for order, (mask, field, reason) in enumerate(self._parts):
+            rows = np.flatnonzero(mask)
+            reasons = (
+                [reason] * len(rows) if isinstance(reason, str) else [str(r) for r in reason[rows]]
+            )
+            found.extend(
+                (int(row), order, field, text) for row, text in zip(rows, reasons, strict=True)
+            )
+        found.sort()
+        return [Rejection(row + 1, field, text) for row, _, field, text in found]
+
+
+def present(frame: pd.DataFrame, *names: str) -> str | None:
+    """The first of ``names`` that is a column of ``frame``."""
+    return next((name for name in names if name in frame.columns), None)
+
+
+def require_column(frame: pd.DataFrame, *names: str) -> str:
+    name = present(frame, *names)
+    if name is None:
+        wanted = " or ".join(f"'{n}'" for n in names)
+        raise InvalidInput(
+            f"the batch has no {wanted} column", details={"field": names[0], "columns": names}
+        )
+    return name
+
+
+def blank(values: pd.Series) -> np.ndarray:
+    """Missing cells: null, NaN or an empty/whitespace string."""
+    missing = values.isna().to_numpy()
+    if values.dtype == object:
+        text = values.map(lambda v: isinstance(v, str) and not v.strip())
+        missing |= text.to_numpy(dtype=bool)
+    return missing
+
+
+def _per_distinct(values: pd.Series, parse: Callable[[Any], Any]) -> np.ndarray:
+    """``parse`` applied to each distinct value, spread back to every row."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    parsed = np.empty(len(uniques) + 1, dtype=object)
+    parsed[:-1] = [parse(value) for value in uniques]
+    parsed[-1] = None
+    return parsed[codes]  # code -1 (missing) picks the trailing None
+
+
+def _number(value: Any, source: Source) -> float | int | str:
+    """A number, or the reason it is not one."""
+    if isinstance(value, bool):
+        return "expected a number, got a boolean"
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str) and source == "csv":
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            return f"'{_clip(text)}' is not a number"
+        return number if math.isfinite(number) else f"'{_clip(text)}' is not a finite number"
+    return f"expected a number, got {_json_type(value)}"
+
+
+_JSON_TYPES: dict[type, str] = {str: "a string", list: "a list", dict: "an object"}
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), "a value")
+
+
+def _clip(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _numbers(
+    frame: pd.DataFrame, name: str, problems: Problems, source: Source, optional: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Float values of column ``name``, the mask of usable cells, and the exact Python
+    integers when some are too large for a float to hold exactly (else None).
+    """
+    values = frame[name]
+    missing = blank(values)
+    if not optional:
+        problems.add(missing, name, "missing value")
+    if values.dtype.kind in "iuf":
+        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        ok = ~missing & np.isfinite(numbers)
+        problems.add(~missing & ~np.isfinite(numbers), name, "not a finite number")
+        return numbers, ok, None
+    if values.dtype.kind == "b":
+        problems.add(~missing, name, "expected a number, got a boolean")
+        return np.zeros(len(values)), np.zeros(len(values), dtype=bool), None
+    parsed = _per_distinct(values.where(~missing, None), lambda v: _number(v, source))
+    is_reason = np.fromiter((isinstance(v, str) for v in parsed), dtype=bool, count=len(parsed))
+    problems.add(is_reason & ~missing, name, parsed.astype(object))
+    numbers = np.array(
+        [v if isinstance(v, int | float) and not isinstance(v, bool) else np.nan for v in parsed],
+        dtype=np.float64,
+    )
+    # Integers above 2**53 lose precision as floats; keep them exact in an object array.
+    huge = any(isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**53 for v in parsed)
+    exact = np.array([v if isinstance(v, int) else None for v in parsed], dtype=object)
+    return numbers, ~missing & ~is_reason, exact if huge else None
+
+
+def int_column(
+    frame: pd.DataFrame,
+    name: str,
+    problems: Problems,
+    source: Source,
+    *,
+    default: int | None = None,
+    field: str | None = None,
+    optional: bool = False,
+) -> np.ndarray:
+    """A non-negative whole-number column as int64; ``default`` when the column is absent.
+    ``optional``: blank cells are allowed (and read as 0).
+    """
+    if name not in frame.columns:
+        return _absent(frame, name, default, np.int64)
+    numbers, ok, exact = _numbers(frame, name, problems, source, optional)
+    label = field or name
+    whole = ok & (np.floor(numbers) == numbers)
+    problems.add(ok & ~whole, label, "must be a whole number")
+    _range_checks(numbers, whole, label, problems)
+    if exact is not None:
+        big = np.array([isinstance(v, int) and v > MAX_VALUE for v in exact])
+        problems.add(big & whole, label, f"must be at most {MAX_VALUE}")
+    usable = whole & (numbers >= 0) & (numbers <= MAX_VALUE)
+    if exact is not None:  # exact Python ints, not their float approximations
+        pairs = zip(exact, numbers, usable, strict=True)
+        return np.array(
+            [(v if v is not None else int(n)) if u else 0 for v, n, u in pairs], np.int64
+        )
+    return np.where(usable, numbers, 0).astype(np.int64)
+
+
+def float_column(
+    frame: pd.DataFrame,
+    name: str,
+    problems: Problems,
+    source: Source,
+    *,
+    default: float | None = None,
+) -> np.ndarray:
+    """A non-negative number column as float64."""
+    if name not in frame.columns:
+        return _absent(frame, name, default, np.float64)
+    numbers, ok, _ = _numbers(frame, name, problems, source)
+    _range_checks(numbers, ok, name, problems)
+    return np.where(ok & (numbers >= 0) & (numbers <= MAX_VALUE), numbers, 0.0)
+
+
+def money_column(
+    frame: pd.DataFrame,
+    micros_name: str,
+    unit_names: Iterable[str],
+    problems: Problems,
+    source: Source,
+    *,
+    default: int | None = None,
+) -> np.ndarray:
+    """Money as int64 micros, from ``<x>_micros`` or from a currency-unit column (rounded)."""
+    if micros_name in frame.columns:
+        return int_column(frame, micros_name, problems, source)
+    unit_name = present(frame, *unit_names)
+    if unit_name is None:
+        return _absent(frame, micros_name, default, np.int64, also=tuple(unit_names))
+    units = float_column(frame, unit_name, problems, source)
+    return np.rint(units * MICROS_PER_UNIT).astype(np.int64)
+
+
+def _range_checks(numbers: np.ndarray, ok: np.ndarray, field: str, problems: Problems) -> None:
+    with np.errstate(invalid="ignore"):
+        problems.add(ok & (numbers < 0), field, "must not be negative")
+        problems.add(ok & (numbers > MAX_VALUE), field, f"must be at most {MAX_VALUE}")
+
+
+def _absent(
+    frame: pd.DataFrame,
+    name: str,
+    default: Any,
+    dtype: Any,
+    also: tuple[str, ...] = (),
+) -> np.ndarray:
+    if default is None:
+        require_column(frame, name, *also)
+    return np.full(len(frame), default, dtype=dtype)
+
+
+def _timestamp(value: Any) -> datetime | str:
+    """An aware UTC datetime from an ISO 8601 string with an offset, or why not."""
+    if not isinstance(value, str):
+        return f"expected an ISO 8601 string, got {_json_type(value)}"
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return f"'{_clip(value)}' is not an ISO 8601 timestamp"
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        return f"'{_clip(value)}' has no UTC offset (add Z or +00:00)"
+    return parsed.astimezone(UTC)
+
+
+def timestamp_column(
+    frame: pd.DataFrame, name: str, problems: Problems, *, on_the_hour: bool = False
+) -> np.ndarray:
+    """A timestamp column as ``datetime64[us]`` in UTC (NaT where refused)."""
+    values = frame[require_column(frame, name)]
+    missing = blank(values)
+    problems.add(missing, name, "missing value")
+    if values.dtype.kind == "M":  # already parsed (a caller's frame): must be tz-aware
+        if getattr(values.dt, "tz", None) is None:
+            problems.add(~missing, name, "timestamps must be timezone-aware")
+            return np.full(len(values), np.datetime64("NaT"), dtype="datetime64[us]")
+        stamps = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]")
+    else:
+        parsed = _per_distinct(values.where(~missing, None), _timestamp)
+        is_reason = np.fromiter((isinstance(v, str) for v in parsed), bool, count=len(parsed))
+        problems.add(is_reason & ~missing, name, parsed.astype(object))
+        stamps = np.array(
+            [v.replace(tzinfo=None) if isinstance(v, datetime) else None for v in parsed],
+            dtype="datetime64[us]",
+        )
+    if on_the_hour:
+        aligned = stamps.astype("datetime64[h]").astype("datetime64[us]") == stamps
+        valid = ~np.isnat(stamps)
+        problems.add(valid & ~aligned, name, "not on the hour (minutes and seconds must be 0)")
+    return stamps
+
+
+def text_column(
+    frame: pd.DataFrame,
+    name: str,
+    problems: Problems,
+    *,
+    max_length: int,
+    default: object = _NOT_SET,
+    optional: bool = False,
+) -> np.ndarray:
+    """A non-blank text column as an object array of ``str`` (None where refused).
+    ``optional``: blank cells are allowed (and read as None).
+    """
+    if name not in frame.columns:
+        if default is _NOT_SET:
+            require_column(frame, name)
+        return np.full(len(frame), default, dtype=object)
+    values = frame[name]
+    missing = blank(values)
+    if not optional:
+        problems.add(missing, name, "missing value")
+    parsed = _per_distinct(values.where(~missing, None), lambda v: _text(v, max_length))
+    is_reason = np.array([isinstance(v, tuple) for v in parsed], dtype=bool)
+    reasons = np.array([v[0] if isinstance(v, tuple) else "" for v in parsed], dtype=object)
+    problems.add(is_reason & ~missing, name, reasons)
+    return np.array([v if isinstance(v, str) else None for v in parsed], dtype=object)
+
+
+def _text(value: Any, max_length: int) -> str | tuple[str]:
+    # A reason is wrapped in a tuple: a text value may itself look like anything.
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return (f"expected text, got {_json_type(value)}",)
+    text = str(value).strip()
+    if len(text) > max_length:
+        return (f"longer than {max_length} characters",)
+    if any(ord(char) < 32 or ord(char) == 127 for char in text):
+        return ("contains control characters",)
+    return text
+
+
+def duplicates(
+    keys: pd.DataFrame, usable: np.ndarray, field: str, what: str, problems: Problems
+) -> None:
+    """Flag rows whose key repeats inside the batch, naming another row with the same key."""
+    candidates = keys[usable].copy()
+    candidates["_row"] = np.flatnonzero(usable)
+    columns: list[Hashable] = list(keys.columns)
+    repeated = candidates[candidates.duplicated(columns, keep=False)]
+    if repeated.empty:
+        return
+    grouped = repeated.groupby(columns, sort=False)["_row"]
+    first = grouped.transform("min").to_numpy()
+    second = grouped.transform(lambda rows: rows.nsmallest(2).iloc[-1]).to_numpy()
+    rows = repeated["_row"].to_numpy()
+    other = np.where(rows == first, second, first) + 1
+    mask = np.zeros(problems.size, dtype=bool)
+    mask[rows] = True
+    reasons = np.empty(problems.size, dtype=object)
+    reasons[rows] = [f"duplicate {what}: same as row {n}" for n in other]
+    problems.add(mask, field, reasons)

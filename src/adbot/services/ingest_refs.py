@@ -1,0 +1,285 @@
+"""Which keyword (and so which ad group and campaign) each row of a batch is about.
+
+A row names its keyword by id (``keyword_id``) or by text (``keyword``), optionally
+narrowed by ``match_type``, ``ad_group_id``/``ad_group`` (name) and
+``campaign_id``/``campaign`` (name). Only the account's own keywords match: a keyword of
+another account is "unknown", never "forbidden", so a batch cannot probe other tenants.
+The matching runs once per distinct reference, with a few queries per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from adbot.db.models import AdGroup, Campaign, Keyword, MatchType
+from adbot.services.ingest_checks import (
+    Problems,
+    Source,
+    blank,
+    int_column,
+    present,
+    text_column,
+)
+
+# Reference attributes: (input column, candidate column).
+_KEYWORD_ATTRS = {
+    "keyword_id": "kid",
+    "keyword": "text",
+    "match_type": "match_type",
+    "ad_group_id": "gid",
+    "ad_group": "gname",
+    "campaign_id": "cid",
+    "campaign": "cname",
+}
+_CAMPAIGN_ATTRS = {"campaign_id": "cid", "campaign": "cname"}
+_CHUNK = 5_000  # bound parameters per IN list (SQLite allows 32,766)
+_MATCH_TYPES = {member.value for member in MatchType}
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Resolved ids per row (0 where the row was not resolved)."""
+
+    keyword_id: np.ndarray
+    ad_group_id: np.ndarray
+    campaign_id: np.ndarray
+    ok: np.ndarray
+
+
+def has_keyword_reference(frame: pd.DataFrame) -> bool:
+    return present(frame, "keyword_id", "keyword") is not None
+
+
+def resolve_keywords(
+    session: Session,
+    account_id: int,
+    frame: pd.DataFrame,
+    problems: Problems,
+    source: Source,
+    *,
+    rows: np.ndarray | None = None,
+) -> Targets:
+    """Resolve every row (or the rows in the ``rows`` mask) to one keyword of the account."""
+    refs = _references(frame, problems, source, _KEYWORD_ATTRS)
+    wanted = np.ones(len(frame), dtype=bool) if rows is None else rows
+    usable = wanted & ~problems.bad(*_KEYWORD_ATTRS)
+    by_id = refs["kid"].notna().to_numpy() & usable
+    by_text = refs["text"].notna().to_numpy() & usable & ~by_id
+    neither = usable & ~by_id & ~by_text
+    problems.add(neither, "keyword_id", "no keyword_id or keyword given")
+    candidates = _keyword_candidates(
+        session,
+        account_id,
+        ids=refs.loc[by_id, "kid"].dropna().unique(),
+        texts=refs.loc[by_text, "text"].dropna().unique(),
+    )
+    targets = _empty_targets(len(frame))
+    _match(refs, by_id, "kid", candidates, "keyword_id", problems, targets)
+    _match(refs, by_text, "text", candidates, "keyword", problems, targets)
+    return targets
+
+
+def resolve_campaigns(
+    session: Session,
+    account_id: int,
+    frame: pd.DataFrame,
+    problems: Problems,
+    source: Source,
+    rows: np.ndarray,
+) -> Targets:
+    """Resolve the rows in the ``rows`` mask to one campaign of the account."""
+    refs = _references(frame, problems, source, _CAMPAIGN_ATTRS)
+    usable = rows & ~problems.bad(*_CAMPAIGN_ATTRS)
+    by_id = refs["cid"].notna().to_numpy() & usable
+    by_name = refs["cname"].notna().to_numpy() & usable & ~by_id
+    neither = usable & ~by_id & ~by_name
+    problems.add(neither, "campaign_id", "no keyword or campaign given")
+    stmt = select(Campaign.id.label("cid"), Campaign.name.label("cname")).where(
+        Campaign.account_id == account_id
+    )
+    ids = refs.loc[by_id, "cid"].dropna().unique()
+    names = refs.loc[by_name, "cname"].dropna().unique()
+    candidates = pd.concat(
+        [
+            _fetch(session, stmt, Campaign.id, [int(i) for i in ids]),
+            _fetch(session, stmt, Campaign.name, list(names)),
+        ],
+        ignore_index=True,
+    ).drop_duplicates("cid")
+    candidates["kid"] = 0
+    candidates["gid"] = 0
+    targets = _empty_targets(len(frame))
+    _match(refs, by_id, "cid", candidates, "campaign_id", problems, targets)
+    _match(refs, by_name, "cname", candidates, "campaign", problems, targets)
+    return targets
+
+
+def _empty_targets(size: int) -> Targets:
+    return Targets(
+        keyword_id=np.zeros(size, dtype=np.int64),
+        ad_group_id=np.zeros(size, dtype=np.int64),
+        campaign_id=np.zeros(size, dtype=np.int64),
+        ok=np.zeros(size, dtype=bool),
+    )
+
+
+def _references(
+    frame: pd.DataFrame, problems: Problems, source: Source, attrs: dict[str, str]
+) -> pd.DataFrame:
+    """The reference columns of the batch, typed, with absent ones as all-null."""
+    refs = pd.DataFrame(index=frame.index)
+    for column, attr in attrs.items():
+        if column not in frame.columns:
+            refs[attr] = pd.Series(None, index=frame.index, dtype=object)
+            continue
+        given = ~blank(frame[column])
+        local = Problems(problems.size)
+        if column.endswith("_id"):
+            ids = int_column(frame, column, local, source, optional=True)
+            local.add(given & ~local.bad() & (ids <= 0), column, "must be a positive id")
+            ok = given & ~local.bad()
+            refs[attr] = pd.Series(np.where(ok, ids, 0), index=frame.index).astype(object)
+        else:
+            texts = text_column(frame, column, local, max_length=255, optional=True)
+            ok = given & ~local.bad()
+            refs[attr] = pd.Series(texts, index=frame.index, dtype=object)
+        refs.loc[~ok, attr] = None
+        problems.extend(local)
+    if "match_type" in refs and "match_type" in frame.columns:
+        known = refs["match_type"].isin(_MATCH_TYPES) | refs["match_type"].isna()
+        problems.add(
+            ~known.to_numpy(), "match_type", f"must be one of {', '.join(sorted(_MATCH_TYPES))}"
+        )
+        refs.loc[~known, "match_type"] = None
+    return refs
+
+
+def _keyword_candidates(
+    session: Session, account_id: int, *, ids: Iterable[Any], texts: Iterable[Any]
+) -> pd.DataFrame:
+    stmt = (
+        select(
+            Keyword.id.label("kid"),
+            Keyword.text.label("text"),
+            Keyword.match_type.label("match_type"),
+            AdGroup.id.label("gid"),
+            AdGroup.name.label("gname"),
+            Campaign.id.label("cid"),
+            Campaign.name.label("cname"),
+        )
+        .join(AdGroup, AdGroup.id == Keyword.ad_group_id)
+        .join(Campaign, Campaign.id == AdGroup.campaign_id)
+        .where(Campaign.account_id == account_id)
+    )
+    found = pd.concat(
+        [
+            _fetch(session, stmt, Keyword.id, [int(i) for i in ids]),
+            _fetch(session, stmt, Keyword.text, list(texts)),
+        ],
+        ignore_index=True,
+    )
+    found = found.drop_duplicates("kid")
+    found["match_type"] = found["match_type"].map(lambda m: getattr(m, "value", m))
+    return found
+
+
+def _fetch(session: Session, stmt: Select[Any], column: Any, values: Sequence[Any]) -> pd.DataFrame:
+    names = list(stmt.selected_columns.keys())
+    parts = [
+        pd.DataFrame(
+            session.execute(stmt.where(column.in_(values[start : start + _CHUNK]))).all(),
+            columns=names,
+        )
+        for start in range(0, len(values), _CHUNK)
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=names)
+
+
+def _match(
+    refs: pd.DataFrame,
+    rows: np.ndarray,
+    on: str,
+    candidates: pd.DataFrame,
+    field: str,
+    problems: Problems,
+    targets: Targets,
+) -> None:
+    """Match the distinct references of ``rows`` on column ``on``, then check the other
+    given attributes; exactly one candidate must remain per reference.
+    """
+    if not rows.any():
+        return
+    attrs = [column for column in refs.columns if refs.loc[rows, column].notna().any()]
+    selected = refs.loc[rows, attrs].astype(object).where(refs.loc[rows, attrs].notna(), None)
+    codes = selected.groupby(attrs, dropna=False, sort=False).ngroup().to_numpy()
+    combos = selected.assign(_code=codes).drop_duplicates("_code")
+    pairs = combos.merge(candidates.astype(object), on=on, how="inner", suffixes=("", "_candidate"))
+    keep = np.ones(len(pairs), dtype=bool)
+    for attr in attrs:
+        if attr == on:
+            continue
+        given = pairs[attr].notna().to_numpy()
+        equal = (pairs[attr].astype(str) == pairs[f"{attr}_candidate"].astype(str)).to_numpy()
+        keep &= ~given | equal
+    pairs = pairs[keep]
+    count = pairs.groupby("_code").size().reindex(range(codes.max() + 1), fill_value=0)
+    per_row = count.to_numpy()[codes]
+    row_index = np.flatnonzero(rows)
+    _report(refs, row_index, per_row, on, attrs, field, problems)
+    unique = pairs[pairs["_code"].map(count) == 1].set_index("_code")
+    hit = per_row == 1
+    chosen = row_index[hit]
+    for column, out in (
+        ("kid", targets.keyword_id),
+        ("gid", targets.ad_group_id),
+        ("cid", targets.campaign_id),
+    ):
+        source = f"{column}_candidate" if column in attrs and column != on else column
+        values = unique[source].reindex(codes[hit]).to_numpy()
+        out[chosen] = values.astype(np.int64)
+    targets.ok[chosen] = True
+
+
+def _report(
+    refs: pd.DataFrame,
+    row_index: np.ndarray,
+    per_row: np.ndarray,
+    on: str,
+    attrs: list[str],
+    field: str,
+    problems: Problems,
+) -> None:
+    narrowed = [attr for attr in attrs if attr != on]
+    what = "keyword" if on in {"kid", "text"} else "campaign"
+    mask = np.zeros(problems.size, dtype=bool)
+    mask[row_index[per_row == 0]] = True
+    if narrowed:
+        given = ", ".join(_LABELS[attr] for attr in narrowed)
+        problems.add(mask, field, f"unknown {what} (or not in the given {given})")
+    else:
+        problems.add(mask, field, f"unknown {what}")
+    many = np.zeros(problems.size, dtype=bool)
+    many[row_index[per_row > 1]] = True
+    problems.add(
+        many,
+        field,
+        f"ambiguous: several {what}s match; add match_type, ad_group or campaign",
+    )
+
+
+_LABELS = {
+    "kid": "keyword_id",
+    "text": "keyword",
+    "match_type": "match_type",
+    "gid": "ad group",
+    "gname": "ad group",
+    "cid": "campaign",
+    "cname": "campaign",
+}

@@ -1,0 +1,488 @@
+"""Bulk ingestion of hourly keyword metrics and conversion events (API, CLI and sync).
+
+A batch is a table of rows (JSON objects or CSV lines, or a file written by
+``adbot simulate``). Every row is checked, column by column with numpy/pandas: unknown
+keyword (or one of another account), missing or malformed values, negative numbers,
+clicks above impressions, conversions above clicks, an hour that is not on the hour, and
+the same natural key twice in one batch. Each problem is reported with its 1-based row
+number, field and reason.
+
+A batch with problems writes nothing unless ``partial`` is set, in which case the good
+rows are written and the bad ones reported. Writing is one transaction: a failure half
+way leaves no row of the batch. Rows are upserted on their natural keys, so sending a
+batch again changes nothing and a corrected row replaces the old one (see
+``ingest_store``).
+
+Metric columns: ``keyword_id`` or ``keyword`` (+ optional ``match_type``,
+``ad_group_id``/``ad_group``, ``campaign_id``/``campaign``), ``hour``, ``impressions``,
+``clicks``, ``cost_micros`` (or ``cost`` in currency units), ``conversions`` (default 0),
+``conversion_value_micros`` (or ``conversion_value``/``value``, default 0).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from adbot.db.models import ConversionSource
+from adbot.errors import InvalidInput
+from adbot.services.common import writing
+from adbot.services.ingest_checks import (
+    Problems,
+    Rejection,
+    Source,
+    blank,
+    duplicates,
+    float_column,
+    int_column,
+    money_column,
+    text_column,
+    timestamp_column,
+)
+from adbot.services.ingest_refs import (
+    Targets,
+    has_keyword_reference,
+    resolve_campaigns,
+    resolve_keywords,
+)
+from adbot.services.ingest_store import (
+    CONVERSION_COLUMNS,
+    METRIC_COLUMNS,
+    Progress,
+    WriteCounts,
+    upsert_conversions,
+    upsert_metrics,
+)
+
+MAX_API_ROWS = 100_000
+REFERENCE_COLUMNS = (
+    "keyword_id",
+    "keyword",
+    "match_type",
+    "ad_group_id",
+    "ad_group",
+    "campaign_id",
+    "campaign",
+)
+METRIC_INPUT_COLUMNS = (
+    *REFERENCE_COLUMNS,
+    "hour",
+    "impressions",
+    "clicks",
+    "cost_micros",
+    "cost",
+    "conversions",
+    "conversion_value_micros",
+    "conversion_value",
+    "value",
+)
+CONVERSION_INPUT_COLUMNS = (
+    *REFERENCE_COLUMNS,
+    "conversion_action",
+    "external_id",
+    "occurred_at",
+    "quantity",
+    "value_micros",
+    "value",
+    "source",
+)
+# Read as text from CSV even when they look like numbers ("2024" is a fine keyword).
+_TEXT_COLUMNS = (
+    "keyword",
+    "match_type",
+    "ad_group",
+    "campaign",
+    "hour",
+    "timestamp",
+    "conversion_action",
+    "external_id",
+    "occurred_at",
+    "source",
+)
+# A trace of ``adbot simulate`` has these columns; its ``keyword_id`` is the simulator's
+# keyword index and its ``hour`` the hour of the day, so neither is used.
+TRACE_COLUMNS = frozenset({"scenario", "episode_seed", "policy", "step", "timestamp"})
+_SOURCES = {member.value for member in ConversionSource}
+
+AfterCommit = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Batch:
+    frame: pd.DataFrame
+    source: Source
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    kind: str
+    received: int
+    accepted: int
+    rejected_rows: int
+    inserted: int
+    updated: int
+    unchanged: int
+    written: bool
+    rejected: list[Rejection] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RowsRejected(InvalidInput):
+    """Some rows were refused and ``partial`` was not set: nothing was written."""
+
+    code = "rows_rejected"
+
+    def __init__(self, result: IngestResult) -> None:
+        super().__init__(
+            f"{result.rejected_rows} of {result.received} rows rejected; nothing was written "
+            "(fix them, or send partial=true to write the others)",
+            details=result.as_dict(),
+        )
+        self.result = result
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def read_body(body: bytes, content_type: str | None) -> Batch:
+    """A batch from a request body: ``application/json`` ``{"rows": [...]}`` or ``text/csv``."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media in {"text/csv", "application/csv"}:
+        return Batch(read_csv(io.BytesIO(body)), "csv")
+    if media == "application/json" or media.endswith("+json"):
+        return Batch(_read_json(body), "json")
+    raise UnsupportedMedia(media or "none")
+
+
+class UnsupportedMedia(InvalidInput):
+    code = "unsupported_media_type"
+    http_status = 415
+
+    def __init__(self, media: str) -> None:
+        super().__init__(
+            f"content type '{media}' is not supported: send application/json or text/csv",
+            details={"content_type": media, "supported": ["application/json", "text/csv"]},
+        )
+
+
+def _read_json(body: bytes) -> pd.DataFrame:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            f"the body is not valid JSON: {exc}", details={"field": "body"}
+        ) from None
+    if not isinstance(document, dict) or not isinstance(document.get("rows"), list):
+        raise InvalidInput(
+            'the JSON body must be an object {"rows": [...]}', details={"field": "rows"}
+        )
+    rows = document["rows"]
+    extra = sorted(set(document) - {"rows"})
+    if extra:
+        raise InvalidInput(f"unknown field(s) {', '.join(extra)}", details={"fields": extra})
+    not_objects = [index for index, row in enumerate(rows) if not isinstance(row, dict)]
+    if not_objects:
+        raise InvalidInput(
+            f"rows[{not_objects[0]}] is not an object",
+            details={"field": "rows", "indexes": not_objects[:100]},
+        )
+    return pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+
+
+def read_csv(source: io.BytesIO | Path) -> pd.DataFrame:
+    """A CSV batch; numbers parsed by pandas' C reader, text columns kept as text."""
+    try:
+        header = _csv_header(source)
+        frame = pd.read_csv(
+            source,
+            dtype={name: str for name in _TEXT_COLUMNS if name in header},
+            keep_default_na=False,
+            na_values=[""],
+            encoding="utf-8-sig",
+            skipinitialspace=True,
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error, ValueError) as exc:
+        raise InvalidInput(f"cannot read the CSV: {_first_line(exc)}") from None
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    frame.columns = [str(name).strip().lower() for name in frame.columns]
+    return frame
+
+
+def _csv_header(source: io.BytesIO | Path) -> set[str]:
+    if isinstance(source, Path):
+        with source.open("rb") as handle:
+            first = handle.readline()
+    else:
+        first = source.getvalue().split(b"\n", 1)[0]
+        source.seek(0)
+    text = first.decode("utf-8-sig", errors="replace")
+    return {name.strip().lower() for name in next(csv.reader([text]), [])}
+
+
+def read_file(path: Path) -> Batch:
+    """A batch from a ``.csv`` or ``.parquet`` file (for example a simulator trace)."""
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise InvalidInput(f"no such file: {path}")
+    if suffix == ".csv":
+        return Batch(read_csv(path), "csv")
+    if suffix in {".parquet", ".pq"}:
+        try:
+            return Batch(pd.read_parquet(path), "json")
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"cannot read {path}: {_first_line(exc)}") from None
+    raise InvalidInput(f"{path.name}: expected a .csv or .parquet file")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def from_trace(frame: pd.DataFrame) -> pd.DataFrame:
+    """An ``adbot simulate`` trace as metric rows: its ``timestamp`` is the hour, its
+    ``keyword`` text names the keyword; its simulator ``keyword_id`` and hour-of-day go.
+    """
+    if not set(frame.columns) >= TRACE_COLUMNS:
+        return frame
+    return frame.drop(columns=["keyword_id", "hour"], errors="ignore").rename(
+        columns={"timestamp": "hour"}
+    )
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+def ingest_metrics(
+    *,
+    session: Session,
+    account_id: int,
+    batch: Batch,
+    partial: bool = False,
+    progress: Progress | None = None,
+    after_commit: AfterCommit | None = None,
+) -> IngestResult:
+    """Check and upsert hourly keyword metrics of ``account_id``."""
+    frame = from_trace(batch.frame).reset_index(drop=True)
+    ignored = _ignored(frame, METRIC_INPUT_COLUMNS)
+    if frame.empty:
+        return _empty("metrics", ignored)
+    problems = Problems(len(frame))
+    hour = timestamp_column(frame, "hour", problems, on_the_hour=True)
+    impressions = int_column(frame, "impressions", problems, batch.source)
+    clicks = int_column(frame, "clicks", problems, batch.source)
+    conversions = float_column(frame, "conversions", problems, batch.source, default=0.0)
+    cost = money_column(frame, "cost_micros", ("cost",), problems, batch.source)
+    value = money_column(
+        frame,
+        "conversion_value_micros",
+        ("conversion_value", "value"),
+        problems,
+        batch.source,
+        default=0,
+    )
+    counted = ~problems.bad("impressions", "clicks")
+    problems.add(counted & (clicks > impressions), "clicks", "clicks exceed impressions")
+    converted = ~problems.bad("clicks", "conversions")
+    problems.add(converted & (conversions > clicks), "conversions", "conversions exceed clicks")
+    targets = resolve_keywords(session, account_id, frame, problems, batch.source)
+    keys = pd.DataFrame({"keyword_id": targets.keyword_id, "hour": hour})
+    usable = targets.ok & ~problems.bad("hour")
+    duplicates(keys, usable, "hour", "keyword and hour", problems)
+    rows = pd.DataFrame(
+        {
+            "account_id": account_id,
+            "campaign_id": targets.campaign_id,
+            "ad_group_id": targets.ad_group_id,
+            "keyword_id": targets.keyword_id,
+            "hour": hour,
+            "impressions": impressions,
+            "clicks": clicks,
+            "conversions": conversions,
+            "cost_micros": cost,
+            "conversion_value_micros": value,
+        },
+        columns=list(METRIC_COLUMNS),
+    )
+    return _write(
+        "metrics",
+        session=session,
+        account_id=account_id,
+        rows=rows,
+        problems=problems,
+        partial=partial,
+        ignored=ignored,
+        upsert=upsert_metrics,
+        progress=progress,
+        after_commit=after_commit,
+    )
+
+
+# --- conversions --------------------------------------------------------------------------
+
+
+def ingest_conversions(
+    *,
+    session: Session,
+    account_id: int,
+    batch: Batch,
+    partial: bool = False,
+    default_source: ConversionSource = ConversionSource.API,
+    progress: Progress | None = None,
+    after_commit: AfterCommit | None = None,
+) -> IngestResult:
+    """Check and upsert conversion events of ``account_id``, keyed by
+    ``(conversion_action, external_id)``: ``external_id`` (an order or click id) is
+    required, as it is what makes sending an event twice harmless.
+    """
+    frame = batch.frame.reset_index(drop=True)
+    ignored = _ignored(frame, CONVERSION_INPUT_COLUMNS)
+    if frame.empty:
+        return _empty("conversions", ignored)
+    problems = Problems(len(frame))
+    action = text_column(frame, "conversion_action", problems, max_length=100)
+    external_id = text_column(frame, "external_id", problems, max_length=128)
+    occurred_at = timestamp_column(frame, "occurred_at", problems)
+    quantity = float_column(frame, "quantity", problems, batch.source, default=1.0)
+    value = money_column(frame, "value_micros", ("value",), problems, batch.source, default=0)
+    source = _conversion_source(frame, problems, default_source)
+    targets = _conversion_targets(session, account_id, frame, problems, batch.source)
+    keys = pd.DataFrame({"conversion_action": action, "external_id": external_id})
+    usable = ~problems.bad("conversion_action", "external_id")
+    duplicates(keys, usable, "external_id", "conversion_action and external_id", problems)
+    rows = pd.DataFrame(
+        {
+            "account_id": account_id,
+            "conversion_action": action,
+            "external_id": external_id,
+            "campaign_id": targets.campaign_id,
+            "keyword_id": pd.array(
+                np.where(targets.keyword_id > 0, targets.keyword_id, 0), dtype="Int64"
+            ),
+            "occurred_at": occurred_at,
+            "quantity": quantity,
+            "value_micros": value,
+            "source": source,
+        },
+        columns=list(CONVERSION_COLUMNS),
+    )
+    rows.loc[targets.keyword_id <= 0, "keyword_id"] = pd.NA
+    return _write(
+        "conversions",
+        session=session,
+        account_id=account_id,
+        rows=rows,
+        problems=problems,
+        partial=partial,
+        ignored=ignored,
+        upsert=upsert_conversions,
+        progress=progress,
+        after_commit=after_commit,
+    )
+
+
+def _conversion_source(
+    frame: pd.DataFrame, problems: Problems, default: ConversionSource
+) -> np.ndarray:
+    values = text_column(frame, "source", problems, max_length=32, default=None, optional=True)
+    values = np.where(pd.isna(values), default.value, values).astype(object)
+    known = np.isin(values, sorted(_SOURCES))
+    problems.add(~known, "source", f"must be one of {', '.join(sorted(_SOURCES))}")
+    return values
+
+
+def _conversion_targets(
+    session: Session, account_id: int, frame: pd.DataFrame, problems: Problems, source: Source
+) -> Targets:
+    """A keyword when the row names one (its campaign follows), else a campaign."""
+    named = np.zeros(len(frame), dtype=bool)
+    if has_keyword_reference(frame):
+        for column in ("keyword_id", "keyword"):
+            if column in frame.columns:
+                named |= ~blank(frame[column])
+    by_keyword = resolve_keywords(session, account_id, frame, problems, source, rows=named)
+    by_campaign = resolve_campaigns(session, account_id, frame, problems, source, rows=~named)
+    return Targets(
+        keyword_id=np.where(named, by_keyword.keyword_id, 0),
+        ad_group_id=np.where(named, by_keyword.ad_group_id, 0),
+        campaign_id=np.where(named, by_keyword.campaign_id, by_campaign.campaign_id),
+        ok=np.where(named, by_keyword.ok, by_campaign.ok),
+    )
+
+
+# --- shared -------------------------------------------------------------------------------
+
+
+def _ignored(frame: pd.DataFrame, known: tuple[str, ...]) -> list[str]:
+    return sorted(str(name) for name in frame.columns if name not in known)
+
+
+def _empty(kind: str, ignored: list[str]) -> IngestResult:
+    return IngestResult(kind, 0, 0, 0, 0, 0, 0, written=False, ignored_columns=ignored)
+
+
+def _write(
+    kind: str,
+    *,
+    session: Session,
+    account_id: int,
+    rows: pd.DataFrame,
+    problems: Problems,
+    partial: bool,
+    ignored: list[str],
+    upsert: Callable[[Session, pd.DataFrame, Progress], WriteCounts],
+    progress: Progress | None,
+    after_commit: AfterCommit | None,
+) -> IngestResult:
+    bad = problems.bad()
+    rejected_rows = int(bad.sum())
+    listing = problems.listing()
+    if rejected_rows and not partial:
+        session.rollback()
+        raise RowsRejected(
+            IngestResult(
+                kind,
+                received=len(rows),
+                accepted=len(rows) - rejected_rows,
+                rejected_rows=rejected_rows,
+                inserted=0,
+                updated=0,
+                unchanged=0,
+                written=False,
+                rejected=listing,
+                ignored_columns=ignored,
+            )
+        )
+    good = rows[~bad] if rejected_rows else rows
+    with writing(session):
+        counts = upsert(session, good, progress or _no_progress)
+    if after_commit is not None and counts.inserted + counts.updated:
+        after_commit(account_id)
+    return IngestResult(
+        kind,
+        received=len(rows),
+        accepted=len(good),
+        rejected_rows=rejected_rows,
+        inserted=counts.inserted,
+        updated=counts.updated,
+        unchanged=counts.unchanged,
+        written=True,
+        rejected=listing,
+        ignored_columns=ignored,
+    )
+
+
+def _no_progress(_rows: int) -> None:
+    return None

@@ -47,6 +47,8 @@ def _migrate(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata(),
         render_as_batch=connection.dialect.name == "sqlite",
+        # AdBot's SQLite engine emits real BEGINs, so a failed migration rolls back whole.
+        transactional_ddl=True,
         **COMPARE_OPTIONS,
     )
     with context.begin_transaction():

@@ -142,7 +142,7 @@ def test_cli_upgrade_current_downgrade(tmp_path: Path, adbot: Callable[..., Resu
     assert f"-> {HEAD}" in upgraded.stderr
     assert adbot(url, "db", "current").stdout.strip() == f"{HEAD} (up to date)"
     assert HEAD in adbot(url, "db", "history").stdout
-    downgraded = adbot(url, "db", "downgrade", "base", "--yes")
+    downgraded = adbot(url, "db", "downgrade", "-1", "--yes")  # relative, not an option
     assert downgraded.returncode == 0, downgraded.stderr
     assert migrate.current_revisions(url) == ()
 

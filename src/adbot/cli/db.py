@@ -16,11 +16,15 @@ app = typer.Typer(
 )
 
 
+# A relative revision such as "-1" is an argument, not an option.
+_REVISION_ARGS = {"ignore_unknown_options": True}
+
+
 def _where() -> str:
     return mask_url(get_settings().db.url)
 
 
-@app.command("upgrade")
+@app.command("upgrade", context_settings=_REVISION_ARGS)
 def upgrade(
     revision: str = typer.Argument("head", help="Target revision (default: head)."),
 ) -> None:
@@ -31,7 +35,7 @@ def upgrade(
     _report(before, after)
 
 
-@app.command("downgrade")
+@app.command("downgrade", context_settings=_REVISION_ARGS)
 def downgrade(
     revision: str = typer.Argument(..., help="Target revision: an id, -1, or base (drops all)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),

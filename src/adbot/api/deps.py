@@ -40,18 +40,27 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def current_actor(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     token: Annotated[str | None, Security(_bearer)],
     api_key: Annotated[str | None, Security(_api_key)],
 ) -> Actor:
-    """The caller, from a bearer token or an ``X-API-Key`` header (one, not both)."""
-    if token and api_key:
+    """The caller, from a bearer token or an ``X-API-Key`` header (one, not both).
+
+    A credential header that is present but empty or malformed is refused, never read as
+    "no credentials".
+    """
+    sent_token = "authorization" in request.headers
+    sent_key = "x-api-key" in request.headers
+    if sent_token and sent_key:
         raise AuthenticationFailed("send a bearer token or an API key, not both")
-    if token:
+    if sent_token:
+        if not token:
+            raise AuthenticationFailed("the Authorization header must be 'Bearer <token>'")
         return auth_service.actor_from_token(session=session, token=token, auth=settings.auth)
-    if api_key:
-        return auth_service.actor_from_api_key(session=session, key=api_key)
+    if sent_key:
+        return auth_service.actor_from_api_key(session=session, key=api_key or "")
     raise AuthenticationFailed("not authenticated: send a bearer token or an X-API-Key header")
 
 

@@ -110,9 +110,24 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) and exc.detail else default
     if status == 404 and message == "Not Found":
         message = f"no route {request.url.path}"
-    if status == 405 and message == "Method Not Allowed":
-        message = f"method {request.method} is not allowed on {request.url.path}"
-    return error_response(status, code, message, headers=dict(exc.headers or {}) or None)
+    headers = dict(exc.headers or {})
+    if status == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+        if message == "Method Not Allowed":
+            message = f"method {request.method} is not allowed on {request.url.path}"
+    return error_response(status, code, message, headers=headers or None)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path. Starlette's own ``Allow`` names only the
+    first matching route's, and AdBot has one route per method.
+    """
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:

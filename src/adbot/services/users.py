@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from adbot.config import AuthSettings
 from adbot.db.models import Role, User
-from adbot.errors import Conflict, NotFound
+from adbot.errors import Conflict, NotFound, PermissionDenied
 from adbot.security.passwords import hash_password
 from adbot.services.common import Actor, Page, apply_changes, contains, ordering, paginate, writing
 
@@ -95,6 +95,8 @@ def update_user(
     )
     if loses_admin and user.id == actor.user_id:
         raise Conflict("you cannot disable or demote yourself; ask another admin")
+    if password is not None and user.id == actor.user_id:
+        raise PermissionDenied("change your own password with POST /api/v1/auth/password")
     with writing(session):
         apply_changes(user, fields, UPDATABLE)
         if password is not None:

@@ -13,6 +13,9 @@ from adbot.security.passwords import MAX_PASSWORD_LENGTH
 from adbot.services import auth as service
 from adbot.services.auth import TokenPair
 
+NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
+NO_CONTROL_OR_EMPTY = r"^[^\x00-\x1f\x7f]*$"
+
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
@@ -31,10 +34,12 @@ def _token_response(pair: TokenPair) -> TokenResponse:
 def issue_token(
     session: SessionDep,
     settings: SettingsDep,
-    username: Annotated[str, Form(min_length=1, max_length=320, description="email")],
+    username: Annotated[
+        str, Form(min_length=1, max_length=320, pattern=NO_CONTROL, description="email")
+    ],
     password: Annotated[str, Form(min_length=1, max_length=MAX_PASSWORD_LENGTH)],
     grant_type: Annotated[Literal["password"] | None, Form()] = None,
-    scope: Annotated[str, Form(max_length=200)] = "",
+    scope: Annotated[str, Form(max_length=200, pattern=NO_CONTROL_OR_EMPTY)] = "",
 ) -> TokenResponse:
     """OAuth2 password flow: a short-lived bearer token and a refresh token."""
     pair = service.login(session=session, email=username, password=password, auth=settings.auth)

@@ -14,16 +14,21 @@ from sqlalchemy.orm import Session, sessionmaker
 from adbot import __version__
 from adbot.api.deps import API_PREFIX
 from adbot.api.errors import install_error_handlers
+from adbot.api.middleware import install_operations
 from adbot.api.routers import (
     accounts,
     ad_groups,
     ads,
     api_keys,
     auth,
+    bid_history,
     bids,
     campaigns,
+    conversions,
     keywords,
+    metrics,
     platforms,
+    reports,
     users,
 )
 from adbot.api.schemas.common import ERROR_RESPONSES
@@ -32,6 +37,7 @@ from adbot.db.engine import create_db_engine
 from adbot.db.session import make_sessionmaker
 
 ROUTERS = (auth, api_keys, accounts, users, platforms, campaigns, ad_groups, ads, keywords, bids)
+ROUTERS += (metrics, conversions, reports, bid_history)
 
 
 class Database:
@@ -85,4 +91,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     for module in ROUTERS:
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
+    install_operations(app)
     return app

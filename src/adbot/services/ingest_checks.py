@@ -98,8 +98,23 @@ def blank(values: pd.Series) -> np.ndarray:
     return missing
 
 
+@dataclass(frozen=True)
+class Opaque:
+    """Stands in for an unhashable JSON value (a list or an object) so it can be counted."""
+
+    label: str
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return Opaque(_json_type(value))
+    return value
+
+
 def _per_distinct(values: pd.Series, parse: Callable[[Any], Any]) -> np.ndarray:
     """``parse`` applied to each distinct value, spread back to every row."""
+    if values.dtype == object:
+        values = values.map(_hashable)
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     parsed = np.empty(len(uniques) + 1, dtype=object)
     parsed[:-1] = [parse(value) for value in uniques]
@@ -131,6 +146,8 @@ _JSON_TYPES: dict[type, str] = {str: "a string", list: "a list", dict: "an objec
 
 
 def _json_type(value: Any) -> str:
+    if isinstance(value, Opaque):
+        return value.label
     return _JSON_TYPES.get(type(value), "a value")
 
 

@@ -27,6 +27,7 @@ from adbot.services.ingest_checks import (
     present,
     text_column,
 )
+from adbot.services.keywords import normalise_text
 
 # Reference attributes: (input column, candidate column).
 _KEYWORD_ATTRS = {
@@ -148,6 +149,8 @@ def _references(
             refs[attr] = pd.Series(np.where(ok, ids, 0), index=frame.index).astype(object)
         else:
             texts = text_column(frame, column, local, max_length=255, optional=True)
+            if column == "keyword":  # stored normalised (see services.keywords)
+                texts = np.array([_normal(t) for t in texts], dtype=object)
             ok = given & ~local.bad()
             refs[attr] = pd.Series(texts, index=frame.index, dtype=object)
         refs.loc[~ok, attr] = None
@@ -159,6 +162,10 @@ def _references(
         )
         refs.loc[~known, "match_type"] = None
     return refs
+
+
+def _normal(text: str | None) -> str | None:
+    return normalise_text(text) if text else None
 
 
 def _keyword_candidates(

@@ -1,0 +1,277 @@
+"""Operations around every request: request ids, JSON access logs, Prometheus metrics and
+rate limits; and ``install_operations``, which wires them (and Redis) into the app.
+
+Request ids: an incoming ``X-Request-ID`` of up to 128 safe characters is kept, anything
+else is replaced by a new one; it is bound to every log line of the request and echoed
+in the response. Metrics label requests by *route template* (``/api/v1/keywords/{keyword_id}``),
+never by raw path, so their number stays bounded.
+
+Rate limits: every ``/api/v1`` request counts against its caller: the API key (by its
+public prefix), else the user of a valid bearer token, else the client address. Over the
+limit the answer is 429 in the one error shape, with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from adbot.api.deps import API_PREFIX
+from adbot.api.errors import error_response
+from adbot.config import Settings
+from adbot.errors import AuthenticationFailed, RateLimited
+from adbot.observability import HTTP_LATENCY, HTTP_REQUESTS, RATE_LIMITED, configure_logging
+from adbot.security.api_keys import parse_key
+from adbot.security.tokens import decode_token
+from adbot.services.ratelimit import RateLimiter, RedisHealth, async_client, sync_client
+from adbot.services.reports import ReportCache
+
+log = structlog.get_logger("adbot.api.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+RATE_WINDOW_SECONDS = 60.0
+UNMATCHED_ROUTE = "unmatched"
+
+
+@dataclass
+class Operations:
+    """Per-app Redis state: shared health, the report cache, the rate limiter (made on
+    first use inside the serving event loop, closed at shutdown).
+    """
+
+    settings: Settings
+    health: RedisHealth
+    cache: ReportCache
+    _limiter: RateLimiter | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Operations:
+        url = settings.redis.url
+        health = RedisHealth(url)
+        cache = ReportCache(sync_client(url) if url else None, health)
+        return cls(settings=settings, health=health, cache=cache)
+
+    def limiter(self) -> RateLimiter:
+        if self._limiter is None:
+            url = self.settings.redis.url
+            self._limiter = RateLimiter(
+                limit=self.settings.api.rate_limit_per_minute,
+                window=RATE_WINDOW_SECONDS,
+                health=self.health,
+                client=async_client(url) if url else None,
+            )
+        return self._limiter
+
+    async def close(self) -> None:
+        if self._limiter is not None:
+            await self._limiter.close()
+            self._limiter = None
+        if self.cache.client is not None:
+            self.cache.client.close()
+
+
+def operations_of(app: Any) -> Operations:
+    operations: Operations = app.state.operations
+    return operations
+
+
+# --- request context: ids, access logs, metrics -------------------------------------------
+
+
+def route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+def request_id_of(headers: Headers) -> str:
+    given = headers.get(REQUEST_ID_HEADER, "")
+    return given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Outermost: binds the request id, times the request, logs it and counts it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_of(Headers(scope=scope))
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            self._record(scope, status, seconds)
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    @staticmethod
+    def _record(scope: Scope, status: int, seconds: float) -> None:
+        method = str(scope.get("method", ""))
+        route = route_template(scope)
+        HTTP_REQUESTS.labels(method, route, str(status)).inc()
+        HTTP_LATENCY.labels(method, route).observe(seconds)
+        client = scope.get("client")
+        log.info(
+            "request",
+            method=method,
+            path=scope.get("path", ""),
+            route=route,
+            status=status,
+            duration_ms=round(seconds * 1000, 3),
+            client=client[0] if client else None,
+        )
+
+
+# --- rate limits --------------------------------------------------------------------------
+
+
+def caller_identity(headers: Headers, client: Any, settings: Settings) -> str:
+    """Who a request counts against, without touching the database."""
+    key = headers.get("x-api-key")
+    if key:
+        parsed = parse_key(key.strip())
+        if parsed is not None:
+            return f"key:{parsed[0]}"
+    authorization = headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        try:
+            claims = decode_token(token.strip(), kind="access", auth=settings.auth)
+        except AuthenticationFailed:
+            pass
+        else:
+            return f"user:{claims.user_id}"
+    return f"ip:{client[0] if client else 'unknown'}"
+
+
+class RateLimitMiddleware:
+    """Counts each ``/api/v1`` request; answers 429 once a caller is over the limit."""
+
+    def __init__(self, app: ASGIApp, operations: Callable[[], Operations]) -> None:
+        self.app = app
+        self.operations = operations
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(API_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        operations = self.operations()
+        identity = caller_identity(Headers(scope=scope), scope.get("client"), operations.settings)
+        allowance = await operations.limiter().hit(identity)
+        try:
+            allowance.raise_if_exceeded()
+        except RateLimited as exc:
+            RATE_LIMITED.inc()
+            response = error_response(
+                429,
+                exc.code,
+                exc.message,
+                exc.details,
+                headers={
+                    "Retry-After": str(exc.retry_after),
+                    "X-RateLimit-Limit": str(allowance.limit),
+                    "X-RateLimit-Remaining": "0",
+                },
+            )
+            await response(scope, receive, send)
+            return
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-RateLimit-Limit"] = str(allowance.limit)
+                headers["X-RateLimit-Remaining"] = str(allowance.remaining)
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
+
+
+# --- wiring -------------------------------------------------------------------------------
+
+
+def install_operations(app: FastAPI) -> None:
+    """Logging, the health/metrics routes, rate limits, request context and Redis clean-up.
+
+    Call after the routers are included: it also documents the 429 answer on every
+    ``/api/v1`` operation of the OpenAPI schema.
+    """
+    from adbot.api.routers import health
+
+    settings: Settings = app.state.settings
+    configure_logging(settings.log_level)
+    app.state.operations = Operations.from_settings(settings)
+    app.include_router(health.router)
+    app.add_middleware(RateLimitMiddleware, operations=lambda: operations_of(app))
+    app.add_middleware(RequestContextMiddleware)
+    _close_at_shutdown(app)
+    _document_rate_limit(app)
+
+
+def _close_at_shutdown(app: FastAPI) -> None:
+    serve = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(inner: Any) -> AsyncIterator[Any]:
+        try:
+            async with serve(inner) as state:
+                yield state
+        finally:
+            await operations_of(app).close()
+
+    app.router.lifespan_context = lifespan
+
+
+_TOO_MANY = {
+    "description": "Too many requests from this caller: retry after `Retry-After` seconds",
+    "headers": {
+        "Retry-After": {
+            "description": "seconds until the caller's window resets",
+            "schema": {"type": "integer"},
+        }
+    },
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+}
+
+
+def _document_rate_limit(app: FastAPI) -> None:
+    # ErrorResponse is in the components already: every router lists ERROR_RESPONSES.
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for path, operations in schema.get("paths", {}).items():
+            if not path.startswith(API_PREFIX):
+                continue
+            for operation in operations.values():
+                operation.setdefault("responses", {}).setdefault("429", _TOO_MANY)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

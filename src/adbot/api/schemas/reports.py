@@ -1,0 +1,107 @@
+"""Performance report parameters and rows; bid history filters."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from adbot.api.schemas.common import Day, Filters, IdFilter, Timestamp
+from adbot.db.models import BidOutcome, BidSource
+from adbot.services.reports import MAX_REPORT_ROWS, Grain, Level
+
+ReportSort = Literal[
+    "period",
+    "-period",
+    "campaign_id",
+    "-campaign_id",
+    "ad_group_id",
+    "-ad_group_id",
+    "keyword_id",
+    "-keyword_id",
+    "impressions",
+    "-impressions",
+    "clicks",
+    "-clicks",
+    "cost_micros",
+    "-cost_micros",
+    "conversions",
+    "-conversions",
+    "conversion_value_micros",
+    "-conversion_value_micros",
+    "ctr",
+    "-ctr",
+    "cpc_micros",
+    "-cpc_micros",
+    "cpa_micros",
+    "-cpa_micros",
+    "roas",
+    "-roas",
+]
+IdList = list[IdFilter]
+
+
+class ReportParams(BaseModel):
+    """Query parameters of the performance report; unknown parameters are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    level: Level = Field(Level.CAMPAIGN, description="rows per campaign, ad group or keyword")
+    grain: Grain = Field(Grain.DAY, description="periods of an hour, a day or an ISO week (UTC)")
+    start: Day = Field(description="first day (UTC), inclusive")
+    end: Day = Field(description="last day (UTC), inclusive")
+    campaign_id: IdList = Field(default_factory=list, max_length=1000)
+    ad_group_id: IdList = Field(default_factory=list, max_length=1000)
+    keyword_id: IdList = Field(default_factory=list, max_length=1000)
+    sort: ReportSort = "period"
+    limit: int = Field(1_000, ge=1, le=MAX_REPORT_ROWS)
+    offset: int = Field(0, ge=0, le=10**9)
+    format: Literal["json", "csv"] | None = Field(
+        None, description="csv for a CSV download (or send Accept: text/csv)"
+    )
+
+
+class ReportRow(BaseModel):
+    period: datetime = Field(description="start of the period, UTC")
+    campaign_id: int
+    campaign: str
+    ad_group_id: int | None = None
+    ad_group: str | None = None
+    keyword_id: int | None = None
+    keyword: str | None = None
+    match_type: str | None = None
+    impressions: int
+    clicks: int
+    cost_micros: int
+    conversions: float
+    conversion_value_micros: int
+    ctr: float | None = Field(description="clicks / impressions")
+    cpc_micros: float | None = Field(description="cost / clicks")
+    cpa_micros: float | None = Field(description="cost / conversions")
+    roas: float | None = Field(description="conversion value / cost")
+
+
+class ReportRead(BaseModel):
+    level: Level
+    grain: Grain
+    columns: list[str]
+    rows: list[ReportRow]
+    total: int = Field(description="rows matching, before limit and offset")
+    limit: int
+    offset: int
+
+
+BidHistorySort = Literal["id", "-id", "created_at", "-created_at"]
+
+
+class BidHistoryParams(Filters):
+    sort: BidHistorySort = "-created_at"
+    campaign_id: IdFilter | None = None
+    keyword_id: IdFilter | None = None
+    cycle_id: uuid.UUID | None = None
+    source: BidSource | None = None
+    outcome: BidOutcome | None = None
+    since: Timestamp | None = Field(None, description="created at or after (with offset)")
+    until: Timestamp | None = Field(None, description="created before (with offset)")

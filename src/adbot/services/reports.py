@@ -1,0 +1,439 @@
+"""Performance reports and the bid history.
+
+A performance report sums ``performance_metrics`` by period (hour, day or ISO week,
+in UTC) and by campaign, ad group or keyword, and derives CTR, CPC, CPA and ROAS, all in
+one SQL statement. Periods start at UTC midnight (day) and Monday 00:00 UTC (week):
+PostgreSQL ``date_trunc(grain, hour, 'UTC')``; SQLite ``strftime`` on the stored UTC text
+(week: back 6 days, then forward to a Monday). A week cut by the date range holds only
+the days inside it.
+
+Derived figures are NULL when their denominator is 0: ``ctr = clicks / impressions``,
+``cpc_micros = cost / clicks``, ``cpa_micros = cost / conversions``,
+``roas = conversion value / cost``.
+
+Results can be cached in Redis, keyed by account and parameters under a per-account
+generation number that every ingestion bumps after its commit, so a cached report never
+outlives the data it was computed from.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Any
+
+import redis
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Double,
+    Select,
+    cast,
+    func,
+    select,
+    type_coerce,
+)
+from sqlalchemy.orm import Session
+
+from adbot.db.base import UTCDateTime
+from adbot.db.models import (
+    AdGroup,
+    BidChange,
+    BidOutcome,
+    BidSource,
+    Campaign,
+    Keyword,
+    PerformanceMetric,
+)
+from adbot.errors import InvalidInput
+from adbot.services.common import Page, ordering, paginate
+from adbot.services.ratelimit import RedisHealth
+
+_FAILED = object()
+
+MAX_REPORT_ROWS = 100_000
+MAX_REPORT_DAYS = 3_660
+CACHE_TTL_SECONDS = 600
+
+
+class Level(StrEnum):
+    CAMPAIGN = "campaign"
+    AD_GROUP = "ad_group"
+    KEYWORD = "keyword"
+
+
+class Grain(StrEnum):
+    HOUR = "hour"
+    DAY = "day"
+    WEEK = "week"
+
+
+SUMS = ("impressions", "clicks", "cost_micros", "conversions", "conversion_value_micros")
+DERIVED = ("ctr", "cpc_micros", "cpa_micros", "roas")
+_IDS = {
+    Level.CAMPAIGN: ("campaign_id",),
+    Level.AD_GROUP: ("campaign_id", "ad_group_id"),
+    Level.KEYWORD: ("campaign_id", "ad_group_id", "keyword_id"),
+}
+_NAMES = {
+    Level.CAMPAIGN: ("campaign",),
+    Level.AD_GROUP: ("campaign", "ad_group"),
+    Level.KEYWORD: ("campaign", "ad_group", "keyword", "match_type"),
+}
+
+
+def report_columns(level: Level) -> list[str]:
+    """The columns of a report row at ``level``, in order (also the CSV header)."""
+    return ["period", *_IDS[level], *_NAMES[level], *SUMS, *DERIVED]
+
+
+def sort_keys(level: Level) -> list[str]:
+    return ["period", *_IDS[level], *SUMS, *DERIVED]
+
+
+@dataclass(frozen=True)
+class ReportQuery:
+    level: Level
+    grain: Grain
+    start: date
+    end: date  # inclusive
+    campaign_ids: tuple[int, ...] = ()
+    ad_group_ids: tuple[int, ...] = ()
+    keyword_ids: tuple[int, ...] = ()
+    sort: str = "period"
+    limit: int = 1_000
+    offset: int = 0
+
+    def cache_key(self) -> str:
+        params = json.dumps(
+            {
+                "level": self.level.value,
+                "grain": self.grain.value,
+                "start": self.start.isoformat(),
+                "end": self.end.isoformat(),
+                "campaign_ids": sorted(self.campaign_ids),
+                "ad_group_ids": sorted(self.ad_group_ids),
+                "keyword_ids": sorted(self.keyword_ids),
+                "sort": self.sort,
+                "limit": self.limit,
+                "offset": self.offset,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(params.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Report:
+    """Rows as JSON-ready dicts (``period`` as ISO 8601 text), ``total`` before paging."""
+
+    level: Level
+    grain: Grain
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    total: int
+    limit: int
+    offset: int
+    cached: bool = field(default=False, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level.value,
+            "grain": self.grain.value,
+            "columns": self.columns,
+            "rows": self.rows,
+            "total": self.total,
+            "limit": self.limit,
+            "offset": self.offset,
+        }
+
+
+def performance_report(
+    *,
+    session: Session,
+    account_id: int,
+    query: ReportQuery,
+    cache: ReportCache | None = None,
+) -> Report:
+    """The account's performance by ``query.grain`` and ``query.level``."""
+    _check(query)
+    generation: int | None = None
+    if cache is not None:
+        found, generation = cache.lookup(account_id, query)
+        if found is not None:
+            return found
+    report = _compute(session, account_id, query)
+    if cache is not None and generation is not None:
+        cache.put(account_id, generation, query, report)
+    return report
+
+
+def _check(query: ReportQuery) -> None:
+    if query.end < query.start:
+        raise InvalidInput("end is before start", details={"field": "end"})
+    if (query.end - query.start).days >= MAX_REPORT_DAYS:
+        raise InvalidInput(
+            f"the date range may span at most {MAX_REPORT_DAYS} days", details={"field": "end"}
+        )
+    if not 1 <= query.limit <= MAX_REPORT_ROWS:
+        raise InvalidInput(f"limit must be 1 to {MAX_REPORT_ROWS}", details={"field": "limit"})
+    if query.sort.removeprefix("-") not in sort_keys(query.level):
+        raise InvalidInput(
+            f"cannot sort a {query.level} report by '{query.sort}'",
+            details={"field": "sort", "allowed": sort_keys(query.level)},
+        )
+
+
+def _compute(session: Session, account_id: int, query: ReportQuery) -> Report:
+    stmt = report_statement(session.get_bind().dialect.name, account_id, query)
+    columns = report_columns(query.level)
+    rows: list[dict[str, Any]] = []
+    total = 0
+    for row in session.execute(stmt).mappings():
+        total = int(row["total"])
+        rows.append({name: _json_value(row[name]) for name in columns})
+    if not rows and query.offset:
+        total = _count(session, account_id, query)
+    return Report(query.level, query.grain, columns, rows, total, query.limit, query.offset)
+
+
+def _count(session: Session, account_id: int, query: ReportQuery) -> int:
+    """Total groups when the page itself is past the end (so no row carried the total)."""
+    stmt = report_statement(session.get_bind().dialect.name, account_id, query)
+    counted = select(func.count()).select_from(stmt.limit(None).offset(None).subquery())
+    return int(session.scalar(counted) or 0)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if hasattr(value, "value"):  # enums
+        return value.value
+    return value
+
+
+def period_expression(dialect: str, grain: Grain, hour: Any) -> ColumnElement[datetime]:
+    """The start of ``hour``'s period, as a UTC timestamp, per backend."""
+    if dialect == "postgresql":
+        return type_coerce(func.date_trunc(grain.value, hour, "UTC"), UTCDateTime())
+    modifiers: tuple[str, ...] = ("-6 days", "weekday 1") if grain == Grain.WEEK else ()
+    pattern = "%Y-%m-%d %H:00:00" if grain == Grain.HOUR else "%Y-%m-%d 00:00:00"
+    return type_coerce(func.strftime(pattern, hour, *modifiers), UTCDateTime())
+
+
+def report_statement(dialect: str, account_id: int, query: ReportQuery) -> Select[Any]:
+    """One statement: aggregate in a subquery, then names, ratios, total and the page."""
+    metrics = PerformanceMetric.__table__
+    start = datetime.combine(query.start, time(), tzinfo=UTC)
+    end = datetime.combine(query.end + timedelta(days=1), time(), tzinfo=UTC)
+    period = period_expression(dialect, query.grain, metrics.c.hour).label("period")
+    ids = [metrics.c[name] for name in _IDS[query.level]]
+    sums = [cast(func.sum(metrics.c[name]), BigInteger).label(name) for name in SUMS]
+    sums[SUMS.index("conversions")] = func.sum(metrics.c.conversions).label("conversions")
+    aggregate = (
+        select(period, *ids, *sums)
+        .where(
+            metrics.c.account_id == account_id,
+            metrics.c.hour >= start,
+            metrics.c.hour < end,
+            *_filters(metrics, query),
+        )
+        .group_by(period, *ids)
+        .subquery("aggregate")
+    )
+    return _decorate(aggregate, query)
+
+
+def _filters(metrics: Any, query: ReportQuery) -> list[ColumnElement[bool]]:
+    filters = []
+    for column, values in (
+        ("campaign_id", query.campaign_ids),
+        ("ad_group_id", query.ad_group_ids),
+        ("keyword_id", query.keyword_ids),
+    ):
+        if values:
+            filters.append(metrics.c[column].in_(values))
+    return filters
+
+
+def _ratio(numerator: Any, denominator: Any) -> ColumnElement[Any]:
+    return cast(numerator, Double) / func.nullif(denominator, 0)
+
+
+def _decorate(aggregate: Any, query: ReportQuery) -> Select[Any]:
+    a = aggregate.c
+    derived = [
+        _ratio(a.clicks, a.impressions).label("ctr"),
+        _ratio(a.cost_micros, a.clicks).label("cpc_micros"),
+        _ratio(a.cost_micros, a.conversions).label("cpa_micros"),
+        _ratio(a.conversion_value_micros, a.cost_micros).label("roas"),
+    ]
+    names: list[ColumnElement[Any]] = [Campaign.name.label("campaign")]
+    stmt = select(aggregate, *derived, func.count().over().label("total")).join(
+        Campaign, Campaign.id == a.campaign_id
+    )
+    if query.level in (Level.AD_GROUP, Level.KEYWORD):
+        stmt = stmt.join(AdGroup, AdGroup.id == a.ad_group_id)
+        names.append(AdGroup.name.label("ad_group"))
+    if query.level == Level.KEYWORD:
+        stmt = stmt.join(Keyword, Keyword.id == a.keyword_id)
+        names += [Keyword.text.label("keyword"), Keyword.match_type.label("match_type")]
+    stmt = stmt.add_columns(*names)
+    by_name = {column.name: column for column in stmt.selected_columns}
+    descending = query.sort.startswith("-")
+    first = by_name[query.sort.removeprefix("-")]
+    order = [(first.desc() if descending else first.asc()).nulls_last()]
+    order += [by_name[name].asc() for name in ("period", *_IDS[query.level])]
+    return stmt.order_by(*order).limit(query.limit).offset(query.offset)
+
+
+# --- cache --------------------------------------------------------------------------------
+
+
+class ReportCache:
+    """Reports in Redis under ``adbot:report:<account>:<generation>:<params hash>``.
+
+    ``invalidate`` bumps the account's generation, so every older entry is unreachable at
+    once (and expires on its own); an entry computed before an ingestion committed is
+    stored under the old generation and never served. Redis failures turn the cache off
+    (``RedisHealth``), never the report.
+    """
+
+    def __init__(
+        self, client: redis.Redis | None, health: RedisHealth, ttl: int = CACHE_TTL_SECONDS
+    ) -> None:
+        self.client = client
+        self.health = health
+        self.ttl = ttl
+
+    def _use(self, action: Callable[[redis.Redis], Any]) -> Any:
+        """``action``'s result, or ``_FAILED`` when Redis is off or fails."""
+        if self.client is None or not self.health.usable():
+            return _FAILED
+        try:
+            result = action(self.client)
+        except (redis.RedisError, OSError) as exc:
+            self.health.failed(exc)
+            return _FAILED
+        self.health.succeeded()
+        return result
+
+    def ping(self) -> bool:
+        """Whether Redis answers now (tried even while the cache is skipping it)."""
+        if self.client is None:
+            return False
+        try:
+            self.client.ping()
+        except (redis.RedisError, OSError) as exc:
+            self.health.failed(exc)
+            return False
+        self.health.succeeded()
+        return True
+
+    def lookup(self, account_id: int, query: ReportQuery) -> tuple[Report | None, int | None]:
+        """The cached report if any, and the generation to store a fresh one under
+        (None: do not store, Redis is not usable).
+        """
+        raw_generation = self._use(lambda client: client.get(_generation_key(account_id)))
+        if raw_generation is _FAILED:
+            return None, None
+        generation = int(raw_generation or 0)
+        key = _entry_key(account_id, generation, query)
+        raw = self._use(lambda client: client.get(key))
+        if raw is _FAILED or raw is None:
+            return None, generation
+        data = json.loads(raw)
+        report = Report(
+            level=Level(data["level"]),
+            grain=Grain(data["grain"]),
+            columns=data["columns"],
+            rows=data["rows"],
+            total=data["total"],
+            limit=data["limit"],
+            offset=data["offset"],
+            cached=True,
+        )
+        return report, generation
+
+    def put(self, account_id: int, generation: int, query: ReportQuery, report: Report) -> None:
+        key = _entry_key(account_id, generation, query)
+        payload = json.dumps(report.as_dict(), separators=(",", ":"))
+        self._use(lambda client: client.set(key, payload, ex=self.ttl))
+
+    def invalidate(self, account_id: int) -> None:
+        """Called after an ingestion of ``account_id`` commits."""
+        self._use(lambda client: client.incr(_generation_key(account_id)))
+
+
+def _generation_key(account_id: int) -> str:
+    return f"adbot:report-generation:{account_id}"
+
+
+def _entry_key(account_id: int, generation: int, query: ReportQuery) -> str:
+    return f"adbot:report:{account_id}:{generation}:{query.cache_key()}"
+
+
+# --- bid history --------------------------------------------------------------------------
+
+BID_HISTORY_SORTS = {"id": BidChange.id, "created_at": BidChange.created_at}
+
+
+def list_bid_history(
+    *,
+    session: Session,
+    account_id: int,
+    limit: int,
+    offset: int,
+    sort: str = "-created_at",
+    campaign_id: int | None = None,
+    keyword_id: int | None = None,
+    cycle_id: uuid.UUID | None = None,
+    source: BidSource | None = None,
+    outcome: BidOutcome | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Page[BidChange]:
+    """The account's bid changes, newest first by default; ``until`` is exclusive."""
+    stmt = select(BidChange).where(BidChange.account_id == account_id)
+    if campaign_id is not None:
+        in_campaign = (
+            select(Keyword.id)
+            .join(AdGroup, AdGroup.id == Keyword.ad_group_id)
+            .where(AdGroup.campaign_id == campaign_id)
+        )
+        stmt = stmt.where(BidChange.keyword_id.in_(in_campaign))
+    conditions: Sequence[tuple[Any, Any]] = (
+        (keyword_id, BidChange.keyword_id == keyword_id),
+        (cycle_id, BidChange.cycle_id == cycle_id),
+        (source, BidChange.source == source),
+        (outcome, BidChange.outcome == outcome),
+        (since, BidChange.created_at >= since),
+        (until, BidChange.created_at < until),
+    )
+    for value, condition in conditions:
+        if value is not None:
+            stmt = stmt.where(condition)
+    return paginate(
+        session,
+        stmt,
+        limit=limit,
+        offset=offset,
+        order_by=ordering(sort, BID_HISTORY_SORTS, BidChange.id),
+    )
+
+
+def report_csv(report: Report) -> str:
+    """The report as CSV: a header of ``report.columns``, empty cells for NULL."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(report.columns)
+    for row in report.rows:
+        writer.writerow(["" if row[name] is None else row[name] for name in report.columns])
+    return buffer.getvalue()

@@ -1,0 +1,83 @@
+"""``adbot quickstart``: AdBot's main job on the embedded defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich import box
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from adbot.cli._console import err, out
+from adbot.config import get_settings
+from adbot.market.scenario import bundled_scenarios
+from adbot.services.quickstart import (
+    DEFAULT_POLICIES,
+    DEFAULT_TRACE_SCENARIO,
+    QuickstartResult,
+    run_quickstart,
+)
+
+
+def _table(result: QuickstartResult) -> Table:
+    table = Table(
+        title="score ratio against the hindsight oracle (mean over episodes)",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("scenario")
+    for policy in result.policies:
+        table.add_column(policy, justify="right")
+    for scenario, ratios in result.ratio_table().items():
+        known = [r for p, r in ratios.items() if p != "oracle" and r is not None]
+        best = max(known) if known else None
+        cells = []
+        for policy in result.policies:
+            ratio = ratios.get(policy)
+            text = "-" if ratio is None else f"{ratio:.3f}"
+            cells.append(f"[bold green]{text}[/]" if ratio == best and policy != "oracle" else text)
+        table.add_row(scenario, *cells)
+    return table
+
+
+def quickstart(
+    policy: list[str] = typer.Option(
+        list(DEFAULT_POLICIES), "--policy", "-p", help="Policies to compare (repeat)."
+    ),
+    episodes: int = typer.Option(2, "--episodes", "-n", help="Episodes per scenario."),
+    seed: int = typer.Option(1000, "--seed", "-s", help="First episode seed."),
+    trace_scenario: str = typer.Option(
+        DEFAULT_TRACE_SCENARIO, "--trace-scenario", help="Scenario of the pace and CPA charts."
+    ),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Report folder (default: DATA_DIR/reports)."
+    ),
+    workers: int | None = typer.Option(None, "--workers", help="Processes (default: cores)."),
+) -> None:
+    """Evaluate the shipped agent and the baselines on the bundled scenarios; write a report."""
+    target = out_dir or get_settings().data_dir / "reports"
+    total = len(bundled_scenarios()) + 1
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("evaluating scenarios", total=total)
+        result = run_quickstart(
+            out_dir=target,
+            policies=policy,
+            episodes=episodes,
+            seed=seed,
+            trace_scenario=trace_scenario,
+            workers=workers,
+            progress=lambda label: bar.update(task, advance=1, description=f"done: {label}"),
+        )
+    out.print(_table(result))
+    out.print(
+        f"report: [bold]{result.report_path.resolve()}[/] "
+        f"({len(result.reports)} scenarios x {episodes} episodes in {result.seconds:.0f} s)",
+        highlight=False,
+        soft_wrap=True,
+    )

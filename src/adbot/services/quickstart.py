@@ -1,0 +1,134 @@
+"""AdBot's main job on the embedded defaults: policies against the oracle, as a table and a page.
+
+``run_quickstart`` evaluates every policy (by default the shipped agent ``ppo:default`` and
+the baselines) on the bundled scenarios with MARKET.md's ``evaluate`` contract, plays one
+traced episode of each policy on a featured scenario for the charts, and writes an HTML
+report. Scenarios are evaluated in parallel processes; each evaluation is the same function
+``adbot evaluate`` runs, so the figures agree with it episode by episode.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from adbot.bidding.evaluate import check_episodes, evaluate
+from adbot.bidding.registry import load_policy_plugins, make_policy
+from adbot.bidding.runner import EpisodeResult, run_episode
+from adbot.errors import InvalidInput
+from adbot.market.scenario import Scenario, bundled_scenarios, load_scenario
+from adbot.services.policy_report import write_policy_report
+
+DEFAULT_POLICIES = ("ppo:default", "fixed", "pid", "onlinelp", "oracle")
+DEFAULT_TRACE_SCENARIO = "tight-cpa"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class QuickstartResult:
+    """Evaluation reports (one per scenario, MARKET.md's JSON shape) and the report's path."""
+
+    reports: list[dict[str, Any]]
+    traces: list[EpisodeResult]
+    trace_scenario: Scenario
+    report_path: Path
+    seconds: float
+    policies: list[str] = field(default_factory=list)
+
+    def ratio_table(self) -> dict[str, dict[str, float | None]]:
+        """scenario -> policy -> mean score_ratio."""
+        return {
+            report["scenario"]: {row["policy"]: row["score_ratio"] for row in report["results"]}
+            for report in self.reports
+        }
+
+
+def _init_worker() -> None:
+    # One thread per process: the pool already uses every core.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    load_policy_plugins()
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # the baselines need no torch
+        pass
+
+
+def _evaluate_file(path: str, policies: list[str], episodes: int, seed: int) -> dict[str, Any]:
+    return evaluate(load_scenario(path), policies, episodes=episodes, seed=seed)
+
+
+def _check_policies(policies: Sequence[str]) -> list[str]:
+    specs = list(dict.fromkeys(p.strip() for p in policies if p.strip()))
+    if not specs:
+        raise InvalidInput("give at least one policy")
+    load_policy_plugins()
+    for spec in specs:
+        make_policy(spec)  # an unknown or missing agent fails before any work starts
+    return specs
+
+
+def run_quickstart(
+    *,
+    out_dir: Path,
+    policies: Sequence[str] = DEFAULT_POLICIES,
+    scenarios: Sequence[str | Path] | None = None,
+    episodes: int = 2,
+    seed: int = 1000,
+    trace_scenario: str | Path = DEFAULT_TRACE_SCENARIO,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> QuickstartResult:
+    """Evaluate ``policies`` on ``scenarios`` (default: the bundled ones) and write the report."""
+    started = time.perf_counter()
+    check_episodes(episodes, seed)
+    specs = _check_policies(policies)
+    paths = [str(p) for p in (scenarios if scenarios is not None else bundled_scenarios())]
+    if not paths:
+        raise InvalidInput("no scenarios to evaluate")
+    loaded = [load_scenario(p) for p in paths]  # a bad file fails before any work starts
+    featured = load_scenario(trace_scenario)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(paths)))
+
+    reports: dict[str, dict[str, Any]] = {}
+    context = get_context("spawn")  # torch and fork do not mix
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+        futures = {
+            pool.submit(_evaluate_file, path, specs, episodes, seed): scenario.name
+            for path, scenario in zip(paths, loaded, strict=True)
+        }
+        for future in as_completed(futures):
+            reports[futures[future]] = future.result()
+            if progress:
+                progress(futures[future])
+    ordered = [reports[s.name] for s in loaded]
+
+    traces = [run_episode(featured, seed, make_policy(spec)) for spec in specs]
+    if progress:
+        progress(f"traces on {featured.name}")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    report_path = write_policy_report(
+        out_dir / f"quickstart-{stamp}.html",
+        reports=ordered,
+        traces=traces,
+        trace_scenario=featured,
+        episodes=episodes,
+        seed=seed,
+    )
+    return QuickstartResult(
+        reports=ordered,
+        traces=traces,
+        trace_scenario=featured,
+        report_path=report_path,
+        seconds=time.perf_counter() - started,
+        policies=specs,
+    )

@@ -1,0 +1,64 @@
+"""quickstart: the same figures as ``evaluate``, a report page with the charts, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adbot.bidding.evaluate import evaluate
+from adbot.errors import InvalidInput, ScenarioError
+from adbot.market.scenario import BUNDLED_DIR, load_scenario
+from adbot.services.quickstart import run_quickstart
+
+ONE_DAY = [BUNDLED_DIR / "tight-budget.yaml", BUNDLED_DIR / "value-only.yaml"]
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return run_quickstart(
+        out_dir=tmp_path_factory.mktemp("reports"),
+        policies=["fixed", "pid", "oracle"],
+        scenarios=ONE_DAY,
+        episodes=1,
+        seed=7,
+        trace_scenario=ONE_DAY[0],
+        workers=1,
+    )
+
+
+def test_figures_match_evaluate(result) -> None:  # type: ignore[no-untyped-def]
+    direct = evaluate(load_scenario(ONE_DAY[0]), ["fixed", "pid", "oracle"], episodes=1, seed=7)
+    assert result.reports[0]["scenario"] == "tight-budget"
+    for mine, theirs in zip(result.reports[0]["results"], direct["results"], strict=True):
+        assert mine["policy"] == theirs["policy"]
+        assert mine["score"] == pytest.approx(theirs["score"])
+        assert mine["score_ratio"] == pytest.approx(theirs["score_ratio"])
+    table = result.ratio_table()
+    assert set(table) == {"tight-budget", "value-only"}
+    assert table["tight-budget"]["oracle"] == pytest.approx(1.0)
+
+
+def test_report_page_has_table_and_charts(result) -> None:  # type: ignore[no-untyped-def]
+    html = result.report_path.read_text()
+    assert result.report_path.suffix == ".html"
+    assert html.count('class="plotly-graph-div"') == 3
+    assert "Spend pace on tight-budget" in html and "Score ratio per scenario" in html
+    assert "value-only" in html and "<th>pid</th>" in html
+    # plotly.js is embedded once, so the page opens offline
+    assert html.count("plotly.js v") == 1 and "<script src=" not in html
+    assert len(result.traces) == 3 and all(len(t.spend) == 24 for t in result.traces)
+
+
+def test_unknown_policy_fails_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="unknown policy 'nope'"):
+        run_quickstart(out_dir=tmp_path, policies=["fixed", "nope"], scenarios=ONE_DAY)
+    assert not list(tmp_path.iterdir())
+
+
+def test_bad_scenario_fails_before_any_work(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: Bad Name\n")
+    with pytest.raises(ScenarioError):
+        run_quickstart(out_dir=tmp_path / "out", policies=["fixed"], scenarios=[bad])
+    assert not (tmp_path / "out").exists()

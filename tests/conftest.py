@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -79,6 +80,15 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def stop_run(message: str) -> NoReturn:
+    """Stop: the whole run (``pytest.exit``) or, in an xdist worker, where an exit would be
+    reported as a bare worker crash, every test that needs the missing server fails with the
+    message (a failing session fixture is not retried)."""
+    if worker_id() == "main":
+        pytest.exit(message, returncode=3)
+    pytest.fail(message, pytrace=False)
 
 
 def _wants_throwaway() -> bool:
@@ -133,7 +143,7 @@ def _unprivileged_prefix(directory: Path) -> list[str]:
                 f"--regid={entry.pw_gid}",
                 "--clear-groups",
             ]
-    pytest.exit("running as root and no unprivileged user to run PostgreSQL as", returncode=3)
+    stop_run("running as root and no unprivileged user to run PostgreSQL as")
 
 
 @contextlib.contextmanager
@@ -141,7 +151,7 @@ def throwaway_postgres() -> Iterator[str]:
     """A new PostgreSQL cluster in a temporary folder on a free port, trust auth."""
     bin_dir = _postgres_bin_dir()
     if bin_dir is None:
-        pytest.exit(f"No PostgreSQL for the tests: {GET_POSTGRES}.", returncode=3)
+        stop_run(f"No PostgreSQL for the tests: {GET_POSTGRES}.")
     directory = Path(tempfile.mkdtemp(prefix=f"adbot-pg-{worker_id()}-"))
     data = directory / "data"
     port = free_port()
@@ -176,7 +186,7 @@ def _run(command: list[str]) -> None:
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         output = (result.stderr or result.stdout).strip()
-        pytest.exit(f"`{' '.join(command)}` failed: {output}", returncode=3)
+        stop_run(f"`{' '.join(command)}` failed: {output}")
 
 
 @pytest.fixture(scope="session")
@@ -190,10 +200,9 @@ def pg_admin_url() -> Iterator[str]:
             yield url
             return
         if explicit:
-            pytest.exit(
+            stop_run(
                 f"{ADMIN_URL_VAR}={mask_url(url)} does not answer ({problem}): start that "
-                "server, or unset the variable to let the tests start a throwaway one.",
-                returncode=3,
+                "server, or unset the variable to let the tests start a throwaway one."
             )
     with throwaway_postgres() as url:
         yield url
@@ -301,7 +310,7 @@ def redis_problem(url: str) -> str | None:
 def throwaway_redis() -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.exit(f"No Redis for the tests: {GET_REDIS}.", returncode=3)
+        stop_run(f"No Redis for the tests: {GET_REDIS}.")
     directory = Path(tempfile.mkdtemp(prefix=f"adbot-redis-{worker_id()}-"))
     port = free_port()
     command = [
@@ -333,14 +342,14 @@ def _wait_for(ready: Callable[[], bool], what: str, attempts: int = 100) -> None
         if ready():
             return
         time.sleep(0.1)
-    pytest.exit(f"{what} did not start", returncode=3)
+    stop_run(f"{what} did not start")
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """URL of this worker's own Redis database number."""
     if worker_index() >= len(REDIS_TEST_DBS):
-        pytest.exit(f"at most {len(REDIS_TEST_DBS)} xdist workers can share Redis", returncode=3)
+        stop_run(f"at most {len(REDIS_TEST_DBS)} xdist workers can share Redis")
     number = REDIS_TEST_DBS[worker_index()]
     explicit = os.environ.get(REDIS_URL_VAR)
     if not _wants_throwaway():
@@ -350,10 +359,9 @@ def redis_url() -> Iterator[str]:
             yield _with_db(url, number)
             return
         if explicit:
-            pytest.exit(
+            stop_run(
                 f"{REDIS_URL_VAR}={mask_url(url)} does not answer ({problem}): start that "
-                "server, or unset the variable to let the tests start a throwaway one.",
-                returncode=3,
+                "server, or unset the variable to let the tests start a throwaway one."
             )
     with throwaway_redis() as url:
         yield _with_db(url, number)

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adbot.errors import AdbotError, AuthenticationFailed, RateLimited
@@ -41,6 +42,7 @@ _CODES = {
 # Validation error types that mean "the body is not JSON", not "a field is wrong".
 _MALFORMED = {"json_invalid"}
 _LISTED_IN_MESSAGE = 3
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def error_response(
@@ -122,12 +124,12 @@ def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path. Starlette's own ``Allow`` names only the
     first matching route's, and AdBot has one route per method.
     """
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(request.url.path):
-            methods |= set(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:

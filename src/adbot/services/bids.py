@@ -41,12 +41,11 @@ from adbot.db.models import (
     Keyword,
 )
 from adbot.errors import Conflict, InvalidInput, NotFound
-from adbot.services.common import Actor, Page, ordering, paginate, writing
+from adbot.services.common import Actor, writing
 
 MAX_BULK_CHANGES = 10_000
 # How many offending ids an error lists; enough to act on, small enough to read.
 _LISTED = 100
-SORTS = {"id": BidChange.id, "created_at": BidChange.created_at}
 
 
 @dataclass(frozen=True)
@@ -130,29 +129,6 @@ def record_bid_changes(
             }
             for update_ in updates
         ],
-    )
-
-
-def list_bid_history(
-    *,
-    session: Session,
-    actor: Actor,
-    limit: int,
-    offset: int,
-    sort: str = "-id",
-    keyword_id: int | None = None,
-    cycle_id: uuid.UUID | None = None,
-    source: BidSource | None = None,
-) -> Page[BidChange]:
-    stmt = select(BidChange).where(BidChange.account_id == actor.account_id)
-    if keyword_id is not None:
-        stmt = stmt.where(BidChange.keyword_id == keyword_id)
-    if cycle_id is not None:
-        stmt = stmt.where(BidChange.cycle_id == cycle_id)
-    if source is not None:
-        stmt = stmt.where(BidChange.source == source)
-    return paginate(
-        session, stmt, limit=limit, offset=offset, order_by=ordering(sort, SORTS, BidChange.id)
     )
 
 

@@ -1,14 +1,11 @@
-"""Bulk manual bid changes and the bid history."""
+"""Bulk manual bid changes (the history is ``GET /api/v1/bid-history``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Query
-
-from adbot.api.deps import ReadAccess, SessionDep, SettingsDep, WriteAccess
-from adbot.api.schemas.bids import BidChangeRead, BidHistoryFilters, BulkBidResult, BulkBidUpdate
-from adbot.api.schemas.common import Page, page_of
+from adbot.api.deps import SessionDep, SettingsDep, WriteAccess
+from adbot.api.schemas.bids import BulkBidResult, BulkBidUpdate
 from adbot.services import bids as service
 
 router = APIRouter(prefix="/bids", tags=["bids"])
@@ -29,11 +26,3 @@ def bulk_update_bids(
         reason=body.reason,
     )
     return BulkBidResult.model_validate(result)
-
-
-@router.get("/history")
-def list_bid_history(
-    filters: Annotated[BidHistoryFilters, Query()], actor: ReadAccess, session: SessionDep
-) -> Page[BidChangeRead]:
-    page = service.list_bid_history(session=session, actor=actor, **filters.model_dump())
-    return page_of(BidChangeRead, page)

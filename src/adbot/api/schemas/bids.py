@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
 
 from pydantic import Field
 
-from adbot.api.schemas.common import Filters, Id, IdFilter, Micros, ReadModel, Strict
+from adbot.api.schemas.common import Id, Micros, ReadModel, Strict
 from adbot.api.schemas.keywords import Reason
 from adbot.db.models import BidOutcome, BidSource
 from adbot.services.bids import MAX_BULK_CHANGES
-
-BidHistorySort = Literal["id", "-id", "created_at", "-created_at"]
 
 
 class BidChangeIn(Strict):
@@ -44,10 +41,3 @@ class BidChangeRead(ReadModel):
     user_id: int | None
     agent_id: int | None
     created_at: datetime
-
-
-class BidHistoryFilters(Filters):
-    sort: BidHistorySort = "-id"
-    keyword_id: IdFilter | None = None
-    cycle_id: uuid.UUID | None = None
-    source: BidSource | None = None

@@ -51,7 +51,7 @@ _SHARED: list[Any] = [
 ]
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """Writes to the *current* ``sys.stderr`` (which test runners swap per test)."""
 
     def __init__(self) -> None:

@@ -37,7 +37,7 @@ from adbot.db.engine import create_db_engine
 from adbot.db.session import make_sessionmaker
 
 ROUTERS = (auth, api_keys, accounts, users, platforms, campaigns, ad_groups, ads, keywords, bids)
-ROUTERS += (metrics, conversions, reports, bid_history)
+PERFORMANCE_ROUTERS = (metrics, conversions, reports, bid_history)
 
 
 class Database:
@@ -89,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key"],
         )
-    for module in ROUTERS:
+    for module in (*ROUTERS, *PERFORMANCE_ROUTERS):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     install_operations(app)
     return app

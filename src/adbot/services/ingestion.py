@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from adbot.db.models import ConversionSource
-from adbot.errors import InvalidInput
+from adbot.db.models import Account, ConversionSource
+from adbot.errors import InvalidInput, NotFound
 from adbot.services.common import writing
 from adbot.services.ingest_checks import (
     Problems,
@@ -260,6 +261,18 @@ def from_trace(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=["keyword_id", "hour"], errors="ignore").rename(
         columns={"timestamp": "hour"}
     )
+
+
+def account_id_for(*, session: Session, reference: str) -> int:
+    """The id of the account with this id or slug (for the operator's CLI)."""
+    text = reference.strip()
+    condition = Account.slug == text
+    if text.isdigit():
+        condition = or_(condition, Account.id == int(text))
+    found = session.scalar(select(Account.id).where(condition).limit(1))
+    if found is None:
+        raise NotFound(f"no account with id or slug '{text}'")
+    return int(found)
 
 
 # --- metrics ------------------------------------------------------------------------------

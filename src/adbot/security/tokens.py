@@ -77,7 +77,9 @@ def decode_token(token: str, *, kind: TokenKind, auth: AuthSettings) -> TokenCla
     except jwt.PyJWTError:
         raise AuthenticationFailed("invalid token") from None
     if claims.get("typ") != kind:
-        raise AuthenticationFailed(f"expected a {kind} token")
+        raise AuthenticationFailed(
+            "expected an access token" if kind == "access" else "expected a refresh token"
+        )
     try:
         user_id = int(claims["sub"])
     except (TypeError, ValueError):

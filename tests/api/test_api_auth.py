@@ -1,0 +1,192 @@
+"""Sign-in, tokens and refresh, with real argon2 hashes and real signed JWTs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+from api_helpers import PASSWORD, SECRET, Tenant, assert_error, bearer
+from fastapi.testclient import TestClient
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from adbot.config import Settings
+from adbot.db.models import Role, User
+from adbot.security.tokens import issue_token
+
+TOKEN_URL = "/api/v1/auth/token"
+
+
+def _login(client: TestClient, email: str, password: str = PASSWORD) -> object:
+    return client.post(TOKEN_URL, data={"username": email, "password": password})
+
+
+def test_good_password_gets_a_short_lived_token(
+    client: TestClient, tenant: Tenant, settings: Settings, db_session: Session
+) -> None:
+    response = _login(client, tenant.admin_email.upper())
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert 0 < body["expires_in"] <= settings.auth.token_minutes * 60
+    claims = jwt.decode(body["access_token"], SECRET, algorithms=["HS256"], issuer="adbot")
+    assert claims["typ"] == "access" and claims["sub"] == str(tenant.admin_id)
+    me = client.get("/api/v1/auth/me", headers=bearer(body["access_token"]))
+    assert me.json() == {
+        "account_id": tenant.account_id,
+        "user_id": tenant.admin_id,
+        "role": "admin",
+        "scopes": ["admin", "read", "write"],
+        "api_key_id": None,
+    }
+    user = db_session.get(User, tenant.admin_id)
+    assert user is not None and user.last_login_at is not None
+    assert user.password_hash is not None and user.password_hash.startswith("$argon2id$")
+
+
+@pytest.mark.parametrize("who", ["wrong password", "unknown email"])
+def test_bad_credentials_get_the_same_401(client: TestClient, tenant: Tenant, who: str) -> None:
+    if who == "wrong password":
+        response = _login(client, tenant.admin_email, "not the password")
+    else:
+        response = _login(client, "nobody@example.com")
+    error = assert_error(response, 401, "unauthenticated")
+    assert error["message"] == "incorrect email or password"
+
+
+def test_the_token_endpoint_wants_the_oauth2_form(client: TestClient, tenant: Tenant) -> None:
+    as_json = client.post(TOKEN_URL, json={"username": tenant.admin_email, "password": PASSWORD})
+    assert_error(as_json, 422, "validation_error")
+    wrong_grant = client.post(
+        TOKEN_URL,
+        data={"username": tenant.admin_email, "password": PASSWORD, "grant_type": "implicit"},
+    )
+    error = assert_error(wrong_grant, 422, "validation_error")
+    assert error["details"][0]["field"] == "grant_type"
+
+
+def test_disabled_users_are_refused(client: TestClient, tenant: Tenant) -> None:
+    viewer = tenant.as_role(Role.VIEWER)
+    viewer_id = tenant.users[Role.VIEWER][0]
+    assert client.get("/api/v1/auth/me", headers=viewer).status_code == 200
+    response = client.patch(
+        f"/api/v1/users/{viewer_id}", json={"is_active": False}, headers=tenant.headers
+    )
+    assert response.status_code == 200 and response.json()["is_active"] is False
+    error = assert_error(client.get("/api/v1/campaigns", headers=viewer), 401)
+    assert error["message"] == "user is disabled"
+    error = assert_error(_login(client, f"viewer-{tenant.account_id}@example.com"), 401)
+    assert error["message"] == "user is disabled"
+
+
+def test_an_expired_token_is_refused(
+    client: TestClient, tenant: Tenant, settings: Settings, db_session: Session
+) -> None:
+    password_hash = db_session.scalar(select(User.password_hash).where(User.id == tenant.admin_id))
+    token, expires = issue_token(
+        user_id=tenant.admin_id,
+        password_hash=password_hash,
+        kind="access",
+        auth=settings.auth,
+        now=datetime.now(UTC) - timedelta(hours=2),
+    )
+    assert expires < datetime.now(UTC)
+    error = assert_error(client.get("/api/v1/auth/me", headers=bearer(token)), 401)
+    assert error["message"] == "token has expired"
+
+
+def test_forged_and_tampered_tokens_are_refused(client: TestClient, tenant: Tenant) -> None:
+    genuine = tenant.token
+    claims = jwt.decode(genuine, SECRET, algorithms=["HS256"], issuer="adbot")
+    forged = jwt.encode(claims, "another-secret-another-secret-another-secret!", algorithm="HS256")
+    unsigned = jwt.encode(claims, None, algorithm="none")
+    header, _payload, signature = genuine.split(".")
+    other = jwt.encode({**claims, "sub": "999"}, "x" * 40, algorithm="HS256").split(".")[1]
+    tampered = f"{header}.{other}.{signature}"
+    for token in (forged, unsigned, tampered, "not-a-jwt"):
+        error = assert_error(client.get("/api/v1/auth/me", headers=bearer(token)), 401)
+        assert error["message"] == "invalid token"
+
+
+def test_malformed_or_doubled_credentials_are_refused(client: TestClient, tenant: Tenant) -> None:
+    for headers in (
+        {"Authorization": "Token abc"},
+        {"Authorization": "Bearer"},
+        {"Authorization": ""},
+        {"X-API-Key": ""},
+        {**tenant.headers, "X-API-Key": "adbot_x_y"},
+    ):
+        assert_error(client.get("/api/v1/auth/me", headers=headers), 401, "unauthenticated")
+
+
+def test_refresh_gives_a_new_pair_and_tokens_keep_their_kind(
+    client: TestClient, tenant: Tenant
+) -> None:
+    pair = _login(client, tenant.admin_email).json()
+    refreshed = client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert refreshed.status_code == 200
+    new_access = refreshed.json()["access_token"]
+    assert client.get("/api/v1/auth/me", headers=bearer(new_access)).status_code == 200
+    as_access = client.get("/api/v1/auth/me", headers=bearer(pair["refresh_token"]))
+    assert assert_error(as_access, 401)["message"] == "expected an access token"
+    as_refresh = client.post("/api/v1/auth/refresh", json={"refresh_token": pair["access_token"]})
+    assert assert_error(as_refresh, 401)["message"] == "expected a refresh token"
+
+
+def test_refresh_is_refused_once_the_user_is_disabled(client: TestClient, tenant: Tenant) -> None:
+    tenant.as_role(Role.ANALYST)
+    analyst_id = tenant.users[Role.ANALYST][0]
+    pair = _login(client, f"analyst-{tenant.account_id}@example.com").json()
+    client.delete(f"/api/v1/users/{analyst_id}", headers=tenant.headers)
+    response = client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert assert_error(response, 401)["message"] == "user is disabled"
+
+
+def test_changing_the_password_ends_older_tokens(client: TestClient, tenant: Tenant) -> None:
+    old_headers = tenant.headers
+    old_refresh = _login(client, tenant.admin_email).json()["refresh_token"]
+    wrong = client.post(
+        "/api/v1/auth/password",
+        json={"current_password": "wrong", "new_password": "a brand new passphrase"},
+        headers=old_headers,
+    )
+    assert_error(wrong, 401)
+    too_short = client.post(
+        "/api/v1/auth/password",
+        json={"current_password": PASSWORD, "new_password": "short"},
+        headers=old_headers,
+    )
+    assert assert_error(too_short, 422)["details"][0]["field"] == "new_password"
+    changed = client.post(
+        "/api/v1/auth/password",
+        json={"current_password": PASSWORD, "new_password": "a brand new passphrase"},
+        headers=old_headers,
+    )
+    assert changed.status_code == 200
+    assert client.get("/api/v1/auth/me", headers=bearer(changed.json()["access_token"])).is_success
+    stale = assert_error(client.get("/api/v1/auth/me", headers=old_headers), 401)
+    assert stale["message"] == "token was issued before a password change"
+    response = client.post("/api/v1/auth/refresh", json={"refresh_token": old_refresh})
+    assert_error(response, 401)
+    assert _login(client, tenant.admin_email, "a brand new passphrase").status_code == 200
+    assert_error(_login(client, tenant.admin_email), 401)
+
+
+def test_a_token_of_a_deleted_user_is_refused(
+    client: TestClient, tenant: Tenant, db_session: Session
+) -> None:
+    headers = tenant.as_role(Role.VIEWER)
+    db_session.execute(delete(User).where(User.id == tenant.users[Role.VIEWER][0]))
+    db_session.commit()
+    assert_error(client.get("/api/v1/auth/me", headers=headers), 401)
+
+
+def test_a_closed_account_can_no_longer_sign_in(client: TestClient, tenant: Tenant) -> None:
+    response = client.delete(f"/api/v1/accounts/{tenant.account_id}", headers=tenant.headers)
+    assert response.status_code == 200 and response.json()["status"] == "closed"
+    assert (
+        assert_error(client.get("/api/v1/auth/me", headers=tenant.headers), 401)["message"]
+        == "account is closed"
+    )
+    assert_error(_login(client, tenant.admin_email), 401)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, inspect, make_url, text
 
 from adbot.cli.main import main
 from adbot.config import get_settings
@@ -203,3 +203,12 @@ def test_check_on_an_unmigrated_database_asks_for_upgrade(
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     line = _one_line_error(adbot(url, "db", "check"))
     assert "adbot db upgrade" in line
+
+
+def test_missing_database_says_how_to_create_it(
+    pg_admin_url: str, adbot: Callable[..., Result]
+) -> None:
+    url = make_url(pg_admin_url).set(database="adbot_no_such_database")
+    line = _one_line_error(adbot(url.render_as_string(hide_password=False), "db", "current"))
+    assert 'database "adbot_no_such_database" does not exist' in line
+    assert "createdb" in line and "ADBOT_DB__URL" in line

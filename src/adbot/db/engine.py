@@ -85,7 +85,7 @@ def database_unavailable(url: URL | str, exc: BaseException) -> DatabaseUnavaila
     rendered = url.render_as_string(hide_password=False) if isinstance(url, URL) else url
     reason = first_line(exc)
     return DatabaseUnavailable(
-        f"cannot reach the database at {mask_url(rendered)} ({reason}); {_hint(rendered)}"
+        f"cannot reach the database at {mask_url(rendered)} ({reason}); {_hint(rendered, reason)}"
     )
 
 
@@ -95,9 +95,17 @@ def first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(original).__name__
 
 
-def _hint(url: str) -> str:
-    if make_url(url).get_backend_name() == "sqlite":
+def _hint(url: str, reason: str) -> str:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
         return "check that the folder exists and is writable, or set ADBOT_DB__URL"
+    if "does not exist" in reason and "database" in reason:
+        return (
+            f"create it (createdb -h {parsed.host} -p {parsed.port or 5432} "
+            f"-U {parsed.username} {parsed.database}) or fix the name in ADBOT_DB__URL"
+        )
+    if any(word in reason for word in ("authentication", "password", "role")):
+        return "check the user and password in ADBOT_DB__URL"
     return (
         "is PostgreSQL running and is the host/port right? Start it with "
         "`docker compose up -d postgres` (port 7500) or set ADBOT_DB__URL "

@@ -84,14 +84,15 @@ def ordering(
     columns: Mapping[str, InstrumentedAttribute[Any]],
     tiebreak: InstrumentedAttribute[Any],
 ) -> list[ColumnElement[Any]]:
-    """``"name"`` or ``"-name"`` as ORDER BY, with the primary key last so pages are stable."""
+    """``"name"`` or ``"-name"`` as ORDER BY, then the primary key so pages are stable."""
     descending = sort.startswith("-")
     column = columns.get(sort.removeprefix("-"))
     if column is None:
         raise InvalidInput(
             f"cannot sort by '{sort}'", details={"field": "sort", "allowed": sorted(columns)}
         )
-    first = column.desc() if descending else column.asc()
+    # Rows without a value (a keyword using its ad group's bid) go last either way.
+    first = (column.desc() if descending else column.asc()).nulls_last()
     return [first, tiebreak.desc() if descending else tiebreak.asc()]
 
 

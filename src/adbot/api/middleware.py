@@ -90,9 +90,22 @@ def operations_of(app: Any) -> Operations:
 
 
 def route_template(scope: Scope) -> str:
+    """The matched route's template with its router prefix (``/api/v1/keywords/{id}``).
+
+    FastAPI hands over the route of the included router, whose path lacks the prefix; the
+    prefix is what the request path has in front of the route's filled-in template.
+    """
     route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED_ROUTE
+    template = getattr(route, "path", None)
+    if not isinstance(template, str):
+        return UNMATCHED_ROUTE
+    params = {name: str(value) for name, value in scope.get("path_params", {}).items()}
+    try:
+        concrete = template.format(**params)
+    except (KeyError, IndexError, ValueError):
+        return template
+    path = str(scope.get("path", ""))
+    return path[: len(path) - len(concrete)] + template if path.endswith(concrete) else template
 
 
 def request_id_of(headers: Headers) -> str:

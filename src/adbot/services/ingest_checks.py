@@ -196,12 +196,14 @@ def int_column(
     field: str | None = None,
     optional: bool = False,
 ) -> np.ndarray:
-    """A non-negative whole-number column as int64; ``default`` when the column is absent.
-    ``optional``: blank cells are allowed (and read as 0).
+    """A non-negative whole-number column as int64. ``default``: the value of an absent
+    column or a blank cell; ``optional``: blank cells are allowed (and read as 0).
     """
     if name not in frame.columns:
         return _absent(frame, name, default, np.int64)
-    numbers, ok, exact = _numbers(frame, name, problems, source, optional)
+    numbers, ok, exact = _numbers(frame, name, problems, source, optional or default is not None)
+    if default is not None:
+        numbers, ok = _fill_blanks(frame[name], numbers, ok, default)
     label = field or name
     whole = ok & (np.floor(numbers) == numbers)
     problems.add(ok & ~whole, label, "must be a whole number")
@@ -226,10 +228,14 @@ def float_column(
     *,
     default: float | None = None,
 ) -> np.ndarray:
-    """A non-negative number column as float64."""
+    """A non-negative number column as float64; ``default`` for an absent column or a blank
+    cell.
+    """
     if name not in frame.columns:
         return _absent(frame, name, default, np.float64)
-    numbers, ok, _ = _numbers(frame, name, problems, source)
+    numbers, ok, _ = _numbers(frame, name, problems, source, default is not None)
+    if default is not None:
+        numbers, ok = _fill_blanks(frame[name], numbers, ok, default)
     _range_checks(numbers, ok, name, problems)
     return np.where(ok & (numbers >= 0) & (numbers <= MAX_VALUE), numbers, 0.0)
 
@@ -245,12 +251,20 @@ def money_column(
 ) -> np.ndarray:
     """Money as int64 micros, from ``<x>_micros`` or from a currency-unit column (rounded)."""
     if micros_name in frame.columns:
-        return int_column(frame, micros_name, problems, source)
+        return int_column(frame, micros_name, problems, source, default=default)
     unit_name = present(frame, *unit_names)
     if unit_name is None:
         return _absent(frame, micros_name, default, np.int64, also=tuple(unit_names))
-    units = float_column(frame, unit_name, problems, source)
+    unit_default = None if default is None else default / MICROS_PER_UNIT
+    units = float_column(frame, unit_name, problems, source, default=unit_default)
     return np.rint(units * MICROS_PER_UNIT).astype(np.int64)
+
+
+def _fill_blanks(
+    values: pd.Series, numbers: np.ndarray, ok: np.ndarray, default: float
+) -> tuple[np.ndarray, np.ndarray]:
+    missing = blank(values)
+    return np.where(missing, default, numbers), ok | missing
 
 
 def _range_checks(numbers: np.ndarray, ok: np.ndarray, field: str, problems: Problems) -> None:

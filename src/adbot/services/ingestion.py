@@ -167,6 +167,13 @@ def read_body(body: bytes, content_type: str | None) -> Batch:
     raise UnsupportedMedia(media or "none")
 
 
+class MalformedBody(InvalidInput):
+    """The body cannot be read as JSON or CSV at all."""
+
+    code = "malformed_body"
+    http_status = 400
+
+
 class UnsupportedMedia(InvalidInput):
     code = "unsupported_media_type"
     http_status = 415
@@ -182,7 +189,7 @@ def _read_json(body: bytes) -> pd.DataFrame:
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(
+        raise MalformedBody(
             f"the body is not valid JSON: {exc}", details={"field": "body"}
         ) from None
     if not isinstance(document, dict) or not isinstance(document.get("rows"), list):
@@ -208,21 +215,21 @@ def read_csv(source: io.BytesIO | Path) -> pd.DataFrame:
         header = _csv_header(source)
         frame = pd.read_csv(
             source,
-            dtype={name: str for name in _TEXT_COLUMNS if name in header},
+            dtype={name: str for name in header if name.strip().lower() in _TEXT_COLUMNS},
             keep_default_na=False,
             na_values=[""],
             encoding="utf-8-sig",
             skipinitialspace=True,
         )
-    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error, ValueError) as exc:
-        raise InvalidInput(f"cannot read the CSV: {_first_line(exc)}") from None
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error, ValueError, IndexError) as exc:
+        raise MalformedBody(f"cannot read the CSV: {_first_line(exc)}") from None
     frame.columns = [str(name).strip().lower() for name in frame.columns]
     return frame
 
 
-def _csv_header(source: io.BytesIO | Path) -> set[str]:
+def _csv_header(source: io.BytesIO | Path) -> list[str]:
     if isinstance(source, Path):
         with source.open("rb") as handle:
             first = handle.readline()
@@ -230,7 +237,7 @@ def _csv_header(source: io.BytesIO | Path) -> set[str]:
         first = source.getvalue().split(b"\n", 1)[0]
         source.seek(0)
     text = first.decode("utf-8-sig", errors="replace")
-    return {name.strip().lower() for name in next(csv.reader([text]), [])}
+    return [name for name in next(csv.reader([text.rstrip("\r\n")]), [])]
 
 
 def read_file(path: Path) -> Batch:

@@ -16,9 +16,10 @@ are recalibrated by the realised ones like the PID's (prior of 20 conversions).
 
 Decision at each step: forecast, per multiplier, the rest of today (its expected query
 volume) and each later day (capped at the daily budget), add what was realised so far, and
-take the largest multiplier whose forecast keeps (1) today's expected remaining spend within
-today's remaining budget and (2) the episode's CPA at most ``target_cpa`` (or ROAS at least
-``target_roas``); between grid points it interpolates on the binding constraint's slack.
+take the multiplier with the best forecast MARKET.md score (so a CPA or ROAS target is a
+soft constraint with the score's quadratic penalty, exactly as it is scored) among those
+whose expected spend for the rest of today fits today's remaining budget. When the budget
+is what stops a higher multiplier, it interpolates between grid points on the budget slack.
 
 Prior on day 1: before any step has been played, alpha is the natural multiplier (1 with a
 CPA target or none, ``1 / target_roas`` with a ROAS target); from the second step on, the
@@ -33,9 +34,10 @@ import numpy as np
 
 from adbot.bidding.base import ALPHA_MAX, ALPHA_MIN, bids_from_alpha, natural_alpha
 from adbot.bidding.pid import calibrated
+from adbot.market.score import score_many
 from adbot.market.simulator import MarketSimulator, StepOutcome
 
-GRID_POINTS = 48
+GRID_POINTS = 96
 PRIOR_CONVERSIONS = 20.0
 
 
@@ -89,27 +91,18 @@ class OnlineLpPolicy:
         total_value = self._value + kappa * value * volume
         return today, total_cost, total_conversions, total_value
 
-    def _slack(self, sim: MarketSimulator) -> np.ndarray:
-        """Relative slack of the tightest constraint per grid multiplier (>= 0: feasible)."""
+    def _solve(self, sim: MarketSimulator) -> float:
         today, cost, conversions, value = self._forecast(sim)
         slack = (sim.budget_left_today - today) / sim.daily_budget
-        campaign = sim.scenario.campaign
-        if campaign.target_cpa is not None:
-            allowed = campaign.target_cpa * conversions
-            slack = np.minimum(slack, (allowed - cost) / np.maximum(allowed, 1e-12))
-        elif campaign.target_roas is not None:
-            required = campaign.target_roas * cost
-            slack = np.minimum(slack, (value - required) / np.maximum(required, 1e-12))
-        return slack
-
-    def _solve(self, sim: MarketSimulator) -> float:
-        slack = self._slack(sim)
-        feasible = np.flatnonzero(slack >= 0)
-        if feasible.shape[0] == 0:
+        feasible = slack >= 0
+        if not feasible.any():
             return float(self.grid[0])
-        best = int(feasible[-1])
-        if best + 1 >= GRID_POINTS:
-            return float(self.grid[-1])
+        forecast = score_many(conversions, value, cost, sim.scenario.campaign)
+        best = int(np.argmax(np.where(feasible, forecast, -np.inf)))
+        budget_bound = best + 1 < GRID_POINTS and forecast[best + 1] > forecast[best]
+        if not budget_bound or feasible[best + 1]:
+            return float(self.grid[best])
+        # The budget stops us between two grid points: interpolate on its slack.
         low, high = slack[best], slack[best + 1]
         share = low / (low - high) if low > high else 0.0
         log_grid = np.log(self.grid)

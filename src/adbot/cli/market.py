@@ -6,10 +6,9 @@ import importlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import typer
 from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,6 +23,9 @@ from adbot.errors import InvalidInput
 from adbot.market.episode import universe_for
 from adbot.market.scenario import Scenario, load_scenario
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 # Simulated time starts on a Monday (2024-01-01), shifted to the scenario's start weekday.
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -33,7 +35,7 @@ def _policy_specs(raw: list[str]) -> list[str]:
     specs = [part.strip() for item in raw for part in item.split(",") if part.strip()]
     if not specs:
         raise InvalidInput("give at least one --policy")
-    if any(spec.partition(":")[0] not in BUILTIN for spec in specs):
+    if any(":" in spec and spec.partition(":")[0] not in BUILTIN for spec in specs):
         _load_plugins()
     return list(dict.fromkeys(specs))
 
@@ -117,6 +119,8 @@ def evaluate(
 
 def _trace_frame(result: EpisodeResult, scenario: Scenario) -> pd.DataFrame:
     """One row per step and keyword."""
+    import pandas as pd  # only this command needs it; keeps `adbot evaluate` quick to start
+
     trace = result.keywords
     assert trace is not None
     n_steps, k = trace.bids.shape

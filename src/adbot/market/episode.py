@@ -17,11 +17,11 @@ auctions *without our campaign*: a competitor leaves for the rest of the day onc
 cumulative spend reaches its budget. Tracking them without us keeps the market independent
 of our bids (our presence can only push a competitor down and lower its spend, so with us
 it would leave at most a little later). Competitor clicks use one uniform per query shared
-by all slots (a click at slot j when ``u < ctr_j * quality_factor``). Exhaustion points are
-found by a fixed-point iteration: start with everyone present all day, compute each
-competitor's spend, drop each after its budget-crossing query, repeat until nothing
-changes. Removing a competitor only raises the others' spend, so the iteration moves
-monotonically to the unique consistent solution, which is the sequential one.
+by all slots (a click at slot j when ``u < ctr_j * quality_factor``). Exhaustion is found
+event by event, each event vectorised over queries: with the competitors still present,
+compute everyone's running spend; the earliest budget crossing is exact (nobody left before
+it); that competitor leaves after it; continue from the next query. At most one pass per
+competitor, and the result equals serving the day query by query.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from adbot.market.scenario import Scenario
 from adbot.market.universe import MAX_CVR, Universe, build_universe, quality_factor
 
 _EPISODE_TAG = 1
-_MAX_BUDGET_PASSES = 64
 _CELLS = 2**16
 
 
@@ -326,22 +325,29 @@ def _budget_limited(drawn: _Day, uni: Universe, scenario: Scenario) -> np.ndarra
     """Competitor bids with each one removed after the query where its day's spend reaches
     its budget (see the module docstring)."""
     assert uni.competitor_budget is not None
-    budget = uni.competitor_budget[:, None]
-    bid = drawn.comp_bid
+    budget = uni.competitor_budget
+    live = drawn.comp_bid.copy()
     quality = np.take(uni.competitor_quality, drawn.keyword, axis=1)
-    c, q = bid.shape
-    last = np.full(c, q - 1)  # each competitor's last query of the day
-    cols = np.arange(q)
-    for _ in range(_MAX_BUDGET_PASSES):
-        live = np.where(cols <= last[:, None], bid, np.float32(0.0))
-        spent = np.cumsum(_competitor_spend(live, quality, drawn.uniforms[3], scenario), axis=1)
-        crossed = spent >= budget
-        new_last = np.where(crossed.any(axis=1), crossed.argmax(axis=1), q - 1)
-        merged = np.minimum(last, new_last)
-        if np.array_equal(merged, last):
+    u_click = drawn.uniforms[3]
+    c, q = live.shape
+    active = np.ones(c, dtype=bool)
+    spent = np.zeros(c)
+    start = 0
+    while start < q:
+        spend = _competitor_spend(live[:, start:], quality[:, start:], u_click[start:], scenario)
+        running = np.cumsum(np.hstack([spent[:, None], spend]), axis=1)[:, 1:]
+        crossed = (running >= budget[:, None]) & active[:, None]
+        has_crossed = crossed.any(axis=1)
+        if not has_crossed.any():
             break
-        last = merged
-    return np.where(cols <= last[:, None], bid, np.float32(0.0))
+        first = np.where(has_crossed, crossed.argmax(axis=1), q)
+        when = int(first.min())
+        leaving = first == when
+        active &= ~leaving
+        live[leaving, start + when + 1 :] = 0.0
+        spent = running[:, when]
+        start += when + 1
+    return live
 
 
 _CACHE: OrderedDict[tuple[str, int], EpisodeMarket] = OrderedDict()

@@ -1,0 +1,156 @@
+"""``adbot evaluate`` and ``adbot simulate``: MARKET.md's output, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from bidding_helpers import quick
+
+from adbot.bidding import hindsight_oracle, make_policy, run_episode
+from adbot.bidding.evaluate import evaluate
+from adbot.cli.main import main
+from adbot.market.scenario import bundled_scenarios
+
+ADBOT = str(Path(sys.executable).with_name("adbot"))
+RESULT_KEYS = {
+    "policy", "score", "score_std", "score_ratio", "conversions", "value", "cost", "cpa",
+    "roas", "budget_utilization", "oracle_score", "oracle_alpha", "wall_seconds", "episodes",
+}  # fmt: skip
+
+
+def cli(argv: list[str]) -> None:
+    """Run ``adbot`` in-process; Typer ends a successful command with SystemExit(0)."""
+    try:
+        main(argv)
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+
+
+@pytest.fixture(scope="module")
+def quick_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("scenarios") / "quick.yaml"
+    path.write_text(yaml.safe_dump(quick().model_dump(mode="json")))
+    return path
+
+
+def test_evaluate_json_is_one_object_per_market_md(quick_file: Path) -> None:
+    command = [ADBOT, "evaluate", str(quick_file), "--policy", "fixed", "--policy", "pid,oracle"]
+    run = subprocess.run([*command, "--episodes", "3", "--seed", "4", "--json"],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    report = json.loads(run.stdout)
+    assert run.stdout.count("\n") == 1
+    assert set(report) == {"scenario", "episodes", "seed", "results"}
+    assert (report["scenario"], report["episodes"], report["seed"]) == ("quick-test", 3, 4)
+    assert [r["policy"] for r in report["results"]] == ["fixed", "pid", "oracle"]
+    scenario = quick()
+    for row in report["results"]:
+        assert set(row) == RESULT_KEYS
+        assert [e["seed"] for e in row["episodes"]] == [4, 5, 6]
+        ratios = [e["score_ratio"] for e in row["episodes"]]
+        assert row["score_ratio"] == pytest.approx(sum(ratios) / 3)
+        assert row["score"] == pytest.approx(sum(e["score"] for e in row["episodes"]) / 3)
+        for episode in row["episodes"]:
+            oracle = hindsight_oracle(scenario, episode["seed"])
+            assert episode["oracle_score"] == pytest.approx(oracle.score)
+            assert episode["score_ratio"] == pytest.approx(episode["score"] / oracle.score)
+    fixed, _, oracle_row = report["results"]
+    assert oracle_row["score_ratio"] == pytest.approx(1.0)
+    assert fixed["episodes"][0]["score"] == pytest.approx(
+        run_episode(scenario, 4, make_policy("fixed")).metrics.score
+    )
+
+
+def test_evaluate_table_without_json(quick_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cli(["evaluate", str(quick_file), "-p", "fixed", "-p", "onlinelp", "-n", "1"])
+    shown = capsys.readouterr().out
+    assert "quick-test" in shown and "onlinelp" in shown and "ratio" in shown
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(shown)
+
+
+def failing(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run ``adbot`` in-process expecting exit code 1; return its stderr."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1, captured.err
+    return captured.err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--policy", "nope"], "unknown policy 'nope'"),
+        (["--policy", "fixed,ppo:missing-agent"], "missing-agent"),
+        (["--policy", "fixed", "--episodes", "0"], "episodes must be >= 1"),
+        (["--policy", "fixed", "--seed", "-2"], "seed must be >= 0"),
+    ],
+)
+def test_evaluate_refuses_bad_arguments_in_one_line(
+    quick_file: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert message in failing(["evaluate", str(quick_file), *args], capsys)
+
+
+def test_evaluate_refuses_a_malformed_scenario(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = quick().model_dump(mode="json")
+    data["market"]["position_ctr"] = [0.01, 0.05, 0.03, 0.02]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    run = subprocess.run([ADBOT, "evaluate", str(bad), "--policy", "fixed"], capture_output=True,
+                         text=True)  # fmt: skip
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr == "error: market.position_ctr: must be non-increasing\n"
+    missing = failing(["evaluate", str(tmp_path / "none.yaml"), "-p", "fixed"], capsys)
+    assert "scenario file not found" in missing
+
+
+@pytest.mark.parametrize("path", bundled_scenarios(), ids=lambda p: p.stem)
+def test_every_bundled_scenario_evaluates(path: Path) -> None:
+    from adbot.market.scenario import load_scenario
+
+    report = evaluate(load_scenario(path), ["fixed", "oracle"], episodes=1, seed=0)
+    fixed, oracle = report["results"]
+    assert oracle["score"] > 0
+    assert oracle["score_ratio"] == pytest.approx(1.0)
+    assert 0 <= fixed["score_ratio"] <= 1.0 + 1e-9  # a constant multiplier never beats the oracle
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_simulate_writes_the_hourly_keyword_trace(quick_file: Path, tmp_path: Path,
+                                                  suffix: str) -> None:  # fmt: skip
+    out = tmp_path / f"trace{suffix}"
+    cli(["simulate", str(quick_file), "--policy", "pid", "--out", str(out), "--seed", "2"])
+    frame = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+    scenario = quick()
+    assert len(frame) == scenario.n_steps * scenario.campaign.keywords
+    for column in ("day", "step", "timestamp", "hour", "keyword_id", "keyword", "bid",
+                   "impressions", "clicks", "cost", "conversions", "value"):  # fmt: skip
+        assert column in frame.columns
+    result = run_episode(scenario, 2, make_policy("pid"))
+    assert frame["cost"].sum() == pytest.approx(result.metrics.cost)
+    assert frame["conversions"].sum() == result.metrics.conversions
+    assert frame["keyword"].nunique() == scenario.campaign.keywords
+    assert frame.groupby("keyword_id")["keyword"].nunique().max() == 1
+    hours = pd.to_datetime(frame["timestamp"]).dt.hour
+    assert (hours == frame["hour"]).all()
+    assert sorted(frame["hour"].unique()) == list(range(0, 24, 2))  # 12 steps a day
+
+
+def test_simulate_refuses_unknown_formats(
+    quick_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["simulate", str(quick_file), "--policy", "pid", "--out", str(tmp_path / "t.xlsx")]
+    assert ".csv or .parquet" in failing(argv, capsys)
+    argv = ["simulate", str(quick_file), "--policy", "nope", "--out", str(tmp_path / "t.csv")]
+    assert "unknown policy 'nope'" in failing(argv, capsys)

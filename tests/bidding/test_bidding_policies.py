@@ -1,0 +1,177 @@
+"""Baseline policies, the hindsight oracle, the registry and run_episode."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from bidding_helpers import quick, quick_week
+
+from adbot.bidding import (
+    FixedPolicy,
+    OnlineLpPolicy,
+    OraclePolicy,
+    PidPolicy,
+    bids_from_alpha,
+    hindsight_oracle,
+    make_policy,
+    register_policy_factory,
+    run_episode,
+)
+from adbot.bidding.base import Policy
+from adbot.bidding.oracle import GRID_POINTS
+from adbot.errors import InvalidInput
+from adbot.market import MarketSimulator, load_scenario
+from adbot.market.batch import evaluate_multipliers
+
+
+def test_bids_from_alpha_clips_to_the_campaign_range() -> None:
+    sim = MarketSimulator(quick(), 0)
+    bids = bids_from_alpha(2.0, sim)
+    expected = np.clip(2.0 * sim.keyword_values, sim.min_bid, sim.max_bid)
+    assert np.array_equal(bids, expected)
+    assert bids_from_alpha(1e6, sim).max() == sim.max_bid
+    assert bids_from_alpha(0.0, sim).min() == sim.min_bid
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_oracle_beats_every_grid_multiplier(seed: int) -> None:
+    scenario = quick()
+    oracle = hindsight_oracle(scenario, seed)
+    assert oracle.grid_alphas.shape == (GRID_POINTS,) and GRID_POINTS >= 48
+    assert oracle.grid_alphas[0] == pytest.approx(0.02)
+    assert oracle.grid_alphas[-1] == pytest.approx(50.0)
+    assert oracle.score >= oracle.grid_scores.max()
+    again = evaluate_multipliers(scenario, seed, oracle.grid_alphas).score
+    assert oracle.score >= again.max()
+    assert oracle.score == pytest.approx(
+        evaluate_multipliers(scenario, seed, [oracle.alpha]).score[0]
+    )
+
+
+def test_oracle_policy_reproduces_the_oracle_score() -> None:
+    scenario = quick_week()
+    for seed in (0, 3):
+        oracle = hindsight_oracle(scenario, seed)
+        result = run_episode(scenario, seed, OraclePolicy())
+        assert result.metrics.score == pytest.approx(oracle.score, rel=1e-9)
+        assert np.all(result.alpha == oracle.alpha)
+
+
+def test_fixed_is_alpha_one() -> None:
+    scenario = quick()
+    result = run_episode(scenario, 2, make_policy("fixed"))
+    assert np.all(result.alpha == 1.0)
+    totals = evaluate_multipliers(scenario, 2, [1.0])
+    assert result.metrics.score == pytest.approx(totals.score[0])
+    half = run_episode(scenario, 2, make_policy("fixed:0.5"))
+    assert np.all(half.alpha == 0.5) and half.policy == "fixed:0.5"
+
+
+def test_run_episode_trace_adds_up() -> None:
+    scenario = quick_week()
+    result = run_episode(scenario, 1, PidPolicy(), keyword_trace=True)
+    n = scenario.n_steps
+    assert result.spend.shape == result.alpha.shape == (n,)
+    assert result.spend.sum() == pytest.approx(result.metrics.cost)
+    assert result.conversions.sum() == result.metrics.conversions
+    assert result.value.sum() == pytest.approx(result.metrics.value)
+    assert np.all(np.isfinite(result.alpha)) and np.all(result.alpha > 0)
+    trace = result.keywords
+    assert trace is not None and trace.bids.shape == (n, scenario.campaign.keywords)
+    assert trace.cost.sum() == pytest.approx(result.metrics.cost)
+    assert trace.clicks.sum() == result.metrics.clicks
+
+
+class _Constant:
+    """A minimal third-party policy (no alpha attribute)."""
+
+    name = "constant"
+
+    def reset(self, sim: MarketSimulator) -> None:
+        self.k = sim.n_keywords
+
+    def bids(self, sim: MarketSimulator) -> np.ndarray:
+        return np.full(self.k, 0.8)
+
+    def observe(self, outcome: object) -> None:
+        pass
+
+
+def test_registry_plugs_in_prefixes() -> None:
+    register_policy_factory("const", lambda arg: _Constant())
+    policy = make_policy("const:anything")
+    assert isinstance(policy, Policy)
+    result = run_episode(quick(), 0, policy)
+    assert np.all(np.isnan(result.alpha))
+    with pytest.raises(InvalidInput, match="cannot register"):
+        register_policy_factory("pid", lambda arg: _Constant())
+
+
+@pytest.mark.parametrize("spec", ["nope", "ppo-default", "fixed:abc", "fixed:-1", "pid:3"])
+def test_unknown_policies_are_refused_by_name(spec: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        make_policy(spec)
+    assert repr(spec) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_each_builtin_is_a_policy() -> None:
+    for spec, cls in [
+        ("fixed", FixedPolicy),
+        ("pid", PidPolicy),
+        ("onlinelp", OnlineLpPolicy),
+        ("oracle", OraclePolicy),
+    ]:
+        policy = make_policy(spec)
+        assert isinstance(policy, cls) and isinstance(policy, Policy) and policy.name == spec
+
+
+def _ratio(scenario_name: str, spec: str, seeds: range) -> float:
+    scenario = load_scenario(scenario_name)
+    ratios = []
+    for seed in seeds:
+        oracle = hindsight_oracle(scenario, seed).score
+        ratios.append(run_episode(scenario, seed, make_policy(spec)).metrics.score / oracle)
+    return float(np.mean(ratios))
+
+
+@pytest.mark.parametrize("spec", ["pid", "onlinelp"])
+def test_adaptive_baselines_beat_fixed_where_pacing_matters(spec: str) -> None:
+    seeds = range(100, 102)
+    fixed = _ratio("tight-budget", "fixed", seeds)
+    assert fixed < 0.85
+    assert _ratio("tight-budget", spec, seeds) > fixed + 0.05
+
+
+def test_pid_paces_the_budget_through_the_day() -> None:
+    scenario = load_scenario("tight-budget")
+    result = run_episode(scenario, 5, PidPolicy())
+    assert 0.9 <= result.metrics.budget_utilization <= 1.0 + 40 / 300
+    spd = scenario.horizon.steps_per_day
+    hourly = result.spend.reshape(-1, spd)[0]
+    assert hourly[spd // 2 :].sum() > 0.3 * hourly.sum()  # still spending in the afternoon
+    fixed = run_episode(scenario, 5, FixedPolicy())
+    assert fixed.spend.reshape(-1, spd)[0][spd // 2 :].sum() == 0  # alpha 1 is broke by noon
+
+
+def test_pid_holds_the_cpa_target_with_a_loose_budget() -> None:
+    scenario = quick_week(daily_budget=1e6, target_cpa=30.0)
+    result = run_episode(scenario, 0, PidPolicy())
+    assert result.metrics.cpa is not None
+    assert 0.7 * 30.0 <= result.metrics.cpa <= 1.3 * 30.0
+
+
+def test_onlinelp_starts_from_its_prior_and_only_reads_the_past() -> None:
+    scenario = quick_week(target_cpa=None, target_roas=2.0)
+    sim = MarketSimulator(scenario, 0)
+    policy = OnlineLpPolicy()
+    policy.reset(sim)
+    policy.bids(sim)
+    assert policy.alpha == pytest.approx(0.5)  # 1 / target_roas before any data
+    outcome = sim.step(policy.bids(sim))
+    policy.observe(outcome)
+    policy.bids(sim)
+    assert policy.alpha is not None and math.isfinite(policy.alpha)
+    with pytest.raises(InvalidInput):
+        sim.multiplier_landscape(sim.step_index, policy.grid)

@@ -1,0 +1,204 @@
+"""The auction against a query-by-query reference: slots, GSP prices, clicks, budget cut-off."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adbot.market import MarketSimulator
+from adbot.market.auction import AuctionRules, Served, serve, serve_many
+from adbot.market.episode import StepMarket, episode_market, top_ranks
+from adbot.market.scenario import Scenario
+
+
+def reference_serve(
+    step: StepMarket, bids: np.ndarray, spend: float, budget: float, rules: AuctionRules
+) -> dict[str, list[float]]:
+    """MARKET.md's auction, one query at a time (a test oracle, not fast)."""
+    shown, slots, clicked, cost, converted = [], [], [], [], []
+    n_served = 0
+    for i in range(step.n_queries):
+        if spend >= budget:
+            break
+        n_served = i + 1
+        bid = float(bids[step.keyword[i]])
+        if bid <= 0 or bid < rules.reserve:
+            continue
+        rank = bid * step.quality[i]
+        competitors = step.comp_rank[:, i]
+        above = int(np.sum(competitors > rank))
+        ties = int(np.sum(competitors == rank))
+        slot = above + int(step.u_tie[i] * (ties + 1))
+        if slot >= rules.slots:
+            continue
+        price = min(bid, max(rules.reserve, competitors[slot] / step.quality[i]) + 0.01)
+        shown.append(i)
+        slots.append(slot)
+        if step.u_click[i] < rules.click_prob[step.keyword[i], slot]:
+            clicked.append(i)
+            cost.append(price)
+            converted.append(step.u_conv[i] < step.cvr[i])
+            spend += price
+    return {
+        "n_served": [n_served],
+        "spend": [spend],
+        "shown": shown,
+        "slot": slots,
+        "clicked": clicked,
+        "cost": cost,
+        "converted": converted,
+    }
+
+
+def assert_matches(served: Served, expected: dict[str, list[float]]) -> None:
+    assert served.n_served == expected["n_served"][0]
+    assert served.spend_after == pytest.approx(expected["spend"][0], rel=1e-12, abs=1e-12)
+    assert served.shown.tolist() == expected["shown"]
+    assert served.slot.tolist() == expected["slot"]
+    assert served.clicked.tolist() == expected["clicked"]
+    np.testing.assert_allclose(served.cost, expected["cost"], rtol=1e-12)
+    assert served.converted.tolist() == expected["converted"]
+
+
+def _sim(scenario: Scenario, seed: int = 0) -> MarketSimulator:
+    return MarketSimulator(scenario, seed)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    alpha=st.floats(min_value=0.0, max_value=6.0),
+    noise=st.integers(min_value=0, max_value=1000),
+    budget=st.sampled_from([5.0, 40.0, 1e9]),
+    spend=st.sampled_from([0.0, 3.0, 60.0]),
+    index=st.integers(min_value=0, max_value=15),
+)
+def test_serve_matches_query_by_query_reference(
+    small: Scenario, alpha: float, noise: int, budget: float, spend: float, index: int
+) -> None:
+    sim = _sim(small)
+    rng = np.random.default_rng(noise)
+    bids = sim.validate_bids(alpha * sim.keyword_values * rng.lognormal(0, 0.5, sim.n_keywords))
+    step = sim.market.step(index)
+    served = serve(step, bids, spend, budget, sim.rules)
+    assert_matches(served, reference_serve(step, bids, spend, budget, sim.rules))
+
+
+def _tied_step(sim: MarketSimulator, bids: np.ndarray) -> StepMarket:
+    """A real step whose competitor ranks are overwritten to tie with our ranks."""
+    step = sim.market.step(3)
+    ranks = step.comp_rank.copy()
+    ours = bids[step.keyword] * step.quality
+    ranks[0, ::3] = np.maximum(ranks[0, ::3], ours[::3])
+    ranks[1, ::3] = ours[::3]  # a tie on every third query (when it keeps the order)
+    ranks = -np.sort(-ranks, axis=0)
+    return StepMarket(
+        keyword=step.keyword,
+        comp_rank=np.ascontiguousarray(ranks),
+        quality=step.quality,
+        cvr=step.cvr,
+        u_tie=step.u_tie,
+        u_click=step.u_click,
+        u_conv=step.u_conv,
+        conv_value=step.conv_value,
+    )
+
+
+def test_ties_are_broken_at_random_and_match_the_reference(small: Scenario) -> None:
+    sim = _sim(small)
+    bids = sim.validate_bids(np.clip(sim.keyword_values, sim.min_bid, sim.max_bid))
+    step = _tied_step(sim, bids)
+    served = serve(step, bids, 0.0, 1e9, sim.rules)
+    assert_matches(served, reference_serve(step, bids, 0.0, 1e9, sim.rules))
+    ours = bids[step.keyword] * step.quality
+    tied = np.flatnonzero((step.comp_rank == ours).any(axis=0) & (ours > 0))
+    shown_tied = np.intersect1d(tied, served.shown)
+    assert shown_tied.size > 0
+    above = (step.comp_rank[:, shown_tied] > ours[shown_tied]).sum(axis=0)
+    slots = served.slot[np.searchsorted(served.shown, shown_tied)]
+    assert (slots >= above).all() and (slots > above).any() and (slots == above).any()
+    totals = serve_many(step, bids[None, :], np.zeros(1), 1e9, sim.rules)
+    assert totals.clicks[0] == served.clicked.size
+    assert totals.conversions[0] == np.count_nonzero(served.converted)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    alphas=st.lists(st.floats(min_value=0.0, max_value=8.0), min_size=1, max_size=6),
+    index=st.integers(min_value=0, max_value=15),
+    budget=st.sampled_from([2.0, 30.0, 1e9]),
+)
+def test_batched_serving_matches_single(
+    small: Scenario, alphas: list[float], index: int, budget: float
+) -> None:
+    sim = _sim(small)
+    bids = np.clip(np.outer(alphas, sim.keyword_values), sim.min_bid, sim.max_bid)
+    step = sim.market.step(index)
+    spend = np.linspace(0.0, 10.0, len(alphas))
+    totals = serve_many(step, bids, spend, budget, sim.rules)
+    for row, start in enumerate(spend):
+        one = serve(step, bids[row], float(start), budget, sim.rules)
+        assert totals.clicks[row] == one.clicked.size
+        assert totals.conversions[row] == np.count_nonzero(one.converted)
+        assert totals.cost[row] == one.spend_after  # the same running sum, bit for bit
+        assert totals.value[row] == pytest.approx(one.value.sum(), rel=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(min_value=0, max_value=10_000),
+    scale=st.floats(min_value=0.01, max_value=30.0),
+    index=st.integers(min_value=0, max_value=15),
+)
+def test_gsp_price_within_reserve_and_own_bid(
+    small: Scenario, seed: int, scale: float, index: int
+) -> None:
+    sim = _sim(small, seed % 7)
+    rng = np.random.default_rng(seed)
+    bids = sim.validate_bids(scale * rng.random(sim.n_keywords))
+    served = serve(sim.market.step(index), bids, 0.0, 1e9, sim.rules)
+    step = sim.market.step(index)
+    own = bids[step.keyword[served.clicked]]
+    assert (served.cost <= own).all()
+    assert (served.cost >= small.market.reserve_cpc).all()
+
+
+def test_slots_follow_ad_rank(small: Scenario) -> None:
+    sim = _sim(small)
+    bids = sim.validate_bids(np.clip(1.5 * sim.keyword_values, sim.min_bid, sim.max_bid))
+    for index in range(sim.n_steps):
+        step = sim.market.step(index)
+        assert (np.diff(step.comp_rank, axis=0) <= 0).all()  # competitors sorted by rank
+        served = serve(step, bids, 0.0, 1e9, sim.rules)
+        ours = bids[step.keyword[served.shown]] * step.quality[served.shown]
+        above = (step.comp_rank[:, served.shown] > ours).sum(axis=0)
+        assert np.array_equal(served.slot, above)
+        assert (served.slot < small.market.slots).all()
+        not_shown = np.setdiff1d(np.arange(step.n_queries), served.shown)
+        theirs = bids[step.keyword[not_shown]] * step.quality[not_shown]
+        lost = (step.comp_rank[:, not_shown] > theirs).sum(axis=0) >= small.market.slots
+        below_reserve = bids[step.keyword[not_shown]] < small.market.reserve_cpc
+        assert (lost | below_reserve).all()
+
+
+def test_top_ranks_are_the_sorted_best() -> None:
+    rng = np.random.default_rng(1)
+    ranks = rng.random((9, 500)).astype(np.float32)
+    ranks[rng.random(ranks.shape) < 0.4] = 0.0
+    for n in (1, 3, 9, 12):
+        expected = -np.sort(-ranks, axis=0)[:n]
+        got = top_ranks(ranks, n)
+        assert np.array_equal(got[: expected.shape[0]], expected.astype(np.float64))
+        assert (got[expected.shape[0] :] == 0).all()
+
+
+def test_clickable_day_keeps_every_possible_click(small: Scenario) -> None:
+    market = episode_market(small, 2)
+    sim = _sim(small, 2)
+    bids = np.clip(3.0 * sim.keyword_values, sim.min_bid, sim.max_bid)
+    spd = small.horizon.steps_per_day
+    clicks = sum(serve(market.step(i), bids, 0.0, 1e9, sim.rules).clicked.size for i in range(spd))
+    day = market.clickable_day(0)
+    assert day.n_queries < sum(market.step(i).n_queries for i in range(spd))
+    assert serve(day, bids, 0.0, 1e9, sim.rules).clicked.size == clicks

@@ -1,0 +1,150 @@
+"""Scenario files: MARKET.md's schema, defaults, one-line errors naming the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from market_helpers import SMALL, small_data
+
+from adbot.errors import ScenarioError
+from adbot.market import MarketSimulator
+from adbot.market.scenario import bundled_scenarios, load_scenario, random_scenario
+
+
+def test_bundled_scenarios_load_and_are_documented() -> None:
+    paths = bundled_scenarios()
+    names = {path.stem for path in paths}
+    assert len(paths) >= 6
+    assert {"tight-budget", "tight-cpa", "loose-budget", "value-roas"} <= names
+    horizons = set()
+    for path in paths:
+        scenario = load_scenario(path)
+        assert scenario.name == path.stem
+        assert path.read_text().startswith("#"), f"{path.name} needs a comment saying what it tests"
+        horizons.add(scenario.horizon.days)
+    assert {1, 7} <= horizons
+
+
+def test_bundled_scenario_by_name_and_example_fields() -> None:
+    scenario = load_scenario("retail-tight-budget")
+    assert scenario.campaign.daily_budget == 400.0
+    assert scenario.market.position_ctr == (0.09, 0.05, 0.03, 0.02)
+    assert scenario.market.shocks[0].competitor_cpc_multiplier == 1.5
+
+
+def test_optional_fields_take_their_defaults() -> None:
+    data = small_data()
+    del data["horizon"]["start_weekday"]
+    del data["campaign"]["target_cpa"]
+    del data["campaign"]["min_bid"]
+    del data["campaign"]["max_bid"]
+    data["market"]["shocks"] = [{"day": 1}]
+    scenario = load_scenario(data)
+    assert scenario.horizon.start_weekday == 0
+    assert scenario.campaign.target_cpa is None and scenario.campaign.target_roas is None
+    assert (scenario.campaign.min_bid, scenario.campaign.max_bid) == (0.01, 100.0)
+    assert scenario.market.competitor_budget is None
+    shock = scenario.market.shocks[0]
+    assert (shock.step, shock.competitor_cpc_multiplier, shock.volume_multiplier) == (0, 1.0, 1.0)
+    assert shock.cvr_multiplier == 1.0
+    del data["market"]["shocks"]
+    assert load_scenario(data).market.shocks == ()
+
+
+def test_round_trip_through_yaml(tmp_path: Path) -> None:
+    scenario = load_scenario(small_data())
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(scenario.model_dump(mode="json")))
+    assert load_scenario(path) == scenario
+    assert load_scenario(str(path)) == scenario
+
+
+BAD: list[tuple[dict[str, Any], str]] = [
+    ({"market__position_ctr": [0.05, 0.1, 0.03]}, "market.position_ctr: must be non-increasing"),
+    ({"market__position_ctr": [0.1, 0.05]}, "market.position_ctr: must have one value per slot"),
+    ({"market__position_ctr": [0.1, 0.05, 1.5]}, "market.position_ctr.2: input should be less"),
+    ({"market__hourly_profile": [1.0, 2.0]}, "market.hourly_profile: must have horizon.steps"),
+    ({"market__hourly_profile": "weekend"}, "market.hourly_profile: must be 'flat', 'retail'"),
+    ({"market__hourly_profile": [0.0] * 8}, "market.hourly_profile: weights must be finite"),
+    ({"market__weekday_profile": [1.0] * 6}, "market.weekday_profile: must have 7 weights"),
+    ({"market__weekday_profile": [1.0] * 6 + [-1.0]}, "market.weekday_profile.6: input should"),
+    ({"market__unknown": 1}, "market.unknown: unknown field"),
+    ({"extra": 1}, "extra: unknown field"),
+    ({"campaign__daily_budget": "400"}, "campaign.daily_budget: input should be a valid number"),
+    ({"campaign__daily_budget": 0.0}, "campaign.daily_budget: input should be greater than 0"),
+    ({"campaign__target_cpa": -5.0}, "campaign.target_cpa: input should be greater than 0"),
+    ({"campaign__keywords": 2.5}, "campaign.keywords: input should be a valid integer"),
+    ({"campaign__keywords": True}, "campaign.keywords: input should be a valid integer"),
+    ({"campaign__min_bid": 50.0}, "campaign.min_bid: must not exceed campaign.max_bid"),
+    ({"campaign__conversion_value": {"mean": 1.0}}, "campaign.conversion_value.sd_log: required"),
+    ({"horizon__days": 0}, "horizon.days: input should be greater than or equal to 1"),
+    ({"horizon__start_weekday": 7}, "horizon.start_weekday: input should be less than or equal"),
+    ({"market__participation": 0.0}, "market.participation: input should be greater than 0"),
+    ({"market__participation": 1.5}, "market.participation: input should be less than or equal"),
+    ({"market__cvr": {"mean": float("nan"), "sd_log": 0.1}}, "market.cvr.mean: input should be"),
+    ({"market__reserve_cpc": -0.1}, "market.reserve_cpc: input should be greater than or equal"),
+    ({"market__competitors": -1}, "market.competitors: input should be greater than or equal"),
+    ({"market__shocks": [{"day": 5}]}, "market.shocks.0.day: must be < horizon.days"),
+    ({"market__shocks": [{"day": 0, "step": 8}]}, "market.shocks.0.step: must be < horizon.steps"),
+    ({"market__shocks": [{"day": 0, "size": 2}]}, "market.shocks.0.size: unknown field"),
+    ({"name": "Bad Name"}, "name: string should match pattern"),
+    ({"seed": -1}, "seed: input should be greater than or equal to 0"),
+]
+
+
+@pytest.mark.parametrize(("changes", "message"), BAD, ids=[m.split(":")[0] for _, m in BAD])
+def test_malformed_scenario_is_one_line_naming_the_field(
+    changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(small_data(**changes))
+    text = str(info.value)
+    assert "\n" not in text
+    assert text.startswith(message), text
+
+
+def test_missing_required_field_is_named() -> None:
+    data = small_data()
+    del data["market"]["slots"]
+    with pytest.raises(ScenarioError, match=r"^market\.slots: required field missing"):
+        load_scenario(data)
+
+
+def test_file_errors_are_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="scenario file not found"):
+        load_scenario(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    with pytest.raises(ScenarioError, match=r"not valid YAML \(line"):
+        load_scenario(broken)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    with pytest.raises(ScenarioError, match="must be a mapping"):
+        load_scenario(listing)
+
+
+def test_every_malformed_case_differs_from_the_valid_base() -> None:
+    assert load_scenario(SMALL).name == "small-test"
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32 - 1))
+def test_random_scenarios_are_valid_and_playable(seed: int) -> None:
+    scenario = random_scenario(np.random.default_rng(seed))
+    assert load_scenario(scenario.model_dump(mode="json")) == scenario
+    sim = MarketSimulator(scenario, 0)
+    outcome = sim.step(np.clip(sim.keyword_values, sim.min_bid, sim.max_bid))
+    assert outcome.total_cost >= 0
+    assert outcome.spend_today <= sim.daily_budget + sim.max_bid
+
+
+def test_random_scenario_is_reproducible() -> None:
+    first = random_scenario(np.random.default_rng(3))
+    assert random_scenario(np.random.default_rng(3)) == first
+    assert random_scenario(np.random.default_rng(4)) != first

@@ -1,0 +1,271 @@
+"""The step API: determinism, common random numbers, budgets, monotonicity, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from market_helpers import small_data
+
+from adbot.errors import InvalidInput
+from adbot.market import MarketSimulator, StepOutcome, load_scenario
+from adbot.market import episode as episode_module
+from adbot.market.auction import multiplier_bids
+from adbot.market.batch import evaluate_multipliers
+from adbot.market.episode import _budget_limited, _competitor_spend, episode_market
+from adbot.market.scenario import Scenario
+from adbot.market.universe import expected_step_queries
+
+
+def _play(scenario: Scenario, seed: int, alpha: float) -> list[StepOutcome]:
+    sim = MarketSimulator(scenario, seed)
+    bids = np.clip(alpha * sim.keyword_values, sim.min_bid, sim.max_bid)
+    return [sim.step(bids) for _ in range(sim.n_steps)]
+
+
+def _clear_caches() -> None:
+    episode_module._CACHE.clear()
+    episode_module._UNIVERSES.clear()
+
+
+def test_same_seeds_same_results(small: Scenario) -> None:
+    first = _play(small, 3, 1.2)
+    _clear_caches()
+    again = _play(small, 3, 1.2)
+    for a, b in zip(first, again, strict=True):
+        for name in ("queries", "impressions", "clicks", "cost", "conversions", "value"):
+            assert np.array_equal(getattr(a, name), getattr(b, name))
+    other = _play(small, 4, 1.2)
+    assert [o.total_queries for o in other] != [o.total_queries for o in first]
+
+
+def test_bids_do_not_change_the_market(small: Scenario) -> None:
+    """Common random numbers: the drawn episode is the same whatever was bid before."""
+    low = _play(small, 8, 0.3)
+    _clear_caches()
+    high = _play(small, 8, 4.0)
+    assert [o.total_queries for o in low] == [o.total_queries for o in high]
+    for a, b in zip(low, high, strict=True):
+        assert np.array_equal(a.queries, b.queries)
+    fresh = episode_market(small, 8)
+    _clear_caches()
+    MarketSimulator(small, 8).step(np.zeros(small.campaign.keywords))
+    redrawn = episode_market(small, 8)
+    assert fresh is not redrawn
+    for index in range(small.n_steps):
+        a, b = fresh.step(index), redrawn.step(index)
+        for name in ("keyword", "comp_rank", "u_tie", "u_click", "u_conv", "conv_value"):
+            assert np.array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_zero_bids_cost_nothing(small: Scenario) -> None:
+    sim = MarketSimulator(small, 1)
+    while not sim.done:
+        outcome = sim.step(np.zeros(sim.n_keywords))
+        assert outcome.total_queries > 0 or sim.step_index <= sim.n_steps
+        assert outcome.total_impressions == 0 and outcome.total_clicks == 0
+        assert outcome.total_cost == 0.0 and outcome.auctions_entered.sum() == 0
+    assert sim.totals().score == 0.0 and sim.totals().cost == 0.0
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    alpha=st.floats(min_value=0.5, max_value=50.0),
+    budget=st.floats(min_value=1.0, max_value=80.0),
+    seed=st.integers(min_value=0, max_value=50),
+)
+def test_daily_spend_exceeds_budget_by_at_most_one_click(
+    alpha: float, budget: float, seed: int
+) -> None:
+    scenario = load_scenario(small_data(campaign__daily_budget=budget))
+    sim = MarketSimulator(scenario, seed)
+    bids = np.clip(alpha * sim.keyword_values, sim.min_bid, sim.max_bid)
+    while not sim.done:
+        spent_before = sim.spend_today
+        outcome = sim.step(bids)
+        # A click costs at most the bid; the crossing click is the only one over budget.
+        assert outcome.spend_today - budget <= bids.max()
+        if spent_before >= budget:
+            assert outcome.total_cost == 0 and outcome.total_impressions == 0
+    assert sim.totals().cost <= scenario.horizon.days * budget + 2 * bids.max()
+
+
+def test_overshoot_is_one_click_at_most(small: Scenario) -> None:
+    scenario = load_scenario(small_data(campaign__daily_budget=5.0))
+    sim = MarketSimulator(scenario, 0)
+    bids = np.full(sim.n_keywords, sim.max_bid)
+    spends = []
+    while not sim.done:
+        outcome = sim.step(bids)
+        if outcome.step == scenario.horizon.steps_per_day - 1:
+            spends.append(outcome.spend_today)
+    for spend in spends:
+        assert 5.0 <= spend <= 5.0 + sim.max_bid
+    assert sim.totals().budget_utilization >= 1.0
+
+
+def test_higher_multiplier_weakly_more_clicks_and_cost(unlimited: Scenario) -> None:
+    alphas = np.geomspace(0.05, 20, 30)
+    for seed in (0, 1):
+        totals = evaluate_multipliers(unlimited, seed, alphas)
+        assert (np.diff(totals.clicks) >= 0).all()
+        assert (np.diff(totals.cost) >= 0).all()
+    low, high = _play(unlimited, 5, 0.7), _play(unlimited, 5, 1.4)
+    for a, b in zip(low, high, strict=True):
+        assert (b.clicks >= a.clicks).all() and (b.cost >= a.cost - 1e-12).all()
+        assert (b.impressions >= a.impressions).all()
+
+
+def test_batch_multipliers_equal_the_simulator(small: Scenario) -> None:
+    alphas = np.array([0.3, 1.0, 2.5, 9.0])
+    totals = evaluate_multipliers(small, 6, alphas)
+    for row, alpha in enumerate(alphas):
+        sim = MarketSimulator(small, 6)
+        bids = np.clip(alpha * sim.keyword_values, sim.min_bid, sim.max_bid)
+        while not sim.done:
+            sim.step(bids)
+        metrics = sim.totals()
+        assert metrics.clicks == totals.clicks[row]
+        assert metrics.conversions == totals.conversions[row]
+        assert metrics.cost == pytest.approx(totals.cost[row], rel=1e-12)
+        assert metrics.value == pytest.approx(totals.value[row], rel=1e-12)
+        assert metrics.score == pytest.approx(totals.score[row], rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "bids",
+    [
+        np.ones(11),
+        np.ones((2, 12)),
+        np.array([np.nan] + [1.0] * 11),
+        np.array([np.inf] + [1.0] * 11),
+        np.array([-0.5] + [1.0] * 11),
+        ["a"] * 12,
+        None,
+    ],
+    ids=["short", "2d", "nan", "inf", "negative", "strings", "none"],
+)
+def test_bad_bid_vectors_are_refused(small: Scenario, bids: object) -> None:
+    sim = MarketSimulator(small, 0)
+    with pytest.raises(InvalidInput, match="bids"):
+        sim.step(bids)
+    assert sim.step_index == 0
+
+
+def test_step_after_the_end_and_bad_seeds_are_refused(small: Scenario) -> None:
+    sim = MarketSimulator(small, 0)
+    while not sim.done:
+        sim.step(np.zeros(sim.n_keywords))
+    with pytest.raises(InvalidInput, match="episode is over"):
+        sim.step(np.zeros(sim.n_keywords))
+    with pytest.raises(InvalidInput):
+        MarketSimulator(small, -1)
+    with pytest.raises(InvalidInput):
+        MarketSimulator(small, 1.5)  # type: ignore[arg-type]
+
+
+def test_bids_are_clipped_and_zero_pauses(small: Scenario) -> None:
+    sim = MarketSimulator(small, 0)
+    used = sim.validate_bids(np.array([0.0, 0.001, 1.0, 500.0] + [0.0] * 8))
+    assert used[:4].tolist() == [0.0, sim.min_bid, 1.0, sim.max_bid]
+
+
+def test_outcome_is_consistent(small: Scenario) -> None:
+    sim = MarketSimulator(small, 2)
+    bids = np.clip(1.5 * sim.keyword_values, sim.min_bid, sim.max_bid)
+    spent_today = 0.0
+    while not sim.done:
+        day, step = sim.day, sim.step_in_day
+        outcome = sim.step(bids)
+        assert (outcome.day, outcome.step) == (day, step)
+        assert outcome.total_queries == outcome.queries.sum()
+        assert outcome.total_clicks == outcome.clicks.sum() <= outcome.impressions.sum()
+        assert outcome.total_impressions == outcome.impressions.sum()
+        assert outcome.total_cost == pytest.approx(outcome.cost.sum())
+        assert outcome.total_conversions == outcome.conversions.sum() <= outcome.total_clicks
+        assert (outcome.impressions <= outcome.auctions_entered).all()
+        assert (outcome.auctions_entered <= outcome.queries).all()
+        assert ((outcome.impression_share >= 0) & (outcome.impression_share <= 1)).all()
+        shown = outcome.impressions > 0
+        assert ((outcome.avg_position[shown] >= 1) & (outcome.avg_position[shown] <= 3)).all()
+        spent_today = (spent_today if step else 0.0) + outcome.total_cost
+        assert outcome.spend_today == pytest.approx(spent_today)
+    metrics = sim.totals()
+    assert metrics.cpa == pytest.approx(metrics.cost / metrics.conversions)
+    assert metrics.budget_utilization == pytest.approx(metrics.cost / (60.0 * 2))
+
+
+def test_query_volume_follows_the_profiles() -> None:
+    scenario = load_scenario(small_data(horizon__days=7, market__hourly_profile="b2b"))
+    expected = expected_step_queries(scenario)
+    sim = MarketSimulator(scenario, 0)
+    seen = np.array([sim.step(np.zeros(sim.n_keywords)).total_queries for _ in range(sim.n_steps)])
+    assert abs(seen.sum() / expected.sum() - 1) < 0.02
+    by_step = seen.reshape(7, 8).sum(axis=0) / expected.reshape(7, 8).sum(axis=0)
+    assert np.all(np.abs(by_step - 1) < 0.1)
+    assert seen.reshape(7, 8)[:, 3:6].sum() > 3 * seen.reshape(7, 8)[:, :2].sum()
+
+
+def test_competitor_shock_raises_prices(small: Scenario) -> None:
+    market = episode_market(small, 0)
+    before = np.mean([market.step(i).comp_rank[0].mean() for i in range(8, 10)])
+    after = np.mean([market.step(i).comp_rank[0].mean() for i in range(10, 16)])
+    assert after > 1.25 * before  # x1.5 from day 1, step 2
+
+
+def test_landscape_matches_direct_evaluation(small: Scenario) -> None:
+    sim = MarketSimulator(small, 3)
+    with pytest.raises(InvalidInput, match="played steps"):
+        sim.multiplier_landscape(0, np.array([1.0]))
+    sim.step(np.zeros(sim.n_keywords))
+    sim.step(np.zeros(sim.n_keywords))
+    alphas = np.geomspace(0.05, 30, 40)
+    for index in (0, 1):
+        fast = sim.multiplier_landscape(index, alphas)
+        bids = multiplier_bids(alphas, sim.keyword_values, sim.min_bid, sim.max_bid)
+        direct = sim.bid_landscape(index, bids[::-1])  # descending: evaluated bid by bid
+        monotone = sim.bid_landscape(index, bids)
+        for name in ("clicks", "cost", "conversions", "value"):
+            np.testing.assert_allclose(getattr(fast, name), getattr(direct, name)[::-1], rtol=1e-9)
+            np.testing.assert_allclose(getattr(monotone, name), getattr(fast, name), rtol=1e-9)
+        assert (np.diff(fast.clicks) >= -1e-12).all() and (np.diff(fast.cost) >= -1e-12).all()
+    with pytest.raises(InvalidInput, match="ascending"):
+        sim.multiplier_landscape(0, alphas[::-1])
+    with pytest.raises(InvalidInput, match="played steps"):
+        sim.bid_landscape(2, np.ones((1, sim.n_keywords)))
+
+
+def _sequential_competitor_budgets(
+    bid: np.ndarray, quality: np.ndarray, u: np.ndarray, budget: np.ndarray, scenario: Scenario
+) -> np.ndarray:
+    """Competitors leave once their spend reaches their budget, one query at a time."""
+    live = bid.copy()
+    spent = np.zeros(bid.shape[0])
+    for q in range(bid.shape[1]):
+        out = spent >= budget
+        live[out, q:] = 0.0
+        spent += _competitor_spend(
+            live[:, q : q + 1], quality[:, q : q + 1], u[q : q + 1], scenario
+        )[:, 0]
+    return live
+
+
+def test_competitor_budgets_match_sequential_serving() -> None:
+    scenario = load_scenario(
+        small_data(
+            market__competitor_budget={"mean": 6.0, "sd_log": 0.8},
+            market__competitors=8,
+            market__daily_queries=1500,
+        )
+    )
+    market = episode_market(scenario, 0)
+    drawn = market._draw_day(0)
+    limited = _budget_limited(drawn, market.universe, scenario)
+    quality = np.take(market.universe.competitor_quality, drawn.keyword, axis=1)
+    assert market.universe.competitor_budget is not None
+    expected = _sequential_competitor_budgets(
+        drawn.comp_bid, quality, drawn.uniforms[3], market.universe.competitor_budget, scenario
+    )
+    assert np.array_equal(limited, expected)
+    assert (limited == 0).sum() > (drawn.comp_bid == 0).sum()  # some competitors ran out

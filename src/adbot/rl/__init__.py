@@ -1,10 +1,23 @@
 """Reinforcement learning: the ``adbot/BidPacing-v0`` env, rewards, PPO training, agents.
 
-Importing this package registers the env with Gymnasium.
+Importing this package registers the env with Gymnasium and the ``ppo:`` policy prefix with
+``adbot.bidding`` (``make_policy("ppo:default")``); the agent code loads on first use.
 """
 
+from __future__ import annotations
+
+from adbot.bidding.base import Policy
+from adbot.bidding.registry import register_policy_factory
 from adbot.rl.env import ENV_ID, BidPacingEnv, register
 
+
+def _ppo_policy(spec: str) -> Policy:
+    from adbot.rl.policy import make_ppo_policy
+
+    return make_ppo_policy(spec)
+
+
 register()
+register_policy_factory("ppo", _ppo_policy)
 
 __all__ = ["ENV_ID", "BidPacingEnv", "register"]

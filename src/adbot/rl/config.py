@@ -25,6 +25,7 @@ class EnvConfig(_Frozen):
 
     scenario: str | None = None  # a scenario file; None: domain randomisation
     max_daily_queries: float | None = Field(6000.0, gt=0)  # cap for randomised draws (speed)
+    training_cvr: float | None = Field(0.15, gt=0, le=0.3)  # denoise draws (same auctions)
     action_log_range: float = Field(1.5, gt=0, le=5)  # action 1 multiplies the prior by e^range
 
 
@@ -44,10 +45,15 @@ class PpoConfig(_Frozen):
 
 
 class EvalConfig(_Frozen):
-    """Periodic evaluation against the hindsight oracle on fixed (scenario, seed) pairs."""
+    """Periodic evaluation against the hindsight oracle on fixed (scenario, seed) pairs.
+
+    Every evaluation also writes a checkpoint; the best one is kept as ``best/``.
+    """
 
     every_timesteps: int = Field(50_000, ge=1)
-    random_scenarios: int = Field(6, ge=0)  # drawn once from eval seed, never trained on
+    random_scenarios: int = Field(12, ge=0)  # drawn once from eval seed, never trained on
+    max_daily_queries: float | None = Field(None, gt=0)  # None: the draws' full volume
+    min_conversions: float = Field(30.0, ge=0)  # skip draws too small to judge (see evaluation)
     scenario_files: tuple[str, ...] = ()
     episodes: int = Field(1, ge=1)
     seed: int = 10_000
@@ -64,7 +70,6 @@ class TrainingConfig(_Frozen):
     torch_threads: int = Field(1, ge=1)
     normalize_observations: bool = True
     normalize_rewards: bool = False
-    checkpoint_every: int = Field(100_000, ge=1)
     env: EnvConfig = EnvConfig()
     reward: RewardSpec = RewardSpec()
     ppo: PpoConfig = PpoConfig()

@@ -23,11 +23,64 @@ ScenarioSource = Scenario | str | Path | dict[str, Any]
 
 
 def cap_daily_queries(scenario: Scenario, max_daily_queries: float | None) -> Scenario:
-    """The scenario with at most ``max_daily_queries`` (cheaper steps; same market shape)."""
-    if max_daily_queries is None or scenario.market.daily_queries <= max_daily_queries:
+    """The scenario scaled down to at most ``max_daily_queries`` (cheaper steps).
+
+    Budgets (ours and competitors') shrink by the same factor, so how tight the budget is
+    against the market stays the same; only the counts get noisier.
+    """
+    market, campaign = scenario.market, scenario.campaign
+    if max_daily_queries is None or market.daily_queries <= max_daily_queries:
         return scenario
-    market = scenario.market.model_copy(update={"daily_queries": float(max_daily_queries)})
-    return scenario.model_copy(update={"market": market})
+    factor = max_daily_queries / market.daily_queries
+    competitor_budget = market.competitor_budget
+    if competitor_budget is not None:
+        competitor_budget = competitor_budget.model_copy(
+            update={"mean": competitor_budget.mean * factor}
+        )
+    market = market.model_copy(
+        update={"daily_queries": float(max_daily_queries), "competitor_budget": competitor_budget}
+    )
+    campaign = campaign.model_copy(update={"daily_budget": campaign.daily_budget * factor})
+    return scenario.model_copy(update={"market": market, "campaign": campaign})
+
+
+def raise_conversion_rate(scenario: Scenario, cvr_mean: float | None) -> Scenario:
+    """The same auctions with ``cvr_mean`` as the mean conversion rate: fewer noisy counts.
+
+    CVR, competitor CPCs, the reserve, bid limits and all budgets are multiplied by one
+    factor ``k`` (never below 1), conversion values and targets are kept. Every bid and
+    price scales by ``k``, so the same multiplier wins the same slots and clicks; cost and
+    conversions both scale by ``k``, so CPA, ROAS and the best multiplier are unchanged,
+    while conversion counts are ``k`` times larger and far less noisy.
+    """
+    market, campaign = scenario.market, scenario.campaign
+    if cvr_mean is None or market.cvr.mean >= cvr_mean:
+        return scenario
+    k = cvr_mean / market.cvr.mean
+    competitor_budget = market.competitor_budget
+    if competitor_budget is not None:
+        competitor_budget = competitor_budget.model_copy(
+            update={"mean": competitor_budget.mean * k}
+        )
+    market = market.model_copy(
+        update={
+            "cvr": market.cvr.model_copy(update={"mean": cvr_mean}),
+            "competitor_cpc": market.competitor_cpc.model_copy(
+                update={"mean": market.competitor_cpc.mean * k}
+            ),
+            "competitor_budget": competitor_budget,
+            "reserve_cpc": market.reserve_cpc * k,
+            "shocks": market.shocks,
+        }
+    )
+    campaign = campaign.model_copy(
+        update={
+            "daily_budget": campaign.daily_budget * k,
+            "min_bid": campaign.min_bid * k,
+            "max_bid": campaign.max_bid * k,
+        }
+    )
+    return scenario.model_copy(update={"market": market, "campaign": campaign})
 
 
 class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -39,8 +92,10 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
 
     Scenarios: a fixed one (a file, a bundled name, a mapping or a ``Scenario``) given to the
     constructor, or, without one, a fresh draw of ``adbot.market.random_scenario`` from
-    ``self.np_random`` at every reset (domain randomisation, capped at
-    ``max_daily_queries`` for speed). ``reset(options={"scenario": ...})`` plays that
+    ``self.np_random`` at every reset (domain randomisation), scaled down to
+    ``max_daily_queries`` for speed (:func:`cap_daily_queries`) and, with ``training_cvr``,
+    given that mean conversion rate with prices scaled alike (:func:`raise_conversion_rate`:
+    same auctions, less noisy counts). ``reset(options={"scenario": ...})`` plays that
     scenario for one episode; ``options={"episode_seed": n}`` fixes the market's draws.
 
     ## Action
@@ -62,8 +117,9 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
 
     The weighted components of the agent's :class:`RewardSpec` (:mod:`adbot.rl.rewards`).
     The default, ``{"score": 1}`` with ``scale: budget``, is the step's increase of the
-    running MARKET.md score divided by the episode's reference score, so an episode's
-    rewards sum to ``score / reference_score`` exactly.
+    running MARKET.md score divided by the episode's reference score (a constant of the
+    scenario, ``Goal.reference_score``), so an episode's rewards sum to
+    ``score / reference_score`` exactly.
 
     ## Episode End
 
@@ -81,6 +137,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         reward: RewardSpec | dict[str, Any] | None = None,
         action_log_range: float = 1.0,
         max_daily_queries: float | None = None,
+        training_cvr: float | None = None,
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None:
@@ -90,6 +147,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.reward_fn = Reward(spec)
         self.action_log_range = float(action_log_range)
         self.max_daily_queries = max_daily_queries
+        self.training_cvr = training_cvr
         self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (N_FEATURES,), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
         self.render_mode = render_mode
@@ -103,7 +161,8 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
             return load_scenario(options["scenario"])
         if self._fixed is not None:
             return self._fixed
-        return cap_daily_queries(random_scenario(self.np_random), self.max_daily_queries)
+        scenario = cap_daily_queries(random_scenario(self.np_random), self.max_daily_queries)
+        return raise_conversion_rate(scenario, self.training_cvr)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -116,7 +175,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
             episode_seed = int(self.np_random.integers(0, 2**31 - 1))
         self.sim = MarketSimulator(scenario, int(episode_seed))
         self.state = PacingState(self.sim, self.action_log_range)
-        self._goal = Goal(campaign=scenario.campaign, days=scenario.horizon.days)
+        self._goal = Goal.of(scenario)
         self._totals = Totals()
         info = {"scenario": scenario.name, "episode_seed": int(episode_seed)}
         return self._observe(), info

@@ -43,6 +43,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_budget_over_goal",  # log(alpha_budget / alpha_goal): > 0 when the goal binds
     "log_prior_change",  # log(prior / multiplier in force)
     "elasticity",  # d log spend / d log alpha around the prior (bid landscape)
+    "cost_trend",  # log(last steps' / long-run spend per query) at the prior
+    "efficiency_trend",  # log(last steps' / long-run conversions per cost) at the prior
+    "evidence",  # steps of landscape seen so far / steps in a day, capped at 1
     "target_gap",  # log(target / CPA so far), CPA on predicted conversions; ROAS alike
     "realised_target_gap",  # the same with realised conversions (0 before the first)
     "calibration",  # log(realised / predicted conversions), shrunk to 0 while thin
@@ -186,6 +189,9 @@ class PacingState:
             _log_ratio(plan.alpha_budget, plan.alpha_goal),
             _log_ratio(plan.alpha_prior, self.alpha),
             plan.elasticity / 3.0,
+            plan.cost_trend,
+            plan.efficiency_trend,
+            min(1.0, self.planner.steps / spd),
             self._goal_gap(self.pred_conversions * self.calibration()),
             self._goal_gap(self.conversions),
             _clip(math.log(self.calibration())),

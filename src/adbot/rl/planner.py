@@ -1,19 +1,21 @@
 """The prior multiplier an agent's action is relative to, planned from the bid landscape.
 
-After each step the platform's bid simulator (``MarketSimulator.bid_landscape``: expected
-clicks, cost and predicted conversions of other multipliers on a step already played, no
-future and no hidden draws) is read on a fixed log grid of multipliers. The landscapes are
-summed with exponential forgetting (so a price shock fades out of the estimate within about
-a day) into per-query rates: cost ``c(alpha)``, predicted conversions ``n(alpha)``.
+After each step the platform's bid simulator (``MarketSimulator.multiplier_landscape``:
+expected clicks, cost and predicted conversions of other multipliers on a step already
+played; no future and no hidden draws) is read on a fixed log grid of multipliers. The
+landscapes are summed with exponential forgetting into per-query rates: cost ``c(alpha)``
+and predicted conversions ``n(alpha)``, once slowly (``FORGET``, about a day of memory,
+the estimate) and once quickly (``FAST_FORGET``, the last few steps, to see trends such as
+competitors running out of budget).
 
-Two multipliers follow from the rates:
+Two multipliers follow from the slow rates:
 
 * ``alpha_budget``: the largest multiplier whose expected spend over the traffic still
   forecast today fits in what is left of today's budget;
 * ``alpha_goal``: the multiplier that maximises the MARKET.md score of the episode's final
   totals, predicted as realised totals so far plus ``c, n`` times the traffic forecast for
-  the rest of the episode (daily budgets ignored; predicted conversions are scaled by the
-  realised/predicted ratio so far, shrunk to 1 while evidence is thin).
+  the rest of the episode (daily budgets ignored; predicted conversions scaled by the
+  calibration factor of :class:`adbot.rl.features.PacingState`).
 
 The prior is ``min(alpha_budget, alpha_goal)``: when the budget binds, the cheapest
 multiplier that still spends it wins the most conversions; otherwise the goal decides.
@@ -21,6 +23,7 @@ multiplier that still spends it wins the most conversions; otherwise the goal de
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +33,9 @@ from adbot.market.simulator import MarketSimulator
 
 GRID = np.exp(np.linspace(np.log(0.02), np.log(50.0), 33))
 LOG_GRID = np.log(GRID)
-FINE_LOG_GRID = np.linspace(LOG_GRID[0], LOG_GRID[-1], 257)
-FORGET = 0.97  # per-step weight of older landscapes
+FINE_LOG_GRID = np.linspace(LOG_GRID[0], LOG_GRID[-1], 97)
+FORGET = 0.97  # per-step weight of older landscapes in the estimate
+FAST_FORGET = 0.6  # the same for the short-memory rates behind the trend features
 CALIBRATION_PRIOR = 20.0  # predicted conversions of pseudo-evidence that calibration is 1
 
 
@@ -41,6 +45,36 @@ class Plan:
     alpha_goal: float
     alpha_prior: float
     elasticity: float  # d log cost / d log alpha at the prior
+    cost_trend: float  # log(recent / long-run spend per query) at the prior, clipped
+    efficiency_trend: float  # log(recent / long-run conversions per cost) at the prior
+
+
+class _Rates:
+    """Exponentially forgotten sums of landscapes: cost, conversions and queries."""
+
+    def __init__(self, forget: float) -> None:
+        self.forget = forget
+        self.cost = np.zeros(GRID.shape[0])
+        self.conv = np.zeros(GRID.shape[0])
+        self.queries = 0.0
+
+    def add(self, cost: np.ndarray, conv: np.ndarray, queries: float) -> None:
+        self.cost = self.forget * self.cost + cost
+        self.conv = self.forget * self.conv + conv
+        self.queries = self.forget * self.queries + queries
+
+    def at(self, log_alpha: float) -> tuple[float, float]:
+        """(cost, conversions) per query at one multiplier."""
+        per_query = 1.0 / max(self.queries, 1e-9)
+        cost = float(np.interp(log_alpha, LOG_GRID, self.cost)) * per_query
+        conv = float(np.interp(log_alpha, LOG_GRID, self.conv)) * per_query
+        return cost, conv
+
+
+def _log_ratio(num: float, den: float) -> float:
+    if num <= 0 or den <= 0:
+        return 0.0
+    return float(np.clip(math.log(num / den), -3.0, 3.0))
 
 
 class LandscapePlanner:
@@ -48,26 +82,25 @@ class LandscapePlanner:
 
     def __init__(self, sim: MarketSimulator) -> None:
         self.sim = sim
-        self._grid_bids = np.clip(np.outer(GRID, sim.keyword_values), sim.min_bid, sim.max_bid)
-        self.cost = np.zeros(GRID.shape[0])
-        self.conv = np.zeros(GRID.shape[0])
-        self.queries = 0.0
+        self.slow = _Rates(FORGET)
+        self.fast = _Rates(FAST_FORGET)
+        self.steps = 0
 
     @property
     def has_data(self) -> bool:
-        return self.queries > 0 and bool(self.cost[-1] > 0)
+        return self.slow.queries > 0 and bool(self.slow.cost[-1] > 0)
 
     def add_step(self, index: int, queries: float) -> None:
         """Fold the landscape of played step ``index`` into the rates."""
-        view = self.sim.bid_landscape(index, self._grid_bids)
-        self.cost = FORGET * self.cost + view.cost
-        self.conv = FORGET * self.conv + view.conversions
-        self.queries = FORGET * self.queries + queries
+        view = self.sim.multiplier_landscape(index, GRID)
+        self.slow.add(view.cost, view.conversions, queries)
+        self.fast.add(view.cost, view.conversions, queries)
+        self.steps += 1
 
     def _fine_rates(self) -> tuple[np.ndarray, np.ndarray]:
-        per_query = 1.0 / max(self.queries, 1e-9)
-        cost = np.interp(FINE_LOG_GRID, LOG_GRID, self.cost * per_query)
-        conv = np.interp(FINE_LOG_GRID, LOG_GRID, self.conv * per_query)
+        per_query = 1.0 / max(self.slow.queries, 1e-9)
+        cost = np.interp(FINE_LOG_GRID, LOG_GRID, self.slow.cost * per_query)
+        conv = np.interp(FINE_LOG_GRID, LOG_GRID, self.slow.conv * per_query)
         return cost, conv
 
     def plan(
@@ -82,33 +115,39 @@ class LandscapePlanner:
     ) -> Plan:
         """The prior for the next step; ``realised`` is (cost, conversions, value) so far."""
         if not self.has_data:
-            return Plan(fallback_alpha, fallback_alpha, fallback_alpha, 1.0)
+            return Plan(fallback_alpha, fallback_alpha, fallback_alpha, 1.0, 0.0, 0.0)
         cost, conv = self._fine_rates()
         affordable = cost * traffic_left_today <= budget_left_today
         i_budget = int(np.nonzero(affordable)[0].max()) if affordable.any() else 0
-        sim = self.sim
+        campaign = self.sim.scenario.campaign
         conv_future = conv * traffic_left_episode * calibration
         r_cost, r_conv, r_value = realised
-        mean_value = sim.scenario.campaign.conversion_value.mean
         scores = score_many(
             r_conv + conv_future,
-            r_value + conv_future * mean_value,
+            r_value + conv_future * campaign.conversion_value.mean,
             r_cost + cost * traffic_left_episode,
-            sim.scenario.campaign,
+            campaign,
         )
         # Among equal scores (a flat top) the cheapest multiplier is the safer choice.
         i_goal = int(np.argmax(scores >= scores.max() * (1 - 1e-9)))
         i_prior = min(i_budget, i_goal)
+        log_prior = float(FINE_LOG_GRID[i_prior])
+        fast_cost, fast_conv = self.fast.at(log_prior)
+        slow_cost, slow_conv = self.slow.at(log_prior)
+        efficiency_fast = fast_conv / fast_cost if fast_cost > 0 else 0.0
+        efficiency_slow = slow_conv / slow_cost if slow_cost > 0 else 0.0
         return Plan(
             alpha_budget=float(np.exp(FINE_LOG_GRID[i_budget])),
             alpha_goal=float(np.exp(FINE_LOG_GRID[i_goal])),
-            alpha_prior=float(np.exp(FINE_LOG_GRID[i_prior])),
+            alpha_prior=math.exp(log_prior),
             elasticity=_elasticity(cost, i_prior),
+            cost_trend=_log_ratio(fast_cost, slow_cost),
+            efficiency_trend=_log_ratio(efficiency_fast, efficiency_slow),
         )
 
 
 def _elasticity(cost: np.ndarray, i: int) -> float:
-    lo, hi = max(i - 8, 0), min(i + 8, cost.shape[0] - 1)
+    lo, hi = max(i - 3, 0), min(i + 3, cost.shape[0] - 1)
     if cost[lo] <= 0 or cost[hi] <= 0 or hi == lo:
         return 0.0
     slope = np.log(cost[hi] / cost[lo]) / (FINE_LOG_GRID[hi] - FINE_LOG_GRID[lo])

@@ -18,10 +18,13 @@ MARKET.md score allows it, so an episode's rewards telescope to a final figure:
 * ``pacing_penalty``: minus the squared gap between the share of today's budget spent and
   the share of today's traffic already past (an even pace spends in step with traffic).
 
-The spec's ``scale`` divides the weighted sum by a per-goal constant so returns are O(1)
-across randomised scenarios: ``budget`` divides by the episode's reference score (total
-budget / target CPA for a CPA goal, total budget x target ROAS for a ROAS goal, total
-budget otherwise); ``none`` leaves rewards in score units.
+The spec's ``scale`` divides the weighted sum by a per-scenario constant so returns are O(1)
+across randomised scenarios: ``budget`` divides by the episode's reference score, the score
+of spending the whole budget at the market's cost per conversion (``market_cpa`` =
+competitor CPC mean / CVR mean): ``total budget / market_cpa`` conversions, times the mean
+conversion value for value and ROAS goals. ``none`` leaves rewards in score units.
+The reference uses scenario parameters a bidder does not see; rewards exist in training
+only, and the agent's observations never include them.
 """
 
 from __future__ import annotations
@@ -34,16 +37,24 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from adbot.errors import InvalidInput
-from adbot.market.scenario import Campaign
+from adbot.market.scenario import Campaign, Scenario
 from adbot.market.score import score as market_score
 
 
 @dataclass(frozen=True, slots=True)
 class Goal:
-    """What the campaign is judged on (MARKET.md score) and its budget."""
+    """What the campaign is judged on (MARKET.md score), its budget, and its market's price."""
 
     campaign: Campaign
     days: int
+    market_cpa: float  # competitor CPC mean / CVR mean: the market's cost per conversion
+
+    @classmethod
+    def of(cls, scenario: Scenario) -> Goal:
+        market = scenario.market
+        return cls(
+            scenario.campaign, scenario.horizon.days, market.competitor_cpc.mean / market.cvr.mean
+        )
 
     @property
     def target_cpa(self) -> float | None:
@@ -58,12 +69,11 @@ class Goal:
         return self.campaign.daily_budget
 
     def reference_score(self) -> float:
-        total_budget = self.daily_budget * self.days
+        """Score of spending the whole budget at the market's cost per conversion."""
+        conversions = self.daily_budget * self.days / self.market_cpa
         if self.target_cpa is not None:
-            return total_budget / self.target_cpa
-        if self.target_roas is not None:
-            return total_budget * self.target_roas
-        return total_budget
+            return conversions
+        return conversions * self.campaign.conversion_value.mean
 
 
 @dataclass(frozen=True, slots=True)

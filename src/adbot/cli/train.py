@@ -1,0 +1,128 @@
+"""``adbot train`` and ``adbot tune``: train a PPO bidding agent, search its hyperparameters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from adbot.cli._console import err, out
+from adbot.config import get_settings
+from adbot.db import migrate
+from adbot.db.session import get_sessionmaker
+from adbot.errors import InvalidInput
+from adbot.rl.config import load_training_config
+
+CONFIG_OPTION = typer.Option(
+    Path("configs/agents/default.yaml"), "--config", "-c", help="Training config (YAML)."
+)
+
+
+def _require_schema() -> None:
+    if set(migrate.current_revisions()) != set(migrate.head_revisions()):
+        raise InvalidInput("the database schema is not up to date: run `adbot db upgrade`")
+
+
+def train_command(
+    config: Path = CONFIG_OPTION,
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Checkpoint directory to continue from."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Run directory (default: <data_dir>/agents/<name>)."
+    ),
+    account: str | None = typer.Option(
+        None, "--account", help="Account slug that owns the agent (default: the only one)."
+    ),
+    total_timesteps: int | None = typer.Option(
+        None, "--timesteps", help="Override the config's total_timesteps."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Train a PPO agent on the simulated market; every run is recorded in the database."""
+    from adbot.services.training import train_agent, training_account
+
+    training_config = load_training_config(config)
+    if total_timesteps is not None:
+        training_config = training_config.with_overrides(total_timesteps=total_timesteps)
+    settings = get_settings()
+    _require_schema()
+    output_dir = output or settings.data_dir / "agents" / training_config.name
+    with get_sessionmaker()() as session:
+        owner = training_account(session=session, slug=account)
+        err.print(f"training '{training_config.name}' into {output_dir}", highlight=False)
+        record = train_agent(
+            session=session,
+            account_id=owner.id,
+            config=training_config,
+            output_dir=output_dir,
+            resume=resume,
+            settings=settings,
+            console=err,
+        )
+    result = record.result
+    summary = {
+        "agent": record.agent.name,
+        "training_run_id": record.run.id,
+        "mlflow_run_id": result.mlflow_run_id,
+        "timesteps": result.timesteps,
+        "best_score_ratio": result.best_score_ratio,
+        "best_checkpoint": str(result.best_checkpoint),
+        "final_checkpoint": str(result.final_checkpoint),
+        "wall_seconds": round(result.wall_seconds, 1),
+    }
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    table = Table(title="training run")
+    table.add_column("field")
+    table.add_column("value")
+    for key, value in summary.items():
+        table.add_row(key, str(value))
+    out.print(table)
+    out.print(f"evaluate it: adbot evaluate SCENARIO --policy ppo:{result.best_checkpoint}")
+
+
+def tune_command(
+    config: Path = CONFIG_OPTION,
+    trials: int = typer.Option(20, "--trials", min=1, help="Trials to run now."),
+    timesteps: int = typer.Option(
+        100_000, "--timesteps", min=1, help="Training timesteps per trial."
+    ),
+    study: str | None = typer.Option(
+        None, "--study", help="Study name (default: tune-<config name>); reused if it exists."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Trial directory (default: <data_dir>/tune/<study>)."
+    ),
+) -> None:
+    """Search PPO hyperparameters with Optuna (study stored in the configured database)."""
+    from adbot.rl.tune import tune
+
+    base = load_training_config(config)
+    settings = get_settings()
+    name = study or f"tune-{base.name}"
+    err.print(f"study '{name}': {trials} trials of {timesteps} timesteps", highlight=False)
+    result = tune(
+        base,
+        storage_url=settings.db.url,
+        study_name=name,
+        n_trials=trials,
+        timesteps=timesteps,
+        output_dir=output or settings.data_dir / "tune" / name,
+        settings=settings,
+    )
+    table = Table(title=f"study {result.study_name} ({result.trials} trials)")
+    table.add_column("parameter")
+    table.add_column("best value")
+    table.add_row("score_ratio", f"{result.best_value:.4f}")
+    for key, value in result.best_params.items():
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)
+    app.command("tune")(tune_command)

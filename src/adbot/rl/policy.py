@@ -1,0 +1,101 @@
+"""``ppo:NAME`` / ``ppo:PATH``: a trained agent as an ``adbot.bidding`` policy.
+
+``NAME`` is an agent shipped in the package (``src/adbot/rl/agents/NAME/``, e.g.
+``ppo:default``); ``PATH`` is any checkpoint directory (see :mod:`adbot.rl.checkpoints`).
+The agent sees the same features as in training (:class:`PacingState`), normalised with
+the statistics saved beside its model, and acts deterministically (the policy's mean).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from stable_baselines3 import PPO
+
+from adbot.bidding.base import bids_from_alpha
+from adbot.errors import InvalidInput, NotFound
+from adbot.market.simulator import MarketSimulator, StepOutcome
+from adbot.rl.checkpoints import Checkpoint, NormalizationStats, load_checkpoint
+from adbot.rl.env import OBS_BOUND
+from adbot.rl.features import PacingState
+
+AGENTS_DIR = Path(__file__).resolve().parent / "agents"
+POLICY_PREFIX = "ppo"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+class PpoPolicy:
+    """A PPO model driving the bid multiplier through :class:`PacingState`."""
+
+    def __init__(
+        self,
+        model: PPO,
+        normalization: NormalizationStats,
+        *,
+        action_log_range: float,
+        name: str = "ppo",
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.normalization = normalization
+        self.action_log_range = action_log_range
+        self.alpha: float | None = None
+        self._state: PacingState | None = None
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint, name: str) -> PpoPolicy:
+        return cls(
+            checkpoint.model,
+            checkpoint.normalization,
+            action_log_range=checkpoint.config.env.action_log_range,
+            name=name,
+        )
+
+    def reset(self, sim: MarketSimulator) -> None:
+        self._state = PacingState(sim, self.action_log_range)
+        self.alpha = None
+
+    def action(self) -> float:
+        """The agent's action in [-1, 1] for the coming step."""
+        if self._state is None:
+            raise InvalidInput("reset the policy before asking for bids")
+        obs = np.clip(self._state.observation(), -OBS_BOUND, OBS_BOUND)
+        action, _ = self.model.predict(self.normalization.normalize(obs), deterministic=True)
+        return float(np.asarray(action).reshape(-1)[0])
+
+    def bids(self, sim: MarketSimulator) -> np.ndarray:
+        assert self._state is not None
+        self.alpha = self._state.alpha_for(self.action())
+        return bids_from_alpha(self.alpha, sim)
+
+    def observe(self, outcome: StepOutcome) -> None:
+        if self._state is None or self.alpha is None:
+            raise InvalidInput("observe() before bids()")
+        self._state.record(self.alpha, outcome)
+
+
+def agent_directory(spec: str) -> Path:
+    """The checkpoint directory a ``ppo:`` argument names (a shipped agent or a path)."""
+    if not spec:
+        raise InvalidInput("ppo policy needs an agent: ppo:NAME or ppo:PATH")
+    if _NAME.match(spec) and (AGENTS_DIR / spec).is_dir():
+        return AGENTS_DIR / spec
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return path
+    shipped = ", ".join(sorted(p.name for p in AGENTS_DIR.iterdir() if p.is_dir()))
+    raise NotFound(f"no agent '{spec}' (shipped: {shipped or 'none'}; or a checkpoint directory)")
+
+
+@lru_cache(maxsize=8)
+def _load(directory: Path) -> Checkpoint:
+    return load_checkpoint(directory)
+
+
+def make_ppo_policy(spec: str) -> PpoPolicy:
+    """The ``ppo:`` factory: ``make_policy("ppo:default")`` ends here."""
+    checkpoint = _load(agent_directory(spec).resolve())
+    return PpoPolicy.from_checkpoint(checkpoint, name=f"{POLICY_PREFIX}:{spec}")

@@ -1,0 +1,306 @@
+"""PPO training on vectorised ``BidPacing-v0`` envs (Stable-Baselines3).
+
+One call of :func:`train` is one run: vectorised envs (domain randomisation unless the
+config names a scenario) behind ``VecNormalize``; every ``evaluation.every_timesteps`` the
+current policy plays the fixed evaluation pairs against the hindsight oracle and a
+checkpoint is written (:mod:`adbot.rl.checkpoints`), logged to MLflow and passed to the
+caller's hooks (the training service records it in the database). The checkpoint with the
+best evaluation score is kept as ``best/``, the last as ``final/``.
+
+Resuming loads a checkpoint's model and normalisation statistics and trains on to the
+config's ``total_timesteps``; the environments' random streams restart from the seed, so a
+resumed run is a valid continuation but not bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.utils import set_random_seed
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
+
+from adbot.config import Settings, get_settings
+from adbot.errors import InvalidInput
+from adbot.rl.checkpoints import (
+    CheckpointMeta,
+    NormalizationStats,
+    load_checkpoint,
+    save_checkpoint,
+)
+from adbot.rl.config import TrainingConfig
+from adbot.rl.env import BidPacingEnv
+from adbot.rl.evaluation import EvalReport, evaluate_policy, evaluation_pairs
+from adbot.rl.policy import PpoPolicy
+from adbot.rl.tracking import MlflowRun
+
+
+class TrainingHooks(Protocol):
+    """What a caller (the training service) hears about a run as it goes."""
+
+    def on_start(self, mlflow_run_id: str | None) -> None: ...
+
+    def on_checkpoint(
+        self, directory: Path, meta: CheckpointMeta, metrics: dict[str, float]
+    ) -> None: ...
+
+
+@dataclass
+class TrainingResult:
+    output_dir: Path
+    final_checkpoint: Path
+    best_checkpoint: Path
+    best_score_ratio: float
+    timesteps: int
+    wall_seconds: float
+    mlflow_run_id: str | None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def make_env(config: TrainingConfig) -> gym.Env[Any, Any]:
+    env = BidPacingEnv(
+        config.env.scenario,
+        reward=config.reward,
+        action_log_range=config.env.action_log_range,
+        max_daily_queries=config.env.max_daily_queries,
+        training_cvr=config.env.training_cvr,
+    )
+    return gym.wrappers.RecordEpisodeStatistics(env)
+
+
+def build_vec_env(config: TrainingConfig, *, training: bool = True) -> VecNormalize:
+    """``n_envs`` envs seeded ``seed, seed + 1, ...`` behind VecNormalize."""
+    factory = functools.partial(make_env, config)
+    fns: list[Callable[[], gym.Env[Any, Any]]] = [factory] * config.n_envs
+    venv: VecEnv
+    if config.vec_env == "subproc" and config.n_envs > 1:
+        venv = SubprocVecEnv(fns, start_method="fork")
+    else:
+        venv = DummyVecEnv(fns)
+    venv.seed(config.seed)
+    return VecNormalize(
+        venv,
+        training=training,
+        norm_obs=config.normalize_observations,
+        norm_reward=config.normalize_rewards,
+        gamma=config.ppo.gamma,
+    )
+
+
+def build_model(config: TrainingConfig, venv: VecNormalize) -> PPO:
+    p = config.ppo
+    return PPO(
+        "MlpPolicy",
+        venv,
+        learning_rate=p.learning_rate,
+        n_steps=p.n_steps,
+        batch_size=p.batch_size,
+        n_epochs=p.n_epochs,
+        gamma=p.gamma,
+        gae_lambda=p.gae_lambda,
+        clip_range=p.clip_range,
+        ent_coef=p.ent_coef,
+        vf_coef=p.vf_coef,
+        max_grad_norm=p.max_grad_norm,
+        policy_kwargs={"net_arch": list(p.net_arch), "log_std_init": p.log_std_init},
+        seed=config.seed,
+        device="cpu",
+        verbose=0,
+    )
+
+
+def _same_problem(a: TrainingConfig, b: TrainingConfig) -> bool:
+    return a.env == b.env and a.reward == b.reward and a.ppo.net_arch == b.ppo.net_arch
+
+
+class _RunCallback(BaseCallback):
+    """Evaluates, checkpoints and reports progress while PPO learns."""
+
+    def __init__(self, run: _Run) -> None:
+        super().__init__()
+        self.run = run
+
+    def _on_step(self) -> bool:
+        self.run.on_step(self.num_timesteps)
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.run.on_rollout_end(self.num_timesteps)
+
+
+class _Run:
+    def __init__(
+        self,
+        config: TrainingConfig,
+        model: PPO,
+        venv: VecNormalize,
+        output_dir: Path,
+        tracker: MlflowRun,
+        hooks: TrainingHooks | None,
+        progress: Progress | None,
+    ) -> None:
+        self.config, self.model, self.venv = config, model, venv
+        self.output_dir, self.tracker, self.hooks = output_dir, tracker, hooks
+        self.progress = progress
+        self.task = (
+            None
+            if progress is None
+            else progress.add_task("training", total=config.total_timesteps)
+        )
+        self.pairs = evaluation_pairs(config.evaluation)
+        every = config.evaluation.every_timesteps
+        self.next_eval = (model.num_timesteps // every + 1) * every
+        self.best = float("-inf")
+        self.history: list[dict[str, float]] = []
+        self.last: tuple[int, Path] | None = None
+
+    def on_step(self, timesteps: int) -> None:
+        if timesteps >= self.next_eval:
+            self.next_eval += self.config.evaluation.every_timesteps
+            self.checkpoint(timesteps)
+
+    def on_rollout_end(self, timesteps: int) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, completed=min(timesteps, self.config.total_timesteps))
+        infos = [ep for ep in self.model.ep_info_buffer or []]
+        if infos:
+            mean_return = sum(float(ep["r"]) for ep in infos) / len(infos)
+            self.tracker.log_metrics({"train/episode_return": mean_return}, timesteps)
+
+    def evaluate(self) -> EvalReport:
+        policy = PpoPolicy(
+            self.model,
+            NormalizationStats.from_vec_normalize(self.venv),
+            action_log_range=self.config.env.action_log_range,
+        )
+        return evaluate_policy(policy, self.pairs)
+
+    def checkpoint(self, timesteps: int) -> Path:
+        if self.last is not None and self.last[0] == timesteps:
+            return self.last[1]
+        report = self.evaluate()
+        ratio = report.mean_score_ratio
+        metrics = report.metrics()
+        self.history.append({"timesteps": float(timesteps), **metrics})
+        self.tracker.log_metrics(metrics, timesteps)
+        directory = self.output_dir / "checkpoints" / f"step-{timesteps:09d}"
+        meta = save_checkpoint(
+            directory,
+            model=self.model,
+            vec_normalize=self.venv,
+            config=self.config,
+            score_ratio=ratio,
+        )
+        if ratio > self.best:
+            self.best = ratio
+            _replace_dir(directory, self.output_dir / "best")
+        if self.hooks is not None:
+            self.hooks.on_checkpoint(directory, meta, metrics)
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, description=f"training (eval ratio {ratio:.3f})")
+        self.last = (timesteps, directory)
+        return directory
+
+
+def _replace_dir(source: Path, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def train(
+    config: TrainingConfig,
+    *,
+    output_dir: Path,
+    resume: Path | None = None,
+    settings: Settings | None = None,
+    hooks: TrainingHooks | None = None,
+    console: Console | None = None,
+    track: bool = True,
+) -> TrainingResult:
+    """Train (or resume) a PPO agent; see the module docstring."""
+    settings = settings or get_settings()
+    torch.set_num_threads(config.torch_threads)
+    set_random_seed(config.seed)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    config.save(output_dir)
+    venv = build_vec_env(config)
+    if resume is not None:
+        checkpoint = load_checkpoint(resume)
+        if not _same_problem(checkpoint.config, config):
+            raise InvalidInput(f"checkpoint {resume} was trained on another env, reward or network")
+        checkpoint.normalization.restore_into(venv)
+        model = PPO.load(resume / "model.zip", env=venv, device="cpu")
+    else:
+        model = build_model(config, venv)
+    if model.num_timesteps >= config.total_timesteps:
+        raise InvalidInput(
+            f"checkpoint is at {model.num_timesteps} timesteps, config total is "
+            f"{config.total_timesteps}: nothing to train"
+        )
+    tracker = MlflowRun(settings, config, enabled=track)
+    if hooks is not None:
+        hooks.on_start(tracker.run_id)
+    started = time.perf_counter()
+    status = "FAILED"
+    progress = _progress(console) if console is not None else None
+    try:
+        run = _Run(config, model, venv, output_dir, tracker, hooks, progress)
+        if progress is not None:
+            progress.start()
+        try:
+            model.learn(
+                config.total_timesteps - model.num_timesteps,
+                callback=_RunCallback(run),
+                reset_num_timesteps=resume is None,
+            )
+            final = run.checkpoint(model.num_timesteps)
+        finally:
+            if progress is not None:
+                progress.stop()
+        _replace_dir(final, output_dir / "final")
+        tracker.log_checkpoint(output_dir / "best", "best")
+        status = "FINISHED"
+    finally:
+        tracker.finish(status)
+        venv.close()
+    return TrainingResult(
+        output_dir=output_dir,
+        final_checkpoint=output_dir / "final",
+        best_checkpoint=output_dir / "best",
+        best_score_ratio=run.best,
+        timesteps=int(model.num_timesteps),
+        wall_seconds=time.perf_counter() - started,
+        mlflow_run_id=tracker.run_id,
+        history=run.history,
+    )

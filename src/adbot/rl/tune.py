@@ -1,0 +1,101 @@
+"""Hyperparameter search with Optuna: each trial is a short training run.
+
+The study lives in the configured database (Optuna's own tables beside AdBot's), so a
+search can be stopped and resumed, or run by several workers. Each trial reports its
+evaluation score ratio at every evaluation of training and is pruned (median rule) when
+it falls behind the other trials at the same timestep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from adbot.config import Settings
+from adbot.rl.checkpoints import CheckpointMeta
+from adbot.rl.config import TrainingConfig
+from adbot.rl.train import train
+
+
+def suggest_overrides(trial: optuna.Trial) -> dict[str, Any]:
+    """The search space: PPO's sensitive knobs and the action's range."""
+    arch = trial.suggest_categorical("net_arch", ["64x64", "128x128"])
+    return {
+        "ppo": {
+            "learning_rate": trial.suggest_float("learning_rate", 5e-5, 1e-3, log=True),
+            "n_epochs": trial.suggest_categorical("n_epochs", [3, 5, 10]),
+            "gamma": trial.suggest_categorical("gamma", [0.99, 0.995, 0.999, 1.0]),
+            "gae_lambda": trial.suggest_float("gae_lambda", 0.8, 1.0),
+            "clip_range": trial.suggest_float("clip_range", 0.1, 0.3),
+            "ent_coef": trial.suggest_float("ent_coef", 1e-6, 1e-2, log=True),
+            "log_std_init": trial.suggest_float("log_std_init", -2.5, -0.5),
+            "net_arch": [int(n) for n in arch.split("x")],
+        },
+        "env": {"action_log_range": trial.suggest_float("action_log_range", 0.3, 1.5)},
+    }
+
+
+class _PruningHooks:
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+
+    def on_start(self, mlflow_run_id: str | None) -> None:
+        if mlflow_run_id is not None:
+            self.trial.set_user_attr("mlflow_run_id", mlflow_run_id)
+
+    def on_checkpoint(
+        self, directory: Path, meta: CheckpointMeta, metrics: dict[str, float]
+    ) -> None:
+        self.trial.report(metrics["eval/score_ratio"], step=meta.timesteps)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at {meta.timesteps} timesteps")
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    study_name: str
+    best_value: float
+    best_params: dict[str, Any]
+    trials: int
+
+
+def tune(
+    base: TrainingConfig,
+    *,
+    storage_url: str,
+    study_name: str,
+    n_trials: int,
+    timesteps: int,
+    output_dir: Path,
+    settings: Settings,
+) -> TuneResult:
+    """Run ``n_trials`` more trials of the study (created on first use) and report the best."""
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage_url,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=base.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        config = base.with_overrides(total_timesteps=timesteps, **suggest_overrides(trial))
+        result = train(
+            config,
+            output_dir=output_dir / f"trial-{trial.number:04d}",
+            settings=settings,
+            hooks=_PruningHooks(trial),
+        )
+        return result.best_score_ratio
+
+    study.optimize(objective, n_trials=n_trials, catch=())
+    return TuneResult(
+        study_name=study_name,
+        best_value=float(study.best_value),
+        best_params=dict(study.best_params),
+        trials=len(study.trials),
+    )

@@ -1,0 +1,243 @@
+"""Training runs: agents, their frozen configs, runs and checkpoints, recorded as they happen.
+
+``train_agent`` writes, each in its own short transaction: the agent (found or created by
+name in the account), the config version (found by its SHA-256, else the next version),
+the run (``running``, then ``succeeded`` or ``failed`` with the error), and one
+``model_checkpoints`` row per checkpoint (version, file URI, sha256, evaluation score).
+When the run succeeds its best checkpoint becomes the agent's active one and the agent is
+``ready``. The training itself is :func:`adbot.rl.train.train`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from adbot.config import Settings, get_settings
+from adbot.db.models import (
+    Account,
+    Agent,
+    AgentConfig,
+    AgentKind,
+    AgentStatus,
+    ModelCheckpoint,
+    TrainingRun,
+    TrainingStatus,
+)
+from adbot.errors import InvalidInput, NotFound
+from adbot.rl.checkpoints import CheckpointMeta, sha256_file
+from adbot.rl.config import TrainingConfig
+from adbot.rl.train import TrainingResult, train
+from adbot.services.common import writing
+
+LOCAL_ACCOUNT_SLUG = "local"
+ALGORITHM = "ppo"
+
+
+def config_hash(config: TrainingConfig) -> str:
+    """SHA-256 of the config's canonical JSON (same config, same hash)."""
+    text = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def training_account(*, session: Session, slug: str | None) -> Account:
+    """The account a CLI training run belongs to.
+
+    A slug must name an existing account. Without one: the only account, or, in a fresh
+    embedded install with no account yet, a new ``local`` account.
+    """
+    if slug is not None:
+        account = session.scalar(select(Account).where(Account.slug == slug))
+        if account is None:
+            raise NotFound(f"no account '{slug}'")
+        return account
+    accounts = session.scalars(select(Account).limit(2)).all()
+    if len(accounts) > 1:
+        raise InvalidInput("several accounts exist: name one with --account SLUG")
+    if accounts:
+        return accounts[0]
+    with writing(session):
+        account = Account(slug=LOCAL_ACCOUNT_SLUG, name="Local")
+        session.add(account)
+    return account
+
+
+def register_agent_config(
+    *, session: Session, account_id: int, config: TrainingConfig
+) -> tuple[Agent, AgentConfig]:
+    """The agent named ``config.name`` and the version row of this exact config."""
+    digest = config_hash(config)
+    with writing(session):
+        agent = session.scalar(
+            select(Agent).where(Agent.account_id == account_id, Agent.name == config.name)
+        )
+        if agent is None:
+            agent = Agent(
+                account_id=account_id,
+                name=config.name,
+                kind=AgentKind.RL,
+                algorithm=ALGORITHM,
+                description="PPO bid-pacing agent (adbot train)",
+            )
+            session.add(agent)
+            session.flush()
+        row = session.scalar(
+            select(AgentConfig).where(
+                AgentConfig.agent_id == agent.id, AgentConfig.config_hash == digest
+            )
+        )
+        if row is None:
+            latest = session.scalar(
+                select(func.max(AgentConfig.version)).where(AgentConfig.agent_id == agent.id)
+            )
+            row = AgentConfig(
+                agent_id=agent.id,
+                version=(latest or 0) + 1,
+                config=config.to_dict(),
+                config_hash=digest,
+                seed=config.seed,
+            )
+            session.add(row)
+    return agent, row
+
+
+class _RecordingHooks:
+    """Writes the run's MLflow id and each checkpoint as training reports them."""
+
+    def __init__(self, session: Session, run: TrainingRun) -> None:
+        self.session, self.run = session, run
+        self.checkpoints: list[ModelCheckpoint] = []
+
+    def on_start(self, mlflow_run_id: str | None) -> None:
+        with writing(self.session):
+            self.run.mlflow_run_id = mlflow_run_id
+
+    def on_checkpoint(
+        self, directory: Path, meta: CheckpointMeta, metrics: dict[str, float]
+    ) -> None:
+        with writing(self.session):
+            latest = self.session.scalar(
+                select(func.max(ModelCheckpoint.version)).where(
+                    ModelCheckpoint.agent_id == self.run.agent_id
+                )
+            )
+            row = ModelCheckpoint(
+                agent_id=self.run.agent_id,
+                training_run_id=self.run.id,
+                version=(latest or 0) + 1,
+                uri=directory.resolve().as_uri(),
+                sha256=meta.model_sha256,
+                timesteps=meta.timesteps,
+                metrics={**metrics, "score_ratio": meta.score_ratio},
+            )
+            self.session.add(row)
+        self.checkpoints.append(row)
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    run: TrainingRun
+    agent: Agent
+    active_checkpoint: ModelCheckpoint | None
+    result: TrainingResult
+
+
+def _best_checkpoint(checkpoints: list[ModelCheckpoint], best_dir: Path) -> ModelCheckpoint | None:
+    model = best_dir / "model.zip"
+    if not model.is_file():
+        return None
+    digest = sha256_file(model)
+    return next((c for c in reversed(checkpoints) if c.sha256 == digest), None)
+
+
+def _activate(session: Session, agent: Agent, checkpoint: ModelCheckpoint | None) -> None:
+    if checkpoint is None:
+        return
+    session.execute(
+        update(ModelCheckpoint)
+        .where(ModelCheckpoint.agent_id == agent.id, ModelCheckpoint.is_active.is_(True))
+        .values(is_active=False)
+    )
+    session.flush()
+    checkpoint.is_active = True
+
+
+def train_agent(
+    *,
+    session: Session,
+    account_id: int,
+    config: TrainingConfig,
+    output_dir: Path,
+    resume: Path | None = None,
+    settings: Settings | None = None,
+    console: Console | None = None,
+) -> TrainingRecord:
+    """Train ``config`` (or resume a checkpoint) and record every step of it."""
+    settings = settings or get_settings()
+    agent, agent_config = register_agent_config(
+        session=session, account_id=account_id, config=config
+    )
+    with writing(session):
+        run = TrainingRun(
+            agent_id=agent.id,
+            agent_config_id=agent_config.id,
+            status=TrainingStatus.RUNNING,
+            scenario=config.env.scenario or "random",
+            seed=config.seed,
+            total_timesteps=config.total_timesteps,
+            started_at=datetime.now(UTC),
+        )
+        session.add(run)
+        agent.status = AgentStatus.TRAINING
+    hooks = _RecordingHooks(session, run)
+    try:
+        result = train(
+            config,
+            output_dir=output_dir,
+            resume=resume,
+            settings=settings,
+            hooks=hooks,
+            console=console,
+        )
+    except BaseException as exc:
+        _record_failure(session, run, agent, exc)
+        raise
+    best = _best_checkpoint(hooks.checkpoints, result.best_checkpoint)
+    with writing(session):
+        run.status = TrainingStatus.SUCCEEDED
+        run.finished_at = datetime.now(UTC)
+        run.metrics = _run_metrics(result)
+        agent.status = AgentStatus.READY
+        _activate(session, agent, best)
+    return TrainingRecord(run=run, agent=agent, active_checkpoint=best, result=result)
+
+
+def _run_metrics(result: TrainingResult) -> dict[str, Any]:
+    return {
+        "best_score_ratio": result.best_score_ratio,
+        "timesteps": result.timesteps,
+        "wall_seconds": round(result.wall_seconds, 1),
+        "output_dir": str(result.output_dir.resolve()),
+        "history": result.history,
+    }
+
+
+def _record_failure(session: Session, run: TrainingRun, agent: Agent, exc: BaseException) -> None:
+    session.rollback()
+    with writing(session):
+        run.status = (
+            TrainingStatus.CANCELLED
+            if isinstance(exc, KeyboardInterrupt)
+            else TrainingStatus.FAILED
+        )
+        run.error = f"{type(exc).__name__}: {exc}"[:2000]
+        run.finished_at = datetime.now(UTC)
+        agent.status = AgentStatus.DRAFT

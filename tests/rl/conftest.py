@@ -1,0 +1,32 @@
+"""Small scenarios for RL tests: the bundled shapes, scaled down so an episode takes a second."""
+
+from __future__ import annotations
+
+import pytest
+
+from adbot.market.scenario import Scenario, load_scenario
+from adbot.rl.env import cap_daily_queries
+
+
+def small(name: str, queries: float = 3000.0, days: int | None = None) -> Scenario:
+    scenario = cap_daily_queries(load_scenario(name), queries)
+    if days is not None:
+        horizon = scenario.horizon.model_copy(update={"days": days})
+        market = scenario.market.model_copy(update={"shocks": ()})
+        scenario = scenario.model_copy(update={"horizon": horizon, "market": market})
+    return scenario
+
+
+@pytest.fixture(scope="session")
+def cpa_scenario() -> Scenario:
+    return small("retail-tight-budget", days=2)
+
+
+@pytest.fixture(scope="session")
+def roas_scenario() -> Scenario:
+    return small("value-roas", days=2)
+
+
+@pytest.fixture(scope="session")
+def value_scenario() -> Scenario:
+    return small("value-only")

@@ -1,0 +1,139 @@
+"""BidPacing-v0 follows the Gymnasium API exactly (checkers with warnings as errors)."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+from adbot.errors import InvalidInput
+from adbot.market.scenario import Scenario
+from adbot.market.simulator import MarketSimulator
+from adbot.rl import ENV_ID
+from adbot.rl.env import MAX_EPISODE_STEPS, BidPacingEnv, cap_daily_queries
+from adbot.rl.features import FEATURE_NAMES, MAX_ALPHA, MIN_ALPHA, N_FEATURES
+
+
+def _rollout(env: gym.Env, seed: int, actions: np.ndarray) -> tuple[list, list]:  # type: ignore[type-arg]
+    obs, _ = env.reset(seed=seed)
+    observations, rewards = [obs], []
+    for action in actions:
+        obs, reward, terminated, truncated, _ = env.step(action)
+        observations.append(obs)
+        rewards.append(reward)
+        if terminated or truncated:
+            break
+    return observations, rewards
+
+
+def test_gymnasium_checker_passes_without_warnings() -> None:
+    env = gym.make(ENV_ID, max_daily_queries=2000.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)
+
+
+def test_sb3_checker_passes_without_warnings() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sb3_check_env(BidPacingEnv(max_daily_queries=2000.0), warn=True)
+
+
+def test_registered_with_a_time_limit() -> None:
+    spec = gym.spec(ENV_ID)
+    assert spec.max_episode_steps == MAX_EPISODE_STEPS
+    env = gym.make(ENV_ID, max_daily_queries=2000.0)
+    assert isinstance(env.unwrapped, BidPacingEnv)
+
+
+def test_spaces_are_typed_float32() -> None:
+    env = BidPacingEnv(max_daily_queries=2000.0)
+    assert env.observation_space.dtype == np.float32
+    assert env.action_space.dtype == np.float32
+    assert env.observation_space.shape == (N_FEATURES,) == (len(FEATURE_NAMES),)
+
+
+def test_same_seed_same_rollout(cpa_scenario: Scenario) -> None:
+    actions = np.random.default_rng(5).uniform(-1, 1, (60, 1)).astype(np.float32)
+    first = _rollout(BidPacingEnv(max_daily_queries=2000.0), 11, actions)
+    second = _rollout(BidPacingEnv(max_daily_queries=2000.0), 11, actions)
+    other = _rollout(BidPacingEnv(max_daily_queries=2000.0), 12, actions)
+    assert all(np.array_equal(a, b) for a, b in zip(first[0], second[0], strict=True))
+    assert first[1] == second[1]
+    assert not np.array_equal(first[0][0], other[0][0]) or first[1] != other[1]
+
+
+def test_step_returns_python_types_and_ends_on_the_horizon(cpa_scenario: Scenario) -> None:
+    env = BidPacingEnv(cpa_scenario)
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    steps = 0
+    while True:
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        steps += 1
+        assert type(reward) is float and type(terminated) is bool and type(truncated) is bool
+        assert env.observation_space.contains(obs)
+        assert MIN_ALPHA <= info["alpha"] <= MAX_ALPHA
+        if terminated:
+            break
+    assert steps == cpa_scenario.n_steps and not truncated
+    with pytest.raises(InvalidInput):
+        env.step(env.action_space.sample())
+
+
+def test_scenario_from_reset_options(cpa_scenario: Scenario, value_scenario: Scenario) -> None:
+    env = BidPacingEnv(cpa_scenario)
+    _, info = env.reset(seed=0, options={"scenario": value_scenario, "episode_seed": 3})
+    assert info == {"scenario": value_scenario.name, "episode_seed": 3}
+    _, info = env.reset(seed=0)
+    assert info["scenario"] == cpa_scenario.name
+
+
+def test_random_scenarios_are_drawn_from_np_random() -> None:
+    env = BidPacingEnv(max_daily_queries=2000.0)
+    names = {env.reset(seed=seed)[1]["scenario"] for seed in range(4)}
+    assert len(names) == 4
+    assert env.reset(seed=2)[1] == BidPacingEnv(max_daily_queries=2000.0).reset(seed=2)[1]
+
+
+def test_action_is_a_log_multiplier_around_the_plan(cpa_scenario: Scenario) -> None:
+    env = BidPacingEnv(cpa_scenario, action_log_range=1.0)
+    alphas = {}
+    for action in (-1.0, 0.0, 1.0):
+        env.reset(seed=0, options={"episode_seed": 1})
+        alphas[action] = env.step(np.array([action], dtype=np.float32))[4]["alpha"]
+    assert alphas[1.0] / alphas[0.0] == pytest.approx(np.e)
+    assert alphas[0.0] / alphas[-1.0] == pytest.approx(np.e)
+
+
+def test_bids_are_the_multiplier_bids_of_market_md(cpa_scenario: Scenario) -> None:
+    env = BidPacingEnv(cpa_scenario)
+    env.reset(seed=0, options={"episode_seed": 4})
+    twin = MarketSimulator(cpa_scenario, 4)
+    for action in (0.3, -0.6, 1.0):
+        info = env.step(np.array([action], dtype=np.float32))[4]
+        bids = np.clip(info["alpha"] * twin.keyword_values, twin.min_bid, twin.max_bid)
+        assert twin.step(bids).total_cost == pytest.approx(info["cost"])
+
+
+def test_capping_queries_keeps_budget_tightness(cpa_scenario: Scenario) -> None:
+    from adbot.market.scenario import load_scenario
+
+    full = load_scenario("budgeted-competitors")
+    capped = cap_daily_queries(full, full.market.daily_queries / 4)
+    assert capped.campaign.daily_budget == pytest.approx(full.campaign.daily_budget / 4)
+    assert full.market.competitor_budget is not None
+    assert capped.market.competitor_budget is not None
+    assert capped.market.competitor_budget.mean == pytest.approx(
+        full.market.competitor_budget.mean / 4
+    )
+    assert cap_daily_queries(full, None) is full
+
+
+def test_rejects_render_modes() -> None:
+    with pytest.raises(InvalidInput):
+        BidPacingEnv(render_mode="human")

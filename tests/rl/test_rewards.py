@@ -1,0 +1,143 @@
+"""Reward components: the default reward sums to the MARKET.md score over an episode."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from adbot.errors import InvalidInput
+from adbot.market.scenario import Scenario
+from adbot.rl.config import training_config_from_dict
+from adbot.rl.env import BidPacingEnv
+from adbot.rl.rewards import (
+    REWARD_COMPONENTS,
+    Goal,
+    Reward,
+    RewardSpec,
+    Totals,
+    Transition,
+    register_reward_component,
+)
+
+
+def _episode(env: BidPacingEnv, seed: int) -> tuple[float, float, BidPacingEnv]:
+    env.reset(seed=seed)
+    actions = np.random.default_rng(seed).uniform(-1, 1, (10_000, 1)).astype(np.float32)
+    total = 0.0
+    for action in actions:
+        _, reward, terminated, _, info = env.step(action)
+        total += float(reward)
+        if terminated:
+            return total, info["score"], env
+    raise AssertionError("episode did not end")
+
+
+@pytest.mark.parametrize("fixture", ["cpa_scenario", "roas_scenario", "value_scenario"])
+def test_default_reward_sums_to_score_over_reference(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    scenario: Scenario = request.getfixturevalue(fixture)
+    env = BidPacingEnv(scenario)
+    total, score, env = _episode(env, seed=3)
+    assert score > 0
+    goal = Goal.of(scenario)
+    assert total * goal.reference_score() == pytest.approx(score, rel=1e-9)
+
+
+def test_unscaled_score_reward_sums_to_the_score(cpa_scenario: Scenario) -> None:
+    env = BidPacingEnv(cpa_scenario, reward={"components": {"score": 1.0}, "scale": "none"})
+    total, score, _ = _episode(env, seed=5)
+    assert total == pytest.approx(score, rel=1e-9)
+
+
+def test_terminal_score_pays_the_score_once(cpa_scenario: Scenario) -> None:
+    env = BidPacingEnv(cpa_scenario, reward={"components": {"terminal_score": 1}, "scale": "none"})
+    env.reset(seed=1)
+    rewards = []
+    while True:
+        _, reward, terminated, _, info = env.step(np.zeros(1, dtype=np.float32))
+        rewards.append(reward)
+        if terminated:
+            break
+    assert rewards[:-1] == [0.0] * (len(rewards) - 1)
+    assert rewards[-1] == pytest.approx(info["score"])
+
+
+def _goal(scenario: Scenario) -> Goal:
+    return Goal.of(scenario)
+
+
+def _transition(goal: Goal, before: Totals, after: Totals, pace_gap: float = 0.0) -> Transition:
+    return Transition(goal, before, after, pace_gap=pace_gap, terminal=False)
+
+
+def test_conversions_plus_cpa_penalty_is_the_score(cpa_scenario: Scenario) -> None:
+    goal = _goal(cpa_scenario)
+    target = cpa_scenario.campaign.target_cpa
+    assert target is not None
+    steps = [Totals(), Totals(50.0, 1.0, 80.0), Totals(400.0, 5.0, 300.0), Totals(420.0, 14.0)]
+    for before, after in itertools.pairwise(steps):
+        t = _transition(goal, before, after)
+        parts = REWARD_COMPONENTS["conversions"](t) + REWARD_COMPONENTS["cpa_penalty"](t)
+        assert parts == pytest.approx(REWARD_COMPONENTS["score"](t))
+    # over target: 5 conversions at CPA 80 against the target score 5 * (target / 80)^2
+    level = 5 * min(1.0, (target / 80.0) ** 2)
+    whole = _transition(goal, Totals(), Totals(400.0, 5.0, 0.0))
+    assert REWARD_COMPONENTS["score"](whole) == pytest.approx(level)
+
+
+def test_value_plus_roas_penalty_is_the_score(roas_scenario: Scenario) -> None:
+    goal = _goal(roas_scenario)
+    before, after = Totals(100.0, 2.0, 250.0), Totals(300.0, 5.0, 600.0)
+    t = _transition(goal, before, after)
+    parts = REWARD_COMPONENTS["value"](t) + REWARD_COMPONENTS["roas_penalty"](t)
+    assert parts == pytest.approx(REWARD_COMPONENTS["score"](t))
+    assert REWARD_COMPONENTS["roas_penalty"](t) < 0  # ROAS 2 under the target of 4
+
+
+def test_profit_and_pacing_components(cpa_scenario: Scenario) -> None:
+    goal = _goal(cpa_scenario)
+    t = _transition(goal, Totals(10.0, 1.0, 30.0), Totals(25.0, 2.0, 90.0), pace_gap=0.2)
+    assert REWARD_COMPONENTS["profit"](t) == pytest.approx(60.0 - 15.0)
+    assert REWARD_COMPONENTS["pacing_penalty"](t) == pytest.approx(-0.04)
+    assert (
+        REWARD_COMPONENTS["cpa_penalty"](_transition(_goal_without_cpa(cpa_scenario), *_two())) == 0
+    )
+
+
+def _goal_without_cpa(scenario: Scenario) -> Goal:
+    campaign = scenario.campaign.model_copy(update={"target_cpa": None})
+    return Goal(campaign, scenario.horizon.days, Goal.of(scenario).market_cpa)
+
+
+def _two() -> tuple[Totals, Totals]:
+    return Totals(), Totals(100.0, 1.0, 10.0)
+
+
+def test_weighted_spec_and_budget_scale(cpa_scenario: Scenario) -> None:
+    goal = _goal(cpa_scenario)
+    t = _transition(goal, Totals(), Totals(60.0, 3.0, 200.0), pace_gap=0.5)
+    spec = RewardSpec(components={"conversions": 2.0, "pacing_penalty": 4.0}, scale="budget")
+    expected = (2.0 * 3.0 - 4.0 * 0.25) / goal.reference_score()
+    assert Reward(spec)(t) == pytest.approx(expected)
+    market = cpa_scenario.market
+    market_cpa = market.competitor_cpc.mean / market.cvr.mean
+    assert goal.reference_score() == pytest.approx(
+        cpa_scenario.campaign.daily_budget * 2 / market_cpa
+    )
+
+
+def test_spec_rejects_unknown_components_and_bad_weights() -> None:
+    with pytest.raises(InvalidInput, match="unknown component"):
+        training_config_from_dict({"reward": {"components": {"clicks": 1.0}}})
+    with pytest.raises(InvalidInput, match="finite"):
+        training_config_from_dict({"reward": {"components": {"score": float("nan")}}})
+    with pytest.raises(InvalidInput, match="at least one"):
+        training_config_from_dict({"reward": {"components": {}}})
+
+
+def test_registry_refuses_to_replace_a_component() -> None:
+    with pytest.raises(InvalidInput):
+        register_reward_component("score", REWARD_COMPONENTS["value"])

@@ -13,6 +13,7 @@ from adbot.cli import ingest as ingest_cli
 from adbot.cli import ingest as ingest_cli
 from adbot.cli import market as market_cli
 from adbot.cli import quickstart as quickstart_cli
+from adbot.cli import train as train_cli
 from adbot.cli._console import err
 from adbot.errors import AdbotError
 
@@ -28,6 +29,7 @@ app.command("ingest")(ingest_cli.ingest)
 app.command("ingest")(ingest_cli.ingest)
 market_cli.register(app)
 app.command("quickstart")(quickstart_cli.quickstart)
+train_cli.register(app)
 
 
 def _version(value: bool) -> None:

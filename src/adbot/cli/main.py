@@ -13,7 +13,9 @@ from adbot.cli import ingest as ingest_cli
 from adbot.cli import ingest as ingest_cli
 from adbot.cli import market as market_cli
 from adbot.cli import quickstart as quickstart_cli
+from adbot.cli import serve as serve_cli
 from adbot.cli import train as train_cli
+from adbot.cli import users as users_cli
 from adbot.cli._console import err
 from adbot.errors import AdbotError
 
@@ -30,6 +32,8 @@ app.command("ingest")(ingest_cli.ingest)
 market_cli.register(app)
 app.command("quickstart")(quickstart_cli.quickstart)
 train_cli.register(app)
+app.command("serve")(serve_cli.serve)
+app.add_typer(users_cli.app, name="users")
 
 
 def _version(value: bool) -> None:

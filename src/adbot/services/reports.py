@@ -409,17 +409,17 @@ def list_bid_history(
             .where(AdGroup.campaign_id == campaign_id)
         )
         stmt = stmt.where(BidChange.keyword_id.in_(in_campaign))
-    conditions: Sequence[tuple[Any, Any]] = (
-        (keyword_id, BidChange.keyword_id == keyword_id),
-        (cycle_id, BidChange.cycle_id == cycle_id),
-        (source, BidChange.source == source),
-        (outcome, BidChange.outcome == outcome),
-        (since, BidChange.created_at >= since),
-        (until, BidChange.created_at < until),
+    equal: Sequence[tuple[Any, Any]] = (
+        (BidChange.keyword_id, keyword_id),
+        (BidChange.cycle_id, cycle_id),
+        (BidChange.source, source),
+        (BidChange.outcome, outcome),
     )
-    for value, condition in conditions:
-        if value is not None:
-            stmt = stmt.where(condition)
+    stmt = stmt.where(*(column == value for column, value in equal if value is not None))
+    if since is not None:
+        stmt = stmt.where(BidChange.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(BidChange.created_at < until)
     return paginate(
         session,
         stmt,

@@ -8,10 +8,19 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from adbot.config import AuthSettings
+from adbot.errors import InvalidInput
 
 MIN_PASSWORD_LENGTH = 12
 # argon2 accepts any length; a cap keeps one request from buying seconds of CPU.
 MAX_PASSWORD_LENGTH = 256
+
+
+def check_password_length(password: str) -> None:
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"a password has {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters",
+            details={"field": "password"},
+        )
 
 
 @lru_cache(maxsize=4)

@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 from adbot.config import AuthSettings
 from adbot.db.models import Account, AccountStatus, Role, User
 from adbot.errors import InvalidInput, NotFound
-from adbot.security.passwords import hash_password
+from adbot.security.passwords import check_password_length, hash_password
 from adbot.services.common import Actor, Page, apply_changes, writing
+from adbot.services.users import normalise_email
 
 UPDATABLE = {"name", "slug", "time_zone"}
 
@@ -54,6 +55,8 @@ def bootstrap_admin(
 ) -> Bootstrap:
     """Create the account named ``account_name`` (or find it by its slug) and an admin in it."""
     slug = slug_for(account_name)
+    email = normalise_email(email)
+    check_password_length(password)
     with writing(session):
         account = session.scalar(select(Account).where(Account.slug == slug))
         created = account is None
@@ -63,7 +66,7 @@ def bootstrap_admin(
             session.flush()
         admin = User(
             account_id=account.id,
-            email=email.strip().lower(),
+            email=email,
             full_name=full_name,
             password_hash=hash_password(password, auth=auth),
             role=Role.ADMIN,

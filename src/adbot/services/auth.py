@@ -14,7 +14,7 @@ from adbot.config import AuthSettings
 from adbot.db.models import Account, AccountStatus, ApiKey, User
 from adbot.errors import AuthenticationFailed, InvalidInput
 from adbot.security.api_keys import parse_key, secret_matches
-from adbot.security.passwords import hash_password, verify_password
+from adbot.security.passwords import check_password_length, hash_password, verify_password
 from adbot.security.tokens import decode_token, issue_token, password_fingerprint
 from adbot.services.common import ROLE_SCOPES, Actor, Scope, writing
 
@@ -112,6 +112,7 @@ def change_password(
     user = _load_active_user(session, actor.user_id)
     if not verify_password(current_password, user.password_hash, auth=auth):
         raise AuthenticationFailed("current password is incorrect")
+    check_password_length(new_password)
     with writing(session):
         user.password_hash = hash_password(new_password, auth=auth)
     return _issue_pair(user, auth)

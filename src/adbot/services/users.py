@@ -4,6 +4,7 @@ disables, removes or demotes themselves (ask another admin), so nobody locks the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from adbot.config import AuthSettings
 from adbot.db.models import Role, User
-from adbot.errors import Conflict, NotFound, PermissionDenied
-from adbot.security.passwords import hash_password
+from adbot.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from adbot.security.passwords import check_password_length, hash_password
 from adbot.services.common import Actor, Page, apply_changes, contains, ordering, paginate, writing
 
 SORTS = {
@@ -23,6 +24,15 @@ SORTS = {
     "created_at": User.created_at,
 }
 UPDATABLE = {"full_name", "role", "is_active"}
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$")
+
+
+def normalise_email(email: str) -> str:
+    """The sign-in name as stored: trimmed, lower case, shaped like an address."""
+    normalised = email.strip().lower()
+    if len(normalised) > 320 or not _EMAIL.match(normalised):
+        raise InvalidInput(f"'{email}' is not an email address", details={"field": "email"})
+    return normalised
 
 
 def create_user(
@@ -35,9 +45,10 @@ def create_user(
     auth: AuthSettings,
     full_name: str = "",
 ) -> User:
+    check_password_length(password)
     user = User(
         account_id=actor.account_id,
-        email=email.strip().lower(),
+        email=normalise_email(email),
         full_name=full_name,
         password_hash=hash_password(password, auth=auth),
         role=role,
@@ -100,6 +111,7 @@ def update_user(
     with writing(session):
         apply_changes(user, fields, UPDATABLE)
         if password is not None:
+            check_password_length(password)
             user.password_hash = hash_password(password, auth=auth)
         session.flush()
         _keep_an_admin(session, actor.account_id)

@@ -1,0 +1,49 @@
+"""``adbot serve``: the REST API (and dashboard) with uvicorn, on ``settings.api`` by default."""
+
+from __future__ import annotations
+
+import typer
+
+from adbot.cli._console import err
+from adbot.config import get_settings, mask_url
+from adbot.db import migrate
+from adbot.errors import InvalidInput
+
+
+def require_current_schema() -> None:
+    """Stop early, in one line, when the database is unreachable or not migrated."""
+    if set(migrate.current_revisions()) != set(migrate.head_revisions()):
+        raise InvalidInput("the database schema is not up to date: run `adbot db upgrade`")
+
+
+def serve(
+    host: str | None = typer.Option(None, "--host", help="Interface (default: settings api.host)."),
+    port: int | None = typer.Option(
+        None, "--port", min=1, max=65535, help="Port (default: settings api port, 7502)."
+    ),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes."),
+    reload: bool = typer.Option(False, "--reload", help="Restart on code changes (development)."),
+) -> None:
+    """Serve the REST API under /api/v1, with /docs and /openapi.json."""
+    import uvicorn
+
+    settings = get_settings()
+    require_current_schema()
+    bind_host = host or settings.api.host
+    bind_port = port or settings.api_port
+    err.print(
+        f"AdBot API on http://{bind_host}:{bind_port} (docs at /docs), "
+        f"database {mask_url(settings.db.url)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    uvicorn.run(
+        "adbot.api.app:create_app",
+        factory=True,
+        host=bind_host,
+        port=bind_port,
+        workers=None if reload else workers,
+        reload=reload,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )

@@ -1,0 +1,158 @@
+"""``adbot ingest FILE`` of a trace written by ``adbot simulate``, as a user runs them:
+two subprocesses against a database of the test's own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, func, select
+
+from adbot.db import migrate
+from adbot.db.engine import create_db_engine
+from adbot.db.models import (
+    Account,
+    AdGroup,
+    Campaign,
+    Keyword,
+    MatchType,
+    PerformanceMetric,
+    Platform,
+    PlatformKind,
+)
+from adbot.db.session import make_sessionmaker
+
+ADBOT = [sys.executable, "-m", "adbot.cli.main"]
+SCENARIO = "tight-budget"  # one day of 24 hours, 40 keywords: 960 trace rows
+
+
+@pytest.fixture
+def database(pg_database: str) -> Iterator[tuple[str, Engine]]:
+    migrate.upgrade(pg_database, "head")
+    engine = create_db_engine(pg_database)
+    yield pg_database, engine
+    engine.dispose()
+
+
+def _run(args: list[str], url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADBOT_")}
+    env.update({"ADBOT_DB__URL": url, "ADBOT_LOG_LEVEL": "WARNING", "COLUMNS": "200"})
+    return subprocess.run(
+        [*ADBOT, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
+
+
+def _shop_for(engine: Engine, texts: list[str]) -> int:
+    """An account with one ad group holding the trace's keywords; returns the ad group id."""
+    with make_sessionmaker(engine)() as session:
+        account = Account(slug="sim-shop", name="Sim shop")
+        session.add(account)
+        session.flush()
+        platform = Platform(account_id=account.id, kind=PlatformKind.SIM, name="sim")
+        session.add(platform)
+        session.flush()
+        campaign = Campaign(
+            account_id=account.id, platform_id=platform.id, name="Sim", daily_budget_micros=1
+        )
+        session.add(campaign)
+        session.flush()
+        group = AdGroup(campaign_id=campaign.id, name="All keywords")
+        session.add(group)
+        session.flush()
+        session.add_all(
+            Keyword(ad_group_id=group.id, text=text, match_type=MatchType.BROAD) for text in texts
+        )
+        session.commit()
+        return group.id
+
+
+def _totals(engine: Engine) -> tuple[int, int, int, int, float, int]:
+    m = PerformanceMetric
+    stmt = select(
+        func.count(),
+        func.sum(m.impressions),
+        func.sum(m.clicks),
+        func.sum(m.cost_micros),
+        func.sum(m.conversions),
+        func.sum(m.conversion_value_micros),
+    )
+    with engine.connect() as connection:
+        row = connection.execute(stmt).one()
+    count, impressions, clicks, cost, conversions, value = (v or 0 for v in row)
+    return int(count), int(impressions), int(clicks), int(cost), float(conversions), int(value)
+
+
+def test_ingest_a_simulate_trace(database: tuple[str, Engine], tmp_path: Path) -> None:
+    url, engine = database
+    trace_file = tmp_path / "trace.csv"
+    simulated = _run(
+        ["simulate", SCENARIO, "--policy", "fixed", "--out", str(trace_file)], url, tmp_path
+    )
+    assert simulated.returncode == 0, simulated.stderr
+    trace = pd.read_csv(trace_file)
+    assert {"scenario", "step", "timestamp", "keyword", "cost"} <= set(trace.columns)
+    group_id = _shop_for(engine, sorted(trace["keyword"].unique()))
+
+    loaded = _run(
+        ["ingest", str(trace_file), "--account", "sim-shop", "--ad-group", "All keywords"],
+        url,
+        tmp_path,
+    )
+
+    assert loaded.returncode == 0, loaded.stderr
+    rows = len(trace)
+    assert loaded.stdout.strip() == (
+        f"metrics: {rows:,} rows: {rows:,} inserted, 0 updated, 0 unchanged, 0 rejected"
+    )
+    expected = (
+        rows,
+        int(trace["impressions"].sum()),
+        int(trace["clicks"].sum()),
+        int(np.rint(trace["cost"].to_numpy() * 1e6).sum()),
+        pytest.approx(float(trace["conversions"].sum())),
+        int(np.rint(trace["value"].to_numpy() * 1e6).sum()),
+    )
+    assert _totals(engine) == expected
+
+    # Again, by ad group id and as Parquet: the same rows, so nothing changes.
+    parquet = tmp_path / "trace.parquet"
+    pd.read_csv(trace_file, parse_dates=["timestamp"]).to_parquet(parquet)
+    again = _run(
+        ["ingest", str(parquet), "-a", "sim-shop", "--ad-group", str(group_id)], url, tmp_path
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().endswith(f"0 inserted, 0 updated, {rows:,} unchanged, 0 rejected")
+    assert _totals(engine) == expected
+
+
+def test_rejected_rows_are_listed_and_exit_1(database: tuple[str, Engine], tmp_path: Path) -> None:
+    url, engine = database
+    _shop_for(engine, ["red shoes"])
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "keyword,hour,impressions,clicks,cost\n"
+        "red shoes,2024-01-01T00:00:00Z,10,1,0.5\n"
+        "red shoes,2024-01-01T01:00:00Z,10,20,0.5\n"
+        "blue shoes,2024-01-01T01:00:00Z,10,1,0.5\n"
+    )
+    result = _run(["ingest", str(bad), "--account", "sim-shop"], url, tmp_path)
+    assert result.returncode == 1
+    assert "2 rejected rows" in result.stderr
+    assert "clicks exceed impressions" in result.stderr and "unknown keyword" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 2 of 3 rows rejected")
+    assert "Traceback" not in result.stderr
+    assert _totals(engine)[0] == 0
+    partial = _run(["ingest", str(bad), "--account", "sim-shop", "--partial"], url, tmp_path)
+    assert partial.returncode == 0, partial.stderr
+    assert (
+        partial.stdout.strip() == "metrics: 3 rows: 1 inserted, 0 updated, 0 unchanged, 2 rejected"
+    )
+    unknown = _run(["ingest", str(bad), "--account", "nobody"], url, tmp_path)
+    assert unknown.returncode == 1 and "no account with id or slug 'nobody'" in unknown.stderr

@@ -141,13 +141,13 @@ def test_adaptive_baselines_beat_fixed_where_pacing_matters(spec: str) -> None:
     seeds = range(100, 102)
     fixed = _ratio("tight-budget", "fixed", seeds)
     assert fixed < 0.85
-    assert _ratio("tight-budget", spec, seeds) > fixed + 0.05
+    assert _ratio("tight-budget", spec, seeds) > fixed + 0.15
 
 
 def test_pid_paces_the_budget_through_the_day() -> None:
     scenario = load_scenario("tight-budget")
     result = run_episode(scenario, 5, PidPolicy())
-    assert 0.9 <= result.metrics.budget_utilization <= 1.0 + 40 / 300
+    assert 0.85 <= result.metrics.budget_utilization <= 1.0 + 100 / 2500  # one click over at most
     spd = scenario.horizon.steps_per_day
     hourly = result.spend.reshape(-1, spd)[0]
     assert hourly[spd // 2 :].sum() > 0.3 * hourly.sum()  # still spending in the afternoon

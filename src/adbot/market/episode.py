@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import json
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -111,6 +112,12 @@ def _normal_quantiles() -> np.ndarray:
     return np.array([dist.inv_cdf((i + 0.5) / _CELLS) for i in range(_CELLS)])
 
 
+@functools.lru_cache(maxsize=16)
+def _jitter_table(sd: float) -> np.ndarray:
+    """Mean-preserving lognormal quantiles ``exp(sd z - sd^2 / 2)`` at the cell midpoints."""
+    return np.exp(sd * _normal_quantiles() - 0.5 * sd * sd).astype(np.float32)
+
+
 class _JitterSampler:
     """Competitor entry and lognormal bid jitter from one 32-bit uniform per (competitor, query).
 
@@ -123,7 +130,7 @@ class _JitterSampler:
     """
 
     def __init__(self, sd: float, participation: float, size: int) -> None:
-        self.table = np.exp(sd * _normal_quantiles() - 0.5 * sd * sd).astype(np.float32)
+        self.table = _jitter_table(sd)
         self._threshold = np.uint32(min(participation * 2.0**32, 2.0**32 - 1))
         self._all_enter = participation >= 1.0
         self._scale = np.float32(_CELLS / (participation * 2.0**32))
@@ -150,7 +157,10 @@ class _Day:
     sizes: np.ndarray  # (steps,) queries per step
     uniforms: np.ndarray  # (4, Qd): tie, click, conversion, competitor click
     conv_value: np.ndarray  # (Qd,)
-    comp_bid: np.ndarray  # (C, Qd) float32, 0 where the competitor does not enter
+    # (C, Qd) float32 competitor bids, 0 where one does not enter: drawn only when
+    # competitors have budgets; otherwise their top ranks are computed on the fly.
+    comp_bid: np.ndarray | None
+    comp_rank: np.ndarray | None  # (slots, Qd)
 
 
 class EpisodeMarket:
@@ -215,50 +225,73 @@ class EpisodeMarket:
             rng.shuffle(keyword[start:end])
         value_spec = self.scenario.campaign.conversion_value
         sd = value_spec.sd_log
+        step_of = np.repeat(np.arange(spd), sizes)
+        uniforms = rng.random((4, keyword.shape[0]))
+        conv_value = value_spec.mean * np.exp(rng.normal(-0.5 * sd * sd, sd, keyword.shape[0]))
+        rows = self._bid_rows(rng, keyword, first + step_of)
+        budgets = uni.competitor_budget is not None
         return _Day(
             keyword=keyword,
-            step_of=np.repeat(np.arange(spd), sizes),
+            step_of=step_of,
             sizes=sizes,
-            uniforms=rng.random((4, keyword.shape[0])),
-            conv_value=value_spec.mean * np.exp(rng.normal(-0.5 * sd * sd, sd, keyword.shape[0])),
-            comp_bid=self._competitor_bids(rng, keyword, first + np.repeat(np.arange(spd), sizes)),
+            uniforms=uniforms,
+            conv_value=conv_value,
+            comp_bid=np.array([row.copy() for row in rows]).reshape(-1, keyword.shape[0])
+            if budgets
+            else None,
+            comp_rank=None if budgets else self._ranks(rows, keyword),
         )
 
-    def _competitor_bids(
+    def _bid_rows(
         self, rng: np.random.Generator, keyword: np.ndarray, step_index: np.ndarray
-    ) -> np.ndarray:
-        """(C, Qd) competitor max CPCs for the day's queries, 0 where one does not enter.
+    ) -> Iterator[np.ndarray]:
+        """Each competitor's max CPCs on the day's queries, 0 where it does not enter.
 
-        One competitor (a row over the day's queries) at a time, into preallocated buffers:
-        few, long vector operations and no large temporaries.
+        One competitor (a row over the day's queries) at a time, in one reused buffer: few,
+        long vector operations and no large temporaries. Consume each row before the next.
         """
         market, uni = self.scenario.market, self.universe
         c, q = market.competitors, keyword.shape[0]
-        bids = np.empty((c, q), dtype=np.float32)
         bits = rng.bit_generator.random_raw((c * q + 1) // 2).view(np.uint32)[: c * q]
         bits = bits.reshape(c, q)
         multiplier = uni.cpc_multiplier[step_index].astype(np.float32)
         shocked = not np.all(multiplier == 1.0)
         sampler = _JitterSampler(market.bid_noise, market.participation, q)
-        jitter = np.empty(q, dtype=np.float32)
+        jitter, row = np.empty(q, dtype=np.float32), np.empty(q, dtype=np.float32)
         entry = np.empty(q, dtype=bool)
         reserve = np.float32(market.reserve_cpc)
         for i in range(c):
             sampler.draw(bits[i], jitter, entry)
-            row = bids[i]
             np.take(uni.competitor_cpc[i], keyword, out=row)
             row *= jitter
             if shocked:
                 row *= multiplier
             entry &= row >= reserve
             row *= entry
-        return bids
+            yield row
+
+    def _ranks(self, bid_rows: Iterable[np.ndarray], keyword: np.ndarray) -> np.ndarray:
+        """(slots, Qd) best competitor ad ranks of each query, from bid rows (consumed).
+
+        Only the top ``slots`` matter: with our rank below all of them we get no slot,
+        otherwise the next rank below ours is one of them.
+        """
+        quality = self.universe.competitor_quality
+        network = _TopRanks(self.scenario.market.slots, keyword.shape[0])
+        rank = np.empty(keyword.shape[0], dtype=np.float32)
+        for i, bids in enumerate(bid_rows):
+            np.take(quality[i], keyword, out=rank)
+            rank *= bids
+            network.feed(rank)
+        return network.top.astype(np.float64)
 
     def _split(self, day: int, drawn: _Day) -> list[StepMarket]:
-        uni, market = self.universe, self.scenario.market
-        if uni.competitor_budget is not None and market.competitors:
+        uni = self.universe
+        if drawn.comp_bid is not None:
             drawn.comp_bid = _budget_limited(drawn, uni, self.scenario)
-        ranks = self._top_ranks(drawn)
+            drawn.comp_rank = self._ranks(drawn.comp_bid, drawn.keyword)
+        ranks = drawn.comp_rank
+        assert ranks is not None
         spd = self.scenario.horizon.steps_per_day
         cvr = np.minimum(
             np.outer(uni.cvr_multiplier[day * spd : (day + 1) * spd], uni.true_cvr), MAX_CVR
@@ -281,21 +314,6 @@ class EpisodeMarket:
                 )
             )
         return steps
-
-    def _top_ranks(self, drawn: _Day) -> np.ndarray:
-        """(slots, Qd) best competitor ad ranks of each query.
-
-        Only the top ``slots`` matter: with our rank below all of them we get no slot,
-        otherwise the next rank below ours is one of them.
-        """
-        quality = self.universe.competitor_quality
-        network = _TopRanks(self.scenario.market.slots, drawn.keyword.shape[0])
-        row = np.empty(drawn.keyword.shape[0], dtype=np.float32)
-        for i, bids in enumerate(drawn.comp_bid):
-            np.take(quality[i], drawn.keyword, out=row)
-            row *= bids
-            network.feed(row)
-        return network.top.astype(np.float64)
 
 
 def _competitor_spend(
@@ -324,7 +342,7 @@ def _competitor_spend(
 def _budget_limited(drawn: _Day, uni: Universe, scenario: Scenario) -> np.ndarray:
     """Competitor bids with each one removed after the query where its day's spend reaches
     its budget (see the module docstring)."""
-    assert uni.competitor_budget is not None
+    assert uni.competitor_budget is not None and drawn.comp_bid is not None
     budget = uni.competitor_budget
     live = drawn.comp_bid.copy()
     quality = np.take(uni.competitor_quality, drawn.keyword, axis=1)

@@ -141,3 +141,29 @@ def test_spec_rejects_unknown_components_and_bad_weights() -> None:
 def test_registry_refuses_to_replace_a_component() -> None:
     with pytest.raises(InvalidInput):
         register_reward_component("score", REWARD_COMPONENTS["value"])
+
+
+def test_baseline_reward_is_the_lead_over_the_plan(cpa_scenario: Scenario) -> None:
+    spec = {"components": {"score": 1.0, "baseline_score": 1.0}, "scale": "none"}
+    env = BidPacingEnv(cpa_scenario, reward=spec)
+    env.reset(seed=2)
+    while True:  # following the plan is the baseline itself: nothing to gain or lose
+        _, reward, terminated, _, info = env.step(np.zeros(1, dtype=np.float32))
+        assert reward == 0.0
+        if terminated:
+            break
+    assert info["score"] == info["baseline_score"]
+    total, score, env = _episode(env, seed=2)
+    assert total == pytest.approx(score - _baseline_score(env), abs=1e-9)
+
+
+def _baseline_score(env: BidPacingEnv) -> float:
+    baseline = env._baseline
+    assert baseline is not None
+    return baseline.sim.totals().score
+
+
+def test_baseline_component_needs_the_baseline_run(cpa_scenario: Scenario) -> None:
+    goal = _goal(cpa_scenario)
+    with pytest.raises(InvalidInput, match="baseline"):
+        REWARD_COMPONENTS["baseline_score"](_transition(goal, Totals(), Totals(1.0, 1.0, 1.0)))

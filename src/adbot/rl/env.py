@@ -12,7 +12,7 @@ from gymnasium import spaces
 from adbot.errors import InvalidInput
 from adbot.market.auction import multiplier_bids
 from adbot.market.scenario import Scenario, load_scenario, random_scenario
-from adbot.market.simulator import MarketSimulator
+from adbot.market.simulator import MarketSimulator, StepOutcome
 from adbot.rl.features import FEATURE_NAMES, N_FEATURES, PacingState
 from adbot.rl.rewards import Goal, Reward, RewardSpec, Totals, Transition
 
@@ -83,6 +83,29 @@ def raise_conversion_rate(scenario: Scenario, cvr_mean: float | None) -> Scenari
     return scenario.model_copy(update={"market": market, "campaign": campaign})
 
 
+class _Player:
+    """One simulator, the bidder's state on it, and its running totals."""
+
+    def __init__(self, scenario: Scenario, episode_seed: int, action_log_range: float) -> None:
+        self.sim = MarketSimulator(scenario, episode_seed)
+        self.state = PacingState(self.sim, action_log_range)
+        self.totals = Totals()
+
+    def play(self, action: float) -> tuple[float, StepOutcome, Totals, float]:
+        """Play one step: (alpha, outcome, totals before, share of today's traffic past)."""
+        sim = self.sim
+        alpha = self.state.alpha_for(action)
+        bids = multiplier_bids(np.array([alpha]), sim.keyword_values, sim.min_bid, sim.max_bid)
+        elapsed_today = self.state.traffic_share_through(sim.step_in_day)
+        outcome = sim.step(bids[0])
+        self.state.record(alpha, outcome)
+        before = self.totals
+        self.totals = before.add(
+            outcome.total_cost, float(outcome.total_conversions), outcome.total_value
+        )
+        return alpha, outcome, before, elapsed_today
+
+
 class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
     """Set a campaign's bid multiplier step by step in the simulated auction market.
 
@@ -119,7 +142,9 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
     The default, ``{"score": 1}`` with ``scale: budget``, is the step's increase of the
     running MARKET.md score divided by the episode's reference score (a constant of the
     scenario, ``Goal.reference_score``), so an episode's rewards sum to
-    ``score / reference_score`` exactly.
+    ``score / reference_score`` exactly. A spec with ``baseline_score`` makes the env play
+    the plan alone (action 0) on the same episode in lockstep; the rewards then sum to
+    ``(score - baseline score) / reference_score``.
 
     ## Episode End
 
@@ -151,10 +176,9 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (N_FEATURES,), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
         self.render_mode = render_mode
-        self.sim: MarketSimulator | None = None
-        self.state: PacingState | None = None
+        self._player: _Player | None = None
+        self._baseline: _Player | None = None
         self._goal: Goal | None = None
-        self._totals = Totals()
 
     def _draw_scenario(self, options: dict[str, Any]) -> Scenario:
         if options.get("scenario") is not None:
@@ -173,46 +197,52 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         episode_seed = options.get("episode_seed")
         if episode_seed is None:
             episode_seed = int(self.np_random.integers(0, 2**31 - 1))
-        self.sim = MarketSimulator(scenario, int(episode_seed))
-        self.state = PacingState(self.sim, self.action_log_range)
+        self._player = _Player(scenario, int(episode_seed), self.action_log_range)
+        if self.reward_fn.needs_baseline:
+            self._baseline = _Player(scenario, int(episode_seed), self.action_log_range)
         self._goal = Goal.of(scenario)
-        self._totals = Totals()
         info = {"scenario": scenario.name, "episode_seed": int(episode_seed)}
         return self._observe(), info
 
     def step(
         self, action: np.ndarray
     ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
-        if self.sim is None or self.state is None or self._goal is None:
+        if self._player is None or self._goal is None:
             raise InvalidInput("call reset() before step()")
-        if self.sim.done:
+        player, sim = self._player, self._player.sim
+        if sim.done:
             raise InvalidInput("the episode is over; call reset()")
-        sim, state = self.sim, self.state
-        alpha = state.alpha_for(float(np.asarray(action, dtype=np.float64).reshape(-1)[0]))
-        bids = multiplier_bids(np.array([alpha]), sim.keyword_values, sim.min_bid, sim.max_bid)
-        elapsed_today = state.traffic_share_through(sim.step_in_day)
-        outcome = sim.step(bids[0])
-        state.record(alpha, outcome)
-        before = self._totals
-        self._totals = before.add(
-            outcome.total_cost, float(outcome.total_conversions), outcome.total_value
-        )
+        a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
+        alpha, outcome, before, elapsed_today = player.play(a)
+        baseline_before = baseline_after = None
+        if self._baseline is not None:
+            baseline_before = self._baseline.play(0.0)[2]
+            baseline_after = self._baseline.totals
         transition = Transition(
             goal=self._goal,
             before=before,
-            after=self._totals,
+            after=player.totals,
             pace_gap=outcome.spend_today / sim.daily_budget - elapsed_today,
             terminal=sim.done,
+            baseline_before=baseline_before,
+            baseline_after=baseline_after,
         )
         reward = self.reward_fn(transition)
         info: dict[str, Any] = {"alpha": alpha, "cost": outcome.total_cost}
         if sim.done:
             info["score"] = sim.totals().score
+            if self._baseline is not None:
+                info["baseline_score"] = self._baseline.sim.totals().score
         return self._observe(), float(reward), bool(sim.done), False, info
 
+    @property
+    def sim(self) -> MarketSimulator | None:
+        """The simulator of the current episode (None before the first reset)."""
+        return None if self._player is None else self._player.sim
+
     def _observe(self) -> np.ndarray:
-        assert self.state is not None
-        obs = np.clip(self.state.observation(), -OBS_BOUND, OBS_BOUND)
+        assert self._player is not None
+        obs = np.clip(self._player.state.observation(), -OBS_BOUND, OBS_BOUND)
         return obs.astype(np.float32)
 
 

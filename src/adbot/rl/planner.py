@@ -19,6 +19,8 @@ Two multipliers follow from the slow rates:
 
 The prior is ``min(alpha_budget, alpha_goal)``: when the budget binds, the cheapest
 multiplier that still spends it wins the most conversions; otherwise the goal decides.
+The same plan on the fast rates alone (``alpha_fast``) tells the agent where the last few
+steps point (after a price shock, or as competitors run out of budget during the day).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Plan:
     elasticity: float  # d log cost / d log alpha at the prior
     cost_trend: float  # log(recent / long-run spend per query) at the prior, clipped
     efficiency_trend: float  # log(recent / long-run conversions per cost) at the prior
+    alpha_fast: float  # the prior planned on the short-memory rates alone
 
 
 class _Rates:
@@ -97,26 +100,24 @@ class LandscapePlanner:
         self.fast.add(view.cost, view.conversions, queries)
         self.steps += 1
 
-    def _fine_rates(self) -> tuple[np.ndarray, np.ndarray]:
-        per_query = 1.0 / max(self.slow.queries, 1e-9)
-        cost = np.interp(FINE_LOG_GRID, LOG_GRID, self.slow.cost * per_query)
-        conv = np.interp(FINE_LOG_GRID, LOG_GRID, self.slow.conv * per_query)
+    @staticmethod
+    def _fine_rates(rates: _Rates) -> tuple[np.ndarray, np.ndarray]:
+        per_query = 1.0 / max(rates.queries, 1e-9)
+        cost = np.interp(FINE_LOG_GRID, LOG_GRID, rates.cost * per_query)
+        conv = np.interp(FINE_LOG_GRID, LOG_GRID, rates.conv * per_query)
         return cost, conv
 
-    def plan(
+    def _choose(
         self,
-        *,
+        rates: _Rates,
         budget_left_today: float,
         traffic_left_today: float,
         traffic_left_episode: float,
         realised: tuple[float, float, float],
         calibration: float,
-        fallback_alpha: float,
-    ) -> Plan:
-        """The prior for the next step; ``realised`` is (cost, conversions, value) so far."""
-        if not self.has_data:
-            return Plan(fallback_alpha, fallback_alpha, fallback_alpha, 1.0, 0.0, 0.0)
-        cost, conv = self._fine_rates()
+    ) -> tuple[int, int, np.ndarray]:
+        """Fine-grid indices of (alpha_budget, alpha_goal) and the cost rates they came from."""
+        cost, conv = self._fine_rates(rates)
         affordable = cost * traffic_left_today <= budget_left_today
         i_budget = int(np.nonzero(affordable)[0].max()) if affordable.any() else 0
         campaign = self.sim.scenario.campaign
@@ -130,7 +131,33 @@ class LandscapePlanner:
         )
         # Among equal scores (a flat top) the cheapest multiplier is the safer choice.
         i_goal = int(np.argmax(scores >= scores.max() * (1 - 1e-9)))
+        return i_budget, i_goal, cost
+
+    def plan(
+        self,
+        *,
+        budget_left_today: float,
+        traffic_left_today: float,
+        traffic_left_episode: float,
+        realised: tuple[float, float, float],
+        calibration: float,
+        fallback_alpha: float,
+    ) -> Plan:
+        """The prior for the next step; ``realised`` is (cost, conversions, value) so far."""
+        if not self.has_data:
+            return Plan(
+                fallback_alpha, fallback_alpha, fallback_alpha, 1.0, 0.0, 0.0, fallback_alpha
+            )
+        inputs = (
+            budget_left_today,
+            traffic_left_today,
+            traffic_left_episode,
+            realised,
+            calibration,
+        )
+        i_budget, i_goal, cost = self._choose(self.slow, *inputs)
         i_prior = min(i_budget, i_goal)
+        fast_budget, fast_goal, _ = self._choose(self.fast, *inputs)
         log_prior = float(FINE_LOG_GRID[i_prior])
         fast_cost, fast_conv = self.fast.at(log_prior)
         slow_cost, slow_conv = self.slow.at(log_prior)
@@ -143,6 +170,7 @@ class LandscapePlanner:
             elasticity=_elasticity(cost, i_prior),
             cost_trend=_log_ratio(fast_cost, slow_cost),
             efficiency_trend=_log_ratio(efficiency_fast, efficiency_slow),
+            alpha_fast=float(np.exp(FINE_LOG_GRID[min(fast_budget, fast_goal)])),
         )
 
 

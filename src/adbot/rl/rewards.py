@@ -14,6 +14,12 @@ MARKET.md score allows it, so an episode's rewards telescope to a final figure:
   goals with a ROAS target and no CPA target (as the score).
 * ``score``: the increase of the running MARKET.md score; summed over an episode it is
   the episode's score exactly. For a CPA goal ``score = conversions + cpa_penalty``.
+* ``baseline_score``: minus the increase of the running score of the *baseline*, the
+  plan-following policy (action 0 at every step) played by the env on the same episode
+  (common random numbers: same queries, competitor bids and click/conversion draws).
+  ``score + baseline_score`` sums to the agent's score minus the baseline's: the same
+  policy gradient as ``score`` (the baseline does not depend on the agent's actions) with
+  most of the market's noise cancelled, since both runs see the same draws.
 * ``terminal_score``: the MARKET.md score, paid once on the last step.
 * ``pacing_penalty``: minus the squared gap between the share of today's budget spent and
   the share of today's traffic already past (an even pace spends in step with traffic).
@@ -97,6 +103,9 @@ class Transition:
     after: Totals
     pace_gap: float  # share of today's budget spent minus share of today's traffic past
     terminal: bool
+    # The same step played by the baseline (the plan alone, action 0) on the same episode.
+    baseline_before: Totals | None = None
+    baseline_after: Totals | None = None
 
 
 Component = Callable[[Transition], float]
@@ -145,6 +154,12 @@ def score(t: Transition) -> float:
     return running_score(t.goal, t.after) - running_score(t.goal, t.before)
 
 
+def baseline_score(t: Transition) -> float:
+    if t.baseline_before is None or t.baseline_after is None:
+        raise InvalidInput("the baseline_score component needs the env's baseline run")
+    return running_score(t.goal, t.baseline_before) - running_score(t.goal, t.baseline_after)
+
+
 def terminal_score(t: Transition) -> float:
     return running_score(t.goal, t.after) if t.terminal else 0.0
 
@@ -160,6 +175,7 @@ REWARD_COMPONENTS: dict[str, Component] = {
     "cpa_penalty": cpa_penalty,
     "roas_penalty": roas_penalty,
     "score": score,
+    "baseline_score": baseline_score,
     "terminal_score": terminal_score,
     "pacing_penalty": pacing_penalty,
 }
@@ -201,6 +217,7 @@ class Reward:
     def __init__(self, spec: RewardSpec) -> None:
         self.spec = spec
         self._terms = [(REWARD_COMPONENTS[name], w) for name, w in spec.components.items()]
+        self.needs_baseline = "baseline_score" in spec.components
 
     def divisor(self, goal: Goal) -> float:
         return goal.reference_score() if self.spec.scale == "budget" else 1.0

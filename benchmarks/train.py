@@ -1,0 +1,104 @@
+"""PPO training speed on ``adbot/BidPacing-v0`` against Gymnasium's ``Pendulum-v1``.
+
+Both run in the same process with the same PPO settings (those of
+``configs/agents/default.yaml``: vectorised envs, VecNormalize, network, rollout and update
+sizes); our env is exactly the training env of that config (random scenarios scaled to
+``env.max_daily_queries``). Prints environment steps per second of ``model.learn`` for
+both and their ratio (target >= 0.8: our env should not be what training waits for), plus
+the raw env step rate of each without PPO, for context.
+
+Run: ``python benchmarks/train.py [--timesteps N] [--config PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import gymnasium as gym
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
+
+from adbot.rl.config import TrainingConfig, load_training_config
+from adbot.rl.train import build_model, make_env
+
+TARGET = 0.8
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pendulum() -> gym.Env:  # type: ignore[type-arg]
+    return gym.make("Pendulum-v1")
+
+
+def _vec(config: TrainingConfig, factory) -> VecNormalize:  # type: ignore[no-untyped-def]
+    fns = [factory] * config.n_envs
+    venv: VecEnv
+    if config.vec_env == "subproc" and config.n_envs > 1:
+        venv = SubprocVecEnv(fns, start_method="fork")
+    else:
+        venv = DummyVecEnv(fns)
+    venv.seed(config.seed)
+    return VecNormalize(venv, norm_obs=config.normalize_observations, norm_reward=False)
+
+
+def _learn_rate(config: TrainingConfig, venv: VecNormalize, timesteps: int) -> float:
+    model: PPO = build_model(config, venv)
+    rollout = config.ppo.n_steps * config.n_envs
+    model.learn(rollout)  # warm-up: first episode draws, torch start-up
+    start = time.perf_counter()
+    model.learn(timesteps, reset_num_timesteps=False)
+    return timesteps / (time.perf_counter() - start)
+
+
+def _env_rate(env: gym.Env, steps: int) -> float:  # type: ignore[type-arg]
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=ROOT / "configs/agents/default.yaml")
+    parser.add_argument("--timesteps", type=int, default=None, help="default: 4 rollouts")
+    args = parser.parse_args()
+    config = load_training_config(args.config)
+    torch.set_num_threads(config.torch_threads)
+    timesteps = args.timesteps or 4 * config.ppo.n_steps * config.n_envs
+    print(
+        f"PPO settings of {args.config.name}: {config.n_envs} envs ({config.vec_env}), "
+        f"n_steps {config.ppo.n_steps}, batch {config.ppo.batch_size}, "
+        f"epochs {config.ppo.n_epochs}, net {list(config.ppo.net_arch)}; "
+        f"{timesteps} timesteps each; our env: random scenarios capped at "
+        f"{config.env.max_daily_queries} queries/day"
+    )
+    ours_env = _env_rate(make_env(config), 2000)
+    pendulum_env = _env_rate(_pendulum(), 20000)
+    ours_venv = _vec(config, lambda: make_env(config))
+    ours = _learn_rate(config, ours_venv, timesteps)
+    ours_venv.close()
+    pendulum_venv = _vec(config, _pendulum)
+    pendulum = _learn_rate(config, pendulum_venv, timesteps)
+    pendulum_venv.close()
+    ratio = ours / pendulum
+    print(
+        f"raw env steps/s (no PPO, one env): BidPacing-v0 {ours_env:,.0f}, "
+        f"Pendulum-v1 {pendulum_env:,.0f}"
+    )
+    print(f"PPO env steps/s: BidPacing-v0 {ours:,.0f}, Pendulum-v1 {pendulum:,.0f}")
+    verdict = "ok" if ratio >= TARGET else "BELOW TARGET"
+    print(f"ratio {ratio:.2f} (target >= {TARGET}: {verdict})")
+    print(f"per env step: BidPacing-v0 {1e6 / ours:,.0f} us, Pendulum-v1 {1e6 / pendulum:,.0f} us")
+
+
+if __name__ == "__main__":
+    main()

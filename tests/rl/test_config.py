@@ -1,0 +1,64 @@
+"""The frozen, serialisable training config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from adbot.errors import InvalidInput
+from adbot.rl.config import TrainingConfig, load_training_config, training_config_from_dict
+
+DEFAULT = Path(__file__).resolve().parents[2] / "configs" / "agents" / "default.yaml"
+
+
+def test_default_agent_config_loads() -> None:
+    config = load_training_config(DEFAULT)
+    assert config.name == "default"
+    assert config.env.scenario is None  # domain randomisation only
+    assert config.evaluation.scenario_files == ()  # never selected on the bundled scenarios
+    assert config.reward.components == {"score": 1.0, "baseline_score": 1.0}
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    config = TrainingConfig(seed=42, ppo={"learning_rate": 1e-4, "net_arch": (32, 32)})
+    path = config.save(tmp_path)
+    loaded = load_training_config(path)
+    assert loaded == config and loaded.seed == 42
+    assert load_training_config(tmp_path) == config  # a checkpoint directory works too
+    assert loaded.fingerprint() == config.fingerprint()
+
+
+def test_frozen_and_strict() -> None:
+    config = TrainingConfig()
+    with pytest.raises(pydantic.ValidationError):
+        config.seed = 3  # type: ignore[misc]
+    with pytest.raises(InvalidInput, match="unknown_field"):
+        training_config_from_dict({"unknown_field": 1})
+
+
+def test_batch_size_must_divide_the_rollout() -> None:
+    with pytest.raises(InvalidInput, match="batch_size"):
+        training_config_from_dict({"n_envs": 3, "ppo": {"n_steps": 100, "batch_size": 64}})
+
+
+def test_overrides_are_validated_and_nested() -> None:
+    config = TrainingConfig().with_overrides(seed=7, ppo={"gamma": 0.99})
+    assert config.seed == 7 and config.ppo.gamma == 0.99
+    assert config.ppo.n_epochs == TrainingConfig().ppo.n_epochs
+    assert config.fingerprint() != TrainingConfig().fingerprint()
+    with pytest.raises(InvalidInput, match="gamma"):
+        TrainingConfig().with_overrides(ppo={"gamma": 2.0})
+
+
+def test_bad_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="not found"):
+        load_training_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [1, 2\n")
+    with pytest.raises(InvalidInput, match="not valid YAML"):
+        load_training_config(bad)
+    bad.write_text("- 1\n")
+    with pytest.raises(InvalidInput, match="mapping"):
+        load_training_config(bad)

@@ -1,0 +1,169 @@
+"""A tiny PPO run end to end: checkpoints, MLflow, resume, and the run's records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adbot.bidding.runner import run_episode
+from adbot.config import Settings, load_settings
+from adbot.db.models import Agent, AgentConfig, ModelCheckpoint, TrainingRun, TrainingStatus
+from adbot.errors import InvalidInput
+from adbot.market.scenario import Scenario
+from adbot.rl.checkpoints import load_checkpoint
+from adbot.rl.config import TrainingConfig
+from adbot.rl.policy import PpoPolicy
+from adbot.rl.train import train
+from adbot.services.training import config_hash, train_agent, training_account
+
+pytestmark = pytest.mark.slow
+
+TINY = TrainingConfig(
+    name="tiny",
+    seed=5,
+    total_timesteps=256,
+    n_envs=2,
+    vec_env="dummy",
+    env={"max_daily_queries": 1500.0},
+    ppo={"n_steps": 64, "batch_size": 64, "n_epochs": 1, "net_arch": (16, 16)},
+    evaluation={
+        "every_timesteps": 128,
+        "random_scenarios": 1,
+        "max_daily_queries": 1500.0,
+        "min_conversions": 0.0,
+    },
+)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        data_dir=tmp_path / "data",
+        mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "test"},
+    )
+
+
+def test_train_writes_checkpoints_and_an_mlflow_run(tmp_path: Path, settings: Settings) -> None:
+    result = train(TINY, output_dir=tmp_path / "run", settings=settings)
+    assert result.timesteps == 256
+    steps = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert steps == ["step-000000128", "step-000000256"]
+    assert [h["timesteps"] for h in result.history] == [128.0, 256.0]
+    final = load_checkpoint(result.final_checkpoint)
+    assert final.config == TINY and final.meta.seed == 5 and final.meta.timesteps == 256
+    assert load_checkpoint(result.best_checkpoint).meta.score_ratio == result.best_score_ratio
+    stats = json.loads((result.final_checkpoint / "normalization.json").read_text())
+    assert len(stats["obs_mean"]) == final.model.observation_space.shape[0]  # type: ignore[index]
+
+    client = mlflow.tracking.MlflowClient(settings.mlflow.tracking_uri)
+    run = client.get_run(result.mlflow_run_id or "")
+    assert run.data.params["ppo.n_steps"] == "64" and run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "eval/score_ratio")
+    assert [m.step for m in history] == [128, 256]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "best")}
+    assert "best/model.zip" in artifacts
+
+
+def test_resume_continues_from_a_checkpoint(tmp_path: Path, settings: Settings) -> None:
+    first = train(TINY, output_dir=tmp_path / "a", settings=settings, track=False)
+    longer = TINY.with_overrides(total_timesteps=384)
+    resumed = train(
+        longer,
+        output_dir=tmp_path / "b",
+        resume=first.final_checkpoint,
+        settings=settings,
+        track=False,
+    )
+    assert resumed.timesteps == 384
+    assert [h["timesteps"] for h in resumed.history] == [384.0]
+    with pytest.raises(InvalidInput, match="nothing to train"):
+        train(TINY, output_dir=tmp_path / "c", resume=first.final_checkpoint, settings=settings)
+    other = longer.with_overrides(env={"action_log_range": 0.5})
+    with pytest.raises(InvalidInput, match="another env"):
+        train(other, output_dir=tmp_path / "d", resume=first.final_checkpoint, settings=settings)
+
+
+def test_checkpoint_with_a_changed_model_is_refused(tmp_path: Path, settings: Settings) -> None:
+    result = train(TINY, output_dir=tmp_path / "run", settings=settings, track=False)
+    model = result.final_checkpoint / "model.zip"
+    model.write_bytes(model.read_bytes() + b"\0")
+    with pytest.raises(InvalidInput, match="sha256"):
+        load_checkpoint(result.final_checkpoint)
+
+
+def test_checkpoint_plays_as_a_policy(
+    tmp_path: Path, settings: Settings, cpa_scenario: Scenario
+) -> None:
+    result = train(TINY, output_dir=tmp_path / "run", settings=settings, track=False)
+    policy = PpoPolicy.from_checkpoint(load_checkpoint(result.best_checkpoint), name="tiny")
+    first = run_episode(cpa_scenario, 2, policy)
+    again = run_episode(cpa_scenario, 2, policy)
+    assert first.metrics == again.metrics  # deterministic actions
+    assert np.isfinite(first.alpha).all() and first.metrics.cost > 0
+
+
+def test_training_service_records_the_run(
+    tmp_path: Path, settings: Settings, sqlite_session: Session
+) -> None:
+    account = training_account(session=sqlite_session, slug=None)
+    record = train_agent(
+        session=sqlite_session,
+        account_id=account.id,
+        config=TINY,
+        output_dir=tmp_path / "run",
+        settings=settings,
+    )
+    run = sqlite_session.get(TrainingRun, record.run.id)
+    assert run is not None and run.status == TrainingStatus.SUCCEEDED
+    assert run.mlflow_run_id == record.result.mlflow_run_id and run.seed == 5
+    agent = sqlite_session.scalar(select(Agent).where(Agent.id == run.agent_id))
+    assert agent is not None and agent.name == "tiny" and agent.algorithm == "ppo"
+    config_row = sqlite_session.get(AgentConfig, run.agent_config_id)
+    assert config_row is not None and config_row.config_hash == config_hash(TINY)
+    assert config_row.config["reward"] == {"components": {"score": 1.0}, "scale": "budget"}
+    checkpoints = sqlite_session.scalars(
+        select(ModelCheckpoint).where(ModelCheckpoint.training_run_id == run.id)
+    ).all()
+    assert [c.version for c in checkpoints] == [1, 2]
+    assert [c.timesteps for c in checkpoints] == [128, 256]
+    assert sum(c.is_active for c in checkpoints) == 1
+    active = next(c for c in checkpoints if c.is_active)
+    assert active.sha256 == load_checkpoint(record.result.best_checkpoint).meta.model_sha256
+
+    again = train_agent(
+        session=sqlite_session,
+        account_id=account.id,
+        config=TINY,
+        output_dir=tmp_path / "run2",
+        settings=settings,
+    )
+    assert again.run.agent_config_id == run.agent_config_id  # same config, same version row
+    versions = sqlite_session.scalars(
+        select(ModelCheckpoint.version).where(ModelCheckpoint.agent_id == agent.id)
+    ).all()
+    assert sorted(versions) == [1, 2, 3, 4]
+
+
+def test_failed_run_is_recorded(
+    tmp_path: Path, settings: Settings, sqlite_session: Session
+) -> None:
+    account = training_account(session=sqlite_session, slug=None)
+    first = train(TINY, output_dir=tmp_path / "a", settings=settings, track=False)
+    with pytest.raises(InvalidInput):
+        train_agent(
+            session=sqlite_session,
+            account_id=account.id,
+            config=TINY,
+            output_dir=tmp_path / "b",
+            resume=first.final_checkpoint,
+            settings=settings,
+        )
+    run = sqlite_session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())).first()
+    assert run is not None and run.status == TrainingStatus.FAILED
+    assert run.error is not None and "nothing to train" in run.error

@@ -1,0 +1,57 @@
+"""``adbot tune``: an Optuna study in the configured database, trials as short runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from adbot.config import load_settings
+from adbot.rl.config import TrainingConfig
+from adbot.rl.tune import suggest_overrides, tune
+
+pytestmark = pytest.mark.slow
+
+BASE = TrainingConfig(
+    name="tiny",
+    seed=1,
+    n_envs=2,
+    vec_env="dummy",
+    env={"max_daily_queries": 1500.0},
+    ppo={"n_steps": 64, "batch_size": 64, "n_epochs": 1},
+    evaluation={
+        "every_timesteps": 64,
+        "random_scenarios": 1,
+        "max_daily_queries": 1500.0,
+        "min_conversions": 0.0,
+    },
+)
+
+
+def test_study_is_stored_and_resumable(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'adbot.db'}"
+    settings = load_settings(data_dir=tmp_path / "data")
+    kwargs = {
+        "storage_url": storage,
+        "study_name": "t",
+        "timesteps": 128,
+        "output_dir": tmp_path / "trials",
+        "settings": settings,
+    }
+    first = tune(BASE.with_overrides(), n_trials=1, **kwargs)  # type: ignore[arg-type]
+    again = tune(BASE, n_trials=1, **kwargs)  # type: ignore[arg-type]
+    assert (first.trials, again.trials) == (1, 2)
+    study = optuna.load_study(study_name="t", storage=storage)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert [len(t.intermediate_values) for t in study.trials] == [2, 2]  # reported per eval
+    assert set(again.best_params) >= {"learning_rate", "log_std_init", "action_log_range"}
+
+
+def test_search_space_gives_valid_configs() -> None:
+    study = optuna.create_study()
+    for _ in range(5):
+        trial = study.ask()
+        config = BASE.with_overrides(**suggest_overrides(trial))
+        assert 0.3 <= config.env.action_log_range <= 1.5
+        assert config.ppo.net_arch in ((64, 64), (128, 128))

@@ -23,17 +23,18 @@ def next_number() -> int:
     return next(_names)
 
 
-def api_settings(**auth: Any) -> Settings:
-    return load_settings(
-        environment="test",
-        auth={
-            "secret_key": SECRET,
-            "password_time_cost": 1,
-            "password_memory_kib": 64,
-            "password_parallelism": 1,
-            **auth,
-        },
-    )
+def api_settings(**groups: dict[str, Any]) -> Settings:
+    """Test settings: a fixed signing key and the cheapest real argon2; ``groups`` override
+    setting groups (``api={"rate_limit_per_minute": ...}``), merged into ``auth``.
+    """
+    auth = {
+        "secret_key": SECRET,
+        "password_time_cost": 1,
+        "password_memory_kib": 64,
+        "password_parallelism": 1,
+        **groups.pop("auth", {}),
+    }
+    return load_settings(environment="test", auth=auth, **groups)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -16,16 +16,24 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import hypothesis
 import pytest
 import schemathesis
-from api_helpers import World
+from api_helpers import World, api_settings
 from fastapi import FastAPI
-from hypothesis import HealthCheck, settings
+
+from adbot.config import Settings
 
 EXAMPLES_PER_OPERATION = 15
 # How often an id parameter takes the id of a real row instead of a generated number.
 REAL_ID_PROBABILITY = 0.7
 STATUSES: Counter[int] = Counter()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    # Thousands of requests a minute: the rate limiter has its own tests.
+    return api_settings(api={"rate_limit_per_minute": 1_000_000})
 
 
 @pytest.fixture
@@ -88,30 +96,30 @@ def _check(case: Any) -> None:
 
 
 @lazy.include(tag=["auth", "api keys", "accounts", "users"]).exclude(**_CLOSE_ACCOUNT).parametrize()
-@settings(deadline=None, suppress_health_check=list(HealthCheck))
+@hypothesis.settings(deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
 def test_people_and_access(case: Any) -> None:
     _check(case)
 
 
 @lazy.include(tag=["platforms", "campaigns"]).parametrize()
-@settings(deadline=None, suppress_health_check=list(HealthCheck))
+@hypothesis.settings(deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
 def test_platforms_and_campaigns(case: Any) -> None:
     _check(case)
 
 
 @lazy.include(tag=["ad groups", "ads"]).parametrize()
-@settings(deadline=None, suppress_health_check=list(HealthCheck))
+@hypothesis.settings(deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
 def test_ad_groups_and_ads(case: Any) -> None:
     _check(case)
 
 
 @lazy.include(tag=["keywords", "bids"]).parametrize()
-@settings(deadline=None, suppress_health_check=list(HealthCheck))
+@hypothesis.settings(deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
 def test_keywords_and_bids(case: Any) -> None:
     _check(case)
 
 
 @lazy.include(**_CLOSE_ACCOUNT).parametrize()
-@settings(deadline=None, suppress_health_check=list(HealthCheck))
+@hypothesis.settings(deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
 def test_closing_the_account(case: Any) -> None:
     _check(case)

@@ -121,6 +121,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _error("No such row in the caller's account"),
     409: _error("Duplicate natural key, or a state change that is not allowed"),
     422: _error("A field is missing, of the wrong type, or out of range"),
+    429: _error("Too many requests; retry after the Retry-After header's seconds"),
 }
 
 

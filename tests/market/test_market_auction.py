@@ -101,7 +101,7 @@ def _tied_step(sim: MarketSimulator, bids: np.ndarray) -> StepMarket:
         u_tie=step.u_tie,
         u_click=step.u_click,
         u_conv=step.u_conv,
-        conv_value=step.conv_value,
+        value_table=step.value_table,
     )
 
 

@@ -265,7 +265,7 @@ def test_competitor_budgets_match_sequential_serving() -> None:
     quality = np.take(market.universe.competitor_quality, drawn.keyword, axis=1)
     assert market.universe.competitor_budget is not None
     expected = _sequential_competitor_budgets(
-        drawn.comp_bid, quality, drawn.uniforms[3], market.universe.competitor_budget, scenario
+        drawn.comp_bid, quality, drawn.comp_click, market.universe.competitor_budget, scenario
     )
     assert np.array_equal(limited, expected)
     assert (limited == 0).sum() > (drawn.comp_bid == 0).sum()  # some competitors ran out

@@ -13,8 +13,9 @@ have given at every grid multiplier, the data a platform's bid simulator reports
 played so far are pooled with a 3-hour half-life (tuned like the PID's gains, on training
 seeds 1000-1004: half-lives of 1/16, 1/8, 1/4, 1/2 day scored 0.987, 0.987, 0.983, 0.981
 mean score ratio), so prices that move within the day or after a shock are followed
-within hours. The landscapes are expectations, not noisy counts, so short memory is cheap. The predicted conversions
-are recalibrated by the realised ones like the PID's (prior of 20 conversions).
+within hours. The landscapes are expectations, not noisy counts, so short memory is cheap.
+The predicted conversions are recalibrated by the realised ones like the PID's (prior of
+20 conversions).
 
 Decision at each step: forecast, per multiplier, the rest of today (its expected query
 volume) and each later day (capped at the daily budget), add what was realised so far, and

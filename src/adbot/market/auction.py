@@ -118,6 +118,8 @@ def serve(
     click_ok = clicked < n_served
     clicked, cost = clicked[click_ok], cost[click_ok]
     converted = step.u_conv[clicked] < step.cvr[clicked]
+    value = np.zeros(clicked.shape[0])
+    value[converted] = step.value_of(clicked[converted])
     return Served(
         n_served=n_served,
         spend_after=spend_after,
@@ -127,7 +129,7 @@ def serve(
         clicked=clicked,
         cost=cost,
         converted=converted,
-        value=np.where(converted, step.conv_value[clicked], 0.0),
+        value=value,
     )
 
 

@@ -5,8 +5,8 @@ Common random numbers: each day draws from its own generator, seeded by
 on bids, so every policy run on the same (scenario, episode seed) faces the same queries,
 competitor bids and uniform numbers. A step keeps only what our auctions need: per query,
 the keyword, the top ``slots`` competitor ad ranks (competitor ranks do not depend on
-our bid), and the uniforms that decide tie-breaks, clicks and conversions, plus the value of
-a conversion. Days are drawn lazily, on first use, and kept.
+our bid), and the uniforms that decide tie-breaks, clicks and conversions (and, through
+the latter, a conversion's value). Days are drawn lazily, on first use, and kept.
 
 Competitor entry and lognormal bid jitter come from one uniform per (competitor, query),
 see ``_JitterSampler``. Competitor arrays are laid out (competitors, queries) so each
@@ -42,9 +42,32 @@ _EPISODE_TAG = 1
 _CELLS = 2**16
 
 
+@functools.cache
+def _normal_quantiles() -> np.ndarray:
+    """Standard normal quantiles at the midpoints of ``_CELLS`` equal-probability cells."""
+    dist = NormalDist()
+    return np.array([dist.inv_cdf((i + 0.5) / _CELLS) for i in range(_CELLS)])
+
+
+@functools.lru_cache(maxsize=64)
+def lognormal_quantiles(mean: float, sd: float) -> np.ndarray:
+    """Mean-preserving lognormal ``mean * exp(sd z - sd^2 / 2)`` at the cell midpoints.
+
+    Drawing ``table[floor(u * _CELLS)]`` for a uniform u gives 65,536 equally likely values:
+    adjacent ones differ by under 0.1% relative in the body of the distribution, and |z| is
+    clamped at 4.3 (a 1e-5 tail).
+    """
+    return mean * np.exp(sd * _normal_quantiles() - 0.5 * sd * sd)
+
+
 @dataclass(frozen=True)
 class StepMarket:
-    """The bid-independent market of one step, queries in serving order."""
+    """The bid-independent market of one step, queries in serving order.
+
+    A conversion's value is a function of the conversion's own uniform: given
+    ``u_conv < cvr``, ``u_conv / cvr`` is uniform and independent of the conversion, so it
+    picks the value from ``value_table`` (lognormal quantiles) with no further draw.
+    """
 
     keyword: np.ndarray  # (Q,) intp
     comp_rank: np.ndarray  # (slots, Q) top competitor ad ranks, descending, 0 = nobody
@@ -53,11 +76,24 @@ class StepMarket:
     u_tie: np.ndarray  # (Q,) uniforms: random tie-breaks among equal ad ranks
     u_click: np.ndarray  # (Q,) uniforms: our click happens when u < click probability
     u_conv: np.ndarray  # (Q,) uniforms: our click converts when u < cvr
-    conv_value: np.ndarray  # (Q,) value of a conversion on this query
+    value_table: np.ndarray  # (_CELLS,) conversion value quantiles
 
     @property
     def n_queries(self) -> int:
         return int(self.keyword.shape[0])
+
+    def value_of(self, queries: np.ndarray) -> np.ndarray:
+        """Conversion values on these queries (meaningful where a conversion happened)."""
+        cvr = self.cvr[queries]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(cvr > 0, self.u_conv[queries] / cvr, 0.0)
+        cells = np.minimum(share * _CELLS, _CELLS - 1).astype(np.intp)
+        return self.value_table[cells]
+
+    @functools.cached_property
+    def conv_value(self) -> np.ndarray:
+        """(Q,) the value a conversion would have on each query."""
+        return self.value_of(np.arange(self.n_queries))
 
     def subset(self, queries: np.ndarray) -> StepMarket:
         """The same step restricted to some queries (kept in serving order)."""
@@ -69,7 +105,21 @@ class StepMarket:
             u_tie=self.u_tie[queries],
             u_click=self.u_click[queries],
             u_conv=self.u_conv[queries],
-            conv_value=self.conv_value[queries],
+            value_table=self.value_table,
+        )
+
+    @classmethod
+    def concatenate(cls, parts: list[StepMarket]) -> StepMarket:
+        """Several steps' queries as one sequence, in order."""
+        return cls(
+            keyword=np.concatenate([p.keyword for p in parts]),
+            comp_rank=np.concatenate([p.comp_rank for p in parts], axis=1),
+            quality=np.concatenate([p.quality for p in parts]),
+            cvr=np.concatenate([p.cvr for p in parts]),
+            u_tie=np.concatenate([p.u_tie for p in parts]),
+            u_click=np.concatenate([p.u_click for p in parts]),
+            u_conv=np.concatenate([p.u_conv for p in parts]),
+            value_table=parts[0].value_table,
         )
 
 
@@ -82,18 +132,16 @@ class _TopRanks:
 
     def __init__(self, n: int, size: int) -> None:
         self.top = np.zeros((n, size), dtype=np.float32)
-        self._carry = np.empty(size, dtype=np.float32)
         self._spare = np.empty(size, dtype=np.float32)
         self._fed = 0
 
     def feed(self, row: np.ndarray) -> None:
-        carry, spare = self._carry, self._spare
-        np.copyto(carry, row)
+        """Insert ``row`` (float32, not ``top`` itself); its contents are overwritten."""
+        carry, spare = row, self._spare
         for i in range(min(self.top.shape[0], self._fed + 1)):
             np.minimum(self.top[i], carry, out=spare)
             np.maximum(self.top[i], carry, out=self.top[i])
             carry, spare = spare, carry
-        self._carry, self._spare = carry, spare
         self._fed += 1
 
 
@@ -101,51 +149,35 @@ def top_ranks(ranks: np.ndarray, n: int) -> np.ndarray:
     """The ``n`` largest of each column of ``ranks`` (C, Q) >= 0, descending, 0-padded."""
     network = _TopRanks(n, ranks.shape[1])
     for row in ranks:
-        network.feed(row)
+        network.feed(row.astype(np.float32))
     return network.top.astype(np.float64)
-
-
-@functools.cache
-def _normal_quantiles() -> np.ndarray:
-    """Standard normal quantiles at the midpoints of ``_CELLS`` equal-probability cells."""
-    dist = NormalDist()
-    return np.array([dist.inv_cdf((i + 0.5) / _CELLS) for i in range(_CELLS)])
-
-
-@functools.lru_cache(maxsize=16)
-def _jitter_table(sd: float) -> np.ndarray:
-    """Mean-preserving lognormal quantiles ``exp(sd z - sd^2 / 2)`` at the cell midpoints."""
-    return np.exp(sd * _normal_quantiles() - 0.5 * sd * sd).astype(np.float32)
 
 
 class _JitterSampler:
     """Competitor entry and lognormal bid jitter from one 32-bit uniform per (competitor, query).
 
     Entry is ``u < participation``; given entry, ``u / participation`` is again uniform and
-    independent of the entry decision, so it drives the jitter by inverse CDF, read from a
-    table of the lognormal's quantiles at the midpoints of ``_CELLS`` equal-probability
-    cells: the jitter takes 65,536 equally likely values (adjacent values differ by under
-    0.1% relative; |z| is clamped at 4.3, a 1e-5 tail). Much cheaper than normal draws
-    plus ``exp`` on this hardware, which matters: this is the simulator's hottest loop.
+    independent of the entry decision, so it drives the jitter through the lognormal's
+    quantile table (``lognormal_quantiles``). A zero appended to the table stands for "does
+    not enter", so one lookup gives both. Far cheaper than normal draws plus ``exp`` here,
+    which matters: this is the simulator's hottest loop.
     """
 
     def __init__(self, sd: float, participation: float, size: int) -> None:
-        self.table = _jitter_table(sd)
-        self._threshold = np.uint32(min(participation * 2.0**32, 2.0**32 - 1))
-        self._all_enter = participation >= 1.0
-        self._scale = np.float32(_CELLS / (participation * 2.0**32))
+        table = lognormal_quantiles(1.0, sd).astype(np.float32)
+        self.table = np.append(table, np.float32(0.0))
+        self.smallest = float(table[0])
+        # Slightly under CELLS / (p 2^32), so that participation 1 never rounds up to the
+        # "does not enter" cell in float32.
+        self._scale = np.float32(_CELLS * (1.0 - 2.0**-22) / (participation * 2.0**32))
         self._position = np.empty(size, dtype=np.float32)
         self._index = np.empty(size, dtype=np.int32)
 
-    def draw(self, bits: np.ndarray, out: np.ndarray, entry: np.ndarray) -> None:
-        """Jitter multipliers into ``out``, entry decisions into ``entry`` (from uint32 bits)."""
+    def draw(self, bits: np.ndarray, out: np.ndarray) -> None:
+        """Jitter multipliers, 0 where the competitor stays out, into ``out`` (float32)."""
         position, index = self._position, self._index
-        if self._all_enter:
-            entry.fill(True)
-        else:
-            np.less(bits, self._threshold, out=entry)
         np.multiply(bits, self._scale, out=position, casting="unsafe")
-        np.minimum(position, np.float32(_CELLS - 1), out=position)
+        np.minimum(position, np.float32(_CELLS), out=position)
         np.copyto(index, position, casting="unsafe")
         np.take(self.table, index, out=out)
 
@@ -155,12 +187,13 @@ class _Day:
     keyword: np.ndarray  # (Qd,)
     step_of: np.ndarray  # (Qd,) step in the day of each query
     sizes: np.ndarray  # (steps,) queries per step
-    uniforms: np.ndarray  # (4, Qd): tie, click, conversion, competitor click
-    conv_value: np.ndarray  # (Qd,)
-    # (C, Qd) float32 competitor bids, 0 where one does not enter: drawn only when
-    # competitors have budgets; otherwise their top ranks are computed on the fly.
+    uniforms: np.ndarray  # (3, Qd): tie, click, conversion
+    # With competitor budgets only: (C, Qd) float32 competitor bids (0 where one does not
+    # enter) and the competitors' click uniforms (Qd,); otherwise the competitors' top
+    # ranks are computed on the fly, row by row, into comp_rank (slots, Qd).
     comp_bid: np.ndarray | None
-    comp_rank: np.ndarray | None  # (slots, Qd)
+    comp_click: np.ndarray | None
+    comp_rank: np.ndarray | None
 
 
 class EpisodeMarket:
@@ -170,6 +203,8 @@ class EpisodeMarket:
         self.scenario = scenario
         self.universe = universe
         self.episode_seed = episode_seed
+        value = scenario.campaign.conversion_value
+        self.value_table = lognormal_quantiles(value.mean, value.sd_log)
         self._days: dict[int, list[StepMarket]] = {}
         self._clickable: dict[int, StepMarket] = {}
 
@@ -187,16 +222,7 @@ class EpisodeMarket:
                 step = self.step(index)
                 best = self.universe.click_prob[step.keyword, 0]
                 parts.append(step.subset(np.flatnonzero(step.u_click < best)))
-            self._clickable[day] = StepMarket(
-                keyword=np.concatenate([p.keyword for p in parts]),
-                comp_rank=np.concatenate([p.comp_rank for p in parts], axis=1),
-                quality=np.concatenate([p.quality for p in parts]),
-                cvr=np.concatenate([p.cvr for p in parts]),
-                u_tie=np.concatenate([p.u_tie for p in parts]),
-                u_click=np.concatenate([p.u_click for p in parts]),
-                u_conv=np.concatenate([p.u_conv for p in parts]),
-                conv_value=np.concatenate([p.conv_value for p in parts]),
-            )
+            self._clickable[day] = StepMarket.concatenate(parts)
         return self._clickable[day]
 
     def step(self, index: int) -> StepMarket:
@@ -208,9 +234,8 @@ class EpisodeMarket:
 
     def _rng(self, day: int) -> np.random.Generator:
         entropy = [self.scenario.seed, self.episode_seed, _EPISODE_TAG]
-        return np.random.Generator(
-            np.random.SFC64(np.random.SeedSequence(entropy, spawn_key=(day,)))
-        )
+        sequence = np.random.SeedSequence(entropy, spawn_key=(day,))
+        return np.random.Generator(np.random.SFC64(sequence))
 
     def _draw_day(self, day: int) -> _Day:
         uni, spd = self.universe, self.scenario.horizon.steps_per_day
@@ -218,32 +243,31 @@ class EpisodeMarket:
         first = day * spd
         counts = rng.poisson(np.outer(uni.step_queries[first : first + spd], uni.volume_share))
         sizes = counts.sum(axis=1)
-        n_kw = counts.shape[1]
-        keyword = np.repeat(np.tile(np.arange(n_kw), spd), counts.ravel())
+        keyword = np.repeat(np.tile(np.arange(counts.shape[1]), spd), counts.ravel())
         ends = np.cumsum(sizes)
         for start, end in zip(ends - sizes, ends, strict=True):
             rng.shuffle(keyword[start:end])
-        value_spec = self.scenario.campaign.conversion_value
-        sd = value_spec.sd_log
         step_of = np.repeat(np.arange(spd), sizes)
-        uniforms = rng.random((4, keyword.shape[0]))
-        conv_value = value_spec.mean * np.exp(rng.normal(-0.5 * sd * sd, sd, keyword.shape[0]))
-        rows = self._bid_rows(rng, keyword, first + step_of)
-        budgets = uni.competitor_budget is not None
-        return _Day(
-            keyword=keyword,
-            step_of=step_of,
-            sizes=sizes,
-            uniforms=uniforms,
-            conv_value=conv_value,
-            comp_bid=np.array([row.copy() for row in rows]).reshape(-1, keyword.shape[0])
-            if budgets
-            else None,
-            comp_rank=None if budgets else self._ranks(rows, keyword),
-        )
+        uniforms = rng.random((3, keyword.shape[0]))
+        day_market = _Day(keyword, step_of, sizes, uniforms, None, None, None)
+        cells = self.scenario.market.competitors * keyword.shape[0]
+        bits = rng.bit_generator.random_raw((cells + 1) // 2).view(np.uint32)[:cells]
+        bits = bits.reshape(self.scenario.market.competitors, keyword.shape[0])
+        if uni.competitor_budget is None:
+            day_market.comp_rank = self._ranks_direct(bits, keyword, first + step_of)
+        else:
+            rows = self._bid_rows(bits, keyword, first + step_of)
+            day_market.comp_bid = np.array([row.copy() for row in rows]).reshape(bits.shape)
+            day_market.comp_click = rng.random(keyword.shape[0])
+        return day_market
+
+    def _reserve_may_bind(self, multiplier: np.ndarray, sampler: _JitterSampler) -> np.ndarray:
+        """Per competitor: could any of its bids today fall under the reserve price?"""
+        lowest = self.universe.competitor_cpc.min(axis=1) * sampler.smallest * multiplier.min()
+        return lowest * 0.999 < self.scenario.market.reserve_cpc
 
     def _bid_rows(
-        self, rng: np.random.Generator, keyword: np.ndarray, step_index: np.ndarray
+        self, bits: np.ndarray, keyword: np.ndarray, step_index: np.ndarray
     ) -> Iterator[np.ndarray]:
         """Each competitor's max CPCs on the day's queries, 0 where it does not enter.
 
@@ -251,24 +275,55 @@ class EpisodeMarket:
         long vector operations and no large temporaries. Consume each row before the next.
         """
         market, uni = self.scenario.market, self.universe
-        c, q = market.competitors, keyword.shape[0]
-        bits = rng.bit_generator.random_raw((c * q + 1) // 2).view(np.uint32)[: c * q]
-        bits = bits.reshape(c, q)
+        q = keyword.shape[0]
+        multiplier = uni.cpc_multiplier[step_index].astype(np.float32)
+        sampler = _JitterSampler(market.bid_noise, market.participation, q)
+        check_reserve = self._reserve_may_bind(multiplier, sampler)
+        shocked = not np.all(multiplier == 1.0)
+        row, cpc = np.empty(q, dtype=np.float32), np.empty(q, dtype=np.float32)
+        entry = np.empty(q, dtype=bool)
+        for i in range(market.competitors):
+            sampler.draw(bits[i], row)
+            np.take(uni.competitor_cpc[i], keyword, out=cpc)
+            row *= cpc
+            if shocked:
+                row *= multiplier
+            if check_reserve[i]:
+                np.greater_equal(row, np.float32(market.reserve_cpc), out=entry)
+                row *= entry
+            yield row
+
+    def _ranks_direct(
+        self, bits: np.ndarray, keyword: np.ndarray, step_index: np.ndarray
+    ) -> np.ndarray:
+        """(slots, Qd) top competitor ranks straight from the draws (no competitor budgets).
+
+        Rank = (CPC x quality)[keyword] x jitter: one table lookup per competitor, and the
+        reserve test only for competitors whose bids can fall under it.
+        """
+        market, uni = self.scenario.market, self.universe
+        q = keyword.shape[0]
         multiplier = uni.cpc_multiplier[step_index].astype(np.float32)
         shocked = not np.all(multiplier == 1.0)
         sampler = _JitterSampler(market.bid_noise, market.participation, q)
+        check_reserve = self._reserve_may_bind(multiplier, sampler)
+        cpc_quality = uni.competitor_cpc * uni.competitor_quality
+        reserve_share = np.float32(market.reserve_cpc) / uni.competitor_cpc
+        network = _TopRanks(market.slots, q)
         jitter, row = np.empty(q, dtype=np.float32), np.empty(q, dtype=np.float32)
         entry = np.empty(q, dtype=bool)
-        reserve = np.float32(market.reserve_cpc)
-        for i in range(c):
-            sampler.draw(bits[i], jitter, entry)
-            np.take(uni.competitor_cpc[i], keyword, out=row)
-            row *= jitter
+        for i in range(market.competitors):
+            sampler.draw(bits[i], jitter)
             if shocked:
-                row *= multiplier
-            entry &= row >= reserve
-            row *= entry
-            yield row
+                jitter *= multiplier
+            if check_reserve[i]:  # bid >= reserve  <=>  jitter >= reserve / cpc
+                np.take(reserve_share[i], keyword, out=row)
+                np.greater_equal(jitter, row, out=entry)
+                jitter *= entry
+            np.take(cpc_quality[i], keyword, out=row)
+            row *= jitter
+            network.feed(row)
+        return network.top.astype(np.float64)
 
     def _ranks(self, bid_rows: Iterable[np.ndarray], keyword: np.ndarray) -> np.ndarray:
         """(slots, Qd) best competitor ad ranks of each query, from bid rows (consumed).
@@ -310,7 +365,7 @@ class EpisodeMarket:
                     u_tie=drawn.uniforms[0, a:b],
                     u_click=drawn.uniforms[1, a:b],
                     u_conv=drawn.uniforms[2, a:b],
-                    conv_value=drawn.conv_value[a:b],
+                    value_table=self.value_table,
                 )
             )
         return steps
@@ -346,7 +401,8 @@ def _budget_limited(drawn: _Day, uni: Universe, scenario: Scenario) -> np.ndarra
     budget = uni.competitor_budget
     live = drawn.comp_bid.copy()
     quality = np.take(uni.competitor_quality, drawn.keyword, axis=1)
-    u_click = drawn.uniforms[3]
+    u_click = drawn.comp_click
+    assert u_click is not None
     c, q = live.shape
     active = np.ones(c, dtype=bool)
     spent = np.zeros(c)

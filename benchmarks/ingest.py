@@ -87,7 +87,10 @@ def seed_keywords(engine: Engine) -> tuple[int, pd.DataFrame]:
             text("INSERT INTO accounts (slug, name) VALUES ('bench', 'Bench') RETURNING id")
         ).scalar_one()
         platform = connection.execute(
-            text("INSERT INTO platforms (account_id, kind, name) VALUES (:a, 'sim', 'sim') RETURNING id"),
+            text(
+                "INSERT INTO platforms (account_id, kind, name) "
+                "VALUES (:a, 'sim', 'sim') RETURNING id"
+            ),
             {"a": account},
         ).scalar_one()
         connection.execute(
@@ -179,8 +182,12 @@ def raw_copy(url: str, rows: pd.DataFrame, *, binary_block: bool) -> float:
                 copy.write(encoded.tobytes())
                 copy.write(b"\xff\xff")
             else:
-                copy.set_types(["int4"] * 4 + ["timestamptz", "int8", "int8", "float8"] + ["int8"] * 2)
-                stamps = [s.replace(tzinfo=UTC) for s in rows["hour"].to_numpy("datetime64[us]").tolist()]
+                copy.set_types(
+                    ["int4"] * 4 + ["timestamptz", "int8", "int8", "float8"] + ["int8"] * 2
+                )
+                stamps = [
+                    s.replace(tzinfo=UTC) for s in rows["hour"].to_numpy("datetime64[us]").tolist()
+                ]
                 columns = [rows[c].tolist() for c in COLUMNS]
                 columns[4] = stamps
                 for row in zip(*columns, strict=True):
@@ -242,7 +249,9 @@ def run(engine: Engine, url: str, rows: int) -> None:
     rows_typed = typed_rows(account, keywords, frame)
     with engine.begin() as connection:
         connection.execute(text("CHECKPOINT"))
-    by_row = _line("raw COPY, write_row per row", rows, raw_copy(url, rows_typed, binary_block=False))
+    by_row = _line(
+        "raw COPY, write_row per row", rows, raw_copy(url, rows_typed, binary_block=False)
+    )
     block = _line("raw COPY, one binary buffer", rows, raw_copy(url, rows_typed, binary_block=True))
     print(
         f"ratio service / raw COPY: {service / by_row:.2f} (write_row), "

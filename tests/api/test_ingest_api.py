@@ -282,7 +282,7 @@ def test_conversion_rejections(shop: Shop, db_session: Session) -> None:
         (1, "external_id", "duplicate conversion_action and external_id: same as row 2"),
         (2, "external_id", "duplicate conversion_action and external_id: same as row 1"),
         (3, "campaign_id", "no keyword or campaign given"),
-        (4, "keyword", "unknown keyword (or not in the given campaign)"),
+        (4, "keyword", "unknown keyword (or not matching the given campaign)"),
         (5, "quantity", "must not be negative"),
         (5, "source", "must be one of api, import, platform, sim"),
         (6, "external_id", "missing value"),

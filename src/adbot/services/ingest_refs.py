@@ -40,6 +40,7 @@ _KEYWORD_ATTRS = {
     "campaign": "cname",
 }
 _CAMPAIGN_ATTRS = {"campaign_id": "cid", "campaign": "cname"}
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
 _CHUNK = 5_000  # bound parameters per IN list (SQLite allows 32,766)
 _MATCH_TYPES = {member.value for member in MatchType}
 
@@ -144,7 +145,8 @@ def _references(
         local = Problems(problems.size)
         if column.endswith("_id"):
             ids = int_column(frame, column, local, source, optional=True)
-            local.add(given & ~local.bad() & (ids <= 0), column, "must be a positive id")
+            out_of_range = (ids <= 0) | (ids > MAX_ID)
+            local.add(given & ~local.bad() & out_of_range, column, f"must be an id, 1 to {MAX_ID}")
             ok = given & ~local.bad()
             refs[attr] = pd.Series(np.where(ok, ids, 0), index=frame.index).astype(object)
         else:
@@ -269,7 +271,7 @@ def _report(
     mask[row_index[per_row == 0]] = True
     if narrowed:
         given = ", ".join(_LABELS[attr] for attr in narrowed)
-        problems.add(mask, field, f"unknown {what} (or not in the given {given})")
+        problems.add(mask, field, f"unknown {what} (or not matching the given {given})")
     else:
         problems.add(mask, field, f"unknown {what}")
     many = np.zeros(problems.size, dtype=bool)

@@ -297,7 +297,7 @@ def ingest_metrics(
     """Check and upsert hourly keyword metrics of ``account_id``."""
     frame = from_trace(batch.frame).reset_index(drop=True)
     ignored = _ignored(frame, METRIC_INPUT_COLUMNS)
-    if frame.empty:
+    if len(frame.columns) == 0:  # no rows and not even a header: nothing to check
         return _empty("metrics", ignored)
     problems = Problems(len(frame))
     hour = timestamp_column(frame, "hour", problems, on_the_hour=True)
@@ -369,7 +369,7 @@ def ingest_conversions(
     """
     frame = batch.frame.reset_index(drop=True)
     ignored = _ignored(frame, CONVERSION_INPUT_COLUMNS)
-    if frame.empty:
+    if len(frame.columns) == 0:  # no rows and not even a header: nothing to check
         return _empty("conversions", ignored)
     problems = Problems(len(frame))
     action = text_column(frame, "conversion_action", problems, max_length=100)
@@ -469,7 +469,8 @@ def _write(
     bad = problems.bad()
     rejected_rows = int(bad.sum())
     listing = problems.listing()
-    if rejected_rows and not partial:
+    # ``partial`` keeps the good rows; with none left the batch failed like any other.
+    if rejected_rows and (not partial or rejected_rows == len(rows)):
         session.rollback()
         raise RowsRejected(
             IngestResult(

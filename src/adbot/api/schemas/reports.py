@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import datetime
-from typing import Literal
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from adbot.api.schemas.common import Day, Filters, IdFilter, Timestamp
+from adbot.api.schemas.common import Filters, IdFilter
 from adbot.db.models import BidOutcome, BidSource
 from adbot.services.reports import MAX_REPORT_ROWS, Grain, Level
+
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso(pattern: re.Pattern[str], example: str) -> Any:
+    def check(value: Any) -> Any:
+        # A query parameter is text; "0.5" must not pass as a Unix timestamp.
+        if isinstance(value, str) and not pattern.match(value):
+            raise ValueError(f"expected ISO 8601, like {example}")
+        return value
+
+    return BeforeValidator(check)
+
+
+IsoDay = Annotated[date, _iso(_ISO_DAY, "2024-05-01")]
+IsoTimestamp = Annotated[AwareDatetime, _iso(_ISO_TIME, "2024-05-01T13:00:00Z")]
 
 ReportSort = Literal[
     "period",
@@ -50,8 +68,8 @@ class ReportParams(BaseModel):
 
     level: Level = Field(Level.CAMPAIGN, description="rows per campaign, ad group or keyword")
     grain: Grain = Field(Grain.DAY, description="periods of an hour, a day or an ISO week (UTC)")
-    start: Day = Field(description="first day (UTC), inclusive")
-    end: Day = Field(description="last day (UTC), inclusive")
+    start: IsoDay = Field(description="first day (UTC), inclusive")
+    end: IsoDay = Field(description="last day (UTC), inclusive")
     campaign_id: IdList = Field(default_factory=list, max_length=1000)
     ad_group_id: IdList = Field(default_factory=list, max_length=1000)
     keyword_id: IdList = Field(default_factory=list, max_length=1000)
@@ -103,5 +121,5 @@ class BidHistoryParams(Filters):
     cycle_id: uuid.UUID | None = None
     source: BidSource | None = None
     outcome: BidOutcome | None = None
-    since: Timestamp | None = Field(None, description="created at or after (with offset)")
-    until: Timestamp | None = Field(None, description="created before (with offset)")
+    since: IsoTimestamp | None = Field(None, description="created at or after (with offset)")
+    until: IsoTimestamp | None = Field(None, description="created before (with offset)")

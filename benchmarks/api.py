@@ -1,0 +1,297 @@
+"""Report latency under load: ``adbot serve`` answering a campaign-level daily report over
+1,000,000 metric rows to 32 concurrent clients.
+
+``python benchmarks/api.py [--rows 1000000] [--clients 32] [--seconds 20] [--workers 2]``
+creates its own database on the server of ``ADBOT_TEST_DATABASE_URL`` (default
+``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) with one account, 10 campaigns,
+1,000 keywords and N hourly rows (1,000 keywords x N/1,000 hours), starts ``adbot serve``
+on a free port against it with Redis on ``ADBOT_TEST_REDIS_URL`` (default
+``redis://127.0.0.1:6379/``, database 9, flushed before and after) for rate limits and the
+report cache, signs in, and prints:
+
+- cold: latency of single requests that miss the cache (the SQL aggregation itself);
+- load: requests/s, p50, p90, p99 and max latency of ``GET /api/v1/reports/performance
+  ?level=campaign&grain=day`` over the whole range, from 32 clients on keep-alive
+  connections for a fixed time. Target (issue 6): p99 < 50 ms.
+
+The clients speak HTTP/1.1 directly on asyncio streams, so the load generator costs tens
+of microseconds per request and the figures are the server's. Database and Redis keys
+are removed at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+from sqlalchemy import Engine, create_engine, make_url, text
+
+from adbot.config import load_settings
+from adbot.db import migrate
+from adbot.db.engine import create_db_engine
+from adbot.db.session import make_sessionmaker
+from adbot.services.accounts import bootstrap_admin
+
+DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/"
+REDIS_DB = 9
+TARGET_P99_MS = 50.0
+EMAIL = "bench@bench.example.com"
+PASSWORD = "benchmark password 123"
+REPORT = "/api/v1/reports/performance?level=campaign&grain=day&start={start}&end={end}"
+
+
+@contextlib.contextmanager
+def bench_database(admin_url: str) -> Iterator[str]:
+    name = f"adbot_bench_api_{secrets.token_hex(4)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+def seed(engine: Engine, rows: int) -> tuple[str, str]:
+    """An admin and ``rows`` hourly metrics; the first and last day of the data."""
+    settings = load_settings(auth={"password_time_cost": 1, "password_memory_kib": 64})
+    with make_sessionmaker(engine)() as session:
+        made = bootstrap_admin(
+            session=session,
+            account_name="Bench",
+            email=EMAIL,
+            password=PASSWORD,
+            auth=settings.auth,
+        )
+        account = made.account.id
+    hours = -(-rows // 1_000)
+    statements = [
+        "INSERT INTO platforms (account_id, kind, name) VALUES (:a, 'sim', 'sim')",
+        "INSERT INTO campaigns (account_id, platform_id, name, daily_budget_micros) "
+        "SELECT :a, p.id, 'campaign ' || c, 100000000 FROM platforms p, generate_series(1, 10) c",
+        "INSERT INTO ad_groups (campaign_id, name) "
+        "SELECT id, 'group ' || g FROM campaigns, generate_series(1, 10) g",
+        "INSERT INTO keywords (ad_group_id, text, match_type) "
+        "SELECT id, 'keyword ' || id || ' ' || k, 'exact' FROM ad_groups, generate_series(1, 10) k",
+        # Deterministic pseudo-random figures; clicks <= impressions, conversions <= clicks.
+        "INSERT INTO performance_metrics (account_id, campaign_id, ad_group_id, keyword_id, hour,"
+        " impressions, clicks, conversions, cost_micros, conversion_value_micros)"
+        " SELECT :a, g.campaign_id, g.id, k.id,"
+        " timestamptz '2025-01-06 00:00+00' + h * interval '1 hour',"
+        " 100 + (k.id * 7 + h) % 400, (k.id + h) % 40, ((k.id + h) % 40) / 10,"
+        " ((k.id + h) % 40) * 350000, ((k.id + h) % 40) / 10 * 25000000"
+        " FROM keywords k JOIN ad_groups g ON g.id = k.ad_group_id, generate_series(0, :last) h"
+        " ORDER BY h, k.id LIMIT :rows",
+        "ANALYZE",
+    ]
+    with engine.begin() as connection:
+        for statement in statements[:-1]:
+            connection.execute(text(statement), {"a": account, "last": hours - 1, "rows": rows})
+        first, last = connection.execute(
+            text("SELECT min(hour)::date, max(hour)::date FROM performance_metrics")
+        ).one()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text(statements[-1]))
+    return str(first), str(last)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def served(db_url: str, redis_url: str, port: int, workers: int, log: Path) -> Iterator[None]:
+    adbot = shutil.which("adbot", path=str(Path(sys.executable).parent)) or "adbot"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADBOT_")}
+    env.update(
+        {
+            "ADBOT_DB__URL": db_url,
+            "ADBOT_REDIS__URL": redis_url,
+            "ADBOT_API__RATE_LIMIT_PER_MINUTE": "100000000",
+            "ADBOT_LOG_LEVEL": os.environ.get("ADBOT_BENCH_LOG_LEVEL", "WARNING"),
+            "ADBOT_AUTH__SECRET_KEY": secrets.token_hex(32),
+        }
+    )
+    command = [adbot, "serve", "--port", str(port), "--workers", str(workers)]
+    with log.open("w") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            wait_until_up(port, process)
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_until_up(port: int, process: subprocess.Popen[bytes]) -> None:
+    for _ in range(3000):
+        if process.poll() is not None:
+            raise SystemExit(f"adbot serve exited with {process.returncode}")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1),
+        ):
+            return
+        time.sleep(0.1)
+    raise SystemExit("adbot serve did not start within 5 minutes")
+
+
+def sign_in(port: int) -> str:
+    form = urllib.parse.urlencode({"username": EMAIL, "password": PASSWORD}).encode()
+    url = f"http://127.0.0.1:{port}/api/v1/auth/token"
+    with urllib.request.urlopen(url, data=form, timeout=30) as response:
+        token: str = json.load(response)["access_token"]
+        return token
+
+
+def request_bytes(path: str, token: str) -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        "Accept: application/json\r\n\r\n"
+    ).encode()
+
+
+async def fetch(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bytes]:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    body = await reader.readexactly(length)
+    return status, body
+
+
+async def client(port: int, request: bytes, until: float, latencies: list[float]) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    errors = 0
+    try:
+        while time.perf_counter() < until:
+            started = time.perf_counter()
+            status, _ = await fetch(reader, writer, request)
+            latencies.append(time.perf_counter() - started)
+            errors += status != 200
+    finally:
+        writer.close()
+    return errors
+
+
+async def load(port: int, request: bytes, clients: int, seconds: float) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    until = time.perf_counter() + seconds
+    errors = await asyncio.gather(
+        *(client(port, request, until, latencies) for _ in range(clients))
+    )
+    return latencies, sum(errors)
+
+
+async def cold(port: int, token: str, first: str, last: str, count: int) -> list[float]:
+    """Sequential requests that each miss the cache (a different page size every time)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    latencies = []
+    try:
+        for n in range(count):
+            path = REPORT.format(start=first, end=last) + f"&limit={1000 - n}"
+            started = time.perf_counter()
+            status, body = await fetch(reader, writer, request_bytes(path, token))
+            latencies.append(time.perf_counter() - started)
+            if status != 200:
+                raise SystemExit(f"report failed: {status} {body[:300]!r}")
+    finally:
+        writer.close()
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    admin_url = os.environ.get("ADBOT_TEST_DATABASE_URL", DEFAULT_ADMIN_URL)
+    base_redis = os.environ.get("ADBOT_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+    redis_url = urllib.parse.urlunsplit(
+        urllib.parse.urlsplit(base_redis)._replace(path=f"/{REDIS_DB}")
+    )
+    keys = redis.Redis.from_url(redis_url)
+    keys.flushdb()
+    try:
+        with bench_database(admin_url) as db_url:
+            migrate.upgrade(db_url, "head")
+            engine = create_db_engine(db_url)
+            try:
+                started = time.perf_counter()
+                first, last = seed(engine, args.rows)
+                took = time.perf_counter() - started
+                print(f"seeded {args.rows:,} rows ({first} .. {last}) in {took:.0f} s")
+            finally:
+                engine.dispose()
+            run(db_url, redis_url, first, last, args)
+    finally:
+        keys.flushdb()
+        keys.close()
+
+
+def run(db_url: str, redis_url: str, first: str, last: str, args: argparse.Namespace) -> None:
+    port = free_port()
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"adbot-bench-api-{port}.log"
+    with served(db_url, redis_url, port, args.workers, log):
+        token = sign_in(port)
+        cold_latencies = asyncio.run(cold(port, token, first, last, 10))
+        print(
+            f"cold (cache miss, sequential): p50 {statistics.median(cold_latencies) * 1000:.1f} ms,"
+            f" max {max(cold_latencies) * 1000:.1f} ms"
+        )
+        request = request_bytes(REPORT.format(start=first, end=last), token)
+        asyncio.run(load(port, request, args.clients, 2.0))  # warm-up: connections, cache
+        latencies, errors = asyncio.run(load(port, request, args.clients, args.seconds))
+    ms = [value * 1000 for value in latencies]
+    p99 = percentile(ms, 0.99)
+    print(
+        f"load: {args.clients} clients, {args.workers} workers, {args.seconds:.0f} s: "
+        f"{len(ms) / args.seconds:,.0f} requests/s, p50 {percentile(ms, 0.5):.1f} ms, "
+        f"p90 {percentile(ms, 0.9):.1f} ms, p99 {p99:.1f} ms, max {max(ms):.1f} ms, "
+        f"{errors} non-200"
+    )
+    print(f"target p99 < {TARGET_P99_MS:.0f} ms: {'met' if p99 < TARGET_P99_MS else 'missed'}")
+    print(f"server log: {log}")
+
+
+if __name__ == "__main__":
+    main()

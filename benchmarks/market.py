@@ -21,6 +21,7 @@ prints the mean score ratio of each setting.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import os
 import statistics
@@ -39,7 +40,7 @@ from adbot.market import MarketSimulator, load_scenario
 from adbot.market import episode as episode_module
 from adbot.market.batch import evaluate_multipliers
 from adbot.market.episode import episode_market
-from adbot.market.scenario import bundled_scenarios
+from adbot.market.scenario import Scenario, bundled_scenarios
 
 SCENARIO = "retail-tight-budget"
 TARGET_AUCTIONS = 2_000_000
@@ -50,7 +51,7 @@ TRAIN_SEEDS = range(1000, 1005)
 
 def _play(seed: int) -> tuple[int, float, float]:
     """(auctions, wall seconds, CPU seconds) of one episode bid at alpha = 1."""
-    scenario = load_scenario(SCENARIO)
+    scenario = _scenario()
     start, cpu = time.perf_counter(), time.process_time()
     sim = MarketSimulator(scenario, seed)
     bids = np.clip(sim.keyword_values, sim.min_bid, sim.max_bid)
@@ -58,6 +59,11 @@ def _play(seed: int) -> tuple[int, float, float]:
     while not sim.done:
         auctions += sim.step(bids).total_queries
     return auctions, time.perf_counter() - start, time.process_time() - cpu
+
+
+@functools.cache
+def _scenario() -> Scenario:
+    return load_scenario(SCENARIO)
 
 
 def _report(label: str, runs: list[tuple[int, float, float]]) -> None:

@@ -86,17 +86,20 @@ def test_serve_matches_query_by_query_reference(
 
 
 def _tied_step(sim: MarketSimulator, bids: np.ndarray) -> StepMarket:
-    """A real step whose competitor ranks are overwritten to tie with our ranks."""
+    """A real step whose competitor ranks are overwritten to tie with our ranks.
+
+    Quality 1 and bids in eighths make our ranks exact in the float32 the ranks are kept in.
+    """
     step = sim.market.step(3)
     ranks = step.comp_rank.copy()
-    ours = bids[step.keyword] * step.quality
+    ours = bids[step.keyword]
     ranks[0, ::3] = np.maximum(ranks[0, ::3], ours[::3])
     ranks[1, ::3] = ours[::3]  # a tie on every third query (when it keeps the order)
     ranks = -np.sort(-ranks, axis=0)
     return StepMarket(
         keyword=step.keyword,
-        comp_rank=np.ascontiguousarray(ranks),
-        quality=step.quality,
+        comp_rank=ranks.astype(np.float32),
+        quality=np.ones(step.n_queries),
         cvr=step.cvr,
         u_tie=step.u_tie,
         u_click=step.u_click,
@@ -107,7 +110,7 @@ def _tied_step(sim: MarketSimulator, bids: np.ndarray) -> StepMarket:
 
 def test_ties_are_broken_at_random_and_match_the_reference(small: Scenario) -> None:
     sim = _sim(small)
-    bids = sim.validate_bids(np.clip(sim.keyword_values, sim.min_bid, sim.max_bid))
+    bids = sim.validate_bids(np.round(8 * np.clip(sim.keyword_values, 0.5, 9)) / 8)
     step = _tied_step(sim, bids)
     served = serve(step, bids, 0.0, 1e9, sim.rules)
     assert_matches(served, reference_serve(step, bids, 0.0, 1e9, sim.rules))
@@ -189,7 +192,7 @@ def test_top_ranks_are_the_sorted_best() -> None:
     for n in (1, 3, 9, 12):
         expected = -np.sort(-ranks, axis=0)[:n]
         got = top_ranks(ranks, n)
-        assert np.array_equal(got[: expected.shape[0]], expected.astype(np.float64))
+        assert np.array_equal(got[: expected.shape[0]], expected)
         assert (got[expected.shape[0] :] == 0).all()
 
 

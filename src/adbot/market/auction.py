@@ -95,13 +95,12 @@ def serve(
     above = _above(step.comp_rank, rank)
     won = np.flatnonzero(entered & (above < rules.slots))
     slot = above[won]
-    flat_ranks, n_queries = step.comp_rank.ravel(), step.n_queries
-    below = flat_ranks[slot * n_queries + won]
+    below = step.comp_rank[slot, won]
     if np.any(below == rank[won]):
         slot += _break_ties(step.comp_rank[:, won], rank[won], step.u_tie[won])
         keep = slot < rules.slots
         won, slot = won[keep], slot[keep]
-        below = flat_ranks[slot * n_queries + won]
+        below = step.comp_rank[slot, won]
     price = _price(bid[won], below, step.quality[won], rules.reserve)
     p_click = rules.click_prob.ravel()[step.keyword[won] * rules.slots + slot]
     hit = step.u_click[won] < p_click
@@ -148,13 +147,12 @@ def placed_dense(step: StepMarket, bids: np.ndarray, rules: AuctionRules) -> tup
     bid = bids[:, step.keyword]
     rank = bid * step.quality
     slot = _above(step.comp_rank, rank)
-    flat = np.minimum(slot, rules.slots - 1) * rank.shape[1] + np.arange(rank.shape[1])
-    below = step.comp_rank.ravel()[flat]
+    queries = np.arange(rank.shape[1])
+    below = step.comp_rank[np.minimum(slot, rules.slots - 1), queries]
     tied = (below == rank) & (slot < rules.slots) & (rank > 0)
     if tied.any():
         slot += _break_ties(step.comp_rank, rank, step.u_tie)
-        flat = np.minimum(slot, rules.slots - 1) * rank.shape[1] + np.arange(rank.shape[1])
-        below = step.comp_rank.ravel()[flat]
+        below = step.comp_rank[np.minimum(slot, rules.slots - 1), queries]
     impression = rules.enters(bid) & (slot < rules.slots)
     capped = np.minimum(slot, rules.slots - 1)
     p_click = rules.click_prob.ravel()[step.keyword * rules.slots + capped]

@@ -70,7 +70,7 @@ class StepMarket:
     """
 
     keyword: np.ndarray  # (Q,) intp
-    comp_rank: np.ndarray  # (slots, Q) top competitor ad ranks, descending, 0 = nobody
+    comp_rank: np.ndarray  # (slots, Q) float32 top competitor ad ranks, descending, 0 = nobody
     quality: np.ndarray  # (Q,) our quality score on the query's keyword
     cvr: np.ndarray  # (Q,) true conversion probability (shocks applied, capped)
     u_tie: np.ndarray  # (Q,) uniforms: random tie-breaks among equal ad ranks
@@ -150,7 +150,7 @@ def top_ranks(ranks: np.ndarray, n: int) -> np.ndarray:
     network = _TopRanks(n, ranks.shape[1])
     for row in ranks:
         network.feed(row.astype(np.float32))
-    return network.top.astype(np.float64)
+    return network.top
 
 
 class _JitterSampler:
@@ -323,7 +323,7 @@ class EpisodeMarket:
             np.take(cpc_quality[i], keyword, out=row)
             row *= jitter
             network.feed(row)
-        return network.top.astype(np.float64)
+        return network.top
 
     def _ranks(self, bid_rows: Iterable[np.ndarray], keyword: np.ndarray) -> np.ndarray:
         """(slots, Qd) best competitor ad ranks of each query, from bid rows (consumed).
@@ -338,7 +338,7 @@ class EpisodeMarket:
             np.take(quality[i], keyword, out=rank)
             rank *= bids
             network.feed(rank)
-        return network.top.astype(np.float64)
+        return network.top
 
     def _split(self, day: int, drawn: _Day) -> list[StepMarket]:
         uni = self.universe
@@ -359,7 +359,7 @@ class EpisodeMarket:
             steps.append(
                 StepMarket(
                     keyword=drawn.keyword[a:b],
-                    comp_rank=np.ascontiguousarray(ranks[:, a:b]),
+                    comp_rank=ranks[:, a:b],
                     quality=quality[a:b],
                     cvr=query_cvr[a:b],
                     u_tie=drawn.uniforms[0, a:b],

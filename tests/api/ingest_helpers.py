@@ -14,8 +14,6 @@ from api_helpers import Tenant
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adbot.config import Settings
-from adbot.config import load_settings as _load
 from adbot.db.models import Conversion, PerformanceMetric
 
 METRICS = "/api/v1/metrics/hourly"
@@ -29,14 +27,6 @@ def utc(*parts: int) -> datetime:
 
 def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
-
-
-def with_overrides(settings: Settings, **groups: dict[str, Any]) -> Settings:
-    """``settings`` with some groups replaced (e.g. ``redis={"url": ...}``)."""
-    data = settings.model_dump()
-    for name, values in groups.items():
-        data[name] = {**data[name], **values}
-    return _load(**data)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import redis
 from api_helpers import Tenant, TenantFactory, api_settings, assert_error
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from ingest_helpers import METRICS, REPORT, build_shop, metric, post_rows, utc, with_overrides
+from ingest_helpers import METRICS, REPORT, build_shop, metric, post_rows, utc
 from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session
 
@@ -65,7 +65,7 @@ def test_probes(client: TestClient) -> None:
 
 def test_readyz_answers_503_when_the_database_is_down() -> None:
     dead = f"postgresql+psycopg://nobody@127.0.0.1:{_free_port()}/none"
-    app = create_app(with_overrides(api_settings(), db={"url": dead}))
+    app = create_app(api_settings(db={"url": dead}))
     with TestClient(app) as client:
         response = client.get("/readyz")
         assert client.get("/healthz").status_code == 200
@@ -152,9 +152,7 @@ def test_prometheus_metrics(tenant: Tenant, client: TestClient) -> None:
 class TestRedisLimits:
     @pytest.fixture
     def settings(self, redis_url: str) -> Settings:
-        return with_overrides(
-            api_settings(), redis={"url": redis_url}, api={"rate_limit_per_minute": 5}
-        )
+        return api_settings(redis={"url": redis_url}, api={"rate_limit_per_minute": 5})
 
     def test_429_after_the_limit(
         self,
@@ -209,7 +207,7 @@ class TestRedisDown:
     @pytest.fixture
     def settings(self, closed_port: int) -> Settings:
         url = f"redis://127.0.0.1:{closed_port}/0"
-        return with_overrides(api_settings(), redis={"url": url}, api={"rate_limit_per_minute": 4})
+        return api_settings(redis={"url": url}, api={"rate_limit_per_minute": 4})
 
     def test_serves_on_limits_locally_and_warns_once(
         self, capsys: pytest.CaptureFixture[str], tenant: Tenant, client: TestClient
@@ -232,9 +230,10 @@ class TestRedisDown:
         assert warnings[0]["logger"] == "adbot.ratelimit" and "request_id" in warnings[0]
 
     def test_reports_and_ingestion_work_without_the_cache(
-        self, tenant: Tenant, settings: Settings, db_session: Session
+        self, tenant: Tenant, closed_port: int, db_session: Session
     ) -> None:
-        app = create_app(with_overrides(settings, api={"rate_limit_per_minute": 1000}))
+        url = f"redis://127.0.0.1:{closed_port}/0"
+        app = create_app(api_settings(redis={"url": url}, api={"rate_limit_per_minute": 1000}))
         app.dependency_overrides[get_session] = lambda: db_session
         with TestClient(app) as client:
             local = Tenant(

@@ -19,7 +19,6 @@ from ingest_helpers import (
     metric,
     post_rows,
     utc,
-    with_overrides,
 )
 from report_fixture import fixture_rows, reference
 from sqlalchemy import text
@@ -203,7 +202,7 @@ BUMP_IMPRESSIONS = text(
 class TestCache:
     @pytest.fixture
     def settings(self, redis_url: str) -> Settings:
-        return with_overrides(api_settings(), redis={"url": redis_url})
+        return api_settings(redis={"url": redis_url})
 
     def test_cached_until_the_next_ingestion(
         self, shop: Shop, redis_client: redis.Redis, db_session: Session

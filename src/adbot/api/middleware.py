@@ -259,20 +259,16 @@ def _close_at_shutdown(app: FastAPI) -> None:
     app.router.lifespan_context = lifespan
 
 
-_TOO_MANY = {
-    "description": "Too many requests from this caller: retry after `Retry-After` seconds",
-    "headers": {
-        "Retry-After": {
-            "description": "seconds until the caller's window resets",
-            "schema": {"type": "integer"},
-        }
-    },
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds until the caller's rate window resets",
+        "schema": {"type": "integer"},
+    }
 }
 
 
 def _document_rate_limit(app: FastAPI) -> None:
-    # ErrorResponse is in the components already: every router lists ERROR_RESPONSES.
+    """Every ``/api/v1`` answer may be a 429 (``ERROR_RESPONSES``); add its header."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -283,7 +279,9 @@ def _document_rate_limit(app: FastAPI) -> None:
             if not path.startswith(API_PREFIX):
                 continue
             for operation in operations.values():
-                operation.setdefault("responses", {}).setdefault("429", _TOO_MANY)
+                too_many = operation.get("responses", {}).get("429")
+                if too_many is not None:
+                    too_many.setdefault("headers", _RETRY_AFTER)
         app.openapi_schema = schema
         return schema
 

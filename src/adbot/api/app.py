@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import cached_property
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -43,23 +43,31 @@ PERFORMANCE_ROUTERS = (metrics, conversions, reports, bid_history)
 class Database:
     """The app's engine and session factory, made on first use and disposed at shutdown."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
+        self.echo = echo
         self._engine: Engine | None = None
+        self._factory: sessionmaker[Session] | None = None
+        # Requests run in a thread pool; the first two must not each build an engine.
+        self._lock = threading.Lock()
 
-    @cached_property
+    @property
     def sessionmaker(self) -> sessionmaker[Session]:
-        self._engine = create_db_engine(self.url)
-        return make_sessionmaker(self._engine)
+        with self._lock:
+            if self._factory is None:
+                self._engine = create_db_engine(self.url, echo=self.echo)
+                self._factory = make_sessionmaker(self._engine)
+            return self._factory
 
     def dispose(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    database = Database(settings.db.url)
+    database = Database(settings.db.url, echo=settings.db.echo)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from adbot.market import MarketSimulator
 from adbot.market.auction import AuctionRules, Served, serve, serve_many
-from adbot.market.episode import StepMarket, episode_market, top_ranks
+from adbot.market.episode import StepMarket, entry_jitter_table, episode_market, top_ranks
 from adbot.market.scenario import Scenario
 
 
@@ -205,3 +205,15 @@ def test_clickable_day_keeps_every_possible_click(small: Scenario) -> None:
     day = market.clickable_day(0)
     assert day.n_queries < sum(market.step(i).n_queries for i in range(spd))
     assert serve(day, bids, 0.0, 1e9, sim.rules).clicked.size == clicks
+
+
+@pytest.mark.parametrize(("sd", "participation"), [(0.15, 0.6), (0.5, 1.0), (0.0, 0.3)])
+def test_entry_and_jitter_table_is_lognormal_with_the_participation(
+    sd: float, participation: float
+) -> None:
+    table = entry_jitter_table(sd, participation)
+    inside = table > 0
+    assert inside.mean() == pytest.approx(participation, abs=1 / 65_536)
+    assert table[inside].mean() == pytest.approx(1.0, rel=2e-3)  # mean-preserving
+    assert np.log(table[inside]).std() == pytest.approx(sd, rel=1e-2, abs=1e-6)
+    assert (np.diff(table[inside]) >= 0).all()  # an inverse CDF

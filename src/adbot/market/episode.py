@@ -8,8 +8,8 @@ the keyword, the top ``slots`` competitor ad ranks (competitor ranks do not depe
 our bid), and the uniforms that decide tie-breaks, clicks and conversions (and, through
 the latter, a conversion's value). Days are drawn lazily, on first use, and kept.
 
-Competitor entry and lognormal bid jitter come from one uniform per (competitor, query),
-see ``_JitterSampler``. Competitor arrays are laid out (competitors, queries) so each
+Competitor entry and lognormal bid jitter come from one 16-bit uniform per (competitor,
+query), see ``entry_jitter_table``. Competitor arrays are laid out (competitors, queries) so each
 operation is one long vector operation.
 
 Competitor budgets (``market.competitor_budget``) are applied exactly, day by day, on the
@@ -153,33 +153,22 @@ def top_ranks(ranks: np.ndarray, n: int) -> np.ndarray:
     return network.top
 
 
-class _JitterSampler:
-    """Competitor entry and lognormal bid jitter from one 32-bit uniform per (competitor, query).
+@functools.lru_cache(maxsize=64)
+def entry_jitter_table(sd: float, participation: float) -> np.ndarray:
+    """(65,536,) float32: a competitor's bid multiplier for each 16-bit uniform u, 0 = stays out.
 
-    Entry is ``u < participation``; given entry, ``u / participation`` is again uniform and
-    independent of the entry decision, so it drives the jitter through the lognormal's
-    quantile table (``lognormal_quantiles``). A zero appended to the table stands for "does
-    not enter", so one lookup gives both. Far cheaper than normal draws plus ``exp`` here,
-    which matters: this is the simulator's hottest loop.
+    One uniform per (competitor, query) decides both: the competitor enters when
+    ``u < participation``; given that, ``u / participation`` is again uniform and independent
+    of the entry, so it picks the lognormal jitter from ``lognormal_quantiles``. With 16-bit
+    uniforms the participation is rounded to 1/65,536 and the jitter takes about
+    ``65,536 x participation`` equally likely values. One table lookup per (competitor,
+    query) is the whole draw, which matters: this is the simulator's hottest loop.
     """
-
-    def __init__(self, sd: float, participation: float, size: int) -> None:
-        table = lognormal_quantiles(1.0, sd).astype(np.float32)
-        self.table = np.append(table, np.float32(0.0))
-        self.smallest = float(table[0])
-        # Slightly under CELLS / (p 2^32), so that participation 1 never rounds up to the
-        # "does not enter" cell in float32.
-        self._scale = np.float32(_CELLS * (1.0 - 2.0**-22) / (participation * 2.0**32))
-        self._position = np.empty(size, dtype=np.float32)
-        self._index = np.empty(size, dtype=np.int32)
-
-    def draw(self, bits: np.ndarray, out: np.ndarray) -> None:
-        """Jitter multipliers, 0 where the competitor stays out, into ``out`` (float32)."""
-        position, index = self._position, self._index
-        np.multiply(bits, self._scale, out=position, casting="unsafe")
-        np.minimum(position, np.float32(_CELLS), out=position)
-        np.copyto(index, position, casting="unsafe")
-        np.take(self.table, index, out=out)
+    u = (np.arange(_CELLS) + 0.5) / _CELLS
+    share = u / participation
+    cells = np.minimum(share * _CELLS, _CELLS - 1).astype(np.intp)
+    jitter = lognormal_quantiles(1.0, sd)[cells]
+    return np.where(share < 1.0, jitter, 0.0).astype(np.float32)
 
 
 @dataclass
@@ -251,7 +240,7 @@ class EpisodeMarket:
         uniforms = rng.random((3, keyword.shape[0]))
         day_market = _Day(keyword, step_of, sizes, uniforms, None, None, None)
         cells = self.scenario.market.competitors * keyword.shape[0]
-        bits = rng.bit_generator.random_raw((cells + 1) // 2).view(np.uint32)[:cells]
+        bits = rng.bit_generator.random_raw((cells + 3) // 4).view(np.uint16)[:cells]
         bits = bits.reshape(self.scenario.market.competitors, keyword.shape[0])
         if uni.competitor_budget is None:
             day_market.comp_rank = self._ranks_direct(bits, keyword, first + step_of)
@@ -261,9 +250,10 @@ class EpisodeMarket:
             day_market.comp_click = rng.random(keyword.shape[0])
         return day_market
 
-    def _reserve_may_bind(self, multiplier: np.ndarray, sampler: _JitterSampler) -> np.ndarray:
+    def _reserve_may_bind(self, multiplier: np.ndarray, table: np.ndarray) -> np.ndarray:
         """Per competitor: could any of its bids today fall under the reserve price?"""
-        lowest = self.universe.competitor_cpc.min(axis=1) * sampler.smallest * multiplier.min()
+        smallest = float(table[table > 0].min()) if (table > 0).any() else 0.0
+        lowest = self.universe.competitor_cpc.min(axis=1) * smallest * multiplier.min()
         return lowest * 0.999 < self.scenario.market.reserve_cpc
 
     def _bid_rows(
@@ -277,13 +267,13 @@ class EpisodeMarket:
         market, uni = self.scenario.market, self.universe
         q = keyword.shape[0]
         multiplier = uni.cpc_multiplier[step_index].astype(np.float32)
-        sampler = _JitterSampler(market.bid_noise, market.participation, q)
-        check_reserve = self._reserve_may_bind(multiplier, sampler)
+        table = entry_jitter_table(market.bid_noise, market.participation)
+        check_reserve = self._reserve_may_bind(multiplier, table)
         shocked = not np.all(multiplier == 1.0)
         row, cpc = np.empty(q, dtype=np.float32), np.empty(q, dtype=np.float32)
         entry = np.empty(q, dtype=bool)
         for i in range(market.competitors):
-            sampler.draw(bits[i], row)
+            np.take(table, bits[i], out=row)
             np.take(uni.competitor_cpc[i], keyword, out=cpc)
             row *= cpc
             if shocked:
@@ -305,15 +295,15 @@ class EpisodeMarket:
         q = keyword.shape[0]
         multiplier = uni.cpc_multiplier[step_index].astype(np.float32)
         shocked = not np.all(multiplier == 1.0)
-        sampler = _JitterSampler(market.bid_noise, market.participation, q)
-        check_reserve = self._reserve_may_bind(multiplier, sampler)
+        table = entry_jitter_table(market.bid_noise, market.participation)
+        check_reserve = self._reserve_may_bind(multiplier, table)
         cpc_quality = uni.competitor_cpc * uni.competitor_quality
         reserve_share = np.float32(market.reserve_cpc) / uni.competitor_cpc
         network = _TopRanks(market.slots, q)
         jitter, row = np.empty(q, dtype=np.float32), np.empty(q, dtype=np.float32)
         entry = np.empty(q, dtype=bool)
         for i in range(market.competitors):
-            sampler.draw(bits[i], jitter)
+            np.take(table, bits[i], out=jitter)
             if shocked:
                 jitter *= multiplier
             if check_reserve[i]:  # bid >= reserve  <=>  jitter >= reserve / cpc

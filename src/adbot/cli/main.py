@@ -10,7 +10,6 @@ from adbot import __version__
 from adbot.cli import config as config_cli
 from adbot.cli import db as db_cli
 from adbot.cli import ingest as ingest_cli
-from adbot.cli import ingest as ingest_cli
 from adbot.cli import market as market_cli
 from adbot.cli import quickstart as quickstart_cli
 from adbot.cli import serve as serve_cli
@@ -27,7 +26,6 @@ app = typer.Typer(
 )
 app.add_typer(config_cli.app, name="config")
 app.add_typer(db_cli.app, name="db")
-app.command("ingest")(ingest_cli.ingest)
 app.command("ingest")(ingest_cli.ingest)
 market_cli.register(app)
 app.command("quickstart")(quickstart_cli.quickstart)

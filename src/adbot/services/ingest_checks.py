@@ -93,9 +93,22 @@ def blank(values: pd.Series) -> np.ndarray:
     """Missing cells: null, NaN or an empty/whitespace string."""
     missing = values.isna().to_numpy()
     if values.dtype == object:
-        text = values.map(lambda v: isinstance(v, str) and not v.strip())
-        missing |= text.to_numpy(dtype=bool)
+        codes, uniques = _factorize(values)
+        empty = [isinstance(value, str) and not value.strip() for value in uniques]
+        missing |= np.asarray([*empty, False], dtype=bool)[codes]
     return missing
+
+
+def _factorize(values: pd.Series) -> tuple[np.ndarray, Any]:
+    """Codes (-1 for missing) and distinct values; lists and objects count by their type."""
+    try:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    except TypeError:  # unhashable JSON values
+        return pd.factorize(values.map(_hashable), use_na_sentinel=True)
+    # True == 1 and False == 0 share a hash: told apart only when such values occur.
+    if any(isinstance(value, bool | int | float) and value in (0, 1) for value in uniques):
+        return pd.factorize(values.map(_hashable), use_na_sentinel=True)
+    return codes, uniques
 
 
 @dataclass(frozen=True)
@@ -106,20 +119,27 @@ class Opaque:
 
 
 def _hashable(value: Any) -> Any:
-    if isinstance(value, list | dict):
+    if isinstance(value, list | dict | bool):
         return Opaque(_json_type(value))
     return value
 
 
-def _per_distinct(values: pd.Series, parse: Callable[[Any], Any]) -> np.ndarray:
-    """``parse`` applied to each distinct value, spread back to every row."""
-    if values.dtype == object:
-        values = values.map(_hashable)
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    parsed = np.empty(len(uniques) + 1, dtype=object)
-    parsed[:-1] = [parse(value) for value in uniques]
-    parsed[-1] = None
-    return parsed[codes]  # code -1 (missing) picks the trailing None
+@dataclass(frozen=True)
+class Distinct:
+    """``parse`` applied once per distinct value: ``parsed[i]`` for distinct value ``i``
+    (a trailing None stands for missing cells); ``spread`` maps arrays back to rows.
+    """
+
+    codes: np.ndarray
+    parsed: list[Any]
+
+    def spread(self, per_value: list[Any], dtype: Any = object) -> np.ndarray:
+        return np.asarray(per_value, dtype=dtype)[self.codes]  # code -1 -> trailing entry
+
+
+def distinct(values: pd.Series, parse: Callable[[Any], Any]) -> Distinct:
+    codes, uniques = _factorize(values)
+    return Distinct(codes, [*(parse(value) for value in uniques), None])
 
 
 def _number(value: Any, source: Source) -> float | int | str:
@@ -142,7 +162,12 @@ def _number(value: Any, source: Source) -> float | int | str:
     return f"expected a number, got {_json_type(value)}"
 
 
-_JSON_TYPES: dict[type, str] = {str: "a string", list: "a list", dict: "an object"}
+_JSON_TYPES: dict[type, str] = {
+    str: "a string",
+    list: "a list",
+    dict: "an object",
+    bool: "a boolean",
+}
 
 
 def _json_type(value: Any) -> str:
@@ -173,17 +198,18 @@ def _numbers(
     if values.dtype.kind == "b":
         problems.add(~missing, name, "expected a number, got a boolean")
         return np.zeros(len(values)), np.zeros(len(values), dtype=bool), None
-    parsed = _per_distinct(values.where(~missing, None), lambda v: _number(v, source))
-    is_reason = np.fromiter((isinstance(v, str) for v in parsed), dtype=bool, count=len(parsed))
-    problems.add(is_reason & ~missing, name, parsed.astype(object))
-    numbers = np.array(
+    found = distinct(values.where(~missing, None), lambda v: _number(v, source))
+    parsed = found.parsed
+    is_reason = found.spread([isinstance(v, str) for v in parsed], bool)
+    problems.add(is_reason & ~missing, name, found.spread(parsed))
+    numbers = found.spread(
         [v if isinstance(v, int | float) and not isinstance(v, bool) else np.nan for v in parsed],
-        dtype=np.float64,
+        np.float64,
     )
     # Integers above 2**53 lose precision as floats; keep them exact in an object array.
     huge = any(isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**53 for v in parsed)
-    exact = np.array([v if isinstance(v, int) else None for v in parsed], dtype=object)
-    return numbers, ~missing & ~is_reason, exact if huge else None
+    exact = found.spread([v if isinstance(v, int) else None for v in parsed]) if huge else None
+    return numbers, ~missing & ~is_reason, exact
 
 
 def int_column(
@@ -311,12 +337,12 @@ def timestamp_column(
             return np.full(len(values), np.datetime64("NaT"), dtype="datetime64[us]")
         stamps = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]")
     else:
-        parsed = _per_distinct(values.where(~missing, None), _timestamp)
-        is_reason = np.fromiter((isinstance(v, str) for v in parsed), bool, count=len(parsed))
-        problems.add(is_reason & ~missing, name, parsed.astype(object))
-        stamps = np.array(
-            [v.replace(tzinfo=None) if isinstance(v, datetime) else None for v in parsed],
-            dtype="datetime64[us]",
+        found = distinct(values.where(~missing, None), _timestamp)
+        is_reason = found.spread([isinstance(v, str) for v in found.parsed], bool)
+        problems.add(is_reason & ~missing, name, found.spread(found.parsed))
+        stamps = found.spread(
+            [v.replace(tzinfo=None) if isinstance(v, datetime) else None for v in found.parsed],
+            "datetime64[us]",
         )
     if on_the_hour:
         aligned = stamps.astype("datetime64[h]").astype("datetime64[us]") == stamps
@@ -345,11 +371,12 @@ def text_column(
     missing = blank(values)
     if not optional:
         problems.add(missing, name, "missing value")
-    parsed = _per_distinct(values.where(~missing, None), lambda v: _text(v, max_length))
-    is_reason = np.array([isinstance(v, tuple) for v in parsed], dtype=bool)
-    reasons = np.array([v[0] if isinstance(v, tuple) else "" for v in parsed], dtype=object)
+    found = distinct(values.where(~missing, None), lambda v: _text(v, max_length))
+    parsed = found.parsed
+    is_reason = found.spread([isinstance(v, tuple) for v in parsed], bool)
+    reasons = found.spread([v[0] if isinstance(v, tuple) else "" for v in parsed])
     problems.add(is_reason & ~missing, name, reasons)
-    return np.array([v if isinstance(v, str) else None for v in parsed], dtype=object)
+    return found.spread([v if isinstance(v, str) else None for v in parsed])
 
 
 def _text(value: Any, max_length: int) -> str | tuple[str]:

@@ -46,7 +46,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "cost_trend",  # log(last steps' / long-run spend per query) at the prior
     "efficiency_trend",  # log(last steps' / long-run conversions per cost) at the prior
     "evidence",  # steps of landscape seen so far / steps in a day, capped at 1
-    "log_fast_over_prior",  # log(plan on the last few steps' rates / prior)
+    "log_fast_over_slow",  # log(plan on the last few steps' rates / plan on a day's)
+    "step_traffic",  # forecast share of today's traffic in the coming step x steps a day
     "target_gap",  # log(target / CPA so far), CPA on predicted conversions; ROAS alike
     "realised_target_gap",  # the same with realised conversions (0 before the first)
     "calibration",  # log(realised / predicted conversions), shrunk to 0 while thin
@@ -193,7 +194,8 @@ class PacingState:
             plan.cost_trend,
             plan.efficiency_trend,
             min(1.0, self.planner.steps / spd),
-            _log_ratio(plan.alpha_fast, plan.alpha_prior),
+            _log_ratio(plan.alpha_fast, plan.alpha_slow),
+            _clip(float(self._day_share[step_in_day]) * spd, 10.0),
             self._goal_gap(self.pred_conversions * self.calibration()),
             self._goal_gap(self.conversions),
             _clip(math.log(self.calibration())),

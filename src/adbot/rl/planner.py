@@ -17,10 +17,11 @@ Two multipliers follow from the slow rates:
   the rest of the episode (daily budgets ignored; predicted conversions scaled by the
   calibration factor of :class:`adbot.rl.features.PacingState`).
 
-The prior is ``min(alpha_budget, alpha_goal)``: when the budget binds, the cheapest
+The slow plan is ``min(alpha_budget, alpha_goal)``: when the budget binds, the cheapest
 multiplier that still spends it wins the most conversions; otherwise the goal decides.
-The same plan on the fast rates alone (``alpha_fast``) tells the agent where the last few
-steps point (after a price shock, or as competitors run out of budget during the day).
+The same plan on the fast rates (``alpha_fast``) follows the last few steps (a price shock,
+competitors running out of budget during the day). The prior is their geometric blend,
+``alpha_slow^(1 - FAST_WEIGHT) x alpha_fast^FAST_WEIGHT``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ LOG_GRID = np.log(GRID)
 FINE_LOG_GRID = np.linspace(LOG_GRID[0], LOG_GRID[-1], 97)
 FORGET = 0.97  # per-step weight of older landscapes in the estimate
 FAST_FORGET = 0.6  # the same for the short-memory rates behind the trend features
+FAST_WEIGHT = 0.5  # weight of the fast plan in the prior (log scale); chosen on random draws
 CALIBRATION_PRIOR = 20.0  # predicted conversions of pseudo-evidence that calibration is 1
 
 
@@ -49,7 +51,8 @@ class Plan:
     elasticity: float  # d log cost / d log alpha at the prior
     cost_trend: float  # log(recent / long-run spend per query) at the prior, clipped
     efficiency_trend: float  # log(recent / long-run conversions per cost) at the prior
-    alpha_fast: float  # the prior planned on the short-memory rates alone
+    alpha_slow: float  # the plan on the long-memory rates alone
+    alpha_fast: float  # the plan on the short-memory rates alone
 
 
 class _Rates:
@@ -145,9 +148,8 @@ class LandscapePlanner:
     ) -> Plan:
         """The prior for the next step; ``realised`` is (cost, conversions, value) so far."""
         if not self.has_data:
-            return Plan(
-                fallback_alpha, fallback_alpha, fallback_alpha, 1.0, 0.0, 0.0, fallback_alpha
-            )
+            a = fallback_alpha
+            return Plan(a, a, a, 1.0, 0.0, 0.0, a, a)
         inputs = (
             budget_left_today,
             traffic_left_today,
@@ -156,21 +158,23 @@ class LandscapePlanner:
             calibration,
         )
         i_budget, i_goal, cost = self._choose(self.slow, *inputs)
-        i_prior = min(i_budget, i_goal)
+        i_slow = min(i_budget, i_goal)
         fast_budget, fast_goal, _ = self._choose(self.fast, *inputs)
-        log_prior = float(FINE_LOG_GRID[i_prior])
-        fast_cost, fast_conv = self.fast.at(log_prior)
-        slow_cost, slow_conv = self.slow.at(log_prior)
+        log_slow = float(FINE_LOG_GRID[i_slow])
+        log_fast = float(FINE_LOG_GRID[min(fast_budget, fast_goal)])
+        fast_cost, fast_conv = self.fast.at(log_slow)
+        slow_cost, slow_conv = self.slow.at(log_slow)
         efficiency_fast = fast_conv / fast_cost if fast_cost > 0 else 0.0
         efficiency_slow = slow_conv / slow_cost if slow_cost > 0 else 0.0
         return Plan(
             alpha_budget=float(np.exp(FINE_LOG_GRID[i_budget])),
             alpha_goal=float(np.exp(FINE_LOG_GRID[i_goal])),
-            alpha_prior=math.exp(log_prior),
-            elasticity=_elasticity(cost, i_prior),
+            alpha_prior=math.exp((1 - FAST_WEIGHT) * log_slow + FAST_WEIGHT * log_fast),
+            elasticity=_elasticity(cost, i_slow),
             cost_trend=_log_ratio(fast_cost, slow_cost),
             efficiency_trend=_log_ratio(efficiency_fast, efficiency_slow),
-            alpha_fast=float(np.exp(FINE_LOG_GRID[min(fast_budget, fast_goal)])),
+            alpha_slow=math.exp(log_slow),
+            alpha_fast=math.exp(log_fast),
         )
 
 

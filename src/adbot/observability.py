@@ -66,6 +66,7 @@ def configure_logging(level: str = "INFO") -> None:
     """JSON lines on stderr for structlog and the ``adbot`` standard loggers. Idempotent."""
     structlog.configure(
         processors=[
+            structlog.stdlib.filter_by_level,  # below the level: drop before any work
             *_SHARED,
             structlog.processors.StackInfoRenderer(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,

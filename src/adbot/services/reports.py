@@ -341,13 +341,13 @@ class ReportCache:
         """The cached report if any, and the generation to store a fresh one under
         (None: do not store, Redis is not usable).
         """
-        raw_generation = self._use(lambda client: client.get(_generation_key(account_id)))
-        if raw_generation is _FAILED:
+        keys = [_generation_key(account_id)]
+        args = [_entry_prefix(account_id), query.cache_key()]
+        found = self._use(lambda client: client.eval(_LOOKUP, 1, *keys, *args))
+        if found is _FAILED:
             return None, None
-        generation = int(raw_generation or 0)
-        key = _entry_key(account_id, generation, query)
-        raw = self._use(lambda client: client.get(key))
-        if raw is _FAILED or raw is None:
+        generation, raw = int(found[0]), found[1]
+        if raw is None:
             return None, generation
         data = json.loads(raw)
         report = Report(
@@ -376,8 +376,21 @@ def _generation_key(account_id: int) -> str:
     return f"adbot:report-generation:{account_id}"
 
 
+def _entry_prefix(account_id: int) -> str:
+    return f"adbot:report:{account_id}:"
+
+
 def _entry_key(account_id: int, generation: int, query: ReportQuery) -> str:
-    return f"adbot:report:{account_id}:{generation}:{query.cache_key()}"
+    return f"{_entry_prefix(account_id)}{generation}:{query.cache_key()}"
+
+
+# One round trip: the account's generation and the entry stored under it. KEYS[1]: the
+# generation counter; ARGV: the entry key's prefix and the parameters' hash. (The entry key
+# depends on the generation, so it cannot be a declared key: single-node Redis only.)
+_LOOKUP = """
+local generation = redis.call('GET', KEYS[1]) or '0'
+return {generation, redis.call('GET', ARGV[1] .. generation .. ':' .. ARGV[2])}
+"""
 
 
 # --- bid history --------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from adbot.rl.planner import CALIBRATION_PRIOR, LandscapePlanner, Plan
 
 MIN_ALPHA = 0.02
 MAX_ALPHA = 50.0
+FIRST_STEP_SHADE = 0.5
 _EPS = 1e-9
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -71,11 +72,18 @@ def _log_ratio(num: float, den: float, bound: float = 3.0) -> float:
 
 
 def initial_alpha(sim: MarketSimulator) -> float:
-    """Before any evidence: bid one predicted conversion at the target (ROAS: value/target)."""
+    """Before any evidence: ``FIRST_STEP_SHADE`` x the natural multiplier (one predicted
+    conversion at the target; value / target with a ROAS target).
+
+    The first step is bid blind, and its risks are lopsided: bidding too low loses part of
+    one step, too high can spend a large share of a tight daily budget in that one step.
+    Whatever the bid, the step's bid landscape informs every later step.
+    """
     campaign = sim.scenario.campaign
+    natural = 1.0
     if campaign.target_cpa is None and campaign.target_roas is not None:
-        return float(np.clip(1.0 / campaign.target_roas, MIN_ALPHA, MAX_ALPHA))
-    return 1.0
+        natural = 1.0 / campaign.target_roas
+    return float(np.clip(FIRST_STEP_SHADE * natural, MIN_ALPHA, MAX_ALPHA))
 
 
 class PacingState:
@@ -120,11 +128,13 @@ class PacingState:
 
     def _make_plan(self) -> Plan:
         sim = self.sim
-        day_end = (sim.day + 1) * sim.steps_per_day
+        spd = sim.steps_per_day
+        day_end = min((sim.day + 1) * spd, sim.n_steps)
+        later_days = self._forecast_cum[day_end + spd :: spd] - self._forecast_cum[day_end:-1:spd]
         return self.planner.plan(
             budget_left_today=sim.budget_left_today,
-            traffic_left_today=self._traffic_left(min(day_end, sim.n_steps)),
-            traffic_left_episode=self._traffic_left(sim.n_steps),
+            traffic_left_today=self._traffic_left(day_end),
+            traffic_later_days=later_days * self._volume_ratio(),
             realised=(self.cost, self.conversions, self.value),
             calibration=self.calibration(),
             fallback_alpha=self.alpha,

@@ -13,9 +13,10 @@ Two multipliers follow from the slow rates:
 * ``alpha_budget``: the largest multiplier whose expected spend over the traffic still
   forecast today fits in what is left of today's budget;
 * ``alpha_goal``: the multiplier that maximises the MARKET.md score of the episode's final
-  totals, predicted as realised totals so far plus ``c, n`` times the traffic forecast for
-  the rest of the episode (daily budgets ignored; predicted conversions scaled by the
-  calibration factor of :class:`adbot.rl.features.PacingState`).
+  totals, predicted as realised totals so far plus, for the rest of today and each later
+  day, the spend ``c`` times that day's traffic forecast capped at the day's budget, with
+  conversions in proportion (``n / c`` per unit of spend, scaled by the calibration factor
+  of :class:`adbot.rl.features.PacingState`).
 
 The slow plan is ``min(alpha_budget, alpha_goal)``: when the budget binds, the cheapest
 multiplier that still spends it wins the most conversions; otherwise the goal decides.
@@ -115,21 +116,26 @@ class LandscapePlanner:
         rates: _Rates,
         budget_left_today: float,
         traffic_left_today: float,
-        traffic_left_episode: float,
+        traffic_later_days: np.ndarray,
         realised: tuple[float, float, float],
         calibration: float,
     ) -> tuple[int, int, np.ndarray]:
         """Fine-grid indices of (alpha_budget, alpha_goal) and the cost rates they came from."""
         cost, conv = self._fine_rates(rates)
-        affordable = cost * traffic_left_today <= budget_left_today
+        spend_today = cost * traffic_left_today
+        affordable = spend_today <= budget_left_today
         i_budget = int(np.nonzero(affordable)[0].max()) if affordable.any() else 0
         campaign = self.sim.scenario.campaign
-        conv_future = conv * traffic_left_episode * calibration
+        # Each day's spend stops at its budget; conversions follow spend at the same alpha.
+        later = np.minimum(np.outer(cost, traffic_later_days), campaign.daily_budget).sum(axis=1)
+        spend = np.minimum(spend_today, budget_left_today) + later
+        per_cost = np.divide(conv, cost, out=np.zeros_like(conv), where=cost > 0)
+        conv_future = per_cost * spend * calibration
         r_cost, r_conv, r_value = realised
         scores = score_many(
             r_conv + conv_future,
             r_value + conv_future * campaign.conversion_value.mean,
-            r_cost + cost * traffic_left_episode,
+            r_cost + spend,
             campaign,
         )
         # Among equal scores (a flat top) the cheapest multiplier is the safer choice.
@@ -141,7 +147,7 @@ class LandscapePlanner:
         *,
         budget_left_today: float,
         traffic_left_today: float,
-        traffic_left_episode: float,
+        traffic_later_days: np.ndarray,
         realised: tuple[float, float, float],
         calibration: float,
         fallback_alpha: float,
@@ -153,7 +159,7 @@ class LandscapePlanner:
         inputs = (
             budget_left_today,
             traffic_left_today,
-            traffic_left_episode,
+            traffic_later_days,
             realised,
             calibration,
         )

@@ -1,7 +1,7 @@
 """Report latency under load: ``adbot serve`` answering a campaign-level daily report over
 1,000,000 metric rows to 32 concurrent clients.
 
-``python benchmarks/api.py [--rows 1000000] [--clients 32] [--seconds 20] [--workers 2]``
+``python benchmarks/api.py [--rows 1000000] [--clients 32] [--seconds 20] [--workers 1]``
 creates its own database on the server of ``ADBOT_TEST_DATABASE_URL`` (default
 ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) with one account, 10 campaigns,
 1,000 keywords and N hourly rows (1,000 keywords x N/1,000 hours), starts ``adbot serve``
@@ -242,7 +242,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     admin_url = os.environ.get("ADBOT_TEST_DATABASE_URL", DEFAULT_ADMIN_URL)
     base_redis = os.environ.get("ADBOT_TEST_REDIS_URL", DEFAULT_REDIS_URL)
@@ -273,7 +273,7 @@ def run(db_url: str, redis_url: str, first: str, last: str, args: argparse.Names
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"adbot-bench-api-{port}.log"
     with served(db_url, redis_url, port, args.workers, log):
         token = sign_in(port)
-        cold_latencies = asyncio.run(cold(port, token, first, last, 10))
+        cold_latencies = asyncio.run(cold(port, token, first, last, 5))
         print(
             f"cold (cache miss, sequential): p50 {statistics.median(cold_latencies) * 1000:.1f} ms,"
             f" max {max(cold_latencies) * 1000:.1f} ms"

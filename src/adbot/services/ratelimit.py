@@ -26,8 +26,11 @@ from adbot.errors import RateLimited
 log = structlog.get_logger("adbot.ratelimit")
 
 RedisState = Literal["ok", "degraded", "disabled"]
-# Short timeouts: a limiter that waits for a dead Redis would be an outage of its own.
-REDIS_TIMEOUT_SECONDS = 0.25
+# Short timeouts: a limiter that waits for a dead Redis would be an outage of its own. A
+# refused or unanswered connection fails fast; a reply gets longer, as a busy host (not a
+# dead Redis) is the usual reason for a slow one.
+CONNECT_TIMEOUT_SECONDS = 0.25
+REPLY_TIMEOUT_SECONDS = 1.0
 RETRY_SECONDS = 5.0
 _KEY_PREFIX = "adbot:ratelimit"
 # KEYS[1]: the caller's counter of this window; ARGV[1]: window length in milliseconds.
@@ -99,8 +102,8 @@ class RedisHealth:
 def sync_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(
         url,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=REPLY_TIMEOUT_SECONDS,
         decode_responses=False,
     )
 
@@ -108,8 +111,8 @@ def sync_client(url: str) -> redis.Redis:
 def async_client(url: str) -> aredis.Redis:
     return aredis.Redis.from_url(
         url,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=REPLY_TIMEOUT_SECONDS,
     )
 
 

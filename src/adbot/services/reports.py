@@ -22,8 +22,10 @@ import csv
 import hashlib
 import io
 import json
+import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
@@ -164,14 +166,21 @@ def performance_report(
 ) -> Report:
     """The account's performance by ``query.grain`` and ``query.level``."""
     _check(query)
-    generation: int | None = None
-    if cache is not None:
+    if cache is None:
+        return _compute(session, account_id, query)
+    found, generation = cache.lookup(account_id, query)
+    if found is not None:
+        return found
+    if generation is None:  # Redis off: nothing to share a result through
+        return _compute(session, account_id, query)
+    # One computation per report and process at a time: the others wait, then read it.
+    with cache.computing(account_id, query):
         found, generation = cache.lookup(account_id, query)
         if found is not None:
             return found
-    report = _compute(session, account_id, query)
-    if cache is not None and generation is not None:
-        cache.put(account_id, generation, query, report)
+        report = _compute(session, account_id, query)
+        if generation is not None:
+            cache.put(account_id, generation, query, report)
     return report
 
 
@@ -312,6 +321,20 @@ class ReportCache:
         self.client = client
         self.health = health
         self.ttl = ttl
+        self._locks: dict[tuple[int, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def computing(self, account_id: int, query: ReportQuery) -> Iterator[None]:
+        """Hold the per-process lock of one report (no stampede of identical queries)."""
+        key = (account_id, query.cache_key())
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+        with self._guard:
+            if not lock.locked():
+                self._locks.pop(key, None)
 
     def _use(self, action: Callable[[redis.Redis], Any]) -> Any:
         """``action``'s result, or ``_FAILED`` when Redis is off or fails."""

@@ -26,9 +26,10 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 import redis
@@ -132,29 +133,50 @@ class ReportQuery:
         return hashlib.sha256(params.encode()).hexdigest()[:32]
 
 
-@dataclass(frozen=True)
 class Report:
-    """Rows as JSON-ready dicts (``period`` as ISO 8601 text), ``total`` before paging."""
+    """A report: ``level``, ``grain``, ``columns``, ``rows`` (JSON-ready dicts, ``period`` as
+    ISO 8601 text), ``total`` (before paging), ``limit`` and ``offset``.
 
-    level: Level
-    grain: Grain
-    columns: list[str]
-    rows: list[dict[str, Any]]
-    total: int
-    limit: int
-    offset: int
-    cached: bool = field(default=False, compare=False)
+    Made from the computed document, or from its JSON text as cached, in which case the
+    text is served as it is and only parsed if someone reads the rows (CSV export).
+    """
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "level": self.level.value,
-            "grain": self.grain.value,
-            "columns": self.columns,
-            "rows": self.rows,
-            "total": self.total,
-            "limit": self.limit,
-            "offset": self.offset,
-        }
+    def __init__(self, document: dict[str, Any] | None = None, *, text: bytes | None = None):
+        if document is None and text is None:
+            raise ValueError("a report needs its document or its JSON text")
+        self._document = document
+        self._text = text
+
+    @property
+    def cached(self) -> bool:
+        return self._document is None
+
+    @cached_property
+    def document(self) -> dict[str, Any]:
+        if self._document is not None:
+            return self._document
+        assert self._text is not None
+        parsed: dict[str, Any] = json.loads(self._text)
+        return parsed
+
+    @property
+    def columns(self) -> list[str]:
+        columns: list[str] = self.document["columns"]
+        return columns
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.document["rows"]
+        return rows
+
+    @property
+    def total(self) -> int:
+        return int(self.document["total"])
+
+    def json_text(self) -> bytes:
+        if self._text is None:
+            self._text = json.dumps(self.document, separators=(",", ":"), allow_nan=False).encode()
+        return self._text
 
 
 def performance_report(
@@ -210,7 +232,17 @@ def _compute(session: Session, account_id: int, query: ReportQuery) -> Report:
         rows.append({name: _json_value(row[name]) for name in columns})
     if not rows and query.offset:
         total = _count(session, account_id, query)
-    return Report(query.level, query.grain, columns, rows, total, query.limit, query.offset)
+    return Report(
+        {
+            "level": query.level.value,
+            "grain": query.grain.value,
+            "columns": columns,
+            "rows": rows,
+            "total": total,
+            "limit": query.limit,
+            "offset": query.offset,
+        }
+    )
 
 
 def _count(session: Session, account_id: int, query: ReportQuery) -> int:
@@ -372,22 +404,12 @@ class ReportCache:
         generation, raw = int(found[0]), found[1]
         if raw is None:
             return None, generation
-        data = json.loads(raw)
-        report = Report(
-            level=Level(data["level"]),
-            grain=Grain(data["grain"]),
-            columns=data["columns"],
-            rows=data["rows"],
-            total=data["total"],
-            limit=data["limit"],
-            offset=data["offset"],
-            cached=True,
-        )
+        report = Report(text=raw)
         return report, generation
 
     def put(self, account_id: int, generation: int, query: ReportQuery, report: Report) -> None:
         key = _entry_key(account_id, generation, query)
-        payload = json.dumps(report.as_dict(), separators=(",", ":"))
+        payload = report.json_text()
         self._use(lambda client: client.set(key, payload, ex=self.ttl))
 
     def invalidate(self, account_id: int) -> None:

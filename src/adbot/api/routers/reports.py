@@ -4,7 +4,6 @@ keyword, as JSON or CSV.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -67,6 +66,5 @@ def performance_report(
             media_type=f"{CSV_MEDIA}; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
-    # Rows are JSON-ready already (and possibly straight from the cache): no re-validation.
-    body = json.dumps(report.as_dict(), separators=(",", ":"), allow_nan=False)
-    return Response(body, media_type="application/json")
+    # JSON-ready already (as cached, or just computed): sent without re-validation.
+    return Response(report.json_text(), media_type="application/json")

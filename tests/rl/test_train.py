@@ -167,3 +167,13 @@ def test_failed_run_is_recorded(
     run = sqlite_session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())).first()
     assert run is not None and run.status == TrainingStatus.FAILED
     assert run.error is not None and "nothing to train" in run.error
+
+
+def test_same_config_same_agent(tmp_path: Path, settings: Settings) -> None:
+    first = train(TINY, output_dir=tmp_path / "a", settings=settings, track=False)
+    second = train(TINY, output_dir=tmp_path / "b", settings=settings, track=False)
+    a = load_checkpoint(first.final_checkpoint).model.policy.state_dict()
+    b = load_checkpoint(second.final_checkpoint).model.policy.state_dict()
+    assert a.keys() == b.keys()
+    assert all(bool((a[k] == b[k]).all()) for k in a)
+    assert first.history == second.history

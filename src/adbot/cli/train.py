@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
+from types import FrameType
 
 import typer
 from rich.table import Table
@@ -18,6 +20,15 @@ from adbot.rl.config import load_training_config
 CONFIG_OPTION = typer.Option(
     Path("configs/agents/default.yaml"), "--config", "-c", help="Training config (YAML)."
 )
+
+
+def _interrupt_on_sigterm() -> None:
+    """A terminated run (``kill``, a stopped container) is then recorded as cancelled."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _require_schema() -> None:
@@ -50,18 +61,23 @@ def train_command(
     settings = get_settings()
     _require_schema()
     output_dir = output or settings.data_dir / "agents" / training_config.name
+    _interrupt_on_sigterm()
     with get_sessionmaker()() as session:
         owner = training_account(session=session, slug=account)
         err.print(f"training '{training_config.name}' into {output_dir}", highlight=False)
-        record = train_agent(
-            session=session,
-            account_id=owner.id,
-            config=training_config,
-            output_dir=output_dir,
-            resume=resume,
-            settings=settings,
-            console=err,
-        )
+        try:
+            record = train_agent(
+                session=session,
+                account_id=owner.id,
+                config=training_config,
+                output_dir=output_dir,
+                resume=resume,
+                settings=settings,
+                console=err,
+            )
+        except KeyboardInterrupt:
+            err.print("training cancelled; the run is recorded as cancelled", highlight=False)
+            raise typer.Exit(130) from None
     result = record.result
     summary = {
         "agent": record.agent.name,

@@ -196,6 +196,20 @@ class EpisodeMarket:
         self.value_table = lognormal_quantiles(value.mean, value.sd_log)
         self._days: dict[int, list[StepMarket]] = {}
         self._clickable: dict[int, StepMarket] = {}
+        self._whole_days: dict[int, tuple[StepMarket, np.ndarray]] = {}
+        # Results computed once per day for every simulator of this episode (the bid
+        # landscapes of a multiplier grid, say), keyed by their caller.
+        self.day_results: dict[object, object] = {}
+
+    def whole_day(self, day: int) -> tuple[StepMarket, np.ndarray]:
+        """The day's queries as one sequence, in order, and the step in the day of each."""
+        if day not in self._whole_days:
+            spd = self.scenario.horizon.steps_per_day
+            steps = [self.step(index) for index in range(day * spd, (day + 1) * spd)]
+            sizes = [step.n_queries for step in steps]
+            step_of = np.repeat(np.arange(spd), sizes)
+            self._whole_days[day] = (StepMarket.concatenate(steps), step_of)
+        return self._whole_days[day]
 
     def clickable_day(self, day: int) -> StepMarket:
         """The day's queries, in order, on which we could get a click at all, whatever we bid.
@@ -365,11 +379,29 @@ def _competitor_spend(
     bid: np.ndarray, quality: np.ndarray, u_click: np.ndarray, scenario: Scenario
 ) -> np.ndarray:
     """(C, Q) spend of each competitor on each query, in the auction without us."""
+    ranks = bid.astype(np.float64) * quality
+    return _spend_of(bid, ranks, quality, u_click, _top_order(ranks, scenario), scenario)
+
+
+def _top_order(ranks: np.ndarray, scenario: Scenario) -> np.ndarray:
+    """(n, Q) the competitors of the ``n = slots + 1`` best ranks of each query, best first."""
+    n = min(scenario.market.slots + 1, ranks.shape[0])
+    return np.argsort(-ranks, axis=0)[:n]
+
+
+def _spend_of(
+    bid: np.ndarray,
+    ranks: np.ndarray,
+    quality: np.ndarray,
+    u_click: np.ndarray,
+    order: np.ndarray,
+    scenario: Scenario,
+) -> np.ndarray:
+    """(C, Q) spend from each query's top order (``_top_order``): slot j's competitor pays
+    the generalised second price set by the rank under it, on a click."""
     market = scenario.market
     c, q = bid.shape
-    ranks = bid.astype(np.float64) * quality
-    n = min(market.slots + 1, c)
-    order = np.argsort(-ranks, axis=0)[:n]
+    n = order.shape[0]
     cols = np.arange(q)
     spend = np.zeros((c, q))
     for j in range(min(market.slots, c)):
@@ -386,31 +418,54 @@ def _competitor_spend(
 
 def _budget_limited(drawn: _Day, uni: Universe, scenario: Scenario) -> np.ndarray:
     """Competitor bids with each one removed after the query where its day's spend reaches
-    its budget (see the module docstring)."""
+    its budget (see the module docstring).
+
+    Spend is computed once for the day; after each exit only the later queries where a
+    leaving competitor was among the top ``slots + 1`` are ranked and priced again (on the
+    others the exit changes nobody's slot or price).
+    """
     assert uni.competitor_budget is not None and drawn.comp_bid is not None
     budget = uni.competitor_budget
     live = drawn.comp_bid.copy()
     quality = np.take(uni.competitor_quality, drawn.keyword, axis=1)
     u_click = drawn.comp_click
     assert u_click is not None
+    ranks = live.astype(np.float64) * quality
+    order = _top_order(ranks, scenario)
+    spend = _spend_of(live, ranks, quality, u_click, order, scenario)
     c, q = live.shape
     active = np.ones(c, dtype=bool)
     spent = np.zeros(c)
     start = 0
     while start < q:
-        spend = _competitor_spend(live[:, start:], quality[:, start:], u_click[start:], scenario)
-        running = np.cumsum(np.hstack([spent[:, None], spend]), axis=1)[:, 1:]
-        crossed = (running >= budget[:, None]) & active[:, None]
-        has_crossed = crossed.any(axis=1)
-        if not has_crossed.any():
+        # Only a competitor whose day total reaches its budget can cross it.
+        totals = spent + spend[:, start:].sum(axis=1)
+        candidates = np.flatnonzero(active & (totals >= budget))
+        if candidates.size == 0:
             break
-        first = np.where(has_crossed, crossed.argmax(axis=1), q)
+        running = np.cumsum(spend[candidates, start:], axis=1)
+        running += spent[candidates, None]
+        first = (running >= budget[candidates, None]).argmax(axis=1)
         when = int(first.min())
-        leaving = first == when
+        leaving = np.zeros(c, dtype=bool)
+        leaving[candidates[first == when]] = True
         active &= ~leaving
-        live[leaving, start + when + 1 :] = 0.0
-        spent = running[:, when]
+        spent = spent + spend[:, start : start + when + 1].sum(axis=1)
         start += when + 1
+        rest = order[:, start:]
+        columns = start + np.arange(rest.shape[1])
+        moved = np.isin(rest, np.flatnonzero(leaving)) & (ranks[rest, columns] > 0)
+        touched = columns[moved.any(axis=0)]
+        live[leaving, start:] = 0.0
+        ranks[leaving, start:] = 0.0
+        if touched.size:
+            sub_ranks = ranks[:, touched]
+            sub_order = _top_order(sub_ranks, scenario)
+            order[:, touched] = sub_order
+            sub_live, sub_quality = live[:, touched], quality[:, touched]
+            spend[:, touched] = _spend_of(
+                sub_live, sub_ranks, sub_quality, u_click[touched], sub_order, scenario
+            )
     return live
 
 

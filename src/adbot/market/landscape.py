@@ -67,14 +67,27 @@ def _multiplier_finder(alphas: np.ndarray, values: np.ndarray, lo: float, hi: fl
 
 
 def _monotone_landscape(
-    step: StepMarket, bids: np.ndarray, rules: AuctionRules, pcvr: np.ndarray, find: Finder
+    step: StepMarket,
+    bids: np.ndarray,
+    rules: AuctionRules,
+    pcvr: np.ndarray,
+    find: Finder,
+    groups: tuple[np.ndarray, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(clicks, cost, conversions) per row for column-wise non-decreasing ``bids`` (A, K)."""
+    """(clicks, cost, conversions) per row for column-wise non-decreasing ``bids`` (A, K).
+
+    With ``groups = (group, G)`` (each query's group in ``0..G-1``, say its step in the day)
+    the queries of every group are summed apart and each result has shape (G, A): one pass
+    over a whole day instead of one per step, the same arithmetic.
+    """
     n_rows, n_keywords = bids.shape
     keyword, quality = step.keyword, step.quality
+    group, n_groups = groups if groups is not None else (np.zeros_like(keyword), 1)
+    width = n_rows + 1
+    offset = group * width  # each group's own block of difference-array rows
     entry = find(np.full(keyword.shape, rules.reserve), "left" if rules.reserve > 0 else "right")
-    diff = np.zeros((3, n_rows + 1))  # clicks, conversions, cost at the full second price
-    own_bid_share = np.zeros((n_rows + 1) * n_keywords)  # clicks paid at our own bid
+    diff = np.zeros((3, n_groups * width))  # clicks, conversions, cost at the full second price
+    own_bid_share = np.zeros(n_groups * width * n_keywords)  # clicks paid at our own bid
     end = np.full(keyword.shape, n_rows)
     for j in range(rules.slots):
         next_rank = step.comp_rank[j] / quality
@@ -84,29 +97,44 @@ def _monotone_landscape(
         full_price_from = np.clip(find(price, "left"), start, end)
         p_click = rules.click_prob[keyword, j]
         live = start < end
+        at, until = offset[live] + start[live], offset[live] + end[live]
         for k, weights in enumerate((p_click, p_click * pcvr[keyword])):
-            diff[k] += _spans(start[live], end[live], weights[live], n_rows)
+            diff[k] += _spans(at, until, weights[live], diff.shape[1])
         paid = full_price_from < end
-        diff[2] += _spans(full_price_from[paid], end[paid], (p_click * price)[paid], n_rows)
+        diff[2] += _spans(
+            offset[paid] + full_price_from[paid],
+            offset[paid] + end[paid],
+            (p_click * price)[paid],
+            diff.shape[1],
+        )
         own = start < full_price_from
-        kw = keyword[own]
+        kw, base = keyword[own], offset[own]
         own_bid_share += np.bincount(
-            np.concatenate([start[own] * n_keywords + kw, full_price_from[own] * n_keywords + kw]),
+            np.concatenate(
+                [
+                    (base + start[own]) * n_keywords + kw,
+                    (base + full_price_from[own]) * n_keywords + kw,
+                ]
+            ),
             weights=np.concatenate([p_click[own], -p_click[own]]),
-            minlength=(n_rows + 1) * n_keywords,
+            minlength=own_bid_share.shape[0],
         )
         end = np.minimum(end, beats)
-    clicks, conversions, cost = np.cumsum(diff, axis=1)[:, :n_rows]
-    share = np.cumsum(own_bid_share.reshape(n_rows + 1, n_keywords), axis=0)[:n_rows]
-    return clicks, cost + (share * bids).sum(axis=1), conversions
+    sums = np.cumsum(diff.reshape(3, n_groups, width), axis=2)[:, :, :n_rows]
+    clicks, conversions, cost = sums
+    share = np.cumsum(own_bid_share.reshape(n_groups, width, n_keywords), axis=1)[:, :n_rows]
+    cost = cost + (share * bids).sum(axis=2)
+    if groups is None:
+        return clicks[0], cost[0], conversions[0]
+    return clicks, cost, conversions
 
 
-def _spans(start: np.ndarray, end: np.ndarray, weights: np.ndarray, n_rows: int) -> np.ndarray:
-    """Difference array adding ``weights`` on rows [start, end)."""
+def _spans(start: np.ndarray, end: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
+    """Difference array (length ``size``) adding ``weights`` on rows [start, end)."""
     return np.bincount(
         np.concatenate([start, end]),
         weights=np.concatenate([weights, -weights]),
-        minlength=n_rows + 1,
+        minlength=size,
     )
 
 
@@ -146,12 +174,16 @@ def multiplier_landscape(
     rules: AuctionRules,
     pcvr: np.ndarray,
     value_per_conversion: float,
+    groups: tuple[np.ndarray, int] | None = None,
 ) -> Landscape:
-    """Landscape of multiplier bids ``clip(alpha * values, *bid_range)``, ``alphas`` ascending."""
+    """Landscape of multiplier bids ``clip(alpha * values, *bid_range)``, ``alphas`` ascending.
+
+    With ``groups`` (see ``_monotone_landscape``) every array has shape (G, A).
+    """
     lo, hi = bid_range
     bids = multiplier_bids(alphas, values, lo, hi)
     find = _multiplier_finder(alphas, values[step.keyword], lo, hi)
-    clicks, cost, conversions = _monotone_landscape(step, bids, rules, pcvr, find)
+    clicks, cost, conversions = _monotone_landscape(step, bids, rules, pcvr, find, groups)
     return Landscape(
         clicks=clicks,
         cost=cost,

@@ -220,12 +220,28 @@ class MarketSimulator:
         alphas = np.asarray(alphas, dtype=np.float64)
         if alphas.ndim != 1 or np.any(np.diff(alphas) < 0) or np.any(alphas < 0):
             raise InvalidInput("alphas must be a 1-D ascending array of non-negative numbers")
-        return multiplier_landscape(
-            self.market.step(index),
-            alphas,
-            self.keyword_values,
-            (self.min_bid, self.max_bid),
-            self.rules,
-            self.pcvr,
-            self.value_per_conversion,
+        day, step = divmod(index, self.steps_per_day)
+        key = ("multiplier_landscape", day, alphas.tobytes())
+        landscapes = self.market.day_results.get(key)
+        if landscapes is None:
+            # The whole day at once (one vectorised pass instead of one per step), shared by
+            # every simulator of this episode; only played steps are ever handed out.
+            queries, step_of = self.market.whole_day(day)
+            landscapes = multiplier_landscape(
+                queries,
+                alphas,
+                self.keyword_values,
+                (self.min_bid, self.max_bid),
+                self.rules,
+                self.pcvr,
+                self.value_per_conversion,
+                groups=(step_of, self.steps_per_day),
+            )
+            self.market.day_results[key] = landscapes
+        assert isinstance(landscapes, Landscape)
+        return Landscape(
+            clicks=landscapes.clicks[step],
+            cost=landscapes.cost[step],
+            conversions=landscapes.conversions[step],
+            value=landscapes.value[step],
         )

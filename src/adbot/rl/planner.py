@@ -44,6 +44,14 @@ FAST_WEIGHT = 0.5  # weight of the fast plan in the prior (log scale); chosen on
 CALIBRATION_PRIOR = 20.0  # predicted conversions of pseudo-evidence that calibration is 1
 
 
+def _interpolation_matrix(at: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """(len(grid), len(at)): ``values @ M`` is ``np.interp(at, grid, values)``."""
+    return np.stack([np.interp(at, grid, row) for row in np.eye(grid.shape[0])])
+
+
+_TO_FINE = _interpolation_matrix(FINE_LOG_GRID, LOG_GRID)
+
+
 @dataclass(frozen=True)
 class Plan:
     alpha_budget: float
@@ -104,31 +112,28 @@ class LandscapePlanner:
         self.fast.add(view.cost, view.conversions, queries)
         self.steps += 1
 
-    @staticmethod
-    def _fine_rates(rates: _Rates) -> tuple[np.ndarray, np.ndarray]:
-        per_query = 1.0 / max(rates.queries, 1e-9)
-        cost = np.interp(FINE_LOG_GRID, LOG_GRID, rates.cost * per_query)
-        conv = np.interp(FINE_LOG_GRID, LOG_GRID, rates.conv * per_query)
-        return cost, conv
-
     def _choose(
         self,
-        rates: _Rates,
         budget_left_today: float,
         traffic_left_today: float,
         traffic_later_days: np.ndarray,
         realised: tuple[float, float, float],
         calibration: float,
-    ) -> tuple[int, int, np.ndarray]:
-        """Fine-grid indices of (alpha_budget, alpha_goal) and the cost rates they came from."""
-        cost, conv = self._fine_rates(rates)
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fine-grid indices of (alpha_budget, alpha_goal) for the slow and the fast rates
+        (each of shape (2,)), and the slow cost rates, in one vectorised pass."""
+        coarse = np.stack([self.slow.cost, self.slow.conv, self.fast.cost, self.fast.conv])
+        per_query = 1.0 / np.maximum([self.slow.queries, self.fast.queries], 1e-9)
+        fine = (coarse @ _TO_FINE).reshape(2, 2, -1) * per_query[:, None, None]
+        cost, conv = fine[:, 0], fine[:, 1]  # (2, fine grid): slow, fast
         spend_today = cost * traffic_left_today
         affordable = spend_today <= budget_left_today
-        i_budget = int(np.nonzero(affordable)[0].max()) if affordable.any() else 0
+        last = affordable.shape[1] - 1 - np.argmax(affordable[:, ::-1], axis=1)
+        i_budget = np.where(affordable.any(axis=1), last, 0)
         campaign = self.sim.scenario.campaign
         # Each day's spend stops at its budget; conversions follow spend at the same alpha.
-        later = np.minimum(np.outer(cost, traffic_later_days), campaign.daily_budget).sum(axis=1)
-        spend = np.minimum(spend_today, budget_left_today) + later
+        later = np.minimum(cost[:, :, None] * traffic_later_days, campaign.daily_budget)
+        spend = np.minimum(spend_today, budget_left_today) + later.sum(axis=2)
         per_cost = np.divide(conv, cost, out=np.zeros_like(conv), where=cost > 0)
         conv_future = per_cost * spend * calibration
         r_cost, r_conv, r_value = realised
@@ -139,8 +144,9 @@ class LandscapePlanner:
             campaign,
         )
         # Among equal scores (a flat top) the cheapest multiplier is the safer choice.
-        i_goal = int(np.argmax(scores >= scores.max() * (1 - 1e-9)))
-        return i_budget, i_goal, cost
+        best = scores.max(axis=1, keepdims=True)
+        i_goal = np.argmax(scores >= best * (1 - 1e-9), axis=1)
+        return i_budget, i_goal, cost[0]
 
     def plan(
         self,
@@ -156,25 +162,19 @@ class LandscapePlanner:
         if not self.has_data:
             a = fallback_alpha
             return Plan(a, a, a, 1.0, 0.0, 0.0, a, a)
-        inputs = (
-            budget_left_today,
-            traffic_left_today,
-            traffic_later_days,
-            realised,
-            calibration,
+        i_budget, i_goal, cost = self._choose(
+            budget_left_today, traffic_left_today, traffic_later_days, realised, calibration
         )
-        i_budget, i_goal, cost = self._choose(self.slow, *inputs)
-        i_slow = min(i_budget, i_goal)
-        fast_budget, fast_goal, _ = self._choose(self.fast, *inputs)
+        i_slow, i_fast = (int(i) for i in np.minimum(i_budget, i_goal))
         log_slow = float(FINE_LOG_GRID[i_slow])
-        log_fast = float(FINE_LOG_GRID[min(fast_budget, fast_goal)])
+        log_fast = float(FINE_LOG_GRID[i_fast])
         fast_cost, fast_conv = self.fast.at(log_slow)
         slow_cost, slow_conv = self.slow.at(log_slow)
         efficiency_fast = fast_conv / fast_cost if fast_cost > 0 else 0.0
         efficiency_slow = slow_conv / slow_cost if slow_cost > 0 else 0.0
         return Plan(
-            alpha_budget=float(np.exp(FINE_LOG_GRID[i_budget])),
-            alpha_goal=float(np.exp(FINE_LOG_GRID[i_goal])),
+            alpha_budget=math.exp(FINE_LOG_GRID[int(i_budget[0])]),
+            alpha_goal=math.exp(FINE_LOG_GRID[int(i_goal[0])]),
             alpha_prior=math.exp((1 - FAST_WEIGHT) * log_slow + FAST_WEIGHT * log_fast),
             elasticity=_elasticity(cost, i_slow),
             cost_trend=_log_ratio(fast_cost, slow_cost),

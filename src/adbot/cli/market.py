@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,18 +35,10 @@ def _policy_specs(raw: list[str]) -> list[str]:
     if not specs:
         raise InvalidInput("give at least one --policy")
     if any(":" in spec and spec.partition(":")[0] not in BUILTIN for spec in specs):
-        _load_plugins()
+        # Agent packages (``ppo:`` from adbot.rl) register their prefixes through the
+        # ``adbot.policies`` entry point, as they do for quickstart and the autopilot.
+        load_policy_plugins()
     return list(dict.fromkeys(specs))
-
-
-def _load_plugins() -> None:
-    """Let agent packages register their policy prefixes (``ppo:``) before names resolve."""
-    load_policy_plugins()
-    try:
-        importlib.import_module("adbot.rl")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("adbot.rl",):
-            raise
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:

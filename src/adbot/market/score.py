@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,9 +35,19 @@ def score_many(
 
 
 def score(conversions: float, value: float, cost: float, campaign: Campaign) -> float:
-    """The MARKET.md score of one episode's totals."""
-    result = score_many(np.array([conversions]), np.array([value]), np.array([cost]), campaign)
-    return float(result[0])
+    """The MARKET.md score of one episode's totals (``score_many`` for one, in floats: the
+    env's reward calls it every step)."""
+    if campaign.target_cpa is not None:
+        if conversions <= 0:
+            return 0.0
+        ratio = campaign.target_cpa * conversions / cost if cost > 0 else math.inf
+        return float(conversions * min(1.0, ratio * ratio))
+    if campaign.target_roas is not None:
+        if value <= 0:
+            return 0.0
+        ratio = value / (cost * campaign.target_roas) if cost > 0 else math.inf
+        return float(value * min(1.0, ratio * ratio))
+    return float(value)
 
 
 @dataclass(frozen=True)

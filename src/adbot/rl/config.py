@@ -27,6 +27,8 @@ class EnvConfig(_Frozen):
     max_daily_queries: float | None = Field(6000.0, gt=0)  # cap for randomised draws (speed)
     training_cvr: float | None = Field(0.15, gt=0, le=0.3)  # denoise draws (same auctions)
     action_log_range: float = Field(1.5, gt=0, le=5)  # action 1 multiplies the prior by e^range
+    # Each randomised market is played about this many times (its draws computed once).
+    episode_reuse: int = Field(1, ge=1, le=16)
 
 
 class PpoConfig(_Frozen):

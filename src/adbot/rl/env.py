@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, SupportsFloat
 
@@ -19,6 +20,9 @@ from adbot.rl.rewards import Goal, Reward, RewardSpec, Totals, Transition
 ENV_ID = "adbot/BidPacing-v0"
 MAX_EPISODE_STEPS = 31 * 24  # a month of hourly steps; longer scenarios are truncated
 OBS_BOUND = 10.0
+# Episodes kept for replay with ``episode_reuse`` (the market cache of adbot.market.episode
+# keeps as many drawn markets, so a replay draws nothing).
+REPLAY_POOL = 4
 ScenarioSource = Scenario | str | Path | dict[str, Any]
 
 
@@ -83,6 +87,17 @@ def raise_conversion_rate(scenario: Scenario, cvr_mean: float | None) -> Scenari
     return scenario.model_copy(update={"market": market, "campaign": campaign})
 
 
+@dataclass
+class _Episode:
+    """A (scenario, episode seed) pair, and what its plan-alone twin did on it once known."""
+
+    scenario: Scenario
+    seed: int
+    twin: list[Totals] | None = None  # the twin's running totals after each step
+    twin_score: float = 0.0
+    _record: list[Totals] = field(default_factory=list)
+
+
 class _Player:
     """One simulator, the bidder's state on it, and its running totals."""
 
@@ -120,6 +135,11 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
     given that mean conversion rate with prices scaled alike (:func:`raise_conversion_rate`:
     same auctions, less noisy counts). ``reset(options={"scenario": ...})`` plays that
     scenario for one episode; ``options={"episode_seed": n}`` fixes the market's draws.
+    With ``episode_reuse = R > 1`` a reset without options replays, with probability
+    ``1 - 1/R``, one of the last ``REPLAY_POOL`` episodes (same scenario and episode seed)
+    instead of drawing a new one: each drawn market is played about R times, so its draws
+    (and the twin of a ``baseline_score`` reward, which does not depend on the actions) are
+    computed once. Training throughput for fewer distinct markets.
 
     ## Action
 
@@ -163,6 +183,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         action_log_range: float = 1.0,
         max_daily_queries: float | None = None,
         training_cvr: float | None = None,
+        episode_reuse: int = 1,
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None:
@@ -173,6 +194,13 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.action_log_range = float(action_log_range)
         self.max_daily_queries = max_daily_queries
         self.training_cvr = training_cvr
+        if isinstance(episode_reuse, bool) or not isinstance(episode_reuse, int):
+            raise InvalidInput(f"episode_reuse must be an integer >= 1, got {episode_reuse!r}")
+        if episode_reuse < 1:
+            raise InvalidInput(f"episode_reuse must be an integer >= 1, got {episode_reuse}")
+        self.episode_reuse = episode_reuse
+        self._pool: list[_Episode] = []
+        self._episode: _Episode | None = None
         self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (N_FEATURES,), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
         self.render_mode = render_mode
@@ -188,26 +216,53 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         scenario = cap_daily_queries(random_scenario(self.np_random), self.max_daily_queries)
         return raise_conversion_rate(scenario, self.training_cvr)
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        options = options or {}
+    def _next_episode(self, options: dict[str, Any]) -> _Episode:
+        replayable = options.get("scenario") is None and options.get("episode_seed") is None
+        replay = replayable and self.episode_reuse > 1 and bool(self._pool)
+        if replay and self.np_random.random() >= 1.0 / self.episode_reuse:
+            return self._pool[int(self.np_random.integers(len(self._pool)))]
         scenario = self._draw_scenario(options)
         episode_seed = options.get("episode_seed")
         if episode_seed is None:
             episode_seed = int(self.np_random.integers(0, 2**31 - 1))
-        self._player = _Player(scenario, int(episode_seed), self.action_log_range)
-        if self.reward_fn.needs_baseline:
-            self._baseline = _Player(scenario, int(episode_seed), self.action_log_range)
-        self._goal = Goal.of(scenario)
-        info = {"scenario": scenario.name, "episode_seed": int(episode_seed)}
+        episode = _Episode(scenario, int(episode_seed))
+        if replayable and self.episode_reuse > 1:
+            self._pool = [*self._pool, episode][-REPLAY_POOL:]
+        return episode
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self._pool = []
+        episode = self._next_episode(options or {})
+        self._episode = episode
+        self._player = _Player(episode.scenario, episode.seed, self.action_log_range)
+        self._baseline = None
+        if self.reward_fn.needs_baseline and episode.twin is None:
+            self._baseline = _Player(episode.scenario, episode.seed, self.action_log_range)
+            episode._record = []
+        self._goal = Goal.of(episode.scenario)
+        info = {"scenario": episode.scenario.name, "episode_seed": episode.seed}
         return self._observe(), info
+
+    def _twin_step(self, index: int) -> tuple[Totals, Totals]:
+        """The plan-alone twin's totals before and after step ``index``: played in lockstep
+        the first time an episode is played, read back on replays."""
+        episode = self._episode
+        assert episode is not None
+        if self._baseline is not None:
+            before = self._baseline.play(0.0)[2]
+            episode._record.append(self._baseline.totals)
+            return before, self._baseline.totals
+        assert episode.twin is not None
+        return (episode.twin[index - 1] if index else Totals()), episode.twin[index]
 
     def step(
         self, action: np.ndarray
     ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
-        if self._player is None or self._goal is None:
+        if self._player is None or self._goal is None or self._episode is None:
             raise InvalidInput("call reset() before step()")
         player, sim = self._player, self._player.sim
         if sim.done:
@@ -215,9 +270,8 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
         alpha, outcome, before, elapsed_today = player.play(a)
         baseline_before = baseline_after = None
-        if self._baseline is not None:
-            baseline_before = self._baseline.play(0.0)[2]
-            baseline_after = self._baseline.totals
+        if self.reward_fn.needs_baseline:
+            baseline_before, baseline_after = self._twin_step(outcome.index)
         transition = Transition(
             goal=self._goal,
             before=before,
@@ -231,8 +285,13 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         info: dict[str, Any] = {"alpha": alpha, "cost": outcome.total_cost}
         if sim.done:
             info["score"] = sim.totals().score
+            episode = self._episode
             if self._baseline is not None:
-                info["baseline_score"] = self._baseline.sim.totals().score
+                episode.twin, episode._record = episode._record, []
+                episode.twin_score = self._baseline.sim.totals().score
+                self._baseline = None
+            if self.reward_fn.needs_baseline:
+                info["baseline_score"] = episode.twin_score
         return self._observe(), float(reward), bool(sim.done), False, info
 
     @property

@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from adbot.errors import InvalidInput
 from adbot.market.simulator import MarketSimulator, StepOutcome
 from adbot.rl.planner import CALIBRATION_PRIOR, LandscapePlanner, Plan
 
@@ -83,7 +84,7 @@ def initial_alpha(sim: MarketSimulator) -> float:
     natural = 1.0
     if campaign.target_cpa is None and campaign.target_roas is not None:
         natural = 1.0 / campaign.target_roas
-    return float(np.clip(FIRST_STEP_SHADE * natural, MIN_ALPHA, MAX_ALPHA))
+    return min(MAX_ALPHA, max(MIN_ALPHA, FIRST_STEP_SHADE * natural))
 
 
 class PacingState:
@@ -112,7 +113,7 @@ class PacingState:
     # --- traffic ----------------------------------------------------------------------
     def _volume_ratio(self) -> float:
         expected = self._forecast_cum[self.sim.step_index]
-        return float(np.clip((self.queries + 50.0) / (expected + 50.0), 0.2, 5.0))
+        return min(5.0, max(0.2, (self.queries + 50.0) / (float(expected) + 50.0)))
 
     def _traffic_left(self, until: int) -> float:
         i = self.sim.step_index
@@ -143,9 +144,12 @@ class PacingState:
     # --- action -------------------------------------------------------------------------
     def alpha_for(self, action: float) -> float:
         """The multiplier of the next step for an action in [-1, 1]."""
-        a = float(np.clip(action, -1.0, 1.0))
+        a = float(action)
+        if not math.isfinite(a):
+            raise InvalidInput(f"the agent's action must be a finite number, got {a}")
+        a = min(1.0, max(-1.0, a))
         alpha = self.plan.alpha_prior * math.exp(self.action_log_range * a)
-        return float(np.clip(alpha, MIN_ALPHA, MAX_ALPHA))
+        return min(MAX_ALPHA, max(MIN_ALPHA, alpha))
 
     def record(self, alpha: float, outcome: StepOutcome) -> None:
         """Fold one step's report (the step the simulator just played) into the state."""

@@ -89,7 +89,7 @@ class _Rates:
 def _log_ratio(num: float, den: float) -> float:
     if num <= 0 or den <= 0:
         return 0.0
-    return float(np.clip(math.log(num / den), -3.0, 3.0))
+    return min(3.0, max(-3.0, math.log(num / den)))
 
 
 class LandscapePlanner:
@@ -189,4 +189,4 @@ def _elasticity(cost: np.ndarray, i: int) -> float:
     if cost[lo] <= 0 or cost[hi] <= 0 or hi == lo:
         return 0.0
     slope = np.log(cost[hi] / cost[lo]) / (FINE_LOG_GRID[hi] - FINE_LOG_GRID[lo])
-    return float(np.clip(slope, 0.0, 10.0))
+    return min(10.0, max(0.0, float(slope)))

@@ -82,6 +82,7 @@ def make_env(config: TrainingConfig) -> gym.Env[Any, Any]:
         action_log_range=config.env.action_log_range,
         max_daily_queries=config.env.max_daily_queries,
         training_cvr=config.env.training_cvr,
+        episode_reuse=config.env.episode_reuse,
     )
     return gym.wrappers.RecordEpisodeStatistics(env)
 

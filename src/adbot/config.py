@@ -110,6 +110,11 @@ class AuthSettings(_Group):
     password_time_cost: int = Field(3, ge=1, le=20)
     password_memory_kib: int = Field(65536, ge=64, le=4 * 1024 * 1024)
     password_parallelism: int = Field(4, ge=1, le=8)
+    # How long a process keeps an authenticated user or API key without reading it again
+    # (0: read every request). A change committed in the process is seen at once, in other
+    # processes within a second through Redis; this is the bound when Redis is away
+    # (services/principals.py).
+    principal_cache_seconds: float = Field(30.0, ge=0, le=300)
 
 
 class LimitSettings(_Group):

@@ -6,17 +6,20 @@ each request inside their rolled-back transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable, Coroutine
+from functools import partial
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from adbot.config import Settings
 from adbot.errors import AuthenticationFailed
 from adbot.services import auth as auth_service
 from adbot.services.common import Actor, Scope
+from adbot.services.principals import PrincipalCache
 
 API_PREFIX = "/api/v1"
 TOKEN_URL = f"{API_PREFIX}/auth/token"
@@ -25,21 +28,30 @@ _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    with request.app.state.database.sessionmaker() as session:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session that connects on first use: a request answered from caches (an
+    authenticated principal, a cached report) never checks out a connection.
+    """
+    session: Session = request.app.state.database.sessionmaker()
+    try:
         yield session
+    finally:
+        if session.in_transaction():  # holds a connection: its rollback is a round trip
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def current_actor(
+async def current_actor(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
@@ -49,26 +61,52 @@ def current_actor(
     """The caller, from a bearer token or an ``X-API-Key`` header (one, not both).
 
     A credential header that is present but empty or malformed is refused, never read as
-    "no credentials".
+    "no credentials". A known caller is answered from the app's principal cache on the
+    event loop; an unknown one is read from the database in a worker thread.
     """
     sent_token = "authorization" in request.headers
     sent_key = "x-api-key" in request.headers
     if sent_token and sent_key:
         raise AuthenticationFailed("send a bearer token or an API key, not both")
+    principals: PrincipalCache = request.app.state.operations.principals
+    await principals.follow_remote()
     if sent_token:
         if not token:
             raise AuthenticationFailed("the Authorization header must be 'Bearer <token>'")
-        return auth_service.actor_from_token(session=session, token=token, auth=settings.auth)
+        actor = auth_service.cached_actor_from_token(
+            token=token, auth=settings.auth, principals=principals
+        )
+        if actor is not None:
+            return actor
+        return await run_in_threadpool(
+            partial(
+                auth_service.actor_from_token,
+                session=session,
+                token=token,
+                auth=settings.auth,
+                principals=principals,
+            )
+        )
     if sent_key:
-        return auth_service.actor_from_api_key(session=session, key=api_key or "")
+        actor = auth_service.cached_actor_from_api_key(key=api_key or "", principals=principals)
+        if actor is not None:
+            return actor
+        return await run_in_threadpool(
+            partial(
+                auth_service.actor_from_api_key,
+                session=session,
+                key=api_key or "",
+                principals=principals,
+            )
+        )
     raise AuthenticationFailed("not authenticated: send a bearer token or an X-API-Key header")
 
 
 CurrentUser = Annotated[Actor, Depends(current_actor)]
 
 
-def _requiring(scope: Scope) -> Callable[[Actor], Actor]:
-    def dependency(actor: CurrentUser) -> Actor:
+def _requiring(scope: Scope) -> Callable[[Actor], Coroutine[Any, Any, Actor]]:
+    async def dependency(actor: CurrentUser) -> Actor:
         actor.require(scope)
         return actor
 

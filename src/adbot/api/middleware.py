@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis.asyncio as aredis
 import structlog
 from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
@@ -33,6 +34,7 @@ from adbot.errors import AuthenticationFailed, RateLimited
 from adbot.observability import HTTP_LATENCY, HTTP_REQUESTS, RATE_LIMITED, configure_logging
 from adbot.security.api_keys import parse_key
 from adbot.security.tokens import decode_token
+from adbot.services.principals import PrincipalCache, RemoteGeneration
 from adbot.services.ratelimit import RateLimiter, RedisHealth, async_client, sync_client
 from adbot.services.reports import ReportCache
 
@@ -46,37 +48,53 @@ UNMATCHED_ROUTE = "unmatched"
 
 @dataclass
 class Operations:
-    """Per-app Redis state: shared health, the report cache, the rate limiter (made on
-    first use inside the serving event loop, closed at shutdown).
+    """Per-app Redis state: shared health, the report cache, the authenticated-principal
+    cache and the rate limiter. The asyncio Redis client (limits, cached reports, the
+    credentials generation) is made on first use inside the serving event loop; every
+    client is closed at shutdown.
     """
 
     settings: Settings
     health: RedisHealth
-    cache: ReportCache
-    _limiter: RateLimiter | None = field(default=None, repr=False)
+    cache: ReportCache = field(init=False)
+    principals: PrincipalCache = field(init=False)
+    _redis: aredis.Redis | None = field(default=None, init=False, repr=False)
+    _limiter: RateLimiter | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        url = self.settings.redis.url
+        client = sync_client(url) if url else None
+        self.cache = ReportCache(client, self.health, async_client=self.async_redis)
+        self.principals = PrincipalCache(
+            self.settings.auth.principal_cache_seconds,
+            remote=RemoteGeneration(self.health, client, self.async_redis),
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Operations:
-        url = settings.redis.url
-        health = RedisHealth(url)
-        cache = ReportCache(sync_client(url) if url else None, health)
-        return cls(settings=settings, health=health, cache=cache)
+        return cls(settings=settings, health=RedisHealth(settings.redis.url))
+
+    def async_redis(self) -> aredis.Redis | None:
+        url = self.settings.redis.url
+        if self._redis is None and url:
+            self._redis = async_client(url)
+        return self._redis
 
     def limiter(self) -> RateLimiter:
         if self._limiter is None:
-            url = self.settings.redis.url
             self._limiter = RateLimiter(
                 limit=self.settings.api.rate_limit_per_minute,
                 window=RATE_WINDOW_SECONDS,
                 health=self.health,
-                client=async_client(url) if url else None,
+                client=self.async_redis(),
             )
         return self._limiter
 
     async def close(self) -> None:
-        if self._limiter is not None:
-            await self._limiter.close()
-            self._limiter = None
+        self._limiter = None
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
         if self.cache.client is not None:
             self.cache.client.close()
 

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
@@ -15,8 +15,14 @@ from adbot.db.models import Account, AccountStatus, ApiKey, User
 from adbot.errors import AuthenticationFailed, InvalidInput
 from adbot.security.api_keys import parse_key, secret_matches
 from adbot.security.passwords import check_password_length, hash_password, verify_password
-from adbot.security.tokens import decode_token, issue_token, password_fingerprint
+from adbot.security.tokens import TokenClaims, decode_token, issue_token, password_fingerprint
 from adbot.services.common import ROLE_SCOPES, Actor, Scope, writing
+from adbot.services.principals import (
+    CREDENTIALS_UNCHANGED,
+    KeyPrincipal,
+    PrincipalCache,
+    UserPrincipal,
+)
 
 # last_used_at is for people deciding which keys are stale; minute precision is plenty and
 # spares a write on every request.
@@ -44,7 +50,7 @@ def login(*, session: Session, email: str, password: str, auth: AuthSettings) ->
     if not verify_password(password, user.password_hash if user else None, auth=auth):
         raise AuthenticationFailed("incorrect email or password")
     assert user is not None
-    _check_active(user, account_status)
+    _check_active(user.is_active, account_status)
     with writing(session):
         user.last_login_at = datetime.now(UTC)
     return _issue_pair(user, auth)
@@ -56,45 +62,165 @@ def refresh(*, session: Session, refresh_token: str, auth: AuthSettings) -> Toke
     return _issue_pair(user, auth)
 
 
-def actor_from_token(*, session: Session, token: str, auth: AuthSettings) -> Actor:
+def actor_from_token(
+    *, session: Session, token: str, auth: AuthSettings, principals: PrincipalCache | None = None
+) -> Actor:
+    """The user of an access token, read from the database (and then kept in ``principals``)."""
     claims = decode_token(token, kind="access", auth=auth)
-    user = _user_for_claims(session, claims.user_id, claims.password_fingerprint)
-    return Actor(
-        account_id=user.account_id,
-        user_id=user.id,
-        role=user.role,
-        scopes=ROLE_SCOPES[user.role],
-    )
+    version = principals.version if principals is not None else 0
+    principal = _user_principal(session, claims.user_id)
+    if principals is not None:
+        principals.put_user(principal, version=version)
+    return _actor_for_user(principal, claims)
 
 
-def actor_from_api_key(*, session: Session, key: str) -> Actor:
+def cached_actor_from_token(
+    *, token: str, auth: AuthSettings, principals: PrincipalCache
+) -> Actor | None:
+    """The user of an access token from the cache, without the database; None when the
+    user is not cached (then ``actor_from_token``). Refusals are the same as there.
+    """
+    claims = decode_token(token, kind="access", auth=auth)
+    principal = principals.user(claims.user_id)
+    return None if principal is None else _actor_for_user(principal, claims)
+
+
+def actor_from_api_key(
+    *, session: Session, key: str, principals: PrincipalCache | None = None
+) -> Actor:
+    """The caller of an API key, read from the database (and then kept in ``principals``);
+    records the key's use (``last_used_at``) at most once a minute.
+    """
+    prefix, secret = _parse_api_key(key)
+    version = principals.version if principals is not None else 0
+    principal = _key_principal(session, prefix)
+    if principal is None or not secret_matches(prefix, secret, principal.secret_hash):
+        raise AuthenticationFailed("invalid API key")
+    now = datetime.now(UTC)
+    actor = _actor_for_key(principal, now)
+    if _use_due(principal, now):
+        with writing(session):
+            session.execute(
+                update(ApiKey)
+                .where(ApiKey.id == principal.api_key_id)
+                .values(last_used_at=now)
+                .execution_options(**{CREDENTIALS_UNCHANGED: True})
+            )
+        principal = replace(principal, last_used_at=now)
+    if principals is not None:
+        principals.put_key(principal, version=version)
+    return actor
+
+
+def cached_actor_from_api_key(*, key: str, principals: PrincipalCache) -> Actor | None:
+    """The caller of an API key from the cache; None when the key is not cached or its use
+    is due to be recorded (then ``actor_from_api_key``).
+    """
+    prefix, secret = _parse_api_key(key)
+    principal = principals.key(prefix)
+    if principal is None:
+        return None
+    if not secret_matches(prefix, secret, principal.secret_hash):
+        raise AuthenticationFailed("invalid API key")
+    now = datetime.now(UTC)
+    actor = _actor_for_key(principal, now)
+    if _use_due(principal, now) and principals.claim_touch(
+        principal.api_key_id, every=LAST_USED_RESOLUTION.total_seconds()
+    ):
+        return None
+    return actor
+
+
+def _use_due(principal: KeyPrincipal, now: datetime) -> bool:
+    last_used = principal.last_used_at
+    return last_used is None or now - last_used >= LAST_USED_RESOLUTION
+
+
+def _parse_api_key(key: str) -> tuple[str, str]:
     parsed = parse_key(key.strip())
     if parsed is None:
         raise AuthenticationFailed("invalid API key")
-    prefix, secret = parsed
-    api_key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-    if api_key is None or not secret_matches(prefix, secret, api_key.secret_hash):
-        raise AuthenticationFailed("invalid API key")
-    now = datetime.now(UTC)
-    if api_key.revoked_at is not None:
-        raise AuthenticationFailed("API key has been revoked")
-    if api_key.expires_at is not None and api_key.expires_at <= now:
-        raise AuthenticationFailed("API key has expired")
-    scopes = frozenset(Scope(scope) for scope in api_key.scopes)
-    role = None
-    if api_key.user_id is not None:
-        user = _load_active_user(session, api_key.user_id)
-        role = user.role
-        scopes &= ROLE_SCOPES[user.role]
-    else:
-        _check_account_active(session, api_key.account_id)
-    _touch(session, api_key, now)
+    return parsed
+
+
+def _actor_for_user(principal: UserPrincipal, claims: TokenClaims) -> Actor:
+    _check_active(principal.is_active, principal.account_status)
+    if principal.password_fingerprint != claims.password_fingerprint:
+        raise AuthenticationFailed("token was issued before a password change")
     return Actor(
-        account_id=api_key.account_id,
-        user_id=api_key.user_id,
+        account_id=principal.account_id,
+        user_id=principal.user_id,
+        role=principal.role,
+        scopes=ROLE_SCOPES[principal.role],
+    )
+
+
+def _actor_for_key(principal: KeyPrincipal, now: datetime) -> Actor:
+    if principal.revoked_at is not None:
+        raise AuthenticationFailed("API key has been revoked")
+    if principal.expires_at is not None and principal.expires_at <= now:
+        raise AuthenticationFailed("API key has expired")
+    scopes = principal.scopes
+    role = None
+    if principal.owner is not None:
+        _check_active(principal.owner.is_active, principal.owner.account_status)
+        role = principal.owner.role
+        scopes &= ROLE_SCOPES[role]
+    elif principal.account_status != AccountStatus.ACTIVE:
+        raise AuthenticationFailed(f"account is {principal.account_status}")
+    return Actor(
+        account_id=principal.account_id,
+        user_id=principal.owner.user_id if principal.owner is not None else None,
         role=role,
         scopes=scopes,
+        api_key_id=principal.api_key_id,
+    )
+
+
+def _user_principal(session: Session, user_id: int) -> UserPrincipal:
+    user, status = _user_row(session, user_id)
+    return UserPrincipal(
+        user_id=user.id,
+        account_id=user.account_id,
+        role=user.role,
+        is_active=user.is_active,
+        account_status=status,
+        password_fingerprint=password_fingerprint(user.password_hash),
+    )
+
+
+def _user_row(session: Session, user_id: int) -> tuple[User, AccountStatus]:
+    row = session.execute(
+        select(User, Account.status)
+        .join(Account, Account.id == User.account_id)
+        .where(User.id == user_id)
+    ).first()
+    if row is None:
+        raise AuthenticationFailed("invalid token")
+    return row[0], row[1]
+
+
+def _key_principal(session: Session, prefix: str) -> KeyPrincipal | None:
+    row = session.execute(
+        select(ApiKey, Account.status)
+        .join(Account, Account.id == ApiKey.account_id)
+        .where(ApiKey.prefix == prefix)
+    ).first()
+    if row is None:
+        return None
+    api_key, status = row[0], row[1]
+    owner = _user_principal(session, api_key.user_id) if api_key.user_id is not None else None
+    return KeyPrincipal(
         api_key_id=api_key.id,
+        prefix=api_key.prefix,
+        secret_hash=api_key.secret_hash,
+        account_id=api_key.account_id,
+        account_status=status,
+        scopes=frozenset(Scope(scope) for scope in api_key.scopes),
+        revoked_at=api_key.revoked_at,
+        expires_at=api_key.expires_at,
+        last_used_at=api_key.last_used_at,
+        owner=owner,
     )
 
 
@@ -136,33 +262,13 @@ def _user_for_claims(session: Session, user_id: int, fingerprint: str) -> User:
 
 
 def _load_active_user(session: Session, user_id: int) -> User:
-    row = session.execute(
-        select(User, Account.status)
-        .join(Account, Account.id == User.account_id)
-        .where(User.id == user_id)
-    ).first()
-    if row is None:
-        raise AuthenticationFailed("invalid token")
-    user, status = row[0], row[1]
-    _check_active(user, status)
+    user, status = _user_row(session, user_id)
+    _check_active(user.is_active, status)
     return user
 
 
-def _check_active(user: User, account_status: AccountStatus | None) -> None:
-    if not user.is_active:
+def _check_active(is_active: bool, account_status: AccountStatus | None) -> None:
+    if not is_active:
         raise AuthenticationFailed("user is disabled")
     if account_status != AccountStatus.ACTIVE:
         raise AuthenticationFailed(f"account is {account_status}")
-
-
-def _check_account_active(session: Session, account_id: int) -> None:
-    status = session.scalar(select(Account.status).where(Account.id == account_id))
-    if status != AccountStatus.ACTIVE:
-        raise AuthenticationFailed(f"account is {status}")
-
-
-def _touch(session: Session, api_key: ApiKey, now: datetime) -> None:
-    if api_key.last_used_at is not None and now - api_key.last_used_at < LAST_USED_RESOLUTION:
-        return
-    with writing(session):
-        session.execute(update(ApiKey).where(ApiKey.id == api_key.id).values(last_used_at=now))

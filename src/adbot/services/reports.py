@@ -33,6 +33,7 @@ from functools import cached_property
 from typing import Any
 
 import redis
+import redis.asyncio as aredis
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -206,6 +207,16 @@ def performance_report(
     return report
 
 
+async def cached_performance_report(
+    *, account_id: int, query: ReportQuery, cache: ReportCache
+) -> Report | None:
+    """The report from the cache without a thread or a database session; None when it is
+    not cached (then ``performance_report``).
+    """
+    _check(query)
+    return await cache.lookup_async(account_id, query)
+
+
 def _check(query: ReportQuery) -> None:
     if query.end < query.start:
         raise InvalidInput("end is before start", details={"field": "end"})
@@ -348,11 +359,19 @@ class ReportCache:
     """
 
     def __init__(
-        self, client: redis.Redis | None, health: RedisHealth, ttl: int = CACHE_TTL_SECONDS
+        self,
+        client: redis.Redis | None,
+        health: RedisHealth,
+        ttl: int = CACHE_TTL_SECONDS,
+        *,
+        async_client: Callable[[], aredis.Redis | None] | None = None,
     ) -> None:
         self.client = client
         self.health = health
         self.ttl = ttl
+        # The event loop's client (made inside the loop, so a factory), for lookups that
+        # must not take a thread: a cached report is answered without leaving the loop.
+        self.async_client = async_client
         self._locks: dict[tuple[int, str], threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -399,13 +418,22 @@ class ReportCache:
         keys = [_generation_key(account_id)]
         args = [_entry_prefix(account_id), query.cache_key()]
         found = self._use(lambda client: client.eval(_LOOKUP, 1, *keys, *args))
-        if found is _FAILED:
-            return None, None
-        generation, raw = int(found[0]), found[1]
-        if raw is None:
-            return None, generation
-        report = Report(text=raw)
-        return report, generation
+        return _looked_up(found)
+
+    async def lookup_async(self, account_id: int, query: ReportQuery) -> Report | None:
+        """The cached report if any, read on the event loop; None also when Redis is off."""
+        client = self.async_client() if self.async_client is not None else None
+        if client is None or not self.health.usable():
+            return None
+        keys = [_generation_key(account_id)]
+        args = [_entry_prefix(account_id), query.cache_key()]
+        try:
+            found = await client.eval(_LOOKUP, 1, *keys, *args)  # type: ignore[misc]
+        except (redis.RedisError, OSError) as exc:
+            self.health.failed(exc)
+            return None
+        self.health.succeeded()
+        return _looked_up(found)[0]
 
     def put(self, account_id: int, generation: int, query: ReportQuery, report: Report) -> None:
         key = _entry_key(account_id, generation, query)
@@ -415,6 +443,13 @@ class ReportCache:
     def invalidate(self, account_id: int) -> None:
         """Called after an ingestion of ``account_id`` commits."""
         self._use(lambda client: client.incr(_generation_key(account_id)))
+
+
+def _looked_up(found: Any) -> tuple[Report | None, int | None]:
+    if found is _FAILED:
+        return None, None
+    generation, raw = int(found[0]), found[1]
+    return (None if raw is None else Report(text=raw)), generation
 
 
 def _generation_key(account_id: int) -> str:

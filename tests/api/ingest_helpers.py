@@ -109,7 +109,6 @@ def metric_rows(session: Session, account_id: int) -> list[tuple[Any, ...]]:
     m = PerformanceMetric
     stmt = (
         select(
-            m.id,
             m.account_id,
             m.campaign_id,
             m.ad_group_id,
@@ -131,7 +130,7 @@ def metric_rows(session: Session, account_id: int) -> list[tuple[Any, ...]]:
 
 def metric_values(session: Session, account_id: int) -> list[tuple[Any, ...]]:
     """(keyword_id, hour, impressions, clicks, cost, conversions, value) by keyword, hour."""
-    return [(r[4], r[5], r[6], r[7], r[8], r[9], r[10]) for r in metric_rows(session, account_id)]
+    return [r[3:10] for r in metric_rows(session, account_id)]
 
 
 def conversion_rows(session: Session, account_id: int) -> list[tuple[Any, ...]]:

@@ -1,7 +1,7 @@
 """All or nothing: a failure half way through writing a batch leaves no row of it.
 
 Two real failures, no mocks: a statement that fails on the 7th of 10 rows (a trigger
-raising inside the ``INSERT ... ON CONFLICT``, after the staging COPY), and a connection
+raising inside the merge into the table, after the staging COPY), and a connection
 that the server drops in the middle of the batch (the backend terminates itself).
 """
 
@@ -116,7 +116,7 @@ def _stored(engine: Engine) -> list[tuple[object, ...]]:
     with engine.connect() as connection:
         rows = connection.execute(
             text(
-                "SELECT id, keyword_id, hour, impressions, clicks, updated_at "
+                "SELECT account_id, keyword_id, hour, impressions, clicks, updated_at "
                 "FROM performance_metrics ORDER BY keyword_id, hour"
             )
         )

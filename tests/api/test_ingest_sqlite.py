@@ -82,7 +82,7 @@ def test_idempotent_upserts_on_sqlite(sqlite_session: Session, shop: Shop) -> No
     batch[1]["clicks"] = 4
     third = _ingest(sqlite_session, shop, [*batch, metric(running, utc(2024, 5, 1, 12))])
     assert (third.inserted, third.updated, third.unchanged) == (1, 1, 1)
-    values = [(r[4], r[5], r[7]) for r in metric_rows(sqlite_session, shop.tenant.account_id)]
+    values = [(r[3], r[4], r[6]) for r in metric_rows(sqlite_session, shop.tenant.account_id)]
     assert values == [(running, h0, 10), (running, h1, 4), (running, utc(2024, 5, 1, 12), 10)]
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
+from sqlalchemy import ColumnElement, Table, and_, inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -55,14 +57,27 @@ HOUR = timedelta(hours=1)
 
 @dataclass
 class World:
-    ids: dict[str, list[int]] = field(default_factory=dict)
+    """Primary keys of the rows, per table: an ``id``, or a tuple for a composite key
+    (``performance_metrics``: account_id, hour, keyword_id)."""
+
+    ids: dict[str, list[Any]] = field(default_factory=dict)
 
     def add(self, session: Session, *rows: object) -> None:
         session.add_all(rows)
         session.flush()
         for row in rows:
             table = row.__table__.name  # type: ignore[attr-defined]
-            self.ids.setdefault(table, []).append(row.id)  # type: ignore[attr-defined]
+            identity = inspect(row).identity
+            assert identity is not None
+            key = identity[0] if len(identity) == 1 else identity
+            self.ids.setdefault(table, []).append(key)
+
+
+def is_row(table: Table, key: Any) -> ColumnElement[bool]:
+    """``WHERE`` for the row of ``table`` (a reflected table) with primary key ``key``."""
+    columns = list(table.primary_key.columns)
+    values = key if isinstance(key, tuple) else (key,)
+    return and_(*(column == value for column, value in zip(columns, values, strict=True)))
 
 
 def build_world(session: Session) -> World:

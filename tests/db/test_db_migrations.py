@@ -19,8 +19,9 @@ from adbot.cli.main import main
 from adbot.config import get_settings
 from adbot.db import migrate
 from adbot.db.engine import create_db_engine
+from adbot.errors import AdbotError
 
-HEAD = "0001"
+HEAD = "0002"
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -122,6 +123,94 @@ def test_upgrade_downgrade_upgrade_leaves_the_same_schema(
     assert "no drift" in result.stdout
 
 
+SEED_0001 = (
+    "INSERT INTO accounts (id, slug, name) VALUES (1, 'acme', 'Acme')",
+    "INSERT INTO platforms (id, account_id, kind, name) VALUES (1, 1, 'sim', 'Simulator')",
+    "INSERT INTO campaigns (id, account_id, platform_id, name, daily_budget_micros) "
+    "VALUES (1, 1, 1, 'Shoes', 1)",
+    "INSERT INTO ad_groups (id, campaign_id, name) VALUES (1, 1, 'Running')",
+    "INSERT INTO keywords (id, ad_group_id, text, match_type) VALUES (1, 1, 'shoes', 'exact')",
+    "INSERT INTO keywords (id, ad_group_id, text, match_type) VALUES (2, 1, 'boots', 'exact')",
+)
+METRIC = (
+    "INSERT INTO performance_metrics (account_id, campaign_id, ad_group_id, keyword_id, hour, "
+    "impressions, clicks) VALUES (1, 1, 1, :keyword, :hour, :impressions, 1)"
+)
+
+
+def _metrics(engine: Engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT account_id, campaign_id, ad_group_id, keyword_id, hour, impressions, "
+                "clicks FROM performance_metrics ORDER BY keyword_id, hour"
+            )
+        )
+        return [tuple(row) for row in rows]
+
+
+def test_0002_keeps_the_metrics_and_its_downgrade_restores_0001(
+    empty_url: str, engine_for: Engine
+) -> None:
+    migrate.upgrade(empty_url, "0001")
+    at_0001 = snapshot(engine_for)
+    # SQLite stores naive UTC (see UTCDateTime); PostgreSQL takes the offset.
+    hour = "2026-01-05 10:00:00" + ("+00:00" if "postgresql" in empty_url else "")
+    later = hour.replace("10:00", "11:00")
+    with engine_for.begin() as connection:
+        for statement in SEED_0001:
+            connection.execute(text(statement))
+        for keyword, at, impressions in ((1, hour, 10), (1, later, 20), (2, hour, 30)):
+            connection.execute(
+                text(METRIC), {"keyword": keyword, "hour": at, "impressions": impressions}
+            )
+    stored = _metrics(engine_for)
+    assert len(stored) == 3
+
+    migrate.upgrade(empty_url, "head")
+    primary_key = inspect(engine_for).get_pk_constraint("performance_metrics")
+    assert primary_key["constrained_columns"] == ["account_id", "hour", "keyword_id"]
+    assert _metrics(engine_for) == stored
+
+    migrate.downgrade("0001", empty_url)
+    assert snapshot(engine_for) == at_0001
+    assert _metrics(engine_for) == stored
+    with engine_for.connect() as connection:  # the surrogate ids are back, one per row
+        ids = connection.execute(text("SELECT id FROM performance_metrics")).scalars().all()
+    assert sorted(ids) == [1, 2, 3]
+
+
+def test_0002_refuses_metrics_that_are_not_their_keywords(
+    empty_url: str, engine_for: Engine
+) -> None:
+    """The old foreign keys let a row name any existing campaign; the upgrade copies the
+    rows through the new integrity triggers, so such a row stops it with nothing changed."""
+    migrate.upgrade(empty_url, "0001")
+    hour = "2026-01-05 10:00:00" + ("+00:00" if "postgresql" in empty_url else "")
+    with engine_for.begin() as connection:
+        for statement in SEED_0001:
+            connection.execute(text(statement))
+        connection.execute(
+            text(
+                "INSERT INTO campaigns (id, account_id, platform_id, name, daily_budget_micros) "
+                "VALUES (2, 1, 1, 'Hats', 1)"
+            )
+        )
+        connection.execute(
+            text(METRIC.replace("(1, 1, 1,", "(1, 2, 1,")),
+            {"keyword": 1, "hour": hour, "impressions": 5},
+        )
+    expected = (
+        "keyword 1 is in account 1, campaign 1, ad group 1; the row says account 1, campaign 2"
+        if "postgresql" in empty_url
+        else "FOREIGN KEY constraint failed: performance_metrics_keyword_chain"
+    )
+    with pytest.raises(AdbotError, match=expected):
+        migrate.upgrade(empty_url, "head")
+    assert migrate.current_revisions(empty_url) == ("0001",)
+    assert len(_metrics(engine_for)) == 1
+
+
 def test_check_reports_drift(
     empty_url: str, engine_for: Engine, adbot: Callable[..., Result]
 ) -> None:
@@ -144,7 +233,7 @@ def test_cli_upgrade_current_downgrade(tmp_path: Path, adbot: Callable[..., Resu
     assert HEAD in adbot(url, "db", "history").stdout
     downgraded = adbot(url, "db", "downgrade", "-1", "--yes")  # relative, not an option
     assert downgraded.returncode == 0, downgraded.stderr
-    assert migrate.current_revisions(url) == ()
+    assert migrate.current_revisions(url) == ("0001",)
 
 
 def _one_line_error(result: Result | subprocess.CompletedProcess[str]) -> str:

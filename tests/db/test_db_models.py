@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from db_world import T0, World
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError, InvalidRequestError, StatementError
 from sqlalchemy.orm import Session, selectinload
 
@@ -28,12 +28,13 @@ from adbot.db.models import (
 )
 
 T = TypeVar("T")
+METRIC_KEY = (PerformanceMetric.account_id, PerformanceMetric.hour, PerformanceMetric.keyword_id)
 
 # Above 2**53: a float would round it. Money must survive exactly.
 HUGE_MICROS = 2**53 + 1
 
 
-def _reload(session: Session, model: type[T], id_: int) -> T:
+def _reload(session: Session, model: type[T], id_: Any) -> T:
     session.expunge_all()
     row = session.get(model, id_)
     assert row is not None
@@ -54,8 +55,9 @@ def test_timestamps_come_back_aware_utc(any_session: Session, world: World) -> N
     metric = _reload(any_session, PerformanceMetric, world.ids["performance_metrics"][0])
     metric.hour = datetime(2026, 3, 1, 15, 30, tzinfo=india)  # 10:00 UTC, hour-aligned
     any_session.flush()
-    reloaded = _reload(any_session, PerformanceMetric, metric.id)
-    assert reloaded.hour == datetime(2026, 3, 1, 10, tzinfo=UTC)
+    hour = datetime(2026, 3, 1, 10, tzinfo=UTC)  # the hour is part of the primary key
+    reloaded = _reload(any_session, PerformanceMetric, (metric.account_id, hour, metric.keyword_id))
+    assert reloaded.hour == hour
     assert reloaded.hour.tzinfo is UTC
     assert reloaded.updated_at.tzinfo is UTC
 
@@ -121,6 +123,7 @@ def test_upsert_key_keeps_one_metrics_row_per_keyword_hour(
         keyword_id=existing.keyword_id,
         hour=T0,
     )
+    any_session.expunge_all()  # the database must refuse it, not the session's identity map
     with pytest.raises(IntegrityError), any_session.begin_nested():
         any_session.add(duplicate)
         any_session.flush()
@@ -141,7 +144,7 @@ def test_metrics_checks_agree_with_arithmetic(
     """With no conversions, PostgreSQL accepts a row exactly when 0 <= clicks <= impressions."""
     statement = (
         update(PerformanceMetric)
-        .where(PerformanceMetric.id == pg_world.ids["performance_metrics"][0])
+        .where(tuple_(*METRIC_KEY) == tuple_(*pg_world.ids["performance_metrics"][0]))
         .values(clicks=clicks, impressions=impressions, conversions=0.0)
     )
     try:

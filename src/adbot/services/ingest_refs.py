@@ -72,15 +72,15 @@ def resolve_keywords(
     refs = _references(frame, problems, source, _KEYWORD_ATTRS)
     wanted = np.ones(len(frame), dtype=bool) if rows is None else rows
     usable = wanted & ~problems.bad(*_KEYWORD_ATTRS)
-    by_id = refs["kid"].notna().to_numpy() & usable
-    by_text = refs["text"].notna().to_numpy() & usable & ~by_id
+    by_id = _given(refs["kid"]) & usable
+    by_text = _given(refs["text"]) & usable & ~by_id
     neither = usable & ~by_id & ~by_text
     problems.add(neither, "keyword_id", "no keyword_id or keyword given")
     candidates = _keyword_candidates(
         session,
         account_id,
-        ids=refs.loc[by_id, "kid"].dropna().unique(),
-        texts=refs.loc[by_text, "text"].dropna().unique(),
+        ids=pd.unique(refs["kid"][by_id]),
+        texts=pd.unique(refs["text"][by_text]),
     )
     targets = _empty_targets(len(frame))
     _match(refs, by_id, "kid", candidates, "keyword_id", problems, targets)
@@ -99,19 +99,17 @@ def resolve_campaigns(
     """Resolve the rows in the ``rows`` mask to one campaign of the account."""
     refs = _references(frame, problems, source, _CAMPAIGN_ATTRS)
     usable = rows & ~problems.bad(*_CAMPAIGN_ATTRS)
-    by_id = refs["cid"].notna().to_numpy() & usable
-    by_name = refs["cname"].notna().to_numpy() & usable & ~by_id
+    by_id = _given(refs["cid"]) & usable
+    by_name = _given(refs["cname"]) & usable & ~by_id
     neither = usable & ~by_id & ~by_name
     problems.add(neither, "campaign_id", "no keyword or campaign given")
     stmt = select(Campaign.id.label("cid"), Campaign.name.label("cname")).where(
         Campaign.account_id == account_id
     )
-    ids = refs.loc[by_id, "cid"].dropna().unique()
-    names = refs.loc[by_name, "cname"].dropna().unique()
     candidates = pd.concat(
         [
-            _fetch(session, stmt, Campaign.id, [int(i) for i in ids]),
-            _fetch(session, stmt, Campaign.name, list(names)),
+            _fetch(session, stmt, Campaign.id, [int(i) for i in pd.unique(refs["cid"][by_id])]),
+            _fetch(session, stmt, Campaign.name, list(pd.unique(refs["cname"][by_name]))),
         ],
         ignore_index=True,
     ).drop_duplicates("cid")
@@ -132,38 +130,55 @@ def _empty_targets(size: int) -> Targets:
     )
 
 
+# Per attribute, one array over the batch's rows: ids as int64 (0: not given) and texts as
+# objects (None: not given). Numeric arrays keep the matching vectorised.
+References = dict[str, np.ndarray]
+
+
+def _given(values: np.ndarray) -> np.ndarray:
+    if values.dtype == object:
+        return np.asarray(pd.notna(values), dtype=bool)
+    return np.asarray(values != 0)
+
+
 def _references(
     frame: pd.DataFrame, problems: Problems, source: Source, attrs: dict[str, str]
-) -> pd.DataFrame:
-    """The reference columns of the batch, typed, with absent ones as all-null."""
-    refs = pd.DataFrame(index=frame.index)
+) -> References:
+    """The reference columns of the batch, typed, with absent ones as not given."""
+    size = len(frame)
+    refs: References = {}
     for column, attr in attrs.items():
+        is_id = column.endswith("_id")
         if column not in frame.columns:
-            refs[attr] = pd.Series(None, index=frame.index, dtype=object)
+            refs[attr] = np.zeros(size, np.int64) if is_id else np.full(size, None, object)
             continue
         given = ~blank(frame[column])
         local = Problems(problems.size)
-        if column.endswith("_id"):
+        if is_id:
             ids = int_column(frame, column, local, source, optional=True)
             out_of_range = (ids <= 0) | (ids > MAX_ID)
             local.add(given & ~local.bad() & out_of_range, column, f"must be an id, 1 to {MAX_ID}")
-            ok = given & ~local.bad()
-            refs[attr] = pd.Series(np.where(ok, ids, 0), index=frame.index).astype(object)
+            refs[attr] = np.where(given & ~local.bad(), ids, 0)
         else:
             texts = text_column(frame, column, local, max_length=255, optional=True)
             if column == "keyword":  # stored normalised (see services.keywords)
-                texts = np.array([_normal(t) for t in texts], dtype=object)
-            ok = given & ~local.bad()
-            refs[attr] = pd.Series(texts, index=frame.index, dtype=object)
-        refs.loc[~ok, attr] = None
+                texts = _per_distinct(texts, _normal)
+            texts[~(given & ~local.bad())] = None
+            refs[attr] = texts
         problems.extend(local)
     if "match_type" in refs and "match_type" in frame.columns:
-        known = refs["match_type"].isin(_MATCH_TYPES) | refs["match_type"].isna()
-        problems.add(
-            ~known.to_numpy(), "match_type", f"must be one of {', '.join(sorted(_MATCH_TYPES))}"
-        )
-        refs.loc[~known, "match_type"] = None
+        match_types = refs["match_type"]
+        known = pd.Series(match_types).isin(_MATCH_TYPES).to_numpy() | ~_given(match_types)
+        problems.add(~known, "match_type", f"must be one of {', '.join(sorted(_MATCH_TYPES))}")
+        match_types[~known] = None
     return refs
+
+
+def _per_distinct(values: np.ndarray, function: Any) -> np.ndarray:
+    """``function`` applied once per distinct non-null value of an object array."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    mapped = np.asarray([*(function(value) for value in uniques), None], dtype=object)
+    return mapped[codes]
 
 
 def _normal(text: str | None) -> str | None:
@@ -211,8 +226,20 @@ def _fetch(session: Session, stmt: Select[Any], column: Any, values: Sequence[An
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=names)
 
 
+def _combinations(columns: list[np.ndarray]) -> np.ndarray:
+    """One code per row for its combination of values (0, 1, ... in order of first
+    appearance), by factorizing column after column: integer work only, no row tuples.
+    """
+    codes = np.zeros(len(columns[0]), dtype=np.int64)
+    for values in columns:
+        column_codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        codes = codes * (len(uniques) + 1) + (column_codes + 1)
+        codes = pd.factorize(codes)[0]
+    return codes
+
+
 def _match(
-    refs: pd.DataFrame,
+    refs: References,
     rows: np.ndarray,
     on: str,
     candidates: pd.DataFrame,
@@ -225,10 +252,18 @@ def _match(
     """
     if not rows.any():
         return
-    attrs = [column for column in refs.columns if refs.loc[rows, column].notna().any()]
-    selected = refs.loc[rows, attrs].astype(object).where(refs.loc[rows, attrs].notna(), None)
-    codes = selected.groupby(attrs, dropna=False, sort=False).ngroup().to_numpy()
-    combos = selected.assign(_code=codes).drop_duplicates("_code")
+    row_index = np.flatnonzero(rows)
+    attrs = [attr for attr, values in refs.items() if (_given(values) & rows).any()]
+    selected = {attr: refs[attr][row_index] for attr in attrs}
+    codes = _combinations([selected[attr] for attr in attrs])
+    # Codes count up in order of first appearance: code c first appears where the running
+    # maximum reaches c.
+    running = np.maximum.accumulate(codes)
+    first = np.flatnonzero(np.r_[True, running[1:] > running[:-1]])
+    combos = pd.DataFrame(
+        {attr: _as_reference(selected[attr][first]) for attr in attrs}, dtype=object
+    )
+    combos["_code"] = np.arange(len(first))
     pairs = combos.merge(candidates.astype(object), on=on, how="inner", suffixes=("", "_candidate"))
     keep = np.ones(len(pairs), dtype=bool)
     for attr in attrs:
@@ -238,10 +273,9 @@ def _match(
         equal = (pairs[attr].astype(str) == pairs[f"{attr}_candidate"].astype(str)).to_numpy()
         keep &= ~given | equal
     pairs = pairs[keep]
-    count = pairs.groupby("_code").size().reindex(range(codes.max() + 1), fill_value=0)
+    count = pairs.groupby("_code").size().reindex(range(len(first)), fill_value=0)
     per_row = count.to_numpy()[codes]
-    row_index = np.flatnonzero(rows)
-    _report(refs, row_index, per_row, on, attrs, field, problems)
+    _report(row_index, per_row, on, attrs, field, problems)
     unique = pairs[pairs["_code"].map(count) == 1].set_index("_code")
     hit = per_row == 1
     chosen = row_index[hit]
@@ -251,13 +285,20 @@ def _match(
         ("cid", targets.campaign_id),
     ):
         source = f"{column}_candidate" if column in attrs and column != on else column
-        values = unique[source].reindex(codes[hit]).to_numpy()
-        out[chosen] = values.astype(np.int64)
+        per_code = np.zeros(len(first), dtype=np.int64)
+        per_code[unique.index.to_numpy(np.int64)] = unique[source].to_numpy(np.int64)
+        out[chosen] = per_code[codes[hit]]
     targets.ok[chosen] = True
 
 
+def _as_reference(values: np.ndarray) -> list[Any]:
+    """Distinct references as Python values for the candidate merge (None: not given)."""
+    if values.dtype == object:
+        return list(values)
+    return [int(value) if value else None for value in values]
+
+
 def _report(
-    refs: pd.DataFrame,
     row_index: np.ndarray,
     per_row: np.ndarray,
     on: str,

@@ -3,9 +3,10 @@
 Both run in the same process with the same PPO settings (those of
 ``configs/agents/default.yaml``: vectorised envs, VecNormalize, network, rollout and update
 sizes); our env is exactly the training env of that config (random scenarios scaled to
-``env.max_daily_queries``). Prints environment steps per second of ``model.learn`` for
-both and their ratio (target >= 0.8: our env should not be what training waits for), plus
-the raw env step rate of each without PPO, for context.
+``env.max_daily_queries``, each replayed about ``env.episode_reuse`` times). Prints
+environment steps per second of ``model.learn`` for both and their ratio (target >= 0.8:
+our env should not be what training waits for), plus the raw env step rate of each without
+PPO, for context.
 
 Run: ``python benchmarks/train.py [--timesteps N] [--config PATH]``.
 """
@@ -79,7 +80,8 @@ def main() -> None:
         f"n_steps {config.ppo.n_steps}, batch {config.ppo.batch_size}, "
         f"epochs {config.ppo.n_epochs}, net {list(config.ppo.net_arch)}; "
         f"{timesteps} timesteps each; our env: random scenarios capped at "
-        f"{config.env.max_daily_queries} queries/day"
+        f"{config.env.max_daily_queries} queries/day, each market played about "
+        f"{config.env.episode_reuse} times (env.episode_reuse)"
     )
     ours_env = _env_rate(make_env(config), 2000)
     pendulum_env = _env_rate(_pendulum(), 20000)

@@ -91,12 +91,12 @@ def require_column(frame: pd.DataFrame, *names: str) -> str:
 
 def blank(values: pd.Series) -> np.ndarray:
     """Missing cells: null, NaN or an empty/whitespace string."""
-    missing = values.isna().to_numpy()
-    if values.dtype == object:
-        codes, uniques = _factorize(values)
-        empty = [isinstance(value, str) and not value.strip() for value in uniques]
-        missing |= np.asarray([*empty, False], dtype=bool)[codes]
-    return missing
+    if values.dtype != object:
+        return np.asarray(values.isna().to_numpy(), dtype=bool)
+    # One pass: factorize marks nulls with code -1, which the table maps to True.
+    codes, uniques = _factorize(values)
+    empty = [isinstance(value, str) and not value.strip() for value in uniques]
+    return np.asarray([*empty, True], dtype=bool)[codes]
 
 
 def _factorize(values: pd.Series) -> tuple[np.ndarray, Any]:
@@ -337,7 +337,7 @@ def timestamp_column(
             return np.full(len(values), np.datetime64("NaT"), dtype="datetime64[us]")
         stamps = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]")
     else:
-        found = distinct(values.where(~missing, None), _timestamp)
+        found = distinct(values, _timestamp)  # reasons for blank cells are masked below
         is_reason = found.spread([isinstance(v, str) for v in found.parsed], bool)
         problems.add(is_reason & ~missing, name, found.spread(found.parsed))
         stamps = found.spread(

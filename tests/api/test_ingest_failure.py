@@ -7,7 +7,8 @@ that the server drops in the middle of the batch (the backend terminates itself)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 from api_helpers import Tenant
@@ -21,6 +22,7 @@ from adbot.db import migrate
 from adbot.db.engine import create_db_engine
 from adbot.db.models import Account, AdGroup, Campaign, Keyword, MatchType, Platform, PlatformKind
 from adbot.db.session import make_sessionmaker
+from adbot.services import ingest_store
 from adbot.services.ingestion import Batch, ingest_metrics
 
 MARKER = 424_242  # impressions of the row on which the trigger fires
@@ -77,6 +79,58 @@ def test_a_statement_failing_mid_batch_writes_nothing(tenant: Tenant, db_session
     assert metric_rows(db_session, tenant.account_id) == before
     # The same batch without the marker goes through: nothing was left half-written.
     assert post_rows(tenant, METRICS, _batch(ids, marker_at=None)).json()["inserted"] == 6
+
+
+def test_a_failure_mid_copy_into_an_empty_range_writes_nothing(
+    tenant: Tenant, db_session: Session
+) -> None:
+    """A batch of new hours only is COPYed straight into the table: all or nothing too."""
+    shop: Shop = build_shop(tenant)
+    ids = [shop.keywords["running shoes"], shop.keywords["wool hat"]]
+    db_session.execute(text(FAIL_ON_MARKER))
+
+    response = post_rows(tenant, METRICS, _batch(ids, marker_at=6))
+
+    assert response.status_code == 500, response.text
+    assert metric_rows(db_session, tenant.account_id) == []
+    assert post_rows(tenant, METRICS, _batch(ids, marker_at=None)).json()["inserted"] == 10
+
+
+def test_keys_another_writer_stored_meanwhile_are_merged(
+    tenant: Tenant, db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast paths look for stored keys in the batch's key range first. When another
+    writer stores keys after that look (simulated by a look that finds nothing), the direct
+    COPY and then the plain INSERT meet the primary key, and the batch is merged with
+    ``INSERT ... ON CONFLICT`` instead: same counts, same contents."""
+    shop: Shop = build_shop(tenant)
+    ids = [shop.keywords["running shoes"], shop.keywords["wool hat"]]
+    seed = [metric(k, utc(2024, 5, 1, h)) for h in range(2) for k in ids]
+    assert post_rows(tenant, METRICS, seed).json()["inserted"] == 4
+    real_ranges = ingest_store._key_ranges
+
+    def blind_ranges(batch: DataFrame, key: Sequence[str]) -> dict[str, tuple[Any, Any]]:
+        # Reversed bounds: BETWEEN finds nothing, as if the look came before the writer.
+        return {name: (high, low) for name, (low, high) in real_ranges(batch, key).items()}
+
+    merged_on_conflict: list[int] = []
+    real_on_conflict = ingest_store._Merge.on_conflict
+
+    def on_conflict(merge: Any, connection: Any) -> tuple[int, int]:
+        merged_on_conflict.append(1)
+        return real_on_conflict(merge, connection)
+
+    monkeypatch.setattr(ingest_store, "_key_ranges", blind_ranges)
+    monkeypatch.setattr(ingest_store._Merge, "on_conflict", on_conflict)
+
+    body = post_rows(tenant, METRICS, _batch(ids, marker_at=None)).json()
+
+    assert (body["inserted"], body["updated"], body["unchanged"]) == (6, 4, 0)
+    assert merged_on_conflict == [1]
+    stored = metric_rows(db_session, tenant.account_id)
+    assert [(row[3], row[4], row[5], row[6]) for row in stored] == [
+        (keyword, utc(2024, 5, 1, hour), 200 + hour, 20) for keyword in ids for hour in range(5)
+    ]
 
 
 @pytest.fixture

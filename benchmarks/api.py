@@ -122,8 +122,32 @@ def free_port() -> int:
         return port
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of ``root`` and its descendants so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    tree = {root}
+    grew = True
+    while grew:
+        found = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= found
+        grew = bool(found)
+    return sum(used.get(pid, 0.0) for pid in tree)
+
+
 @contextlib.contextmanager
-def served(db_url: str, redis_url: str, port: int, workers: int, log: Path) -> Iterator[None]:
+def served(
+    db_url: str, redis_url: str, port: int, workers: int, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     adbot = shutil.which("adbot", path=str(Path(sys.executable).parent)) or "adbot"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADBOT_")}
     env.update(
@@ -140,7 +164,7 @@ def served(db_url: str, redis_url: str, port: int, workers: int, log: Path) -> I
         process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
         try:
             wait_until_up(port, process)
-            yield
+            yield process
         finally:
             process.terminate()
             try:
@@ -271,7 +295,7 @@ def main() -> None:
 def run(db_url: str, redis_url: str, first: str, last: str, args: argparse.Namespace) -> None:
     port = free_port()
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"adbot-bench-api-{port}.log"
-    with served(db_url, redis_url, port, args.workers, log):
+    with served(db_url, redis_url, port, args.workers, log) as server:
         token = sign_in(port)
         cold_latencies = asyncio.run(cold(port, token, first, last, 5))
         print(
@@ -280,7 +304,11 @@ def run(db_url: str, redis_url: str, first: str, last: str, args: argparse.Names
         )
         request = request_bytes(REPORT.format(start=first, end=last), token)
         asyncio.run(load(port, request, args.clients, 2.0))  # warm-up: connections, cache
+        server_cpu = tree_cpu_seconds(server.pid)
+        client_cpu = time.process_time()
         latencies, errors = asyncio.run(load(port, request, args.clients, args.seconds))
+        client_cpu = time.process_time() - client_cpu
+        server_cpu = tree_cpu_seconds(server.pid) - server_cpu
     ms = [value * 1000 for value in latencies]
     p99 = percentile(ms, 0.99)
     print(
@@ -288,6 +316,11 @@ def run(db_url: str, redis_url: str, first: str, last: str, args: argparse.Names
         f"{len(ms) / args.seconds:,.0f} requests/s, p50 {percentile(ms, 0.5):.1f} ms, "
         f"p90 {percentile(ms, 0.9):.1f} ms, p99 {p99:.1f} ms, max {max(ms):.1f} ms, "
         f"{errors} non-200"
+    )
+    print(
+        f"CPU per request: server {server_cpu / len(ms) * 1e6:,.0f} us, "
+        f"load generator {client_cpu / len(ms) * 1e6:,.0f} us; "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     print(f"target p99 < {TARGET_P99_MS:.0f} ms: {'met' if p99 < TARGET_P99_MS else 'missed'}")
     print(f"server log: {log}")

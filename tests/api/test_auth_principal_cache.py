@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -24,6 +24,7 @@ from adbot.api.middleware import operations_of
 from adbot.config import Settings
 from adbot.db.models import Role, User
 from adbot.errors import AuthenticationFailed
+from adbot.security.tokens import issue_token
 from adbot.services import auth as auth_service
 from adbot.services import principals as principals_module
 from adbot.services.principals import GENERATION_KEY, PrincipalCache, UserPrincipal
@@ -246,3 +247,22 @@ def test_a_bad_report_query_is_refused_before_the_cache(client: TestClient, tena
         headers=tenant.headers,
     )
     assert assert_error(response, 422)["details"]["field"] == "end"
+
+
+def test_a_remembered_token_still_expires(settings: Settings) -> None:
+    cache = PrincipalCache(30.0)
+    lifetime = timedelta(minutes=settings.auth.token_minutes)
+    token, expires = issue_token(
+        user_id=1,
+        password_hash="hash",
+        kind="access",
+        auth=settings.auth,
+        now=datetime.now(UTC) - lifetime + timedelta(seconds=1.5),
+    )
+    assert cache.access_claims(token, settings.auth).user_id == 1
+    assert cache.access_claims(token, settings.auth).expires_at == expires.replace(microsecond=0)
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.05)
+    with pytest.raises(AuthenticationFailed, match="token has expired"):
+        cache.access_claims(token, settings.auth)
+    with pytest.raises(AuthenticationFailed, match="invalid token"):
+        cache.access_claims(token[:-2] + "xx", settings.auth)

@@ -33,7 +33,6 @@ from adbot.config import Settings
 from adbot.errors import AuthenticationFailed, RateLimited
 from adbot.observability import HTTP_LATENCY, HTTP_REQUESTS, RATE_LIMITED, configure_logging
 from adbot.security.api_keys import parse_key
-from adbot.security.tokens import decode_token
 from adbot.services.principals import PrincipalCache, RemoteGeneration
 from adbot.services.ratelimit import RateLimiter, RedisHealth, async_client, sync_client
 from adbot.services.reports import ReportCache
@@ -181,7 +180,7 @@ class RequestContextMiddleware:
 # --- rate limits --------------------------------------------------------------------------
 
 
-def caller_identity(headers: Headers, client: Any, settings: Settings) -> str:
+def caller_identity(headers: Headers, client: Any, operations: Operations) -> str:
     """Who a request counts against, without touching the database."""
     key = headers.get("x-api-key")
     if key:
@@ -192,7 +191,7 @@ def caller_identity(headers: Headers, client: Any, settings: Settings) -> str:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         try:
-            claims = decode_token(token.strip(), kind="access", auth=settings.auth)
+            claims = operations.principals.access_claims(token.strip(), operations.settings.auth)
         except AuthenticationFailed:
             pass
         else:
@@ -212,7 +211,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         operations = self.operations()
-        identity = caller_identity(Headers(scope=scope), scope.get("client"), operations.settings)
+        identity = caller_identity(Headers(scope=scope), scope.get("client"), operations)
         allowance = await operations.limiter().hit(identity)
         try:
             allowance.raise_if_exceeded()

@@ -66,7 +66,10 @@ def actor_from_token(
     *, session: Session, token: str, auth: AuthSettings, principals: PrincipalCache | None = None
 ) -> Actor:
     """The user of an access token, read from the database (and then kept in ``principals``)."""
-    claims = decode_token(token, kind="access", auth=auth)
+    if principals is None:
+        claims = decode_token(token, kind="access", auth=auth)
+    else:
+        claims = principals.access_claims(token, auth)
     version = principals.version if principals is not None else 0
     principal = _user_principal(session, claims.user_id)
     if principals is not None:
@@ -80,7 +83,7 @@ def cached_actor_from_token(
     """The user of an access token from the cache, without the database; None when the
     user is not cached (then ``actor_from_token``). Refusals are the same as there.
     """
-    claims = decode_token(token, kind="access", auth=auth)
+    claims = principals.access_claims(token, auth)
     principal = principals.user(claims.user_id)
     return None if principal is None else _actor_for_user(principal, claims)
 

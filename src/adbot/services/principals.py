@@ -20,6 +20,10 @@ rows is saved. How long a change may go unseen:
   (default 30 s), after which every entry is read again from the database.
 
 ``auth.principal_cache_seconds = 0`` turns the cache off.
+
+The same cache remembers the claims of access tokens it has verified, by token text (a
+signed token cannot change; its expiry is still checked on every use), so the rate
+limiter and authentication do not verify one request's signature twice.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -37,11 +41,15 @@ import redis.asyncio as aredis
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
+from adbot.config import AuthSettings
 from adbot.db.models import Account, AccountStatus, ApiKey, Role, User
+from adbot.errors import AuthenticationFailed
+from adbot.security.tokens import TokenClaims, decode_token
 from adbot.services.common import Scope
 from adbot.services.ratelimit import RedisHealth
 
 GENERATION_CHECK_SECONDS = 1.0
+MAX_REMEMBERED_TOKENS = 10_000
 GENERATION_KEY = "adbot:auth-generation"
 # Columns whose change can make a cached principal wrong; a login (last_login_at) or a key
 # use (last_used_at) changes none of them.
@@ -143,6 +151,7 @@ class PrincipalCache:
         self._users: dict[int, tuple[float, UserPrincipal]] = {}
         self._keys: dict[str, tuple[float, KeyPrincipal]] = {}
         self._touch_claims: dict[int, float] = {}
+        self._claims: dict[str, TokenClaims] = {}
         self.version = 0
         self._seen_generation: int | None = None
         self._next_check = 0.0
@@ -182,6 +191,22 @@ class PrincipalCache:
                 return False
             self._touch_claims[api_key_id] = now + every
             return True
+
+    def access_claims(self, token: str, auth: AuthSettings) -> TokenClaims:
+        """``decode_token(token, kind="access")``, verified once per token text and then
+        remembered (a token's signature and claims cannot change; its expiry is checked
+        on every use). The rate limiter and authentication both read the same token.
+        """
+        claims = self._claims.get(token) if self.enabled else None
+        if claims is None:
+            claims = decode_token(token, kind="access", auth=auth)
+            if self.enabled:
+                if len(self._claims) >= MAX_REMEMBERED_TOKENS:
+                    self._claims.clear()
+                self._claims[token] = claims
+        elif claims.expires_at <= datetime.now(UTC):
+            raise AuthenticationFailed("token has expired")
+        return claims
 
     def clear(self) -> None:
         with self._lock:

@@ -54,7 +54,6 @@ SessionDep = Annotated[Session, Depends(get_session)]
 async def current_actor(
     request: Request,
     session: SessionDep,
-    settings: SettingsDep,
     token: Annotated[str | None, Security(_bearer)],
     api_key: Annotated[str | None, Security(_api_key)],
 ) -> Actor:
@@ -68,6 +67,7 @@ async def current_actor(
     sent_key = "x-api-key" in request.headers
     if sent_token and sent_key:
         raise AuthenticationFailed("send a bearer token or an API key, not both")
+    settings: Settings = request.app.state.settings
     principals: PrincipalCache = request.app.state.operations.principals
     await principals.follow_remote()
     if sent_token:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -71,8 +72,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        database.dispose()
+        # What exists at startup (modules, the app, its routes and models: ~240,000
+        # objects) lives as long as the process; frozen, it is out of the cycle collector's
+        # sight, whose full collections otherwise stop every request for ~150 ms. Not in
+        # tests, where apps come and go within one process.
+        freeze = settings.environment != "test"
+        if freeze:
+            gc.collect()
+            gc.freeze()
+        try:
+            yield
+        finally:
+            database.dispose()
+            if freeze:
+                gc.unfreeze()
 
     app = FastAPI(
         title="AdBot API",

@@ -99,9 +99,9 @@ def test_a_failure_mid_copy_into_an_empty_range_writes_nothing(
 def test_keys_another_writer_stored_meanwhile_are_merged(
     tenant: Tenant, db_session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The fast paths look for stored keys in the batch's key range first. When another
-    writer stores keys after that look (simulated by a look that finds nothing), the direct
-    COPY and then the plain INSERT meet the primary key, and the batch is merged with
+    """The direct COPY looks for stored keys in the batch's key range first. When another
+    writer stores keys after that look (simulated by a look that finds nothing), the COPY
+    meets the primary key and the batch is merged through the staging table with
     ``INSERT ... ON CONFLICT`` instead: same counts, same contents."""
     shop: Shop = build_shop(tenant)
     ids = [shop.keywords["running shoes"], shop.keywords["wool hat"]]

@@ -32,6 +32,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -124,8 +125,8 @@ def free_port() -> int:
         return port
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of ``root`` and its descendants so far (Linux /proc)."""
+def process_tree(root: int) -> dict[int, float]:
+    """``root`` and its descendants (Linux /proc): user + system CPU seconds of each so far."""
     ticks = os.sysconf("SC_CLK_TCK")
     parents: dict[int, int] = {}
     used: dict[int, float] = {}
@@ -143,7 +144,32 @@ def tree_cpu_seconds(root: int) -> float:
         found = {pid for pid, parent in parents.items() if parent in tree} - tree
         tree |= found
         grew = bool(found)
-    return sum(used.get(pid, 0.0) for pid in tree)
+    return {pid: used.get(pid, 0.0) for pid in tree}
+
+
+def connections_per_process(root: int, port: int) -> list[int]:
+    """Established connections to ``port`` held by each process of ``root``'s tree, most
+    first: how the kernel and the workers' accept loops shared the clients out.
+    """
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] == "01":  # ESTABLISHED
+                    inodes.add(fields[9])
+    counts = []
+    for pid in process_tree(root):
+        held = 0
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd)
+                    held += link.startswith("socket:[") and link[8:-1] in inodes
+        if held:
+            counts.append(held)
+    return sorted(counts, reverse=True)
 
 
 @contextlib.contextmanager
@@ -218,25 +244,37 @@ async def fetch(
     return status, body
 
 
-async def client(port: int, request: bytes, until: float, latencies: list[float]) -> int:
+async def client(
+    port: int, request: bytes, delay: float, window: tuple[float, float], latencies: list[float]
+) -> int:
+    """One keep-alive client: connects after ``delay`` s, sends requests back to back until
+    the window ends and keeps the latencies of those sent inside it.
+    """
+    await asyncio.sleep(delay)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     errors = 0
     try:
-        while time.perf_counter() < until:
-            started = time.perf_counter()
+        while (started := time.perf_counter()) < window[1]:
             status, _ = await fetch(reader, writer, request)
-            latencies.append(time.perf_counter() - started)
-            errors += status != 200
+            if started >= window[0]:
+                latencies.append(time.perf_counter() - started)
+                errors += status != 200
     finally:
         writer.close()
     return errors
 
 
-async def load(port: int, request: bytes, clients: int, seconds: float) -> tuple[list[float], int]:
+async def load(
+    port: int, request: bytes, clients: int, seconds: float, ramp: float, warm_up: float = 2.0
+) -> tuple[list[float], int]:
+    """``clients`` connect spread over ``ramp`` s (0: all at once), run ``warm_up`` s more
+    unmeasured, then ``seconds`` measured on the same connections.
+    """
     latencies: list[float] = []
-    until = time.perf_counter() + seconds
+    begin = time.perf_counter() + ramp + warm_up
+    window = (begin, begin + seconds)
     errors = await asyncio.gather(
-        *(client(port, request, until, latencies) for _ in range(clients))
+        *(client(port, request, ramp * n / clients, window, latencies) for n in range(clients))
     )
     return latencies, sum(errors)
 
@@ -281,6 +319,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=0.0,
+        help="seconds over which the clients connect (default 0: all at once)",
+    )
     args = parser.parse_args()
     admin_url = os.environ.get("ADBOT_TEST_DATABASE_URL", DEFAULT_ADMIN_URL)
     base_redis = os.environ.get("ADBOT_TEST_REDIS_URL", DEFAULT_REDIS_URL)
@@ -317,19 +361,37 @@ def run(db_url: str, redis_url: str, first: str, last: str, args: argparse.Names
             f" max {max(cold_latencies) * 1000:.1f} ms"
         )
         request = request_bytes(REPORT.format(start=first, end=last), token)
-        run_async(load(port, request, args.clients, 2.0))  # warm-up: connections, cache
-        server_cpu = tree_cpu_seconds(server.pid)
-        client_cpu = time.process_time()
-        latencies, errors = run_async(load(port, request, args.clients, args.seconds))
-        client_cpu = time.process_time() - client_cpu
-        server_cpu = tree_cpu_seconds(server.pid) - server_cpu
+        # Sampled from timers at the measured window's edges: CPU seconds of the server's
+        # processes and of this one (the load generator), and who holds the connections.
+        marks: list[tuple[float, float]] = []
+        sharing: list[int] = []
+
+        def mark() -> None:
+            marks.append((sum(process_tree(server.pid).values()), time.process_time()))
+
+        def mark_start() -> None:
+            mark()
+            sharing.extend(connections_per_process(server.pid, port))
+
+        begin = args.ramp + 2.0  # the warm-up of load()
+        timers = [
+            threading.Timer(begin, mark_start),
+            threading.Timer(begin + args.seconds, mark),
+        ]
+        for timer in timers:
+            timer.start()
+        latencies, errors = run_async(load(port, request, args.clients, args.seconds, args.ramp))
+        for timer in timers:
+            timer.join()
+    server_cpu = marks[1][0] - marks[0][0]
+    client_cpu = marks[1][1] - marks[0][1]
     ms = [value * 1000 for value in latencies]
     p99 = percentile(ms, 0.99)
     print(
         f"load: {args.clients} clients, {args.workers} workers, {args.seconds:.0f} s: "
         f"{len(ms) / args.seconds:,.0f} requests/s, p50 {percentile(ms, 0.5):.1f} ms, "
         f"p90 {percentile(ms, 0.9):.1f} ms, p99 {p99:.1f} ms, max {max(ms):.1f} ms, "
-        f"{errors} non-200"
+        f"{errors} non-200; connections per server process {'/'.join(map(str, sharing))}"
     )
     print(
         f"CPU per request: server {server_cpu / len(ms) * 1e6:,.0f} us, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from adbot.api import server
 from adbot.cli._console import err
 from adbot.config import get_settings, mask_url
 from adbot.db import migrate
@@ -25,8 +26,6 @@ def serve(
     reload: bool = typer.Option(False, "--reload", help="Restart on code changes (development)."),
 ) -> None:
     """Serve the REST API under /api/v1, with /docs and /openapi.json."""
-    import uvicorn
-
     settings = get_settings()
     require_current_schema()
     bind_host = host or settings.api.host
@@ -37,13 +36,10 @@ def serve(
         highlight=False,
         soft_wrap=True,
     )
-    uvicorn.run(
-        "adbot.api.app:create_app",
-        factory=True,
+    server.run(
         host=bind_host,
         port=bind_port,
-        workers=None if reload else workers,
-        reload=reload,
+        workers=workers,
         log_level=settings.log_level.lower(),
-        proxy_headers=True,
+        reload=reload,
     )

@@ -40,7 +40,9 @@ def run(*, host: str, port: int, workers: int, log_level: str, reload: bool = Fa
 
     options = _options(log_level)
     if workers <= 1 or reload or not hasattr(socket, "SO_REUSEPORT"):
-        uvicorn.run(APP, host=host, port=port, workers=workers, reload=reload, **options)
+        uvicorn.run(
+            APP, host=host, port=port, workers=None if reload else workers, reload=reload, **options
+        )
         return
     _listener(host, port, listen=False).close()  # a taken port fails here, in one line
     context = multiprocessing.get_context("spawn")

@@ -3,30 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from adbot.config import LimitSettings
 from adbot.db.models import AdGroup, Campaign, EntityStatus
-from adbot.errors import Conflict, NotFound
+from adbot.errors import Conflict
 from adbot.services.campaigns import get_campaign
 from adbot.services.common import (
     Actor,
+    Owned,
     Page,
     apply_changes,
+    archive,
     check_bounds,
     check_transition,
-    contains,
-    ordering,
-    paginate,
     writing,
 )
 
 SORTS = {"id": AdGroup.id, "name": AdGroup.name, "created_at": AdGroup.created_at}
+AD_GROUPS = Owned(
+    AdGroup, AdGroup.id, "ad group", Campaign.account_id, SORTS, AdGroup.name, (AdGroup.campaign,)
+)
 UPDATABLE = {"name", "status", "default_bid_micros"}
-_Row = TypeVar("_Row", bound=tuple[Any, ...])
 
 
 def create_ad_group(
@@ -66,23 +66,14 @@ def list_ad_groups(
     campaign_id: int | None = None,
     q: str | None = None,
 ) -> Page[AdGroup]:
-    stmt = in_account(select(AdGroup), actor)
-    if status is not None:
-        stmt = stmt.where(AdGroup.status == status)
-    if campaign_id is not None:
-        stmt = stmt.where(AdGroup.campaign_id == campaign_id)
-    if q:
-        stmt = stmt.where(contains(AdGroup.name, q))
-    return paginate(
-        session, stmt, limit=limit, offset=offset, order_by=ordering(sort, SORTS, AdGroup.id)
+    where = [(AdGroup.status, status), (AdGroup.campaign_id, campaign_id)]
+    return AD_GROUPS.page(
+        session, actor.account_id, where, q=q, sort=sort, limit=limit, offset=offset
     )
 
 
 def get_ad_group(*, session: Session, actor: Actor, ad_group_id: int) -> AdGroup:
-    ad_group = session.scalar(in_account(select(AdGroup), actor).where(AdGroup.id == ad_group_id))
-    if ad_group is None:
-        raise NotFound(f"ad group {ad_group_id} not found")
-    return ad_group
+    return AD_GROUPS.get(session, ad_group_id, account_id=actor.account_id)
 
 
 def update_ad_group(
@@ -96,25 +87,14 @@ def update_ad_group(
     ad_group = get_ad_group(session=session, actor=actor, ad_group_id=ad_group_id)
     if "status" in changes:
         check_transition(ad_group.status, changes["status"], entity="ad group")
-    if "default_bid_micros" in changes:
-        _check_bid(changes["default_bid_micros"], limits)
+    _check_bid(changes.get("default_bid_micros"), limits)
     with writing(session):
         apply_changes(ad_group, changes, UPDATABLE)
     return ad_group
 
 
 def remove_ad_group(*, session: Session, actor: Actor, ad_group_id: int) -> AdGroup:
-    ad_group = get_ad_group(session=session, actor=actor, ad_group_id=ad_group_id)
-    with writing(session):
-        ad_group.status = EntityStatus.REMOVED
-    return ad_group
-
-
-def in_account(stmt: Select[_Row], actor: Actor) -> Select[_Row]:
-    """Restrict a query over ad groups (or their children) to the actor's account."""
-    return stmt.join(Campaign, Campaign.id == AdGroup.campaign_id).where(
-        Campaign.account_id == actor.account_id
-    )
+    return archive(session, get_ad_group(session=session, actor=actor, ad_group_id=ad_group_id))
 
 
 def refuse_removed_parent(status: EntityStatus, entity: str, entity_id: int) -> None:

@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from adbot.db.models import Ad, AdGroup, AdKind, Campaign, EntityStatus
-from adbot.errors import NotFound
 from adbot.services.ad_groups import get_ad_group, refuse_removed_parent
 from adbot.services.common import (
     Actor,
+    Owned,
     Page,
     apply_changes,
+    archive,
     check_transition,
-    contains,
-    ordering,
-    paginate,
     writing,
 )
 
 SORTS = {"id": Ad.id, "created_at": Ad.created_at, "final_url": Ad.final_url}
+ADS = Owned(
+    Ad, Ad.id, "ad", Campaign.account_id, SORTS, Ad.final_url, (Ad.ad_group, AdGroup.campaign)
+)
 UPDATABLE = {"status", "headlines", "descriptions", "final_url"}
-_Row = TypeVar("_Row", bound=tuple[Any, ...])
 
 
 def create_ad(
@@ -68,27 +67,17 @@ def list_ads(
     kind: AdKind | None = None,
     q: str | None = None,
 ) -> Page[Ad]:
-    stmt = in_account(select(Ad), actor)
-    if status is not None:
-        stmt = stmt.where(Ad.status == status)
-    if ad_group_id is not None:
-        stmt = stmt.where(Ad.ad_group_id == ad_group_id)
-    if campaign_id is not None:
-        stmt = stmt.where(AdGroup.campaign_id == campaign_id)
-    if kind is not None:
-        stmt = stmt.where(Ad.kind == kind)
-    if q:
-        stmt = stmt.where(contains(Ad.final_url, q))
-    return paginate(
-        session, stmt, limit=limit, offset=offset, order_by=ordering(sort, SORTS, Ad.id)
-    )
+    where = [
+        (Ad.status, status),
+        (Ad.ad_group_id, ad_group_id),
+        (AdGroup.campaign_id, campaign_id),
+        (Ad.kind, kind),
+    ]
+    return ADS.page(session, actor.account_id, where, q=q, sort=sort, limit=limit, offset=offset)
 
 
 def get_ad(*, session: Session, actor: Actor, ad_id: int) -> Ad:
-    ad = session.scalar(in_account(select(Ad), actor).where(Ad.id == ad_id))
-    if ad is None:
-        raise NotFound(f"ad {ad_id} not found")
-    return ad
+    return ADS.get(session, ad_id, account_id=actor.account_id)
 
 
 def update_ad(*, session: Session, actor: Actor, ad_id: int, changes: Mapping[str, Any]) -> Ad:
@@ -101,15 +90,4 @@ def update_ad(*, session: Session, actor: Actor, ad_id: int, changes: Mapping[st
 
 
 def remove_ad(*, session: Session, actor: Actor, ad_id: int) -> Ad:
-    ad = get_ad(session=session, actor=actor, ad_id=ad_id)
-    with writing(session):
-        ad.status = EntityStatus.REMOVED
-    return ad
-
-
-def in_account(stmt: Select[_Row], actor: Actor) -> Select[_Row]:
-    return (
-        stmt.join(AdGroup, AdGroup.id == Ad.ad_group_id)
-        .join(Campaign, Campaign.id == AdGroup.campaign_id)
-        .where(Campaign.account_id == actor.account_id)
-    )
+    return archive(session, get_ad(session=session, actor=actor, ad_id=ad_id))

@@ -8,21 +8,19 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adbot.config import LimitSettings
 from adbot.db.models import BiddingStrategy, Campaign, EntityStatus, PlatformStatus
-from adbot.errors import Conflict, InvalidInput, NotFound
+from adbot.errors import Conflict, InvalidInput
 from adbot.services.common import (
     Actor,
+    Owned,
     Page,
     apply_changes,
+    archive,
     check_bounds,
     check_transition,
-    contains,
-    ordering,
-    paginate,
     writing,
 )
 from adbot.services.platforms import get_platform
@@ -33,6 +31,7 @@ SORTS = {
     "created_at": Campaign.created_at,
     "daily_budget_micros": Campaign.daily_budget_micros,
 }
+CAMPAIGNS = Owned(Campaign, Campaign.id, "campaign", Campaign.account_id, SORTS, Campaign.name)
 UPDATABLE = {
     "name",
     "status",
@@ -97,25 +96,14 @@ def list_campaigns(
     platform_id: int | None = None,
     q: str | None = None,
 ) -> Page[Campaign]:
-    stmt = select(Campaign).where(Campaign.account_id == actor.account_id)
-    if status is not None:
-        stmt = stmt.where(Campaign.status == status)
-    if platform_id is not None:
-        stmt = stmt.where(Campaign.platform_id == platform_id)
-    if q:
-        stmt = stmt.where(contains(Campaign.name, q))
-    return paginate(
-        session, stmt, limit=limit, offset=offset, order_by=ordering(sort, SORTS, Campaign.id)
+    where = [(Campaign.status, status), (Campaign.platform_id, platform_id)]
+    return CAMPAIGNS.page(
+        session, actor.account_id, where, q=q, sort=sort, limit=limit, offset=offset
     )
 
 
 def get_campaign(*, session: Session, actor: Actor, campaign_id: int) -> Campaign:
-    campaign = session.scalar(
-        select(Campaign).where(Campaign.id == campaign_id, Campaign.account_id == actor.account_id)
-    )
-    if campaign is None:
-        raise NotFound(f"campaign {campaign_id} not found")
-    return campaign
+    return CAMPAIGNS.get(session, campaign_id, account_id=actor.account_id)
 
 
 def update_campaign(
@@ -137,10 +125,7 @@ def update_campaign(
 
 def remove_campaign(*, session: Session, actor: Actor, campaign_id: int) -> Campaign:
     """Archive: status ``removed``; the row and its history stay."""
-    campaign = get_campaign(session=session, actor=actor, campaign_id=campaign_id)
-    with writing(session):
-        campaign.status = EntityStatus.REMOVED
-    return campaign
+    return archive(session, get_campaign(session=session, actor=actor, campaign_id=campaign_id))
 
 
 def _check(campaign: Campaign, limits: LimitSettings) -> None:

@@ -1,5 +1,6 @@
-"""What every management service shares: the acting principal, pages, sorting, search,
-transactions and the translation of database constraint errors into AdBot errors.
+"""What every management service shares: the acting principal, rows scoped to an account,
+pages, sorting, search, archiving, transactions and the translation of database constraint
+errors into AdBot errors.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from adbot.db.models import EntityStatus, Role
-from adbot.errors import Conflict, InvalidInput, PermissionDenied
+from adbot.db.models import Ad, AdGroup, Campaign, EntityStatus, Keyword, Role
+from adbot.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 T = TypeVar("T")
+S = TypeVar("S", Campaign, AdGroup, Ad, Keyword)  # the tables with an EntityStatus
 
 
 class Scope(StrEnum):
@@ -100,6 +102,58 @@ def contains(column: InstrumentedAttribute[str], text: str) -> ColumnElement[boo
     """Case-insensitive substring match; ``%`` and ``_`` in the text match themselves."""
     escaped = re.sub(r"([\\%_])", r"\\\1", text)
     return column.ilike(f"%{escaped}%", escape="\\")
+
+
+@dataclass(frozen=True)
+class Owned(Generic[T]):
+    """Rows of an account: ``account_id`` is the model's column or that of the last table on
+    the relationship path ``via``; ``label`` names a row in messages, ``sorts`` and ``search``
+    serve its lists.
+    """
+
+    model: type[T]
+    id: InstrumentedAttribute[int]
+    label: str
+    account_id: InstrumentedAttribute[int]
+    sorts: Mapping[str, InstrumentedAttribute[Any]]
+    search: InstrumentedAttribute[str]
+    via: tuple[InstrumentedAttribute[Any], ...] = ()
+
+    def select(self, account_id: int) -> Select[tuple[T]]:
+        stmt = select(self.model)
+        for relationship in self.via:
+            stmt = stmt.join(relationship)
+        return stmt.where(self.account_id == account_id)
+
+    def get(self, session: Session, row_id: int, *, account_id: int) -> T:
+        """Another account's row is as absent as a missing one."""
+        row = session.scalar(self.select(account_id).where(self.id == row_id))
+        if row is None:
+            raise NotFound(f"{self.label} {row_id} not found")
+        return row
+
+    def page(
+        self,
+        session: Session,
+        account_id: int,
+        where: Sequence[tuple[InstrumentedAttribute[Any], object]],
+        *,
+        q: str | None,
+        sort: str,
+        limit: int,
+        offset: int,
+    ) -> Page[T]:
+        """Each ``where`` column equals its value unless that is None; a non-empty ``q`` is a
+        substring of the ``search`` column.
+        """
+        stmt = self.select(account_id)
+        for column, value in where:
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if q:
+            stmt = stmt.where(contains(self.search, q))
+        order_by = ordering(sort, self.sorts, self.id)
+        return paginate(session, stmt, limit=limit, offset=offset, order_by=order_by)
 
 
 def check_transition(current: EntityStatus, new: EntityStatus, *, entity: str) -> None:
@@ -197,3 +251,10 @@ def writing(session: Session) -> Iterator[None]:
     except BaseException:
         session.rollback()
         raise
+
+
+def archive(session: Session, row: S) -> S:
+    """Status ``removed``, which is final; the row and everything that refers to it stay."""
+    with writing(session):
+        row.status = EntityStatus.REMOVED
+    return row

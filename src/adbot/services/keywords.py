@@ -7,25 +7,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from adbot.config import LimitSettings
 from adbot.db.models import AdGroup, Campaign, EntityStatus, Keyword, MatchType
-from adbot.errors import Conflict, InvalidInput, NotFound
+from adbot.errors import Conflict, InvalidInput
 from adbot.services.ad_groups import get_ad_group, refuse_removed_parent
 from adbot.services.bids import BidUpdate, record_bid_changes
 from adbot.services.common import (
     Actor,
+    Owned,
     Page,
     apply_changes,
+    archive,
     check_bounds,
     check_transition,
-    contains,
-    ordering,
-    paginate,
     writing,
 )
 
@@ -35,8 +33,16 @@ SORTS = {
     "created_at": Keyword.created_at,
     "bid_micros": Keyword.bid_micros,
 }
+KEYWORDS = Owned(
+    Keyword,
+    Keyword.id,
+    "keyword",
+    Campaign.account_id,
+    SORTS,
+    Keyword.text,
+    (Keyword.ad_group, AdGroup.campaign),
+)
 UPDATABLE = {"status", "bid_micros"}
-_Row = TypeVar("_Row", bound=tuple[Any, ...])
 
 
 def normalise_text(text: str) -> str:
@@ -87,27 +93,19 @@ def list_keywords(
     match_type: MatchType | None = None,
     q: str | None = None,
 ) -> Page[Keyword]:
-    stmt = in_account(select(Keyword), actor)
-    if status is not None:
-        stmt = stmt.where(Keyword.status == status)
-    if ad_group_id is not None:
-        stmt = stmt.where(Keyword.ad_group_id == ad_group_id)
-    if campaign_id is not None:
-        stmt = stmt.where(AdGroup.campaign_id == campaign_id)
-    if match_type is not None:
-        stmt = stmt.where(Keyword.match_type == match_type)
-    if q:
-        stmt = stmt.where(contains(Keyword.text, q))
-    return paginate(
-        session, stmt, limit=limit, offset=offset, order_by=ordering(sort, SORTS, Keyword.id)
+    where = [
+        (Keyword.status, status),
+        (Keyword.ad_group_id, ad_group_id),
+        (AdGroup.campaign_id, campaign_id),
+        (Keyword.match_type, match_type),
+    ]
+    return KEYWORDS.page(
+        session, actor.account_id, where, q=q, sort=sort, limit=limit, offset=offset
     )
 
 
 def get_keyword(*, session: Session, actor: Actor, keyword_id: int) -> Keyword:
-    keyword = session.scalar(in_account(select(Keyword), actor).where(Keyword.id == keyword_id))
-    if keyword is None:
-        raise NotFound(f"keyword {keyword_id} not found")
-    return keyword
+    return KEYWORDS.get(session, keyword_id, account_id=actor.account_id)
 
 
 def update_keyword(
@@ -149,18 +147,7 @@ def update_keyword(
 
 def remove_keyword(*, session: Session, actor: Actor, keyword_id: int) -> Keyword:
     """Archive: status ``removed``; its bid history keeps pointing at it."""
-    keyword = get_keyword(session=session, actor=actor, keyword_id=keyword_id)
-    with writing(session):
-        keyword.status = EntityStatus.REMOVED
-    return keyword
-
-
-def in_account(stmt: Select[_Row], actor: Actor) -> Select[_Row]:
-    return (
-        stmt.join(AdGroup, AdGroup.id == Keyword.ad_group_id)
-        .join(Campaign, Campaign.id == AdGroup.campaign_id)
-        .where(Campaign.account_id == actor.account_id)
-    )
+    return archive(session, get_keyword(session=session, actor=actor, keyword_id=keyword_id))
 
 
 def _check_bid(value: int | None, limits: LimitSettings) -> None:

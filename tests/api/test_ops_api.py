@@ -151,7 +151,10 @@ def test_prometheus_metrics(tenant: Tenant, client: TestClient) -> None:
 
 class TestRedisLimits:
     @pytest.fixture
-    def settings(self, redis_url: str) -> Settings:
+    def settings(self, redis_url: str, redis_client: redis.Redis) -> Settings:
+        # ``redis_client`` empties this worker's Redis database first: counts left in the
+        # current window by earlier tests (their sign-ins, say) must not eat into this
+        # limit of 5 before the tenant has even signed in.
         return api_settings(redis={"url": redis_url}, api={"rate_limit_per_minute": 5})
 
     def test_429_after_the_limit(

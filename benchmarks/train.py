@@ -23,10 +23,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import gymnasium as gym
 import torch
 from stable_baselines3 import PPO
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecNormalize
 
 from adbot.rl.config import TrainingConfig, load_training_config
-from adbot.rl.train import build_model, make_env
+from adbot.rl.train import build_model, build_vec_env, make_env
 
 TARGET = 0.8
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,17 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _pendulum() -> gym.Env:  # type: ignore[type-arg]
     return gym.make("Pendulum-v1")
-
-
-def _vec(config: TrainingConfig, factory) -> VecNormalize:  # type: ignore[no-untyped-def]
-    fns = [factory] * config.n_envs
-    venv: VecEnv
-    if config.vec_env == "subproc" and config.n_envs > 1:
-        venv = SubprocVecEnv(fns, start_method="fork")
-    else:
-        venv = DummyVecEnv(fns)
-    venv.seed(config.seed)
-    return VecNormalize(venv, norm_obs=config.normalize_observations, norm_reward=False)
 
 
 def _learn_rate(config: TrainingConfig, venv: VecNormalize, timesteps: int) -> float:
@@ -85,10 +74,10 @@ def main() -> None:
     )
     ours_env = _env_rate(make_env(config), 2000)
     pendulum_env = _env_rate(_pendulum(), 20000)
-    ours_venv = _vec(config, lambda: make_env(config))
+    ours_venv = build_vec_env(config)
     ours = _learn_rate(config, ours_venv, timesteps)
     ours_venv.close()
-    pendulum_venv = _vec(config, _pendulum)
+    pendulum_venv = build_vec_env(config, factory=_pendulum)
     pendulum = _learn_rate(config, pendulum_venv, timesteps)
     pendulum_venv.close()
     ratio = ours / pendulum

@@ -87,9 +87,15 @@ def make_env(config: TrainingConfig) -> gym.Env[Any, Any]:
     return gym.wrappers.RecordEpisodeStatistics(env)
 
 
-def build_vec_env(config: TrainingConfig, *, training: bool = True) -> VecNormalize:
-    """``n_envs`` envs seeded ``seed, seed + 1, ...`` behind VecNormalize."""
-    factory = functools.partial(make_env, config)
+def build_vec_env(
+    config: TrainingConfig,
+    *,
+    training: bool = True,
+    factory: Callable[[], gym.Env[Any, Any]] | None = None,
+) -> VecNormalize:
+    """``n_envs`` envs seeded ``seed, seed + 1, ...`` behind VecNormalize: the config's env,
+    or ``factory``'s (the training benchmark runs another env with the same settings)."""
+    factory = factory or functools.partial(make_env, config)
     fns: list[Callable[[], gym.Env[Any, Any]]] = [factory] * config.n_envs
     venv: VecEnv
     if config.vec_env == "subproc" and config.n_envs > 1:

@@ -53,11 +53,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import Engine, text
 
 from adbot.config import load_settings
 from adbot.db import migrate
-from adbot.db.engine import create_db_engine
+from adbot.db.engine import create_db_engine, scratch_database
 from adbot.db.session import make_sessionmaker
 from adbot.services.accounts import bootstrap_admin
 
@@ -69,22 +69,6 @@ EMAIL = "bench@bench.example.com"
 PASSWORD = "benchmark password 123"
 T = TypeVar("T")
 REPORT = "/api/v1/reports/performance?level=campaign&grain=day&start={start}&end={end}"
-
-
-@contextlib.contextmanager
-def bench_database(admin_url: str) -> Iterator[str]:
-    name = f"adbot_bench_api_{secrets.token_hex(4)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
 
 
 def seed(engine: Engine, rows: int) -> tuple[str, str]:
@@ -338,25 +322,33 @@ def main() -> None:
         help="seconds over which the clients connect (default 0: all at once)",
     )
     args = parser.parse_args()
+    with bench_world(args.rows, redis_db=REDIS_DB) as (db_url, redis_url, first, last):
+        run(db_url, redis_url, first, last, args)
+
+
+@contextlib.contextmanager
+def bench_world(rows: int, *, redis_db: int) -> Iterator[tuple[str, str, str, str]]:
+    """A migrated database of its own with an admin and ``rows`` metric rows, and a Redis
+    database number emptied before and after: (database URL, Redis URL, first, last day)."""
     admin_url = os.environ.get("ADBOT_TEST_DATABASE_URL", DEFAULT_ADMIN_URL)
     base_redis = os.environ.get("ADBOT_TEST_REDIS_URL", DEFAULT_REDIS_URL)
     redis_url = urllib.parse.urlunsplit(
-        urllib.parse.urlsplit(base_redis)._replace(path=f"/{REDIS_DB}")
+        urllib.parse.urlsplit(base_redis)._replace(path=f"/{redis_db}")
     )
     keys = redis.Redis.from_url(redis_url)
     keys.flushdb()
     try:
-        with bench_database(admin_url) as db_url:
+        with scratch_database(admin_url, "adbot_bench_api") as db_url:
             migrate.upgrade(db_url, "head")
             engine = create_db_engine(db_url)
             try:
                 started = time.perf_counter()
-                first, last = seed(engine, args.rows)
+                first, last = seed(engine, rows)
                 took = time.perf_counter() - started
-                print(f"seeded {args.rows:,} rows ({first} .. {last}) in {took:.0f} s")
+                print(f"seeded {rows:,} rows ({first} .. {last}) in {took:.0f} s")
             finally:
                 engine.dispose()
-            run(db_url, redis_url, first, last, args)
+            yield db_url, redis_url, first, last
     finally:
         keys.flushdb()
         keys.close()

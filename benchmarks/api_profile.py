@@ -18,31 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import os
 import pstats
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 
 import httpx
-import redis
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from adbot.api.app import create_app
 from adbot.config import load_settings
-from adbot.db import migrate
-from adbot.db.engine import create_db_engine
-from api import (
-    DEFAULT_ADMIN_URL,
-    DEFAULT_REDIS_URL,
-    EMAIL,
-    PASSWORD,
-    REPORT,
-    bench_database,
-    seed,
-)
+from api import EMAIL, PASSWORD, REPORT, bench_world
 
 REDIS_DB = 10
 
@@ -118,25 +105,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--callers", nargs="*", default=[])
     args = parser.parse_args()
-    admin_url = os.environ.get("ADBOT_TEST_DATABASE_URL", DEFAULT_ADMIN_URL)
-    base_redis = os.environ.get("ADBOT_TEST_REDIS_URL", DEFAULT_REDIS_URL)
-    redis_url = urllib.parse.urlunsplit(
-        urllib.parse.urlsplit(base_redis)._replace(path=f"/{REDIS_DB}")
-    )
-    keys = redis.Redis.from_url(redis_url)
-    keys.flushdb()
-    try:
-        with bench_database(admin_url) as db_url:
-            migrate.upgrade(db_url, "head")
-            engine = create_db_engine(db_url)
-            try:
-                first, last = seed(engine, args.rows)
-            finally:
-                engine.dispose()
-            asyncio.run(measure(db_url, redis_url, first, last, args))
-    finally:
-        keys.flushdb()
-        keys.close()
+    with bench_world(args.rows, redis_db=REDIS_DB) as (db_url, redis_url, first, last):
+        asyncio.run(measure(db_url, redis_url, first, last, args))
 
 
 if __name__ == "__main__":

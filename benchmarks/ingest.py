@@ -30,21 +30,18 @@ The database is dropped at the end, also on failure.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import os
-import secrets
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import psycopg
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import Engine, make_url, text
 
 from adbot.db import migrate
-from adbot.db.engine import create_db_engine
+from adbot.db.engine import create_db_engine, scratch_database
 from adbot.db.session import make_sessionmaker
 from adbot.services.ingest_store import binary_rows
 from adbot.services.ingestion import Batch, ingest_metrics, read_body
@@ -71,22 +68,6 @@ COLUMNS = (
     "cost_micros",
     "conversion_value_micros",
 )
-
-
-@contextlib.contextmanager
-def bench_database(admin_url: str) -> Iterator[str]:
-    name = f"adbot_bench_ingest_{secrets.token_hex(4)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
 
 
 def seed_keywords(engine: Engine) -> tuple[int, pd.DataFrame]:
@@ -230,7 +211,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
     admin_url = os.environ.get("ADBOT_TEST_DATABASE_URL", DEFAULT_ADMIN_URL)
-    with bench_database(admin_url) as url:
+    with scratch_database(admin_url, "adbot_bench_ingest") as url:
         migrate.upgrade(url, "head")
         engine = create_db_engine(url)
         try:

@@ -24,7 +24,6 @@ import contextlib
 import glob
 import os
 import pwd
-import secrets
 import shutil
 import socket
 import subprocess
@@ -37,13 +36,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from adbot.config import mask_url
 from adbot.db import migrate
-from adbot.db.engine import create_db_engine
+from adbot.db.engine import create_db_engine, scratch_database
 
 ADMIN_URL_VAR = "ADBOT_TEST_DATABASE_URL"
 REDIS_URL_VAR = "ADBOT_TEST_REDIS_URL"
@@ -208,23 +207,10 @@ def pg_admin_url() -> Iterator[str]:
         yield url
 
 
-@contextlib.contextmanager
-def new_database(admin_url: str, label: str = "") -> Iterator[str]:
+def new_database(admin_url: str, label: str = "") -> contextlib.AbstractContextManager[str]:
     """A new, empty database on the admin URL's server; dropped on exit."""
-    name = "_".join(
-        part for part in ("adbot_test", worker_id(), label, secrets.token_hex(4)) if part
-    )
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+    prefix = "_".join(part for part in ("adbot_test", worker_id(), label) if part)
+    return scratch_database(admin_url, prefix)
 
 
 @pytest.fixture(scope="session")

@@ -32,11 +32,15 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from adbot.market.scenario import Scenario
 from adbot.market.universe import MAX_CVR, Universe, build_universe, quality_factor
+
+if TYPE_CHECKING:
+    from adbot.market.landscape import Landscape
 
 _EPISODE_TAG = 1
 _CELLS = 2**16
@@ -197,9 +201,9 @@ class EpisodeMarket:
         self._days: dict[int, list[StepMarket]] = {}
         self._clickable: dict[int, StepMarket] = {}
         self._whole_days: dict[int, tuple[StepMarket, np.ndarray]] = {}
-        # Results computed once per day for every simulator of this episode (the bid
-        # landscapes of a multiplier grid, say), keyed by their caller.
-        self.day_results: dict[object, object] = {}
+        # A day's landscapes of one multiplier grid, (steps, grid) arrays computed once for
+        # every simulator of this episode; keyed by (day, the grid's bytes).
+        self.day_landscapes: dict[tuple[int, bytes], Landscape] = {}
 
     def whole_day(self, day: int) -> tuple[StepMarket, np.ndarray]:
         """The day's queries as one sequence, in order, and the step in the day of each."""

@@ -221,8 +221,8 @@ class MarketSimulator:
         if alphas.ndim != 1 or np.any(np.diff(alphas) < 0) or np.any(alphas < 0):
             raise InvalidInput("alphas must be a 1-D ascending array of non-negative numbers")
         day, step = divmod(index, self.steps_per_day)
-        key = ("multiplier_landscape", day, alphas.tobytes())
-        landscapes = self.market.day_results.get(key)
+        key = (day, alphas.tobytes())
+        landscapes = self.market.day_landscapes.get(key)
         if landscapes is None:
             # The whole day at once (one vectorised pass instead of one per step), shared by
             # every simulator of this episode; only played steps are ever handed out.
@@ -237,8 +237,7 @@ class MarketSimulator:
                 self.value_per_conversion,
                 groups=(step_of, self.steps_per_day),
             )
-            self.market.day_results[key] = landscapes
-        assert isinstance(landscapes, Landscape)
+            self.market.day_landscapes[key] = landscapes
         return Landscape(
             clicks=landscapes.clicks[step],
             cost=landscapes.cost[step],

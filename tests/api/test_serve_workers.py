@@ -135,3 +135,23 @@ def test_a_worker_that_dies_stops_the_service_with_an_error(
     assert "a worker stopped on its own" in output
     assert "exit code -9" in output
     assert not _answers(port)
+
+
+def test_a_port_another_server_holds_is_refused_in_one_line(
+    served: tuple[subprocess.Popen[bytes], int], sqlite_url: str
+) -> None:
+    """A second multi-worker server on the same port must not silently share it."""
+    _, port = served
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADBOT_")}
+    env |= {"ADBOT_DB__URL": sqlite_url, "ADBOT_LOG_LEVEL": "WARNING"}
+    second = subprocess.run(
+        [ADBOT, "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert _answers(port)  # the first server is untouched

@@ -44,7 +44,10 @@ def run(*, host: str, port: int, workers: int, log_level: str, reload: bool = Fa
             APP, host=host, port=port, workers=None if reload else workers, reload=reload, **options
         )
         return
-    _listener(host, port, listen=False).close()  # a taken port fails here, in one line
+    # A port already in use fails here, in one line. This probe does not share the port, so
+    # it also fails when another `adbot serve --workers N` holds it (whose workers would
+    # otherwise share connections with this one's without a word).
+    _listener(host, port, share=False).close()
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=_worker, args=(host, port, options), name=f"adbot-api-{n}")
@@ -81,19 +84,21 @@ def _options(log_level: str) -> dict[str, Any]:
     return {"factory": True, "log_level": log_level, "proxy_headers": True}
 
 
-def _listener(host: str, port: int, *, listen: bool = True) -> socket.socket:
-    """A socket on ``host:port`` that other workers may bind too (``SO_REUSEPORT``)."""
+def _listener(host: str, port: int, *, share: bool = True) -> socket.socket:
+    """A listening socket on ``host:port`` that the other workers may bind too
+    (``SO_REUSEPORT``), or, with ``share=False``, only bound, and only if nobody holds it."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if share:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
     except OSError as exc:
         sock.close()
         raise AdbotError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    if listen:
+    if share:
         sock.listen(BACKLOG)
     return sock
 

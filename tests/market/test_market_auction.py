@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adbot.market import MarketSimulator
-from adbot.market.auction import AuctionRules, Served, serve, serve_many
+from adbot.market.auction import (
+    AMOUNT_ROWS,
+    COUNT_ROWS,
+    AuctionRules,
+    Served,
+    serve,
+    serve_many,
+)
 from adbot.market.episode import StepMarket, entry_jitter_table, episode_market, top_ranks
 from adbot.market.scenario import Scenario
 
@@ -82,7 +89,53 @@ def test_serve_matches_query_by_query_reference(
     bids = sim.validate_bids(alpha * sim.keyword_values * rng.lognormal(0, 0.5, sim.n_keywords))
     step = sim.market.step(index)
     served = serve(step, bids, spend, budget, sim.rules)
-    assert_matches(served, reference_serve(step, bids, spend, budget, sim.rules))
+    expected = reference_serve(step, bids, spend, budget, sim.rules)
+    assert_matches(served, expected)
+    assert_keyword_totals(served, step, bids, expected, sim.rules)
+
+
+def assert_keyword_totals(
+    served: Served,
+    step: StepMarket,
+    bids: np.ndarray,
+    expected: dict[str, list[float]],
+    rules: AuctionRules,
+) -> None:
+    """``Served.counts``/``amounts`` are the reference's queries aggregated per keyword."""
+    k = rules.click_prob.shape[0]
+    n = int(expected["n_served"][0])
+    kw = step.keyword
+
+    def per_keyword(queries: list[float], weights: list[float] | None = None) -> np.ndarray:
+        return np.bincount(kw[np.asarray(queries, dtype=np.intp)], weights, minlength=k)
+
+    served_bids = bids[kw[:n]]
+    entered = np.flatnonzero((served_bids > 0) & (served_bids >= rules.reserve))
+    clicked = np.asarray(expected["clicked"], dtype=np.intp)
+    converted = clicked[np.asarray(expected["converted"], dtype=bool)]
+    queries = np.bincount(kw, minlength=k)
+    impressions = per_keyword(expected["shown"])
+    clicks = per_keyword(expected["clicked"])
+    cost = per_keyword(expected["clicked"], expected["cost"])
+    counts = dict(zip(COUNT_ROWS, served.counts, strict=True))
+    amounts = dict(zip(AMOUNT_ROWS, served.amounts, strict=True))
+    assert np.array_equal(counts["queries"], queries)
+    assert np.array_equal(counts["auctions_entered"], per_keyword(list(entered)))
+    assert np.array_equal(counts["impressions"], impressions)
+    assert np.array_equal(counts["clicks"], clicks)
+    assert np.array_equal(counts["conversions"], per_keyword(list(converted)))
+    np.testing.assert_allclose(amounts["cost"], cost, rtol=1e-12, atol=1e-12)
+    value = per_keyword(list(converted), list(step.value_of(converted)))
+    np.testing.assert_allclose(amounts["value"], value, rtol=1e-12, atol=1e-12)
+    share = np.divide(impressions, queries, out=np.zeros(k), where=queries > 0)
+    np.testing.assert_allclose(amounts["impression_share"], share, rtol=1e-12)
+    positions = per_keyword(expected["shown"], [s + 1.0 for s in expected["slot"]])
+    position = np.divide(positions, impressions, out=np.zeros(k), where=impressions > 0)
+    np.testing.assert_allclose(amounts["avg_position"], position, rtol=1e-12)
+    cpc = np.divide(cost, clicks, out=np.zeros(k), where=clicks > 0)
+    np.testing.assert_allclose(amounts["avg_cpc"], cpc, rtol=1e-12, atol=1e-12)
+    assert served.total_cost == pytest.approx(sum(expected["cost"]), rel=1e-12, abs=1e-12)
+    assert served.total_value == pytest.approx(value.sum(), rel=1e-12, abs=1e-12)
 
 
 def _tied_step(sim: MarketSimulator, bids: np.ndarray) -> StepMarket:
@@ -113,7 +166,9 @@ def test_ties_are_broken_at_random_and_match_the_reference(small: Scenario) -> N
     bids = sim.validate_bids(np.round(8 * np.clip(sim.keyword_values, 0.5, 9)) / 8)
     step = _tied_step(sim, bids)
     served = serve(step, bids, 0.0, 1e9, sim.rules)
-    assert_matches(served, reference_serve(step, bids, 0.0, 1e9, sim.rules))
+    expected = reference_serve(step, bids, 0.0, 1e9, sim.rules)
+    assert_matches(served, expected)
+    assert_keyword_totals(served, step, bids, expected, sim.rules)
     ours = bids[step.keyword] * step.quality
     tied = np.flatnonzero((step.comp_rank == ours).any(axis=0) & (ours > 0))
     shown_tied = np.intersect1d(tied, served.shown)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from adbot.market.episode import StepMarket
@@ -61,13 +62,16 @@ def _price(bid: np.ndarray, below: np.ndarray, quality: np.ndarray, reserve: flo
 
 @dataclass(frozen=True)
 class Served:
-    """One bid vector's step, sparse: the queries we showed on and those clicked.
+    """One bid vector's step: the queries we showed on and those clicked, and per keyword.
 
     ``n_served`` queries (a prefix of the step) were served before the budget ran out;
     ``spend_after`` is the day's spend after the step (a running sum, see ``serve``).
-    ``shown`` are query indices with an impression, ``slot`` their 0-based slots;
-    ``clicked`` query indices with a click, ``cost`` their prices, ``converted`` whether
-    each click converted, ``value`` its conversion value (0 if none).
+    ``entered`` says for each served query whether our bid took part, ``shown`` are query
+    indices with an impression, ``slot`` their 0-based slots; ``clicked`` query indices with
+    a click, ``cost`` their prices, ``converted`` whether each click converted, ``value`` its
+    conversion value (0 if none). ``counts`` (len(COUNT_ROWS), K) and ``amounts``
+    (len(AMOUNT_ROWS), K) are the same per keyword; ``total_cost`` and ``total_value`` sum
+    the clicks in serving order.
     """
 
     n_served: int
@@ -79,6 +83,101 @@ class Served:
     cost: np.ndarray
     converted: np.ndarray
     value: np.ndarray
+    counts: np.ndarray
+    amounts: np.ndarray
+    total_cost: float
+    total_value: float
+
+
+# Rows of ``Served.counts`` (int64) and ``Served.amounts`` (float64); ratios are 0 where
+# their denominator is.
+COUNT_ROWS = ("queries", "auctions_entered", "impressions", "clicks", "conversions")
+AMOUNT_ROWS = ("cost", "value", "impression_share", "avg_position", "avg_cpc")
+
+
+@numba.njit(cache=True)
+def _serve_kernel(
+    keyword, comp_rank, quality, cvr, u_tie, u_click, u_conv, value_table,
+    bids, spend_today, budget, reserve, slots, click_prob,
+):  # fmt: skip
+    """``serve`` query by query in one compiled pass (see the module docstring).
+
+    The arithmetic is that of ``placed_dense`` and ``serve_many``: competitor ranks are
+    compared as float64, a tie among ``t`` equal ranks costs ``int(u_tie x (t + 1))``
+    places, and the day's spend is one running sum in serving order.
+    """
+    n_queries, n_keywords = keyword.shape[0], click_prob.shape[0]
+    cells = value_table.shape[0]
+    entered = np.zeros(n_queries, np.bool_)
+    shown = np.empty(n_queries, np.intp)
+    slot_of = np.empty(n_queries, np.intp)
+    clicked = np.empty(n_queries, np.intp)
+    cost = np.empty(n_queries, np.float64)
+    converted = np.empty(n_queries, np.bool_)
+    value = np.empty(n_queries, np.float64)
+    counts = np.zeros((5, n_keywords), np.int64)
+    amounts = np.zeros((5, n_keywords), np.float64)
+    n_shown = n_clicked = 0
+    spent, total_cost, total_value = spend_today, 0.0, 0.0
+    n_served = 0 if spend_today >= budget else n_queries
+    for i in range(n_queries):
+        k = keyword[i]
+        counts[0, k] += 1
+        if i >= n_served:
+            continue
+        bid = bids[k]
+        if not (bid >= reserve if reserve > 0 else bid > 0):
+            continue
+        entered[i] = True
+        counts[1, k] += 1
+        rank = bid * quality[i]
+        above = ties = 0
+        for j in range(comp_rank.shape[0]):
+            other = np.float64(comp_rank[j, i])
+            if other > rank:
+                above += 1
+            elif other == rank:
+                ties += 1
+        if above >= slots:
+            continue
+        slot = above + int(u_tie[i] * (ties + 1)) if ties else above
+        if slot >= slots:
+            continue
+        price = min(bid, max(reserve, np.float64(comp_rank[slot, i]) / quality[i]) + MIN_INCREMENT)
+        shown[n_shown], slot_of[n_shown] = i, slot
+        n_shown += 1
+        counts[2, k] += 1
+        amounts[3, k] += slot + 1.0
+        if not u_click[i] < click_prob[k, slot]:
+            continue
+        clicked[n_clicked], cost[n_clicked] = i, price
+        counts[3, k] += 1
+        amounts[0, k] += price
+        total_cost += price
+        worth = 0.0
+        converted[n_clicked] = u_conv[i] < cvr[i]
+        if converted[n_clicked]:
+            worth = value_table[int(min(u_conv[i] / cvr[i] * cells, cells - 1.0))]
+            counts[4, k] += 1
+            amounts[1, k] += worth
+            total_value += worth
+        value[n_clicked] = worth
+        n_clicked += 1
+        spent += price
+        if spent >= budget:
+            n_served = i + 1
+    for k in range(n_keywords):
+        if counts[0, k]:
+            amounts[2, k] = counts[2, k] / counts[0, k]
+        if counts[2, k]:
+            amounts[3, k] /= counts[2, k]
+        if counts[3, k]:
+            amounts[4, k] = amounts[0, k] / counts[3, k]
+    return (
+        n_served, spent, entered[:n_served], shown[:n_shown], slot_of[:n_shown],
+        clicked[:n_clicked], cost[:n_clicked], converted[:n_clicked], value[:n_clicked],
+        counts, amounts, total_cost, total_value,
+    )  # fmt: skip
 
 
 def serve(
@@ -89,47 +188,12 @@ def serve(
     The day's spend is a running sum continued from ``spend_today`` click by click, so
     playing a day step by step gives bit for bit the sums of playing it in one piece.
     """
-    bid = bids[step.keyword]
-    rank = bid * step.quality
-    entered = rules.enters(bid)
-    above = _above(step.comp_rank, rank)
-    won = np.flatnonzero(entered & (above < rules.slots))
-    slot = above[won]
-    below = step.comp_rank[slot, won]
-    if np.any(below == rank[won]):
-        slot += _break_ties(step.comp_rank[:, won], rank[won], step.u_tie[won])
-        keep = slot < rules.slots
-        won, slot = won[keep], slot[keep]
-        below = step.comp_rank[slot, won]
-    price = _price(bid[won], below, step.quality[won], rules.reserve)
-    p_click = rules.click_prob.ravel()[step.keyword[won] * rules.slots + slot]
-    hit = step.u_click[won] < p_click
-    clicked, cost = won[hit], price[hit]
-    spent = np.cumsum(np.concatenate(([spend_today], cost)))
-    n_served, spend_after = step.n_queries, float(spent[-1])
-    if spend_today >= budget:
-        n_served, spend_after = 0, spend_today
-    else:
-        crossing = int(np.count_nonzero(spent[1:] < budget))
-        if crossing < cost.shape[0]:
-            n_served, spend_after = int(clicked[crossing]) + 1, float(spent[crossing + 1])
-    shown_ok = won < n_served
-    click_ok = clicked < n_served
-    clicked, cost = clicked[click_ok], cost[click_ok]
-    converted = step.u_conv[clicked] < step.cvr[clicked]
-    value = np.zeros(clicked.shape[0])
-    value[converted] = step.value_of(clicked[converted])
-    return Served(
-        n_served=n_served,
-        spend_after=spend_after,
-        entered=entered[:n_served],
-        shown=won[shown_ok],
-        slot=slot[shown_ok],
-        clicked=clicked,
-        cost=cost,
-        converted=converted,
-        value=value,
-    )
+    (n_served, spend_after, *arrays, total_cost, total_value) = _serve_kernel(
+        step.keyword, step.comp_rank, step.quality, step.cvr, step.u_tie, step.u_click,
+        step.u_conv, step.value_table, np.asarray(bids, dtype=np.float64), float(spend_today),
+        float(budget), float(rules.reserve), int(rules.slots), rules.click_prob,
+    )  # fmt: skip
+    return Served(int(n_served), float(spend_after), *arrays, total_cost, total_value)
 
 
 @dataclass(frozen=True)

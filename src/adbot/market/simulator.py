@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,10 +49,6 @@ class StepOutcome:
     budget_exhausted: bool
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    return np.divide(num, den, out=np.zeros(num.shape), where=den > 0, casting="unsafe")
-
-
 class MarketSimulator:
     """One episode of the market for one campaign, played one decision step at a time.
 
@@ -89,7 +86,8 @@ class MarketSimulator:
         )
         self.step_index = 0
         self.spend_today = 0.0
-        self._totals = np.zeros(5)  # impressions, clicks, cost, conversions, value
+        self._totals = [0.0] * 5  # impressions, clicks, cost, conversions, value
+        self._last_grid: tuple[object, bytes] = (None, b"")
 
     @property
     def done(self) -> bool:
@@ -126,37 +124,40 @@ class MarketSimulator:
         """Play the next step with these max CPCs and return what happened."""
         if self.done:
             raise InvalidInput("the episode is over; build a new simulator")
-        used = self.validate_bids(bids)
+        return self._play(self.validate_bids(bids))
+
+    def step_multiplier(self, alpha: float) -> StepOutcome:
+        """``step`` with MARKET.md's multiplier bids ``clip(alpha x v_k, min_bid, max_bid)``.
+
+        The same outcome as passing those bids to ``step``, without re-checking bids that
+        are valid by construction (the env's hot path).
+        """
+        if not (math.isfinite(alpha) and alpha > 0):
+            raise InvalidInput(f"the bid multiplier must be a positive finite number, got {alpha}")
+        if self.done:
+            raise InvalidInput("the episode is over; build a new simulator")
+        bids = np.minimum(np.maximum(alpha * self.keyword_values, self.min_bid), self.max_bid)
+        return self._play(bids)
+
+    def _play(self, used: np.ndarray) -> StepOutcome:
         market = self.market.step(self.step_index)
         served = serve(market, used, self.spend_today, self.daily_budget, self.rules)
         outcome = self._outcome(market, used, served)
         self.spend_today = outcome.spend_today
-        self._totals += (
-            outcome.total_impressions,
-            outcome.total_clicks,
-            outcome.total_cost,
-            outcome.total_conversions,
-            outcome.total_value,
-        )
+        totals = self._totals
+        totals[0] += outcome.total_impressions
+        totals[1] += outcome.total_clicks
+        totals[2] += outcome.total_cost
+        totals[3] += outcome.total_conversions
+        totals[4] += outcome.total_value
         self.step_index += 1
         if self.step_index % self.steps_per_day == 0:
             self.spend_today = 0.0
         return outcome
 
     def _outcome(self, market: StepMarket, bids: np.ndarray, served: Served) -> StepOutcome:
-        k, keyword = self.n_keywords, market.keyword
-
-        def per_keyword(queries: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-            return np.bincount(keyword[queries], weights=weights, minlength=k)
-
-        queries = np.bincount(keyword, minlength=k)
-        entered = np.bincount(keyword[: served.n_served][served.entered], minlength=k)
-        impressions = per_keyword(served.shown)
-        positions = per_keyword(served.shown, served.slot + 1.0)
-        clicks = per_keyword(served.clicked)
-        cost = per_keyword(served.clicked, served.cost)
-        conversions = per_keyword(served.clicked[served.converted])
-        total_cost = float(served.cost.sum())
+        queries, entered, impressions, clicks, conversions = served.counts
+        cost, value, impression_share, avg_position, avg_cpc = served.amounts
         return StepOutcome(
             day=self.day,
             step=self.step_in_day,
@@ -168,19 +169,32 @@ class MarketSimulator:
             clicks=clicks,
             cost=cost,
             conversions=conversions,
-            value=per_keyword(served.clicked, served.value),
-            impression_share=_ratio(impressions, queries),
-            avg_position=_ratio(positions, impressions),
-            avg_cpc=_ratio(cost, clicks),
+            value=value,
+            impression_share=impression_share,
+            avg_position=avg_position,
+            avg_cpc=avg_cpc,
             total_queries=market.n_queries,
             total_impressions=int(served.shown.shape[0]),
             total_clicks=int(served.clicked.shape[0]),
-            total_cost=total_cost,
+            total_cost=served.total_cost,
             total_conversions=int(np.count_nonzero(served.converted)),
-            total_value=float(served.value.sum()),
+            total_value=served.total_value,
             spend_today=served.spend_after,
             budget_exhausted=served.spend_after >= self.daily_budget,
         )
+
+    def _grid_key(self, alphas: np.ndarray) -> bytes:
+        """A checked multiplier grid's bytes; a read-only grid (a planner's constant) is
+        checked once, not at every step."""
+        if alphas is self._last_grid[0]:
+            return self._last_grid[1]
+        grid = np.asarray(alphas, dtype=np.float64)
+        if grid.ndim != 1 or np.any(np.diff(grid) < 0) or np.any(grid < 0):
+            raise InvalidInput("alphas must be a 1-D ascending array of non-negative numbers")
+        key = grid.tobytes()
+        if isinstance(alphas, np.ndarray) and not alphas.flags.writeable:
+            self._last_grid = (alphas, key)
+        return key
 
     def totals(self) -> EpisodeMetrics:
         """Running totals of the steps played so far, with their score."""
@@ -217,11 +231,8 @@ class MarketSimulator:
         """
         if not 0 <= index < self.step_index:
             raise InvalidInput(f"landscape only for played steps (0..{self.step_index - 1})")
-        alphas = np.asarray(alphas, dtype=np.float64)
-        if alphas.ndim != 1 or np.any(np.diff(alphas) < 0) or np.any(alphas < 0):
-            raise InvalidInput("alphas must be a 1-D ascending array of non-negative numbers")
         day, step = divmod(index, self.steps_per_day)
-        key = (day, alphas.tobytes())
+        key = (day, self._grid_key(alphas))
         landscapes = self.market.day_landscapes.get(key)
         if landscapes is None:
             # The whole day at once (one vectorised pass instead of one per step), shared by
@@ -229,7 +240,7 @@ class MarketSimulator:
             queries, step_of = self.market.whole_day(day)
             landscapes = multiplier_landscape(
                 queries,
-                alphas,
+                np.asarray(alphas, dtype=np.float64),
                 self.keyword_values,
                 (self.min_bid, self.max_bid),
                 self.rules,

@@ -11,7 +11,6 @@ import numpy as np
 from gymnasium import spaces
 
 from adbot.errors import InvalidInput
-from adbot.market.auction import multiplier_bids
 from adbot.market.scenario import Scenario, load_scenario, random_scenario
 from adbot.market.simulator import MarketSimulator, StepOutcome
 from adbot.rl.features import FEATURE_NAMES, N_FEATURES, PacingState
@@ -110,9 +109,8 @@ class _Player:
         """Play one step: (alpha, outcome, totals before, share of today's traffic past)."""
         sim = self.sim
         alpha = self.state.alpha_for(action)
-        bids = multiplier_bids(np.array([alpha]), sim.keyword_values, sim.min_bid, sim.max_bid)
         elapsed_today = self.state.traffic_share_through(sim.step_in_day)
-        outcome = sim.step(bids[0])
+        outcome = sim.step_multiplier(alpha)
         self.state.record(alpha, outcome)
         before = self.totals
         self.totals = before.add(

@@ -188,12 +188,28 @@ def serve(
     The day's spend is a running sum continued from ``spend_today`` click by click, so
     playing a day step by step gives bit for bit the sums of playing it in one piece.
     """
-    (n_served, spend_after, *arrays, total_cost, total_value) = _serve_kernel(
+    result = _serve_kernel(
         step.keyword, step.comp_rank, step.quality, step.cvr, step.u_tie, step.u_click,
         step.u_conv, step.value_table, np.asarray(bids, dtype=np.float64), float(spend_today),
         float(budget), float(rules.reserve), int(rules.slots), rules.click_prob,
     )  # fmt: skip
-    return Served(int(n_served), float(spend_after), *arrays, total_cost, total_value)
+    n_served, spend_after, entered, shown, slot, clicked, cost, converted, value = result[:9]
+    counts, amounts, total_cost, total_value = result[9:]
+    return Served(
+        n_served=int(n_served),
+        spend_after=float(spend_after),
+        entered=entered,
+        shown=shown,
+        slot=slot,
+        clicked=clicked,
+        cost=cost,
+        converted=converted,
+        value=value,
+        counts=counts,
+        amounts=amounts,
+        total_cost=float(total_cost),
+        total_value=float(total_value),
+    )
 
 
 @dataclass(frozen=True)

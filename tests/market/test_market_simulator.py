@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -251,6 +253,20 @@ def _sequential_competitor_budgets(
     return live
 
 
+def _limited_and_sequential(scenario: Scenario, seed: int, day: int) -> tuple[np.ndarray, ...]:
+    """The day's competitor bids before budgets, with the kernel's and the reference's."""
+    market = episode_market(scenario, seed)
+    drawn = market._draw_day(day)
+    assert drawn.comp_bid is not None and drawn.comp_click is not None
+    budget = market.universe.competitor_budget
+    assert budget is not None
+    quality = np.take(market.universe.competitor_quality, drawn.keyword, axis=1)
+    expected = _sequential_competitor_budgets(
+        drawn.comp_bid, quality, drawn.comp_click, budget, scenario
+    )
+    return drawn.comp_bid, _budget_limited(drawn, market.universe, scenario), expected
+
+
 def test_competitor_budgets_match_sequential_serving() -> None:
     scenario = load_scenario(
         small_data(
@@ -259,13 +275,69 @@ def test_competitor_budgets_match_sequential_serving() -> None:
             market__daily_queries=1500,
         )
     )
+    bid, limited, expected = _limited_and_sequential(scenario, 0, 0)
+    assert np.array_equal(limited, expected)
+    assert (limited == 0).sum() > (bid == 0).sum()  # some competitors ran out
+
+
+@pytest.mark.parametrize(
+    ("changes", "seed", "day"),
+    [
+        pytest.param(
+            {"market__competitors": 30, "market__participation": 0.9}, 1, 0, id="many-competitors"
+        ),
+        pytest.param(
+            {"market__slots": 1, "market__position_ctr": [0.15], "market__competitors": 10},
+            2,
+            1,
+            id="one-slot-shocked-day",
+        ),
+        pytest.param(
+            {"market__competitor_budget": {"mean": 0.4, "sd_log": 1.0}}, 3, 0, id="bind-early"
+        ),
+        pytest.param(
+            {"market__reserve_cpc": 0.9, "market__competitor_cpc": {"mean": 1.5, "sd_log": 0.3}},
+            4,
+            0,
+            id="reserve-binds",
+        ),
+        pytest.param({"market__competitors": 1}, 5, 0, id="one-competitor"),
+    ],
+)
+def test_competitor_budget_kernel_matches_sequential_serving(
+    changes: dict[str, object], seed: int, day: int
+) -> None:
+    base = {
+        "market__competitor_budget": {"mean": 3.0, "sd_log": 0.8},
+        "market__daily_queries": 1200,
+    }
+    scenario = load_scenario(small_data(**{**base, **changes}))
+    bid, limited, expected = _limited_and_sequential(scenario, seed, day)
+    assert np.array_equal(limited, expected)
+    assert (limited == 0).sum() > (bid == 0).sum()
+
+
+def test_competitor_budget_ties_and_exact_budget_hits() -> None:
+    """Equal positive ranks (equal qualities and bids) are served in stable-sort order, and a
+    spend exactly equal to the budget ends the day (prices here are 0.11, 1 or 2)."""
+    scenario = load_scenario(
+        small_data(market__competitor_budget={"mean": 2.0, "sd_log": 0.5}, market__competitors=7)
+    )
     market = episode_market(scenario, 0)
     drawn = market._draw_day(0)
-    limited = _budget_limited(drawn, market.universe, scenario)
-    quality = np.take(market.universe.competitor_quality, drawn.keyword, axis=1)
-    assert market.universe.competitor_budget is not None
-    expected = _sequential_competitor_budgets(
-        drawn.comp_bid, quality, drawn.comp_click, market.universe.competitor_budget, scenario
+    uni = dataclasses.replace(
+        market.universe,
+        competitor_quality=np.full_like(market.universe.competitor_quality, 6.0),
+        competitor_budget=np.array([1.0, 1.0, 2.0, 2.0, 3.0, 1.11, 1.22]),
     )
+    rng = np.random.default_rng(0)
+    drawn.comp_bid = rng.choice(np.array([0.0, 1.0, 2.0], dtype=np.float32), drawn.comp_bid.shape)
+    drawn.comp_click = rng.random(drawn.keyword.shape[0]) * 0.3
+    assert uni.competitor_budget is not None
+    quality = np.take(uni.competitor_quality, drawn.keyword, axis=1)
+    expected = _sequential_competitor_budgets(
+        drawn.comp_bid, quality, drawn.comp_click, uni.competitor_budget, scenario
+    )
+    limited = _budget_limited(drawn, uni, scenario)
     assert np.array_equal(limited, expected)
-    assert (limited == 0).sum() > (drawn.comp_bid == 0).sum()  # some competitors ran out
+    assert (limited == 0).sum() > (drawn.comp_bid == 0).sum()

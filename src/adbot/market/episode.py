@@ -17,11 +17,11 @@ auctions *without our campaign*: a competitor leaves for the rest of the day onc
 cumulative spend reaches its budget. Tracking them without us keeps the market independent
 of our bids (our presence can only push a competitor down and lower its spend, so with us
 it would leave at most a little later). Competitor clicks use one uniform per query shared
-by all slots (a click at slot j when ``u < ctr_j * quality_factor``). Exhaustion is found
-event by event, each event vectorised over queries: with the competitors still present,
-compute everyone's running spend; the earliest budget crossing is exact (nobody left before
-it); that competitor leaves after it; continue from the next query. At most one pass per
-competitor, and the result equals serving the day query by query.
+by all slots (a click at slot j when ``u < ctr_j * quality_factor``). The day is served
+query by query in a compiled kernel (numba, ``_serve_competitor_budgets``): the competitors
+still present rank by bid x quality, the top ``slots`` pay the generalised second price on a
+click, and one whose spend reaches its budget bids 0 from the next query on. Equal ranks go
+to the lower competitor index (only positive ties matter, and they are rare).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 
 from adbot.market.scenario import Scenario
@@ -382,36 +383,22 @@ class EpisodeMarket:
 def _competitor_spend(
     bid: np.ndarray, quality: np.ndarray, u_click: np.ndarray, scenario: Scenario
 ) -> np.ndarray:
-    """(C, Q) spend of each competitor on each query, in the auction without us."""
-    ranks = bid.astype(np.float64) * quality
-    return _spend_of(bid, ranks, quality, u_click, _top_order(ranks, scenario), scenario)
+    """(C, Q) spend of each competitor on each query, in the auction without us.
 
-
-def _top_order(ranks: np.ndarray, scenario: Scenario) -> np.ndarray:
-    """(n, Q) the competitors of the ``n = slots + 1`` best ranks of each query, best first."""
-    n = min(scenario.market.slots + 1, ranks.shape[0])
-    return np.argsort(-ranks, axis=0)[:n]
-
-
-def _spend_of(
-    bid: np.ndarray,
-    ranks: np.ndarray,
-    quality: np.ndarray,
-    u_click: np.ndarray,
-    order: np.ndarray,
-    scenario: Scenario,
-) -> np.ndarray:
-    """(C, Q) spend from each query's top order (``_top_order``): slot j's competitor pays
-    the generalised second price set by the rank under it, on a click."""
+    The per-query definition that ``_serve_competitor_budgets`` runs, vectorised over queries
+    with no budgets; the tests serve a day with it one query at a time as the reference.
+    Equal ranks go to the lower competitor index first (a stable sort), as in the kernel.
+    """
     market = scenario.market
     c, q = bid.shape
-    n = order.shape[0]
+    ranks = bid.astype(np.float64) * quality
+    order = np.argsort(-ranks, axis=0, kind="stable")[: min(market.slots + 1, c)]
     cols = np.arange(q)
     spend = np.zeros((c, q))
     for j in range(min(market.slots, c)):
         who = order[j]
         rank = ranks[who, cols]
-        below = ranks[order[j + 1], cols] if j + 1 < n else np.zeros(q)
+        below = ranks[order[j + 1], cols] if j + 1 < order.shape[0] else np.zeros(q)
         own_q = quality[who, cols].astype(np.float64)
         price = np.minimum(bid[who, cols], np.maximum(market.reserve_cpc, below / own_q) + 0.01)
         p_click = np.minimum(market.position_ctr[j] * quality_factor(own_q), 1.0)
@@ -420,56 +407,83 @@ def _spend_of(
     return spend
 
 
-def _budget_limited(drawn: _Day, uni: Universe, scenario: Scenario) -> np.ndarray:
-    """Competitor bids with each one removed after the query where its day's spend reaches
-    its budget (see the module docstring).
+@numba.njit(cache=True, nogil=True)
+def _serve_competitor_budgets(
+    bid: np.ndarray,
+    keyword: np.ndarray,
+    quality: np.ndarray,
+    click_factor: np.ndarray,
+    u_click: np.ndarray,
+    budget: np.ndarray,
+    position_ctr: np.ndarray,
+    reserve: float,
+) -> np.ndarray:
+    """(C,) int64: the query from which each competitor is out of budget (Q: never).
 
-    Spend is computed once for the day; after each exit only the later queries where a
-    leaving competitor was among the top ``slots + 1`` are ranked and priced again (on the
-    others the exit changes nobody's slot or price).
+    Serves the day query by query: ``bid`` (C, Q) float32, 0 = does not enter; ``quality``
+    and ``click_factor`` (C, K) float64, the latter ``quality_factor(quality)``. A running
+    top ``slots + 1`` by rank is kept by insertion; an equal rank stays behind the lower
+    competitor index.
     """
-    assert uni.competitor_budget is not None and drawn.comp_bid is not None
-    budget = uni.competitor_budget
-    live = drawn.comp_bid.copy()
-    quality = np.take(uni.competitor_quality, drawn.keyword, axis=1)
-    u_click = drawn.comp_click
-    assert u_click is not None
-    ranks = live.astype(np.float64) * quality
-    order = _top_order(ranks, scenario)
-    spend = _spend_of(live, ranks, quality, u_click, order, scenario)
-    c, q = live.shape
-    active = np.ones(c, dtype=bool)
+    c, q = bid.shape
+    slots = position_ctr.shape[0]
+    out_from = np.full(c, q, dtype=np.int64)
     spent = np.zeros(c)
-    start = 0
-    while start < q:
-        # Only a competitor whose day total reaches its budget can cross it.
-        totals = spent + spend[:, start:].sum(axis=1)
-        candidates = np.flatnonzero(active & (totals >= budget))
-        if candidates.size == 0:
-            break
-        running = np.cumsum(spend[candidates, start:], axis=1)
-        running += spent[candidates, None]
-        first = (running >= budget[candidates, None]).argmax(axis=1)
-        when = int(first.min())
-        leaving = np.zeros(c, dtype=bool)
-        leaving[candidates[first == when]] = True
-        active &= ~leaving
-        spent = spent + spend[:, start : start + when + 1].sum(axis=1)
-        start += when + 1
-        rest = order[:, start:]
-        columns = start + np.arange(rest.shape[1])
-        moved = np.isin(rest, np.flatnonzero(leaving)) & (ranks[rest, columns] > 0)
-        touched = columns[moved.any(axis=0)]
-        live[leaving, start:] = 0.0
-        ranks[leaving, start:] = 0.0
-        if touched.size:
-            sub_ranks = ranks[:, touched]
-            sub_order = _top_order(sub_ranks, scenario)
-            order[:, touched] = sub_order
-            sub_live, sub_quality = live[:, touched], quality[:, touched]
-            spend[:, touched] = _spend_of(
-                sub_live, sub_ranks, sub_quality, u_click[touched], sub_order, scenario
-            )
+    top_who = np.empty(slots + 1, dtype=np.int64)
+    top_rank = np.empty(slots + 1)
+    for t in range(q):
+        k = keyword[t]
+        filled = 0
+        for i in range(c):
+            if out_from[i] < q:
+                continue
+            if spent[i] >= budget[i]:
+                out_from[i] = t
+                continue
+            rank = np.float64(bid[i, t]) * quality[i, k]
+            if rank <= 0.0:
+                continue
+            pos = filled
+            while pos > 0 and top_rank[pos - 1] < rank:
+                pos -= 1
+            if pos > slots:
+                continue
+            for m in range(min(filled, slots), pos, -1):
+                top_who[m] = top_who[m - 1]
+                top_rank[m] = top_rank[m - 1]
+            top_who[pos] = i
+            top_rank[pos] = rank
+            filled = min(filled + 1, slots + 1)
+        for j in range(min(slots, filled)):
+            who = top_who[j]
+            if u_click[t] >= min(position_ctr[j] * click_factor[who, k], 1.0):
+                continue
+            below = top_rank[j + 1] if j + 1 < filled else 0.0
+            price = max(reserve, below / quality[who, k]) + 0.01
+            spent[who] += min(np.float64(bid[who, t]), price)
+    return out_from
+
+
+def _budget_limited(drawn: _Day, uni: Universe, scenario: Scenario) -> np.ndarray:
+    """Competitor bids, 0 from the query after the one where a competitor's day spend
+    reaches its budget (see the module docstring)."""
+    assert uni.competitor_budget is not None and drawn.comp_bid is not None
+    assert drawn.comp_click is not None
+    market = scenario.market
+    quality = uni.competitor_quality.astype(np.float64)
+    out_from = _serve_competitor_budgets(
+        drawn.comp_bid,
+        drawn.keyword,
+        quality,
+        quality_factor(quality),
+        drawn.comp_click,
+        uni.competitor_budget,
+        np.asarray(market.position_ctr, dtype=np.float64),
+        float(market.reserve_cpc),
+    )
+    live = drawn.comp_bid.copy()
+    for i, start in enumerate(out_from):
+        live[i, start:] = 0.0
     return live
 
 

@@ -23,6 +23,13 @@ multiplier that still spends it wins the most conversions; otherwise the goal de
 The same plan on the fast rates (``alpha_fast``) follows the last few steps (a price shock,
 competitors running out of budget during the day). The prior is their geometric blend,
 ``alpha_slow^(1 - FAST_WEIGHT) x alpha_fast^FAST_WEIGHT``.
+
+Each step's arithmetic (both plans, the rates at the slow plan, the elasticity) is one
+compiled pass, :func:`_plan_kernel`, over the rates' float arrays; in numpy it was mostly
+call overhead on (2, 97) arrays. It is that numpy arithmetic written out element by
+element (tests/rl/test_planner.py keeps the numpy version as the reference): the same grid
+points, floats equal up to the last bit where a sum runs in another order (the fine grid
+was a BLAS product, a sum over 8 or more later days was numpy's pairwise sum).
 """
 
 from __future__ import annotations
@@ -30,9 +37,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
-from adbot.market.score import score_many
+from adbot.market.scenario import Campaign
 from adbot.market.simulator import MarketSimulator
 
 GRID = np.exp(np.linspace(np.log(0.02), np.log(50.0), 33))
@@ -43,13 +51,29 @@ FAST_FORGET = 0.6  # the same for the short-memory rates behind the trend featur
 FAST_WEIGHT = 0.5  # weight of the fast plan in the prior (log scale); chosen on random draws
 CALIBRATION_PRIOR = 20.0  # predicted conversions of pseudo-evidence that calibration is 1
 
+# The campaign's goal as the kernel takes it (MARKET.md score): a kind and its target.
+GOAL_CPA, GOAL_ROAS, GOAL_VALUE = 0, 1, 2
+TIE_TOLERANCE = 1e-9  # scores within this relative distance of the best count as equal
+
 
 def _interpolation_matrix(at: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """(len(grid), len(at)): ``values @ M`` is ``np.interp(at, grid, values)``."""
     return np.stack([np.interp(at, grid, row) for row in np.eye(grid.shape[0])])
 
 
-_TO_FINE = _interpolation_matrix(FINE_LOG_GRID, LOG_GRID)
+def _fine_weights() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each fine point's lower coarse neighbour and the two weights of the linear
+    interpolation matrix that are not zero (the rest of its column is)."""
+    to_fine = _interpolation_matrix(FINE_LOG_GRID, LOG_GRID)
+    columns = np.arange(FINE_LOG_GRID.shape[0])
+    lower = np.searchsorted(LOG_GRID, FINE_LOG_GRID, side="right") - 1
+    lower = np.clip(lower, 0, LOG_GRID.shape[0] - 2)
+    return lower, to_fine[lower, columns], to_fine[lower + 1, columns]
+
+
+_FINE_LOWER, _FINE_W_LOWER, _FINE_W_UPPER = _fine_weights()
+_FINE_LOG = tuple(float(x) for x in FINE_LOG_GRID)
+_FINE_ALPHA = tuple(math.exp(x) for x in _FINE_LOG)
 
 
 @dataclass(frozen=True)
@@ -74,22 +98,17 @@ class _Rates:
         self.queries = 0.0
 
     def add(self, cost: np.ndarray, conv: np.ndarray, queries: float) -> None:
-        self.cost = self.forget * self.cost + cost
-        self.conv = self.forget * self.conv + conv
+        _forget_and_add(self.cost, self.conv, cost, conv, self.forget)
         self.queries = self.forget * self.queries + queries
 
-    def at(self, log_alpha: float) -> tuple[float, float]:
-        """(cost, conversions) per query at one multiplier."""
-        per_query = 1.0 / max(self.queries, 1e-9)
-        cost = float(np.interp(log_alpha, LOG_GRID, self.cost)) * per_query
-        conv = float(np.interp(log_alpha, LOG_GRID, self.conv)) * per_query
-        return cost, conv
 
-
-def _log_ratio(num: float, den: float) -> float:
-    if num <= 0 or den <= 0:
-        return 0.0
-    return min(3.0, max(-3.0, math.log(num / den)))
+def _goal_of(campaign: Campaign) -> tuple[int, float]:
+    """The campaign's goal kind and target (0.0 for the value goal, which has none)."""
+    if campaign.target_cpa is not None:
+        return GOAL_CPA, float(campaign.target_cpa)
+    if campaign.target_roas is not None:
+        return GOAL_ROAS, float(campaign.target_roas)
+    return GOAL_VALUE, 0.0
 
 
 class LandscapePlanner:
@@ -100,6 +119,10 @@ class LandscapePlanner:
         self.slow = _Rates(FORGET)
         self.fast = _Rates(FAST_FORGET)
         self.steps = 0
+        campaign = sim.scenario.campaign
+        self._goal, self._target = _goal_of(campaign)
+        self._mean_value = float(campaign.conversion_value.mean)
+        self._daily_budget = float(campaign.daily_budget)
 
     @property
     def has_data(self) -> bool:
@@ -111,42 +134,6 @@ class LandscapePlanner:
         self.slow.add(view.cost, view.conversions, queries)
         self.fast.add(view.cost, view.conversions, queries)
         self.steps += 1
-
-    def _choose(
-        self,
-        budget_left_today: float,
-        traffic_left_today: float,
-        traffic_later_days: np.ndarray,
-        realised: tuple[float, float, float],
-        calibration: float,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Fine-grid indices of (alpha_budget, alpha_goal) for the slow and the fast rates
-        (each of shape (2,)), and the slow cost rates, in one vectorised pass."""
-        coarse = np.stack([self.slow.cost, self.slow.conv, self.fast.cost, self.fast.conv])
-        per_query = 1.0 / np.maximum([self.slow.queries, self.fast.queries], 1e-9)
-        fine = (coarse @ _TO_FINE).reshape(2, 2, -1) * per_query[:, None, None]
-        cost, conv = fine[:, 0], fine[:, 1]  # (2, fine grid): slow, fast
-        spend_today = cost * traffic_left_today
-        affordable = spend_today <= budget_left_today
-        last = affordable.shape[1] - 1 - np.argmax(affordable[:, ::-1], axis=1)
-        i_budget = np.where(affordable.any(axis=1), last, 0)
-        campaign = self.sim.scenario.campaign
-        # Each day's spend stops at its budget; conversions follow spend at the same alpha.
-        later = np.minimum(cost[:, :, None] * traffic_later_days, campaign.daily_budget)
-        spend = np.minimum(spend_today, budget_left_today) + later.sum(axis=2)
-        per_cost = np.divide(conv, cost, out=np.zeros_like(conv), where=cost > 0)
-        conv_future = per_cost * spend * calibration
-        r_cost, r_conv, r_value = realised
-        scores = score_many(
-            r_conv + conv_future,
-            r_value + conv_future * campaign.conversion_value.mean,
-            r_cost + spend,
-            campaign,
-        )
-        # Among equal scores (a flat top) the cheapest multiplier is the safer choice.
-        best = scores.max(axis=1, keepdims=True)
-        i_goal = np.argmax(scores >= best * (1 - 1e-9), axis=1)
-        return i_budget, i_goal, cost[0]
 
     def plan(
         self,
@@ -162,31 +149,173 @@ class LandscapePlanner:
         if not self.has_data:
             a = fallback_alpha
             return Plan(a, a, a, 1.0, 0.0, 0.0, a, a)
-        i_budget, i_goal, cost = self._choose(
-            budget_left_today, traffic_left_today, traffic_later_days, realised, calibration
-        )
-        i_slow, i_fast = (int(i) for i in np.minimum(i_budget, i_goal))
-        log_slow = float(FINE_LOG_GRID[i_slow])
-        log_fast = float(FINE_LOG_GRID[i_fast])
-        fast_cost, fast_conv = self.fast.at(log_slow)
-        slow_cost, slow_conv = self.slow.at(log_slow)
-        efficiency_fast = fast_conv / fast_cost if fast_cost > 0 else 0.0
-        efficiency_slow = slow_conv / slow_cost if slow_cost > 0 else 0.0
+        slow, fast = self.slow, self.fast
+        r_cost, r_conv, r_value = realised
+        i_budget, i_goal, i_slow, i_fast, elasticity, cost_trend, efficiency_trend = (
+            _plan_kernel(
+                slow.cost, slow.conv, float(slow.queries),
+                fast.cost, fast.conv, float(fast.queries),
+                float(budget_left_today), float(traffic_left_today),
+                np.ascontiguousarray(traffic_later_days, dtype=np.float64),
+                float(r_cost), float(r_conv), float(r_value), float(calibration),
+                self._daily_budget, self._goal, self._target, self._mean_value,
+            )
+        )  # fmt: skip
+        log_slow, log_fast = _FINE_LOG[i_slow], _FINE_LOG[i_fast]
         return Plan(
-            alpha_budget=math.exp(FINE_LOG_GRID[int(i_budget[0])]),
-            alpha_goal=math.exp(FINE_LOG_GRID[int(i_goal[0])]),
+            alpha_budget=_FINE_ALPHA[i_budget],
+            alpha_goal=_FINE_ALPHA[i_goal],
             alpha_prior=math.exp((1 - FAST_WEIGHT) * log_slow + FAST_WEIGHT * log_fast),
-            elasticity=_elasticity(cost, i_slow),
-            cost_trend=_log_ratio(fast_cost, slow_cost),
-            efficiency_trend=_log_ratio(efficiency_fast, efficiency_slow),
-            alpha_slow=math.exp(log_slow),
-            alpha_fast=math.exp(log_fast),
+            elasticity=elasticity,
+            cost_trend=cost_trend,
+            efficiency_trend=efficiency_trend,
+            alpha_slow=_FINE_ALPHA[i_slow],
+            alpha_fast=_FINE_ALPHA[i_fast],
         )
 
 
-def _elasticity(cost: np.ndarray, i: int) -> float:
+@numba.njit(cache=True)
+def _plan_kernel(
+    slow_cost, slow_conv, slow_queries, fast_cost, fast_conv, fast_queries,
+    budget_left_today, traffic_left_today, traffic_later_days,
+    realised_cost, realised_conv, realised_value, calibration,
+    daily_budget, goal, target, mean_value,
+):  # fmt: skip
+    """Fine-grid indices (alpha_budget, alpha_goal) of the slow rates, of the slow and the
+    fast plan, and the plan's elasticity, cost trend and efficiency trend."""
+    slow_per_query = 1.0 / max(slow_queries, 1e-9)
+    fast_per_query = 1.0 / max(fast_queries, 1e-9)
+    cost = _to_fine(slow_cost, slow_per_query)
+    forecast = (budget_left_today, traffic_left_today, traffic_later_days, daily_budget)
+    realised = (realised_cost, realised_conv, realised_value, calibration)
+    i_budget, i_goal = _choose(
+        cost, _to_fine(slow_conv, slow_per_query), forecast, realised, goal, target, mean_value
+    )
+    fast_budget, fast_goal = _choose(
+        _to_fine(fast_cost, fast_per_query),
+        _to_fine(fast_conv, fast_per_query),
+        forecast,
+        realised,
+        goal,
+        target,
+        mean_value,
+    )
+    i_slow, i_fast = min(i_budget, i_goal), min(fast_budget, fast_goal)
+    at = FINE_LOG_GRID[i_slow]
+    fast_cost_at = _interp(at, fast_cost) * fast_per_query
+    fast_conv_at = _interp(at, fast_conv) * fast_per_query
+    slow_cost_at = _interp(at, slow_cost) * slow_per_query
+    slow_conv_at = _interp(at, slow_conv) * slow_per_query
+    efficiency_fast = fast_conv_at / fast_cost_at if fast_cost_at > 0 else 0.0
+    efficiency_slow = slow_conv_at / slow_cost_at if slow_cost_at > 0 else 0.0
+    return (
+        i_budget,
+        i_goal,
+        i_slow,
+        i_fast,
+        _elasticity(cost, i_slow),
+        _log_ratio(fast_cost_at, slow_cost_at),
+        _log_ratio(efficiency_fast, efficiency_slow),
+    )
+
+
+@numba.njit(cache=True)
+def _to_fine(coarse, per_query):
+    """Per-query rates on the fine grid: ``(coarse @ interpolation matrix) * per_query``."""
+    fine = np.empty(_FINE_LOWER.shape[0])
+    for i in range(fine.shape[0]):
+        j = _FINE_LOWER[i]
+        fine[i] = (coarse[j] * _FINE_W_LOWER[i] + coarse[j + 1] * _FINE_W_UPPER[i]) * per_query
+    return fine
+
+
+@numba.njit(cache=True)
+def _choose(cost, conv, forecast, realised, goal, target, mean_value):
+    """Fine-grid indices of (alpha_budget, alpha_goal) for one pair of fine rates.
+
+    ``forecast`` is (budget left today, traffic left today, traffic of each later day,
+    daily budget); ``realised`` is (cost, conversions, value, calibration).
+    """
+    budget_left, traffic_left, traffic_later_days, daily_budget = forecast
+    realised_cost, realised_conv, realised_value, calibration = realised
+    scores = np.empty(cost.shape[0])
+    i_budget = 0  # the cheapest multiplier when none fits the budget
+    for i in range(cost.shape[0]):
+        spend_today = cost[i] * traffic_left
+        if spend_today <= budget_left:
+            i_budget = i
+        # Each day's spend stops at its budget; conversions follow spend at the same alpha.
+        later = 0.0
+        for traffic in traffic_later_days:
+            later += min(cost[i] * traffic, daily_budget)
+        spend = min(spend_today, budget_left) + later
+        per_cost = conv[i] / cost[i] if cost[i] > 0 else 0.0
+        conv_future = per_cost * spend * calibration
+        scores[i] = _score(
+            realised_conv + conv_future,
+            realised_value + conv_future * mean_value,
+            realised_cost + spend,
+            goal,
+            target,
+        )
+    # Among equal scores (a flat top) the cheapest multiplier is the safer choice.
+    good_enough = scores.max() * (1 - TIE_TOLERANCE)
+    i_goal = 0
+    for i in range(scores.shape[0]):
+        if scores[i] >= good_enough:
+            i_goal = i
+            break
+    return i_budget, i_goal
+
+
+@numba.njit(cache=True)
+def _score(conversions, value, cost, goal, target):
+    """``adbot.market.score.score_many`` of one point, with the goal as (kind, target)."""
+    if goal == GOAL_VALUE:
+        return value
+    reward = conversions if goal == GOAL_CPA else value
+    if not reward > 0:
+        return 0.0
+    if not cost > 0:
+        return reward  # spending nothing breaks no target
+    ratio = target * conversions / cost if goal == GOAL_CPA else value / (cost * target)
+    square = ratio * ratio
+    return reward * (1.0 if square >= 1.0 else square)
+
+
+@numba.njit(cache=True)
+def _interp(x, coarse):
+    """``np.interp(x, LOG_GRID, coarse)`` for one point, in numpy's arithmetic."""
+    if x <= LOG_GRID[0]:
+        return coarse[0]
+    if x >= LOG_GRID[-1]:
+        return coarse[-1]
+    j = np.searchsorted(LOG_GRID, x, side="right") - 1
+    if LOG_GRID[j] == x:
+        return coarse[j]
+    slope = (coarse[j + 1] - coarse[j]) / (LOG_GRID[j + 1] - LOG_GRID[j])
+    return slope * (x - LOG_GRID[j]) + coarse[j]
+
+
+@numba.njit(cache=True)
+def _elasticity(cost, i):
     lo, hi = max(i - 3, 0), min(i + 3, cost.shape[0] - 1)
     if cost[lo] <= 0 or cost[hi] <= 0 or hi == lo:
         return 0.0
-    slope = np.log(cost[hi] / cost[lo]) / (FINE_LOG_GRID[hi] - FINE_LOG_GRID[lo])
-    return min(10.0, max(0.0, float(slope)))
+    slope = math.log(cost[hi] / cost[lo]) / (FINE_LOG_GRID[hi] - FINE_LOG_GRID[lo])
+    return min(10.0, max(0.0, slope))
+
+
+@numba.njit(cache=True)
+def _log_ratio(num, den):
+    if num <= 0 or den <= 0:
+        return 0.0
+    return min(3.0, max(-3.0, math.log(num / den)))
+
+
+@numba.njit(cache=True)
+def _forget_and_add(cost, conv, new_cost, new_conv, forget):
+    """``x = forget * x + new`` in place for both rates (one call instead of four)."""
+    for i in range(cost.shape[0]):
+        cost[i] = forget * cost[i] + new_cost[i]
+        conv[i] = forget * conv[i] + new_conv[i]

@@ -1,0 +1,272 @@
+"""The compiled landscape planner against the numpy planner it replaced.
+
+The reference below is the numpy implementation (``_choose`` with ``coarse @ _TO_FINE``,
+``np.interp`` rates and ``score_many``) kept as it was; the planner must choose the same
+grid points and agree on every float to rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pytest
+
+from adbot.market.scenario import Campaign, Scenario
+from adbot.market.score import score_many
+from adbot.market.simulator import MarketSimulator
+from adbot.rl.planner import (
+    FAST_FORGET,
+    FAST_WEIGHT,
+    FINE_LOG_GRID,
+    FORGET,
+    GRID,
+    LOG_GRID,
+    LandscapePlanner,
+    Plan,
+)
+
+TO_FINE = np.stack([np.interp(FINE_LOG_GRID, LOG_GRID, row) for row in np.eye(GRID.shape[0])])
+ALPHA_FIELDS = ("alpha_budget", "alpha_goal", "alpha_prior", "alpha_slow", "alpha_fast")
+REL = 1e-12  # the fine grid was a BLAS product; the compiled sum may round differently
+
+
+# --- the numpy reference ------------------------------------------------------------------
+@dataclass
+class RefRates:
+    forget: float
+    cost: np.ndarray
+    conv: np.ndarray
+    queries: float = 0.0
+
+    def add(self, cost: np.ndarray, conv: np.ndarray, queries: float) -> None:
+        self.cost = self.forget * self.cost + cost
+        self.conv = self.forget * self.conv + conv
+        self.queries = self.forget * self.queries + queries
+
+    def at(self, log_alpha: float) -> tuple[float, float]:
+        per_query = 1.0 / max(self.queries, 1e-9)
+        cost = float(np.interp(log_alpha, LOG_GRID, self.cost)) * per_query
+        conv = float(np.interp(log_alpha, LOG_GRID, self.conv)) * per_query
+        return cost, conv
+
+
+@dataclass
+class Inputs:
+    budget_left_today: float
+    traffic_left_today: float
+    traffic_later_days: np.ndarray
+    realised: tuple[float, float, float]
+    calibration: float
+
+
+@dataclass
+class Reference:
+    plan: Plan
+    slow_scores: np.ndarray  # the slow rates' score per fine grid point
+    budget_binds: bool
+
+
+def ref_choose(
+    slow: RefRates, fast: RefRates, x: Inputs, campaign: Campaign
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    coarse = np.stack([slow.cost, slow.conv, fast.cost, fast.conv])
+    per_query = 1.0 / np.maximum([slow.queries, fast.queries], 1e-9)
+    fine = (coarse @ TO_FINE).reshape(2, 2, -1) * per_query[:, None, None]
+    cost, conv = fine[:, 0], fine[:, 1]
+    spend_today = cost * x.traffic_left_today
+    affordable = spend_today <= x.budget_left_today
+    last = affordable.shape[1] - 1 - np.argmax(affordable[:, ::-1], axis=1)
+    i_budget = np.where(affordable.any(axis=1), last, 0)
+    later = np.minimum(cost[:, :, None] * x.traffic_later_days, campaign.daily_budget)
+    spend = np.minimum(spend_today, x.budget_left_today) + later.sum(axis=2)
+    per_cost = np.divide(conv, cost, out=np.zeros_like(conv), where=cost > 0)
+    conv_future = per_cost * spend * x.calibration
+    r_cost, r_conv, r_value = x.realised
+    scores = score_many(
+        r_conv + conv_future,
+        r_value + conv_future * campaign.conversion_value.mean,
+        r_cost + spend,
+        campaign,
+    )
+    best = scores.max(axis=1, keepdims=True)
+    i_goal = np.argmax(scores >= best * (1 - 1e-9), axis=1)
+    return i_budget, i_goal, cost[0], scores[0]
+
+
+def ref_elasticity(cost: np.ndarray, i: int) -> float:
+    lo, hi = max(i - 3, 0), min(i + 3, cost.shape[0] - 1)
+    if cost[lo] <= 0 or cost[hi] <= 0 or hi == lo:
+        return 0.0
+    slope = np.log(cost[hi] / cost[lo]) / (FINE_LOG_GRID[hi] - FINE_LOG_GRID[lo])
+    return min(10.0, max(0.0, float(slope)))
+
+
+def ref_log_ratio(num: float, den: float) -> float:
+    if num <= 0 or den <= 0:
+        return 0.0
+    return min(3.0, max(-3.0, math.log(num / den)))
+
+
+def ref_plan(slow: RefRates, fast: RefRates, x: Inputs, campaign: Campaign) -> Reference:
+    i_budget, i_goal, cost, scores = ref_choose(slow, fast, x, campaign)
+    i_slow, i_fast = (int(i) for i in np.minimum(i_budget, i_goal))
+    log_slow = float(FINE_LOG_GRID[i_slow])
+    log_fast = float(FINE_LOG_GRID[i_fast])
+    fast_cost, fast_conv = fast.at(log_slow)
+    slow_cost, slow_conv = slow.at(log_slow)
+    efficiency_fast = fast_conv / fast_cost if fast_cost > 0 else 0.0
+    efficiency_slow = slow_conv / slow_cost if slow_cost > 0 else 0.0
+    plan = Plan(
+        alpha_budget=math.exp(FINE_LOG_GRID[int(i_budget[0])]),
+        alpha_goal=math.exp(FINE_LOG_GRID[int(i_goal[0])]),
+        alpha_prior=math.exp((1 - FAST_WEIGHT) * log_slow + FAST_WEIGHT * log_fast),
+        elasticity=ref_elasticity(cost, i_slow),
+        cost_trend=ref_log_ratio(fast_cost, slow_cost),
+        efficiency_trend=ref_log_ratio(efficiency_fast, efficiency_slow),
+        alpha_slow=math.exp(log_slow),
+        alpha_fast=math.exp(log_fast),
+    )
+    return Reference(plan, scores, budget_binds=int(i_budget[0]) < FINE_LOG_GRID.shape[0] - 1)
+
+
+# --- random states --------------------------------------------------------------------------
+def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def random_campaign(rng: np.random.Generator, base: Campaign) -> Campaign:
+    kind = int(rng.integers(3))  # CPA target, ROAS target, neither
+    value = base.conversion_value.model_copy(update={"mean": log_uniform(rng, 5.0, 300.0)})
+    return base.model_copy(
+        update={
+            "target_cpa": log_uniform(rng, 2.0, 150.0) if kind == 0 else None,
+            "target_roas": log_uniform(rng, 0.3, 10.0) if kind == 1 else None,
+            "daily_budget": log_uniform(rng, 20.0, 3000.0),
+            "conversion_value": value,
+        }
+    )
+
+
+def random_landscape(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+    """(cost, conversions, queries) of one step: cost rising with alpha from some zeros,
+    conversions at a falling rate per cost, sometimes none at all."""
+    n = GRID.shape[0]
+    cost = np.cumsum(rng.exponential(size=n) * (rng.random(n) < 0.8))
+    cost[: int(rng.integers(0, n // 2))] = 0.0
+    if rng.random() < 0.15:
+        cost = rng.random(n) * (rng.random(n) < 0.7)  # no shape at all
+    queries = log_uniform(rng, 1.0, 5000.0)
+    cost *= queries * log_uniform(rng, 1e-4, 1.0) / max(cost[-1], 1e-12)
+    per_cost = log_uniform(rng, 1e-3, 0.5) * np.exp(-rng.uniform(0, 2) * np.linspace(0, 1, n))
+    conv = 0.0 * cost if rng.random() < 0.15 else cost * per_cost
+    return cost, conv, queries
+
+
+def random_inputs(rng: np.random.Generator, budget: float) -> Inputs:
+    def maybe_zero(p: float, value: float) -> float:
+        return 0.0 if rng.random() < p else value
+
+    realised = (
+        maybe_zero(0.3, log_uniform(rng, 1.0, 20 * budget)),
+        maybe_zero(0.3, log_uniform(rng, 0.1, 500.0)),
+        maybe_zero(0.3, log_uniform(rng, 1.0, 20_000.0)),
+    )
+    return Inputs(
+        budget_left_today=maybe_zero(0.25, log_uniform(rng, 0.01, 1.0) * budget),
+        traffic_left_today=maybe_zero(0.15, log_uniform(rng, 10.0, 100_000.0)),
+        # up to 10 later days: numpy sums 8 or more in another order
+        traffic_later_days=np.exp(rng.uniform(np.log(10.0), np.log(1e5), int(rng.integers(11)))),
+        realised=realised,
+        calibration=log_uniform(rng, 0.3, 3.0),
+    )
+
+
+def assert_same_plan(plan: Plan, expected: Plan) -> None:
+    for name in ALPHA_FIELDS:  # fine grid points: the same index gives the same float
+        assert getattr(plan, name) == getattr(expected, name), name
+    for f in fields(Plan):
+        assert getattr(plan, f.name) == pytest.approx(
+            getattr(expected, f.name), rel=REL, abs=1e-13
+        ), f.name
+
+
+def folded(rng: np.random.Generator, planner: LandscapePlanner) -> tuple[RefRates, RefRates]:
+    """A few random landscapes folded into the planner and into reference rates."""
+    n = GRID.shape[0]
+    slow, fast = (
+        RefRates(FORGET, np.zeros(n), np.zeros(n)),
+        RefRates(FAST_FORGET, np.zeros(n), np.zeros(n)),
+    )
+    for _ in range(int(rng.integers(1, 6))):
+        cost, conv, queries = random_landscape(rng)
+        for rates, ref in ((planner.slow, slow), (planner.fast, fast)):
+            rates.add(cost, conv, queries)
+            ref.add(cost, conv, queries)
+            np.testing.assert_array_equal(rates.cost, ref.cost)
+            np.testing.assert_array_equal(rates.conv, ref.conv)
+            assert rates.queries == ref.queries
+    return slow, fast
+
+
+# --- tests ----------------------------------------------------------------------------------
+def test_plan_matches_the_numpy_reference_on_random_states(cpa_scenario: Scenario) -> None:
+    rng = np.random.default_rng(20240611)
+    seen = dict.fromkeys(("cpa", "roas", "value", "tie", "binds", "goal", "no_budget", "free"), 0)
+    for _ in range(30):
+        campaign = random_campaign(rng, cpa_scenario.campaign)
+        scenario = cpa_scenario.model_copy(update={"campaign": campaign})
+        sim = MarketSimulator(scenario, int(rng.integers(1000)))
+        goal = "cpa" if campaign.target_cpa else "roas" if campaign.target_roas else "value"
+        for _ in range(40):
+            planner = LandscapePlanner(sim)
+            slow, fast = folded(rng, planner)
+            x = random_inputs(rng, campaign.daily_budget)
+            if not planner.has_data:
+                continue
+            expected = ref_plan(slow, fast, x, campaign)
+            assert_same_plan(planner.plan(**vars(x), fallback_alpha=1.0), expected.plan)
+            scores = expected.slow_scores
+            seen[goal] += 1
+            seen["tie"] += int(np.sum(scores >= scores.max() * (1 - 1e-9)) > 1)
+            seen["binds"] += int(expected.budget_binds)
+            seen["goal"] += int(expected.plan.alpha_goal < expected.plan.alpha_budget)
+            seen["no_budget"] += int(x.budget_left_today == 0)
+            seen["free"] += int(x.realised[0] == 0 or x.realised[1] == 0)
+    # the random states reach every case the score and the choice distinguish
+    assert min(seen.values()) >= 20, seen
+
+
+@pytest.mark.parametrize("scenario_name", ["cpa_scenario", "roas_scenario", "value_scenario"])
+def test_plan_matches_the_numpy_reference_on_played_steps(
+    scenario_name: str, request: pytest.FixtureRequest
+) -> None:
+    scenario: Scenario = request.getfixturevalue(scenario_name)
+    rng = np.random.default_rng(7)
+    sim = MarketSimulator(scenario, 3)
+    planner = LandscapePlanner(sim)
+    n = GRID.shape[0]
+    slow, fast = (
+        RefRates(FORGET, np.zeros(n), np.zeros(n)),
+        RefRates(FAST_FORGET, np.zeros(n), np.zeros(n)),
+    )
+    plans = 0
+    while not sim.done:
+        outcome = sim.step_multiplier(float(np.exp(rng.uniform(-1.5, 1.5))))
+        planner.add_step(outcome.index, float(outcome.total_queries))
+        view = sim.multiplier_landscape(outcome.index, GRID)
+        slow.add(view.cost, view.conversions, float(outcome.total_queries))
+        fast.add(view.cost, view.conversions, float(outcome.total_queries))
+        if planner.has_data:
+            x = random_inputs(rng, scenario.campaign.daily_budget)
+            expected = ref_plan(slow, fast, x, scenario.campaign)
+            assert_same_plan(planner.plan(**vars(x), fallback_alpha=1.0), expected.plan)
+            plans += 1
+    assert plans > sim.n_steps // 2
+
+
+def test_plan_without_data_is_the_fallback(cpa_scenario: Scenario) -> None:
+    planner = LandscapePlanner(MarketSimulator(cpa_scenario, 1))
+    x = random_inputs(np.random.default_rng(1), cpa_scenario.campaign.daily_budget)
+    assert planner.plan(**vars(x), fallback_alpha=0.7) == Plan(0.7, 0.7, 0.7, 1.0, 0, 0, 0.7, 0.7)

@@ -48,11 +48,16 @@ def _learn_rate(config: TrainingConfig, venv: VecNormalize, timesteps: int) -> f
 def _env_rate(env: gym.Env, steps: int) -> float:  # type: ignore[type-arg]
     env.reset(seed=0)
     env.action_space.seed(0)
+
+    def play(n: int) -> None:
+        for _ in range(n):
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                env.reset()
+
+    play(steps // 4)  # warm-up: compiled kernels loaded, first draws made
     start = time.perf_counter()
-    for _ in range(steps):
-        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        if terminated or truncated:
-            env.reset()
+    play(steps)
     return steps / (time.perf_counter() - start)
 
 

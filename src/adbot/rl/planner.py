@@ -46,6 +46,10 @@ from adbot.market.simulator import MarketSimulator
 GRID = np.exp(np.linspace(np.log(0.02), np.log(50.0), 33))
 LOG_GRID = np.log(GRID)
 FINE_LOG_GRID = np.linspace(LOG_GRID[0], LOG_GRID[-1], 97)
+# Constants: read-only, so the simulator checks the landscape grid once, not every step.
+for _grid in (GRID, LOG_GRID, FINE_LOG_GRID):
+    _grid.flags.writeable = False
+del _grid
 FORGET = 0.97  # per-step weight of older landscapes in the estimate
 FAST_FORGET = 0.6  # the same for the short-memory rates behind the trend features
 FAST_WEIGHT = 0.5  # weight of the fast plan in the prior (log scale); chosen on random draws

@@ -13,12 +13,11 @@ from gymnasium import spaces
 from adbot.errors import InvalidInput
 from adbot.market.scenario import Scenario, load_scenario, random_scenario
 from adbot.market.simulator import MarketSimulator, StepOutcome
-from adbot.rl.features import FEATURE_NAMES, N_FEATURES, PacingState
+from adbot.rl.features import FEATURE_NAMES, N_FEATURES, OBS_BOUND, PacingState
 from adbot.rl.rewards import Goal, Reward, RewardSpec, Totals, Transition
 
 ENV_ID = "adbot/BidPacing-v0"
 MAX_EPISODE_STEPS = 31 * 24  # a month of hourly steps; longer scenarios are truncated
-OBS_BOUND = 10.0
 # Episodes kept for replay with ``episode_reuse`` (the market cache of adbot.market.episode
 # keeps as many drawn markets, so a replay draws nothing).
 REPLAY_POOL = 4
@@ -299,8 +298,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def _observe(self) -> np.ndarray:
         assert self._player is not None
-        obs = np.clip(self._player.state.observation(), -OBS_BOUND, OBS_BOUND)
-        return obs.astype(np.float32)
+        return self._player.state.observation()
 
 
 def register() -> None:
@@ -313,4 +311,4 @@ def register() -> None:
         )
 
 
-__all__ = ["ENV_ID", "FEATURE_NAMES", "BidPacingEnv", "cap_daily_queries", "register"]
+__all__ = ["ENV_ID", "FEATURE_NAMES", "OBS_BOUND", "BidPacingEnv", "cap_daily_queries", "register"]

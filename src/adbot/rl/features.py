@@ -27,6 +27,7 @@ from adbot.rl.planner import CALIBRATION_PRIOR, LandscapePlanner, Plan
 MIN_ALPHA = 0.02
 MAX_ALPHA = 50.0
 FIRST_STEP_SHADE = 0.5
+OBS_BOUND = 10.0  # every feature is clipped to [-OBS_BOUND, OBS_BOUND]
 _EPS = 1e-9
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -221,4 +222,6 @@ class PacingState:
             float(self.target_cpa is not None),
             float(self.target_roas is not None),
         )
-        return np.asarray(features, dtype=np.float32)
+        obs = np.array(features, dtype=np.float32)
+        np.maximum(obs, -OBS_BOUND, out=obs)
+        return np.minimum(obs, OBS_BOUND, out=obs)

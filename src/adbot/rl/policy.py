@@ -19,7 +19,6 @@ from adbot.bidding.base import bids_from_alpha
 from adbot.errors import InvalidInput, NotFound
 from adbot.market.simulator import MarketSimulator, StepOutcome
 from adbot.rl.checkpoints import Checkpoint, NormalizationStats, load_checkpoint
-from adbot.rl.env import OBS_BOUND
 from adbot.rl.features import PacingState
 
 AGENTS_DIR = Path(__file__).resolve().parent / "agents"
@@ -62,7 +61,7 @@ class PpoPolicy:
         """The agent's action in [-1, 1] for the coming step."""
         if self._state is None:
             raise InvalidInput("reset the policy before asking for bids")
-        obs = np.clip(self._state.observation(), -OBS_BOUND, OBS_BOUND)
+        obs = self._state.observation()
         action, _ = self.model.predict(self.normalization.normalize(obs), deterministic=True)
         return float(np.asarray(action).reshape(-1)[0])
 

@@ -9,6 +9,14 @@ each query's slot changes only where a bid passes one of the few competitor rank
 landscape is assembled from those crossing points with difference arrays: O(queries x
 slots) work instead of O(queries x candidates). Ties are ignored (they have probability 0
 unless bids are constructed to tie).
+
+Multiplier bids ``clip(alpha * v_k, lo, hi)`` (the simulator's landscapes, a whole day per
+call) go through one compiled pass, :func:`_multiplier_kernel`: a crossing point is found by
+comparing ``x / v_k`` with the sorted alphas, and the few rows where a click is paid at our
+own bid are added row by row. Arbitrary non-decreasing bid matrices stay in numpy
+(:func:`_monotone_landscape`), found through the ranks of the bid values.
+tests/market/test_market_landscape.py keeps the numpy multiplier version the kernel replaced
+as its reference.
 """
 
 from __future__ import annotations
@@ -16,9 +24,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
-from adbot.market.auction import MIN_INCREMENT, AuctionRules, multiplier_bids, placed_dense
+from adbot.market.auction import MIN_INCREMENT, AuctionRules, placed_dense
 from adbot.market.episode import StepMarket
 
 
@@ -53,41 +62,17 @@ def _row_finder(bids: np.ndarray, keyword: np.ndarray) -> Finder:
     return find
 
 
-def _multiplier_finder(alphas: np.ndarray, values: np.ndarray, lo: float, hi: float) -> Finder:
-    """The ``_row_finder`` of bids ``clip(alpha * values[keyword], lo, hi)``, alphas sorted."""
-    n_rows = alphas.shape[0]
-
-    def find(x: np.ndarray, side: str) -> np.ndarray:
-        rows = np.searchsorted(alphas, x / values, side=side)  # type: ignore[call-overload]
-        always = lo > x if side == "right" else lo >= x
-        never = hi <= x if side == "right" else hi < x
-        return np.where(always, 0, np.where(never, n_rows, rows))
-
-    return find
-
-
 def _monotone_landscape(
-    step: StepMarket,
-    bids: np.ndarray,
-    rules: AuctionRules,
-    pcvr: np.ndarray,
-    find: Finder,
-    groups: tuple[np.ndarray, int] | None = None,
+    step: StepMarket, bids: np.ndarray, rules: AuctionRules, pcvr: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(clicks, cost, conversions) per row for column-wise non-decreasing ``bids`` (A, K).
-
-    With ``groups = (group, G)`` (each query's group in ``0..G-1``, say its step in the day)
-    the queries of every group are summed apart and each result has shape (G, A): one pass
-    over a whole day instead of one per step, the same arithmetic.
-    """
+    """(clicks, cost, conversions) per row for column-wise non-decreasing ``bids`` (A, K)."""
     n_rows, n_keywords = bids.shape
     keyword, quality = step.keyword, step.quality
-    group, n_groups = groups if groups is not None else (np.zeros_like(keyword), 1)
+    find = _row_finder(bids, keyword)
     width = n_rows + 1
-    offset = group * width  # each group's own block of difference-array rows
     entry = find(np.full(keyword.shape, rules.reserve), "left" if rules.reserve > 0 else "right")
-    diff = np.zeros((3, n_groups * width))  # clicks, conversions, cost at the full second price
-    own_bid_share = np.zeros(n_groups * width * n_keywords)  # clicks paid at our own bid
+    diff = np.zeros((3, width))  # clicks, conversions, cost at the full second price
+    own_bid_share = np.zeros(width * n_keywords)  # clicks paid at our own bid
     end = np.full(keyword.shape, n_rows)
     for j in range(rules.slots):
         next_rank = step.comp_rank[j] / quality
@@ -97,36 +82,21 @@ def _monotone_landscape(
         full_price_from = np.clip(find(price, "left"), start, end)
         p_click = rules.click_prob[keyword, j]
         live = start < end
-        at, until = offset[live] + start[live], offset[live] + end[live]
         for k, weights in enumerate((p_click, p_click * pcvr[keyword])):
-            diff[k] += _spans(at, until, weights[live], diff.shape[1])
+            diff[k] += _spans(start[live], end[live], weights[live], width)
         paid = full_price_from < end
-        diff[2] += _spans(
-            offset[paid] + full_price_from[paid],
-            offset[paid] + end[paid],
-            (p_click * price)[paid],
-            diff.shape[1],
-        )
+        diff[2] += _spans(full_price_from[paid], end[paid], (p_click * price)[paid], width)
         own = start < full_price_from
-        kw, base = keyword[own], offset[own]
+        kw = keyword[own]
         own_bid_share += np.bincount(
-            np.concatenate(
-                [
-                    (base + start[own]) * n_keywords + kw,
-                    (base + full_price_from[own]) * n_keywords + kw,
-                ]
-            ),
+            np.concatenate([start[own] * n_keywords + kw, full_price_from[own] * n_keywords + kw]),
             weights=np.concatenate([p_click[own], -p_click[own]]),
             minlength=own_bid_share.shape[0],
         )
         end = np.minimum(end, beats)
-    sums = np.cumsum(diff.reshape(3, n_groups, width), axis=2)[:, :, :n_rows]
-    clicks, conversions, cost = sums
-    share = np.cumsum(own_bid_share.reshape(n_groups, width, n_keywords), axis=1)[:, :n_rows]
-    cost = cost + (share * bids).sum(axis=2)
-    if groups is None:
-        return clicks[0], cost[0], conversions[0]
-    return clicks, cost, conversions
+    clicks, conversions, cost = np.cumsum(diff, axis=1)[:, :n_rows]
+    share = np.cumsum(own_bid_share.reshape(width, n_keywords), axis=0)[:n_rows]
+    return clicks, cost + (share * bids).sum(axis=1), conversions
 
 
 def _spans(start: np.ndarray, end: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
@@ -136,6 +106,85 @@ def _spans(start: np.ndarray, end: np.ndarray, weights: np.ndarray, size: int) -
         weights=np.concatenate([weights, -weights]),
         minlength=size,
     )
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_above(alphas: np.ndarray, x: float, value: float, lo: float, hi: float) -> int:
+    """First row whose bid ``clip(alpha * value, lo, hi)`` is ``> x``, as the first alpha
+    ``> x / value`` (``A`` if none)."""
+    if lo > x:
+        return 0
+    if hi <= x:
+        return alphas.shape[0]
+    return int(np.searchsorted(alphas, x / value, side="right"))
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_reaching(alphas: np.ndarray, x: float, value: float, lo: float, hi: float) -> int:
+    """First row whose bid is ``>= x``, as the first alpha ``>= x / value``."""
+    if lo >= x:
+        return 0
+    if hi < x:
+        return alphas.shape[0]
+    return int(np.searchsorted(alphas, x / value, side="left"))
+
+
+@numba.njit(cache=True, nogil=True)
+def _multiplier_kernel(
+    keyword, group, n_groups, comp_rank, quality, values, pcvr, click_prob,
+    alphas, lo, hi, reserve, slots,
+):  # fmt: skip
+    """(clicks, cost, conversions), each (G, A): the multiplier landscape per group.
+
+    Query by query: from the row ``entry`` where the bid enters, slot j is held on rows
+    [start, end), from where the bid beats the j-th competitor rank to where it beats the
+    one above. Clicks there are paid at our own bid until the bid reaches the full price
+    ``max(reserve, next_rank) + MIN_INCREMENT``, at the full price from then on. Spans go
+    into difference arrays (cumulated at the end). Own-bid rows are added one by one: they
+    are few (bids less than one increment above the rank they beat or the reserve, or
+    clipped at ``lo`` just above the reserve), and each adds its exact bid.
+    """
+    n_rows = alphas.shape[0]
+    clicks = np.zeros((n_groups, n_rows + 1))
+    conversions = np.zeros((n_groups, n_rows + 1))
+    full_cost = np.zeros((n_groups, n_rows + 1))  # clicks at the full second price
+    own_cost = np.zeros((n_groups, n_rows))  # clicks paid at our own bid
+    for i in range(keyword.shape[0]):
+        k, g, v = keyword[i], group[i], values[keyword[i]]
+        if not 0 <= g < n_groups:
+            raise ValueError("a query's group is outside 0..n_groups-1")
+        if reserve > 0:
+            entry = _first_reaching(alphas, reserve, v, lo, hi)
+        else:
+            entry = _first_above(alphas, 0.0, v, lo, hi)
+        end = n_rows
+        for j in range(slots):
+            if end <= entry:
+                break
+            next_rank = np.float64(comp_rank[j, i]) / quality[i]
+            beats = _first_above(alphas, next_rank, v, lo, hi)
+            start = max(beats, entry)
+            if start < end:
+                p_click = click_prob[k, j]
+                price = max(reserve, next_rank) + MIN_INCREMENT
+                full_from = min(max(_first_reaching(alphas, price, v, lo, hi), start), end)
+                clicks[g, start] += p_click
+                clicks[g, end] -= p_click
+                conversions[g, start] += p_click * pcvr[k]
+                conversions[g, end] -= p_click * pcvr[k]
+                if full_from < end:
+                    full_cost[g, full_from] += p_click * price
+                    full_cost[g, end] -= p_click * price
+                for row in range(start, full_from):
+                    own_cost[g, row] += p_click * min(max(alphas[row] * v, lo), hi)
+            end = min(end, beats)
+    for g in range(n_groups):
+        for row in range(1, n_rows):
+            clicks[g, row] += clicks[g, row - 1]
+            conversions[g, row] += conversions[g, row - 1]
+            full_cost[g, row] += full_cost[g, row - 1]
+    cost = full_cost[:, :n_rows] + own_cost
+    return clicks[:, :n_rows].copy(), cost, conversions[:, :n_rows].copy()
 
 
 def bid_landscape(
@@ -151,8 +200,7 @@ def bid_landscape(
     row (a multiplier grid in increasing order), else evaluates each bid vector directly.
     """
     if bids.shape[0] > 1 and bool(np.all(np.diff(bids, axis=0) >= 0)):
-        find = _row_finder(bids, step.keyword)
-        clicks, cost, conversions = _monotone_landscape(step, bids, rules, pcvr, find)
+        clicks, cost, conversions = _monotone_landscape(step, bids, rules, pcvr)
     else:
         impression, _, price, p_click = placed_dense(step, bids, rules)
         expected = np.where(impression, p_click, 0.0)
@@ -178,12 +226,20 @@ def multiplier_landscape(
 ) -> Landscape:
     """Landscape of multiplier bids ``clip(alpha * values, *bid_range)``, ``alphas`` ascending.
 
-    With ``groups`` (see ``_monotone_landscape``) every array has shape (G, A).
+    With ``groups = (group, G)`` (each query's group in ``0..G-1``, say its step in the day)
+    the queries of every group are summed apart and every array has shape (G, A): one pass
+    over a whole day instead of one per step, the same arithmetic.
     """
     lo, hi = bid_range
-    bids = multiplier_bids(alphas, values, lo, hi)
-    find = _multiplier_finder(alphas, values[step.keyword], lo, hi)
-    clicks, cost, conversions = _monotone_landscape(step, bids, rules, pcvr, find, groups)
+    group, n_groups = groups if groups is not None else (np.zeros(step.n_queries, np.intp), 1)
+    clicks, cost, conversions = _multiplier_kernel(
+        step.keyword, np.asarray(group, dtype=np.intp), int(n_groups),
+        np.ascontiguousarray(step.comp_rank), step.quality, values, pcvr, rules.click_prob,
+        np.array(alphas, dtype=np.float64),  # a writable copy: one compiled version for all grids
+        float(lo), float(hi), float(rules.reserve), int(rules.slots),
+    )  # fmt: skip
+    if groups is None:
+        clicks, cost, conversions = clicks[0], cost[0], conversions[0]
     return Landscape(
         clicks=clicks,
         cost=cost,

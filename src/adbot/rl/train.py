@@ -15,6 +15,7 @@ resumed run is a valid continuation but not bit-identical to an uninterrupted on
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -51,6 +52,7 @@ from adbot.rl.env import BidPacingEnv
 from adbot.rl.evaluation import EvalReport, evaluate_policy, evaluation_pairs
 from adbot.rl.policy import PpoPolicy
 from adbot.rl.tracking import MlflowRun
+from adbot.rl.vec_env import GroupedSubprocVecEnv, default_workers
 
 
 class TrainingHooks(Protocol):
@@ -87,6 +89,10 @@ def make_env(config: TrainingConfig) -> gym.Env[Any, Any]:
     return gym.wrappers.RecordEpisodeStatistics(env)
 
 
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def build_vec_env(
     config: TrainingConfig,
     *,
@@ -94,14 +100,20 @@ def build_vec_env(
     factory: Callable[[], gym.Env[Any, Any]] | None = None,
 ) -> VecNormalize:
     """``n_envs`` envs seeded ``seed, seed + 1, ...`` behind VecNormalize: the config's env,
-    or ``factory``'s (the training benchmark runs another env with the same settings)."""
+    or ``factory``'s (the training benchmark runs another env with the same settings).
+
+    ``vec_env: subproc`` steps them in ``vec_workers`` processes (default: one per CPU core):
+    SB3's ``SubprocVecEnv`` when that is one per env, else :class:`GroupedSubprocVecEnv`."""
     factory = factory or functools.partial(make_env, config)
     fns: list[Callable[[], gym.Env[Any, Any]]] = [factory] * config.n_envs
     venv: VecEnv
-    if config.vec_env == "subproc" and config.n_envs > 1:
+    workers = min(config.n_envs, config.vec_workers or default_workers(config.n_envs, _cpus()))
+    if config.vec_env == "dummy" or config.n_envs == 1:
+        venv = DummyVecEnv(fns)
+    elif workers == config.n_envs:
         venv = SubprocVecEnv(fns, start_method="fork")
     else:
-        venv = DummyVecEnv(fns)
+        venv = GroupedSubprocVecEnv(fns, workers, start_method="fork")
     venv.seed(config.seed)
     return VecNormalize(
         venv,

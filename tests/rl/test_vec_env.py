@@ -1,0 +1,130 @@
+"""GroupedSubprocVecEnv: the same rollouts as DummyVecEnv, with several envs per process."""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+from adbot.rl.config import TrainingConfig
+from adbot.rl.env import BidPacingEnv
+from adbot.rl.train import build_vec_env
+from adbot.rl.vec_env import GroupedSubprocVecEnv, default_workers
+from conftest import small
+
+
+def _bid_pacing(days: int = 1) -> gym.Env[Any, Any]:
+    return gym.wrappers.RecordEpisodeStatistics(
+        BidPacingEnv(small("tight-budget", queries=1500.0, days=days))
+    )
+
+
+def _pendulum() -> gym.Env[Any, Any]:
+    return gym.make("Pendulum-v1")  # truncated after 200 steps by its TimeLimit
+
+
+def _rollout(venv: VecEnv, steps: int, seed: int) -> list[Any]:
+    venv.seed(seed)
+    first = venv.reset()
+    rng = np.random.default_rng(seed)
+    low, high = venv.action_space.low, venv.action_space.high  # type: ignore[attr-defined]
+    out: list[Any] = [(first, None, None, [], copy.deepcopy(venv.reset_infos))]
+    for _ in range(steps):
+        actions = rng.uniform(low, high, size=(venv.num_envs, *low.shape)).astype(np.float32)
+        out.append((*venv.step(actions), copy.deepcopy(venv.reset_infos)))
+    return out
+
+
+def _assert_same(a: list[Any], b: list[Any]) -> None:
+    for got, expected in zip(a, b, strict=True):
+        for x, y in zip(got, expected, strict=True):
+            if isinstance(x, np.ndarray):
+                np.testing.assert_array_equal(x, y)
+            elif isinstance(x, list):
+                assert len(x) == len(y)
+                for info, other in zip(x, y, strict=True):
+                    assert info.keys() == other.keys()
+                    for key in info:
+                        if isinstance(info[key], np.ndarray):
+                            np.testing.assert_array_equal(info[key], other[key])
+                        elif key != "episode":  # RecordEpisodeStatistics also times it
+                            assert info[key] == other[key], key
+            else:
+                assert x == y
+
+
+@pytest.mark.parametrize(
+    ("factory", "n_envs", "workers", "steps"),
+    [
+        (_bid_pacing, 5, 2, 60),  # 24-step episodes: resets inside the rollout
+        (_pendulum, 4, 3, 210),  # truncation by TimeLimit
+    ],
+)
+def test_grouped_rollouts_equal_dummy_rollouts(
+    factory: Callable[[], gym.Env[Any, Any]], n_envs: int, workers: int, steps: int
+) -> None:
+    fns = [factory] * n_envs
+    grouped = GroupedSubprocVecEnv(fns, workers)
+    try:
+        assert [len(g) for g in grouped.groups] == [
+            len(g) for g in np.array_split(range(n_envs), workers)
+        ]
+        got = _rollout(grouped, steps, seed=3)
+        again = _rollout(grouped, 5, seed=4)
+    finally:
+        grouped.close()
+    dummy = DummyVecEnv(fns)
+    _assert_same(got, _rollout(dummy, steps, seed=3))
+    _assert_same(again, _rollout(dummy, 5, seed=4))
+    dones = np.concatenate([step[2] for step in got[1:]])
+    assert dones.any()  # the rollout crossed episode ends
+    terminal = [info for step in got[1:] for info in step[3] if "terminal_observation" in info]
+    assert terminal
+
+
+def test_attributes_and_methods_reach_the_right_envs() -> None:
+    venv = GroupedSubprocVecEnv([_bid_pacing] * 5, 2)
+    try:
+        venv.seed(0)
+        venv.reset()
+        assert venv.get_attr("action_log_range") == [1.0] * 5
+        venv.set_attr("action_log_range", 0.25, indices=[1, 3])
+        assert venv.get_attr("action_log_range") == [1.0, 0.25, 1.0, 0.25, 1.0]
+        assert venv.get_attr("action_log_range", indices=[4, 3, 1]) == [1.0, 0.25, 0.25]
+        names = venv.env_method("get_wrapper_attr", "episode_reuse", indices=[0, 2, 4])
+        assert names == [1, 1, 1]
+        assert venv.env_is_wrapped(gym.wrappers.RecordEpisodeStatistics) == [True] * 5
+        assert venv.env_is_wrapped(gym.wrappers.TimeLimit, indices=2) == [False]
+    finally:
+        venv.close()
+    venv.close()  # closing twice is harmless
+
+
+def test_bad_worker_counts_are_refused() -> None:
+    for workers in (0, 6):
+        with pytest.raises(ValueError, match="n_workers"):
+            GroupedSubprocVecEnv([_bid_pacing] * 5, workers)
+
+
+def test_build_vec_env_picks_the_vec_env() -> None:
+    base = TrainingConfig(n_envs=4, vec_env="subproc", ppo={"batch_size": 64})
+    factory = functools.partial(_bid_pacing)
+    cases = [
+        (base.with_overrides(vec_workers=2), GroupedSubprocVecEnv),
+        (base.with_overrides(vec_env="dummy"), DummyVecEnv),
+    ]
+    for config, kind in cases:
+        venv = build_vec_env(config, factory=factory)
+        try:
+            assert isinstance(venv.venv, kind)
+        finally:
+            venv.close()
+    assert default_workers(8, 2) == 2
+    assert default_workers(3, 16) == 3
+    assert default_workers(8, None) == 1

@@ -5,6 +5,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import numpy as np
+
+from adbot.market.scenario import Scenario
+from adbot.market.universe import quality_factor
+
 SMALL: dict[str, Any] = {
     "name": "small-test",
     "seed": 5,
@@ -48,3 +53,31 @@ def small_data(**changes: Any) -> dict[str, Any]:
             node = node[part]
         node[leaf] = value
     return data
+
+
+def competitor_spend(
+    bid: np.ndarray, quality: np.ndarray, u_click: np.ndarray, scenario: Scenario
+) -> np.ndarray:
+    """(C, Q) spend of each competitor on each query, in the auction without us.
+
+    The per-query definition that ``adbot.market.episode._serve_competitor_budgets`` runs,
+    vectorised over queries with no budgets; the tests serve a day with it one query at a time
+    as the reference.
+    Equal ranks go to the lower competitor index first (a stable sort), as in the kernel.
+    """
+    market = scenario.market
+    c, q = bid.shape
+    ranks = bid.astype(np.float64) * quality
+    order = np.argsort(-ranks, axis=0, kind="stable")[: min(market.slots + 1, c)]
+    cols = np.arange(q)
+    spend = np.zeros((c, q))
+    for j in range(min(market.slots, c)):
+        who = order[j]
+        rank = ranks[who, cols]
+        below = ranks[order[j + 1], cols] if j + 1 < order.shape[0] else np.zeros(q)
+        own_q = quality[who, cols].astype(np.float64)
+        price = np.minimum(bid[who, cols], np.maximum(market.reserve_cpc, below / own_q) + 0.01)
+        p_click = np.minimum(market.position_ctr[j] * quality_factor(own_q), 1.0)
+        clicked = (rank > 0) & (u_click < p_click)
+        spend[who, cols] = np.where(clicked, price, 0.0)
+    return spend

@@ -16,7 +16,7 @@ from adbot.market.auction import (
     serve,
     serve_many,
 )
-from adbot.market.episode import StepMarket, entry_jitter_table, episode_market, top_ranks
+from adbot.market.episode import StepMarket, _feed, entry_jitter_table, episode_market
 from adbot.market.scenario import Scenario
 
 
@@ -238,6 +238,14 @@ def test_slots_follow_ad_rank(small: Scenario) -> None:
         lost = (step.comp_rank[:, not_shown] > theirs).sum(axis=0) >= small.market.slots
         below_reserve = bids[step.keyword[not_shown]] < small.market.reserve_cpc
         assert (lost | below_reserve).all()
+
+
+def top_ranks(ranks: np.ndarray, n: int) -> np.ndarray:
+    """The running top ``n`` of the rows of ``ranks``, fed one by one into ``_feed``."""
+    top = np.zeros((n, ranks.shape[1]), dtype=np.float32)
+    for i, row in enumerate(ranks):
+        _feed(top, row.astype(np.float32), i)
+    return top
 
 
 def test_top_ranks_are_the_sorted_best() -> None:

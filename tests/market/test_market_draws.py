@@ -3,7 +3,7 @@
 The reference is the vectorised definition the compiled draw replaced: the day's draws in the
 same order from the day's own generator, competitor ranks as float32 products of whole
 (competitors, queries) arrays with the reserve tested on every competitor, budgets served one
-query at a time with ``_competitor_spend``, and each query's top ranks by sorting. Common
+query at a time with ``competitor_spend``, and each query's top ranks by sorting. Common
 random numbers (MARKET.md) and every published figure depend on this staying identical.
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from market_helpers import small_data
+from market_helpers import competitor_spend, small_data
 
-from adbot.market.episode import EpisodeMarket, StepMarket, _competitor_spend, entry_jitter_table
+from adbot.market.episode import EpisodeMarket, StepMarket, entry_jitter_table
 from adbot.market.keywords import _ADJECTIVES, _MODIFIERS, _NOUNS, keyword_texts
 from adbot.market.scenario import Scenario, load_scenario, random_scenario
 from adbot.market.universe import MAX_CVR, Universe, build_universe
@@ -62,7 +62,7 @@ def _serve_sequentially(
     for q in range(bids.shape[1]):
         live[spent >= uni.competitor_budget, q] = 0.0
         column = slice(q, q + 1)
-        spent += _competitor_spend(live[:, column], quality[:, column], u_click[column], scenario)[
+        spent += competitor_spend(live[:, column], quality[:, column], u_click[column], scenario)[
             :, 0
         ]
     return live

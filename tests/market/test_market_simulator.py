@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from market_helpers import small_data
+from market_helpers import competitor_spend, small_data
 
 from adbot.errors import InvalidInput
 from adbot.market import MarketSimulator, StepOutcome, load_scenario
 from adbot.market import episode as episode_module
 from adbot.market.auction import multiplier_bids
 from adbot.market.batch import evaluate_multipliers
-from adbot.market.episode import _budget_limited, _competitor_spend, episode_market
+from adbot.market.episode import _budget_limited, episode_market
 from adbot.market.scenario import Scenario
 from adbot.market.universe import expected_step_queries
 
@@ -247,7 +247,7 @@ def _sequential_competitor_budgets(
     for q in range(bid.shape[1]):
         out = spent >= budget
         live[out, q:] = 0.0
-        spent += _competitor_spend(
+        spent += competitor_spend(
             live[:, q : q + 1], quality[:, q : q + 1], u[q : q + 1], scenario
         )[:, 0]
     return live

@@ -137,21 +137,6 @@ def _feed(top: np.ndarray, carry: np.ndarray, fed: int) -> None:
         _compare_exchange(top[j], carry)
 
 
-@numba.njit(cache=True, nogil=True)
-def _top_of_columns(ranks: np.ndarray, n: int) -> np.ndarray:
-    top = np.zeros((n, ranks.shape[1]), dtype=np.float32)
-    carry = np.empty(ranks.shape[1], dtype=np.float32)
-    for i in range(ranks.shape[0]):
-        carry[:] = ranks[i]
-        _feed(top, carry, i)
-    return top
-
-
-def top_ranks(ranks: np.ndarray, n: int) -> np.ndarray:
-    """The ``n`` largest of each column of ``ranks`` (C, Q) >= 0, descending, 0-padded, float32."""
-    return _top_of_columns(np.ascontiguousarray(ranks, dtype=np.float32), n)
-
-
 @functools.lru_cache(maxsize=64)
 def entry_jitter_table(sd: float, participation: float) -> np.ndarray:
     """(65,536,) float32: a competitor's bid multiplier for each 16-bit uniform u, 0 = stays out.
@@ -397,33 +382,6 @@ def _competitor_bids(
             value = np.float32(value * multiplier[step_of[t]])
             bid[i, t] = 0.0 if check_reserve[i] and value < reserve else value
     return bid
-
-
-def _competitor_spend(
-    bid: np.ndarray, quality: np.ndarray, u_click: np.ndarray, scenario: Scenario
-) -> np.ndarray:
-    """(C, Q) spend of each competitor on each query, in the auction without us.
-
-    The per-query definition that ``_serve_competitor_budgets`` runs, vectorised over queries
-    with no budgets; the tests serve a day with it one query at a time as the reference.
-    Equal ranks go to the lower competitor index first (a stable sort), as in the kernel.
-    """
-    market = scenario.market
-    c, q = bid.shape
-    ranks = bid.astype(np.float64) * quality
-    order = np.argsort(-ranks, axis=0, kind="stable")[: min(market.slots + 1, c)]
-    cols = np.arange(q)
-    spend = np.zeros((c, q))
-    for j in range(min(market.slots, c)):
-        who = order[j]
-        rank = ranks[who, cols]
-        below = ranks[order[j + 1], cols] if j + 1 < order.shape[0] else np.zeros(q)
-        own_q = quality[who, cols].astype(np.float64)
-        price = np.minimum(bid[who, cols], np.maximum(market.reserve_cpc, below / own_q) + 0.01)
-        p_click = np.minimum(market.position_ctr[j] * quality_factor(own_q), 1.0)
-        clicked = (rank > 0) & (u_click < p_click)
-        spend[who, cols] = np.where(clicked, price, 0.0)
-    return spend
 
 
 @numba.njit(cache=True, nogil=True)

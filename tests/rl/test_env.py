@@ -11,6 +11,7 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from adbot.errors import InvalidInput
+from adbot.market.episode import episode_market
 from adbot.market.scenario import Scenario
 from adbot.market.simulator import MarketSimulator
 from adbot.rl import ENV_ID
@@ -180,3 +181,28 @@ def test_episode_reuse_must_be_a_positive_integer() -> None:
     for bad in (0, -1, 1.5, True):
         with pytest.raises(InvalidInput, match="episode_reuse"):
             BidPacingEnv(max_daily_queries=2000.0, episode_reuse=bad)  # type: ignore[arg-type]
+
+
+def test_replays_keep_their_market_when_the_shared_cache_moves_on(
+    cpa_scenario: Scenario, value_scenario: Scenario
+) -> None:
+    """Several envs in one process (a vec-env worker) replay more markets than the shared
+    market cache holds: each replayed episode keeps its own drawn market."""
+    env = BidPacingEnv(cpa_scenario, episode_reuse=4)
+    env.reset(seed=5)
+    markets: dict[tuple[str, int], object] = {}
+    replays = 0
+    for _ in range(10):
+        key, _, _ = _episode(env, 0.0)
+        assert env.sim is not None
+        if key in markets:
+            assert env.sim.market is markets[key]
+            replays += 1
+        markets[key] = env.sim.market
+        for seed in range(6):  # another env's markets push this one's out of the shared cache
+            episode_market(value_scenario, seed)
+    assert replays >= 3
+    with pytest.raises(InvalidInput, match="another scenario or episode seed"):
+        MarketSimulator(cpa_scenario, 1, market=episode_market(cpa_scenario, 2))
+    with pytest.raises(InvalidInput, match="another scenario or episode seed"):
+        MarketSimulator(value_scenario, 2, market=episode_market(cpa_scenario, 2))

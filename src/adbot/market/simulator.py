@@ -54,17 +54,25 @@ class MarketSimulator:
 
     ``step(bids)`` takes a max CPC per keyword (K,). A bid of 0 pauses the keyword; other
     bids are clipped to ``[campaign.min_bid, campaign.max_bid]``. Two simulators built from
-    the same (scenario, episode seed) share one pre-drawn market (common random numbers).
+    the same (scenario, episode seed) share one pre-drawn market (common random numbers): the
+    one in a small process-wide cache, or ``market`` when the caller keeps it (the RL env
+    keeps those of the episodes it replays, which a shared cache of a few would evict).
     """
 
-    def __init__(self, scenario: Scenario, episode_seed: int) -> None:
+    def __init__(
+        self, scenario: Scenario, episode_seed: int, market: EpisodeMarket | None = None
+    ) -> None:
         if isinstance(episode_seed, bool) or not isinstance(episode_seed, int | np.integer):
             raise InvalidInput(f"episode seed must be an integer, got {episode_seed!r}")
         if episode_seed < 0:
             raise InvalidInput(f"episode seed must be >= 0, got {episode_seed}")
         self.scenario = scenario
         self.episode_seed = int(episode_seed)
-        self.market: EpisodeMarket = episode_market(scenario, self.episode_seed)
+        if market is None:
+            market = episode_market(scenario, self.episode_seed)
+        elif market.episode_seed != self.episode_seed or market.scenario != scenario:
+            raise InvalidInput("the market given was drawn for another scenario or episode seed")
+        self.market: EpisodeMarket = market
         universe = self.market.universe
         campaign = scenario.campaign
         self.n_keywords = campaign.keywords

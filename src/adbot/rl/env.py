@@ -11,6 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from adbot.errors import InvalidInput
+from adbot.market.episode import EpisodeMarket
 from adbot.market.scenario import Scenario, load_scenario, random_scenario
 from adbot.market.simulator import MarketSimulator, StepOutcome
 from adbot.rl.features import FEATURE_NAMES, N_FEATURES, OBS_BOUND, PacingState
@@ -91,6 +92,7 @@ class _Episode:
 
     scenario: Scenario
     seed: int
+    market: EpisodeMarket | None = None  # its drawn market, kept for replays
     twin: list[Totals] | None = None  # the twin's running totals after each step
     twin_score: float = 0.0
     _record: list[Totals] = field(default_factory=list)
@@ -99,8 +101,14 @@ class _Episode:
 class _Player:
     """One simulator, the bidder's state on it, and its running totals."""
 
-    def __init__(self, scenario: Scenario, episode_seed: int, action_log_range: float) -> None:
-        self.sim = MarketSimulator(scenario, episode_seed)
+    def __init__(
+        self,
+        scenario: Scenario,
+        episode_seed: int,
+        action_log_range: float,
+        market: EpisodeMarket | None = None,
+    ) -> None:
+        self.sim = MarketSimulator(scenario, episode_seed, market)
         self.state = PacingState(self.sim, action_log_range)
         self.totals = Totals()
 
@@ -235,10 +243,15 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
             self._pool = []
         episode = self._next_episode(options or {})
         self._episode = episode
-        self._player = _Player(episode.scenario, episode.seed, self.action_log_range)
+        self._player = _Player(
+            episode.scenario, episode.seed, self.action_log_range, episode.market
+        )
+        episode.market = self._player.sim.market
         self._baseline = None
         if self.reward_fn.needs_baseline and episode.twin is None:
-            self._baseline = _Player(episode.scenario, episode.seed, self.action_log_range)
+            self._baseline = _Player(
+                episode.scenario, episode.seed, self.action_log_range, episode.market
+            )
             episode._record = []
         self._goal = Goal.of(episode.scenario)
         info = {"scenario": episode.scenario.name, "episode_seed": episode.seed}

@@ -12,17 +12,16 @@ import numpy as np
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
+from adbot.market.scenario import load_scenario
 from adbot.rl.config import TrainingConfig
-from adbot.rl.env import BidPacingEnv
+from adbot.rl.env import BidPacingEnv, cap_daily_queries
 from adbot.rl.train import build_vec_env
 from adbot.rl.vec_env import GroupedSubprocVecEnv, default_workers
-from conftest import small
 
 
-def _bid_pacing(days: int = 1) -> gym.Env[Any, Any]:
-    return gym.wrappers.RecordEpisodeStatistics(
-        BidPacingEnv(small("tight-budget", queries=1500.0, days=days))
-    )
+def _bid_pacing() -> gym.Env[Any, Any]:  # one-day episodes of 24 steps
+    scenario = cap_daily_queries(load_scenario("tight-budget"), 1500.0)
+    return gym.wrappers.RecordEpisodeStatistics(BidPacingEnv(scenario))
 
 
 def _pendulum() -> gym.Env[Any, Any]:

@@ -11,6 +11,8 @@ COPY alembic.ini ./
 COPY migrations ./migrations
 COPY configs ./configs
 RUN useradd --create-home adbot && mkdir -p /app/data && chown adbot /app/data
+# site-packages is read-only for the adbot user: numba caches its compiled kernels here.
+ENV NUMBA_CACHE_DIR=/app/data/numba-cache
 USER adbot
 EXPOSE 7502
 CMD ["adbot", "serve"]

@@ -1,0 +1,56 @@
+"""Policies on fresh validation draws: random scenarios at full volume, never trained on.
+
+The same draws as a training run's evaluation (``adbot.rl.evaluation.evaluation_pairs``)
+with more of them and another seed, so agents can be compared with a standard error instead
+of on the 16 draws their checkpoint was chosen on. Prints each policy's mean score_ratio and,
+for every policy after the first, the paired difference to the first (same episodes).
+
+Run: ``python benchmarks/validation.py [--draws 64] [--seed 20000] POLICY [POLICY ...]``,
+e.g. ``python benchmarks/validation.py ppo:default onlinelp pid``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+
+from adbot.bidding.registry import load_policy_plugins, make_policy
+from adbot.rl.config import EvalConfig
+from adbot.rl.evaluation import evaluate_policy, evaluation_pairs
+
+
+def _mean_and_error(values: list[float]) -> tuple[float, float]:
+    error = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+    return statistics.fmean(values), error
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("policies", nargs="+", help="policy names, e.g. ppo:default pid")
+    parser.add_argument("--draws", type=int, default=64, help="random scenarios (default 64)")
+    parser.add_argument("--seed", type=int, default=20_000, help="draw seed (default 20000)")
+    args = parser.parse_args()
+    load_policy_plugins()
+    config = EvalConfig(random_scenarios=args.draws, seed=args.seed, max_daily_queries=None)
+    pairs = evaluation_pairs(config)
+    print(f"{len(pairs)} episodes: random scenarios of seed {args.seed}, full volume")
+    first: list[float | None] | None = None
+    for spec in args.policies:
+        report = evaluate_policy(make_policy(spec), pairs)
+        ratios = [episode.score_ratio for episode in report.episodes]
+        mean, error = _mean_and_error([r for r in ratios if r is not None])
+        line = f"{spec:>24}: score_ratio {mean:.4f} (standard error {error:.4f})"
+        if first is None:
+            first = ratios
+        else:
+            gaps = [
+                a - b for a, b in zip(ratios, first, strict=True) if a is not None and b is not None
+            ]
+            gap, gap_error = _mean_and_error(gaps)
+            line += f"; minus {args.policies[0]}: {gap:+.4f} (standard error {gap_error:.4f})"
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,13 +10,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
+from adbot.errors import InvalidInput
 from adbot.market.scenario import load_scenario
 from adbot.rl.config import TrainingConfig
 from adbot.rl.env import BidPacingEnv, cap_daily_queries
-from adbot.rl.train import build_vec_env
-from adbot.rl.vec_env import GroupedSubprocVecEnv, default_workers
+from adbot.rl.train import _cpus, build_vec_env
+from adbot.rl.vec_env import GroupedSubprocVecEnv, WorkerError
 
 
 def _bid_pacing() -> gym.Env[Any, Any]:  # one-day episodes of 24 steps
@@ -114,16 +115,41 @@ def test_bad_worker_counts_are_refused() -> None:
 def test_build_vec_env_picks_the_vec_env() -> None:
     base = TrainingConfig(n_envs=4, vec_env="subproc", ppo={"batch_size": 64})
     factory = functools.partial(_bid_pacing)
+    one_per_core = min(4, _cpus())
     cases = [
-        (base.with_overrides(vec_workers=2), GroupedSubprocVecEnv),
-        (base.with_overrides(vec_env="dummy"), DummyVecEnv),
+        (base.with_overrides(vec_workers=2), GroupedSubprocVecEnv, 2),
+        (base.with_overrides(vec_env="dummy"), DummyVecEnv, None),
+        (base.with_overrides(vec_workers=4), SubprocVecEnv, None),
+        (base, GroupedSubprocVecEnv if one_per_core < 4 else SubprocVecEnv, one_per_core),
     ]
-    for config, kind in cases:
+    for config, kind, workers in cases:
         venv = build_vec_env(config, factory=factory)
         try:
             assert isinstance(venv.venv, kind)
+            if kind is GroupedSubprocVecEnv:
+                assert len(venv.venv.groups) == workers  # type: ignore[attr-defined]
         finally:
             venv.close()
-    assert default_workers(8, 2) == 2
-    assert default_workers(3, 16) == 3
-    assert default_workers(8, None) == 1
+
+
+def _broken() -> gym.Env[Any, Any]:
+    raise InvalidInput("scenario file: market.slots must be >= 1")
+
+
+def test_worker_errors_reach_the_caller_with_their_message() -> None:
+    with pytest.raises(WorkerError, match=r"market\.slots must be >= 1"):
+        GroupedSubprocVecEnv([_bid_pacing, _bid_pacing, _broken], 2)
+    venv = GroupedSubprocVecEnv([_bid_pacing] * 3, 2)
+    try:
+        venv.seed(0)
+        venv.reset()
+        actions = np.zeros((3, 1), dtype=np.float32)
+        actions[2] = np.nan
+        with pytest.raises(WorkerError, match="finite"):
+            venv.step(actions)
+        with pytest.raises(WorkerError, match="no_such_attribute"):
+            venv.get_attr("no_such_attribute", indices=[1])
+        assert venv.get_attr("action_log_range") == [1.0] * 3  # the workers still answer
+    finally:
+        venv.close()
+    assert venv.closed

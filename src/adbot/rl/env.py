@@ -19,8 +19,8 @@ from adbot.rl.rewards import Goal, Reward, RewardSpec, Totals, Transition
 
 ENV_ID = "adbot/BidPacing-v0"
 MAX_EPISODE_STEPS = 31 * 24  # a month of hourly steps; longer scenarios are truncated
-# Episodes kept for replay with ``episode_reuse`` (the market cache of adbot.market.episode
-# keeps as many drawn markets, so a replay draws nothing).
+# Episodes kept for replay with ``episode_reuse``; each keeps its drawn market (and the twin's
+# totals), so a replay draws nothing.
 REPLAY_POOL = 4
 ScenarioSource = Scenario | str | Path | dict[str, Any]
 

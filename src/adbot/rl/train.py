@@ -52,7 +52,7 @@ from adbot.rl.env import BidPacingEnv
 from adbot.rl.evaluation import EvalReport, evaluate_policy, evaluation_pairs
 from adbot.rl.policy import PpoPolicy
 from adbot.rl.tracking import MlflowRun
-from adbot.rl.vec_env import GroupedSubprocVecEnv, default_workers
+from adbot.rl.vec_env import GroupedSubprocVecEnv
 
 
 class TrainingHooks(Protocol):
@@ -90,6 +90,7 @@ def make_env(config: TrainingConfig) -> gym.Env[Any, Any]:
 
 
 def _cpus() -> int:
+    """CPU cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -107,7 +108,7 @@ def build_vec_env(
     factory = factory or functools.partial(make_env, config)
     fns: list[Callable[[], gym.Env[Any, Any]]] = [factory] * config.n_envs
     venv: VecEnv
-    workers = min(config.n_envs, config.vec_workers or default_workers(config.n_envs, _cpus()))
+    workers = min(config.n_envs, config.vec_workers or _cpus())
     if config.vec_env == "dummy" or config.n_envs == 1:
         venv = DummyVecEnv(fns)
     elif workers == config.n_envs:

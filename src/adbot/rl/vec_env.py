@@ -15,7 +15,9 @@ the same env functions.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
@@ -34,41 +36,70 @@ from stable_baselines3.common.vec_env.base_vec_env import (
 EnvFn = Callable[[], gym.Env]
 
 
+class WorkerError(RuntimeError):
+    """An env raised in a worker process; the message is the worker's traceback."""
+
+
+def _answer(venv: DummyVecEnv, command: str, data: Any) -> Any:
+    """What a worker replies to one command on its share of the envs."""
+    if command == "step":
+        venv.step_async(data)
+        return (*venv.step_wait(), venv.reset_infos)
+    if command == "reset":
+        seed, options = data
+        if seed is not None:  # else the envs keep their streams (no reseeding)
+            venv.seed(seed)
+        venv.set_options(options)
+        return venv.reset(), venv.reset_infos
+    if command == "get_attr":
+        return venv.get_attr(*data)
+    if command == "set_attr":
+        venv.set_attr(*data)
+        return [None] * len(data[2])
+    if command == "env_method":
+        name, args, kwargs, indices = data
+        return venv.env_method(name, *args, indices=indices, **kwargs)
+    if command == "is_wrapped":
+        return venv.env_is_wrapped(*data)
+    raise ValueError(f"unknown vec-env command {command!r}")
+
+
 def _worker(remote: Connection, parent: Connection, fns: CloudpickleWrapper) -> None:
+    """Build the envs and send their spaces, then answer commands until ``close``. An
+    exception (building the envs included) is sent back as a ``WorkerError``, so the caller
+    sees what went wrong instead of a broken pipe."""
     parent.close()
-    venv = DummyVecEnv(fns.var)
+    try:
+        venv = DummyVecEnv(fns.var)
+    except Exception:
+        remote.send(WorkerError(traceback.format_exc()))
+        remote.close()
+        return
+    remote.send((venv.observation_space, venv.action_space))
     try:
         while True:
             command, data = remote.recv()
-            if command == "step":
-                venv.step_async(data)
-                remote.send((*venv.step_wait(), venv.reset_infos))
-            elif command == "reset":
-                seed, options = data
-                if seed is not None:  # else the envs keep their streams (no reseeding)
-                    venv.seed(seed)
-                venv.set_options(options)
-                remote.send((venv.reset(), venv.reset_infos))
-            elif command == "spaces":
-                remote.send((venv.observation_space, venv.action_space))
-            elif command == "get_attr":
-                remote.send(venv.get_attr(*data))
-            elif command == "set_attr":
-                venv.set_attr(*data)
-                remote.send([None] * len(data[2]))
-            elif command == "env_method":
-                name, args, kwargs, indices = data
-                remote.send(venv.env_method(name, *args, indices=indices, **kwargs))
-            elif command == "is_wrapped":
-                remote.send(venv.env_is_wrapped(*data))
-            elif command == "close":
-                venv.close()
-                remote.close()
-                return
-            else:
-                raise NotImplementedError(f"unknown command {command!r}")
-    except KeyboardInterrupt:
+            if command == "close":
+                break
+            try:
+                remote.send(_answer(venv, command, data))
+            except Exception:
+                remote.send(WorkerError(traceback.format_exc()))
+    except (KeyboardInterrupt, EOFError):
+        pass
+    finally:
         venv.close()
+        remote.close()
+
+
+def _received(remotes: Sequence[Connection]) -> list[Any]:
+    """Every remote's answer, all read before the first worker's error is raised (so no
+    answer is left in a pipe to be mistaken for the next one)."""
+    answers = [remote.recv() for remote in remotes]
+    for answer in answers:
+        if isinstance(answer, WorkerError):
+            raise answer
+    return answers
 
 
 class GroupedSubprocVecEnv(VecEnv):
@@ -94,12 +125,15 @@ class GroupedSubprocVecEnv(VecEnv):
             process.start()
             child.close()
             self.processes.append(process)
-        self.remotes[0].send(("spaces", None))
-        observation_space, action_space = self.remotes[0].recv()
-        super().__init__(n_envs, observation_space, action_space)
+        try:
+            observation_space, action_space = _received(self.remotes)[0]
+        except WorkerError:
+            self._stop()
+            raise
         if not isinstance(observation_space, spaces.Box):
-            self.close()
+            self._stop()
             raise ValueError("GroupedSubprocVecEnv needs Box observations (stacked as arrays)")
+        super().__init__(n_envs, observation_space, action_space)
 
     def step_async(self, actions: np.ndarray) -> None:
         for remote, group in zip(self.remotes, self.groups, strict=True):
@@ -107,8 +141,8 @@ class GroupedSubprocVecEnv(VecEnv):
         self.waiting = True
 
     def step_wait(self) -> VecEnvStepReturn:
-        results = [remote.recv() for remote in self.remotes]
         self.waiting = False
+        results = _received(self.remotes)
         obs, rewards, dones, infos, reset_infos = zip(*results, strict=True)
         self.reset_infos = [info for part in reset_infos for info in part]
         return (
@@ -123,7 +157,7 @@ class GroupedSubprocVecEnv(VecEnv):
             seeds = self._seeds[group[0]]
             options = [self._options[i] for i in group]
             remote.send(("reset", (seeds, options)))
-        results = [remote.recv() for remote in self.remotes]
+        results = _received(self.remotes)
         self._reset_seeds()
         self._reset_options()
         self.reset_infos = [info for _, part in results for info in part]
@@ -135,8 +169,13 @@ class GroupedSubprocVecEnv(VecEnv):
         if self.waiting:
             for remote in self.remotes:
                 remote.recv()
+        self._stop()
+
+    def _stop(self) -> None:
+        """Ask every worker still listening to close, and wait for all of them."""
         for remote in self.remotes:
-            remote.send(("close", None))
+            with contextlib.suppress(OSError):  # that worker has already stopped
+                remote.send(("close", None))
         for process in self.processes:
             process.join()
         self.closed = True
@@ -152,7 +191,7 @@ class GroupedSubprocVecEnv(VecEnv):
             mine = [i for i in wanted if group[0] <= i <= group[-1]]
             if mine:
                 remote.send((command, make([i - group[0] for i in mine])))
-                answers.update(zip(mine, remote.recv(), strict=True))
+                answers.update(zip(mine, _received([remote])[0], strict=True))
         return [answers[i] for i in wanted]
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
@@ -176,9 +215,4 @@ class GroupedSubprocVecEnv(VecEnv):
         return self._ask("is_wrapped", indices, lambda local: (wrapper_class, local))
 
 
-def default_workers(n_envs: int, cpus: int | None) -> int:
-    """One worker per CPU core, at most one per env."""
-    return max(1, min(n_envs, cpus or 1))
-
-
-__all__ = ["GroupedSubprocVecEnv", "default_workers"]
+__all__ = ["GroupedSubprocVecEnv", "WorkerError"]

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from adbot.market.episode import _Day, _serve_budgets
 from adbot.market.scenario import Scenario
-from adbot.market.universe import quality_factor
+from adbot.market.universe import Universe, quality_factor
 
 SMALL: dict[str, Any] = {
     "name": "small-test",
@@ -81,3 +82,14 @@ def competitor_spend(
         clicked = (rank > 0) & (u_click < p_click)
         spend[who, cols] = np.where(clicked, price, 0.0)
     return spend
+
+
+def budget_limited(drawn: _Day, uni: Universe, scenario: Scenario) -> np.ndarray:
+    """The drawn competitor bids, 0 from the query after the one where a competitor's day
+    spend reaches its budget, as the episode's budget kernel finds it."""
+    assert drawn.comp_bid is not None
+    out_from, _ = _serve_budgets(drawn, uni, scenario)
+    live = drawn.comp_bid.copy()
+    for i, start in enumerate(out_from):
+        live[i, start:] = 0.0
+    return live

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from market_helpers import competitor_spend, small_data
+from market_helpers import budget_limited, competitor_spend, small_data
 
 from adbot.errors import InvalidInput
 from adbot.market import MarketSimulator, StepOutcome, load_scenario
 from adbot.market import episode as episode_module
 from adbot.market.auction import multiplier_bids
 from adbot.market.batch import evaluate_multipliers
-from adbot.market.episode import _budget_limited, episode_market
+from adbot.market.episode import episode_market
 from adbot.market.scenario import Scenario
 from adbot.market.universe import expected_step_queries
 
@@ -264,7 +264,7 @@ def _limited_and_sequential(scenario: Scenario, seed: int, day: int) -> tuple[np
     expected = _sequential_competitor_budgets(
         drawn.comp_bid, quality, drawn.comp_click, budget, scenario
     )
-    return drawn.comp_bid, _budget_limited(drawn, market.universe, scenario), expected
+    return drawn.comp_bid, budget_limited(drawn, market.universe, scenario), expected
 
 
 def test_competitor_budgets_match_sequential_serving() -> None:
@@ -338,6 +338,6 @@ def test_competitor_budget_ties_and_exact_budget_hits() -> None:
     expected = _sequential_competitor_budgets(
         drawn.comp_bid, quality, drawn.comp_click, uni.competitor_budget, scenario
     )
-    limited = _budget_limited(drawn, uni, scenario)
+    limited = budget_limited(drawn, uni, scenario)
     assert np.array_equal(limited, expected)
     assert (limited == 0).sum() > (drawn.comp_bid == 0).sum()

@@ -464,17 +464,6 @@ def _serve_budgets(drawn: _Day, uni: Universe, scenario: Scenario) -> tuple[np.n
     )
 
 
-def _budget_limited(drawn: _Day, uni: Universe, scenario: Scenario) -> np.ndarray:
-    """Competitor bids, 0 from the query after the one where a competitor's day spend
-    reaches its budget (what ``_serve_budgets`` ranks)."""
-    assert drawn.comp_bid is not None
-    out_from, _ = _serve_budgets(drawn, uni, scenario)
-    live = drawn.comp_bid.copy()
-    for i, start in enumerate(out_from):
-        live[i, start:] = 0.0
-    return live
-
-
 _CACHE: OrderedDict[tuple[str, int], EpisodeMarket] = OrderedDict()
 _UNIVERSES: OrderedDict[str, Universe] = OrderedDict()
 _CACHE_SIZE = 4

@@ -16,6 +16,7 @@ import math
 import statistics
 
 from adbot.bidding.registry import load_policy_plugins, make_policy
+from adbot.errors import InvalidInput
 from adbot.rl.config import EvalConfig
 from adbot.rl.evaluation import evaluate_policy, evaluation_pairs
 
@@ -25,19 +26,30 @@ def _mean_and_error(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), error
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("policies", nargs="+", help="policy names, e.g. ppo:default pid")
-    parser.add_argument("--draws", type=int, default=64, help="random scenarios (default 64)")
+    parser.add_argument("--draws", type=_positive, default=64, help="random scenarios (default 64)")
     parser.add_argument("--seed", type=int, default=20_000, help="draw seed (default 20000)")
     args = parser.parse_args()
     load_policy_plugins()
+    try:
+        policies = [make_policy(spec) for spec in args.policies]
+    except InvalidInput as error:
+        parser.error(str(error))
     config = EvalConfig(random_scenarios=args.draws, seed=args.seed, max_daily_queries=None)
     pairs = evaluation_pairs(config)
     print(f"{len(pairs)} episodes: random scenarios of seed {args.seed}, full volume")
     first: list[float | None] | None = None
-    for spec in args.policies:
-        report = evaluate_policy(make_policy(spec), pairs)
+    for spec, policy in zip(args.policies, policies, strict=True):
+        report = evaluate_policy(policy, pairs)
         ratios = [episode.score_ratio for episode in report.episodes]
         mean, error = _mean_and_error([r for r in ratios if r is not None])
         line = f"{spec:>24}: score_ratio {mean:.4f} (standard error {error:.4f})"

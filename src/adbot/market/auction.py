@@ -60,7 +60,7 @@ def _price(bid: np.ndarray, below: np.ndarray, quality: np.ndarray, reserve: flo
     return np.minimum(bid, np.maximum(reserve, below / quality) + MIN_INCREMENT)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Served:
     """One bid vector's step: the queries we showed on and those clicked, and per keyword.
 
@@ -71,24 +71,58 @@ class Served:
     a click, ``cost`` their prices, ``converted`` whether each click converted, ``value`` its
     conversion value (0 if none). ``counts`` (len(COUNT_ROWS), K) and ``amounts``
     (len(AMOUNT_ROWS), K) are the same per keyword; ``total_cost`` and ``total_value`` sum
-    the clicks in serving order.
+    the clicks in serving order, ``n_shown``, ``n_clicked`` and ``n_converted`` count them.
+
+    The per-query arrays are views of two buffers the kernel fills (``_query_ints`` rows
+    ``QUERY_INT_ROWS``, ``_query_floats`` rows cost and value), made when asked for: the
+    simulator's step reads only the per-keyword rows and the totals, and every array a
+    compiled function hands back costs about half a microsecond to box.
     """
 
     n_served: int
     spend_after: float
-    entered: np.ndarray
-    shown: np.ndarray
-    slot: np.ndarray
-    clicked: np.ndarray
-    cost: np.ndarray
-    converted: np.ndarray
-    value: np.ndarray
+    n_shown: int
+    n_clicked: int
+    n_converted: int
     counts: np.ndarray
     amounts: np.ndarray
     total_cost: float
     total_value: float
+    _query_ints: np.ndarray
+    _query_floats: np.ndarray
+
+    @property
+    def entered(self) -> np.ndarray:
+        return self._query_ints[3, : self.n_served].astype(np.bool_)
+
+    @property
+    def shown(self) -> np.ndarray:
+        return self._query_ints[0, : self.n_shown]
+
+    @property
+    def slot(self) -> np.ndarray:
+        return self._query_ints[1, : self.n_shown]
+
+    @property
+    def clicked(self) -> np.ndarray:
+        return self._query_ints[2, : self.n_clicked]
+
+    @property
+    def converted(self) -> np.ndarray:
+        return self._query_ints[4, : self.n_clicked].astype(np.bool_)
+
+    @property
+    def cost(self) -> np.ndarray:
+        return self._query_floats[0, : self.n_clicked]
+
+    @property
+    def value(self) -> np.ndarray:
+        return self._query_floats[1, : self.n_clicked]
 
 
+# Rows of ``Served._query_ints``: shown query, its slot, clicked query (the first n_shown,
+# n_shown, n_clicked entries), entered (0/1 per query), converted (0/1 per click).
+QUERY_INT_ROWS = ("shown", "slot", "clicked", "entered", "converted")
 # Rows of ``Served.counts`` (int64) and ``Served.amounts`` (float64); ratios are 0 where
 # their denominator is.
 COUNT_ROWS = ("queries", "auctions_entered", "impressions", "clicks", "conversions")
@@ -108,16 +142,14 @@ def _serve_kernel(
     """
     n_queries, n_keywords = keyword.shape[0], click_prob.shape[0]
     cells = value_table.shape[0]
-    entered = np.zeros(n_queries, np.bool_)
-    shown = np.empty(n_queries, np.intp)
-    slot_of = np.empty(n_queries, np.intp)
-    clicked = np.empty(n_queries, np.intp)
-    cost = np.empty(n_queries, np.float64)
-    converted = np.empty(n_queries, np.bool_)
-    value = np.empty(n_queries, np.float64)
+    ints = np.empty((5, n_queries), np.intp)  # rows QUERY_INT_ROWS
+    shown, slot_of, clicked, entered, converted = ints[0], ints[1], ints[2], ints[3], ints[4]
+    entered[:] = 0
+    floats = np.empty((2, n_queries), np.float64)
+    cost, value = floats[0], floats[1]
     counts = np.zeros((5, n_keywords), np.int64)
     amounts = np.zeros((5, n_keywords), np.float64)
-    n_shown = n_clicked = 0
+    n_shown = n_clicked = n_converted = 0
     spent, total_cost, total_value = spend_today, 0.0, 0.0
     n_served = 0 if spend_today >= budget else n_queries
     for i in range(n_queries):
@@ -128,7 +160,7 @@ def _serve_kernel(
         bid = bids[k]
         if not (bid >= reserve if reserve > 0 else bid > 0):
             continue
-        entered[i] = True
+        entered[i] = 1
         counts[1, k] += 1
         rank = bid * quality[i]
         above = ties = 0
@@ -158,6 +190,7 @@ def _serve_kernel(
         converted[n_clicked] = u_conv[i] < cvr[i]
         if converted[n_clicked]:
             worth = value_table[int(min(u_conv[i] / cvr[i] * cells, cells - 1.0))]
+            n_converted += 1
             counts[4, k] += 1
             amounts[1, k] += worth
             total_value += worth
@@ -174,9 +207,8 @@ def _serve_kernel(
         if counts[3, k]:
             amounts[4, k] = amounts[0, k] / counts[3, k]
     return (
-        n_served, spent, entered[:n_served], shown[:n_shown], slot_of[:n_shown],
-        clicked[:n_clicked], cost[:n_clicked], converted[:n_clicked], value[:n_clicked],
-        counts, amounts, total_cost, total_value,
+        n_served, spent, n_shown, n_clicked, n_converted, counts, amounts, total_cost,
+        total_value, ints, floats,
     )  # fmt: skip
 
 
@@ -193,23 +225,7 @@ def serve(
         step.u_conv, step.value_table, np.asarray(bids, dtype=np.float64), float(spend_today),
         float(budget), float(rules.reserve), int(rules.slots), rules.click_prob,
     )  # fmt: skip
-    n_served, spend_after, entered, shown, slot, clicked, cost, converted, value = result[:9]
-    counts, amounts, total_cost, total_value = result[9:]
-    return Served(
-        n_served=int(n_served),
-        spend_after=float(spend_after),
-        entered=entered,
-        shown=shown,
-        slot=slot,
-        clicked=clicked,
-        cost=cost,
-        converted=converted,
-        value=value,
-        counts=counts,
-        amounts=amounts,
-        total_cost=float(total_cost),
-        total_value=float(total_value),
-    )
+    return Served(*result)
 
 
 @dataclass(frozen=True)

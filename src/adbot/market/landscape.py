@@ -22,7 +22,7 @@ as its reference.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -31,8 +31,7 @@ from adbot.market.auction import MIN_INCREMENT, AuctionRules, placed_dense
 from adbot.market.episode import StepMarket
 
 
-@dataclass(frozen=True)
-class Landscape:
+class Landscape(NamedTuple):
     """Expected clicks, cost, predicted conversions and value per bid vector (A,), no budget."""
 
     clicks: np.ndarray

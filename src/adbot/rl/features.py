@@ -98,12 +98,24 @@ class PacingState:
         self.target_cpa = campaign.target_cpa
         self.target_roas = None if campaign.target_cpa is not None else campaign.target_roas
         self.mean_value = campaign.conversion_value.mean
+        self._has_cpa = float(self.target_cpa is not None)
+        self._has_roas = float(self.target_roas is not None)
         self.total_budget = sim.daily_budget * sim.days
         forecast = np.asarray(sim.expected_queries, dtype=np.float64)
         self._forecast_cum = np.concatenate(([0.0], np.cumsum(forecast)))
         day = forecast[: sim.steps_per_day]
         self._day_share = day / day.sum() if day.sum() > 0 else np.full(day.shape, 1 / day.size)
         self._day_cum = np.concatenate(([0.0], np.cumsum(self._day_share)))
+        # Per-step constants of the observation as Python floats (cheaper than numpy
+        # scalars in the per-step arithmetic); same values as the arrays they come from.
+        self._forecast_cum_f: list[float] = self._forecast_cum.tolist()
+        self._day_cum_f: list[float] = self._day_cum.tolist()
+        self._clock = _clock_features(sim.steps_per_day)
+        self._step_traffic = [
+            _clip(float(share) * sim.steps_per_day, 10.0) for share in self._day_share
+        ]
+        self._weekday = _WEEKDAY_FEATURES[sim.scenario.horizon.start_weekday :]
+        self._later_days: tuple[int, np.ndarray] = (-1, self._forecast_cum[:0])
         self.planner = LandscapePlanner(sim)
         self.alpha = initial_alpha(sim)
         self.cost = self.conversions = self.value = 0.0
@@ -113,12 +125,12 @@ class PacingState:
 
     # --- traffic ----------------------------------------------------------------------
     def _volume_ratio(self) -> float:
-        expected = self._forecast_cum[self.sim.step_index]
-        return min(5.0, max(0.2, (self.queries + 50.0) / (float(expected) + 50.0)))
+        expected = self._forecast_cum_f[self.sim.step_index]
+        return min(5.0, max(0.2, (self.queries + 50.0) / (expected + 50.0)))
 
-    def _traffic_left(self, until: int) -> float:
-        i = self.sim.step_index
-        return float(self._forecast_cum[until] - self._forecast_cum[i]) * self._volume_ratio()
+    def _traffic_left(self, until: int, volume_ratio: float) -> float:
+        forecast = self._forecast_cum_f
+        return (forecast[until] - forecast[self.sim.step_index]) * volume_ratio
 
     def traffic_share_through(self, step_in_day: int) -> float:
         """Share of a day's forecast traffic in its steps 0..step_in_day."""
@@ -132,11 +144,14 @@ class PacingState:
         sim = self.sim
         spd = sim.steps_per_day
         day_end = min((sim.day + 1) * spd, sim.n_steps)
-        later_days = self._forecast_cum[day_end + spd :: spd] - self._forecast_cum[day_end:-1:spd]
+        if self._later_days[0] != day_end:  # each later day's forecast traffic, once a day
+            cum = self._forecast_cum
+            self._later_days = (day_end, cum[day_end + spd :: spd] - cum[day_end:-1:spd])
+        volume_ratio = self._volume_ratio()
         return self.planner.plan(
             budget_left_today=sim.budget_left_today,
-            traffic_left_today=self._traffic_left(day_end),
-            traffic_later_days=later_days * self._volume_ratio(),
+            traffic_left_today=self._traffic_left(day_end, volume_ratio),
+            traffic_later_days=self._later_days[1] * volume_ratio,
             realised=(self.cost, self.conversions, self.value),
             calibration=self.calibration(),
             fallback_alpha=self.alpha,
@@ -162,9 +177,8 @@ class PacingState:
         self.value += outcome.total_value
         self.pred_conversions += float(clicks @ self.sim.pcvr)
         self.queries += outcome.total_queries
-        n_clicks = float(clicks.sum())
         share = outcome.total_impressions / max(outcome.total_queries, 1)
-        cpc_to_bid = cost / float(clicks @ outcome.bids) if n_clicks else 0.0
+        cpc_to_bid = cost / float(clicks @ outcome.bids) if outcome.total_clicks else 0.0
         even = self.sim.daily_budget * float(self._day_share[outcome.step])
         self._last = (share, cpc_to_bid, _log_ratio(cost, even))
         self.planner.add_step(outcome.index, float(outcome.total_queries))
@@ -183,45 +197,86 @@ class PacingState:
 
     def observation(self) -> np.ndarray:
         sim, plan = self.sim, self.plan
-        spd = sim.steps_per_day
-        step_in_day = min(sim.step_index, sim.n_steps - 1) % spd
-        day_progress = step_in_day / spd
-        weekday = (sim.scenario.horizon.start_weekday + sim.day) % 7
-        past_today = float(self._day_cum[step_in_day])
-        past_episode = (sim.day + past_today) / sim.days
+        spd, index = sim.steps_per_day, sim.step_index
+        step_in_day = min(index, sim.n_steps - 1) % spd
+        day = index // spd
+        past_today = self._day_cum_f[step_in_day]
+        day_progress, hour_sin, hour_cos = self._clock[step_in_day]
+        weekday_sin, weekday_cos = self._weekday[day % 7]
         reference_conv = self.total_budget / sim.value_per_conversion
-        features = (
-            sim.step_index / sim.n_steps,
-            day_progress,
-            math.sin(2 * math.pi * day_progress),
-            math.cos(2 * math.pi * day_progress),
-            math.sin(2 * math.pi * weekday / 7),
-            math.cos(2 * math.pi * weekday / 7),
-            sim.budget_left_today / sim.daily_budget,
-            max(self.total_budget - self.cost, 0.0) / self.total_budget,
-            _clip(sim.spend_today / sim.daily_budget - past_today),
-            _clip(self.cost / self.total_budget - past_episode),
-            1.0 - past_today,
-            _clip(math.log(plan.alpha_prior), 4.0),
-            _log_ratio(plan.alpha_budget, plan.alpha_goal),
-            _log_ratio(plan.alpha_prior, self.alpha),
-            plan.elasticity / 3.0,
-            plan.cost_trend,
-            plan.efficiency_trend,
-            min(1.0, self.planner.steps / spd),
-            _log_ratio(plan.alpha_fast, plan.alpha_slow),
-            _clip(float(self._day_share[step_in_day]) * spd, 10.0),
-            self._goal_gap(self.pred_conversions * self.calibration()),
-            self._goal_gap(self.conversions),
-            _clip(math.log(self.calibration())),
-            self._last[0],
-            self._last[1],
-            self._last[2],
-            _clip(self.pred_conversions / reference_conv, 10.0),
-            _log_ratio(self.queries + 50.0, self._forecast_cum[sim.step_index] + 50.0),
-            float(self.target_cpa is not None),
-            float(self.target_roas is not None),
+        daily_budget, total_budget, cost = sim.daily_budget, self.total_budget, self.cost
+        calibration = self.calibration()
+        obs = np.array(
+            (
+                index / sim.n_steps,
+                day_progress,
+                hour_sin,
+                hour_cos,
+                weekday_sin,
+                weekday_cos,
+                max(0.0, daily_budget - sim.spend_today) / daily_budget,
+                max(total_budget - cost, 0.0) / total_budget,
+                sim.spend_today / daily_budget - past_today,
+                cost / total_budget - (day + past_today) / sim.days,
+                1.0 - past_today,
+                math.log(plan.alpha_prior),
+                math.log((plan.alpha_budget + _EPS) / (plan.alpha_goal + _EPS)),
+                math.log((plan.alpha_prior + _EPS) / (self.alpha + _EPS)),
+                plan.elasticity / 3.0,
+                plan.cost_trend,
+                plan.efficiency_trend,
+                min(1.0, self.planner.steps / spd),
+                math.log((plan.alpha_fast + _EPS) / (plan.alpha_slow + _EPS)),
+                self._step_traffic[step_in_day],
+                self._goal_gap(self.pred_conversions * calibration),
+                self._goal_gap(self.conversions),
+                math.log(calibration),
+                *self._last,
+                self.pred_conversions / reference_conv,
+                math.log(
+                    (self.queries + 50.0 + _EPS) / (self._forecast_cum_f[index] + 50.0 + _EPS)
+                ),
+                self._has_cpa,
+                self._has_roas,
+            ),
+            dtype=np.float32,
         )
-        obs = np.array(features, dtype=np.float32)
-        np.maximum(obs, -OBS_BOUND, out=obs)
-        return np.minimum(obs, OBS_BOUND, out=obs)
+        # Each feature's own bound (3 for the logs and gaps above), then OBS_BOUND: clipping
+        # after the float32 cast gives the same floats as clipping before it.
+        np.maximum(obs, _LOWER, out=obs)
+        return np.minimum(obs, _UPPER, out=obs)
+
+
+def _clock_features(steps_per_day: int) -> list[tuple[float, float, float]]:
+    """(day progress, its sine, its cosine) of each step of the day."""
+    return [
+        (
+            step / steps_per_day,
+            math.sin(2 * math.pi * (step / steps_per_day)),
+            math.cos(2 * math.pi * (step / steps_per_day)),
+        )
+        for step in range(steps_per_day)
+    ]
+
+
+# (sine, cosine) of each weekday, twice over: indexed by start weekday + day % 7.
+_WEEKDAY_FEATURES = [
+    (math.sin(2 * math.pi * weekday / 7), math.cos(2 * math.pi * weekday / 7))
+    for weekday in (*range(7), *range(7))
+]
+_BOUNDS = {
+    "pace_gap_today": 3.0,
+    "pace_gap_episode": 3.0,
+    "log_alpha_prior": 4.0,
+    "log_budget_over_goal": 3.0,
+    "log_prior_change": 3.0,
+    "log_fast_over_slow": 3.0,
+    "target_gap": 3.0,
+    "realised_target_gap": 3.0,
+    "calibration": 3.0,
+    "spend_rate": 3.0,
+    "conversions_so_far": 10.0,
+    "volume_ratio": 3.0,
+}
+_UPPER = np.array([_BOUNDS.get(name, OBS_BOUND) for name in FEATURE_NAMES], dtype=np.float32)
+_LOWER = -_UPPER

@@ -35,7 +35,7 @@ was a BLAS product, a sum over 8 or more later days was numpy's pairwise sum).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -80,8 +80,9 @@ _FINE_LOG = tuple(float(x) for x in FINE_LOG_GRID)
 _FINE_ALPHA = tuple(math.exp(x) for x in _FINE_LOG)
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
+    """The prior and what it was planned from (a named tuple: built at every step)."""
+
     alpha_budget: float
     alpha_goal: float
     alpha_prior: float

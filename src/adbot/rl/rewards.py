@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -82,9 +82,9 @@ class Goal:
         return conversions * self.campaign.conversion_value.mean
 
 
-@dataclass(frozen=True, slots=True)
-class Totals:
-    """Running campaign totals since the start of the episode."""
+class Totals(NamedTuple):
+    """Running campaign totals since the start of the episode (named tuples: the env makes
+    a few at every step)."""
 
     cost: float = 0.0
     conversions: float = 0.0
@@ -94,8 +94,7 @@ class Totals:
         return Totals(self.cost + cost, self.conversions + conversions, self.value + value)
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(NamedTuple):
     """One decision step as the reward sees it."""
 
     goal: Goal
@@ -218,10 +217,16 @@ class Reward:
         self.spec = spec
         self._terms = [(REWARD_COMPONENTS[name], w) for name, w in spec.components.items()]
         self.needs_baseline = "baseline_score" in spec.components
+        self._divisor: tuple[Goal | None, float] = (None, 1.0)  # the last goal's, kept
 
     def divisor(self, goal: Goal) -> float:
-        return goal.reference_score() if self.spec.scale == "budget" else 1.0
+        if goal is not self._divisor[0]:
+            scale = goal.reference_score() if self.spec.scale == "budget" else 1.0
+            self._divisor = (goal, scale)
+        return self._divisor[1]
 
     def __call__(self, transition: Transition) -> float:
-        total = sum(w * component(transition) for component, w in self._terms)
+        total = 0.0
+        for component, weight in self._terms:
+            total += weight * component(transition)
         return float(total / self.divisor(transition.goal))

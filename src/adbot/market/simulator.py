@@ -16,29 +16,24 @@ from adbot.market.score import EpisodeMetrics
 from adbot.market.universe import expected_step_queries
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepOutcome:
     """What one step gave, per keyword (arrays of shape (K,)) and in total.
 
     ``impression_share`` is impressions / queries on the keyword, ``avg_position`` the mean
     1-based slot of our impressions, ``avg_cpc`` the mean price paid per click (0 where
-    undefined). ``spend_today`` is the day's spend after this step.
+    undefined). ``spend_today`` is the day's spend after this step. The per-keyword arrays
+    are rows of ``counts`` (int64, rows ``auction.COUNT_ROWS``) and ``amounts`` (float64, rows
+    ``auction.AMOUNT_ROWS``), as the auction kernel fills them; the named rows are views made when
+    read (the RL env's step reads a few of them).
     """
 
     day: int
     step: int
     index: int
     bids: np.ndarray
-    queries: np.ndarray
-    auctions_entered: np.ndarray
-    impressions: np.ndarray
-    clicks: np.ndarray
-    cost: np.ndarray
-    conversions: np.ndarray
-    value: np.ndarray
-    impression_share: np.ndarray
-    avg_position: np.ndarray
-    avg_cpc: np.ndarray
+    counts: np.ndarray
+    amounts: np.ndarray
     total_queries: int
     total_impressions: int
     total_clicks: int
@@ -47,6 +42,46 @@ class StepOutcome:
     total_value: float
     spend_today: float
     budget_exhausted: bool
+
+    @property
+    def queries(self) -> np.ndarray:
+        return self.counts[0]
+
+    @property
+    def auctions_entered(self) -> np.ndarray:
+        return self.counts[1]
+
+    @property
+    def impressions(self) -> np.ndarray:
+        return self.counts[2]
+
+    @property
+    def clicks(self) -> np.ndarray:
+        return self.counts[3]
+
+    @property
+    def conversions(self) -> np.ndarray:
+        return self.counts[4]
+
+    @property
+    def cost(self) -> np.ndarray:
+        return self.amounts[0]
+
+    @property
+    def value(self) -> np.ndarray:
+        return self.amounts[1]
+
+    @property
+    def impression_share(self) -> np.ndarray:
+        return self.amounts[2]
+
+    @property
+    def avg_position(self) -> np.ndarray:
+        return self.amounts[3]
+
+    @property
+    def avg_cpc(self) -> np.ndarray:
+        return self.amounts[4]
 
 
 class MarketSimulator:
@@ -164,31 +199,24 @@ class MarketSimulator:
         return outcome
 
     def _outcome(self, market: StepMarket, bids: np.ndarray, served: Served) -> StepOutcome:
-        queries, entered, impressions, clicks, conversions = served.counts
-        cost, value, impression_share, avg_position, avg_cpc = served.amounts
+        index = self.step_index
+        day, step = divmod(index, self.steps_per_day)
+        spend_after = served.spend_after
         return StepOutcome(
-            day=self.day,
-            step=self.step_in_day,
-            index=self.step_index,
-            bids=bids,
-            queries=queries,
-            auctions_entered=entered,
-            impressions=impressions,
-            clicks=clicks,
-            cost=cost,
-            conversions=conversions,
-            value=value,
-            impression_share=impression_share,
-            avg_position=avg_position,
-            avg_cpc=avg_cpc,
-            total_queries=market.n_queries,
-            total_impressions=served.n_shown,
-            total_clicks=served.n_clicked,
-            total_cost=served.total_cost,
-            total_conversions=served.n_converted,
-            total_value=served.total_value,
-            spend_today=served.spend_after,
-            budget_exhausted=served.spend_after >= self.daily_budget,
+            day,
+            step,
+            index,
+            bids,
+            served.counts,
+            served.amounts,
+            market.n_queries,
+            served.n_shown,
+            served.n_clicked,
+            served.total_cost,
+            served.n_converted,
+            served.total_value,
+            spend_after,
+            spend_after >= self.daily_budget,
         )
 
     def _grid_key(self, alphas: np.ndarray) -> bytes:

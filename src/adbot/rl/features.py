@@ -128,10 +128,6 @@ class PacingState:
         expected = self._forecast_cum_f[self.sim.step_index]
         return min(5.0, max(0.2, (self.queries + 50.0) / (expected + 50.0)))
 
-    def _traffic_left(self, until: int, volume_ratio: float) -> float:
-        forecast = self._forecast_cum_f
-        return (forecast[until] - forecast[self.sim.step_index]) * volume_ratio
-
     def traffic_share_through(self, step_in_day: int) -> float:
         """Share of a day's forecast traffic in its steps 0..step_in_day."""
         return float(self._day_cum[step_in_day + 1])
@@ -142,16 +138,21 @@ class PacingState:
 
     def _make_plan(self) -> Plan:
         sim = self.sim
-        spd = sim.steps_per_day
-        day_end = min((sim.day + 1) * spd, sim.n_steps)
-        if self._later_days[0] != day_end:  # each later day's forecast traffic, once a day
+        spd, index = sim.steps_per_day, sim.step_index
+        day_end = min((index // spd + 1) * spd, sim.n_steps)
+        later_days = self._later_days
+        if later_days[0] != day_end:  # each later day's forecast traffic, once a day
             cum = self._forecast_cum
-            self._later_days = (day_end, cum[day_end + spd :: spd] - cum[day_end:-1:spd])
+            later_days = self._later_days = (
+                day_end,
+                cum[day_end + spd :: spd] - cum[day_end:-1:spd],
+            )
+        forecast = self._forecast_cum_f
         volume_ratio = self._volume_ratio()
         return self.planner.plan(
             budget_left_today=sim.budget_left_today,
-            traffic_left_today=self._traffic_left(day_end, volume_ratio),
-            traffic_later_days=self._later_days[1] * volume_ratio,
+            traffic_left_today=(forecast[day_end] - forecast[index]) * volume_ratio,
+            traffic_later_days=later_days[1] * volume_ratio,
             realised=(self.cost, self.conversions, self.value),
             calibration=self.calibration(),
             fallback_alpha=self.alpha,

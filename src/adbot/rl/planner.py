@@ -104,7 +104,7 @@ class _Rates:
 
     def add(self, cost: np.ndarray, conv: np.ndarray, queries: float) -> None:
         _forget_and_add(self.cost, self.conv, cost, conv, self.forget)
-        self.queries = self.forget * self.queries + queries
+        self.queries = float(self.forget * self.queries + queries)
 
 
 def _goal_of(campaign: Campaign) -> tuple[int, float]:
@@ -151,15 +151,14 @@ class LandscapePlanner:
         fallback_alpha: float,
     ) -> Plan:
         """The prior for the next step; ``realised`` is (cost, conversions, value) so far."""
-        if not self.has_data:
+        slow, fast = self.slow, self.fast
+        if not (slow.queries > 0 and slow.cost[-1] > 0):  # not self.has_data, inlined
             a = fallback_alpha
             return Plan(a, a, a, 1.0, 0.0, 0.0, a, a)
-        slow, fast = self.slow, self.fast
         r_cost, r_conv, r_value = realised
         i_budget, i_goal, i_slow, i_fast, elasticity, cost_trend, efficiency_trend = (
             _plan_kernel(
-                slow.cost, slow.conv, float(slow.queries),
-                fast.cost, fast.conv, float(fast.queries),
+                slow.cost, slow.conv, slow.queries, fast.cost, fast.conv, fast.queries,
                 float(budget_left_today), float(traffic_left_today),
                 np.ascontiguousarray(traffic_later_days, dtype=np.float64),
                 float(r_cost), float(r_conv), float(r_value), float(calibration),
@@ -168,14 +167,14 @@ class LandscapePlanner:
         )  # fmt: skip
         log_slow, log_fast = _FINE_LOG[i_slow], _FINE_LOG[i_fast]
         return Plan(
-            alpha_budget=_FINE_ALPHA[i_budget],
-            alpha_goal=_FINE_ALPHA[i_goal],
-            alpha_prior=math.exp((1 - FAST_WEIGHT) * log_slow + FAST_WEIGHT * log_fast),
-            elasticity=elasticity,
-            cost_trend=cost_trend,
-            efficiency_trend=efficiency_trend,
-            alpha_slow=_FINE_ALPHA[i_slow],
-            alpha_fast=_FINE_ALPHA[i_fast],
+            _FINE_ALPHA[i_budget],
+            _FINE_ALPHA[i_goal],
+            math.exp((1 - FAST_WEIGHT) * log_slow + FAST_WEIGHT * log_fast),
+            elasticity,
+            cost_trend,
+            efficiency_trend,
+            _FINE_ALPHA[i_slow],
+            _FINE_ALPHA[i_fast],
         )
 
 

@@ -1,0 +1,144 @@
+"""The observation against a plain reference: the features written out one by one.
+
+``PacingState.observation`` reads per-step constants from tables built at reset and clips
+each feature once, after the float32 cast; the reference below recomputes every feature from
+the state with numpy scalars and clips before the cast, as the features are documented.
+Both must give the same float32 bits on every step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from adbot.market.scenario import Scenario, random_scenario
+from adbot.market.simulator import MarketSimulator
+from adbot.rl.env import cap_daily_queries
+from adbot.rl.features import FEATURE_NAMES, OBS_BOUND, PacingState
+
+EPS = 1e-9
+
+
+def clip(x: float, bound: float = 3.0) -> float:
+    return float(min(bound, max(-bound, x)))
+
+
+def log_ratio(num: float, den: float, bound: float = 3.0) -> float:
+    return clip(math.log((num + EPS) / (den + EPS)), bound)
+
+
+def goal_gap(state: PacingState, conversions: float) -> float:
+    if state.cost <= 0 or conversions <= 0:
+        return 0.0
+    if state.target_cpa is not None:
+        return log_ratio(state.target_cpa * conversions, state.cost)
+    if state.target_roas is not None:
+        return log_ratio(conversions * state.mean_value, state.target_roas * state.cost)
+    return 0.0
+
+
+def reference_observation(state: PacingState) -> np.ndarray:
+    sim, plan = state.sim, state.plan
+    spd = sim.steps_per_day
+    forecast = np.asarray(sim.expected_queries, dtype=np.float64)
+    forecast_cum = np.concatenate(([0.0], np.cumsum(forecast)))
+    day = forecast[:spd]
+    day_share = day / day.sum() if day.sum() > 0 else np.full(day.shape, 1 / day.size)
+    day_cum = np.concatenate(([0.0], np.cumsum(day_share)))
+    step_in_day = min(sim.step_index, sim.n_steps - 1) % spd
+    day_progress = step_in_day / spd
+    weekday = (sim.scenario.horizon.start_weekday + sim.day) % 7
+    past_today = float(day_cum[step_in_day])
+    past_episode = (sim.day + past_today) / sim.days
+    reference_conv = state.total_budget / sim.value_per_conversion
+    calibration = state.calibration()
+    features = {
+        "episode_progress": sim.step_index / sim.n_steps,
+        "day_progress": day_progress,
+        "hour_sin": math.sin(2 * math.pi * day_progress),
+        "hour_cos": math.cos(2 * math.pi * day_progress),
+        "weekday_sin": math.sin(2 * math.pi * weekday / 7),
+        "weekday_cos": math.cos(2 * math.pi * weekday / 7),
+        "budget_left_today": sim.budget_left_today / sim.daily_budget,
+        "budget_left_episode": max(state.total_budget - state.cost, 0.0) / state.total_budget,
+        "pace_gap_today": clip(sim.spend_today / sim.daily_budget - past_today),
+        "pace_gap_episode": clip(state.cost / state.total_budget - past_episode),
+        "traffic_left_today": 1.0 - past_today,
+        "log_alpha_prior": clip(math.log(plan.alpha_prior), 4.0),
+        "log_budget_over_goal": log_ratio(plan.alpha_budget, plan.alpha_goal),
+        "log_prior_change": log_ratio(plan.alpha_prior, state.alpha),
+        "elasticity": plan.elasticity / 3.0,
+        "cost_trend": plan.cost_trend,
+        "efficiency_trend": plan.efficiency_trend,
+        "evidence": min(1.0, state.planner.steps / spd),
+        "log_fast_over_slow": log_ratio(plan.alpha_fast, plan.alpha_slow),
+        "step_traffic": clip(float(day_share[step_in_day]) * spd, 10.0),
+        "target_gap": goal_gap(state, state.pred_conversions * calibration),
+        "realised_target_gap": goal_gap(state, state.conversions),
+        "calibration": clip(math.log(calibration)),
+        "impression_share": state._last[0],
+        "cpc_to_bid": state._last[1],
+        "spend_rate": state._last[2],
+        "conversions_so_far": clip(state.pred_conversions / reference_conv, 10.0),
+        "volume_ratio": log_ratio(state.queries + 50.0, forecast_cum[sim.step_index] + 50.0),
+        "has_cpa_target": float(state.target_cpa is not None),
+        "has_roas_target": float(state.target_roas is not None),
+    }
+    assert tuple(features) == FEATURE_NAMES
+    return np.clip(np.array(list(features.values()), dtype=np.float32), -OBS_BOUND, OBS_BOUND)
+
+
+def play_and_compare(scenario: Scenario, seed: int) -> int:
+    """Play an episode with random multipliers; the number of observations compared."""
+    rng = np.random.default_rng(seed)
+    sim = MarketSimulator(scenario, seed)
+    state = PacingState(sim, 0.5)
+    compared = 0
+    while True:
+        np.testing.assert_array_equal(state.observation(), reference_observation(state))
+        compared += 1
+        if sim.done:
+            return compared
+        alpha = state.alpha_for(float(rng.uniform(-1, 1)))
+        state.record(alpha, sim.step_multiplier(alpha))
+
+
+@pytest.mark.parametrize("scenario_name", ["cpa_scenario", "roas_scenario", "value_scenario"])
+def test_observation_matches_the_reference(
+    scenario_name: str, request: pytest.FixtureRequest
+) -> None:
+    scenario: Scenario = request.getfixturevalue(scenario_name)
+    assert play_and_compare(scenario, 3) == scenario.horizon.days * 24 + 1
+
+
+def test_observation_matches_the_reference_on_random_scenarios() -> None:
+    rng = np.random.default_rng(11)
+    weekdays = set()
+    for seed in range(12):
+        scenario = cap_daily_queries(random_scenario(rng), 1500.0)
+        weekdays.add(scenario.horizon.start_weekday)
+        play_and_compare(scenario, seed)
+    assert len(weekdays) >= 3  # the weekday table is read at several offsets
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e6])
+def test_each_feature_is_clipped_to_its_own_bound(cpa_scenario: Scenario, scale: float) -> None:
+    """Running totals pushed far out: every clipped feature sits at its bound, as in the
+    reference."""
+    sim = MarketSimulator(cpa_scenario, 5)
+    state = PacingState(sim, 0.5)
+    for _ in range(30):
+        alpha = state.alpha_for(0.0)
+        state.record(alpha, sim.step_multiplier(alpha))
+    state.queries *= scale
+    state.pred_conversions *= scale
+    state.conversions *= scale
+    state.cost /= scale
+    sim.spend_today *= scale
+    state.alpha /= scale
+    obs = state.observation()
+    np.testing.assert_array_equal(obs, reference_observation(state))
+    at_bound = {name for name, x in zip(FEATURE_NAMES, obs, strict=True) if abs(x) in (3.0, 10.0)}
+    assert {"volume_ratio", "log_prior_change", "target_gap", "realised_target_gap"} <= at_bound

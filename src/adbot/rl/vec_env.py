@@ -16,6 +16,7 @@ the same env functions.
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing as mp
 import traceback
 from collections.abc import Callable, Sequence
@@ -103,6 +104,10 @@ def _worker(remote: Connection, parent: Connection, fns: CloudpickleWrapper) -> 
         remote.send(WorkerError(traceback.format_exc()))
         remote.close()
         return
+    # The worker inherits the parent's heap (torch, SB3: some 300,000 objects the cyclic
+    # garbage collector tracks). Frozen, they are skipped by every collection; a full one
+    # over them took ~0.1 s, about a tenth of a worker's time on BidPacing-v0.
+    gc.freeze()
     remote.send((venv.observation_space, venv.action_space))
     try:
         while True:

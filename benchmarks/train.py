@@ -7,7 +7,9 @@ sizes); our env is exactly the training env of that config (random scenarios sca
 environment steps per second of ``model.learn`` for both and their ratio (target >= 0.8:
 our env should not be what training waits for), plus the raw env step rate of each without
 PPO, for context. Runs alternate (ours, Pendulum, ours, ...) and the median ratio is the
-figure: on a shared 2-core machine one run's Pendulum rate can vary by a factor of 2.
+figure: on a shared 2-core machine one run's Pendulum rate can vary by a factor of 2. Each
+run also prints the envs' own CPU time per step, counted inside the worker processes: a
+steadier measure of what our env costs than the wall-clock rates.
 
 Run: ``python benchmarks/train.py [--timesteps N] [--repeats R] [--config PATH]``.
 """
@@ -18,7 +20,9 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -34,17 +38,45 @@ TARGET = 0.8
 ROOT = Path(__file__).resolve().parents[1]
 
 
+class _StepClock(gym.Wrapper):  # type: ignore[type-arg]
+    """Counts the CPU time of the wrapped env's steps (``step_cpu`` seconds, ``steps``) in
+    the process that runs it: the env's own cost, free of the machine's wall-clock noise."""
+
+    def __init__(self, env: gym.Env) -> None:  # type: ignore[type-arg]
+        super().__init__(env)
+        self.step_cpu = 0.0
+        self.steps = 0
+
+    def step(self, action: Any) -> Any:
+        start = time.thread_time()
+        result = self.env.step(action)
+        self.step_cpu += time.thread_time() - start
+        self.steps += 1
+        return result
+
+
 def _pendulum() -> gym.Env:  # type: ignore[type-arg]
-    return gym.make("Pendulum-v1")
+    return _StepClock(gym.make("Pendulum-v1"))
 
 
-def _learn_rate(config: TrainingConfig, venv: VecNormalize, timesteps: int) -> float:
+def _ours(config: TrainingConfig) -> Callable[[], gym.Env]:  # type: ignore[type-arg]
+    return lambda: _StepClock(make_env(config))
+
+
+def _learn_rate(config: TrainingConfig, venv: VecNormalize, timesteps: int) -> tuple[float, float]:
+    """PPO env steps per second of ``model.learn`` and the envs' CPU per step (us), both
+    over the timed part only."""
     model: PPO = build_model(config, venv)
     rollout = config.ppo.n_steps * config.n_envs
     model.learn(rollout)  # warm-up: first episode draws, torch start-up
+    cpu_before = sum(venv.get_attr("step_cpu"))
+    steps_before = sum(venv.get_attr("steps"))
     start = time.perf_counter()
     model.learn(timesteps, reset_num_timesteps=False)
-    return timesteps / (time.perf_counter() - start)
+    rate = timesteps / (time.perf_counter() - start)
+    cpu = sum(venv.get_attr("step_cpu")) - cpu_before
+    steps = sum(venv.get_attr("steps")) - steps_before
+    return rate, 1e6 * cpu / max(steps, 1)
 
 
 def _env_rate(env: gym.Env, steps: int) -> float:  # type: ignore[type-arg]
@@ -88,25 +120,32 @@ def main() -> None:
         f"raw env steps/s (no PPO, one env): BidPacing-v0 {ours_env:,.0f}, "
         f"Pendulum-v1 {pendulum_env:,.0f}"
     )
-    ratios = []
+    ratios: list[float] = []
+    cpu_ours: list[float] = []
+    cpu_pendulum: list[float] = []
     for run in range(1, args.repeats + 1):
         rates = []
-        for factory in (None, _pendulum):
+        for factory, cpus in ((_ours(config), cpu_ours), (_pendulum, cpu_pendulum)):
             venv = build_vec_env(config, factory=factory)
-            rates.append(_learn_rate(config, venv, timesteps))
+            rate, cpu = _learn_rate(config, venv, timesteps)
+            rates.append(rate)
+            cpus.append(cpu)
             venv.close()
         ours, pendulum = rates
         ratios.append(ours / pendulum)
         print(
             f"run {run}: PPO env steps/s BidPacing-v0 {ours:,.0f}, Pendulum-v1 {pendulum:,.0f}, "
             f"ratio {ours / pendulum:.2f} (per env step {1e6 / ours:,.0f} us against "
-            f"{1e6 / pendulum:,.0f} us)"
+            f"{1e6 / pendulum:,.0f} us; env CPU per step in the workers {cpu_ours[-1]:,.0f} "
+            f"us against {cpu_pendulum[-1]:,.0f} us)"
         )
     ratio = statistics.median(ratios)
     verdict = "ok" if ratio >= TARGET else "BELOW TARGET"
     print(
         f"ratio, median of {len(ratios)} runs: {ratio:.2f} (range {min(ratios):.2f}-"
-        f"{max(ratios):.2f}; target >= {TARGET}: {verdict})"
+        f"{max(ratios):.2f}; target >= {TARGET}: {verdict}); env CPU per step in the "
+        f"workers, median: BidPacing-v0 {statistics.median(cpu_ours):,.0f} us, Pendulum-v1 "
+        f"{statistics.median(cpu_pendulum):,.0f} us"
     )
 
 

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 
+from adbot.errors import InvalidInput
 from adbot.market.scenario import Scenario, random_scenario
 from adbot.market.simulator import MarketSimulator
 from adbot.rl.env import cap_daily_queries
@@ -142,3 +143,14 @@ def test_each_feature_is_clipped_to_its_own_bound(cpa_scenario: Scenario, scale:
     np.testing.assert_array_equal(obs, reference_observation(state))
     at_bound = {name for name, x in zip(FEATURE_NAMES, obs, strict=True) if abs(x) in (3.0, 10.0)}
     assert {"volume_ratio", "log_prior_change", "target_gap", "realised_target_gap"} <= at_bound
+
+
+def test_a_nan_in_the_state_is_refused_by_name(cpa_scenario: Scenario) -> None:
+    sim = MarketSimulator(cpa_scenario, 5)
+    state = PacingState(sim, 0.5)
+    for _ in range(3):
+        alpha = state.alpha_for(0.0)
+        state.record(alpha, sim.step_multiplier(alpha))
+    state.pred_conversions = float("nan")
+    with pytest.raises(InvalidInput, match=r"NaN features: calibration, conversions_so_far$"):
+        state.observation()

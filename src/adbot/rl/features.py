@@ -245,7 +245,11 @@ class PacingState:
         # Each feature's own bound (3 for the logs and gaps above), then OBS_BOUND: clipping
         # after the float32 cast gives the same floats as clipping before it.
         np.maximum(obs, _LOWER, out=obs)
-        return np.minimum(obs, _UPPER, out=obs)
+        np.minimum(obs, _UPPER, out=obs)
+        if math.isnan(obs.sum()):  # clipping keeps a NaN: name the features, train on none
+            bad = [name for name, x in zip(FEATURE_NAMES, obs.tolist(), strict=True) if x != x]
+            raise InvalidInput(f"the observation has NaN features: {', '.join(bad)}")
+        return obs
 
 
 def _clock_features(steps_per_day: int) -> list[tuple[float, float, float]]:

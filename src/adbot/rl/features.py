@@ -16,6 +16,7 @@ clipped to ``[MIN_ALPHA, MAX_ALPHA]``; the prior comes from
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -246,12 +247,13 @@ class PacingState:
         # after the float32 cast gives the same floats as clipping before it.
         np.maximum(obs, _LOWER, out=obs)
         np.minimum(obs, _UPPER, out=obs)
-        if math.isnan(obs.sum()):  # clipping keeps a NaN: name the features, train on none
+        if math.isnan(np.add.reduce(obs)):  # clipping keeps a NaN: name the features
             bad = [name for name, x in zip(FEATURE_NAMES, obs.tolist(), strict=True) if x != x]
             raise InvalidInput(f"the observation has NaN features: {', '.join(bad)}")
         return obs
 
 
+@functools.cache
 def _clock_features(steps_per_day: int) -> list[tuple[float, float, float]]:
     """(day progress, its sine, its cosine) of each step of the day."""
     return [

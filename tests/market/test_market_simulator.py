@@ -13,7 +13,7 @@ from market_helpers import budget_limited, competitor_spend, small_data
 from adbot.errors import InvalidInput
 from adbot.market import MarketSimulator, StepOutcome, load_scenario
 from adbot.market import episode as episode_module
-from adbot.market.auction import multiplier_bids
+from adbot.market.auction import AMOUNT_ROWS, COUNT_ROWS, multiplier_bids
 from adbot.market.batch import evaluate_multipliers
 from adbot.market.episode import episode_market
 from adbot.market.scenario import Scenario
@@ -341,3 +341,15 @@ def test_competitor_budget_ties_and_exact_budget_hits() -> None:
     limited = budget_limited(drawn, uni, scenario)
     assert np.array_equal(limited, expected)
     assert (limited == 0).sum() > (drawn.comp_bid == 0).sum()
+
+
+def test_outcome_rows_are_named_views_and_read_only(small: Scenario) -> None:
+    outcome = MarketSimulator(small, 2).step_multiplier(1.0)
+    for table, names in (("counts", COUNT_ROWS), ("amounts", AMOUNT_ROWS)):
+        for row, name in enumerate(names):
+            assert np.shares_memory(getattr(outcome, name), getattr(outcome, table)[row])
+            np.testing.assert_array_equal(getattr(outcome, name), getattr(outcome, table)[row])
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                setattr(outcome, name, np.zeros(3))
+    assert int(outcome.clicks.sum()) == outcome.total_clicks
+    assert int(outcome.queries.sum()) == outcome.total_queries

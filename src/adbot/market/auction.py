@@ -60,7 +60,7 @@ def _price(bid: np.ndarray, below: np.ndarray, quality: np.ndarray, reserve: flo
     return np.minimum(bid, np.maximum(reserve, below / quality) + MIN_INCREMENT)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Served:
     """One bid vector's step: the queries we showed on and those clicked, and per keyword.
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from adbot.errors import InvalidInput
-from adbot.market.auction import AuctionRules, Served, serve
+from adbot.market.auction import AMOUNT_ROWS, COUNT_ROWS, AuctionRules, Served, serve
 from adbot.market.episode import EpisodeMarket, StepMarket, episode_market
 from adbot.market.landscape import Landscape, bid_landscape, multiplier_landscape
 from adbot.market.scenario import Scenario
@@ -16,15 +16,25 @@ from adbot.market.score import EpisodeMetrics
 from adbot.market.universe import expected_step_queries
 
 
-@dataclass(frozen=True, slots=True)
+class _Row:
+    """A read-only attribute that is row ``row`` of the instance's 2-D array ``table``."""
+
+    def __init__(self, table: str, row: int) -> None:
+        self.table, self.row = table, row
+
+    def __get__(self, outcome: object, owner: type | None = None) -> np.ndarray:
+        return getattr(outcome, self.table)[self.row]
+
+
+@dataclass(frozen=True)
 class StepOutcome:
     """What one step gave, per keyword (arrays of shape (K,)) and in total.
 
     ``impression_share`` is impressions / queries on the keyword, ``avg_position`` the mean
     1-based slot of our impressions, ``avg_cpc`` the mean price paid per click (0 where
     undefined). ``spend_today`` is the day's spend after this step. The per-keyword arrays
-    are rows of ``counts`` (int64, rows ``auction.COUNT_ROWS``) and ``amounts`` (float64, rows
-    ``auction.AMOUNT_ROWS``), as the auction kernel fills them; the named rows are views made when
+    are rows of ``counts`` (int64, rows ``COUNT_ROWS``) and ``amounts`` (float64, rows
+    ``AMOUNT_ROWS``), as the auction kernel fills them; the named rows are views made when
     read (the RL env's step reads a few of them).
     """
 
@@ -43,45 +53,17 @@ class StepOutcome:
     spend_today: float
     budget_exhausted: bool
 
-    @property
-    def queries(self) -> np.ndarray:
-        return self.counts[0]
-
-    @property
-    def auctions_entered(self) -> np.ndarray:
-        return self.counts[1]
-
-    @property
-    def impressions(self) -> np.ndarray:
-        return self.counts[2]
-
-    @property
-    def clicks(self) -> np.ndarray:
-        return self.counts[3]
-
-    @property
-    def conversions(self) -> np.ndarray:
-        return self.counts[4]
-
-    @property
-    def cost(self) -> np.ndarray:
-        return self.amounts[0]
-
-    @property
-    def value(self) -> np.ndarray:
-        return self.amounts[1]
-
-    @property
-    def impression_share(self) -> np.ndarray:
-        return self.amounts[2]
-
-    @property
-    def avg_position(self) -> np.ndarray:
-        return self.amounts[3]
-
-    @property
-    def avg_cpc(self) -> np.ndarray:
-        return self.amounts[4]
+    # The named per-keyword rows, views of ``counts`` and ``amounts``.
+    queries = _Row("counts", COUNT_ROWS.index("queries"))
+    auctions_entered = _Row("counts", COUNT_ROWS.index("auctions_entered"))
+    impressions = _Row("counts", COUNT_ROWS.index("impressions"))
+    clicks = _Row("counts", COUNT_ROWS.index("clicks"))
+    conversions = _Row("counts", COUNT_ROWS.index("conversions"))
+    cost = _Row("amounts", AMOUNT_ROWS.index("cost"))
+    value = _Row("amounts", AMOUNT_ROWS.index("value"))
+    impression_share = _Row("amounts", AMOUNT_ROWS.index("impression_share"))
+    avg_position = _Row("amounts", AMOUNT_ROWS.index("avg_position"))
+    avg_cpc = _Row("amounts", AMOUNT_ROWS.index("avg_cpc"))
 
 
 class MarketSimulator:

@@ -152,7 +152,7 @@ class LandscapePlanner:
     ) -> Plan:
         """The prior for the next step; ``realised`` is (cost, conversions, value) so far."""
         slow, fast = self.slow, self.fast
-        if not (slow.queries > 0 and slow.cost[-1] > 0):  # not self.has_data, inlined
+        if not self.has_data:
             a = fallback_alpha
             return Plan(a, a, a, 1.0, 0.0, 0.0, a, a)
         r_cost, r_conv, r_value = realised

@@ -106,11 +106,10 @@ class PacingState:
         self._forecast_cum = np.concatenate(([0.0], np.cumsum(forecast)))
         day = forecast[: sim.steps_per_day]
         self._day_share = day / day.sum() if day.sum() > 0 else np.full(day.shape, 1 / day.size)
-        self._day_cum = np.concatenate(([0.0], np.cumsum(self._day_share)))
-        # Per-step constants of the observation as Python floats (cheaper than numpy
-        # scalars in the per-step arithmetic); same values as the arrays they come from.
+        # Per-step constants as Python floats (cheaper than numpy scalars in the per-step
+        # arithmetic); the same values as the arrays they come from.
         self._forecast_cum_f: list[float] = self._forecast_cum.tolist()
-        self._day_cum_f: list[float] = self._day_cum.tolist()
+        self._day_cum: list[float] = np.concatenate(([0.0], np.cumsum(self._day_share))).tolist()
         self._clock = _clock_features(sim.steps_per_day)
         self._step_traffic = [
             _clip(float(share) * sim.steps_per_day, 10.0) for share in self._day_share
@@ -131,7 +130,7 @@ class PacingState:
 
     def traffic_share_through(self, step_in_day: int) -> float:
         """Share of a day's forecast traffic in its steps 0..step_in_day."""
-        return float(self._day_cum[step_in_day + 1])
+        return self._day_cum[step_in_day + 1]
 
     def calibration(self) -> float:
         c0 = CALIBRATION_PRIOR
@@ -202,7 +201,7 @@ class PacingState:
         spd, index = sim.steps_per_day, sim.step_index
         step_in_day = min(index, sim.n_steps - 1) % spd
         day = index // spd
-        past_today = self._day_cum_f[step_in_day]
+        past_today = self._day_cum[step_in_day]
         day_progress, hour_sin, hour_cos = self._clock[step_in_day]
         weekday_sin, weekday_cos = self._weekday[day % 7]
         reference_conv = self.total_budget / sim.value_per_conversion

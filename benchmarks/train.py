@@ -17,6 +17,7 @@ Run: ``python benchmarks/train.py [--timesteps N] [--repeats R] [--config PATH]`
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -56,11 +57,12 @@ class _StepClock(gym.Wrapper):  # type: ignore[type-arg]
 
 
 def _pendulum() -> gym.Env:  # type: ignore[type-arg]
-    return _StepClock(gym.make("Pendulum-v1"))
+    return gym.make("Pendulum-v1")
 
 
-def _ours(config: TrainingConfig) -> Callable[[], gym.Env]:  # type: ignore[type-arg]
-    return lambda: _StepClock(make_env(config))
+def _clocked(factory: Callable[[], gym.Env]) -> Callable[[], gym.Env]:  # type: ignore[type-arg]
+    """``factory`` with its env's step CPU counted (``_StepClock``)."""
+    return lambda: _StepClock(factory())
 
 
 def _learn_rate(config: TrainingConfig, venv: VecNormalize, timesteps: int) -> tuple[float, float]:
@@ -123,10 +125,11 @@ def main() -> None:
     ratios: list[float] = []
     cpu_ours: list[float] = []
     cpu_pendulum: list[float] = []
+    ours_factory = functools.partial(make_env, config)
     for run in range(1, args.repeats + 1):
         rates = []
-        for factory, cpus in ((_ours(config), cpu_ours), (_pendulum, cpu_pendulum)):
-            venv = build_vec_env(config, factory=factory)
+        for factory, cpus in ((ours_factory, cpu_ours), (_pendulum, cpu_pendulum)):
+            venv = build_vec_env(config, factory=_clocked(factory))
             rate, cpu = _learn_rate(config, venv, timesteps)
             rates.append(rate)
             cpus.append(cpu)

@@ -349,7 +349,9 @@ def test_outcome_rows_are_named_views_and_read_only(small: Scenario) -> None:
         for row, name in enumerate(names):
             assert np.shares_memory(getattr(outcome, name), getattr(outcome, table)[row])
             np.testing.assert_array_equal(getattr(outcome, name), getattr(outcome, table)[row])
-            with pytest.raises(dataclasses.FrozenInstanceError):
+            with pytest.raises(AttributeError, match=f"StepOutcome.{name} is read-only"):
                 setattr(outcome, name, np.zeros(3))
+    with pytest.raises(AttributeError):
+        outcome.total_cost = 0.0  # type: ignore[misc]
     assert int(outcome.clicks.sum()) == outcome.total_clicks
     assert int(outcome.queries.sum()) == outcome.total_queries

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,28 +19,20 @@ from adbot.market.universe import expected_step_queries
 class _Row:
     """A read-only attribute that is row ``row`` of the instance's 2-D array ``table``."""
 
-    def __init__(self, table: str, row: int) -> None:
-        self.table, self.row = table, row
+    def __init__(self, table: str, names: tuple[str, ...], name: str) -> None:
+        self.table, self.row, self.name = table, names.index(name), name
 
     def __get__(self, outcome: object, owner: type | None = None) -> np.ndarray:
         return getattr(outcome, self.table)[self.row]
 
+    def __set__(self, outcome: object, value: object) -> None:
+        raise AttributeError(f"{type(outcome).__name__}.{self.name} is read-only")
 
-@dataclass(frozen=True)
-class StepOutcome:
-    """What one step gave, per keyword (arrays of shape (K,)) and in total.
 
-    ``impression_share`` is impressions / queries on the keyword, ``avg_position`` the mean
-    1-based slot of our impressions, ``avg_cpc`` the mean price paid per click (0 where
-    undefined). ``spend_today`` is the day's spend after this step. The per-keyword arrays
-    are rows of ``counts`` (int64, rows ``COUNT_ROWS``) and ``amounts`` (float64, rows
-    ``AMOUNT_ROWS``), as the auction kernel fills them; the named rows are views made when
-    read (the RL env's step reads a few of them).
-    """
-
+class _OutcomeFields(NamedTuple):
     day: int
     step: int
-    index: int
+    index: int  # type: ignore[assignment]  # the step's index shadows tuple.index, on purpose
     bids: np.ndarray
     counts: np.ndarray
     amounts: np.ndarray
@@ -53,17 +45,33 @@ class StepOutcome:
     spend_today: float
     budget_exhausted: bool
 
+
+class StepOutcome(_OutcomeFields):
+    """What one step gave, per keyword (arrays of shape (K,)) and in total.
+
+    ``impression_share`` is impressions / queries on the keyword, ``avg_position`` the mean
+    1-based slot of our impressions, ``avg_cpc`` the mean price paid per click (0 where
+    undefined). ``spend_today`` is the day's spend after this step. The per-keyword arrays
+    are rows of ``counts`` (int64, rows ``COUNT_ROWS``) and ``amounts`` (float64, rows
+    ``AMOUNT_ROWS``), as the auction kernel fills them; the named rows are views made when
+    read (the RL env's step reads a few of them). The fields are those of the named tuple
+    ``_OutcomeFields``: one outcome is built at every step, and a frozen dataclass would set
+    each of its 14 fields through ``object.__setattr__`` (about 4 us against 0.5).
+    """
+
+    __slots__ = ()
+
     # The named per-keyword rows, views of ``counts`` and ``amounts``.
-    queries = _Row("counts", COUNT_ROWS.index("queries"))
-    auctions_entered = _Row("counts", COUNT_ROWS.index("auctions_entered"))
-    impressions = _Row("counts", COUNT_ROWS.index("impressions"))
-    clicks = _Row("counts", COUNT_ROWS.index("clicks"))
-    conversions = _Row("counts", COUNT_ROWS.index("conversions"))
-    cost = _Row("amounts", AMOUNT_ROWS.index("cost"))
-    value = _Row("amounts", AMOUNT_ROWS.index("value"))
-    impression_share = _Row("amounts", AMOUNT_ROWS.index("impression_share"))
-    avg_position = _Row("amounts", AMOUNT_ROWS.index("avg_position"))
-    avg_cpc = _Row("amounts", AMOUNT_ROWS.index("avg_cpc"))
+    queries = _Row("counts", COUNT_ROWS, "queries")
+    auctions_entered = _Row("counts", COUNT_ROWS, "auctions_entered")
+    impressions = _Row("counts", COUNT_ROWS, "impressions")
+    clicks = _Row("counts", COUNT_ROWS, "clicks")
+    conversions = _Row("counts", COUNT_ROWS, "conversions")
+    cost = _Row("amounts", AMOUNT_ROWS, "cost")
+    value = _Row("amounts", AMOUNT_ROWS, "value")
+    impression_share = _Row("amounts", AMOUNT_ROWS, "impression_share")
+    avg_position = _Row("amounts", AMOUNT_ROWS, "avg_position")
+    avg_cpc = _Row("amounts", AMOUNT_ROWS, "avg_cpc")
 
 
 class MarketSimulator:

@@ -272,37 +272,38 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
     def step(
         self, action: np.ndarray
     ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
-        if self._player is None or self._goal is None or self._episode is None:
+        player, goal, episode = self._player, self._goal, self._episode
+        if player is None or goal is None or episode is None:
             raise InvalidInput("call reset() before step()")
-        player, sim = self._player, self._player.sim
+        sim = player.sim
         if sim.done:
             raise InvalidInput("the episode is over; call reset()")
-        a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
-        alpha, outcome, before, elapsed_today = player.play(a)
+        alpha, outcome, before, elapsed_today = player.play(_action_value(action))
+        done = sim.done
+        needs_baseline = self.reward_fn.needs_baseline
         baseline_before = baseline_after = None
-        if self.reward_fn.needs_baseline:
+        if needs_baseline:
             baseline_before, baseline_after = self._twin_step(outcome.index)
         transition = Transition(
-            goal=self._goal,
-            before=before,
-            after=player.totals,
-            pace_gap=outcome.spend_today / sim.daily_budget - elapsed_today,
-            terminal=sim.done,
-            baseline_before=baseline_before,
-            baseline_after=baseline_after,
+            goal,
+            before,
+            player.totals,
+            outcome.spend_today / sim.daily_budget - elapsed_today,
+            done,
+            baseline_before,
+            baseline_after,
         )
         reward = self.reward_fn(transition)
         info: dict[str, Any] = {"alpha": alpha, "cost": outcome.total_cost}
-        if sim.done:
+        if done:
             info["score"] = sim.totals().score
-            episode = self._episode
             if self._baseline is not None:
                 episode.twin, episode._record = episode._record, []
                 episode.twin_score = self._baseline.sim.totals().score
                 self._baseline = None
-            if self.reward_fn.needs_baseline:
+            if needs_baseline:
                 info["baseline_score"] = episode.twin_score
-        return self._observe(), float(reward), bool(sim.done), False, info
+        return player.state.observation(), reward, done, False, info
 
     @property
     def sim(self) -> MarketSimulator | None:
@@ -312,6 +313,13 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
     def _observe(self) -> np.ndarray:
         assert self._player is not None
         return self._player.state.observation()
+
+
+def _action_value(action: np.ndarray) -> float:
+    """The action's one number as a float (the fast path is SB3's float32 array of one)."""
+    if type(action) is np.ndarray and action.shape == (1,):
+        return float(action[0])
+    return float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
 
 
 def register() -> None:

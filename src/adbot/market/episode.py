@@ -58,6 +58,23 @@ def _normal_quantiles() -> np.ndarray:
     return np.array([dist.inv_cdf((i + 0.5) / _CELLS) for i in range(_CELLS)])
 
 
+@functools.cache
+def _cell_midpoints() -> np.ndarray:
+    """``(i + 0.5) / _CELLS``: the uniform each 16-bit cell stands for."""
+    return (np.arange(_CELLS) + 0.5) / _CELLS
+
+
+def _lognormal_cells(mean: float, sd: float) -> np.ndarray:
+    """``lognormal_quantiles`` computed afresh (a new, writable array)."""
+    # In place, in one buffer: chained 512 KB temporaries cost more in fresh pages than in
+    # arithmetic (4x). The same operations on the same operands, so the same floats.
+    table = np.multiply(_normal_quantiles(), sd)
+    table -= 0.5 * sd * sd
+    np.exp(table, out=table)
+    table *= mean
+    return table
+
+
 @functools.lru_cache(maxsize=64)
 def lognormal_quantiles(mean: float, sd: float) -> np.ndarray:
     """Mean-preserving lognormal ``mean * exp(sd z - sd^2 / 2)`` at the cell midpoints.
@@ -66,7 +83,7 @@ def lognormal_quantiles(mean: float, sd: float) -> np.ndarray:
     adjacent ones differ by under 0.1% relative in the body of the distribution, and |z| is
     clamped at 4.3 (a 1e-5 tail).
     """
-    return mean * np.exp(sd * _normal_quantiles() - 0.5 * sd * sd)
+    return _lognormal_cells(mean, sd)
 
 
 @dataclass(frozen=True)
@@ -148,18 +165,22 @@ def entry_jitter_table(sd: float, participation: float) -> np.ndarray:
     ``65,536 x participation`` equally likely values. One table lookup per (competitor,
     query) is the whole draw, which matters: this is the simulator's hottest loop.
     """
-    u = (np.arange(_CELLS) + 0.5) / _CELLS
-    share = u / participation
-    cells = np.minimum(share * _CELLS, _CELLS - 1).astype(np.intp)
-    jitter = lognormal_quantiles(1.0, sd)[cells]
-    return np.where(share < 1.0, jitter, 0.0).astype(np.float32)
+    share = _cell_midpoints() / participation
+    cells = np.multiply(share, _CELLS)
+    np.minimum(cells, _CELLS - 1, out=cells)
+    # Not the cached ``lognormal_quantiles``: random training scenarios never repeat an sd,
+    # and the cache would only keep their 512 KB tables alive.
+    jitter = _lognormal_cells(1.0, sd)[cells.astype(np.intp)]
+    jitter[share >= 1.0] = 0.0
+    return jitter.astype(np.float32)
 
 
 @functools.lru_cache(maxsize=64)
 def _smallest_jitter(sd: float, participation: float) -> float:
     """The smallest positive entry of ``entry_jitter_table(sd, participation)`` (0 if none)."""
     table = entry_jitter_table(sd, participation)
-    return float(table[table > 0].min()) if (table > 0).any() else 0.0
+    smallest = table.min(where=table > 0, initial=np.inf)
+    return float(smallest) if np.isfinite(smallest) else 0.0
 
 
 @dataclass

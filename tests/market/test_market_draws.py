@@ -287,3 +287,15 @@ def test_keyword_texts_are_the_rng_choice_texts(n: int, seed: int) -> None:
     assert len(set(texts)) == n
     if n > 1000:  # phrases repeat by then, and a repeat gets a number
         assert any(text.split()[-1].isdigit() for text in texts)
+
+
+def test_universe_keyword_texts_are_drawn_on_first_use_from_their_own_stream() -> None:
+    """The texts, now drawn lazily, are those the universe drew eagerly from the second
+    child of ``SeedSequence([seed, 0])``, one per keyword, and are drawn once."""
+    scenario = load_scenario(small_data())
+    universe = build_universe(scenario)
+    assert "keyword_texts" not in vars(universe)
+    text_stream = np.random.SeedSequence([scenario.seed, 0]).spawn(2)[1]
+    expected = keyword_texts(scenario.campaign.keywords, np.random.default_rng(text_stream))
+    assert universe.keyword_texts == expected
+    assert universe.keyword_texts is universe.keyword_texts

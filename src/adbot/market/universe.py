@@ -6,6 +6,7 @@ Nothing here depends on the episode seed or on bids. Lognormal draws are mean-pr
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +43,7 @@ def quality_factor(quality: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Universe:
-    keyword_texts: tuple[str, ...]
+    text_seed: np.random.SeedSequence  # the keyword texts' own stream (see ``keyword_texts``)
     volume_share: np.ndarray  # (K,) sums to 1
     true_cvr: np.ndarray  # (K,)
     pcvr: np.ndarray  # (K,) our predicted CVR
@@ -54,6 +55,12 @@ class Universe:
     step_queries: np.ndarray  # (n_steps,) expected queries per step, shocks included
     cpc_multiplier: np.ndarray  # (n_steps,) product of active shocks
     cvr_multiplier: np.ndarray  # (n_steps,)
+
+    @functools.cached_property
+    def keyword_texts(self) -> tuple[str, ...]:
+        """Readable texts of the keywords, drawn on first use from their own stream: only the
+        platform and the CLI read them, and they cost more than the rest of the universe."""
+        return keyword_texts(self.volume_share.shape[0], np.random.default_rng(self.text_seed))
 
 
 def expected_step_queries(scenario: Scenario, with_shocks: bool = True) -> np.ndarray:
@@ -101,7 +108,7 @@ def build_universe(scenario: Scenario) -> Universe:
         budget = lognormal(rng, market.competitor_budget, c)
     cpc_mult, _, cvr_mult = shock_multipliers(scenario)
     return Universe(
-        keyword_texts=keyword_texts(k, np.random.default_rng(text_seq)),
+        text_seed=text_seq,
         volume_share=share / share.sum(),
         true_cvr=true_cvr,
         pcvr=pcvr,

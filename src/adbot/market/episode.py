@@ -31,6 +31,7 @@ in float64, so rounding the kernel's rank to float32 gives the float32 product).
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -63,15 +64,23 @@ def _cell_midpoints() -> np.ndarray:
     return (np.arange(_CELLS) + 0.5) / _CELLS
 
 
+def _to_lognormal(z: np.ndarray, mean: float, sd: float) -> np.ndarray:
+    """``mean * exp(sd z - sd^2 / 2)`` of standard normal quantiles ``z``, computed in ``z``.
+
+    In place: chained 512 KB temporaries cost more in fresh pages than in arithmetic (4x).
+    Element by element the same operations on the same operands, so the same floats on any
+    subset of the quantiles as on all of them.
+    """
+    z *= sd
+    z -= 0.5 * sd * sd
+    np.exp(z, out=z)
+    z *= mean
+    return z
+
+
 def _lognormal_cells(mean: float, sd: float) -> np.ndarray:
     """``lognormal_quantiles`` computed afresh (a new, writable array)."""
-    # In place, in one buffer: chained 512 KB temporaries cost more in fresh pages than in
-    # arithmetic (4x). The same operations on the same operands, so the same floats.
-    table = np.multiply(_normal_quantiles(), sd)
-    table -= 0.5 * sd * sd
-    np.exp(table, out=table)
-    table *= mean
-    return table
+    return _to_lognormal(_normal_quantiles().copy(), mean, sd)
 
 
 @functools.lru_cache(maxsize=64)
@@ -164,14 +173,20 @@ def entry_jitter_table(sd: float, participation: float) -> np.ndarray:
     ``65,536 x participation`` equally likely values. One table lookup per (competitor,
     query) is the whole draw, which matters: this is the simulator's hottest loop.
     """
-    share = _cell_midpoints() / participation
-    cells = np.multiply(share, _CELLS)
+    midpoints = _cell_midpoints()
+    # u / participation grows with u (IEEE division is monotone), so the cells that enter are
+    # a prefix; only their jitter is computed (random training scenarios never repeat a
+    # table, so each is new work and new memory).
+    entering = bisect.bisect_left(
+        range(_CELLS), True, key=lambda i: float(midpoints[i]) / participation >= 1.0
+    )
+    share = midpoints[:entering] / participation
+    cells = np.multiply(share, _CELLS, out=share)
     np.minimum(cells, _CELLS - 1, out=cells)
-    # Not the cached ``lognormal_quantiles``: random training scenarios never repeat an sd,
-    # and the cache would only keep their 512 KB tables alive.
-    jitter = _lognormal_cells(1.0, sd)[cells.astype(np.intp)]
-    jitter[share >= 1.0] = 0.0
-    return jitter.astype(np.float32)
+    jitter = _to_lognormal(_normal_quantiles()[cells.astype(np.intp)], 1.0, sd)
+    table = np.zeros(_CELLS, dtype=np.float32)
+    table[:entering] = jitter
+    return table
 
 
 @functools.lru_cache(maxsize=64)

@@ -347,19 +347,37 @@ class EpisodeMarket:
         cvr = np.minimum(
             np.outer(uni.cvr_multiplier[day * spd : (day + 1) * spd], uni.true_cvr), MAX_CVR
         )
+        quality, query_cvr = _per_query(drawn.keyword, drawn.step_of, uni.quality, cvr)
         whole = StepMarket(
             keyword=drawn.keyword,
             comp_rank=ranks,
-            quality=uni.quality[drawn.keyword],
-            cvr=cvr[drawn.step_of, drawn.keyword],
+            quality=quality,
+            cvr=query_cvr,
             u_tie=drawn.uniforms[0],
             u_click=drawn.uniforms[1],
             u_conv=drawn.uniforms[2],
             value_table=self.value_table,
         )
-        ends = np.cumsum(drawn.sizes)
-        steps = [whole.subset(slice(a, b)) for a, b in zip(ends - drawn.sizes, ends, strict=True)]
+        ends = np.cumsum(drawn.sizes).tolist()  # Python ints slice faster than numpy's
+        starts = [0, *ends[:-1]]
+        steps = [whole.subset(slice(a, b)) for a, b in zip(starts, ends, strict=True)]
         return _DayMarket(whole, drawn.step_of, steps)
+
+
+@numba.njit(cache=True, nogil=True)
+def _per_query(
+    keyword: np.ndarray, step_of: np.ndarray, quality: np.ndarray, cvr: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's ``quality[keyword]`` and ``cvr[step, keyword]``: one pass instead of two
+    numpy gathers (the two-index one is slow), the same values."""
+    n = keyword.shape[0]
+    query_quality = np.empty(n, dtype=quality.dtype)
+    query_cvr = np.empty(n, dtype=cvr.dtype)
+    for i in range(n):
+        k = keyword[i]
+        query_quality[i] = quality[k]
+        query_cvr[i] = cvr[step_of[i], k]
+    return query_quality, query_cvr
 
 
 @numba.njit(cache=True, nogil=True)

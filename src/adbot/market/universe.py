@@ -63,13 +63,24 @@ class Universe:
         return keyword_texts(self.volume_share.shape[0], np.random.default_rng(self.text_seed))
 
 
+@functools.lru_cache(maxsize=32)
+def _step_weights(profile: str | tuple[float, ...], steps_per_day: int) -> np.ndarray:
+    """``step_weights``, memoised and read-only: every simulator built on a scenario (a
+    player, its twin, each replay) asks for the same few profiles again."""
+    weights = step_weights(profile, steps_per_day)
+    weights.flags.writeable = False
+    return weights
+
+
 def expected_step_queries(scenario: Scenario, with_shocks: bool = True) -> np.ndarray:
     """Expected queries of each step over all keywords (MARKET.md's volume formula)."""
     horizon, market = scenario.horizon, scenario.market
     weekday = np.asarray(market.weekday_profile, dtype=np.float64)
     days = (horizon.start_weekday + np.arange(horizon.days)) % 7
     day_factor = weekday[days] / weekday.mean()
-    hourly = step_weights(market.hourly_profile, horizon.steps_per_day)
+    profile = market.hourly_profile  # a tuple once validated; a copied model may hold a list
+    profile = profile if isinstance(profile, str) else tuple(profile)
+    hourly = _step_weights(profile, horizon.steps_per_day)
     per_step = market.daily_queries * np.outer(day_factor, hourly).ravel()
     if with_shocks:
         per_step = per_step * shock_multipliers(scenario)[1]

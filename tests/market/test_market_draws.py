@@ -17,7 +17,13 @@ import numpy as np
 import pytest
 from market_helpers import competitor_spend, small_data
 
-from adbot.market.episode import EpisodeMarket, StepMarket, entry_jitter_table
+from adbot.market.episode import (
+    EpisodeMarket,
+    StepMarket,
+    _normal_quantiles,
+    entry_jitter_table,
+    lognormal_quantiles,
+)
 from adbot.market.keywords import _ADJECTIVES, _MODIFIERS, _NOUNS, keyword_texts
 from adbot.market.scenario import Scenario, load_scenario, random_scenario
 from adbot.market.universe import MAX_CVR, Universe, build_universe
@@ -287,3 +293,43 @@ def test_keyword_texts_are_the_rng_choice_texts(n: int, seed: int) -> None:
     assert len(set(texts)) == n
     if n > 1000:  # phrases repeat by then, and a repeat gets a number
         assert any(text.split()[-1].isdigit() for text in texts)
+
+
+def test_universe_keyword_texts_are_drawn_on_first_use_from_their_own_stream() -> None:
+    """The texts, now drawn lazily, are those the universe drew eagerly from the second
+    child of ``SeedSequence([seed, 0])``, one per keyword, and are drawn once."""
+    scenario = load_scenario(small_data())
+    universe = build_universe(scenario)
+    assert "keyword_texts" not in vars(universe)
+    text_stream = np.random.SeedSequence([scenario.seed, 0]).spawn(2)[1]
+    expected = keyword_texts(scenario.campaign.keywords, np.random.default_rng(text_stream))
+    assert universe.keyword_texts == expected
+    assert universe.keyword_texts is universe.keyword_texts
+
+
+def _reference_lognormal(mean: float, sd: float) -> np.ndarray:
+    return mean * np.exp(sd * _normal_quantiles() - 0.5 * sd * sd)
+
+
+def _reference_jitter_table(sd: float, participation: float) -> np.ndarray:
+    u = (np.arange(2**16) + 0.5) / 2**16
+    share = u / participation
+    cells = np.minimum(share * 2**16, 2**16 - 1).astype(np.intp)
+    jitter = _reference_lognormal(1.0, sd)[cells]
+    return np.where(share < 1.0, jitter, 0.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("sd", [0.0, 0.15, 0.8])
+@pytest.mark.parametrize(
+    "participation",
+    # a cell midpoint exactly, and the floats either side of one: the edge of the entry prefix
+    [1.0, 0.6, 1 / 2**16, 1.5 / 2**16, np.nextafter(0.5 + 0.5 / 2**16, 0.0), 0.5 + 0.5 / 2**16],
+)
+def test_tables_are_their_vectorised_definitions(sd: float, participation: float) -> None:
+    """Computed in place and, for the jitter, on the entering cells only: bit for bit the
+    whole-array definitions (every drawn bid depends on them)."""
+    expected = _reference_jitter_table(sd, participation)
+    table = entry_jitter_table.__wrapped__(sd, float(participation))
+    assert table.dtype == np.float32 and table.tobytes() == expected.tobytes()
+    values = lognormal_quantiles.__wrapped__(37.5, sd)
+    assert values.tobytes() == _reference_lognormal(37.5, sd).tobytes()

@@ -20,7 +20,12 @@ from market_helpers import small_data
 from adbot.market import MarketSimulator, load_scenario
 from adbot.market.auction import MIN_INCREMENT, AuctionRules, multiplier_bids
 from adbot.market.episode import StepMarket
-from adbot.market.landscape import Landscape, multiplier_landscape
+from adbot.market.landscape import (
+    Landscape,
+    _first_above_from,
+    _first_reaching_from,
+    multiplier_landscape,
+)
 
 REL = 1e-12  # sums over queries run in another order than numpy's bincount and cumsum
 GRID = np.exp(np.linspace(np.log(0.02), np.log(50.0), 33))  # as adbot.rl.planner.GRID
@@ -296,3 +301,21 @@ def test_exact_ties_match_numpy_reference(slots: int, reserve: float, lo: float,
         got = multiplier_landscape(*args, 1.0, groups=groups)
         for name, want in zip(("clicks", "cost", "conversions"), expected, strict=True):
             np.testing.assert_allclose(getattr(got, name), want, rtol=REL, atol=0, err_msg=name)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_searches_from_any_hint_match_searchsorted(seed: int) -> None:
+    """The kernel's stepping searches give the binary search's row from every start row, on
+    grids with repeated alphas and on points equal to grid values, inside and outside the
+    clip range."""
+    rng = np.random.default_rng(seed)
+    alphas = np.sort(np.round(rng.uniform(0.0, 4.0, 17), 1))  # rounding makes repeats
+    value, lo, hi = float(rng.uniform(0.5, 2.0)), 0.3, 6.0
+    points = np.concatenate([alphas * value, rng.uniform(0.0, 8.0, 20), [lo, hi, 0.0, np.inf]])
+    find = ref_multiplier_finder(alphas, np.array([value]), lo, hi)
+    for x in points:
+        above = int(find(np.array([x]), "right")[0])
+        reaching = int(find(np.array([x]), "left")[0])
+        for hint in range(alphas.shape[0] + 1):
+            assert _first_above_from(alphas, float(x), value, lo, hi, hint) == above
+            assert _first_reaching_from(alphas, float(x), value, lo, hi, hint) == reaching

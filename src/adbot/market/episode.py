@@ -31,8 +31,8 @@ in float64, so rounding the kernel's rank to float32 gives the float32 product).
 
 from __future__ import annotations
 
+import bisect
 import functools
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -58,6 +58,31 @@ def _normal_quantiles() -> np.ndarray:
     return np.array([dist.inv_cdf((i + 0.5) / _CELLS) for i in range(_CELLS)])
 
 
+@functools.cache
+def _cell_midpoints() -> np.ndarray:
+    """``(i + 0.5) / _CELLS``: the uniform each 16-bit cell stands for."""
+    return (np.arange(_CELLS) + 0.5) / _CELLS
+
+
+def _to_lognormal(z: np.ndarray, mean: float, sd: float) -> np.ndarray:
+    """``mean * exp(sd z - sd^2 / 2)`` of standard normal quantiles ``z``, computed in ``z``.
+
+    In place: chained 512 KB temporaries cost more in fresh pages than in arithmetic (4x).
+    Element by element the same operations on the same operands, so the same floats on any
+    subset of the quantiles as on all of them.
+    """
+    z *= sd
+    z -= 0.5 * sd * sd
+    np.exp(z, out=z)
+    z *= mean
+    return z
+
+
+def _lognormal_cells(mean: float, sd: float) -> np.ndarray:
+    """``lognormal_quantiles`` computed afresh (a new, writable array)."""
+    return _to_lognormal(_normal_quantiles().copy(), mean, sd)
+
+
 @functools.lru_cache(maxsize=64)
 def lognormal_quantiles(mean: float, sd: float) -> np.ndarray:
     """Mean-preserving lognormal ``mean * exp(sd z - sd^2 / 2)`` at the cell midpoints.
@@ -66,7 +91,7 @@ def lognormal_quantiles(mean: float, sd: float) -> np.ndarray:
     adjacent ones differ by under 0.1% relative in the body of the distribution, and |z| is
     clamped at 4.3 (a 1e-5 tail).
     """
-    return mean * np.exp(sd * _normal_quantiles() - 0.5 * sd * sd)
+    return _lognormal_cells(mean, sd)
 
 
 @dataclass(frozen=True)
@@ -148,18 +173,28 @@ def entry_jitter_table(sd: float, participation: float) -> np.ndarray:
     ``65,536 x participation`` equally likely values. One table lookup per (competitor,
     query) is the whole draw, which matters: this is the simulator's hottest loop.
     """
-    u = (np.arange(_CELLS) + 0.5) / _CELLS
-    share = u / participation
-    cells = np.minimum(share * _CELLS, _CELLS - 1).astype(np.intp)
-    jitter = lognormal_quantiles(1.0, sd)[cells]
-    return np.where(share < 1.0, jitter, 0.0).astype(np.float32)
+    midpoints = _cell_midpoints()
+    # u / participation grows with u (IEEE division is monotone), so the cells that enter are
+    # a prefix; only their jitter is computed (random training scenarios never repeat a
+    # table, so each is new work and new memory).
+    entering = bisect.bisect_left(
+        range(_CELLS), True, key=lambda i: float(midpoints[i]) / participation >= 1.0
+    )
+    share = midpoints[:entering] / participation
+    cells = np.multiply(share, _CELLS, out=share)
+    np.minimum(cells, _CELLS - 1, out=cells)
+    jitter = _to_lognormal(_normal_quantiles()[cells.astype(np.intp)], 1.0, sd)
+    table = np.zeros(_CELLS, dtype=np.float32)
+    table[:entering] = jitter
+    return table
 
 
 @functools.lru_cache(maxsize=64)
 def _smallest_jitter(sd: float, participation: float) -> float:
     """The smallest positive entry of ``entry_jitter_table(sd, participation)`` (0 if none)."""
     table = entry_jitter_table(sd, participation)
-    return float(table[table > 0].min()) if (table > 0).any() else 0.0
+    smallest = table.min(where=table > 0, initial=np.inf)
+    return float(smallest) if np.isfinite(smallest) else 0.0
 
 
 @dataclass
@@ -312,19 +347,37 @@ class EpisodeMarket:
         cvr = np.minimum(
             np.outer(uni.cvr_multiplier[day * spd : (day + 1) * spd], uni.true_cvr), MAX_CVR
         )
+        quality, query_cvr = _per_query(drawn.keyword, drawn.step_of, uni.quality, cvr)
         whole = StepMarket(
             keyword=drawn.keyword,
             comp_rank=ranks,
-            quality=uni.quality[drawn.keyword],
-            cvr=cvr[drawn.step_of, drawn.keyword],
+            quality=quality,
+            cvr=query_cvr,
             u_tie=drawn.uniforms[0],
             u_click=drawn.uniforms[1],
             u_conv=drawn.uniforms[2],
             value_table=self.value_table,
         )
-        ends = np.cumsum(drawn.sizes)
-        steps = [whole.subset(slice(a, b)) for a, b in zip(ends - drawn.sizes, ends, strict=True)]
+        ends = np.cumsum(drawn.sizes).tolist()  # Python ints slice faster than numpy's
+        starts = [0, *ends[:-1]]
+        steps = [whole.subset(slice(a, b)) for a, b in zip(starts, ends, strict=True)]
         return _DayMarket(whole, drawn.step_of, steps)
+
+
+@numba.njit(cache=True, nogil=True)
+def _per_query(
+    keyword: np.ndarray, step_of: np.ndarray, quality: np.ndarray, cvr: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's ``quality[keyword]`` and ``cvr[step, keyword]``: one pass instead of two
+    numpy gathers (the two-index one is slow), the same values."""
+    n = keyword.shape[0]
+    query_quality = np.empty(n, dtype=quality.dtype)
+    query_cvr = np.empty(n, dtype=cvr.dtype)
+    for i in range(n):
+        k = keyword[i]
+        query_quality[i] = quality[k]
+        query_cvr[i] = cvr[step_of[i], k]
+    return query_quality, query_cvr
 
 
 @numba.njit(cache=True, nogil=True)
@@ -470,12 +523,20 @@ _CACHE_SIZE = 4
 
 
 def scenario_key(scenario: Scenario) -> str:
-    return json.dumps(scenario.model_dump(mode="json"), sort_keys=True)
+    """A string equal for two scenarios exactly when all their fields are (a cache key).
+
+    Pydantic's own JSON: fields in their fixed order, each float in its shortest exact form;
+    several times cheaper than dumping to a dict and through ``json``.
+    """
+    return scenario.model_dump_json()
 
 
 def universe_for(scenario: Scenario) -> Universe:
     """The scenario's universe, memoised (a few recent scenarios)."""
-    key = scenario_key(scenario)
+    return _universe(scenario_key(scenario), scenario)
+
+
+def _universe(key: str, scenario: Scenario) -> Universe:
     if key not in _UNIVERSES:
         _UNIVERSES[key] = build_universe(scenario)
         while len(_UNIVERSES) > 4 * _CACHE_SIZE:
@@ -486,9 +547,10 @@ def universe_for(scenario: Scenario) -> Universe:
 
 def episode_market(scenario: Scenario, episode_seed: int) -> EpisodeMarket:
     """The episode's market, shared by every policy run on the same (scenario, seed)."""
-    key = (scenario_key(scenario), episode_seed)
+    scenario_id = scenario_key(scenario)
+    key = (scenario_id, episode_seed)
     if key not in _CACHE:
-        _CACHE[key] = EpisodeMarket(scenario, universe_for(scenario), episode_seed)
+        _CACHE[key] = EpisodeMarket(scenario, _universe(scenario_id, scenario), episode_seed)
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     _CACHE.move_to_end(key)

@@ -13,8 +13,12 @@ unless bids are constructed to tie).
 Multiplier bids ``clip(alpha * v_k, lo, hi)`` (the simulator's landscapes, a whole day per
 call) go through one compiled pass, :func:`_multiplier_kernel`: a crossing point is found by
 comparing ``x / v_k`` with the sorted alphas, and the few rows where a click is paid at our
-own bid are added row by row. Arbitrary non-decreasing bid matrices stay in numpy
-(:func:`_monotone_landscape`), found through the ranks of the bid values.
+own bid are added row by row. The searches are most of its time, so each is started where
+the answer is known to be close: the entry row is found once per keyword, and a query's
+further crossing points by stepping from the one found before (the next lower rank's is at or
+below it, the full price's a row or two above), exact on any ascending grid. Arbitrary
+non-decreasing bid matrices stay in numpy (:func:`_monotone_landscape`), found through the
+ranks of the bid values.
 tests/market/test_market_landscape.py keeps the numpy multiplier version the kernel replaced
 as its reference.
 """
@@ -129,6 +133,64 @@ def _first_reaching(alphas: np.ndarray, x: float, value: float, lo: float, hi: f
 
 
 @numba.njit(cache=True, nogil=True)
+def _first_above_from(
+    alphas: np.ndarray, x: float, value: float, lo: float, hi: float, hint: int
+) -> int:
+    """``_first_above`` found by stepping from row ``hint`` (any row in 0..A): the same row on
+    an ascending grid, in a few comparisons when ``hint`` is near it."""
+    if lo > x:
+        return 0
+    n_rows = alphas.shape[0]
+    if hi <= x:
+        return n_rows
+    y = x / value
+    if y != y:  # NaN sorts last, as in searchsorted
+        return n_rows
+    row = hint
+    while row > 0 and alphas[row - 1] > y:
+        row -= 1
+    while row < n_rows and alphas[row] <= y:
+        row += 1
+    return row
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_reaching_from(
+    alphas: np.ndarray, x: float, value: float, lo: float, hi: float, hint: int
+) -> int:
+    """``_first_reaching`` found by stepping from row ``hint``, as ``_first_above_from``."""
+    if lo >= x:
+        return 0
+    n_rows = alphas.shape[0]
+    if hi < x:
+        return n_rows
+    y = x / value
+    if y != y:
+        return n_rows
+    row = hint
+    while row > 0 and alphas[row - 1] >= y:
+        row -= 1
+    while row < n_rows and alphas[row] < y:
+        row += 1
+    return row
+
+
+@numba.njit(cache=True, nogil=True)
+def _entry_rows(
+    alphas: np.ndarray, values: np.ndarray, lo: float, hi: float, reserve: float
+) -> np.ndarray:
+    """(K,) the first row whose bid on each keyword enters the auction (reaches a positive
+    reserve, else is positive)."""
+    entry = np.empty(values.shape[0], dtype=np.intp)
+    for k in range(values.shape[0]):
+        if reserve > 0:
+            entry[k] = _first_reaching(alphas, reserve, values[k], lo, hi)
+        else:
+            entry[k] = _first_above(alphas, 0.0, values[k], lo, hi)
+    return entry
+
+
+@numba.njit(cache=True, nogil=True)
 def _multiplier_kernel(
     keyword, group, n_groups, comp_rank, quality, values, pcvr, click_prob,
     alphas, lo, hi, reserve, slots,
@@ -148,25 +210,27 @@ def _multiplier_kernel(
     conversions = np.zeros((n_groups, n_rows + 1))
     full_cost = np.zeros((n_groups, n_rows + 1))  # clicks at the full second price
     own_cost = np.zeros((n_groups, n_rows))  # clicks paid at our own bid
+    entry_of = _entry_rows(alphas, values, lo, hi, reserve)
     for i in range(keyword.shape[0]):
         k, g, v = keyword[i], group[i], values[keyword[i]]
         if not 0 <= g < n_groups:
             raise ValueError("a query's group is outside 0..n_groups-1")
-        if reserve > 0:
-            entry = _first_reaching(alphas, reserve, v, lo, hi)
-        else:
-            entry = _first_above(alphas, 0.0, v, lo, hi)
+        entry = entry_of[k]
         end = n_rows
         for j in range(slots):
             if end <= entry:
                 break
             next_rank = np.float64(comp_rank[j, i]) / quality[i]
-            beats = _first_above(alphas, next_rank, v, lo, hi)
+            if j == 0:
+                beats = _first_above(alphas, next_rank, v, lo, hi)
+            else:  # ranks descend, so this crossing is at or below the last (``end``)
+                beats = _first_above_from(alphas, next_rank, v, lo, hi, end)
             start = max(beats, entry)
             if start < end:
                 p_click = click_prob[k, j]
                 price = max(reserve, next_rank) + MIN_INCREMENT
-                full_from = min(max(_first_reaching(alphas, price, v, lo, hi), start), end)
+                full_from = _first_reaching_from(alphas, price, v, lo, hi, beats)
+                full_from = min(max(full_from, start), end)
                 clicks[g, start] += p_click
                 clicks[g, end] -= p_click
                 conversions[g, start] += p_click * pcvr[k]

@@ -6,6 +6,7 @@ Nothing here depends on the episode seed or on bids. Lognormal draws are mean-pr
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +43,7 @@ def quality_factor(quality: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Universe:
-    keyword_texts: tuple[str, ...]
+    text_seed: np.random.SeedSequence  # the keyword texts' own stream (see ``keyword_texts``)
     volume_share: np.ndarray  # (K,) sums to 1
     true_cvr: np.ndarray  # (K,)
     pcvr: np.ndarray  # (K,) our predicted CVR
@@ -55,6 +56,21 @@ class Universe:
     cpc_multiplier: np.ndarray  # (n_steps,) product of active shocks
     cvr_multiplier: np.ndarray  # (n_steps,)
 
+    @functools.cached_property
+    def keyword_texts(self) -> tuple[str, ...]:
+        """Readable texts of the keywords, drawn on first use from their own stream: only the
+        platform and the CLI read them, and they cost more than the rest of the universe."""
+        return keyword_texts(self.volume_share.shape[0], np.random.default_rng(self.text_seed))
+
+
+@functools.lru_cache(maxsize=32)
+def _step_weights(profile: str | tuple[float, ...], steps_per_day: int) -> np.ndarray:
+    """``step_weights``, memoised and read-only: every simulator built on a scenario (a
+    player, its twin, each replay) asks for the same few profiles again."""
+    weights = step_weights(profile, steps_per_day)
+    weights.flags.writeable = False
+    return weights
+
 
 def expected_step_queries(scenario: Scenario, with_shocks: bool = True) -> np.ndarray:
     """Expected queries of each step over all keywords (MARKET.md's volume formula)."""
@@ -62,7 +78,9 @@ def expected_step_queries(scenario: Scenario, with_shocks: bool = True) -> np.nd
     weekday = np.asarray(market.weekday_profile, dtype=np.float64)
     days = (horizon.start_weekday + np.arange(horizon.days)) % 7
     day_factor = weekday[days] / weekday.mean()
-    hourly = step_weights(market.hourly_profile, horizon.steps_per_day)
+    profile = market.hourly_profile  # a tuple once validated; a copied model may hold a list
+    profile = profile if isinstance(profile, str) else tuple(profile)
+    hourly = _step_weights(profile, horizon.steps_per_day)
     per_step = market.daily_queries * np.outer(day_factor, hourly).ravel()
     if with_shocks:
         per_step = per_step * shock_multipliers(scenario)[1]
@@ -101,7 +119,7 @@ def build_universe(scenario: Scenario) -> Universe:
         budget = lognormal(rng, market.competitor_budget, c)
     cpc_mult, _, cvr_mult = shock_multipliers(scenario)
     return Universe(
-        keyword_texts=keyword_texts(k, np.random.default_rng(text_seq)),
+        text_seed=text_seq,
         volume_share=share / share.sum(),
         true_cvr=true_cvr,
         pcvr=pcvr,

@@ -234,6 +234,9 @@ def test_landscape_matches_direct_evaluation(small: Scenario) -> None:
         assert (np.diff(fast.clicks) >= -1e-12).all() and (np.diff(fast.cost) >= -1e-12).all()
     with pytest.raises(InvalidInput, match="ascending"):
         sim.multiplier_landscape(0, alphas[::-1])
+    for bad in (np.array([0.1, np.nan, 2.0]), np.array([-1.0, 1.0]), np.ones((2, 2))):
+        with pytest.raises(InvalidInput, match="ascending array of non-negative numbers"):
+            sim.multiplier_landscape(0, bad)
     with pytest.raises(InvalidInput, match="played steps"):
         sim.bid_landscape(2, np.ones((1, sim.n_keywords)))
 

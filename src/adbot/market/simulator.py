@@ -95,7 +95,9 @@ class MarketSimulator:
         self.episode_seed = int(episode_seed)
         if market is None:
             market = episode_market(scenario, self.episode_seed)
-        elif market.episode_seed != self.episode_seed or market.scenario != scenario:
+        elif market.episode_seed != self.episode_seed or (
+            market.scenario is not scenario and market.scenario != scenario
+        ):
             raise InvalidInput("the market given was drawn for another scenario or episode seed")
         self.market: EpisodeMarket = market
         universe = self.market.universe
@@ -104,7 +106,6 @@ class MarketSimulator:
         self.days = scenario.horizon.days
         self.steps_per_day = scenario.horizon.steps_per_day
         self.n_steps = self.days * self.steps_per_day
-        self.keyword_texts = universe.keyword_texts
         self.pcvr = universe.pcvr
         self.value_per_conversion = campaign.value_per_conversion
         self.keyword_values = universe.pcvr * self.value_per_conversion
@@ -134,6 +135,12 @@ class MarketSimulator:
     @property
     def step_in_day(self) -> int:
         return self.step_index % self.steps_per_day
+
+    @property
+    def keyword_texts(self) -> tuple[str, ...]:
+        """The keywords' readable texts (drawn on first use: only platforms and the CLI read
+        them)."""
+        return self.market.universe.keyword_texts
 
     @property
     def budget_left_today(self) -> float:
@@ -215,8 +222,10 @@ class MarketSimulator:
         if alphas is self._last_grid[0]:
             return self._last_grid[1]
         grid = np.asarray(alphas, dtype=np.float64)
-        if grid.ndim != 1 or np.any(np.diff(grid) < 0) or np.any(grid < 0):
-            raise InvalidInput("alphas must be a 1-D ascending array of non-negative numbers")
+        if grid.ndim != 1 or not np.all(np.diff(grid) >= 0) or not np.all(grid >= 0):
+            raise InvalidInput(
+                "alphas must be a 1-D ascending array of non-negative numbers (no NaN)"
+            )
         key = grid.tobytes()
         if isinstance(alphas, np.ndarray) and not alphas.flags.writeable:
             self._last_grid = (alphas, key)

@@ -10,7 +10,7 @@ import pytest
 import adbot.rl  # noqa: F401  (registers the ppo: prefix)
 from adbot.bidding.registry import make_policy
 from adbot.bidding.runner import run_episode
-from adbot.errors import NotFound
+from adbot.errors import InvalidInput, NotFound
 from adbot.market.scenario import Scenario
 from adbot.rl.checkpoints import load_checkpoint
 from adbot.rl.config import load_training_config
@@ -46,3 +46,26 @@ def test_ppo_path_loads_a_checkpoint_directory() -> None:
 def test_unknown_agent_is_a_clear_error() -> None:
     with pytest.raises(NotFound, match="no agent 'nope'"):
         make_policy("ppo:nope")
+
+
+def test_prior_is_the_envs_plan_alone(cpa_scenario: Scenario) -> None:
+    """``prior`` bids the env's multipliers at action 0, step for step, on the same episode."""
+    from adbot.rl.env import BidPacingEnv
+
+    env = BidPacingEnv(cpa_scenario)
+    env.reset(seed=0, options={"episode_seed": 4})
+    alphas, done = [], False
+    while not done:
+        _, _, terminated, truncated, info = env.step(np.zeros(1, dtype=np.float32))
+        alphas.append(info["alpha"])
+        done = terminated or truncated
+    policy = make_policy("prior")
+    assert policy.name == "prior"
+    result = run_episode(cpa_scenario, 4, policy)
+    np.testing.assert_array_equal(result.alpha, alphas)
+    assert result.metrics.score == pytest.approx(info["score"])
+
+
+def test_prior_takes_no_argument() -> None:
+    with pytest.raises(InvalidInput, match="prior takes no argument"):
+        make_policy("prior:fast")

@@ -34,8 +34,8 @@ def _policy_specs(raw: list[str]) -> list[str]:
     specs = [part.strip() for item in raw for part in item.split(",") if part.strip()]
     if not specs:
         raise InvalidInput("give at least one --policy")
-    if any(":" in spec and spec.partition(":")[0] not in BUILTIN for spec in specs):
-        # Agent packages (``ppo:`` from adbot.rl) register their prefixes through the
+    if any(spec.partition(":")[0] not in BUILTIN for spec in specs):
+        # Agent packages (``ppo:`` and ``prior`` from adbot.rl) register their prefixes through the
         # ``adbot.policies`` entry point, as they do for quickstart and the autopilot.
         load_policy_plugins()
     return list(dict.fromkeys(specs))

@@ -1,7 +1,8 @@
 """Reinforcement learning: the ``adbot/BidPacing-v0`` env, rewards, PPO training, agents.
 
-Importing this package registers the env with Gymnasium and the ``ppo:`` policy prefix with
-``adbot.bidding`` (``make_policy("ppo:default")``); the agent code loads on first use.
+Importing this package registers the env with Gymnasium and the ``ppo:`` and ``prior``
+policy prefixes with ``adbot.bidding`` (``make_policy("ppo:default")``, ``make_policy("prior")``,
+the planner's prior alone); the agent code loads on first use.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ def _ppo_policy(spec: str) -> Policy:
     return make_ppo_policy(spec)
 
 
+def _prior_policy(spec: str) -> Policy:
+    from adbot.rl.policy import make_prior_policy
+
+    return make_prior_policy(spec)
+
+
 register()
 register_policy_factory("ppo", _ppo_policy)
+register_policy_factory("prior", _prior_policy)
 
 __all__ = ["ENV_ID", "BidPacingEnv", "register"]

@@ -4,6 +4,9 @@
 ``ppo:default``); ``PATH`` is any checkpoint directory (see :mod:`adbot.rl.checkpoints`).
 The agent sees the same features as in training (:class:`PacingState`), normalised with
 the statistics saved beside its model, and acts deterministically (the policy's mean).
+
+``prior``: the plan an agent's action is relative to, alone (action 0 at every step: the
+env's ``baseline_score`` twin), to measure the prior apart from any agent.
 """
 
 from __future__ import annotations
@@ -74,6 +77,37 @@ class PpoPolicy:
         if self._state is None or self.alpha is None:
             raise InvalidInput("observe() before bids()")
         self._state.record(self.alpha, outcome)
+
+
+class PriorPolicy:
+    """The planner's prior alone: :class:`PacingState` with action 0 at every step."""
+
+    def __init__(self, name: str = "prior") -> None:
+        self.name = name
+        self.alpha: float | None = None
+        self._state: PacingState | None = None
+
+    def reset(self, sim: MarketSimulator) -> None:
+        self._state = PacingState(sim, action_log_range=0.0)
+        self.alpha = None
+
+    def bids(self, sim: MarketSimulator) -> np.ndarray:
+        if self._state is None:
+            raise InvalidInput("reset the policy before asking for bids")
+        self.alpha = self._state.alpha_for(0.0)
+        return bids_from_alpha(self.alpha, sim)
+
+    def observe(self, outcome: StepOutcome) -> None:
+        if self._state is None or self.alpha is None:
+            raise InvalidInput("observe() before bids()")
+        self._state.record(self.alpha, outcome)
+
+
+def make_prior_policy(spec: str) -> PriorPolicy:
+    """The ``prior`` factory (``make_policy("prior")``); it takes no argument."""
+    if spec:
+        raise InvalidInput(f"policy 'prior:{spec}': prior takes no argument")
+    return PriorPolicy()
 
 
 def agent_directory(spec: str) -> Path:

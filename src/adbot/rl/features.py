@@ -22,8 +22,9 @@ import math
 import numpy as np
 
 from adbot.errors import InvalidInput
+from adbot.market.auction import COUNT_ROWS
 from adbot.market.simulator import MarketSimulator, StepOutcome
-from adbot.rl.planner import CALIBRATION_PRIOR, LandscapePlanner, Plan
+from adbot.rl.planner import CALIBRATION_PRIOR, LandscapePlanner, Plan, fallback_plan
 
 MIN_ALPHA = 0.02
 MAX_ALPHA = 50.0
@@ -64,6 +65,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "has_roas_target",
 )
 N_FEATURES = len(FEATURE_NAMES)
+_CLICKS = COUNT_ROWS.index("clicks")  # StepOutcome.clicks, read without the descriptor
 
 
 def _clip(x: float, bound: float = 3.0) -> float:
@@ -115,13 +117,15 @@ class PacingState:
             _clip(float(share) * sim.steps_per_day, 10.0) for share in self._day_share
         ]
         self._weekday = _WEEKDAY_FEATURES[sim.scenario.horizon.start_weekday :]
-        self._later_days: tuple[int, np.ndarray] = (-1, self._forecast_cum[:0])
+        # Each step of the day's even-pace share of the daily budget (spend rate feature).
+        self._even_spend = [sim.daily_budget * float(share) for share in self._day_share]
+        self._day_end, self._later_days = _day_forecasts(self._forecast_cum, sim)
         self.planner = LandscapePlanner(sim)
         self.alpha = initial_alpha(sim)
         self.cost = self.conversions = self.value = 0.0
         self.pred_conversions = self.queries = 0.0
         self._last = (0.0, 0.0, 0.0)  # impression share, cpc/bid, spend rate
-        self.plan = self._make_plan()
+        self.plan = fallback_plan(self.alpha)  # no landscape seen yet
 
     # --- traffic ----------------------------------------------------------------------
     def _volume_ratio(self) -> float:
@@ -136,26 +140,26 @@ class PacingState:
         c0 = CALIBRATION_PRIOR
         return (self.conversions + c0) / (self.pred_conversions + c0)
 
-    def _make_plan(self) -> Plan:
+    def _plan_after(self, index: int, queries: float) -> Plan:
+        """Fold played step ``index`` (``queries`` eligible queries) into the planner and
+        plan the next step, in one compiled call."""
         sim = self.sim
-        spd, index = sim.steps_per_day, sim.step_index
-        day_end = min((index // spd + 1) * spd, sim.n_steps)
-        later_days = self._later_days
-        if later_days[0] != day_end:  # each later day's forecast traffic, once a day
-            cum = self._forecast_cum
-            later_days = self._later_days = (
-                day_end,
-                cum[day_end + spd :: spd] - cum[day_end:-1:spd],
-            )
+        next_index = sim.step_index
+        day = next_index // sim.steps_per_day
         forecast = self._forecast_cum_f
         volume_ratio = self._volume_ratio()
-        return self.planner.plan(
-            budget_left_today=sim.budget_left_today,
-            traffic_left_today=(forecast[day_end] - forecast[index]) * volume_ratio,
-            traffic_later_days=later_days[1] * volume_ratio,
-            realised=(self.cost, self.conversions, self.value),
-            calibration=self.calibration(),
-            fallback_alpha=self.alpha,
+        return self.planner.add_step_and_plan(
+            index,
+            queries,
+            sim.budget_left_today,
+            (forecast[self._day_end[day]] - forecast[next_index]) * volume_ratio,
+            self._later_days[day],
+            volume_ratio,
+            self.cost,
+            self.conversions,
+            self.value,
+            self.calibration(),
+            self.alpha,
         )
 
     # --- action -------------------------------------------------------------------------
@@ -171,20 +175,21 @@ class PacingState:
     def record(self, alpha: float, outcome: StepOutcome) -> None:
         """Fold one step's report (the step the simulator just played) into the state."""
         cost = outcome.total_cost
-        clicks = outcome.clicks.astype(np.float64)
+        queries = outcome.total_queries
+        clicks = outcome.counts[_CLICKS].astype(np.float64)
         self.alpha = alpha
         self.cost += cost
         self.conversions += outcome.total_conversions
         self.value += outcome.total_value
         self.pred_conversions += float(clicks @ self.sim.pcvr)
-        self.queries += outcome.total_queries
-        share = outcome.total_impressions / max(outcome.total_queries, 1)
+        self.queries += queries
         cpc_to_bid = cost / float(clicks @ outcome.bids) if outcome.total_clicks else 0.0
-        even = self.sim.daily_budget * float(self._day_share[outcome.step])
-        self._last = (share, cpc_to_bid, _log_ratio(cost, even))
-        self.planner.add_step(outcome.index, float(outcome.total_queries))
-        if not self.sim.done:
-            self.plan = self._make_plan()
+        spend_rate = _log_ratio(cost, self._even_spend[outcome.step])
+        self._last = (outcome.total_impressions / max(queries, 1), cpc_to_bid, spend_rate)
+        if self.sim.done:  # nothing left to plan
+            self.planner.add_step(outcome.index, float(queries))
+        else:
+            self.plan = self._plan_after(outcome.index, float(queries))
 
     # --- observation ----------------------------------------------------------------------
     def _goal_gap(self, conversions: float) -> float:
@@ -250,6 +255,16 @@ class PacingState:
             bad = [name for name, x in zip(FEATURE_NAMES, obs.tolist(), strict=True) if x != x]
             raise InvalidInput(f"the observation has NaN features: {', '.join(bad)}")
         return obs
+
+
+def _day_forecasts(
+    forecast_cum: np.ndarray, sim: MarketSimulator
+) -> tuple[list[int], list[np.ndarray]]:
+    """Per day: the index its last step ends at, and each later day's forecast traffic."""
+    spd = sim.steps_per_day
+    day_ends = [min((day + 1) * spd, sim.n_steps) for day in range(sim.days)]
+    later = [forecast_cum[end + spd :: spd] - forecast_cum[end:-1:spd] for end in day_ends]
+    return day_ends, later
 
 
 @functools.cache

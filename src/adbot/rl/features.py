@@ -74,7 +74,8 @@ def _clip(x: float, bound: float = 3.0) -> float:
 
 
 def _log_ratio(num: float, den: float, bound: float = 3.0) -> float:
-    return _clip(math.log((num + _EPS) / (den + _EPS)), bound)
+    # _clip inlined: a per-step helper, and math.log already gives a Python float
+    return min(bound, max(-bound, math.log((num + _EPS) / (den + _EPS))))
 
 
 def initial_alpha(sim: MarketSimulator) -> float:
@@ -129,10 +130,6 @@ class PacingState:
         self.plan = fallback_plan(self.alpha)  # no landscape seen yet
 
     # --- traffic ----------------------------------------------------------------------
-    def _volume_ratio(self) -> float:
-        expected = self._forecast_cum_f[self.sim.step_index]
-        return min(5.0, max(0.2, (self.queries + 50.0) / (expected + 50.0)))
-
     def traffic_share_through(self, step_in_day: int) -> float:
         """Share of a day's forecast traffic in its steps 0..step_in_day."""
         return self._day_cum[step_in_day + 1]
@@ -148,12 +145,14 @@ class PacingState:
         next_index = sim.step_index
         day = next_index // sim.steps_per_day
         forecast = self._forecast_cum_f
-        volume_ratio = self._volume_ratio()
+        # Traffic so far against its forecast scales the forecast still to come.
+        expected = forecast[next_index]
+        volume_ratio = min(5.0, max(0.2, (self.queries + 50.0) / (expected + 50.0)))
         return self.planner.add_step_and_plan(
             index,
             queries,
             sim.budget_left_today,
-            (forecast[self._day_end[day]] - forecast[next_index]) * volume_ratio,
+            (forecast[self._day_end[day]] - expected) * volume_ratio,
             self._later_days[day],
             volume_ratio,
             self.cost,
@@ -182,9 +181,10 @@ class PacingState:
         self.cost += cost
         self.conversions += outcome.total_conversions
         self.value += outcome.total_value
-        self.pred_conversions += float(clicks @ self.sim.pcvr)
+        # ndarray.dot: the BLAS dot product that ``@`` calls on two vectors, with less dispatch
+        self.pred_conversions += float(clicks.dot(self.sim.pcvr))
         self.queries += queries
-        cpc_to_bid = cost / float(clicks @ outcome.bids) if outcome.total_clicks else 0.0
+        cpc_to_bid = cost / float(clicks.dot(outcome.bids)) if outcome.total_clicks else 0.0
         spend_rate = _log_ratio(cost, self._even_spend[outcome.step])
         self._last = (outcome.total_impressions / max(queries, 1), cpc_to_bid, spend_rate)
         if self.sim.done:  # nothing left to plan

@@ -25,7 +25,15 @@ import numpy as np
 from adbot.errors import InvalidInput
 from adbot.market.auction import COUNT_ROWS
 from adbot.market.simulator import MarketSimulator, StepOutcome
-from adbot.rl.planner import CALIBRATION_PRIOR, LandscapePlanner, Plan, fallback_plan
+from adbot.rl.planner import (
+    CALIBRATION_PRIOR,
+    GOAL_CPA,
+    GOAL_ROAS,
+    LandscapePlanner,
+    Plan,
+    fallback_plan,
+    goal_of,
+)
 
 MIN_ALPHA = 0.02
 MAX_ALPHA = 50.0
@@ -105,7 +113,10 @@ class PacingState:
         self.mean_value = campaign.conversion_value.mean
         self._has_cpa = float(self.target_cpa is not None)
         self._has_roas = float(self.target_roas is not None)
+        self._goal, self._target = goal_of(campaign)  # as the observation kernel takes it
         self.total_budget = sim.daily_budget * sim.days
+        # Predicted conversions the whole budget buys at the target (conversions_so_far).
+        self._reference_conv = self.total_budget / sim.value_per_conversion
         forecast = np.asarray(sim.expected_queries, dtype=np.float64)
         self._forecast_cum = np.concatenate(([0.0], np.cumsum(forecast)))
         day = forecast[: sim.steps_per_day]
@@ -193,58 +204,25 @@ class PacingState:
             self.plan = self._plan_after(outcome.index, float(queries))
 
     # --- observation ----------------------------------------------------------------------
-    def _goal_gap(self, conversions: float) -> float:
-        if self.cost <= 0 or conversions <= 0:
-            return 0.0
-        if self.target_cpa is not None:
-            return _log_ratio(self.target_cpa * conversions, self.cost)
-        if self.target_roas is not None:
-            return _log_ratio(conversions * self.mean_value, self.target_roas * self.cost)
-        return 0.0
-
     def observation(self) -> np.ndarray:
-        sim, plan = self.sim, self.plan
+        """The features of :data:`FEATURE_NAMES` (float32, each clipped to its bound);
+        ``InvalidInput`` naming the features that are NaN."""
+        sim = self.sim
         spd, index = sim.steps_per_day, sim.step_index
         step_in_day = min(index, sim.n_steps - 1) % spd
         day = index // spd
-        past_today = self._day_cum[step_in_day]
-        day_progress, hour_sin, hour_cos = self._clock[step_in_day]
-        weekday_sin, weekday_cos = self._weekday[day % 7]
-        reference_conv = self.total_budget / sim.value_per_conversion
-        daily_budget, total_budget, cost = sim.daily_budget, self.total_budget, self.cost
-        calibration = self.calibration()
-        obs, has_nan = _bounded_float32(
-            _LOWER,
-            _UPPER,
-            index / sim.n_steps,
-            day_progress,
-            hour_sin,
-            hour_cos,
-            weekday_sin,
-            weekday_cos,
-            max(0.0, daily_budget - sim.spend_today) / daily_budget,
-            max(total_budget - cost, 0.0) / total_budget,
-            sim.spend_today / daily_budget - past_today,
-            cost / total_budget - (day + past_today) / sim.days,
-            1.0 - past_today,
-            math.log(plan.alpha_prior),
-            math.log((plan.alpha_budget + _EPS) / (plan.alpha_goal + _EPS)),
-            math.log((plan.alpha_prior + _EPS) / (self.alpha + _EPS)),
-            plan.elasticity / 3.0,
-            plan.cost_trend,
-            plan.efficiency_trend,
-            min(1.0, self.planner.steps / spd),
-            math.log((plan.alpha_fast + _EPS) / (plan.alpha_slow + _EPS)),
-            self._step_traffic[step_in_day],
-            self._goal_gap(self.pred_conversions * calibration),
-            self._goal_gap(self.conversions),
-            math.log(calibration),
-            *self._last,
-            self.pred_conversions / reference_conv,
-            math.log((self.queries + 50.0 + _EPS) / (self._forecast_cum_f[index] + 50.0 + _EPS)),
-            self._has_cpa,
-            self._has_roas,
-        )
+        obs, has_nan = _observation_kernel(
+            _LOWER, _UPPER,
+            index, sim.n_steps, day, sim.days, spd,
+            *self._clock[step_in_day], *self._weekday[day % 7],
+            self._day_cum[step_in_day], self._step_traffic[step_in_day],
+            sim.spend_today, sim.daily_budget, self.total_budget,
+            self.cost, self.conversions, self.pred_conversions,
+            self.queries, self._forecast_cum_f[index],
+            *self.plan, self.alpha, self.planner.steps,
+            self._goal, self._target, self.mean_value, self._reference_conv,
+            *self._last, self._has_cpa, self._has_roas,
+        )  # fmt: skip
         if has_nan:  # clipping keeps a NaN: name the features
             bad = [name for name, x in zip(FEATURE_NAMES, obs.tolist(), strict=True) if x != x]
             raise InvalidInput(f"the observation has NaN features: {', '.join(bad)}")
@@ -252,24 +230,111 @@ class PacingState:
 
 
 @numba.njit(cache=True)
-def _bounded_float32(lower, upper, *features):
-    """The features (floats) as a float32 array, each clipped to its own bound after the
-    cast, and whether any is NaN (clipping keeps a NaN).
+def _observation_kernel(
+    lower, upper,
+    index, n_steps, day, days, steps_per_day,
+    day_progress, hour_sin, hour_cos, weekday_sin, weekday_cos, past_today, step_traffic,
+    spend_today, daily_budget, total_budget,
+    cost, conversions, pred_conversions, queries, forecast_queries,
+    alpha_budget, alpha_goal, alpha_prior, elasticity, cost_trend, efficiency_trend,
+    alpha_slow, alpha_fast, alpha, landscape_steps,
+    goal, target, mean_value, reference_conv,
+    impression_share, cpc_to_bid, spend_rate, has_cpa, has_roas,
+):  # fmt: skip
+    """The observation and whether it has a NaN: the features of FEATURE_NAMES, in order,
+    from the state's numbers (the clock's and the day's tables already looked up).
 
-    One compiled call instead of an array from a tuple, two clipping ufuncs and a NaN sum;
-    clipping after the float32 cast gives the same floats as clipping before it.
+    One compiled call instead of some thirty Python float operations, an array from a
+    tuple and three ufuncs. Python's arithmetic throughout: ``_py_min``/``_py_max`` are the
+    builtins' NaN handling, ``_py_log`` raises where ``math.log`` does, division by zero
+    raises; each feature is cast to float32, then clipped to its bound (the same floats as
+    clipping before the cast).
     """
+    calibration = (conversions + CALIBRATION_PRIOR) / (pred_conversions + CALIBRATION_PRIOR)
+    features = (
+        index / n_steps,
+        day_progress,
+        hour_sin,
+        hour_cos,
+        weekday_sin,
+        weekday_cos,
+        _py_max(0.0, daily_budget - spend_today) / daily_budget,
+        _py_max(total_budget - cost, 0.0) / total_budget,
+        spend_today / daily_budget - past_today,
+        cost / total_budget - (day + past_today) / days,
+        1.0 - past_today,
+        _py_log(alpha_prior),
+        _py_log((alpha_budget + _EPS) / (alpha_goal + _EPS)),
+        _py_log((alpha_prior + _EPS) / (alpha + _EPS)),
+        elasticity / 3.0,
+        cost_trend,
+        efficiency_trend,
+        _py_min(1.0, landscape_steps / steps_per_day),
+        _py_log((alpha_fast + _EPS) / (alpha_slow + _EPS)),
+        step_traffic,
+        _goal_gap(pred_conversions * calibration, cost, goal, target, mean_value),
+        _goal_gap(conversions, cost, goal, target, mean_value),
+        _py_log(calibration),
+        impression_share,
+        cpc_to_bid,
+        spend_rate,
+        pred_conversions / reference_conv,
+        _py_log((queries + 50.0 + _EPS) / (forecast_queries + 50.0 + _EPS)),
+        has_cpa,
+        has_roas,
+    )
     obs = np.empty(len(features), np.float32)
     has_nan = False
-    for i in range(len(features)):
-        x = np.float32(features[i])
+    i = 0
+    # literal_unroll (a feature may be an int) has no enumerate in numba
+    for feature in numba.literal_unroll(features):
+        x = np.float32(feature)
         if x < lower[i]:
             x = lower[i]
         elif x > upper[i]:
             x = upper[i]
         has_nan |= x != x
         obs[i] = x
+        i += 1  # noqa: SIM113
     return obs, has_nan
+
+
+@numba.njit(cache=True)
+def _goal_gap(conversions, cost, goal, target, mean_value):
+    """log(target / CPA) on these conversions (ROAS alike), clipped; 0 without a target."""
+    if cost <= 0 or conversions <= 0:
+        return 0.0
+    if goal == GOAL_CPA:
+        return _clipped_log_ratio(target * conversions, cost)
+    if goal == GOAL_ROAS:
+        return _clipped_log_ratio(conversions * mean_value, target * cost)
+    return 0.0
+
+
+@numba.njit(cache=True)
+def _clipped_log_ratio(num, den):
+    """:func:`_log_ratio` with its default bound, compiled."""
+    return _py_min(3.0, _py_max(-3.0, _py_log((num + _EPS) / (den + _EPS))))
+
+
+@numba.njit(cache=True)
+def _py_min(a, b):
+    """Python's ``min(a, b)``: ``a`` unless ``b < a`` (so a NaN ``b`` gives ``a``)."""
+    return b if b < a else a
+
+
+@numba.njit(cache=True)
+def _py_max(a, b):
+    """Python's ``max(a, b)``: ``a`` unless ``b > a``."""
+    return b if b > a else a
+
+
+@numba.njit(cache=True)
+def _py_log(x):
+    """``math.log`` as Python has it: a ValueError at or below 0 (numba gives -inf, NaN)."""
+    if x <= 0:
+        raise ValueError("math domain error")
+    return math.log(x)
 
 
 def _day_forecasts(

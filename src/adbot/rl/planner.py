@@ -99,7 +99,7 @@ class Plan(NamedTuple):
     alpha_fast: float  # the plan on the short-memory rates alone
 
 
-def _goal_of(campaign: Campaign) -> tuple[int, float]:
+def goal_of(campaign: Campaign) -> tuple[int, float]:
     """The campaign's goal kind and target (0.0 for the value goal, which has none)."""
     if campaign.target_cpa is not None:
         return GOAL_CPA, float(campaign.target_cpa)
@@ -122,7 +122,7 @@ class LandscapePlanner:
         self.queries = np.zeros(2)
         self.steps = 0
         campaign = sim.scenario.campaign
-        self._goal, self._target = _goal_of(campaign)
+        self._goal, self._target = goal_of(campaign)
         self._mean_value = float(campaign.conversion_value.mean)
         self._daily_budget = float(campaign.daily_budget)
 

@@ -211,8 +211,11 @@ class PacingState:
         spd, index = sim.steps_per_day, sim.step_index
         step_in_day = min(index, sim.n_steps - 1) % spd
         day = index // spd
-        obs, has_nan = _observation_kernel(
-            _LOWER, _UPPER,
+        # Allocated here: an array returned by a compiled function is boxed through an
+        # unpickled dtype at every call.
+        obs = np.empty(N_FEATURES, np.float32)
+        has_nan = _observation_kernel(
+            obs, _LOWER, _UPPER,
             index, sim.n_steps, day, sim.days, spd,
             *self._clock[step_in_day], *self._weekday[day % 7],
             self._day_cum[step_in_day], self._step_traffic[step_in_day],
@@ -231,7 +234,7 @@ class PacingState:
 
 @numba.njit(cache=True)
 def _observation_kernel(
-    lower, upper,
+    obs, lower, upper,
     index, n_steps, day, days, steps_per_day,
     day_progress, hour_sin, hour_cos, weekday_sin, weekday_cos, past_today, step_traffic,
     spend_today, daily_budget, total_budget,
@@ -241,8 +244,8 @@ def _observation_kernel(
     goal, target, mean_value, reference_conv,
     impression_share, cpc_to_bid, spend_rate, has_cpa, has_roas,
 ):  # fmt: skip
-    """The observation and whether it has a NaN: the features of FEATURE_NAMES, in order,
-    from the state's numbers (the clock's and the day's tables already looked up).
+    """Fill ``obs`` with the features of FEATURE_NAMES, in order, from the state's numbers
+    (the clock's and the day's tables already looked up); whether one is NaN.
 
     One compiled call instead of some thirty Python float operations, an array from a
     tuple and three ufuncs. Python's arithmetic throughout: ``_py_min``/``_py_max`` are the
@@ -283,7 +286,6 @@ def _observation_kernel(
         has_cpa,
         has_roas,
     )
-    obs = np.empty(len(features), np.float32)
     has_nan = False
     i = 0
     # literal_unroll (a feature may be an int) has no enumerate in numba
@@ -296,7 +298,7 @@ def _observation_kernel(
         has_nan |= x != x
         obs[i] = x
         i += 1  # noqa: SIM113
-    return obs, has_nan
+    return has_nan
 
 
 @numba.njit(cache=True)

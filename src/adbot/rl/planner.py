@@ -128,7 +128,7 @@ class LandscapePlanner:
 
     @property
     def has_data(self) -> bool:
-        return bool(self.queries[SLOW] > 0 and self.rates[SLOW_COST, -1] > 0)
+        return bool(_has_data(self.rates, self.queries))
 
     def fold(self, cost: np.ndarray, conversions: np.ndarray, queries: float) -> None:
         """Fold one step's landscape (cost and conversions on ``GRID``) into the rates."""
@@ -230,13 +230,19 @@ def _add_and_plan_kernel(
 ):  # fmt: skip
     """``_forget_and_add`` then, when the rates have data, ``_plan_kernel`` (else None)."""
     _forget_and_add(rates, queries, new_cost, new_conv, new_queries)
-    if not (queries[SLOW] > 0 and rates[SLOW_COST, -1] > 0):
+    if not _has_data(rates, queries):
         return None
     return _plan_kernel(
         rates, queries, budget_left_today, traffic_left_today, traffic_later_days,
         later_days_scale, realised_cost, realised_conv, realised_value, calibration,
         daily_budget, goal, target, mean_value,
     )  # fmt: skip
+
+
+@numba.njit(cache=True)
+def _has_data(rates, queries):
+    """Whether the slow rates saw queries and some cost at the highest multiplier."""
+    return queries[SLOW] > 0 and rates[SLOW_COST, -1] > 0
 
 
 @numba.njit(cache=True)

@@ -31,6 +31,7 @@ from adbot.rl.planner import (
     SLOW_COST,
     LandscapePlanner,
     Plan,
+    _prior,
 )
 
 TO_FINE = np.stack([np.interp(FINE_LOG_GRID, LOG_GRID, row) for row in np.eye(GRID.shape[0])])
@@ -318,3 +319,13 @@ def test_add_step_and_plan_is_add_step_then_plan(cpa_scenario: Scenario) -> None
         plans += int(separate.has_data)
         fallbacks += int(not separate.has_data)
     assert plans > sim.n_steps // 2 and fallbacks == 1
+
+
+def test_the_compiled_prior_is_pythons_on_every_pair_of_fine_points() -> None:
+    """The kernel's prior (numba's exp) is the float Python's math.exp gives, for every
+    (slow, fast) pair of fine points the plans can pick."""
+    logs = FINE_LOG_GRID.tolist()
+    for i_slow, log_slow in enumerate(logs):
+        for i_fast, log_fast in enumerate(logs):
+            expected = math.exp((1 - FAST_WEIGHT) * log_slow + FAST_WEIGHT * log_fast)
+            assert _prior(i_slow, i_fast) == expected, (i_slow, i_fast)

@@ -82,8 +82,9 @@ def _fine_weights() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 _FINE_LOWER, _FINE_W_LOWER, _FINE_W_UPPER = _fine_weights()
-_FINE_LOG = tuple(float(x) for x in FINE_LOG_GRID)
-_FINE_ALPHA = tuple(math.exp(x) for x in _FINE_LOG)
+# Each fine point's multiplier, Python's math.exp of its log (read by the kernel).
+_FINE_ALPHA = np.array([math.exp(x) for x in FINE_LOG_GRID.tolist()])
+_FINE_ALPHA.flags.writeable = False
 
 
 class Plan(NamedTuple):
@@ -158,7 +159,7 @@ class LandscapePlanner:
         if not self.has_data:
             return fallback_plan(fallback_alpha)
         r_cost, r_conv, r_value = realised
-        return self._plan_of(
+        return Plan._make(
             _plan_kernel(
                 self.rates, self.queries, float(budget_left_today), float(traffic_left_today),
                 np.ascontiguousarray(traffic_later_days, dtype=np.float64),
@@ -197,23 +198,7 @@ class LandscapePlanner:
         )  # fmt: skip
         if result is None:
             return fallback_plan(fallback_alpha)
-        return self._plan_of(result)
-
-    @staticmethod
-    def _plan_of(result: tuple[int, int, int, int, float, float, float]) -> Plan:
-        """The ``Plan`` of a kernel's result: fine-grid indices become multipliers."""
-        i_budget, i_goal, i_slow, i_fast, elasticity, cost_trend, efficiency_trend = result
-        log_slow, log_fast = _FINE_LOG[i_slow], _FINE_LOG[i_fast]
-        return Plan(
-            _FINE_ALPHA[i_budget],
-            _FINE_ALPHA[i_goal],
-            math.exp((1 - FAST_WEIGHT) * log_slow + FAST_WEIGHT * log_fast),
-            elasticity,
-            cost_trend,
-            efficiency_trend,
-            _FINE_ALPHA[i_slow],
-            _FINE_ALPHA[i_fast],
-        )
+        return Plan._make(result)
 
 
 def fallback_plan(alpha: float) -> Plan:
@@ -251,8 +236,9 @@ def _plan_kernel(
     later_days_scale, realised_cost, realised_conv, realised_value, calibration,
     daily_budget, goal, target, mean_value,
 ):  # fmt: skip
-    """Fine-grid indices (alpha_budget, alpha_goal) of the slow rates, of the slow and the
-    fast plan, and the plan's elasticity, cost trend and efficiency trend."""
+    """The fields of the ``Plan``, in order: (alpha_budget, alpha_goal) of the slow rates,
+    the prior, the plan's elasticity, cost trend and efficiency trend, and the slow and the
+    fast plan's multipliers (a tuple of floats; ``Plan._make`` is the cheapest way in)."""
     slow_cost, slow_conv = rates[SLOW_COST], rates[SLOW_CONV]
     fast_cost, fast_conv = rates[FAST_COST], rates[FAST_CONV]
     slow_per_query = 1.0 / max(queries[SLOW], 1e-9)
@@ -286,14 +272,22 @@ def _plan_kernel(
     efficiency_fast = fast_conv_at / fast_cost_at if fast_cost_at > 0 else 0.0
     efficiency_slow = slow_conv_at / slow_cost_at if slow_cost_at > 0 else 0.0
     return (
-        i_budget,
-        i_goal,
-        i_slow,
-        i_fast,
+        _FINE_ALPHA[i_budget],
+        _FINE_ALPHA[i_goal],
+        _prior(i_slow, i_fast),
         _elasticity(cost, i_slow),
         _log_ratio(fast_cost_at, slow_cost_at),
         _log_ratio(efficiency_fast, efficiency_slow),
+        _FINE_ALPHA[i_slow],
+        _FINE_ALPHA[i_fast],
     )
+
+
+@numba.njit(cache=True)
+def _prior(i_slow, i_fast):
+    """The prior of the slow and the fast plan's fine points: their geometric blend."""
+    log_slow, log_fast = FINE_LOG_GRID[i_slow], FINE_LOG_GRID[i_fast]
+    return math.exp((1 - FAST_WEIGHT) * log_slow + FAST_WEIGHT * log_fast)
 
 
 @numba.njit(cache=True)

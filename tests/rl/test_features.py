@@ -1,8 +1,9 @@
 """The observation against a plain reference: the features written out one by one.
 
-``PacingState.observation`` reads per-step constants from tables built at reset and clips
-each feature once, after the float32 cast; the reference below recomputes every feature from
-the state with numpy scalars and clips before the cast, as the features are documented.
+``PacingState.observation`` reads per-step constants from tables built at reset and computes
+the features in one compiled call, clipping each once, after the float32 cast; the reference
+below recomputes every feature from the state with numpy scalars and clips before the cast,
+as the features are documented.
 Both must give the same float32 bits on every step.
 """
 
@@ -17,7 +18,7 @@ from adbot.errors import InvalidInput
 from adbot.market.scenario import Scenario, random_scenario
 from adbot.market.simulator import MarketSimulator
 from adbot.rl.env import cap_daily_queries
-from adbot.rl.features import FEATURE_NAMES, OBS_BOUND, PacingState
+from adbot.rl.features import FEATURE_NAMES, OBS_BOUND, PacingState, _py_log, _py_max, _py_min
 
 EPS = 1e-9
 
@@ -154,3 +155,21 @@ def test_a_nan_in_the_state_is_refused_by_name(cpa_scenario: Scenario) -> None:
     state.pred_conversions = float("nan")
     with pytest.raises(InvalidInput, match=r"NaN features: calibration, conversions_so_far$"):
         state.observation()
+
+
+def test_the_compiled_observation_keeps_pythons_min_max_and_log() -> None:
+    """The observation kernel's helpers give what Python's builtins and ``math.log`` give,
+    NaN, signed zeros and the domain error included (numba's own differ there)."""
+    values = [math.nan, -math.inf, -3.0, -0.0, 0.0, 1e-300, 2.5, math.inf]
+    for a in values:
+        for b in values:
+            assert repr(_py_min(a, b)) == repr(min(a, b)), (a, b)
+            assert repr(_py_max(a, b)) == repr(max(a, b)), (a, b)
+    for x in values:
+        if x > 0 or x != x:
+            assert repr(_py_log(x)) == repr(math.log(x)), x
+        else:
+            with pytest.raises(ValueError, match="math domain error"):
+                math.log(x)
+            with pytest.raises(ValueError, match="math domain error"):
+                _py_log(x)

@@ -17,14 +17,21 @@ from adbot.market.scenario import Campaign, Scenario
 from adbot.market.score import score_many
 from adbot.market.simulator import MarketSimulator
 from adbot.rl.planner import (
+    FAST,
+    FAST_CONV,
+    FAST_COST,
     FAST_FORGET,
     FAST_WEIGHT,
     FINE_LOG_GRID,
     FORGET,
     GRID,
     LOG_GRID,
+    SLOW,
+    SLOW_CONV,
+    SLOW_COST,
     LandscapePlanner,
     Plan,
+    _prior,
 )
 
 TO_FINE = np.stack([np.interp(FINE_LOG_GRID, LOG_GRID, row) for row in np.eye(GRID.shape[0])])
@@ -192,6 +199,17 @@ def assert_same_plan(plan: Plan, expected: Plan) -> None:
         )
 
 
+def assert_same_rates(planner: LandscapePlanner, slow: RefRates, fast: RefRates) -> None:
+    """The planner's rates equal the reference's exactly (the same update, in place)."""
+    for ref, cost_row, conv_row, entry in (
+        (slow, SLOW_COST, SLOW_CONV, SLOW),
+        (fast, FAST_COST, FAST_CONV, FAST),
+    ):
+        np.testing.assert_array_equal(planner.rates[cost_row], ref.cost)
+        np.testing.assert_array_equal(planner.rates[conv_row], ref.conv)
+        assert planner.queries[entry] == ref.queries
+
+
 def folded(rng: np.random.Generator, planner: LandscapePlanner) -> tuple[RefRates, RefRates]:
     """A few random landscapes folded into the planner and into reference rates."""
     n = GRID.shape[0]
@@ -201,12 +219,10 @@ def folded(rng: np.random.Generator, planner: LandscapePlanner) -> tuple[RefRate
     )
     for _ in range(int(rng.integers(1, 6))):
         cost, conv, queries = random_landscape(rng)
-        for rates, ref in ((planner.slow, slow), (planner.fast, fast)):
-            rates.add(cost, conv, queries)
-            ref.add(cost, conv, queries)
-            np.testing.assert_array_equal(rates.cost, ref.cost)
-            np.testing.assert_array_equal(rates.conv, ref.conv)
-            assert rates.queries == ref.queries
+        planner.fold(cost, conv, queries)
+        slow.add(cost, conv, queries)
+        fast.add(cost, conv, queries)
+        assert_same_rates(planner, slow, fast)
     return slow, fast
 
 
@@ -258,6 +274,7 @@ def test_plan_matches_the_numpy_reference_on_played_steps(
         view = sim.multiplier_landscape(outcome.index, GRID)
         slow.add(view.cost, view.conversions, float(outcome.total_queries))
         fast.add(view.cost, view.conversions, float(outcome.total_queries))
+        assert_same_rates(planner, slow, fast)
         if planner.has_data:
             x = random_inputs(rng, scenario.campaign.daily_budget)
             expected = ref_plan(slow, fast, x, scenario.campaign)
@@ -270,3 +287,45 @@ def test_plan_without_data_is_the_fallback(cpa_scenario: Scenario) -> None:
     planner = LandscapePlanner(MarketSimulator(cpa_scenario, 1))
     x = random_inputs(np.random.default_rng(1), cpa_scenario.campaign.daily_budget)
     assert planner.plan(**vars(x), fallback_alpha=0.7) == Plan(0.7, 0.7, 0.7, 1.0, 0, 0, 0.7, 0.7)
+
+
+def test_add_step_and_plan_is_add_step_then_plan(cpa_scenario: Scenario) -> None:
+    """The fused per-step call folds and plans exactly as the two calls do, the later days'
+    traffic scaled inside it; before any data it gives the fallback."""
+    rng = np.random.default_rng(5)
+    sim = MarketSimulator(cpa_scenario, 2)
+    fused, separate = LandscapePlanner(sim), LandscapePlanner(sim)
+    plans = fallbacks = 0
+    while not sim.done:
+        outcome = sim.step_multiplier(float(np.exp(rng.uniform(-1.5, 1.5))))
+        # The first step counted as no queries: no data yet, so the fallback.
+        queries = float(outcome.total_queries) if outcome.index else 0.0
+        x = random_inputs(rng, cpa_scenario.campaign.daily_budget)
+        scale = log_uniform(rng, 0.2, 5.0)
+        fallback = log_uniform(rng, 0.1, 2.0)
+        plan = fused.add_step_and_plan(
+            outcome.index, queries, x.budget_left_today, x.traffic_left_today,
+            x.traffic_later_days, scale, *x.realised, x.calibration, fallback,
+        )  # fmt: skip
+        separate.add_step(outcome.index, queries)
+        expected = separate.plan(
+            **{**vars(x), "traffic_later_days": x.traffic_later_days * scale},
+            fallback_alpha=fallback,
+        )
+        assert plan == expected
+        np.testing.assert_array_equal(fused.rates, separate.rates)
+        np.testing.assert_array_equal(fused.queries, separate.queries)
+        assert fused.steps == separate.steps
+        plans += int(separate.has_data)
+        fallbacks += int(not separate.has_data)
+    assert plans > sim.n_steps // 2 and fallbacks == 1
+
+
+def test_the_compiled_prior_is_pythons_on_every_pair_of_fine_points() -> None:
+    """The kernel's prior (numba's exp) is the float Python's math.exp gives, for every
+    (slow, fast) pair of fine points the plans can pick."""
+    logs = FINE_LOG_GRID.tolist()
+    for i_slow, log_slow in enumerate(logs):
+        for i_fast, log_fast in enumerate(logs):
+            expected = math.exp((1 - FAST_WEIGHT) * log_slow + FAST_WEIGHT * log_fast)
+            assert _prior(i_slow, i_fast) == expected, (i_slow, i_fast)

@@ -19,11 +19,21 @@ from __future__ import annotations
 import functools
 import math
 
+import numba
 import numpy as np
 
 from adbot.errors import InvalidInput
+from adbot.market.auction import COUNT_ROWS
 from adbot.market.simulator import MarketSimulator, StepOutcome
-from adbot.rl.planner import CALIBRATION_PRIOR, LandscapePlanner, Plan
+from adbot.rl.planner import (
+    CALIBRATION_PRIOR,
+    GOAL_CPA,
+    GOAL_ROAS,
+    LandscapePlanner,
+    Plan,
+    fallback_plan,
+    goal_of,
+)
 
 MIN_ALPHA = 0.02
 MAX_ALPHA = 50.0
@@ -64,6 +74,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "has_roas_target",
 )
 N_FEATURES = len(FEATURE_NAMES)
+_CLICKS = COUNT_ROWS.index("clicks")  # StepOutcome.clicks, read without the descriptor
 
 
 def _clip(x: float, bound: float = 3.0) -> float:
@@ -71,7 +82,8 @@ def _clip(x: float, bound: float = 3.0) -> float:
 
 
 def _log_ratio(num: float, den: float, bound: float = 3.0) -> float:
-    return _clip(math.log((num + _EPS) / (den + _EPS)), bound)
+    # _clip inlined: a per-step helper, and math.log already gives a Python float
+    return min(bound, max(-bound, math.log((num + _EPS) / (den + _EPS))))
 
 
 def initial_alpha(sim: MarketSimulator) -> float:
@@ -101,7 +113,10 @@ class PacingState:
         self.mean_value = campaign.conversion_value.mean
         self._has_cpa = float(self.target_cpa is not None)
         self._has_roas = float(self.target_roas is not None)
+        self._goal, self._target = goal_of(campaign)  # as the observation kernel takes it
         self.total_budget = sim.daily_budget * sim.days
+        # Predicted conversions the whole budget buys at the target (conversions_so_far).
+        self._reference_conv = self.total_budget / sim.value_per_conversion
         forecast = np.asarray(sim.expected_queries, dtype=np.float64)
         self._forecast_cum = np.concatenate(([0.0], np.cumsum(forecast)))
         day = forecast[: sim.steps_per_day]
@@ -115,19 +130,17 @@ class PacingState:
             _clip(float(share) * sim.steps_per_day, 10.0) for share in self._day_share
         ]
         self._weekday = _WEEKDAY_FEATURES[sim.scenario.horizon.start_weekday :]
-        self._later_days: tuple[int, np.ndarray] = (-1, self._forecast_cum[:0])
+        # Each step of the day's even-pace share of the daily budget (spend rate feature).
+        self._even_spend = [sim.daily_budget * float(share) for share in self._day_share]
+        self._day_end, self._later_days = _day_forecasts(self._forecast_cum, sim)
         self.planner = LandscapePlanner(sim)
         self.alpha = initial_alpha(sim)
         self.cost = self.conversions = self.value = 0.0
         self.pred_conversions = self.queries = 0.0
         self._last = (0.0, 0.0, 0.0)  # impression share, cpc/bid, spend rate
-        self.plan = self._make_plan()
+        self.plan = fallback_plan(self.alpha)  # no landscape seen yet
 
     # --- traffic ----------------------------------------------------------------------
-    def _volume_ratio(self) -> float:
-        expected = self._forecast_cum_f[self.sim.step_index]
-        return min(5.0, max(0.2, (self.queries + 50.0) / (expected + 50.0)))
-
     def traffic_share_through(self, step_in_day: int) -> float:
         """Share of a day's forecast traffic in its steps 0..step_in_day."""
         return self._day_cum[step_in_day + 1]
@@ -136,26 +149,28 @@ class PacingState:
         c0 = CALIBRATION_PRIOR
         return (self.conversions + c0) / (self.pred_conversions + c0)
 
-    def _make_plan(self) -> Plan:
+    def _plan_after(self, index: int, queries: float) -> Plan:
+        """Fold played step ``index`` (``queries`` eligible queries) into the planner and
+        plan the next step, in one compiled call."""
         sim = self.sim
-        spd, index = sim.steps_per_day, sim.step_index
-        day_end = min((index // spd + 1) * spd, sim.n_steps)
-        later_days = self._later_days
-        if later_days[0] != day_end:  # each later day's forecast traffic, once a day
-            cum = self._forecast_cum
-            later_days = self._later_days = (
-                day_end,
-                cum[day_end + spd :: spd] - cum[day_end:-1:spd],
-            )
+        next_index = sim.step_index
+        day = next_index // sim.steps_per_day
         forecast = self._forecast_cum_f
-        volume_ratio = self._volume_ratio()
-        return self.planner.plan(
-            budget_left_today=sim.budget_left_today,
-            traffic_left_today=(forecast[day_end] - forecast[index]) * volume_ratio,
-            traffic_later_days=later_days[1] * volume_ratio,
-            realised=(self.cost, self.conversions, self.value),
-            calibration=self.calibration(),
-            fallback_alpha=self.alpha,
+        # Traffic so far against its forecast scales the forecast still to come.
+        expected = forecast[next_index]
+        volume_ratio = min(5.0, max(0.2, (self.queries + 50.0) / (expected + 50.0)))
+        return self.planner.add_step_and_plan(
+            index,
+            queries,
+            sim.budget_left_today,
+            (forecast[self._day_end[day]] - expected) * volume_ratio,
+            self._later_days[day],
+            volume_ratio,
+            self.cost,
+            self.conversions,
+            self.value,
+            self.calibration(),
+            self.alpha,
         )
 
     # --- action -------------------------------------------------------------------------
@@ -171,85 +186,167 @@ class PacingState:
     def record(self, alpha: float, outcome: StepOutcome) -> None:
         """Fold one step's report (the step the simulator just played) into the state."""
         cost = outcome.total_cost
-        clicks = outcome.clicks.astype(np.float64)
+        queries = outcome.total_queries
+        clicks = outcome.counts[_CLICKS].astype(np.float64)
         self.alpha = alpha
         self.cost += cost
         self.conversions += outcome.total_conversions
         self.value += outcome.total_value
-        self.pred_conversions += float(clicks @ self.sim.pcvr)
-        self.queries += outcome.total_queries
-        share = outcome.total_impressions / max(outcome.total_queries, 1)
-        cpc_to_bid = cost / float(clicks @ outcome.bids) if outcome.total_clicks else 0.0
-        even = self.sim.daily_budget * float(self._day_share[outcome.step])
-        self._last = (share, cpc_to_bid, _log_ratio(cost, even))
-        self.planner.add_step(outcome.index, float(outcome.total_queries))
-        if not self.sim.done:
-            self.plan = self._make_plan()
+        # ndarray.dot: the BLAS dot product that ``@`` calls on two vectors, with less dispatch
+        self.pred_conversions += float(clicks.dot(self.sim.pcvr))
+        self.queries += queries
+        cpc_to_bid = cost / float(clicks.dot(outcome.bids)) if outcome.total_clicks else 0.0
+        spend_rate = _log_ratio(cost, self._even_spend[outcome.step])
+        self._last = (outcome.total_impressions / max(queries, 1), cpc_to_bid, spend_rate)
+        if self.sim.done:  # nothing left to plan
+            self.planner.add_step(outcome.index, float(queries))
+        else:
+            self.plan = self._plan_after(outcome.index, float(queries))
 
     # --- observation ----------------------------------------------------------------------
-    def _goal_gap(self, conversions: float) -> float:
-        if self.cost <= 0 or conversions <= 0:
-            return 0.0
-        if self.target_cpa is not None:
-            return _log_ratio(self.target_cpa * conversions, self.cost)
-        if self.target_roas is not None:
-            return _log_ratio(conversions * self.mean_value, self.target_roas * self.cost)
-        return 0.0
-
     def observation(self) -> np.ndarray:
-        sim, plan = self.sim, self.plan
+        """The features of :data:`FEATURE_NAMES` (float32, each clipped to its bound);
+        ``InvalidInput`` naming the features that are NaN."""
+        sim = self.sim
         spd, index = sim.steps_per_day, sim.step_index
         step_in_day = min(index, sim.n_steps - 1) % spd
         day = index // spd
-        past_today = self._day_cum[step_in_day]
-        day_progress, hour_sin, hour_cos = self._clock[step_in_day]
-        weekday_sin, weekday_cos = self._weekday[day % 7]
-        reference_conv = self.total_budget / sim.value_per_conversion
-        daily_budget, total_budget, cost = sim.daily_budget, self.total_budget, self.cost
-        calibration = self.calibration()
-        obs = np.array(
-            (
-                index / sim.n_steps,
-                day_progress,
-                hour_sin,
-                hour_cos,
-                weekday_sin,
-                weekday_cos,
-                max(0.0, daily_budget - sim.spend_today) / daily_budget,
-                max(total_budget - cost, 0.0) / total_budget,
-                sim.spend_today / daily_budget - past_today,
-                cost / total_budget - (day + past_today) / sim.days,
-                1.0 - past_today,
-                math.log(plan.alpha_prior),
-                math.log((plan.alpha_budget + _EPS) / (plan.alpha_goal + _EPS)),
-                math.log((plan.alpha_prior + _EPS) / (self.alpha + _EPS)),
-                plan.elasticity / 3.0,
-                plan.cost_trend,
-                plan.efficiency_trend,
-                min(1.0, self.planner.steps / spd),
-                math.log((plan.alpha_fast + _EPS) / (plan.alpha_slow + _EPS)),
-                self._step_traffic[step_in_day],
-                self._goal_gap(self.pred_conversions * calibration),
-                self._goal_gap(self.conversions),
-                math.log(calibration),
-                *self._last,
-                self.pred_conversions / reference_conv,
-                math.log(
-                    (self.queries + 50.0 + _EPS) / (self._forecast_cum_f[index] + 50.0 + _EPS)
-                ),
-                self._has_cpa,
-                self._has_roas,
-            ),
-            dtype=np.float32,
-        )
-        # Each feature's own bound (3 for the logs and gaps above), then OBS_BOUND: clipping
-        # after the float32 cast gives the same floats as clipping before it.
-        np.maximum(obs, _LOWER, out=obs)
-        np.minimum(obs, _UPPER, out=obs)
-        if math.isnan(np.add.reduce(obs)):  # clipping keeps a NaN: name the features
+        # Allocated here: an array returned by a compiled function is boxed through an
+        # unpickled dtype at every call.
+        obs = np.empty(N_FEATURES, np.float32)
+        has_nan = _observation_kernel(
+            obs, _LOWER, _UPPER,
+            index, sim.n_steps, day, sim.days, spd,
+            *self._clock[step_in_day], *self._weekday[day % 7],
+            self._day_cum[step_in_day], self._step_traffic[step_in_day],
+            sim.spend_today, sim.daily_budget, self.total_budget,
+            self.cost, self.conversions, self.pred_conversions,
+            self.queries, self._forecast_cum_f[index],
+            *self.plan, self.alpha, self.planner.steps,
+            self._goal, self._target, self.mean_value, self._reference_conv,
+            *self._last, self._has_cpa, self._has_roas,
+        )  # fmt: skip
+        if has_nan:  # clipping keeps a NaN: name the features
             bad = [name for name, x in zip(FEATURE_NAMES, obs.tolist(), strict=True) if x != x]
             raise InvalidInput(f"the observation has NaN features: {', '.join(bad)}")
         return obs
+
+
+@numba.njit(cache=True)
+def _observation_kernel(
+    obs, lower, upper,
+    index, n_steps, day, days, steps_per_day,
+    day_progress, hour_sin, hour_cos, weekday_sin, weekday_cos, past_today, step_traffic,
+    spend_today, daily_budget, total_budget,
+    cost, conversions, pred_conversions, queries, forecast_queries,
+    alpha_budget, alpha_goal, alpha_prior, elasticity, cost_trend, efficiency_trend,
+    alpha_slow, alpha_fast, alpha, landscape_steps,
+    goal, target, mean_value, reference_conv,
+    impression_share, cpc_to_bid, spend_rate, has_cpa, has_roas,
+):  # fmt: skip
+    """Fill ``obs`` with the features of FEATURE_NAMES, in order, from the state's numbers
+    (the clock's and the day's tables already looked up); whether one is NaN.
+
+    One compiled call instead of some thirty Python float operations, an array from a
+    tuple and three ufuncs. Python's arithmetic throughout: ``_py_min``/``_py_max`` are the
+    builtins' NaN handling, ``_py_log`` raises where ``math.log`` does, division by zero
+    raises; each feature is cast to float32, then clipped to its bound (the same floats as
+    clipping before the cast).
+    """
+    calibration = (conversions + CALIBRATION_PRIOR) / (pred_conversions + CALIBRATION_PRIOR)
+    features = (
+        index / n_steps,
+        day_progress,
+        hour_sin,
+        hour_cos,
+        weekday_sin,
+        weekday_cos,
+        _py_max(0.0, daily_budget - spend_today) / daily_budget,
+        _py_max(total_budget - cost, 0.0) / total_budget,
+        spend_today / daily_budget - past_today,
+        cost / total_budget - (day + past_today) / days,
+        1.0 - past_today,
+        _py_log(alpha_prior),
+        _py_log((alpha_budget + _EPS) / (alpha_goal + _EPS)),
+        _py_log((alpha_prior + _EPS) / (alpha + _EPS)),
+        elasticity / 3.0,
+        cost_trend,
+        efficiency_trend,
+        _py_min(1.0, landscape_steps / steps_per_day),
+        _py_log((alpha_fast + _EPS) / (alpha_slow + _EPS)),
+        step_traffic,
+        _goal_gap(pred_conversions * calibration, cost, goal, target, mean_value),
+        _goal_gap(conversions, cost, goal, target, mean_value),
+        _py_log(calibration),
+        impression_share,
+        cpc_to_bid,
+        spend_rate,
+        pred_conversions / reference_conv,
+        _py_log((queries + 50.0 + _EPS) / (forecast_queries + 50.0 + _EPS)),
+        has_cpa,
+        has_roas,
+    )
+    has_nan = False
+    i = 0
+    # literal_unroll (a feature may be an int) has no enumerate in numba
+    for feature in numba.literal_unroll(features):
+        x = np.float32(feature)
+        if x < lower[i]:
+            x = lower[i]
+        elif x > upper[i]:
+            x = upper[i]
+        has_nan |= x != x
+        obs[i] = x
+        i += 1  # noqa: SIM113
+    return has_nan
+
+
+@numba.njit(cache=True)
+def _goal_gap(conversions, cost, goal, target, mean_value):
+    """log(target / CPA) on these conversions (ROAS alike), clipped; 0 without a target."""
+    if cost <= 0 or conversions <= 0:
+        return 0.0
+    if goal == GOAL_CPA:
+        return _clipped_log_ratio(target * conversions, cost)
+    if goal == GOAL_ROAS:
+        return _clipped_log_ratio(conversions * mean_value, target * cost)
+    return 0.0
+
+
+@numba.njit(cache=True)
+def _clipped_log_ratio(num, den):
+    """:func:`_log_ratio` with its default bound, compiled."""
+    return _py_min(3.0, _py_max(-3.0, _py_log((num + _EPS) / (den + _EPS))))
+
+
+@numba.njit(cache=True)
+def _py_min(a, b):
+    """Python's ``min(a, b)``: ``a`` unless ``b < a`` (so a NaN ``b`` gives ``a``)."""
+    return b if b < a else a
+
+
+@numba.njit(cache=True)
+def _py_max(a, b):
+    """Python's ``max(a, b)``: ``a`` unless ``b > a``."""
+    return b if b > a else a
+
+
+@numba.njit(cache=True)
+def _py_log(x):
+    """``math.log`` as Python has it: a ValueError at or below 0 (numba gives -inf, NaN)."""
+    if x <= 0:
+        raise ValueError("math domain error")
+    return math.log(x)
+
+
+def _day_forecasts(
+    forecast_cum: np.ndarray, sim: MarketSimulator
+) -> tuple[list[int], list[np.ndarray]]:
+    """Per day: the index its last step ends at, and each later day's forecast traffic."""
+    spd = sim.steps_per_day
+    day_ends = [min((day + 1) * spd, sim.n_steps) for day in range(sim.days)]
+    later = [forecast_cum[end + spd :: spd] - forecast_cum[end:-1:spd] for end in day_ends]
+    return day_ends, later
 
 
 @functools.cache

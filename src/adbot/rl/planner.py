@@ -26,10 +26,13 @@ competitors running out of budget during the day). The prior is their geometric 
 
 Each step's arithmetic (both plans, the rates at the slow plan, the elasticity) is one
 compiled pass, :func:`_plan_kernel`, over the rates' float arrays; in numpy it was mostly
-call overhead on (2, 97) arrays. It is that numpy arithmetic written out element by
-element (tests/rl/test_planner.py keeps the numpy version as the reference): the same grid
-points, floats equal up to the last bit where a sum runs in another order (the fine grid
-was a BLAS product, a sum over 8 or more later days was numpy's pairwise sum).
+call overhead on (2, 97) arrays. The bidder's step folds the new landscape in and plans in
+one compiled call (:meth:`LandscapePlanner.add_step_and_plan`): every compiled call costs
+about a tenth of a microsecond per array it is handed. The kernel is that numpy arithmetic
+written out element by element (tests/rl/test_planner.py keeps the numpy version as the
+reference): the same grid points, floats equal up to the last bit where a sum runs in
+another order (the fine grid was a BLAS product, a sum over 8 or more later days was
+numpy's pairwise sum).
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ CALIBRATION_PRIOR = 20.0  # predicted conversions of pseudo-evidence that calibr
 # The campaign's goal as the kernel takes it (MARKET.md score): a kind and its target.
 GOAL_CPA, GOAL_ROAS, GOAL_VALUE = 0, 1, 2
 TIE_TOLERANCE = 1e-9  # scores within this relative distance of the best count as equal
+# Rows of ``LandscapePlanner.rates`` (entries of ``LandscapePlanner.queries``: SLOW, FAST).
+SLOW_COST, SLOW_CONV, FAST_COST, FAST_CONV = range(4)
+SLOW, FAST = 0, 1
 
 
 def _interpolation_matrix(at: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -76,8 +82,9 @@ def _fine_weights() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 _FINE_LOWER, _FINE_W_LOWER, _FINE_W_UPPER = _fine_weights()
-_FINE_LOG = tuple(float(x) for x in FINE_LOG_GRID)
-_FINE_ALPHA = tuple(math.exp(x) for x in _FINE_LOG)
+# Each fine point's multiplier, Python's math.exp of its log (read by the kernel).
+_FINE_ALPHA = np.array([math.exp(x) for x in FINE_LOG_GRID.tolist()])
+_FINE_ALPHA.flags.writeable = False
 
 
 class Plan(NamedTuple):
@@ -93,21 +100,7 @@ class Plan(NamedTuple):
     alpha_fast: float  # the plan on the short-memory rates alone
 
 
-class _Rates:
-    """Exponentially forgotten sums of landscapes: cost, conversions and queries."""
-
-    def __init__(self, forget: float) -> None:
-        self.forget = forget
-        self.cost = np.zeros(GRID.shape[0])
-        self.conv = np.zeros(GRID.shape[0])
-        self.queries = 0.0
-
-    def add(self, cost: np.ndarray, conv: np.ndarray, queries: float) -> None:
-        _forget_and_add(self.cost, self.conv, cost, conv, self.forget)
-        self.queries = float(self.forget * self.queries + queries)
-
-
-def _goal_of(campaign: Campaign) -> tuple[int, float]:
+def goal_of(campaign: Campaign) -> tuple[int, float]:
     """The campaign's goal kind and target (0.0 for the value goal, which has none)."""
     if campaign.target_cpa is not None:
         return GOAL_CPA, float(campaign.target_cpa)
@@ -117,27 +110,35 @@ def _goal_of(campaign: Campaign) -> tuple[int, float]:
 
 
 class LandscapePlanner:
-    """Running landscape rates of one episode and the plan they imply."""
+    """Running landscape rates of one episode and the plan they imply.
+
+    The rates live in two arrays the kernels update in place: ``rates`` (rows ``SLOW_COST``,
+    ``SLOW_CONV``, ``FAST_COST``, ``FAST_CONV``, one column per ``GRID`` point) and
+    ``queries`` (the slow and the fast forgotten query counts).
+    """
 
     def __init__(self, sim: MarketSimulator) -> None:
         self.sim = sim
-        self.slow = _Rates(FORGET)
-        self.fast = _Rates(FAST_FORGET)
+        self.rates = np.zeros((4, GRID.shape[0]))
+        self.queries = np.zeros(2)
         self.steps = 0
         campaign = sim.scenario.campaign
-        self._goal, self._target = _goal_of(campaign)
+        self._goal, self._target = goal_of(campaign)
         self._mean_value = float(campaign.conversion_value.mean)
         self._daily_budget = float(campaign.daily_budget)
 
     @property
     def has_data(self) -> bool:
-        return self.slow.queries > 0 and bool(self.slow.cost[-1] > 0)
+        return bool(_has_data(self.rates, self.queries))
+
+    def fold(self, cost: np.ndarray, conversions: np.ndarray, queries: float) -> None:
+        """Fold one step's landscape (cost and conversions on ``GRID``) into the rates."""
+        _forget_and_add(self.rates, self.queries, cost, conversions, float(queries))
 
     def add_step(self, index: int, queries: float) -> None:
         """Fold the landscape of played step ``index`` into the rates."""
         view = self.sim.multiplier_landscape(index, GRID)
-        self.slow.add(view.cost, view.conversions, queries)
-        self.fast.add(view.cost, view.conversions, queries)
+        self.fold(view.cost, view.conversions, queries)
         self.steps += 1
 
     def plan(
@@ -149,48 +150,106 @@ class LandscapePlanner:
         realised: tuple[float, float, float],
         calibration: float,
         fallback_alpha: float,
+        later_days_scale: float = 1.0,
     ) -> Plan:
-        """The prior for the next step; ``realised`` is (cost, conversions, value) so far."""
-        slow, fast = self.slow, self.fast
+        """The prior for the next step; ``realised`` is (cost, conversions, value) so far.
+
+        Each later day's traffic is ``traffic_later_days x later_days_scale``.
+        """
         if not self.has_data:
-            a = fallback_alpha
-            return Plan(a, a, a, 1.0, 0.0, 0.0, a, a)
+            return fallback_plan(fallback_alpha)
         r_cost, r_conv, r_value = realised
-        i_budget, i_goal, i_slow, i_fast, elasticity, cost_trend, efficiency_trend = (
+        return Plan._make(
             _plan_kernel(
-                slow.cost, slow.conv, slow.queries, fast.cost, fast.conv, fast.queries,
-                float(budget_left_today), float(traffic_left_today),
+                self.rates, self.queries, float(budget_left_today), float(traffic_left_today),
                 np.ascontiguousarray(traffic_later_days, dtype=np.float64),
-                float(r_cost), float(r_conv), float(r_value), float(calibration),
-                self._daily_budget, self._goal, self._target, self._mean_value,
+                float(later_days_scale), float(r_cost), float(r_conv), float(r_value),
+                float(calibration), self._daily_budget, self._goal, self._target,
+                self._mean_value,
             )
         )  # fmt: skip
-        log_slow, log_fast = _FINE_LOG[i_slow], _FINE_LOG[i_fast]
-        return Plan(
-            _FINE_ALPHA[i_budget],
-            _FINE_ALPHA[i_goal],
-            math.exp((1 - FAST_WEIGHT) * log_slow + FAST_WEIGHT * log_fast),
-            elasticity,
-            cost_trend,
-            efficiency_trend,
-            _FINE_ALPHA[i_slow],
-            _FINE_ALPHA[i_fast],
-        )
+
+    def add_step_and_plan(
+        self,
+        index: int,
+        queries: float,
+        budget_left_today: float,
+        traffic_left_today: float,
+        traffic_later_days: np.ndarray,
+        later_days_scale: float,
+        realised_cost: float,
+        realised_conv: float,
+        realised_value: float,
+        calibration: float,
+        fallback_alpha: float,
+    ) -> Plan:
+        """``add_step`` then ``plan`` in one compiled call (the bidder's per-step path).
+
+        Positional floats and a float64 ``traffic_later_days``, as ``PacingState`` has them:
+        no keyword or conversion overhead on a path run at every step.
+        """
+        view = self.sim.multiplier_landscape(index, GRID)
+        self.steps += 1
+        result = _add_and_plan_kernel(
+            self.rates, self.queries, view.cost, view.conversions, queries,
+            budget_left_today, traffic_left_today, traffic_later_days, later_days_scale,
+            realised_cost, realised_conv, realised_value, calibration,
+            self._daily_budget, self._goal, self._target, self._mean_value,
+        )  # fmt: skip
+        if result is None:
+            return fallback_plan(fallback_alpha)
+        return Plan._make(result)
+
+
+def fallback_plan(alpha: float) -> Plan:
+    """The plan before any landscape: the fallback multiplier, no trend."""
+    return Plan(alpha, alpha, alpha, 1.0, 0.0, 0.0, alpha, alpha)
+
+
+@numba.njit(cache=True)
+def _add_and_plan_kernel(
+    rates, queries, new_cost, new_conv, new_queries,
+    budget_left_today, traffic_left_today, traffic_later_days, later_days_scale,
+    realised_cost, realised_conv, realised_value, calibration,
+    daily_budget, goal, target, mean_value,
+):  # fmt: skip
+    """``_forget_and_add`` then, when the rates have data, ``_plan_kernel`` (else None)."""
+    _forget_and_add(rates, queries, new_cost, new_conv, new_queries)
+    if not _has_data(rates, queries):
+        return None
+    return _plan_kernel(
+        rates, queries, budget_left_today, traffic_left_today, traffic_later_days,
+        later_days_scale, realised_cost, realised_conv, realised_value, calibration,
+        daily_budget, goal, target, mean_value,
+    )  # fmt: skip
+
+
+@numba.njit(cache=True)
+def _has_data(rates, queries):
+    """Whether the slow rates saw queries and some cost at the highest multiplier."""
+    return queries[SLOW] > 0 and rates[SLOW_COST, -1] > 0
 
 
 @numba.njit(cache=True)
 def _plan_kernel(
-    slow_cost, slow_conv, slow_queries, fast_cost, fast_conv, fast_queries,
-    budget_left_today, traffic_left_today, traffic_later_days,
-    realised_cost, realised_conv, realised_value, calibration,
+    rates, queries, budget_left_today, traffic_left_today, traffic_later_days,
+    later_days_scale, realised_cost, realised_conv, realised_value, calibration,
     daily_budget, goal, target, mean_value,
 ):  # fmt: skip
-    """Fine-grid indices (alpha_budget, alpha_goal) of the slow rates, of the slow and the
-    fast plan, and the plan's elasticity, cost trend and efficiency trend."""
-    slow_per_query = 1.0 / max(slow_queries, 1e-9)
-    fast_per_query = 1.0 / max(fast_queries, 1e-9)
+    """The fields of the ``Plan``, in order: (alpha_budget, alpha_goal) of the slow rates,
+    the prior, the plan's elasticity, cost trend and efficiency trend, and the slow and the
+    fast plan's multipliers (a tuple of floats; ``Plan._make`` is the cheapest way in)."""
+    slow_cost, slow_conv = rates[SLOW_COST], rates[SLOW_CONV]
+    fast_cost, fast_conv = rates[FAST_COST], rates[FAST_CONV]
+    slow_per_query = 1.0 / max(queries[SLOW], 1e-9)
+    fast_per_query = 1.0 / max(queries[FAST], 1e-9)
     cost = _to_fine(slow_cost, slow_per_query)
-    forecast = (budget_left_today, traffic_left_today, traffic_later_days, daily_budget)
+    forecast = (
+        budget_left_today,
+        traffic_left_today,
+        traffic_later_days * later_days_scale,
+        daily_budget,
+    )
     realised = (realised_cost, realised_conv, realised_value, calibration)
     i_budget, i_goal = _choose(
         cost, _to_fine(slow_conv, slow_per_query), forecast, realised, goal, target, mean_value
@@ -213,14 +272,22 @@ def _plan_kernel(
     efficiency_fast = fast_conv_at / fast_cost_at if fast_cost_at > 0 else 0.0
     efficiency_slow = slow_conv_at / slow_cost_at if slow_cost_at > 0 else 0.0
     return (
-        i_budget,
-        i_goal,
-        i_slow,
-        i_fast,
+        _FINE_ALPHA[i_budget],
+        _FINE_ALPHA[i_goal],
+        _prior(i_slow, i_fast),
         _elasticity(cost, i_slow),
         _log_ratio(fast_cost_at, slow_cost_at),
         _log_ratio(efficiency_fast, efficiency_slow),
+        _FINE_ALPHA[i_slow],
+        _FINE_ALPHA[i_fast],
     )
+
+
+@numba.njit(cache=True)
+def _prior(i_slow, i_fast):
+    """The prior of the slow and the fast plan's fine points: their geometric blend."""
+    log_slow, log_fast = FINE_LOG_GRID[i_slow], FINE_LOG_GRID[i_fast]
+    return math.exp((1 - FAST_WEIGHT) * log_slow + FAST_WEIGHT * log_fast)
 
 
 @numba.njit(cache=True)
@@ -318,8 +385,12 @@ def _log_ratio(num, den):
 
 
 @numba.njit(cache=True)
-def _forget_and_add(cost, conv, new_cost, new_conv, forget):
-    """``x = forget * x + new`` in place for both rates (one call instead of four)."""
-    for i in range(cost.shape[0]):
-        cost[i] = forget * cost[i] + new_cost[i]
-        conv[i] = forget * conv[i] + new_conv[i]
+def _forget_and_add(rates, queries, new_cost, new_conv, new_queries):
+    """``x = forget * x + new`` in place for both rates and both query counts."""
+    for i in range(rates.shape[1]):
+        rates[SLOW_COST, i] = FORGET * rates[SLOW_COST, i] + new_cost[i]
+        rates[SLOW_CONV, i] = FORGET * rates[SLOW_CONV, i] + new_conv[i]
+        rates[FAST_COST, i] = FAST_FORGET * rates[FAST_COST, i] + new_cost[i]
+        rates[FAST_CONV, i] = FAST_FORGET * rates[FAST_CONV, i] + new_conv[i]
+    queries[SLOW] = FORGET * queries[SLOW] + new_queries
+    queries[FAST] = FAST_FORGET * queries[FAST] + new_queries

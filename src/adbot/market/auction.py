@@ -230,6 +230,44 @@ def serve(
     return Served(*result)
 
 
+@numba.njit(cache=True)
+def _serve_multiplier_kernel(
+    keyword, comp_rank, quality, cvr, u_tie, u_click, u_conv, value_table,
+    alpha, values, min_bid, max_bid, spend_today, budget, reserve, slots, click_prob,
+):  # fmt: skip
+    """The bids ``clip(alpha x values, min_bid, max_bid)`` (numpy's ``minimum(maximum(.))``
+    arithmetic, element by element) and ``_serve_kernel``'s result for them."""
+    bids = np.empty(values.shape[0])
+    for k in range(values.shape[0]):
+        bids[k] = min(max(alpha * values[k], min_bid), max_bid)
+    served = _serve_kernel(
+        keyword, comp_rank, quality, cvr, u_tie, u_click, u_conv, value_table,
+        bids, spend_today, budget, reserve, slots, click_prob,
+    )  # fmt: skip
+    return bids, served
+
+
+def serve_multiplier(
+    step: StepMarket,
+    alpha: float,
+    values: np.ndarray,
+    bid_range: tuple[float, float],
+    spend_today: float,
+    budget: float,
+    rules: AuctionRules,
+) -> tuple[np.ndarray, Served]:
+    """``serve`` of MARKET.md's multiplier bids ``clip(alpha x values, *bid_range)``: the
+    bids (K,) and what they got, in one compiled call (the RL env's hot path; the bids are
+    the floats ``np.clip`` gives). ``alpha`` must be finite and ``values`` (K,) float64."""
+    bids, result = _serve_multiplier_kernel(
+        step.keyword, step.comp_rank, step.quality, step.cvr, step.u_tie, step.u_click,
+        step.u_conv, step.value_table, float(alpha), values, float(bid_range[0]),
+        float(bid_range[1]), float(spend_today), float(budget), float(rules.reserve),
+        int(rules.slots), rules.click_prob,
+    )  # fmt: skip
+    return bids, Served(*result)
+
+
 @dataclass(frozen=True)
 class Totals:
     """Per bid vector (A,) totals of a step."""

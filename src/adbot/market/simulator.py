@@ -8,7 +8,14 @@ from typing import NamedTuple
 import numpy as np
 
 from adbot.errors import InvalidInput
-from adbot.market.auction import AMOUNT_ROWS, COUNT_ROWS, AuctionRules, Served, serve
+from adbot.market.auction import (
+    AMOUNT_ROWS,
+    COUNT_ROWS,
+    AuctionRules,
+    Served,
+    serve,
+    serve_multiplier,
+)
 from adbot.market.episode import EpisodeMarket, StepMarket, episode_market
 from adbot.market.landscape import Landscape, bid_landscape, multiplier_landscape
 from adbot.market.scenario import Scenario
@@ -176,12 +183,25 @@ class MarketSimulator:
             raise InvalidInput(f"the bid multiplier must be a positive finite number, got {alpha}")
         if self.done:
             raise InvalidInput("the episode is over; build a new simulator")
-        bids = np.minimum(np.maximum(alpha * self.keyword_values, self.min_bid), self.max_bid)
-        return self._play(bids)
+        market = self.market.step(self.step_index)
+        bids, served = serve_multiplier(
+            market,
+            alpha,
+            self.keyword_values,
+            (self.min_bid, self.max_bid),
+            self.spend_today,
+            self.daily_budget,
+            self.rules,
+        )
+        return self._record(market, bids, served)
 
     def _play(self, used: np.ndarray) -> StepOutcome:
         market = self.market.step(self.step_index)
         served = serve(market, used, self.spend_today, self.daily_budget, self.rules)
+        return self._record(market, used, served)
+
+    def _record(self, market: StepMarket, used: np.ndarray, served: Served) -> StepOutcome:
+        """Fold the step's result into the running totals and move to the next step."""
         outcome = self._outcome(market, used, served)
         self.spend_today = outcome.spend_today
         totals = self._totals

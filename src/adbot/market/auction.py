@@ -140,9 +140,10 @@ def _serve_kernel(
 
     The arithmetic is that of ``placed_dense`` and ``serve_many``: competitor ranks are
     compared as float64, a tie among ``t`` equal ranks costs ``int(u_tie x (t + 1))``
-    places, and the day's spend is one running sum in serving order.
+    places, and the day's spend is one running sum in serving order. Each query's
+    competitor ranks must descend (as ``StepMarket.comp_rank`` does).
     """
-    n_queries, n_keywords = keyword.shape[0], click_prob.shape[0]
+    n_queries, n_keywords, n_ranks = keyword.shape[0], click_prob.shape[0], comp_rank.shape[0]
     cells = value_table.shape[0]
     ints = np.empty((5, n_queries), np.intp)  # rows QUERY_INT_ROWS
     shown, slot_of, clicked, entered, converted = ints[0], ints[1], ints[2], ints[3], ints[4]
@@ -165,15 +166,16 @@ def _serve_kernel(
         entered[i] = 1
         counts[1, k] += 1
         rank = bid * quality[i]
-        above = ties = 0
-        for j in range(comp_rank.shape[0]):
-            other = np.float64(comp_rank[j, i])
-            if other > rank:
-                above += 1
-            elif other == rank:
-                ties += 1
-        if above >= slots:
+        # The competitor ranks descend: when the one at the last slot is above ours, so are
+        # all before it (no slot: most lost queries read one rank); else the ranks above
+        # ours and then those equal to it are the first ones.
+        if np.float64(comp_rank[slots - 1, i]) > rank:
             continue
+        above = ties = 0
+        while np.float64(comp_rank[above, i]) > rank:
+            above += 1
+        while above + ties < n_ranks and np.float64(comp_rank[above + ties, i]) == rank:
+            ties += 1
         slot = above + int(u_tie[i] * (ties + 1)) if ties else above
         if slot >= slots:
             continue

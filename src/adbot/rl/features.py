@@ -81,11 +81,6 @@ def _clip(x: float, bound: float = 3.0) -> float:
     return float(min(bound, max(-bound, x)))
 
 
-def _log_ratio(num: float, den: float, bound: float = 3.0) -> float:
-    # _clip inlined: a per-step helper, and math.log already gives a Python float
-    return min(bound, max(-bound, math.log((num + _EPS) / (den + _EPS))))
-
-
 def initial_alpha(sim: MarketSimulator) -> float:
     """Before any evidence: ``FIRST_STEP_SHADE`` x the natural multiplier (one predicted
     conversion at the target; value / target with a ROAS target).
@@ -307,15 +302,15 @@ def _goal_gap(conversions, cost, goal, target, mean_value):
     if cost <= 0 or conversions <= 0:
         return 0.0
     if goal == GOAL_CPA:
-        return _clipped_log_ratio(target * conversions, cost)
+        return _log_ratio(target * conversions, cost)
     if goal == GOAL_ROAS:
-        return _clipped_log_ratio(conversions * mean_value, target * cost)
+        return _log_ratio(conversions * mean_value, target * cost)
     return 0.0
 
 
 @numba.njit(cache=True)
-def _clipped_log_ratio(num, den):
-    """:func:`_log_ratio` with its default bound, compiled."""
+def _log_ratio(num, den):
+    """``log((num + eps) / (den + eps))`` clipped to [-3, 3], in Python's arithmetic."""
     return _py_min(3.0, _py_max(-3.0, _py_log((num + _EPS) / (den + _EPS))))
 
 

@@ -78,11 +78,6 @@ def _to_lognormal(z: np.ndarray, mean: float, sd: float) -> np.ndarray:
     return z
 
 
-def _lognormal_cells(mean: float, sd: float) -> np.ndarray:
-    """``lognormal_quantiles`` computed afresh (a new, writable array)."""
-    return _to_lognormal(_normal_quantiles().copy(), mean, sd)
-
-
 @functools.lru_cache(maxsize=64)
 def lognormal_quantiles(mean: float, sd: float) -> np.ndarray:
     """Mean-preserving lognormal ``mean * exp(sd z - sd^2 / 2)`` at the cell midpoints.
@@ -91,7 +86,7 @@ def lognormal_quantiles(mean: float, sd: float) -> np.ndarray:
     adjacent ones differ by under 0.1% relative in the body of the distribution, and |z| is
     clamped at 4.3 (a 1e-5 tail).
     """
-    return _lognormal_cells(mean, sd)
+    return _to_lognormal(_normal_quantiles().copy(), mean, sd)
 
 
 @dataclass(frozen=True)

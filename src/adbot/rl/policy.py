@@ -29,7 +29,40 @@ POLICY_PREFIX = "ppo"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
-class PpoPolicy:
+class PriorPolicy:
+    """The planner's prior alone: :class:`PacingState` with action 0 at every step.
+
+    The base of :class:`PpoPolicy`, which takes its action from a model instead."""
+
+    def __init__(self, *, action_log_range: float = 0.0, name: str = "prior") -> None:
+        self.name = name
+        self.action_log_range = action_log_range
+        self.alpha: float | None = None
+        self._state: PacingState | None = None
+
+    def reset(self, sim: MarketSimulator) -> None:
+        self._state = PacingState(sim, self.action_log_range)
+        self.alpha = None
+
+    def action(self) -> float:
+        """The action in [-1, 1] for the coming step: 0, the plan itself."""
+        if self._state is None:
+            raise InvalidInput("reset the policy before asking for bids")
+        return 0.0
+
+    def bids(self, sim: MarketSimulator) -> np.ndarray:
+        action = self.action()
+        assert self._state is not None  # action() checked it
+        self.alpha = self._state.alpha_for(action)
+        return bids_from_alpha(self.alpha, sim)
+
+    def observe(self, outcome: StepOutcome) -> None:
+        if self._state is None or self.alpha is None:
+            raise InvalidInput("observe() before bids()")
+        self._state.record(self.alpha, outcome)
+
+
+class PpoPolicy(PriorPolicy):
     """A PPO model driving the bid multiplier through :class:`PacingState`."""
 
     def __init__(
@@ -40,12 +73,9 @@ class PpoPolicy:
         action_log_range: float,
         name: str = "ppo",
     ) -> None:
-        self.name = name
+        super().__init__(action_log_range=action_log_range, name=name)
         self.model = model
         self.normalization = normalization
-        self.action_log_range = action_log_range
-        self.alpha: float | None = None
-        self._state: PacingState | None = None
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint, name: str) -> PpoPolicy:
@@ -56,10 +86,6 @@ class PpoPolicy:
             name=name,
         )
 
-    def reset(self, sim: MarketSimulator) -> None:
-        self._state = PacingState(sim, self.action_log_range)
-        self.alpha = None
-
     def action(self) -> float:
         """The agent's action in [-1, 1] for the coming step."""
         if self._state is None:
@@ -67,40 +93,6 @@ class PpoPolicy:
         obs = self._state.observation()
         action, _ = self.model.predict(self.normalization.normalize(obs), deterministic=True)
         return float(np.asarray(action).reshape(-1)[0])
-
-    def bids(self, sim: MarketSimulator) -> np.ndarray:
-        assert self._state is not None
-        self.alpha = self._state.alpha_for(self.action())
-        return bids_from_alpha(self.alpha, sim)
-
-    def observe(self, outcome: StepOutcome) -> None:
-        if self._state is None or self.alpha is None:
-            raise InvalidInput("observe() before bids()")
-        self._state.record(self.alpha, outcome)
-
-
-class PriorPolicy:
-    """The planner's prior alone: :class:`PacingState` with action 0 at every step."""
-
-    def __init__(self, name: str = "prior") -> None:
-        self.name = name
-        self.alpha: float | None = None
-        self._state: PacingState | None = None
-
-    def reset(self, sim: MarketSimulator) -> None:
-        self._state = PacingState(sim, action_log_range=0.0)
-        self.alpha = None
-
-    def bids(self, sim: MarketSimulator) -> np.ndarray:
-        if self._state is None:
-            raise InvalidInput("reset the policy before asking for bids")
-        self.alpha = self._state.alpha_for(0.0)
-        return bids_from_alpha(self.alpha, sim)
-
-    def observe(self, outcome: StepOutcome) -> None:
-        if self._state is None or self.alpha is None:
-            raise InvalidInput("observe() before bids()")
-        self._state.record(self.alpha, outcome)
 
 
 def make_prior_policy(spec: str) -> PriorPolicy:

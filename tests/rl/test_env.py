@@ -111,6 +111,25 @@ def test_action_is_a_log_multiplier_around_the_plan(cpa_scenario: Scenario) -> N
     assert alphas[0.0] / alphas[-1.0] == pytest.approx(np.e)
 
 
+def test_a_bad_action_is_refused_by_name(cpa_scenario: Scenario) -> None:
+    env = BidPacingEnv(cpa_scenario)
+    env.reset(seed=0, options={"episode_seed": 1})
+    for bad, message in (
+        (np.zeros(2, dtype=np.float32), r"one number, got shape \(2,\)"),
+        (np.zeros(0), r"one number, got shape \(0,\)"),
+        ("fast", "one number, got 'fast'"),
+        (np.array([np.nan], dtype=np.float32), "finite number, got nan"),
+    ):
+        with pytest.raises(InvalidInput, match=message):
+            env.step(bad)
+    assert env.sim is not None and env.sim.step_index == 0  # nothing was played
+    env.reset(seed=0, options={"episode_seed": 1})
+    expected = env.step(np.array([0.5], dtype=np.float32))[4]["alpha"]
+    for good in (np.array([[0.5]]), 0.5, [0.5]):  # one number, in other shapes
+        env.reset(seed=0, options={"episode_seed": 1})
+        assert env.step(good)[4]["alpha"] == expected
+
+
 def test_bids_are_the_multiplier_bids_of_market_md(cpa_scenario: Scenario) -> None:
     env = BidPacingEnv(cpa_scenario)
     env.reset(seed=0, options={"episode_seed": 4})

@@ -303,7 +303,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
                 self._baseline = None
             if needs_baseline:
                 info["baseline_score"] = episode.twin_score
-        return player.state.observation(), reward, done, False, info
+        return self._observe(), reward, done, False, info
 
     @property
     def sim(self) -> MarketSimulator | None:
@@ -316,10 +316,17 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
 
 
 def _action_value(action: np.ndarray) -> float:
-    """The action's one number as a float (the fast path is SB3's float32 array of one)."""
+    """The action's one number as a float (the fast path is SB3's float32 array of one);
+    ``InvalidInput`` when it is not one number (the non-finite are refused by the state)."""
     if type(action) is np.ndarray and action.shape == (1,):
         return float(action[0])
-    return float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
+    try:
+        values = np.asarray(action, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"the action must be one number, got {action!r}") from None
+    if values.shape != (1,):
+        raise InvalidInput(f"the action must be one number, got shape {np.shape(action)}")
+    return float(values[0])
 
 
 def register() -> None:

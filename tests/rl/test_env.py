@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -225,3 +226,50 @@ def test_replays_keep_their_market_when_the_shared_cache_moves_on(
         MarketSimulator(cpa_scenario, 1, market=episode_market(cpa_scenario, 2))
     with pytest.raises(InvalidInput, match="another scenario or episode seed"):
         MarketSimulator(value_scenario, 2, market=episode_market(cpa_scenario, 2))
+
+
+def _played(env: BidPacingEnv, prepare: bool, resets: list[dict[str, Any]]) -> list[Any]:
+    """Everything the env returns over a sequence of episodes, each started by
+    ``reset(**kwargs)`` from ``resets`` and played with fixed pseudo-random actions, with
+    or without ``prepare()`` after every reset and step."""
+    rng = np.random.default_rng(0)
+    out: list[Any] = []
+    for kwargs in resets:
+        obs, info = env.reset(**kwargs)
+        out.append((obs.tobytes(), info))
+        while True:
+            if prepare:
+                env.prepare()
+            action = rng.uniform(-1, 1, 1).astype(np.float32)
+            obs, reward, terminated, truncated, info = env.step(action)
+            out.append((obs.tobytes(), reward, terminated, truncated, info))
+            if terminated or truncated:
+                break
+        if prepare:
+            env.prepare()  # the next episode drawn ahead: kept, or put back by the reset
+    return out
+
+
+def test_work_ahead_changes_nothing(cpa_scenario: Scenario) -> None:
+    """``prepare`` (a vec env's workers call it between steps) computes the next step's
+    day, landscapes and twin step, and after an episode the next one, ahead of time; every
+    observation, reward and info is the same as without it, also when the reset that follows
+    brings a seed or options instead of taking the episode drawn ahead."""
+    resets: list[dict[str, Any]] = [
+        {"seed": 1},
+        {},
+        {},
+        {"options": {"scenario": cpa_scenario, "episode_seed": 7}},
+        {},
+        {"seed": 2},
+        {},
+    ]
+    reward = {"components": {"score": 1.0, "baseline_score": 1.0}}
+
+    def env() -> BidPacingEnv:
+        return BidPacingEnv(reward=reward, max_daily_queries=800.0, episode_reuse=2)
+
+    assert _played(env(), True, resets) == _played(env(), False, resets)
+    fresh = env()
+    fresh.prepare()  # before the first reset: nothing to do
+    assert _played(fresh, True, resets[:2]) == _played(env(), False, resets[:2])

@@ -25,6 +25,14 @@ def _bid_pacing() -> gym.Env[Any, Any]:  # one-day episodes of 24 steps
     return gym.wrappers.RecordEpisodeStatistics(BidPacingEnv(scenario))
 
 
+def _training_bid_pacing() -> gym.Env[Any, Any]:
+    """Random scenarios of 1-7 days, replayed, with the plan-alone twin: every piece of
+    ``BidPacingEnv.prepare`` (days, landscapes, twin, the next episode) runs in the workers."""
+    reward = {"components": {"score": 1.0, "baseline_score": 1.0}}
+    env = BidPacingEnv(reward=reward, max_daily_queries=800.0, episode_reuse=3)
+    return gym.wrappers.RecordEpisodeStatistics(env)
+
+
 def _pendulum() -> gym.Env[Any, Any]:
     return gym.make("Pendulum-v1")  # truncated after 200 steps by its TimeLimit
 
@@ -63,6 +71,7 @@ def _assert_same(a: list[Any], b: list[Any]) -> None:
     ("factory", "n_envs", "workers", "steps"),
     [
         (_bid_pacing, 5, 2, 60),  # 24-step episodes: resets inside the rollout
+        (_training_bid_pacing, 4, 2, 260),  # work ahead in the workers changes nothing
         (_pendulum, 4, 3, 210),  # truncation by TimeLimit
     ],
 )

@@ -251,6 +251,41 @@ class MarketSimulator:
             self._last_grid = (alphas, key)
         return key
 
+    def _day_landscapes(self, day: int, alphas: np.ndarray) -> Landscape:
+        """Day ``day``'s multiplier landscapes, (steps, grid) arrays: the whole day at once
+        (one vectorised pass instead of one per step), kept in the market for every
+        simulator of this episode; only played steps are ever handed out."""
+        key = (day, self._grid_key(alphas))
+        landscapes = self.market.day_landscapes.get(key)
+        if landscapes is None:
+            queries, step_of = self.market.whole_day(day)
+            landscapes = multiplier_landscape(
+                queries,
+                np.asarray(alphas, dtype=np.float64),
+                self.keyword_values,
+                (self.min_bid, self.max_bid),
+                self.rules,
+                self.pcvr,
+                self.value_per_conversion,
+                groups=(step_of, self.steps_per_day),
+            )
+            self.market.day_landscapes[key] = landscapes
+        return landscapes
+
+    def prepare(self, alphas: np.ndarray | None = None) -> None:
+        """Compute now what the next step will need and no action changes: its day's draws
+        and, with ``alphas``, that day's multiplier landscapes on them.
+
+        Nothing is played and nothing is handed out (``multiplier_landscape`` still answers
+        for played steps only); the same numbers are computed, only earlier. A vec env's
+        worker calls it while the learner computes, so the step it waits for is cheaper.
+        """
+        if self.done:
+            return
+        self.market.step(self.step_index)
+        if alphas is not None:
+            self._day_landscapes(self.day, alphas)
+
     def totals(self) -> EpisodeMetrics:
         """Running totals of the steps played so far, with their score."""
         impressions, clicks, cost, conversions, value = self._totals
@@ -287,23 +322,7 @@ class MarketSimulator:
         if not 0 <= index < self.step_index:
             raise InvalidInput(f"landscape only for played steps (0..{self.step_index - 1})")
         day, step = divmod(index, self.steps_per_day)
-        key = (day, self._grid_key(alphas))
-        landscapes = self.market.day_landscapes.get(key)
-        if landscapes is None:
-            # The whole day at once (one vectorised pass instead of one per step), shared by
-            # every simulator of this episode; only played steps are ever handed out.
-            queries, step_of = self.market.whole_day(day)
-            landscapes = multiplier_landscape(
-                queries,
-                np.asarray(alphas, dtype=np.float64),
-                self.keyword_values,
-                (self.min_bid, self.max_bid),
-                self.rules,
-                self.pcvr,
-                self.value_per_conversion,
-                groups=(step_of, self.steps_per_day),
-            )
-            self.market.day_landscapes[key] = landscapes
+        landscapes = self._day_landscapes(day, alphas)
         return Landscape(
             clicks=landscapes.clicks[step],
             cost=landscapes.cost[step],

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, SupportsFloat
+from typing import Any, NamedTuple, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -126,6 +127,24 @@ class _Player:
         return alpha, outcome, before, elapsed_today
 
 
+class _Start(NamedTuple):
+    """A play of an episode as ``reset`` starts it."""
+
+    episode: _Episode
+    player: _Player
+    baseline: _Player | None  # the plan-alone twin, when it must be played
+    goal: Goal
+
+
+@dataclass
+class _Ahead:
+    """The next episode, started ahead by ``prepare``, and the state its draws began from."""
+
+    start: _Start
+    rng_state: Mapping[str, Any]  # ``np_random``'s bit generator before the draws
+    pool: list[_Episode]  # the replay pool before the draws
+
+
 class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
     """Set a campaign's bid multiplier step by step in the simulated auction market.
 
@@ -212,6 +231,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._player: _Player | None = None
         self._baseline: _Player | None = None
         self._goal: Goal | None = None
+        self._ahead: _Ahead | None = None  # the next episode, started by ``prepare``
 
     def _draw_scenario(self, options: dict[str, Any]) -> Scenario:
         if options.get("scenario") is not None:
@@ -239,35 +259,71 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
+        ahead, self._ahead = self._ahead, None
         if seed is not None:
             self._pool = []
-        episode = self._next_episode(options or {})
-        self._episode = episode
-        self._player = _Player(
-            episode.scenario, episode.seed, self.action_log_range, episode.market
-        )
-        episode.market = self._player.sim.market
-        self._baseline = None
-        if self.reward_fn.needs_baseline and episode.twin is None:
-            self._baseline = _Player(
-                episode.scenario, episode.seed, self.action_log_range, episode.market
-            )
-            episode._record = []
-        self._goal = Goal.of(episode.scenario)
+        elif ahead is not None and options:
+            # Not the episode drawn ahead: draw as if it never had been.
+            self.np_random.bit_generator.state, self._pool = ahead.rng_state, ahead.pool
+        if ahead is not None and seed is None and not options:
+            start = ahead.start
+        else:
+            start = self._start(self._next_episode(options or {}))
+        self._episode, self._player, self._baseline, self._goal = start
+        episode = start[0]
         info = {"scenario": episode.scenario.name, "episode_seed": episode.seed}
         return self._observe(), info
 
+    def _start(self, episode: _Episode) -> _Start:
+        """The players and goal of a new play of ``episode`` (its twin too when the reward
+        needs one and the episode has none recorded)."""
+        player = _Player(episode.scenario, episode.seed, self.action_log_range, episode.market)
+        episode.market = player.sim.market
+        baseline = None
+        if self.reward_fn.needs_baseline and episode.twin is None:
+            baseline = _Player(
+                episode.scenario, episode.seed, self.action_log_range, episode.market
+            )
+            episode._record = []
+        return _Start(episode, player, baseline, Goal.of(episode.scenario))
+
     def _twin_step(self, index: int) -> tuple[Totals, Totals]:
-        """The plan-alone twin's totals before and after step ``index``: played in lockstep
-        the first time an episode is played, read back on replays."""
+        """The plan-alone twin's totals before and after step ``index``: played the first
+        time an episode is played (in lockstep, or a step ahead by ``prepare``), read back on
+        replays."""
         episode = self._episode
         assert episode is not None
+        record = episode.twin
         if self._baseline is not None:
-            before = self._baseline.play(0.0)[2]
-            episode._record.append(self._baseline.totals)
-            return before, self._baseline.totals
-        assert episode.twin is not None
-        return (episode.twin[index - 1] if index else Totals()), episode.twin[index]
+            record = episode._record
+            while len(record) <= index:
+                self._baseline.play(0.0)
+                record.append(self._baseline.totals)
+        assert record is not None
+        return (record[index - 1] if index else Totals()), record[index]
+
+    def prepare(self) -> None:
+        """Compute now what the next step needs and no action changes, so the step itself is
+        cheaper: the day's draws and bid landscapes (``PacingState.prepare``) and the
+        plan-alone twin's next step (it plays action 0 whatever the agent does); once the
+        episode is over, the next one of a plain ``reset()`` (draws, players, plan).
+
+        The same numbers as computing them inside ``step``, only earlier. Not part of the
+        Gymnasium API: :class:`adbot.rl.vec_env.GroupedSubprocVecEnv`'s workers call it after
+        answering each step, while the learner computes its next actions.
+        """
+        player, episode = self._player, self._episode
+        if player is None or episode is None:
+            return
+        if not player.sim.done:
+            player.state.prepare()
+            if self._baseline is not None:
+                self._twin_step(player.sim.step_index)
+        elif self._ahead is None:
+            # The next episode of a reset without seed or options (a vec env's autoreset),
+            # drawn now; ``reset`` with a seed or options puts the draws back.
+            rng_state, pool = self.np_random.bit_generator.state, self._pool
+            self._ahead = _Ahead(self._start(self._next_episode({})), rng_state, pool)
 
     def step(
         self, action: np.ndarray

@@ -168,6 +168,11 @@ class PacingState:
             self.alpha,
         )
 
+    def prepare(self) -> None:
+        """Compute ahead what the next step needs whatever the action: its day's draws and
+        landscapes (:meth:`LandscapePlanner.prepare`)."""
+        self.planner.prepare()
+
     # --- action -------------------------------------------------------------------------
     def alpha_for(self, action: float) -> float:
         """The multiplier of the next step for an action in [-1, 1]."""

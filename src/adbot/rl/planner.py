@@ -135,6 +135,10 @@ class LandscapePlanner:
         """Fold one step's landscape (cost and conversions on ``GRID``) into the rates."""
         _forget_and_add(self.rates, self.queries, cost, conversions, float(queries))
 
+    def prepare(self) -> None:
+        """Draw the next step's day and its landscapes now (``MarketSimulator.prepare``)."""
+        self.sim.prepare(GRID)
+
     def add_step(self, index: int, queries: float) -> None:
         """Fold the landscape of played step ``index`` into the rates."""
         view = self.sim.multiplier_landscape(index, GRID)

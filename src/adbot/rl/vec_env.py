@@ -11,6 +11,13 @@ Stepping, automatic resets (``terminal_observation``, ``TimeLimit.truncated``), 
 (env ``i`` gets ``seed + i``), options and ``reset_infos`` are ``DummyVecEnv``'s, so the
 observations, rewards and infos are exactly those of ``SubprocVecEnv`` or ``DummyVecEnv`` on
 the same env functions.
+
+Work ahead: after answering a step or a reset, a worker calls the ``prepare()`` method of
+each of its envs that has one (found through the wrappers with ``get_wrapper_attr``), for
+instance :meth:`adbot.rl.env.BidPacingEnv.prepare`: work the next step needs whatever the
+action, done while the learner computes the next actions and the worker would otherwise
+wait. It must not change any result, only when it is computed; an exception in it is left
+for the step to raise again (the step recomputes what ``prepare`` did not finish).
 """
 
 from __future__ import annotations
@@ -93,6 +100,24 @@ def _answer(venv: DummyVecEnv, command: str, data: Any) -> Any:
     raise ValueError(f"unknown vec-env command {command!r}")
 
 
+def _preparers(venv: DummyVecEnv) -> list[Callable[[], None]]:
+    """The ``prepare`` methods of the envs that have one (see the module docstring)."""
+    found = []
+    for env in venv.envs:
+        try:
+            found.append(env.get_wrapper_attr("prepare"))
+        except AttributeError:
+            continue
+    return [prepare for prepare in found if callable(prepare)]
+
+
+def _work_ahead(preparers: list[Callable[[], None]]) -> None:
+    for prepare in preparers:
+        # The step recomputes whatever prepare did not finish, and raises the error then.
+        with contextlib.suppress(Exception):
+            prepare()
+
+
 def _worker(remote: Connection, parent: Connection, fns: CloudpickleWrapper) -> None:
     """Build the envs and send their spaces, then answer commands until ``close``. An
     exception (building the envs included) is sent back as a ``WorkerError``, so the caller
@@ -108,6 +133,7 @@ def _worker(remote: Connection, parent: Connection, fns: CloudpickleWrapper) -> 
     # garbage collector tracks). Frozen, they are skipped by every collection; a full one
     # over them took ~0.1 s, about a tenth of a worker's time on BidPacing-v0.
     gc.freeze()
+    preparers = _preparers(venv)
     remote.send((venv.observation_space, venv.action_space))
     try:
         while True:
@@ -118,6 +144,9 @@ def _worker(remote: Connection, parent: Connection, fns: CloudpickleWrapper) -> 
                 remote.send(_answer(venv, command, data))
             except Exception:
                 remote.send(WorkerError(traceback.format_exc()))
+                continue
+            if command in ("step", "reset"):
+                _work_ahead(preparers)
     except (KeyboardInterrupt, EOFError):
         pass
     finally:

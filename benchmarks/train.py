@@ -8,8 +8,10 @@ environment steps per second of ``model.learn`` for both and their ratio (target
 our env should not be what training waits for), plus the raw env step rate of each without
 PPO, for context. Runs alternate (ours, Pendulum, ours, ...) and the median ratio is the
 figure: on a shared 2-core machine one run's Pendulum rate can vary by a factor of 2. Each
-run also prints the envs' own CPU time per step, counted inside the worker processes: a
-steadier measure of what our env costs than the wall-clock rates.
+run also prints the envs' own CPU time per step, counted inside the processes that step them
+(the learner steps one group itself, the workers the others): a steadier measure of what our
+env costs than the wall-clock rates; with it the CPU of the work done ahead of each step
+(``BidPacingEnv.prepare``, while the learner computes).
 
 Run: ``python benchmarks/train.py [--timesteps N] [--repeats R] [--config PATH]``.
 """
@@ -157,7 +159,7 @@ def main() -> None:
         print(
             f"run {run}: PPO env steps/s BidPacing-v0 {ours:,.0f}, Pendulum-v1 {pendulum:,.0f}, "
             f"ratio {ours / pendulum:.2f} (per env step {1e6 / ours:,.0f} us against "
-            f"{1e6 / pendulum:,.0f} us; env CPU per step in the workers {cpu_ours[-1]:,.0f} "
+            f"{1e6 / pendulum:,.0f} us; env CPU per step {cpu_ours[-1]:,.0f} "
             f"us + {ahead_ours[-1]:,.0f} us ahead against {cpu_pendulum[-1]:,.0f} us)"
         )
     ratio = statistics.median(ratios)
@@ -165,7 +167,7 @@ def main() -> None:
     print(
         f"ratio, median of {len(ratios)} runs: {ratio:.2f} (range {min(ratios):.2f}-"
         f"{max(ratios):.2f}; target >= {TARGET}: {verdict}); env CPU per step in the "
-        f"workers, median: BidPacing-v0 {statistics.median(cpu_ours):,.0f} us in step + "
+        f"stepping processes, median: BidPacing-v0 {statistics.median(cpu_ours):,.0f} us in step + "
         f"{statistics.median(ahead_ours):,.0f} us ahead (prepare), Pendulum-v1 "
         f"{statistics.median(cpu_pendulum):,.0f} us"
     )

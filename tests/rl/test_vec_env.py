@@ -68,18 +68,21 @@ def _assert_same(a: list[Any], b: list[Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("factory", "n_envs", "workers", "steps"),
+    ("factory", "n_envs", "workers", "steps", "local"),
     [
-        (_bid_pacing, 5, 2, 60),  # 24-step episodes: resets inside the rollout
-        (_training_bid_pacing, 4, 2, 260),  # work ahead in the workers changes nothing
-        (_pendulum, 4, 3, 210),  # truncation by TimeLimit
+        (_bid_pacing, 5, 2, 60, False),  # 24-step episodes: resets inside the rollout
+        (_bid_pacing, 5, 2, 60, True),  # the first group stepped in this process
+        (_training_bid_pacing, 4, 2, 260, True),  # work ahead changes nothing
+        (_pendulum, 4, 3, 210, False),  # truncation by TimeLimit
+        (_pendulum, 4, 3, 210, True),
     ],
 )
 def test_grouped_rollouts_equal_dummy_rollouts(
-    factory: Callable[[], gym.Env[Any, Any]], n_envs: int, workers: int, steps: int
+    factory: Callable[[], gym.Env[Any, Any]], n_envs: int, workers: int, steps: int, local: bool
 ) -> None:
     fns = [factory] * n_envs
-    grouped = GroupedSubprocVecEnv(fns, workers)
+    grouped = GroupedSubprocVecEnv(fns, workers, local_group=local)
+    assert len(grouped.processes) == workers - local
     try:
         assert [len(g) for g in grouped.groups] == [
             len(g) for g in np.array_split(range(n_envs), workers)
@@ -97,8 +100,9 @@ def test_grouped_rollouts_equal_dummy_rollouts(
     assert terminal
 
 
-def test_attributes_and_methods_reach_the_right_envs() -> None:
-    venv = GroupedSubprocVecEnv([_bid_pacing] * 5, 2)
+@pytest.mark.parametrize("local", [False, True])
+def test_attributes_and_methods_reach_the_right_envs(local: bool) -> None:
+    venv = GroupedSubprocVecEnv([_bid_pacing] * 5, 2, local_group=local)
     try:
         venv.seed(0)
         venv.reset()
@@ -145,19 +149,25 @@ def _broken() -> gym.Env[Any, Any]:
     raise InvalidInput("scenario file: market.slots must be >= 1")
 
 
-def test_worker_errors_reach_the_caller_with_their_message() -> None:
-    with pytest.raises(WorkerError, match=r"market\.slots must be >= 1"):
-        GroupedSubprocVecEnv([_bid_pacing, _bid_pacing, _broken], 2)
-    venv = GroupedSubprocVecEnv([_bid_pacing] * 3, 2)
+@pytest.mark.parametrize("local", [False, True])
+def test_worker_errors_reach_the_caller_with_their_message(local: bool) -> None:
+    """Errors of envs in the workers, or in this process's group, are ``WorkerError``s
+    carrying the env's message; every group still answers afterwards."""
+    for fns in ([_bid_pacing, _bid_pacing, _broken], [_broken, _bid_pacing, _bid_pacing]):
+        with pytest.raises(WorkerError, match=r"market\.slots must be >= 1"):
+            GroupedSubprocVecEnv(fns, 2, local_group=local)
+    venv = GroupedSubprocVecEnv([_bid_pacing] * 3, 2, local_group=local)
     try:
         venv.seed(0)
         venv.reset()
-        actions = np.zeros((3, 1), dtype=np.float32)
-        actions[2] = np.nan
-        with pytest.raises(WorkerError, match="finite"):
-            venv.step(actions)
-        with pytest.raises(WorkerError, match="no_such_attribute"):
-            venv.get_attr("no_such_attribute", indices=[1])
+        for bad in (0, 2):  # in the first group (this process's with local) and the last
+            actions = np.zeros((3, 1), dtype=np.float32)
+            actions[bad] = np.nan
+            with pytest.raises(WorkerError, match="finite"):
+                venv.step(actions)
+        for index in (0, 2):
+            with pytest.raises(WorkerError, match="no_such_attribute"):
+                venv.get_attr("no_such_attribute", indices=[index])
         assert venv.get_attr("action_log_range") == [1.0] * 3  # the workers still answer
     finally:
         venv.close()

@@ -103,8 +103,9 @@ def build_vec_env(
     """``n_envs`` envs seeded ``seed, seed + 1, ...`` behind VecNormalize: the config's env,
     or ``factory``'s (the training benchmark runs another env with the same settings).
 
-    ``vec_env: subproc`` steps them in ``vec_workers`` processes (default: one per CPU core):
-    SB3's ``SubprocVecEnv`` when that is one per env, else :class:`GroupedSubprocVecEnv`."""
+    ``vec_env: subproc`` steps them in ``vec_workers`` groups (default: one per CPU core):
+    SB3's ``SubprocVecEnv`` (one process per env) when that is one per env, else
+    :class:`GroupedSubprocVecEnv` with its first group stepped by this process."""
     factory = factory or functools.partial(make_env, config)
     fns: list[Callable[[], gym.Env[Any, Any]]] = [factory] * config.n_envs
     venv: VecEnv
@@ -114,7 +115,7 @@ def build_vec_env(
     elif workers == config.n_envs:
         venv = SubprocVecEnv(fns, start_method="fork")
     else:
-        venv = GroupedSubprocVecEnv(fns, workers, start_method="fork")
+        venv = GroupedSubprocVecEnv(fns, workers, start_method="fork", local_group=True)
     venv.seed(config.seed)
     return VecNormalize(
         venv,

@@ -7,6 +7,13 @@ data evicted from the CPU caches by the others. :class:`GroupedSubprocVecEnv` ru
 ``n_workers`` processes (by default one per core); each holds a ``DummyVecEnv`` of its
 consecutive share of the envs and answers one message per step for all of them.
 
+With ``local_group=True`` the first group is stepped in the calling process (so there are
+``n_workers - 1`` worker processes): the learner does nothing but wait while the envs step,
+so it steps a share of them itself, and that share pays no round trip through a pipe (to a
+sleeping worker, some 200 us on the 2-core VM this was measured on, more than four
+``Pendulum-v1`` steps). The learner steps its group and works ahead on it while the workers
+compute their answers.
+
 Stepping, automatic resets (``terminal_observation``, ``TimeLimit.truncated``), seeds
 (env ``i`` gets ``seed + i``), options and ``reset_infos`` are ``DummyVecEnv``'s, so the
 observations, rewards and infos are exactly those of ``SubprocVecEnv`` or ``DummyVecEnv`` on
@@ -102,6 +109,8 @@ def _answer(venv: DummyVecEnv, command: str, data: Any) -> Any:
     if command == "env_method":
         name, args, kwargs, indices = data
         return venv.env_method(name, *args, indices=indices, **kwargs)
+    if command == "spaces":
+        return venv.observation_space, venv.action_space
     if command == "is_wrapped":
         return venv.env_is_wrapped(*data)
     raise ValueError(f"unknown vec-env command {command!r}")
@@ -163,7 +172,44 @@ def _worker(remote: Connection, parent: Connection, fns: CloudpickleWrapper) -> 
         remote.close()
 
 
-def _received(remotes: Sequence[Connection]) -> list[Any]:
+class _LocalGroup:
+    """A group of envs stepped in the calling process, behind the same ``send``/``recv`` as
+    a worker's pipe: ``recv`` computes the answer, then works ahead, as a worker does (while
+    the workers still compute theirs); an exception, building the envs included, comes back
+    as a ``WorkerError``."""
+
+    def __init__(self, fns: list[EnvFn]) -> None:
+        self.venv: _WorkerEnvs | None = None
+        self._error: WorkerError | None = None
+        try:
+            self.venv = _WorkerEnvs(fns)
+        except Exception:
+            self._error = WorkerError(traceback.format_exc())
+        self.preparers = [] if self.venv is None else _preparers(self.venv)
+        self._pending: tuple[str, Any] | None = None
+
+    def send(self, message: tuple[str, Any]) -> None:
+        self._pending = message
+
+    def recv(self) -> Any:
+        assert self._pending is not None, "recv without a command"
+        (command, data), self._pending = self._pending, None
+        if self.venv is None:
+            return self._error
+        try:
+            answer = _answer(self.venv, command, data)
+        except Exception:
+            return WorkerError(traceback.format_exc())
+        if command in ("step", "reset"):
+            _work_ahead(self.preparers)
+        return answer
+
+    def close(self) -> None:
+        if self.venv is not None:
+            self.venv.close()
+
+
+def _received(remotes: Sequence[Connection | _LocalGroup]) -> list[Any]:
     """Every remote's answer, all read before the first worker's error is raised (so no
     answer is left in a pipe to be mistaken for the next one)."""
     answers = [remote.recv() for remote in remotes]
@@ -174,10 +220,15 @@ def _received(remotes: Sequence[Connection]) -> list[Any]:
 
 
 class GroupedSubprocVecEnv(VecEnv):
-    """``len(env_fns)`` envs in ``n_workers`` processes (see the module docstring)."""
+    """``len(env_fns)`` envs in ``n_workers`` groups, each stepped by a worker process, or
+    the first by this process with ``local_group`` (see the module docstring)."""
 
     def __init__(
-        self, env_fns: Sequence[EnvFn], n_workers: int, start_method: str = "fork"
+        self,
+        env_fns: Sequence[EnvFn],
+        n_workers: int,
+        start_method: str = "fork",
+        local_group: bool = False,
     ) -> None:
         n_envs = len(env_fns)
         if not 1 <= n_workers <= n_envs:
@@ -185,10 +236,11 @@ class GroupedSubprocVecEnv(VecEnv):
         self.groups = [[int(i) for i in g] for g in np.array_split(np.arange(n_envs), n_workers)]
         self.waiting = self.closed = False
         context = mp.get_context(start_method)
-        pipes = [context.Pipe() for _ in self.groups]
-        self.remotes = [parent for parent, _ in pipes]
+        remote_groups = self.groups[1:] if local_group else self.groups
+        pipes = [context.Pipe() for _ in remote_groups]
+        self.remotes: list[Connection | _LocalGroup] = [parent for parent, _ in pipes]
         self.processes = []
-        for (parent, child), group in zip(pipes, self.groups, strict=True):
+        for (parent, child), group in zip(pipes, remote_groups, strict=True):
             fns = CloudpickleWrapper([env_fns[i] for i in group])
             process = context.Process(  # type: ignore[attr-defined]
                 target=_worker, args=(child, parent, fns), daemon=True
@@ -196,6 +248,9 @@ class GroupedSubprocVecEnv(VecEnv):
             process.start()
             child.close()
             self.processes.append(process)
+        if local_group:
+            self.remotes.insert(0, _LocalGroup([env_fns[i] for i in self.groups[0]]))
+            self.remotes[0].send(("spaces", None))
         try:
             observation_space, action_space = _received(self.remotes)[0]
         except WorkerError:
@@ -247,6 +302,9 @@ class GroupedSubprocVecEnv(VecEnv):
     def _stop(self) -> None:
         """Ask every worker still listening to close, and wait for all of them."""
         for remote in self.remotes:
+            if isinstance(remote, _LocalGroup):
+                remote.close()
+                continue
             with contextlib.suppress(OSError):  # that worker has already stopped
                 remote.send(("close", None))
         for process in self.processes:

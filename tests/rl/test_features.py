@@ -80,9 +80,9 @@ def reference_observation(state: PacingState) -> np.ndarray:
         "target_gap": goal_gap(state, state.pred_conversions * calibration),
         "realised_target_gap": goal_gap(state, state.conversions),
         "calibration": clip(math.log(calibration)),
-        "impression_share": state._last[0],
-        "cpc_to_bid": state._last[1],
-        "spend_rate": state._last[2],
+        "impression_share": state.last_step[0],
+        "cpc_to_bid": state.last_step[1],
+        "spend_rate": state.last_step[2],
         "conversions_so_far": clip(state.pred_conversions / reference_conv, 10.0),
         "volume_ratio": log_ratio(state.queries + 50.0, forecast_cum[sim.step_index] + 50.0),
         "has_cpa_target": float(state.target_cpa is not None),
@@ -93,18 +93,30 @@ def reference_observation(state: PacingState) -> np.ndarray:
 
 
 def play_and_compare(scenario: Scenario, seed: int) -> int:
-    """Play an episode with random multipliers; the number of observations compared."""
+    """Play an episode with random multipliers; the number of observations compared.
+
+    A twin state on a twin simulator takes the env's path, ``record_and_observe`` (one
+    compiled call): the same observation as ``record`` then ``observation()``, and the same
+    running numbers and planner rates."""
     rng = np.random.default_rng(seed)
-    sim = MarketSimulator(scenario, seed)
-    state = PacingState(sim, 0.5)
+    sim, twin_sim = MarketSimulator(scenario, seed), MarketSimulator(scenario, seed)
+    state, twin = PacingState(sim, 0.5), PacingState(twin_sim, 0.5)
     compared = 0
+    obs = np.empty(len(FEATURE_NAMES), np.float32)
     while True:
         np.testing.assert_array_equal(state.observation(), reference_observation(state))
+        if compared:
+            np.testing.assert_array_equal(obs, state.observation())
+        np.testing.assert_array_equal(twin.numbers, state.numbers)
+        np.testing.assert_array_equal(twin.planner.rates, state.planner.rates)
         compared += 1
         if sim.done:
             return compared
-        alpha = state.alpha_for(float(rng.uniform(-1, 1)))
+        action = float(rng.uniform(-1, 1))
+        alpha = state.alpha_for(action)
+        assert twin.alpha_for(action) == alpha
         state.record(alpha, sim.step_multiplier(alpha))
+        twin.record_and_observe(alpha, twin_sim.step_multiplier(alpha), obs)
 
 
 @pytest.mark.parametrize("scenario_name", ["cpa_scenario", "roas_scenario", "value_scenario"])
@@ -155,6 +167,10 @@ def test_a_nan_in_the_state_is_refused_by_name(cpa_scenario: Scenario) -> None:
     state.pred_conversions = float("nan")
     with pytest.raises(InvalidInput, match=r"NaN features: calibration, conversions_so_far$"):
         state.observation()
+    alpha = state.alpha_for(0.0)
+    obs = np.empty(len(FEATURE_NAMES), np.float32)
+    with pytest.raises(InvalidInput, match=r"NaN features: .*conversions_so_far"):
+        state.record_and_observe(alpha, sim.step_multiplier(alpha), obs)
 
 
 def test_the_compiled_observation_keeps_pythons_min_max_and_log() -> None:

@@ -115,11 +115,27 @@ class _Player:
 
     def play(self, action: float) -> tuple[float, StepOutcome, Totals, float]:
         """Play one step: (alpha, outcome, totals before, share of today's traffic past)."""
+        return self._play(action, None)
+
+    def play_and_observe(
+        self, action: float
+    ) -> tuple[float, StepOutcome, Totals, float, np.ndarray]:
+        """``play``, and the observation after the step (computed in the same compiled call
+        that records the step: ``PacingState.record_and_observe``)."""
+        obs = np.empty(N_FEATURES, np.float32)
+        return (*self._play(action, obs), obs)
+
+    def _play(
+        self, action: float, obs: np.ndarray | None
+    ) -> tuple[float, StepOutcome, Totals, float]:
         sim = self.sim
         alpha = self.state.alpha_for(action)
         elapsed_today = self.state.traffic_share_through(sim.step_in_day)
         outcome = sim.step_multiplier(alpha)
-        self.state.record(alpha, outcome)
+        if obs is None:
+            self.state.record(alpha, outcome)
+        else:
+            self.state.record_and_observe(alpha, outcome, obs)
         before = self.totals
         self.totals = before.add(
             outcome.total_cost, float(outcome.total_conversions), outcome.total_value
@@ -334,7 +350,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         sim = player.sim
         if sim.done:
             raise InvalidInput("the episode is over; call reset()")
-        alpha, outcome, before, elapsed_today = player.play(_action_value(action))
+        alpha, outcome, before, elapsed_today, obs = player.play_and_observe(_action_value(action))
         done = sim.done
         needs_baseline = self.reward_fn.needs_baseline
         baseline_before = baseline_after = None
@@ -359,7 +375,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
                 self._baseline = None
             if needs_baseline:
                 info["baseline_score"] = episode.twin_score
-        return self._observe(), reward, done, False, info
+        return obs, reward, done, False, info
 
     @property
     def sim(self) -> MarketSimulator | None:

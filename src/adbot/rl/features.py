@@ -29,8 +29,11 @@ from adbot.rl.planner import (
     CALIBRATION_PRIOR,
     GOAL_CPA,
     GOAL_ROAS,
+    GRID,
     LandscapePlanner,
     Plan,
+    _add_and_plan_kernel,
+    _forget_and_add,
     fallback_plan,
     goal_of,
 )
@@ -96,8 +99,53 @@ def initial_alpha(sim: MarketSimulator) -> float:
     return min(MAX_ALPHA, max(MIN_ALPHA, FIRST_STEP_SHADE * natural))
 
 
+# PacingState's running numbers: one float64 array (``PacingState.numbers``) that the
+# compiled step (``_record_kernel``) updates in place. The sums so far, the multiplier in
+# force, last step's report features, then the fields of the current ``Plan``.
+(
+    COST, CONVERSIONS, VALUE, PRED_CONVERSIONS, QUERIES, ALPHA,
+    IMPRESSION_SHARE, CPC_TO_BID, SPEND_RATE,
+) = range(9)  # fmt: skip
+PLAN = 9
+N_NUMBERS = PLAN + len(Plan._fields)
+_PRIOR = PLAN + Plan._fields.index("alpha_prior")
+# The episode's constants as the kernels take them (``PacingState._constants``).
+(
+    C_N_STEPS, C_DAYS, C_STEPS_PER_DAY, C_DAILY_BUDGET, C_TOTAL_BUDGET, C_GOAL, C_TARGET,
+    C_MEAN_VALUE, C_REFERENCE_CONV, C_HAS_CPA, C_HAS_ROAS, C_START_WEEKDAY,
+) = range(12)  # fmt: skip
+_NO_DAYS = np.zeros(0)
+_NO_OBSERVATION = np.zeros(0, np.float32)
+
+
+def _number(index: int, doc: str) -> property:
+    """A float attribute that is entry ``index`` of ``numbers``."""
+
+    def get(state: PacingState) -> float:
+        return float(state.numbers[index])
+
+    def set_(state: PacingState, value: float) -> None:
+        state.numbers[index] = value
+
+    return property(get, set_, doc=doc)
+
+
 class PacingState:
-    """Running statistics of one episode, the observation, and action -> alpha."""
+    """Running statistics of one episode, the observation, and action -> alpha.
+
+    The running numbers live in one float64 array, ``numbers`` (entries ``COST`` ...
+    ``SPEND_RATE``, then the ``Plan`` from ``PLAN`` on), read as float attributes. A step's
+    report is folded in, the plan for the next step made and, for the env, the next
+    observation computed in one compiled call (``_record_kernel``): per step that was some
+    fifty Python float operations and four compiled calls with some eighty arguments.
+    """
+
+    cost = _number(COST, "cost so far")
+    conversions = _number(CONVERSIONS, "realised conversions so far")
+    value = _number(VALUE, "conversion value so far")
+    pred_conversions = _number(PRED_CONVERSIONS, "predicted conversions of the clicks so far")
+    queries = _number(QUERIES, "eligible queries so far")
+    alpha = _number(ALPHA, "the multiplier in force (played at the last step)")
 
     def __init__(self, sim: MarketSimulator, action_log_range: float) -> None:
         self.sim = sim
@@ -106,67 +154,61 @@ class PacingState:
         self.target_cpa = campaign.target_cpa
         self.target_roas = None if campaign.target_cpa is not None else campaign.target_roas
         self.mean_value = campaign.conversion_value.mean
-        self._has_cpa = float(self.target_cpa is not None)
-        self._has_roas = float(self.target_roas is not None)
-        self._goal, self._target = goal_of(campaign)  # as the observation kernel takes it
+        goal, target = goal_of(campaign)
         self.total_budget = sim.daily_budget * sim.days
         # Predicted conversions the whole budget buys at the target (conversions_so_far).
-        self._reference_conv = self.total_budget / sim.value_per_conversion
+        reference_conv = self.total_budget / sim.value_per_conversion
+        constants = [0.0] * 12
+        constants[C_N_STEPS], constants[C_DAYS] = sim.n_steps, sim.days
+        constants[C_STEPS_PER_DAY], constants[C_DAILY_BUDGET] = sim.steps_per_day, sim.daily_budget
+        constants[C_TOTAL_BUDGET], constants[C_GOAL], constants[C_TARGET] = (
+            self.total_budget,
+            goal,
+            target,
+        )
+        constants[C_MEAN_VALUE], constants[C_REFERENCE_CONV] = self.mean_value, reference_conv
+        constants[C_HAS_CPA] = float(self.target_cpa is not None)
+        constants[C_HAS_ROAS] = float(self.target_roas is not None)
+        constants[C_START_WEEKDAY] = sim.scenario.horizon.start_weekday
+        self._constants = np.array(constants)
         forecast = np.asarray(sim.expected_queries, dtype=np.float64)
         self._forecast_cum = np.concatenate(([0.0], np.cumsum(forecast)))
         day = forecast[: sim.steps_per_day]
-        self._day_share = day / day.sum() if day.sum() > 0 else np.full(day.shape, 1 / day.size)
-        # Per-step constants as Python floats (cheaper than numpy scalars in the per-step
-        # arithmetic); the same values as the arrays they come from.
-        self._forecast_cum_f: list[float] = self._forecast_cum.tolist()
-        self._day_cum: list[float] = np.concatenate(([0.0], np.cumsum(self._day_share))).tolist()
-        self._clock = _clock_features(sim.steps_per_day)
-        self._step_traffic = [
-            _clip(float(share) * sim.steps_per_day, 10.0) for share in self._day_share
-        ]
-        self._weekday = _WEEKDAY_FEATURES[sim.scenario.horizon.start_weekday :]
+        day_share = day / day.sum() if day.sum() > 0 else np.full(day.shape, 1 / day.size)
+        self._day_cum = np.concatenate(([0.0], np.cumsum(day_share)))
+        self._clock = _clock_table(sim.steps_per_day)
+        self._step_traffic = np.array(
+            [_clip(float(share) * sim.steps_per_day, 10.0) for share in day_share]
+        )
         # Each step of the day's even-pace share of the daily budget (spend rate feature).
-        self._even_spend = [sim.daily_budget * float(share) for share in self._day_share]
+        self._even_spend = [sim.daily_budget * float(share) for share in day_share]
         self._day_end, self._later_days = _day_forecasts(self._forecast_cum, sim)
         self.planner = LandscapePlanner(sim)
-        self.alpha = initial_alpha(sim)
-        self.cost = self.conversions = self.value = 0.0
-        self.pred_conversions = self.queries = 0.0
-        self._last = (0.0, 0.0, 0.0)  # impression share, cpc/bid, spend rate
-        self.plan = fallback_plan(self.alpha)  # no landscape seen yet
+        self.numbers = np.zeros(N_NUMBERS)
+        alpha = initial_alpha(sim)
+        self.numbers[ALPHA] = alpha
+        self.numbers[PLAN:] = fallback_plan(alpha)  # no landscape seen yet
+        self._prior = alpha  # the plan's prior, as a Python float for ``alpha_for``
+
+    @property
+    def plan(self) -> Plan:
+        """The plan for the next step."""
+        return Plan._make(self.numbers[PLAN:].tolist())
+
+    @property
+    def last_step(self) -> tuple[float, float, float]:
+        """Last step's impression share, average CPC over average bid, and spend rate."""
+        share, cpc_to_bid, spend_rate = self.numbers[IMPRESSION_SHARE : SPEND_RATE + 1].tolist()
+        return share, cpc_to_bid, spend_rate
 
     # --- traffic ----------------------------------------------------------------------
     def traffic_share_through(self, step_in_day: int) -> float:
         """Share of a day's forecast traffic in its steps 0..step_in_day."""
-        return self._day_cum[step_in_day + 1]
+        return float(self._day_cum[step_in_day + 1])
 
     def calibration(self) -> float:
         c0 = CALIBRATION_PRIOR
         return (self.conversions + c0) / (self.pred_conversions + c0)
-
-    def _plan_after(self, index: int, queries: float) -> Plan:
-        """Fold played step ``index`` (``queries`` eligible queries) into the planner and
-        plan the next step, in one compiled call."""
-        sim = self.sim
-        next_index = sim.step_index
-        day = next_index // sim.steps_per_day
-        forecast = self._forecast_cum_f
-        # Traffic so far against its forecast scales the forecast still to come.
-        expected = forecast[next_index]
-        volume_ratio = min(5.0, max(0.2, (self.queries + 50.0) / (expected + 50.0)))
-        return self.planner.add_step_and_plan(
-            index,
-            queries,
-            sim.budget_left_today,
-            (forecast[self._day_end[day]] - expected) * volume_ratio,
-            self._later_days[day],
-            volume_ratio,
-            self.cost,
-            self.conversions,
-            self.value,
-            self.calibration(),
-            self.alpha,
-        )
 
     def prepare(self) -> None:
         """Compute ahead what the next step needs whatever the action: its day's draws and
@@ -180,56 +222,145 @@ class PacingState:
         if not math.isfinite(a):
             raise InvalidInput(f"the agent's action must be a finite number, got {a}")
         a = min(1.0, max(-1.0, a))
-        alpha = self.plan.alpha_prior * math.exp(self.action_log_range * a)
+        alpha = self._prior * math.exp(self.action_log_range * a)
         return min(MAX_ALPHA, max(MIN_ALPHA, alpha))
 
     def record(self, alpha: float, outcome: StepOutcome) -> None:
-        """Fold one step's report (the step the simulator just played) into the state."""
-        cost = outcome.total_cost
-        queries = outcome.total_queries
-        clicks = outcome.counts[_CLICKS].astype(np.float64)
-        self.alpha = alpha
-        self.cost += cost
-        self.conversions += outcome.total_conversions
-        self.value += outcome.total_value
-        # ndarray.dot: the BLAS dot product that ``@`` calls on two vectors, with less dispatch
-        self.pred_conversions += float(clicks.dot(self.sim.pcvr))
-        self.queries += queries
-        cpc_to_bid = cost / float(clicks.dot(outcome.bids)) if outcome.total_clicks else 0.0
-        spend_rate = _log_ratio(cost, self._even_spend[outcome.step])
-        self._last = (outcome.total_impressions / max(queries, 1), cpc_to_bid, spend_rate)
-        if self.sim.done:  # nothing left to plan
-            self.planner.add_step(outcome.index, float(queries))
-        else:
-            self.plan = self._plan_after(outcome.index, float(queries))
+        """Fold one step's report (the step the simulator just played) into the state and
+        plan the next step."""
+        self._record(alpha, outcome, _NO_OBSERVATION)
+
+    def record_and_observe(self, alpha: float, outcome: StepOutcome, obs: np.ndarray) -> None:
+        """``record``, then fill ``obs`` (float32, ``N_FEATURES``) with what
+        ``observation()`` would return, in the same compiled call."""
+        if self._record(alpha, outcome, obs):
+            _refuse_nan(obs)
+
+    def _record(self, alpha: float, outcome: StepOutcome, obs: np.ndarray) -> bool:
+        """The compiled step (``_record_kernel``); whether ``obs`` (if wanted) has a NaN."""
+        sim, planner = self.sim, self.planner
+        view = sim.multiplier_landscape(outcome.index, GRID)
+        planner.steps += 1
+        next_index = sim.step_index
+        plan_next = next_index < sim.n_steps
+        later = self._later_days[next_index // sim.steps_per_day] if plan_next else _NO_DAYS
+        has_nan = _record_kernel(
+            self.numbers, self._constants, planner.rates, planner.queries,
+            outcome.counts[_CLICKS], sim.pcvr, outcome.bids, view.cost, view.conversions,
+            later, self._day_end, outcome.total_cost, outcome.total_conversions,
+            outcome.total_value, outcome.total_queries, outcome.total_impressions,
+            outcome.total_clicks, alpha, self._even_spend[outcome.step], next_index,
+            sim.spend_today, plan_next, planner.steps,
+            obs, _LOWER, _UPPER, self._clock, _WEEKDAY_TABLE, self._day_cum,
+            self._step_traffic, self._forecast_cum,
+        )  # fmt: skip
+        self._prior = float(self.numbers[_PRIOR])
+        return bool(has_nan)
 
     # --- observation ----------------------------------------------------------------------
     def observation(self) -> np.ndarray:
         """The features of :data:`FEATURE_NAMES` (float32, each clipped to its bound);
         ``InvalidInput`` naming the features that are NaN."""
-        sim = self.sim
-        spd, index = sim.steps_per_day, sim.step_index
-        step_in_day = min(index, sim.n_steps - 1) % spd
-        day = index // spd
         # Allocated here: an array returned by a compiled function is boxed through an
         # unpickled dtype at every call.
         obs = np.empty(N_FEATURES, np.float32)
-        has_nan = _observation_kernel(
-            obs, _LOWER, _UPPER,
-            index, sim.n_steps, day, sim.days, spd,
-            *self._clock[step_in_day], *self._weekday[day % 7],
-            self._day_cum[step_in_day], self._step_traffic[step_in_day],
-            sim.spend_today, sim.daily_budget, self.total_budget,
-            self.cost, self.conversions, self.pred_conversions,
-            self.queries, self._forecast_cum_f[index],
-            *self.plan, self.alpha, self.planner.steps,
-            self._goal, self._target, self.mean_value, self._reference_conv,
-            *self._last, self._has_cpa, self._has_roas,
+        has_nan = _observe(
+            obs, _LOWER, _UPPER, self.numbers, self._constants, self._clock, _WEEKDAY_TABLE,
+            self._day_cum, self._step_traffic, self._forecast_cum, self.sim.step_index,
+            self.sim.spend_today, self.planner.steps,
         )  # fmt: skip
-        if has_nan:  # clipping keeps a NaN: name the features
-            bad = [name for name, x in zip(FEATURE_NAMES, obs.tolist(), strict=True) if x != x]
-            raise InvalidInput(f"the observation has NaN features: {', '.join(bad)}")
+        if has_nan:
+            _refuse_nan(obs)
         return obs
+
+
+def _refuse_nan(obs: np.ndarray) -> None:
+    """``InvalidInput`` naming the NaN features (clipping keeps a NaN)."""
+    bad = [name for name, x in zip(FEATURE_NAMES, obs.tolist(), strict=True) if x != x]
+    raise InvalidInput(f"the observation has NaN features: {', '.join(bad)}")
+
+
+@numba.njit(cache=True)
+def _record_kernel(
+    numbers, constants, rates, rate_queries,
+    clicks, pcvr, bids, landscape_cost, landscape_conv, later_days, day_end,
+    cost, conversions, value, queries, impressions, n_clicks, alpha, even_spend, next_index,
+    spend_today, plan_next, landscape_steps,
+    obs, lower, upper, clock, weekday, day_cum, step_traffic, forecast_cum,
+):  # fmt: skip
+    """Fold a step's report into ``numbers``, fold its landscape into the planner's rates
+    and plan the next step (``_add_and_plan_kernel``; fold only after the last step), then,
+    if ``obs`` has room, fill it with the next observation (``_observe``); whether it has a
+    NaN. Python's arithmetic throughout, the same floats as the step as Python code: the
+    two dot products are BLAS ``ddot`` as ``ndarray.dot`` is, ``_py_min``/``_py_max`` are
+    the builtins.
+    """
+    clicks_f = clicks.astype(np.float64)
+    numbers[ALPHA] = alpha
+    numbers[COST] += cost
+    numbers[CONVERSIONS] += conversions
+    numbers[VALUE] += value
+    numbers[PRED_CONVERSIONS] += np.dot(clicks_f, pcvr)
+    numbers[QUERIES] += queries
+    numbers[IMPRESSION_SHARE] = impressions / max(queries, 1)
+    numbers[CPC_TO_BID] = cost / np.dot(clicks_f, bids) if n_clicks else 0.0
+    numbers[SPEND_RATE] = _log_ratio(cost, even_spend)
+    if plan_next:
+        expected = forecast_cum[next_index]
+        volume_ratio = _py_min(5.0, _py_max(0.2, (numbers[QUERIES] + 50.0) / (expected + 50.0)))
+        calibration = (numbers[CONVERSIONS] + CALIBRATION_PRIOR) / (
+            numbers[PRED_CONVERSIONS] + CALIBRATION_PRIOR
+        )
+        day = next_index // int(constants[C_STEPS_PER_DAY])
+        daily_budget = constants[C_DAILY_BUDGET]
+        plan = _add_and_plan_kernel(
+            rates, rate_queries, landscape_cost, landscape_conv, float(queries),
+            _py_max(0.0, daily_budget - spend_today),
+            (forecast_cum[day_end[day]] - expected) * volume_ratio, later_days, volume_ratio,
+            numbers[COST], numbers[CONVERSIONS], numbers[VALUE], calibration, daily_budget,
+            int(constants[C_GOAL]), constants[C_TARGET], constants[C_MEAN_VALUE],
+        )  # fmt: skip
+        if plan is None:  # no landscape with data yet: ``fallback_plan(alpha)``
+            plan = (alpha, alpha, alpha, 1.0, 0.0, 0.0, alpha, alpha)
+        for j in range(N_NUMBERS - PLAN):
+            numbers[PLAN + j] = plan[j]
+    else:
+        _forget_and_add(rates, rate_queries, landscape_cost, landscape_conv, float(queries))
+    if obs.shape[0] == 0:
+        return False
+    return _observe(
+        obs, lower, upper, numbers, constants, clock, weekday, day_cum, step_traffic,
+        forecast_cum, next_index, spend_today, landscape_steps,
+    )  # fmt: skip
+
+
+@numba.njit(cache=True)
+def _observe(
+    obs, lower, upper, numbers, constants, clock, weekday, day_cum, step_traffic, forecast_cum,
+    index, spend_today, landscape_steps,
+):  # fmt: skip
+    """``_observation_kernel`` at step ``index``, its per-step numbers read from the tables
+    and the state's arrays."""
+    n_steps, spd = int(constants[C_N_STEPS]), int(constants[C_STEPS_PER_DAY])
+    step_in_day = min(index, n_steps - 1) % spd
+    day = index // spd
+    wd = int(constants[C_START_WEEKDAY]) + day % 7
+    return _observation_kernel(
+        obs, lower, upper,
+        index, n_steps, day, int(constants[C_DAYS]), spd,
+        clock[step_in_day, 0], clock[step_in_day, 1], clock[step_in_day, 2],
+        weekday[wd, 0], weekday[wd, 1], day_cum[step_in_day], step_traffic[step_in_day],
+        spend_today, constants[C_DAILY_BUDGET], constants[C_TOTAL_BUDGET],
+        numbers[COST], numbers[CONVERSIONS], numbers[PRED_CONVERSIONS], numbers[QUERIES],
+        forecast_cum[index],
+        numbers[PLAN], numbers[PLAN + 1], numbers[PLAN + 2], numbers[PLAN + 3],
+        numbers[PLAN + 4], numbers[PLAN + 5], numbers[PLAN + 6], numbers[PLAN + 7],
+        numbers[ALPHA], landscape_steps,
+        int(constants[C_GOAL]), constants[C_TARGET], constants[C_MEAN_VALUE],
+        constants[C_REFERENCE_CONV],
+        numbers[IMPRESSION_SHARE], numbers[CPC_TO_BID], numbers[SPEND_RATE],
+        constants[C_HAS_CPA], constants[C_HAS_ROAS],
+    )  # fmt: skip
 
 
 @numba.njit(cache=True)
@@ -341,32 +472,40 @@ def _py_log(x):
 
 def _day_forecasts(
     forecast_cum: np.ndarray, sim: MarketSimulator
-) -> tuple[list[int], list[np.ndarray]]:
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Per day: the index its last step ends at, and each later day's forecast traffic."""
     spd = sim.steps_per_day
     day_ends = [min((day + 1) * spd, sim.n_steps) for day in range(sim.days)]
     later = [forecast_cum[end + spd :: spd] - forecast_cum[end:-1:spd] for end in day_ends]
-    return day_ends, later
+    return np.array(day_ends, dtype=np.intp), later
 
 
 @functools.cache
-def _clock_features(steps_per_day: int) -> list[tuple[float, float, float]]:
-    """(day progress, its sine, its cosine) of each step of the day."""
-    return [
-        (
-            step / steps_per_day,
-            math.sin(2 * math.pi * (step / steps_per_day)),
-            math.cos(2 * math.pi * (step / steps_per_day)),
-        )
-        for step in range(steps_per_day)
-    ]
+def _clock_table(steps_per_day: int) -> np.ndarray:
+    """(steps_per_day, 3): day progress, its sine and its cosine of each step of the day
+    (read-only: shared by every state of that day length)."""
+    table = np.array(
+        [
+            (
+                step / steps_per_day,
+                math.sin(2 * math.pi * (step / steps_per_day)),
+                math.cos(2 * math.pi * (step / steps_per_day)),
+            )
+            for step in range(steps_per_day)
+        ]
+    )
+    table.flags.writeable = False
+    return table
 
 
 # (sine, cosine) of each weekday, twice over: indexed by start weekday + day % 7.
-_WEEKDAY_FEATURES = [
-    (math.sin(2 * math.pi * weekday / 7), math.cos(2 * math.pi * weekday / 7))
-    for weekday in (*range(7), *range(7))
-]
+_WEEKDAY_TABLE = np.array(
+    [
+        (math.sin(2 * math.pi * weekday / 7), math.cos(2 * math.pi * weekday / 7))
+        for weekday in (*range(7), *range(7))
+    ]
+)
+_WEEKDAY_TABLE.flags.writeable = False
 _BOUNDS = {
     "pace_gap_today": 3.0,
     "pace_gap_episode": 3.0,

@@ -26,13 +26,14 @@ competitors running out of budget during the day). The prior is their geometric 
 
 Each step's arithmetic (both plans, the rates at the slow plan, the elasticity) is one
 compiled pass, :func:`_plan_kernel`, over the rates' float arrays; in numpy it was mostly
-call overhead on (2, 97) arrays. The bidder's step folds the new landscape in and plans in
-one compiled call (:meth:`LandscapePlanner.add_step_and_plan`): every compiled call costs
-about a tenth of a microsecond per array it is handed. The kernel is that numpy arithmetic
-written out element by element (tests/rl/test_planner.py keeps the numpy version as the
-reference): the same grid points, floats equal up to the last bit where a sum runs in
-another order (the fine grid was a BLAS product, a sum over 8 or more later days was
-numpy's pairwise sum).
+call overhead on (2, 97) arrays. Folding the new landscape in and planning is one compiled
+function, ``_add_and_plan_kernel`` (:meth:`LandscapePlanner.add_step_and_plan` from Python;
+the bidder's step, ``PacingState``'s compiled record, calls it inside its own): every
+compiled call costs about a tenth of a microsecond per array it is handed. The kernel is
+that numpy arithmetic written out element by element (tests/rl/test_planner.py keeps the
+numpy version as the reference): the same grid points, floats equal up to the last bit
+where a sum runs in another order (the fine grid was a BLAS product, a sum over 8 or more
+later days was numpy's pairwise sum).
 """
 
 from __future__ import annotations
@@ -187,7 +188,8 @@ class LandscapePlanner:
         calibration: float,
         fallback_alpha: float,
     ) -> Plan:
-        """``add_step`` then ``plan`` in one compiled call (the bidder's per-step path).
+        """``add_step`` then ``plan`` in one compiled call (``_add_and_plan_kernel``, which
+        ``PacingState`` calls inside its compiled step).
 
         Positional floats and a float64 ``traffic_later_days``, as ``PacingState`` has them:
         no keyword or conversion overhead on a path run at every step.

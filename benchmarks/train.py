@@ -6,14 +6,18 @@ sizes); our env is exactly the training env of that config (random scenarios sca
 ``env.max_daily_queries``, each replayed about ``env.episode_reuse`` times). Prints
 environment steps per second of ``model.learn`` for both and their ratio (target >= 0.8:
 our env should not be what training waits for), plus the raw env step rate of each without
-PPO, for context. Runs alternate (ours, Pendulum, ours, ...) and the median ratio is the
-figure: on a shared 2-core machine one run's Pendulum rate can vary by a factor of 2. Each
-run also prints the envs' own CPU time per step, counted inside the processes that step them
-(the learner steps one group itself, the workers the others): a steadier measure of what our
-env costs than the wall-clock rates; with it the CPU of the work done ahead of each step
-(``BidPacingEnv.prepare``, while the learner computes).
+PPO, for context. Both models and vec envs live through the whole run, and timed rounds
+alternate between them (four rollouts and their updates on each, which goes first
+alternating): on this shared 2-core machine the speed of everything drifts by up to 2x from
+minute to minute, so only rates taken close together compare. (Rounds of one rollout put
+our env at a disadvantage training does not have: each round starts with its data evicted
+from the caches by the other env's round.) The figure is the median of the
+rounds' ratios. Each round also prints the envs' own CPU time per step, counted inside the
+processes that step them (the learner steps one group itself, the workers the others): a
+steadier measure of what our env costs than the wall-clock rates, with the CPU of the work
+done ahead of each step (``BidPacingEnv.prepare``, while the learner computes).
 
-Run: ``python benchmarks/train.py [--timesteps N] [--repeats R] [--config PATH]``.
+Run: ``python benchmarks/train.py [--rounds R] [--timesteps N] [--config PATH]``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import gymnasium as gym
 import torch
 from stable_baselines3 import PPO
-from stable_baselines3.common.vec_env import VecNormalize
 
 from adbot.rl.config import TrainingConfig, load_training_config
 from adbot.rl.train import build_model, build_vec_env, make_env
@@ -78,24 +81,28 @@ def _clocked(factory: Callable[[], gym.Env]) -> Callable[[], gym.Env]:  # type: 
     return lambda: _StepClock(factory())
 
 
-def _learn_rate(
-    config: TrainingConfig, venv: VecNormalize, timesteps: int
-) -> tuple[float, float, float]:
-    """PPO env steps per second of ``model.learn``, the envs' CPU per step (us) inside
-    ``step`` and ahead of it (``prepare``), all over the timed part only."""
-    model: PPO = build_model(config, venv)
-    rollout = config.ppo.n_steps * config.n_envs
-    model.learn(rollout)  # warm-up: first episode draws, torch start-up
-    cpu_before = sum(venv.get_attr("step_cpu"))
-    ahead_before = sum(venv.get_attr("prepare_cpu"))
-    steps_before = sum(venv.get_attr("steps"))
-    start = time.perf_counter()
-    model.learn(timesteps, reset_num_timesteps=False)
-    rate = timesteps / (time.perf_counter() - start)
-    cpu = sum(venv.get_attr("step_cpu")) - cpu_before
-    ahead = sum(venv.get_attr("prepare_cpu")) - ahead_before
-    steps = max(sum(venv.get_attr("steps")) - steps_before, 1)
-    return rate, 1e6 * cpu / steps, 1e6 * ahead / steps
+class _Run:
+    """One env's vec env and PPO model, kept for the whole benchmark, timed round by round."""
+
+    def __init__(self, config: TrainingConfig, factory: Callable[[], gym.Env]) -> None:  # type: ignore[type-arg]
+        self.venv = build_vec_env(config, factory=_clocked(factory))
+        self.model: PPO = build_model(config, self.venv)
+        self.model.learn(config.ppo.n_steps * config.n_envs)  # warm-up: draws, torch start-up
+
+    def learn(self, timesteps: int) -> tuple[float, float, float]:
+        """PPO env steps per second of ``model.learn(timesteps)``, and the envs' CPU per step
+        (us) inside ``step`` and ahead of it (``prepare``) over those steps."""
+        venv = self.venv
+        cpu_before = sum(venv.get_attr("step_cpu"))
+        ahead_before = sum(venv.get_attr("prepare_cpu"))
+        steps_before = sum(venv.get_attr("steps"))
+        start = time.perf_counter()
+        self.model.learn(timesteps, reset_num_timesteps=False)
+        rate = timesteps / (time.perf_counter() - start)
+        cpu = sum(venv.get_attr("step_cpu")) - cpu_before
+        ahead = sum(venv.get_attr("prepare_cpu")) - ahead_before
+        steps = max(sum(venv.get_attr("steps")) - steps_before, 1)
+        return rate, 1e6 * cpu / steps, 1e6 * ahead / steps
 
 
 def _env_rate(env: gym.Env, steps: int) -> float:  # type: ignore[type-arg]
@@ -117,10 +124,10 @@ def _env_rate(env: gym.Env, steps: int) -> float:  # type: ignore[type-arg]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "configs/agents/default.yaml")
-    parser.add_argument("--timesteps", type=int, default=None, help="default: 4 rollouts")
     parser.add_argument(
-        "--repeats", type=int, default=3, help="alternating runs of each env (default 3)"
+        "--timesteps", type=int, default=None, help="per env and round (default: 4 rollouts)"
     )
+    parser.add_argument("--rounds", type=int, default=6, help="timed rounds (default 6)")
     args = parser.parse_args()
     config = load_training_config(args.config)
     torch.set_num_threads(config.torch_threads)
@@ -128,10 +135,10 @@ def main() -> None:
     print(
         f"PPO settings of {args.config.name}: {config.n_envs} envs ({config.vec_env}), "
         f"n_steps {config.ppo.n_steps}, batch {config.ppo.batch_size}, "
-        f"epochs {config.ppo.n_epochs}, net {list(config.ppo.net_arch)}; "
-        f"{timesteps} timesteps each, {args.repeats} alternating runs; our env: random "
-        f"scenarios capped at {config.env.max_daily_queries} queries/day, each market played "
-        f"about {config.env.episode_reuse} times (env.episode_reuse)"
+        f"epochs {config.ppo.n_epochs}, net {list(config.ppo.net_arch)}; {args.rounds} "
+        f"rounds of {timesteps} timesteps on each env; our env: random scenarios capped at "
+        f"{config.env.max_daily_queries} queries/day, each market played about "
+        f"{config.env.episode_reuse} times (env.episode_reuse)"
     )
     ours_env = _env_rate(make_env(config), 2000)
     pendulum_env = _env_rate(_pendulum(), 20000)
@@ -139,37 +146,40 @@ def main() -> None:
         f"raw env steps/s (no PPO, one env): BidPacing-v0 {ours_env:,.0f}, "
         f"Pendulum-v1 {pendulum_env:,.0f}"
     )
+    ours = _Run(config, functools.partial(make_env, config))
+    pendulum = _Run(config, _pendulum)
     ratios: list[float] = []
-    cpu_ours: list[float] = []
-    cpu_pendulum: list[float] = []
-    ahead_ours: list[float] = []
-    ours_factory = functools.partial(make_env, config)
-    for run in range(1, args.repeats + 1):
-        rates = []
-        for factory, cpus in ((ours_factory, cpu_ours), (_pendulum, cpu_pendulum)):
-            venv = build_vec_env(config, factory=_clocked(factory))
-            rate, cpu, ahead = _learn_rate(config, venv, timesteps)
-            rates.append(rate)
-            cpus.append(cpu)
-            if cpus is cpu_ours:
-                ahead_ours.append(ahead)
-            venv.close()
-        ours, pendulum = rates
-        ratios.append(ours / pendulum)
-        print(
-            f"run {run}: PPO env steps/s BidPacing-v0 {ours:,.0f}, Pendulum-v1 {pendulum:,.0f}, "
-            f"ratio {ours / pendulum:.2f} (per env step {1e6 / ours:,.0f} us against "
-            f"{1e6 / pendulum:,.0f} us; env CPU per step {cpu_ours[-1]:,.0f} "
-            f"us + {ahead_ours[-1]:,.0f} us ahead against {cpu_pendulum[-1]:,.0f} us)"
-        )
+    figures: dict[str, list[tuple[float, float, float]]] = {"ours": [], "pendulum": []}
+    try:
+        for round_ in range(1, args.rounds + 1):
+            # Alternate which goes first, so neither always follows the other.
+            order = [("ours", ours), ("pendulum", pendulum)]
+            for name, run in order if round_ % 2 else order[::-1]:
+                figures[name].append(run.learn(timesteps))
+            (rate, cpu, ahead), (rate_p, cpu_p, _) = figures["ours"][-1], figures["pendulum"][-1]
+            ratios.append(rate / rate_p)
+            print(
+                f"round {round_}: PPO env steps/s BidPacing-v0 {rate:,.0f}, Pendulum-v1 "
+                f"{rate_p:,.0f}, ratio {rate / rate_p:.2f} (per env step {1e6 / rate:,.0f} us "
+                f"against {1e6 / rate_p:,.0f} us; env CPU per step {cpu:,.0f} us + {ahead:,.0f} "
+                f"us ahead against {cpu_p:,.0f} us)"
+            )
+    finally:
+        ours.venv.close()
+        pendulum.venv.close()
     ratio = statistics.median(ratios)
     verdict = "ok" if ratio >= TARGET else "BELOW TARGET"
+    overall = statistics.fmean(1 / f[0] for f in figures["pendulum"]) / statistics.fmean(
+        1 / f[0] for f in figures["ours"]
+    )
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratio] * 3
     print(
-        f"ratio, median of {len(ratios)} runs: {ratio:.2f} (range {min(ratios):.2f}-"
-        f"{max(ratios):.2f}; target >= {TARGET}: {verdict}); env CPU per step in the "
-        f"stepping processes, median: BidPacing-v0 {statistics.median(cpu_ours):,.0f} us in step + "
-        f"{statistics.median(ahead_ours):,.0f} us ahead (prepare), Pendulum-v1 "
-        f"{statistics.median(cpu_pendulum):,.0f} us"
+        f"ratio, median of {len(ratios)} rounds: {ratio:.2f} (quartiles {quartiles[0]:.2f}-"
+        f"{quartiles[2]:.2f}, range {min(ratios):.2f}-{max(ratios):.2f}; all rounds' time: "
+        f"{overall:.2f}; target >= {TARGET}: {verdict}); env CPU per step, median: "
+        f"BidPacing-v0 {statistics.median(f[1] for f in figures['ours']):,.0f} us in step + "
+        f"{statistics.median(f[2] for f in figures['ours']):,.0f} us ahead (prepare), "
+        f"Pendulum-v1 {statistics.median(f[1] for f in figures['pendulum']):,.0f} us"
     )
 
 

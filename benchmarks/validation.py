@@ -12,8 +12,8 @@ e.g. ``python benchmarks/validation.py ppo:default onlinelp pid``.
 from __future__ import annotations
 
 import argparse
-import math
-import statistics
+
+from paired import mean_and_error, paired_gap, positive
 
 from adbot.bidding.registry import load_policy_plugins, make_policy
 from adbot.errors import InvalidInput
@@ -21,22 +21,10 @@ from adbot.rl.config import EvalConfig
 from adbot.rl.evaluation import evaluate_policy, evaluation_pairs
 
 
-def _mean_and_error(values: list[float]) -> tuple[float, float]:
-    error = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-    return statistics.fmean(values), error
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("policies", nargs="+", help="policy names, e.g. ppo:default pid")
-    parser.add_argument("--draws", type=_positive, default=64, help="random scenarios (default 64)")
+    parser.add_argument("--draws", type=positive, default=64, help="random scenarios (default 64)")
     parser.add_argument("--seed", type=int, default=20_000, help="draw seed (default 20000)")
     args = parser.parse_args()
     load_policy_plugins()
@@ -51,15 +39,12 @@ def main() -> None:
     for spec, policy in zip(args.policies, policies, strict=True):
         report = evaluate_policy(policy, pairs)
         ratios = [episode.score_ratio for episode in report.episodes]
-        mean, error = _mean_and_error([r for r in ratios if r is not None])
+        mean, error = mean_and_error([r for r in ratios if r is not None])
         line = f"{spec:>24}: score_ratio {mean:.4f} (standard error {error:.4f})"
         if first is None:
             first = ratios
         else:
-            gaps = [
-                a - b for a, b in zip(ratios, first, strict=True) if a is not None and b is not None
-            ]
-            gap, gap_error = _mean_and_error(gaps)
+            gap, gap_error = paired_gap(ratios, first)
             line += f"; minus {args.policies[0]}: {gap:+.4f} (standard error {gap_error:.4f})"
         print(line, flush=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any
 
@@ -235,6 +236,8 @@ def _played(env: BidPacingEnv, prepare: bool, resets: list[dict[str, Any]]) -> l
     rng = np.random.default_rng(0)
     out: list[Any] = []
     for kwargs in resets:
+        for name, value in kwargs.pop("set", {}).items():  # as a vec env's set_attr would
+            setattr(env, name, value)
         obs, info = env.reset(**kwargs)
         out.append((obs.tobytes(), info))
         while True:
@@ -254,7 +257,8 @@ def test_work_ahead_changes_nothing(cpa_scenario: Scenario) -> None:
     """``prepare`` (a vec env's workers call it between steps) computes the next step's
     day, landscapes and twin step, and after an episode the next one, ahead of time; every
     observation, reward and info is the same as without it, also when the reset that follows
-    brings a seed or options instead of taking the episode drawn ahead."""
+    brings a seed or options, or the env's settings changed, instead of taking the episode
+    drawn ahead."""
     resets: list[dict[str, Any]] = [
         {"seed": 1},
         {},
@@ -263,13 +267,21 @@ def test_work_ahead_changes_nothing(cpa_scenario: Scenario) -> None:
         {},
         {"seed": 2},
         {},
+        {"set": {"max_daily_queries": 600.0}},
+        {},
     ]
     reward = {"components": {"score": 1.0, "baseline_score": 1.0}}
 
     def env() -> BidPacingEnv:
         return BidPacingEnv(reward=reward, max_daily_queries=800.0, episode_reuse=2)
 
-    assert _played(env(), True, resets) == _played(env(), False, resets)
+    assert _played(env(), True, copy.deepcopy(resets)) == _played(env(), False, resets[:])
+    # Without replays every plain reset draws a new scenario, capped by the current setting.
+    changed = [{"seed": 3}, {"set": {"max_daily_queries": 600.0}}, {}]
+    fresh_draws = {"reward": reward, "max_daily_queries": 800.0}
+    assert _played(BidPacingEnv(**fresh_draws), True, copy.deepcopy(changed)) == _played(
+        BidPacingEnv(**fresh_draws), False, changed
+    )
     fresh = env()
     fresh.prepare()  # before the first reset: nothing to do
     assert _played(fresh, True, resets[:2]) == _played(env(), False, resets[:2])

@@ -159,6 +159,7 @@ class _Ahead:
     start: _Start
     rng_state: Mapping[str, Any]  # ``np_random``'s bit generator before the draws
     pool: list[_Episode]  # the replay pool before the draws
+    settings: tuple[Any, ...]  # the env's settings it was drawn with (``_settings``)
 
 
 class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -276,12 +277,20 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         ahead, self._ahead = self._ahead, None
+        usable = (
+            ahead is not None
+            and seed is None
+            and not options
+            and ahead.settings == self._settings()
+        )
         if seed is not None:
             self._pool = []
-        elif ahead is not None and options:
-            # Not the episode drawn ahead: draw as if it never had been.
+        elif ahead is not None and not usable:
+            # Not the episode drawn ahead (options, or settings changed since): draw as if it
+            # never had been.
             self.np_random.bit_generator.state, self._pool = ahead.rng_state, ahead.pool
-        if ahead is not None and seed is None and not options:
+        if usable:
+            assert ahead is not None
             start = ahead.start
         else:
             start = self._start(self._next_episode(options or {}))
@@ -338,8 +347,24 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         elif self._ahead is None:
             # The next episode of a reset without seed or options (a vec env's autoreset),
             # drawn now; ``reset`` with a seed or options puts the draws back.
-            rng_state, pool = self.np_random.bit_generator.state, self._pool
-            self._ahead = _Ahead(self._start(self._next_episode({})), rng_state, pool)
+            rng_state, pool, settings = (
+                self.np_random.bit_generator.state,
+                self._pool,
+                self._settings(),
+            )
+            self._ahead = _Ahead(self._start(self._next_episode({})), rng_state, pool, settings)
+
+    def _settings(self) -> tuple[Any, ...]:
+        """What a new episode is drawn and started with, besides ``np_random`` and the pool
+        (a vec env's ``set_attr`` may change them between ``prepare`` and ``reset``)."""
+        return (
+            self._fixed,
+            self.max_daily_queries,
+            self.training_cvr,
+            self.episode_reuse,
+            self.action_log_range,
+            self.reward_fn,
+        )
 
     def step(
         self, action: np.ndarray

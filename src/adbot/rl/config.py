@@ -69,8 +69,9 @@ class TrainingConfig(_Frozen):
     total_timesteps: int = Field(500_000, ge=1)
     n_envs: int = Field(8, ge=1)
     vec_env: Literal["dummy", "subproc"] = "dummy"
-    # subproc: worker processes, each stepping its share of the envs in turn; None: one
-    # per CPU core (at most n_envs). Results do not depend on it, only speed does.
+    # subproc: groups of envs, each stepped in turn by a worker process, the first by the
+    # learner's; None: one per CPU core (at most n_envs). Results do not depend on it, only
+    # speed does.
     vec_workers: int | None = Field(None, ge=1)
     torch_threads: int = Field(1, ge=1)
     normalize_observations: bool = True

@@ -12,22 +12,60 @@ from adbot.bidding.registry import make_policy
 from adbot.bidding.runner import run_episode
 from adbot.errors import InvalidInput, NotFound
 from adbot.market.scenario import Scenario
+from adbot.market.simulator import MarketSimulator
 from adbot.rl.checkpoints import load_checkpoint
 from adbot.rl.config import load_training_config
-from adbot.rl.policy import AGENTS_DIR
+from adbot.rl.policy import AGENTS_DIR, MeanPolicy, PpoPolicy, ensemble_members
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "agents" / "default.yaml"
 
 
 def test_shipped_agent_is_small_and_matches_its_config() -> None:
+    """``ppo:default`` is the ensemble of the agents trained from the repo's default config
+    with seeds 0, 1 and 2 (``adbot train --seed N``), each a verified checkpoint."""
     directory = AGENTS_DIR / "default"
-    size = sum(f.stat().st_size for f in directory.iterdir())
+    size = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
     assert size < 1_000_000
-    checkpoint = load_checkpoint(directory)  # verifies the model's sha256
-    shipped = checkpoint.config
-    assert shipped == load_training_config(DEFAULT_CONFIG)  # reproducible from the repo file
-    assert shipped.env.scenario is None  # trained on random scenarios only
-    assert checkpoint.meta.timesteps <= shipped.total_timesteps
+    members = ensemble_members(directory)
+    assert members is not None and members[0] == directory.resolve()
+    config = load_training_config(DEFAULT_CONFIG)
+    seeds = []
+    for member in members:
+        checkpoint = load_checkpoint(member)  # verifies the model's sha256
+        shipped = checkpoint.config
+        seeds.append(shipped.seed)
+        # Reproducible from the repo file, with its seed or the one given to adbot train.
+        assert shipped == config.with_overrides(seed=shipped.seed)
+        assert checkpoint.meta.seed == shipped.seed
+        assert shipped.env.scenario is None  # trained on random scenarios only
+        assert checkpoint.meta.timesteps <= shipped.total_timesteps
+    assert seeds == [config.seed, 1, 2]
+
+
+def test_ppo_default_is_the_mean_of_its_members(cpa_scenario: Scenario) -> None:
+    """The ensemble plays the mean of its members' actions; a member's directory alone is a
+    single agent; a broken manifest is a clear error."""
+    ensemble = make_policy("ppo:default")
+    assert isinstance(ensemble, MeanPolicy) and len(ensemble.members) == 3
+    single = make_policy(f"ppo:{AGENTS_DIR / 'default' / 'members' / 'seed-1'}")
+    assert isinstance(single, PpoPolicy)
+    sim = MarketSimulator(cpa_scenario, 4)
+    ensemble.reset(sim)
+    actions = []
+    for member in ensemble.members:
+        member.reset(sim)
+        actions.append(member.action())
+    assert ensemble.action() == pytest.approx(float(np.mean(actions)), abs=1e-7)
+    assert len(set(actions)) > 1  # the members do differ
+
+
+def test_a_broken_ensemble_manifest_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "ensemble.json").write_text('{"members": []}')
+    with pytest.raises(InvalidInput, match="non-empty list"):
+        make_policy(f"ppo:{tmp_path}")
+    (tmp_path / "ensemble.json").write_text("not json")
+    with pytest.raises(InvalidInput, match="not an ensemble manifest"):
+        make_policy(f"ppo:{tmp_path}")
 
 
 def test_ppo_default_plays_an_episode(cpa_scenario: Scenario) -> None:

@@ -50,6 +50,9 @@ def train_command(
     total_timesteps: int | None = typer.Option(
         None, "--timesteps", help="Override the config's total_timesteps."
     ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Override the config's seed (an ensemble's other members)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train a PPO agent on the simulated market; every run is recorded in the database."""
@@ -58,6 +61,8 @@ def train_command(
     training_config = load_training_config(config)
     if total_timesteps is not None:
         training_config = training_config.with_overrides(total_timesteps=total_timesteps)
+    if seed is not None:
+        training_config = training_config.with_overrides(seed=seed)
     settings = get_settings()
     _require_schema()
     output_dir = output or settings.data_dir / "agents" / training_config.name

@@ -11,6 +11,7 @@ env's ``baseline_score`` twin), to measure the prior apart from any agent.
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -95,6 +96,52 @@ class PpoPolicy(PriorPolicy):
         return float(np.asarray(action).reshape(-1)[0])
 
 
+class MeanPolicy(PriorPolicy):
+    """Several PPO agents acting as one: the mean of their actions at every step.
+
+    Agents trained from one config with other seeds differ by a few points per scenario;
+    the mean of their actions has less of that variance. Each member normalises the shared
+    observation with its own statistics and acts deterministically."""
+
+    def __init__(self, members: list[PpoPolicy], *, name: str) -> None:
+        if not members:
+            raise InvalidInput(f"{name}: an ensemble needs at least one agent")
+        ranges = {member.action_log_range for member in members}
+        if len(ranges) != 1:
+            raise InvalidInput(f"{name}: the agents' action ranges differ ({sorted(ranges)})")
+        super().__init__(action_log_range=ranges.pop(), name=name)
+        self.members = members
+
+    def action(self) -> float:
+        """The mean of the members' actions in [-1, 1] for the coming step."""
+        if self._state is None:
+            raise InvalidInput("reset the policy before asking for bids")
+        obs = self._state.observation()
+        actions = [
+            np.asarray(m.model.predict(m.normalization.normalize(obs), deterministic=True)[0])
+            for m in self.members
+        ]
+        return float(np.mean([action.reshape(-1)[0] for action in actions]))
+
+
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def ensemble_members(directory: Path) -> list[Path] | None:
+    """The member checkpoint directories an agent directory's ``ensemble.json`` lists
+    (``{"members": [relative paths]}``), or None for a single agent."""
+    manifest = directory / ENSEMBLE_FILE
+    if not manifest.is_file():
+        return None
+    try:
+        members = json.loads(manifest.read_text())["members"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise InvalidInput(f"{manifest}: not an ensemble manifest ({error})") from None
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+        raise InvalidInput(f"{manifest}: 'members' must be a non-empty list of directories")
+    return [(directory / member).resolve() for member in members]
+
+
 def make_prior_policy(spec: str) -> PriorPolicy:
     """The ``prior`` factory (``make_policy("prior")``); it takes no argument."""
     if spec:
@@ -120,7 +167,14 @@ def _load(directory: Path) -> Checkpoint:
     return load_checkpoint(directory)
 
 
-def make_ppo_policy(spec: str) -> PpoPolicy:
-    """The ``ppo:`` factory: ``make_policy("ppo:default")`` ends here."""
-    checkpoint = _load(agent_directory(spec).resolve())
-    return PpoPolicy.from_checkpoint(checkpoint, name=f"{POLICY_PREFIX}:{spec}")
+def make_ppo_policy(spec: str) -> PpoPolicy | MeanPolicy:
+    """The ``ppo:`` factory: ``make_policy("ppo:default")`` ends here. A directory with an
+    ``ensemble.json`` is a :class:`MeanPolicy` of the checkpoints it lists."""
+    directory = agent_directory(spec).resolve()
+    name = f"{POLICY_PREFIX}:{spec}"
+    members = ensemble_members(directory)
+    if members is None:
+        return PpoPolicy.from_checkpoint(_load(directory), name=name)
+    return MeanPolicy(
+        [PpoPolicy.from_checkpoint(_load(member), name=name) for member in members], name=name
+    )

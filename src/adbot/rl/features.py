@@ -188,7 +188,6 @@ class PacingState:
         alpha = initial_alpha(sim)
         self.numbers[ALPHA] = alpha
         self.numbers[PLAN:] = fallback_plan(alpha)  # no landscape seen yet
-        self._prior = alpha  # the plan's prior, as a Python float for ``alpha_for``
 
     @property
     def plan(self) -> Plan:
@@ -222,7 +221,7 @@ class PacingState:
         if not math.isfinite(a):
             raise InvalidInput(f"the agent's action must be a finite number, got {a}")
         a = min(1.0, max(-1.0, a))
-        alpha = self._prior * math.exp(self.action_log_range * a)
+        alpha = self.numbers.item(_PRIOR) * math.exp(self.action_log_range * a)
         return min(MAX_ALPHA, max(MIN_ALPHA, alpha))
 
     def record(self, alpha: float, outcome: StepOutcome) -> None:
@@ -254,7 +253,6 @@ class PacingState:
             obs, _LOWER, _UPPER, self._clock, _WEEKDAY_TABLE, self._day_cum,
             self._step_traffic, self._forecast_cum,
         )  # fmt: skip
-        self._prior = float(self.numbers[_PRIOR])
         return bool(has_nan)
 
     # --- observation ----------------------------------------------------------------------
@@ -318,10 +316,8 @@ def _record_kernel(
             _py_max(0.0, daily_budget - spend_today),
             (forecast_cum[day_end[day]] - expected) * volume_ratio, later_days, volume_ratio,
             numbers[COST], numbers[CONVERSIONS], numbers[VALUE], calibration, daily_budget,
-            int(constants[C_GOAL]), constants[C_TARGET], constants[C_MEAN_VALUE],
+            int(constants[C_GOAL]), constants[C_TARGET], constants[C_MEAN_VALUE], alpha,
         )  # fmt: skip
-        if plan is None:  # no landscape with data yet: ``fallback_plan(alpha)``
-            plan = (alpha, alpha, alpha, 1.0, 0.0, 0.0, alpha, alpha)
         for j in range(N_NUMBERS - PLAN):
             numbers[PLAN + j] = plan[j]
     else:

@@ -196,20 +196,26 @@ class LandscapePlanner:
         """
         view = self.sim.multiplier_landscape(index, GRID)
         self.steps += 1
-        result = _add_and_plan_kernel(
-            self.rates, self.queries, view.cost, view.conversions, queries,
-            budget_left_today, traffic_left_today, traffic_later_days, later_days_scale,
-            realised_cost, realised_conv, realised_value, calibration,
-            self._daily_budget, self._goal, self._target, self._mean_value,
+        return Plan._make(
+            _add_and_plan_kernel(
+                self.rates, self.queries, view.cost, view.conversions, queries,
+                budget_left_today, traffic_left_today, traffic_later_days, later_days_scale,
+                realised_cost, realised_conv, realised_value, calibration,
+                self._daily_budget, self._goal, self._target, self._mean_value,
+                fallback_alpha,
+            )
         )  # fmt: skip
-        if result is None:
-            return fallback_plan(fallback_alpha)
-        return Plan._make(result)
 
 
 def fallback_plan(alpha: float) -> Plan:
     """The plan before any landscape: the fallback multiplier, no trend."""
-    return Plan(alpha, alpha, alpha, 1.0, 0.0, 0.0, alpha, alpha)
+    return Plan._make(_fallback(float(alpha)))
+
+
+@numba.njit(cache=True)
+def _fallback(alpha):
+    """``fallback_plan``'s fields (the kernels return them when the rates have no data)."""
+    return (alpha, alpha, alpha, 1.0, 0.0, 0.0, alpha, alpha)
 
 
 @numba.njit(cache=True)
@@ -217,12 +223,13 @@ def _add_and_plan_kernel(
     rates, queries, new_cost, new_conv, new_queries,
     budget_left_today, traffic_left_today, traffic_later_days, later_days_scale,
     realised_cost, realised_conv, realised_value, calibration,
-    daily_budget, goal, target, mean_value,
+    daily_budget, goal, target, mean_value, fallback_alpha,
 ):  # fmt: skip
-    """``_forget_and_add`` then, when the rates have data, ``_plan_kernel`` (else None)."""
+    """``_forget_and_add`` then, when the rates have data, ``_plan_kernel`` (else the
+    fields of ``fallback_plan(fallback_alpha)``)."""
     _forget_and_add(rates, queries, new_cost, new_conv, new_queries)
     if not _has_data(rates, queries):
-        return None
+        return _fallback(fallback_alpha)
     return _plan_kernel(
         rates, queries, budget_left_today, traffic_left_today, traffic_later_days,
         later_days_scale, realised_cost, realised_conv, realised_value, calibration,

@@ -47,9 +47,14 @@ class PriorPolicy:
 
     def action(self) -> float:
         """The action in [-1, 1] for the coming step: 0, the plan itself."""
+        self._reset_state()
+        return 0.0
+
+    def _reset_state(self) -> PacingState:
+        """The episode's state; ``InvalidInput`` before ``reset``."""
         if self._state is None:
             raise InvalidInput("reset the policy before asking for bids")
-        return 0.0
+        return self._state
 
     def bids(self, sim: MarketSimulator) -> np.ndarray:
         action = self.action()
@@ -89,11 +94,12 @@ class PpoPolicy(PriorPolicy):
 
     def action(self) -> float:
         """The agent's action in [-1, 1] for the coming step."""
-        if self._state is None:
-            raise InvalidInput("reset the policy before asking for bids")
-        obs = self._state.observation()
+        return float(self.act(self._reset_state().observation()))
+
+    def act(self, obs: np.ndarray) -> np.float32:
+        """The model's deterministic action for a raw observation (normalised here)."""
         action, _ = self.model.predict(self.normalization.normalize(obs), deterministic=True)
-        return float(np.asarray(action).reshape(-1)[0])
+        return np.asarray(action).reshape(-1)[0]
 
 
 class MeanPolicy(PriorPolicy):
@@ -114,14 +120,8 @@ class MeanPolicy(PriorPolicy):
 
     def action(self) -> float:
         """The mean of the members' actions in [-1, 1] for the coming step."""
-        if self._state is None:
-            raise InvalidInput("reset the policy before asking for bids")
-        obs = self._state.observation()
-        actions = [
-            np.asarray(m.model.predict(m.normalization.normalize(obs), deterministic=True)[0])
-            for m in self.members
-        ]
-        return float(np.mean([action.reshape(-1)[0] for action in actions]))
+        obs = self._reset_state().observation()
+        return float(np.mean([member.act(obs) for member in self.members]))
 
 
 ENSEMBLE_FILE = "ensemble.json"

@@ -120,11 +120,20 @@ def _preparers(venv: DummyVecEnv) -> list[Callable[[], None]]:
     """The ``prepare`` methods of the envs that have one (see the module docstring)."""
     found = []
     for env in venv.envs:
-        try:
-            found.append(env.get_wrapper_attr("prepare"))
-        except AttributeError:
-            continue
-    return [prepare for prepare in found if callable(prepare)]
+        with contextlib.suppress(AttributeError):
+            prepare = env.get_wrapper_attr("prepare")
+            if callable(prepare):
+                found.append(prepare)
+    return found
+
+
+def _reply(venv: DummyVecEnv, command: str, data: Any) -> tuple[Any, bool]:
+    """The answer to one command (a ``WorkerError`` if it raised), and whether to work
+    ahead after it (after a step or a reset that went through)."""
+    try:
+        return _answer(venv, command, data), command in ("step", "reset")
+    except Exception:
+        return WorkerError(traceback.format_exc()), False
 
 
 def _work_ahead(preparers: list[Callable[[], None]]) -> None:
@@ -158,12 +167,9 @@ def _worker(remote: Connection, parent: Connection, fns: CloudpickleWrapper) -> 
             command, data = remote.recv()
             if command == "close":
                 break
-            try:
-                remote.send(_answer(venv, command, data))
-            except Exception:
-                remote.send(WorkerError(traceback.format_exc()))
-                continue
-            if command in ("step", "reset"):
+            answer, ahead = _reply(venv, command, data)
+            remote.send(answer)  # before the work ahead: the learner is waiting for it
+            if ahead:
                 _work_ahead(preparers)
     except (KeyboardInterrupt, EOFError):
         pass
@@ -196,11 +202,8 @@ class _LocalGroup:
         (command, data), self._pending = self._pending, None
         if self.venv is None:
             return self._error
-        try:
-            answer = _answer(self.venv, command, data)
-        except Exception:
-            return WorkerError(traceback.format_exc())
-        if command in ("step", "reset"):
+        answer, ahead = _reply(self.venv, command, data)
+        if ahead:
             _work_ahead(self.preparers)
         return answer
 

@@ -18,7 +18,6 @@ fourth).
 from __future__ import annotations
 
 import argparse
-import sys
 
 import scenarios
 from paired import mean_and_error, paired_gap
@@ -55,9 +54,9 @@ def main() -> None:
     except InvalidInput as error:
         parser.error(str(error))
     if args.mode == "bundled":
-        sys.argv = [sys.argv[0], first, mean, "prior", "pid", "onlinelp"]
-        scenarios.load_policy_plugins = lambda: None  # done above, with mean: registered
-        scenarios.main()
+        files = sorted((scenarios.ROOT / "configs/scenarios").glob("*.yaml"))
+        policies = [first, mean, "prior", "pid", "onlinelp"]
+        scenarios.compare(policies, files, episodes=20, seed=100)
         return
     for seed in (30_000, 40_000, 50_000):
         pairs = evaluation_pairs(EvalConfig(random_scenarios=64, seed=seed, max_daily_queries=None))

@@ -50,35 +50,38 @@ def main() -> None:
         except InvalidInput as error:
             parser.error(str(error))
     files = args.scenario or sorted((ROOT / "configs/scenarios").glob("*.yaml"))
-    first = args.policies[0]
-    pooled: dict[str, list[float | None]] = {policy: [] for policy in args.policies}
+    compare(args.policies, files, episodes=args.episodes, seed=args.seed)
+
+
+def compare(policies: list[str], files: list[Path], *, episodes: int, seed: int) -> None:
+    """Print each scenario's line and the line of all episodes (see the module docstring)."""
+    pooled: dict[str, list[float | None]] = {policy: [] for policy in policies}
     print(
-        f"{len(files)} scenarios x {args.episodes} episodes (seeds {args.seed}-"
-        f"{args.seed + args.episodes - 1}); mean score_ratio, and paired difference to {first} "
-        "(standard error)"
+        f"{len(files)} scenarios x {episodes} episodes (seeds {seed}-{seed + episodes - 1}); "
+        f"mean score_ratio, and paired difference to {policies[0]} (standard error)"
     )
     for path in files:
         scenario = load_scenario(path)
-        report = evaluate(scenario, args.policies, episodes=args.episodes, seed=args.seed)
+        report = evaluate(scenario, policies, episodes=episodes, seed=seed)
         ratios = {
             result["policy"]: [episode["score_ratio"] for episode in result["episodes"]]
             for result in report["results"]
         }
-        parts = [f"{scenario.name:22s}"]
-        for policy in args.policies:
+        for policy in policies:
             pooled[policy] += ratios[policy]
-            parts.append(f"{policy} {_mean(ratios[policy]):.3f}")
-            if policy != first:
-                gap, error = paired_gap(ratios[policy], ratios[first])
-                parts[-1] += f" ({gap:+.3f} +- {error:.3f})"
-        print("  ".join(parts), flush=True)
-    parts = [f"{'all episodes':22s}"]
-    for policy in args.policies:
-        parts.append(f"{policy} {_mean(pooled[policy]):.3f}")
-        if policy != first:
-            gap, error = paired_gap(pooled[policy], pooled[first])
+        print(_line(scenario.name, policies, ratios), flush=True)
+    print(_line("all episodes", policies, pooled))
+
+
+def _line(label: str, policies: list[str], ratios: dict[str, list[float | None]]) -> str:
+    """Each policy's mean ratio, and after the first its paired difference to the first."""
+    parts = [f"{label:22s}"]
+    for policy in policies:
+        parts.append(f"{policy} {_mean(ratios[policy]):.3f}")
+        if policy != policies[0]:
+            gap, error = paired_gap(ratios[policy], ratios[policies[0]])
             parts[-1] += f" ({gap:+.3f} +- {error:.3f})"
-    print("  ".join(parts))
+    return "  ".join(parts)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ def test_overrides_are_validated_and_nested() -> None:
     assert config.fingerprint() != TrainingConfig().fingerprint()
     with pytest.raises(InvalidInput, match="gamma"):
         TrainingConfig().with_overrides(ppo={"gamma": 2.0})
+    with pytest.raises(InvalidInput, match="seed"):  # adbot train --seed -1
+        TrainingConfig().with_overrides(seed=-1)
 
 
 def test_bad_files_are_refused(tmp_path: Path) -> None:

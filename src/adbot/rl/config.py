@@ -65,7 +65,7 @@ class TrainingConfig(_Frozen):
     """Everything that determines a training run; one file reproduces the agent."""
 
     name: str = Field("default", pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    seed: int = 0
+    seed: int = Field(0, ge=0)  # numpy and torch seeds are non-negative
     total_timesteps: int = Field(500_000, ge=1)
     n_envs: int = Field(8, ge=1)
     vec_env: Literal["dummy", "subproc"] = "dummy"

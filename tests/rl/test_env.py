@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import warnings
 from typing import Any
 
@@ -285,3 +286,30 @@ def test_work_ahead_changes_nothing(cpa_scenario: Scenario) -> None:
     fresh = env()
     fresh.prepare()  # before the first reset: nothing to do
     assert _played(fresh, True, resets[:2]) == _played(env(), False, resets[:2])
+
+
+def test_next_episode_is_drawn_before_the_last_step() -> None:
+    """A vec env resets inside an episode's last step: ``prepare`` before that step already
+    draws the next episode (the reset then only takes it), also when it replays the episode
+    being finished, whose twin is recorded first; the same numbers as without it."""
+    reward = {"components": {"score": 1.0, "baseline_score": 1.0}}
+
+    def env() -> BidPacingEnv:
+        return BidPacingEnv(reward=reward, max_daily_queries=800.0, episode_reuse=3)
+
+    resets: list[dict[str, Any]] = [{"seed": 5}] + [{} for _ in range(11)]
+    played = _played(env(), True, copy.deepcopy(resets))
+    assert played == _played(env(), False, resets[:])
+    seeds = [entry[1]["episode_seed"] for entry in played if len(entry) == 2]
+    assert any(a == b for a, b in itertools.pairwise(seeds))  # replayed at once
+
+    ahead = env()
+    ahead.reset(seed=5)
+    sim = ahead.sim
+    assert sim is not None
+    while sim.step_index < sim.n_steps - 1:
+        ahead.prepare()
+        assert ahead._ahead is None
+        ahead.step(np.zeros(1, np.float32))
+    ahead.prepare()
+    assert ahead._ahead is not None

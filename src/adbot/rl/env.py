@@ -330,8 +330,9 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
     def prepare(self) -> None:
         """Compute now what the next step needs and no action changes, so the step itself is
         cheaper: the day's draws and bid landscapes (``PacingState.prepare``) and the
-        plan-alone twin's next step (it plays action 0 whatever the agent does); once the
-        episode is over, the next one of a plain ``reset()`` (draws, players, plan).
+        plan-alone twin's next step (it plays action 0 whatever the agent does); from the
+        episode's last step on, the next episode of a plain ``reset()`` (draws, players,
+        plan), so a vec env's automatic reset inside that step costs next to nothing.
 
         The same numbers as computing them inside ``step``, only earlier. Not part of the
         Gymnasium API: :class:`adbot.rl.vec_env.GroupedSubprocVecEnv`'s workers call it after
@@ -340,19 +341,34 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         player, episode = self._player, self._episode
         if player is None or episode is None:
             return
-        if not player.sim.done:
+        sim = player.sim
+        if not sim.done:
             player.state.prepare()
             if self._baseline is not None:
-                self._twin_step(player.sim.step_index)
-        elif self._ahead is None:
-            # The next episode of a reset without seed or options (a vec env's autoreset),
-            # drawn now; ``reset`` with a seed or options puts the draws back.
+                self._twin_step(sim.step_index)
+        if self._ahead is None and sim.step_index >= sim.n_steps - 1:
+            # The episode ends with the coming step (or has ended): the next episode of a
+            # reset without seed or options (a vec env's autoreset, inside the last step),
+            # drawn now; ``reset`` with a seed or options puts the draws back. The step
+            # draws nothing from ``np_random``, so drawing before it changes no number.
+            # The twin is complete (its last step was just played): recorded first, as the
+            # next episode may replay this one.
+            self._finish_twin()
             rng_state, pool, settings = (
                 self.np_random.bit_generator.state,
                 self._pool,
                 self._settings(),
             )
             self._ahead = _Ahead(self._start(self._next_episode({})), rng_state, pool, settings)
+
+    def _finish_twin(self) -> None:
+        """Keep the twin's record with its episode, once its last step is played."""
+        episode, baseline = self._episode, self._baseline
+        if episode is None or baseline is None or not baseline.sim.done:
+            return
+        episode.twin, episode._record = episode._record, []
+        episode.twin_score = baseline.sim.totals().score
+        self._baseline = None
 
     def _settings(self) -> tuple[Any, ...]:
         """What a new episode is drawn and started with, besides ``np_random`` and the pool
@@ -394,10 +410,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         info: dict[str, Any] = {"alpha": alpha, "cost": outcome.total_cost}
         if done:
             info["score"] = sim.totals().score
-            if self._baseline is not None:
-                episode.twin, episode._record = episode._record, []
-                episode.twin_score = self._baseline.sim.totals().score
-                self._baseline = None
+            self._finish_twin()
             if needs_baseline:
                 info["baseline_score"] = episode.twin_score
         return obs, reward, done, False, info

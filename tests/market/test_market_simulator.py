@@ -239,6 +239,11 @@ def test_landscape_matches_direct_evaluation(small: Scenario) -> None:
             sim.multiplier_landscape(0, bad)
     with pytest.raises(InvalidInput, match="played steps"):
         sim.bid_landscape(2, np.ones((1, sim.n_keywords)))
+    for unplayed in (sim.step_index, -1):
+        with pytest.raises(InvalidInput, match="played steps"):
+            sim.multiplier_landscape(unplayed, alphas)
+        with pytest.raises(InvalidInput, match="played steps"):
+            sim.played_day_landscapes(unplayed, alphas)
 
 
 def _sequential_competitor_budgets(

@@ -272,6 +272,9 @@ def test_plan_matches_the_numpy_reference_on_played_steps(
         outcome = sim.step_multiplier(float(np.exp(rng.uniform(-1.5, 1.5))))
         planner.add_step(outcome.index, float(outcome.total_queries))
         view = sim.multiplier_landscape(outcome.index, GRID)
+        day, row = sim.played_day_landscapes(outcome.index, GRID)  # the env's compiled step
+        for got, whole in zip(view, day, strict=True):
+            np.testing.assert_array_equal(got, whole[row])
         slow.add(view.cost, view.conversions, float(outcome.total_queries))
         fast.add(view.cost, view.conversions, float(outcome.total_queries))
         assert_same_rates(planner, slow, fast)

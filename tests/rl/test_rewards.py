@@ -19,6 +19,7 @@ from adbot.rl.rewards import (
     Totals,
     Transition,
     register_reward_component,
+    running_score,
 )
 
 
@@ -71,6 +72,28 @@ def _goal(scenario: Scenario) -> Goal:
 
 def _transition(goal: Goal, before: Totals, after: Totals, pace_gap: float = 0.0) -> Transition:
     return Transition(goal, before, after, pace_gap=pace_gap, terminal=False)
+
+
+@pytest.mark.parametrize("fixture", ["cpa_scenario", "roas_scenario", "value_scenario"])
+def test_scored_totals_give_the_same_rewards(fixture: str, request: pytest.FixtureRequest) -> None:
+    """The env scores its running totals once per step (``Totals.add`` with the goal); every
+    component gives the same floats as on unscored totals, which it scores itself."""
+    scenario = request.getfixturevalue(fixture)
+    goal = _goal(scenario)
+    steps = [(50.0, 1.0, 80.0), (0.0, 0.0, 0.0), (350.0, 4.0, 220.0), (20.0, 9.0, 700.0)]
+    plain, scored = [Totals()], [Totals()]
+    for step in steps:
+        plain.append(plain[-1].add(*step))
+        scored.append(scored[-1].add(*step, goal))
+        assert plain[-1].score is None
+        assert scored[-1].score == running_score(goal, plain[-1])
+        assert scored[-1][:3] == plain[-1][:3]
+    for (b0, a0), (b1, a1) in zip(
+        itertools.pairwise(plain), itertools.pairwise(scored), strict=True
+    ):
+        for name, component in REWARD_COMPONENTS.items():
+            args = (goal, b0, a0, 0.1, True, b0, a0), (goal, b1, a1, 0.1, True, b1, a1)
+            assert component(Transition(*args[0])) == component(Transition(*args[1])), name
 
 
 def test_conversions_plus_cpa_penalty_is_the_score(cpa_scenario: Scenario) -> None:

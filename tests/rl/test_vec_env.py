@@ -17,7 +17,7 @@ from adbot.market.scenario import load_scenario
 from adbot.rl.config import TrainingConfig
 from adbot.rl.env import BidPacingEnv, cap_daily_queries
 from adbot.rl.train import _cpus, build_vec_env
-from adbot.rl.vec_env import GroupedSubprocVecEnv, WorkerError
+from adbot.rl.vec_env import GroupedSubprocVecEnv, WorkerError, _LocalGroup
 
 
 def _bid_pacing() -> gym.Env[Any, Any]:  # one-day episodes of 24 steps
@@ -117,6 +117,47 @@ def test_attributes_and_methods_reach_the_right_envs(local: bool) -> None:
     finally:
         venv.close()
     venv.close()  # closing twice is harmless
+
+
+class _Counting(gym.Wrapper):  # type: ignore[type-arg]
+    """Counts the calls of its env's work ahead."""
+
+    calls = 0
+
+    def prepare(self) -> None:
+        type(self).calls += 1
+        self.env.get_wrapper_attr("prepare")()
+
+
+def test_the_learners_group_works_ahead_only_while_workers_compute() -> None:
+    """The learner's own group works ahead env by env while ``waiting()`` (a worker has not
+    answered yet) and leaves the rest to the step (not after the answers: that only
+    delays the learner); a command that is not a step or reset does no work ahead."""
+    group = _LocalGroup([lambda: _Counting(_bid_pacing())] * 3)
+    try:
+        group.send(("reset", (0, [{}] * 3)))
+        group.recv()
+        _Counting.calls = 0
+        group.work_ahead(lambda: True)
+        assert _Counting.calls == 3
+        group.send(("step", np.zeros((3, 1), np.float32)))
+        group.recv()
+        assert _Counting.calls == 3  # the answer comes first
+        answers = iter([True, False])
+        group.work_ahead(lambda: next(answers))
+        assert _Counting.calls == 4
+        group.send(("step", np.zeros((3, 1), np.float32)))  # the other two left to it
+        group.recv()
+        group.work_ahead(lambda: False)
+        assert _Counting.calls == 4
+        group.work_ahead(lambda: True)
+        assert _Counting.calls == 7  # this step's three
+        group.send(("get_attr", ("episode_reuse", [0])))
+        assert group.recv() == [1]
+        group.work_ahead(lambda: True)
+        assert _Counting.calls == 7
+    finally:
+        group.close()
 
 
 def test_bad_worker_counts_are_refused() -> None:

@@ -319,13 +319,19 @@ class MarketSimulator:
 
         ``alphas`` must be ascending; much faster than passing the bid matrix.
         """
-        if not 0 <= index < self.step_index:
-            raise InvalidInput(f"landscape only for played steps (0..{self.step_index - 1})")
-        day, step = divmod(index, self.steps_per_day)
-        landscapes = self._day_landscapes(day, alphas)
+        landscapes, step = self.played_day_landscapes(index, alphas)
         return Landscape(
             clicks=landscapes.clicks[step],
             cost=landscapes.cost[step],
             conversions=landscapes.conversions[step],
             value=landscapes.value[step],
         )
+
+    def played_day_landscapes(self, index: int, alphas: np.ndarray) -> tuple[Landscape, int]:
+        """The multiplier landscapes of the whole day of played step ``index``, (steps, grid)
+        arrays, and that step's row in them: ``multiplier_landscape`` without making the
+        step's views (the RL env's compiled step reads the row itself)."""
+        if not 0 <= index < self.step_index:
+            raise InvalidInput(f"landscape only for played steps (0..{self.step_index - 1})")
+        day, step = divmod(index, self.steps_per_day)
+        return self._day_landscapes(day, alphas), step

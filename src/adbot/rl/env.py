@@ -111,6 +111,7 @@ class _Player:
     ) -> None:
         self.sim = MarketSimulator(scenario, episode_seed, market)
         self.state = PacingState(self.sim, action_log_range)
+        self.goal = Goal.of(scenario)
         self.totals = Totals()
 
     def play(self, action: float) -> tuple[float, StepOutcome, Totals, float]:
@@ -138,7 +139,7 @@ class _Player:
             self.state.record_and_observe(alpha, outcome, obs)
         before = self.totals
         self.totals = before.add(
-            outcome.total_cost, float(outcome.total_conversions), outcome.total_value
+            outcome.total_cost, float(outcome.total_conversions), outcome.total_value, self.goal
         )
         return alpha, outcome, before, elapsed_today
 
@@ -310,7 +311,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
                 episode.scenario, episode.seed, self.action_log_range, episode.market
             )
             episode._record = []
-        return _Start(episode, player, baseline, Goal.of(episode.scenario))
+        return _Start(episode, player, baseline, player.goal)
 
     def _twin_step(self, index: int) -> tuple[Totals, Totals]:
         """The plan-alone twin's totals before and after step ``index``: played the first

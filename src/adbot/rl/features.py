@@ -238,18 +238,18 @@ class PacingState:
     def _record(self, alpha: float, outcome: StepOutcome, obs: np.ndarray) -> bool:
         """The compiled step (``_record_kernel``); whether ``obs`` (if wanted) has a NaN."""
         sim, planner = self.sim, self.planner
-        view = sim.multiplier_landscape(outcome.index, GRID)
+        day_landscapes, row = sim.played_day_landscapes(outcome.index, GRID)
         planner.steps += 1
         next_index = sim.step_index
         plan_next = next_index < sim.n_steps
         later = self._later_days[next_index // sim.steps_per_day] if plan_next else _NO_DAYS
         has_nan = _record_kernel(
             self.numbers, self._constants, planner.rates, planner.queries,
-            outcome.counts[_CLICKS], sim.pcvr, outcome.bids, view.cost, view.conversions,
-            later, self._day_end, outcome.total_cost, outcome.total_conversions,
-            outcome.total_value, outcome.total_queries, outcome.total_impressions,
-            outcome.total_clicks, alpha, self._even_spend[outcome.step], next_index,
-            sim.spend_today, plan_next, planner.steps,
+            outcome.counts[_CLICKS], sim.pcvr, outcome.bids, day_landscapes.cost,
+            day_landscapes.conversions, row, later, self._day_end, outcome.total_cost,
+            outcome.total_conversions, outcome.total_value, outcome.total_queries,
+            outcome.total_impressions, outcome.total_clicks, alpha,
+            self._even_spend[outcome.step], next_index, sim.spend_today, plan_next, planner.steps,
             obs, _LOWER, _UPPER, self._clock, _WEEKDAY_TABLE, self._day_cum,
             self._step_traffic, self._forecast_cum,
         )  # fmt: skip
@@ -281,19 +281,20 @@ def _refuse_nan(obs: np.ndarray) -> None:
 @numba.njit(cache=True)
 def _record_kernel(
     numbers, constants, rates, rate_queries,
-    clicks, pcvr, bids, landscape_cost, landscape_conv, later_days, day_end,
+    clicks, pcvr, bids, day_cost, day_conv, row, later_days, day_end,
     cost, conversions, value, queries, impressions, n_clicks, alpha, even_spend, next_index,
     spend_today, plan_next, landscape_steps,
     obs, lower, upper, clock, weekday, day_cum, step_traffic, forecast_cum,
 ):  # fmt: skip
-    """Fold a step's report into ``numbers``, fold its landscape into the planner's rates
-    and plan the next step (``_add_and_plan_kernel``; fold only after the last step), then,
-    if ``obs`` has room, fill it with the next observation (``_observe``); whether it has a
-    NaN. Python's arithmetic throughout, the same floats as the step as Python code: the
-    two dot products are BLAS ``ddot`` as ``ndarray.dot`` is, ``_py_min``/``_py_max`` are
-    the builtins.
+    """Fold a step's report into ``numbers``, fold its landscape (row ``row`` of its day's
+    ``day_cost`` and ``day_conv``) into the planner's rates and plan the next step
+    (``_add_and_plan_kernel``; fold only after the last step), then, if ``obs`` has room, fill
+    it with the next observation (``_observe``); whether it has a NaN. Python's arithmetic
+    throughout, the same floats as the step as Python code: the two dot products are BLAS
+    ``ddot`` as ``ndarray.dot`` is, ``_py_min``/``_py_max`` are the builtins.
     """
     clicks_f = clicks.astype(np.float64)
+    landscape_cost, landscape_conv = day_cost[row], day_conv[row]
     numbers[ALPHA] = alpha
     numbers[COST] += cost
     numbers[CONVERSIONS] += conversions

@@ -84,14 +84,26 @@ class Goal:
 
 class Totals(NamedTuple):
     """Running campaign totals since the start of the episode (named tuples: the env makes
-    a few at every step)."""
+    a few at every step), with their MARKET.md score when known (``score``: the env computes
+    it once per step, and once per episode for the twin's, whose totals its replays reuse;
+    ``running_score`` computes it when it is None)."""
 
     cost: float = 0.0
     conversions: float = 0.0
     value: float = 0.0
+    score: float | None = None
 
-    def add(self, cost: float, conversions: float, value: float) -> Totals:
-        return Totals(self.cost + cost, self.conversions + conversions, self.value + value)
+    def add(
+        self, cost: float, conversions: float, value: float, goal: Goal | None = None
+    ) -> Totals:
+        """These totals plus one step's; scored for ``goal`` if one is given."""
+        cost, conversions, value = (
+            self.cost + cost,
+            self.conversions + conversions,
+            self.value + value,
+        )
+        scored = None if goal is None else market_score(conversions, value, cost, goal.campaign)
+        return Totals(cost, conversions, value, scored)
 
 
 class Transition(NamedTuple):
@@ -112,6 +124,8 @@ Component = Callable[[Transition], float]
 
 def running_score(goal: Goal, totals: Totals) -> float:
     """The MARKET.md score of the totals so far."""
+    if totals.score is not None:
+        return totals.score
     return market_score(totals.conversions, totals.value, totals.cost, goal.campaign)
 
 

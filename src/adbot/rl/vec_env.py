@@ -11,8 +11,9 @@ With ``local_group=True`` the first group is stepped in the calling process (so 
 ``n_workers - 1`` worker processes): the learner does nothing but wait while the envs step,
 so it steps a share of them itself, and that share pays no round trip through a pipe (to a
 sleeping worker, some 200 us on the 2-core VM this was measured on, more than four
-``Pendulum-v1`` steps). The learner steps its group and works ahead on it while the workers
-compute their answers.
+``Pendulum-v1`` steps). The learner steps its group, then works ahead on it env by env
+while the workers compute their answers, and not once they have answered (it would only
+delay the learner): what is left, the next step computes while the workers step theirs.
 
 Stepping, automatic resets (``terminal_observation``, ``TimeLimit.truncated``), seeds
 (env ``i`` gets ``seed + i``), options and ``reset_infos`` are ``DummyVecEnv``'s, so the
@@ -192,6 +193,7 @@ class _LocalGroup:
         except Exception:
             self._error = WorkerError(traceback.format_exc())
         self.preparers = [] if self.venv is None else _preparers(self.venv)
+        self._ahead: list[Callable[[], None]] = []  # the preparers not yet run this step
         self._pending: tuple[str, Any] | None = None
 
     def send(self, message: tuple[str, Any]) -> None:
@@ -203,9 +205,14 @@ class _LocalGroup:
         if self.venv is None:
             return self._error
         answer, ahead = _reply(self.venv, command, data)
-        if ahead:
-            _work_ahead(self.preparers)
+        self._ahead = list(self.preparers) if ahead else []
         return answer
+
+    def work_ahead(self, waiting: Callable[[], bool]) -> None:
+        """Work ahead on the envs one by one while ``waiting()`` (for the workers' answers);
+        what is left the next step computes (in the time the workers step theirs)."""
+        while self._ahead and waiting():
+            _work_ahead([self._ahead.pop(0)])
 
     def close(self) -> None:
         if self.venv is not None:
@@ -214,8 +221,16 @@ class _LocalGroup:
 
 def _received(remotes: Sequence[Connection | _LocalGroup]) -> list[Any]:
     """Every remote's answer, all read before the first worker's error is raised (so no
-    answer is left in a pipe to be mistaken for the next one)."""
-    answers = [remote.recv() for remote in remotes]
+    answer is left in a pipe to be mistaken for the next one). The local group answers
+    first, then works ahead while workers are still computing (not after: that would only
+    delay the learner)."""
+    local = {
+        i: remote.recv() for i, remote in enumerate(remotes) if isinstance(remote, _LocalGroup)
+    }
+    pipes = [remote for remote in remotes if not isinstance(remote, _LocalGroup)]
+    for i in local:
+        remotes[i].work_ahead(lambda: not all(pipe.poll() for pipe in pipes))  # type: ignore[union-attr]
+    answers = [local[i] if i in local else remote.recv() for i, remote in enumerate(remotes)]
     for answer in answers:
         if isinstance(answer, WorkerError):
             raise answer

@@ -84,9 +84,11 @@ class Goal:
 
 class Totals(NamedTuple):
     """Running campaign totals since the start of the episode (named tuples: the env makes
-    a few at every step), with their MARKET.md score when known (``score``: the env computes
-    it once per step, and once per episode for the twin's, whose totals its replays reuse;
-    ``running_score`` computes it when it is None)."""
+    a few at every step), with their MARKET.md score when known: ``score`` is that of the goal
+    given to ``add``, which ``running_score`` then returns as is (computing it when None).
+    The env scores once per step (and the twin's totals once per episode, reused by its
+    replays): a reward of ``score + baseline_score`` took 5.6 us on unscored totals, 1.5 us
+    on scored ones, and ``add`` costs 0.8 us more with the score."""
 
     cost: float = 0.0
     conversions: float = 0.0

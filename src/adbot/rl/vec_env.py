@@ -224,13 +224,12 @@ def _received(remotes: Sequence[Connection | _LocalGroup]) -> list[Any]:
     answer is left in a pipe to be mistaken for the next one). The local group answers
     first, then works ahead while workers are still computing (not after: that would only
     delay the learner)."""
-    local = {
-        i: remote.recv() for i, remote in enumerate(remotes) if isinstance(remote, _LocalGroup)
-    }
+    groups = [remote for remote in remotes if isinstance(remote, _LocalGroup)]
     pipes = [remote for remote in remotes if not isinstance(remote, _LocalGroup)]
-    for i in local:
-        remotes[i].work_ahead(lambda: not all(pipe.poll() for pipe in pipes))  # type: ignore[union-attr]
-    answers = [local[i] if i in local else remote.recv() for i, remote in enumerate(remotes)]
+    local = {id(group): group.recv() for group in groups}
+    for group in groups:
+        group.work_ahead(lambda: not all(pipe.poll() for pipe in pipes))
+    answers = [local[id(remote)] if id(remote) in local else remote.recv() for remote in remotes]
     for answer in answers:
         if isinstance(answer, WorkerError):
             raise answer

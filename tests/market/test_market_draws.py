@@ -10,6 +10,7 @@ random numbers (MARKET.md) and every published figure depend on this staying ide
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 from market_helpers import competitor_spend, small_data
 
+from adbot.market import episode as episode_module
 from adbot.market.episode import (
     EpisodeMarket,
     StepMarket,
@@ -167,7 +169,35 @@ def _check_day(scenario: Scenario, uni: Universe, seed: int, day: int) -> _Refer
         assert drawn.comp_bid is not None and drawn.comp_bid.dtype == np.float32
         assert np.array_equal(drawn.comp_bid, reference.bids)
         assert np.array_equal(drawn.comp_click, reference.comp_click)
+    _check_drawn_ahead(scenario, uni, seed, day, reference)
     return reference
+
+
+def _check_drawn_ahead(
+    scenario: Scenario, uni: Universe, seed: int, day: int, reference: _ReferenceDay
+) -> None:
+    """Drawn a stage at a time (``draw_ahead``, in parts of at most a few hundred (competitor,
+    query) draws here), the day is the reference too, before any other day is drawn."""
+    market = EpisodeMarket(scenario, uni, seed)
+    stages = 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(episode_module, "_RANK_CELLS", 300)
+        while not market.draw_ahead(day):
+            stages += 1
+            assert stages < 10_000
+    budgets = reference.comp_click is not None
+    queries, competitors = reference.whole["keyword"].shape[0], scenario.market.competitors
+    parts = -(-queries // max(1, 300 // max(competitors, 1)))
+    assert stages == (4 if budgets else 2 + parts)
+    assert market.draw_ahead(day) and list(market._days) == [day] and not market._drawing
+    half = EpisodeMarket(scenario, uni, seed)
+    half.draw_ahead(day)
+    copied = pickle.loads(pickle.dumps(half))  # a day half drawn is finished first
+    assert list(copied._days) == [day] and not copied._drawing
+    _assert_same(copied.whole_day(day)[0], reference.whole, "half drawn, then pickled")
+    whole, step_of = market.whole_day(day)
+    _assert_same(whole, reference.whole, "whole day drawn ahead")
+    assert np.array_equal(step_of, reference.step_of)
 
 
 _BUDGETS = {"market__competitor_budget": {"mean": 3.0, "sd_log": 0.8}}

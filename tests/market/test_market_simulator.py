@@ -363,3 +363,38 @@ def test_outcome_rows_are_named_views_and_read_only(small: Scenario) -> None:
         outcome.total_cost = 0.0  # type: ignore[misc]
     assert int(outcome.clicks.sum()) == outcome.total_clicks
     assert int(outcome.queries.sum()) == outcome.total_queries
+
+
+def test_prepare_draws_the_next_day_a_stage_at_a_time(small: Scenario) -> None:
+    """``prepare`` computes the next step's day and landscapes, then one stage of the next
+    day per call (its draws, then its landscapes); nothing of it is handed out before it
+    is played, and the episode plays as without it."""
+    grid = np.exp(np.linspace(np.log(0.1), np.log(10.0), 9))
+    grid.flags.writeable = False
+    scenario = small.model_copy(update={"horizon": small.horizon.model_copy(update={"days": 3})})
+    _clear_caches()
+    sim = MarketSimulator(scenario, 3)
+    market = sim.market
+    steps = sim.steps_per_day
+    assert steps >= 6
+    sim.prepare(grid)
+    assert list(market._days) == [0] and list(market._drawing) == [1]  # a stage of day 1
+    for _ in range(5):
+        sim.prepare(grid)
+    assert sorted(market._days) == [0, 1] and not market._drawing
+    assert sorted(day for day, _ in market.day_landscapes) == [0, 1]
+    with pytest.raises(InvalidInput, match="played steps"):
+        sim.multiplier_landscape(steps, grid)  # day 1 is drawn, not played
+    while sim.step_index < steps:
+        sim.step_multiplier(1.0)
+        sim.prepare(grid)
+    # Now in day 1: the first stage of day 2 (its queries) is drawn, no more.
+    assert sorted(market._days) == [0, 1] and list(market._drawing) == [2]
+    ahead = [sim.step_multiplier(1.0) for _ in range(steps)]
+    _clear_caches()
+    plain = MarketSimulator(scenario, 3)
+    expected = [plain.step_multiplier(1.0) for _ in range(2 * steps)][steps:]
+    for got, want in zip(ahead, expected, strict=True):
+        assert np.array_equal(got.counts, want.counts)
+        assert np.array_equal(got.amounts, want.amounts)
+        assert got.total_cost == want.total_cost

@@ -18,7 +18,7 @@ from adbot.market.episode import episode_market
 from adbot.market.scenario import Scenario
 from adbot.market.simulator import MarketSimulator
 from adbot.rl import ENV_ID
-from adbot.rl.env import MAX_EPISODE_STEPS, BidPacingEnv, cap_daily_queries
+from adbot.rl.env import MAX_EPISODE_STEPS, START_AHEAD, BidPacingEnv, cap_daily_queries
 from adbot.rl.features import FEATURE_NAMES, MAX_ALPHA, MIN_ALPHA, N_FEATURES
 
 
@@ -289,9 +289,11 @@ def test_work_ahead_changes_nothing(cpa_scenario: Scenario) -> None:
 
 
 def test_next_episode_is_drawn_before_the_last_step() -> None:
-    """A vec env resets inside an episode's last step: ``prepare`` before that step already
-    draws the next episode (the reset then only takes it), also when it replays the episode
-    being finished, whose twin is recorded first; the same numbers as without it."""
+    """A vec env resets inside an episode's last step: ``prepare`` in the last
+    ``START_AHEAD`` steps draws the next episode a stage per call (the reset then only takes
+    it), also when it replays the episode being finished, whose twin is recorded first; by
+    the last step its players are started and its first day drawn; the same numbers as
+    without it."""
     reward = {"components": {"score": 1.0, "baseline_score": 1.0}}
 
     def env() -> BidPacingEnv:
@@ -307,9 +309,20 @@ def test_next_episode_is_drawn_before_the_last_step() -> None:
     ahead.reset(seed=5)
     sim = ahead.sim
     assert sim is not None
-    while sim.step_index < sim.n_steps - 1:
+    assert sim.n_steps > START_AHEAD + 1
+    while sim.step_index < sim.n_steps - START_AHEAD:
         ahead.prepare()
         assert ahead._ahead is None
         ahead.step(np.zeros(1, np.float32))
-    ahead.prepare()
-    assert ahead._ahead is not None
+    ahead.prepare()  # the twin played to its end and kept: nothing of the next episode yet
+    assert ahead._ahead is None and ahead._episode is not None and ahead._episode.twin
+    while sim.step_index < sim.n_steps - 1:
+        ahead.step(np.zeros(1, np.float32))
+        ahead.prepare()
+    drawn = ahead._ahead
+    assert drawn is not None and drawn.start is not None
+    assert drawn.start.player.sim.market.draw_ahead(0)  # the first day is drawn already
+    _, info = ahead.step(np.zeros(1, np.float32))[-2:]
+    assert "baseline_score" in info
+    ahead.reset()
+    assert ahead._episode is drawn.episode

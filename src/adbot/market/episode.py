@@ -34,6 +34,7 @@ from __future__ import annotations
 import bisect
 import functools
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import TYPE_CHECKING
@@ -222,6 +223,11 @@ class _BidDraw:
     check_reserve: np.ndarray  # (C,) bool: may a bid of this competitor fall under the reserve?
 
 
+# (competitor, query) draws ranked per stage of ``EpisodeMarket.draw_ahead``: a few hundred
+# microseconds.
+_RANK_CELLS = 40_000
+
+
 class EpisodeMarket:
     """Lazily drawn, cached market of one (scenario, episode seed)."""
 
@@ -232,10 +238,19 @@ class EpisodeMarket:
         value = scenario.campaign.conversion_value
         self.value_table = lognormal_quantiles(value.mean, value.sd_log)
         self._days: dict[int, _DayMarket] = {}
+        # Days being drawn ahead a stage at a time (``draw_ahead``): each one's stages left.
+        self._drawing: dict[int, Iterator[None]] = {}
         self._clickable: dict[int, StepMarket] = {}
         # A day's landscapes of one multiplier grid, (steps, grid) arrays computed once for
         # every simulator of this episode; keyed by (day, the grid's bytes).
         self.day_landscapes: dict[tuple[int, bytes], Landscape] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        """Days being drawn ahead are finished first: their stages left (generators) cannot
+        be pickled or copied."""
+        for day in list(self._drawing):
+            self._day(day)
+        return self.__dict__.copy()
 
     def whole_day(self, day: int) -> tuple[StepMarket, np.ndarray]:
         """The day's queries as one sequence, in order, and the step in the day of each.
@@ -263,19 +278,66 @@ class EpisodeMarket:
         return self._day(day).steps[step]
 
     def _day(self, day: int) -> _DayMarket:
-        if day not in self._days:
-            self._days[day] = self._split(day, self._draw_day(day))
-        return self._days[day]
+        drawn = self._days.get(day)
+        if drawn is None:
+            for _ in self._stages(day):
+                pass
+            drawn = self._days[day]
+        return drawn
+
+    def draw_ahead(self, day: int) -> bool:
+        """Draw the next stage of day ``day`` (the queries; the competitors' ranks, in parts
+        for a large day, or with budgets their bids, then the budgets served; the day's steps:
+        each a few hundred microseconds); True, drawing nothing, once the day is drawn.
+
+        The same draws as drawing the day at once, in the same order from the day's own
+        generator, only spread out: a vec env's worker calls this between steps, and a whole
+        day at once (about 1 ms) would hold up the step the learner waits for. Nothing of the
+        day is handed out before it is played.
+        """
+        if day in self._days:
+            return True
+        next(self._stages(day), None)
+        return False
+
+    def _stages(self, day: int) -> Iterator[None]:
+        """The day's stages left to draw (a generator, kept between ``draw_ahead`` calls);
+        the last stores the day."""
+        stages = self._drawing.get(day)
+        if stages is None:
+            stages = self._drawing[day] = self._draw_stages(day)
+        return stages
+
+    def _draw_stages(self, day: int) -> Iterator[None]:
+        rng = self._rng(day)
+        drawn, bits = self._draw_queries(day, rng)
+        yield
+        yield from self._draw_competitors(day, rng, drawn, bits)
+        if drawn.comp_bid is not None:
+            drawn.comp_rank = _serve_budgets(drawn, self.universe, self.scenario)[1]
+            yield
+        self._days[day] = self._split(day, drawn)
+        del self._drawing[day]
+
+    def _draw_day(self, day: int) -> _Day:
+        """The day's draws before its steps are made (with competitor budgets, their bids
+        and clicks, not yet served), drawn at once: the tests compare them with a reference."""
+        rng = self._rng(day)
+        drawn, bits = self._draw_queries(day, rng)
+        for _ in self._draw_competitors(day, rng, drawn, bits):
+            pass
+        return drawn
 
     def _rng(self, day: int) -> np.random.Generator:
         entropy = [self.scenario.seed, self.episode_seed, _EPISODE_TAG]
         sequence = np.random.SeedSequence(entropy, spawn_key=(day,))
         return np.random.Generator(np.random.SFC64(sequence))
 
-    def _draw_day(self, day: int) -> _Day:
+    def _draw_queries(self, day: int, rng: np.random.Generator) -> tuple[_Day, np.ndarray]:
+        """The day's queries (counts, keywords in serving order, uniforms) and the
+        competitors' 16-bit draws (C, Qd), in the order the generator gives them."""
         market, uni = self.scenario.market, self.universe
         spd = self.scenario.horizon.steps_per_day
-        rng = self._rng(day)
         first = day * spd
         counts = rng.poisson(np.outer(uni.step_queries[first : first + spd], uni.volume_share))
         sizes = counts.sum(axis=1)
@@ -288,20 +350,38 @@ class EpisodeMarket:
         day_market = _Day(keyword, step_of, sizes, uniforms, None, None, None)
         cells = market.competitors * keyword.shape[0]
         bits = rng.bit_generator.random_raw((cells + 3) // 4).view(np.uint16)[:cells]
-        bits = bits.reshape(market.competitors, keyword.shape[0])
-        draw = self._bid_draw(day, sizes)
+        return day_market, bits.reshape(market.competitors, keyword.shape[0])
+
+    def _draw_competitors(
+        self, day: int, rng: np.random.Generator, day_market: _Day, bits: np.ndarray
+    ) -> Iterator[None]:
+        """The competitors' top ranks of each query (or, with budgets, their bids and click
+        uniforms) from ``bits``; a stage (a yield) after each part of about
+        ``_RANK_CELLS`` (competitor, query) draws, each query's ranks being its own."""
+        market, uni = self.scenario.market, self.universe
+        keyword, step_of = day_market.keyword, day_market.step_of
+        draw = self._bid_draw(day, day_market.sizes)
         if uni.competitor_budget is None:
-            day_market.comp_rank = _top_competitor_ranks(
-                bits,
-                keyword,
-                step_of,
-                draw.table,
-                uni.competitor_cpc * uni.competitor_quality,
-                np.float32(market.reserve_cpc) / uni.competitor_cpc,
-                draw.check_reserve,
-                draw.multiplier,
-                market.slots,
-            )
+            cpc_quality = uni.competitor_cpc * uni.competitor_quality
+            reserve_share = np.float32(market.reserve_cpc) / uni.competitor_cpc
+            n_queries = keyword.shape[0]
+            ranks = np.zeros((market.slots, n_queries), dtype=np.float32)
+            part = max(1, _RANK_CELLS // max(market.competitors, 1))
+            for start in range(0, n_queries, part):
+                end = min(start + part, n_queries)
+                ranks[:, start:end] = _top_competitor_ranks(
+                    bits[:, start:end],
+                    keyword[start:end],
+                    step_of[start:end],
+                    draw.table,
+                    cpc_quality,
+                    reserve_share,
+                    draw.check_reserve,
+                    draw.multiplier,
+                    market.slots,
+                )
+                yield
+            day_market.comp_rank = ranks
         else:
             day_market.comp_bid = _competitor_bids(
                 bits,
@@ -313,8 +393,8 @@ class EpisodeMarket:
                 draw.check_reserve,
                 draw.multiplier,
             )
-            day_market.comp_click = rng.random(keyword.shape[0])
-        return day_market
+            day_market.comp_click = rng.random((keyword.shape[0],))
+            yield
 
     def _bid_draw(self, day: int, sizes: np.ndarray) -> _BidDraw:
         """The day's jitter table, step multipliers and which competitors the reserve may cut.
@@ -334,8 +414,6 @@ class EpisodeMarket:
 
     def _split(self, day: int, drawn: _Day) -> _DayMarket:
         uni = self.universe
-        if drawn.comp_bid is not None:
-            drawn.comp_rank = _serve_budgets(drawn, uni, self.scenario)[1]
         ranks = drawn.comp_rank
         assert ranks is not None
         spd = self.scenario.horizon.steps_per_day

@@ -274,7 +274,8 @@ class MarketSimulator:
 
     def prepare(self, alphas: np.ndarray | None = None) -> None:
         """Compute now what the next step will need and no action changes: its day's draws
-        and, with ``alphas``, that day's multiplier landscapes on them.
+        and, with ``alphas``, that day's multiplier landscapes on them; then a stage of the
+        next day's (``EpisodeMarket.draw_ahead``, then its landscapes), one per call.
 
         Nothing is played and nothing is handed out (``multiplier_landscape`` still answers
         for played steps only); the same numbers are computed, only earlier. A vec env's
@@ -285,6 +286,12 @@ class MarketSimulator:
         self.market.step(self.step_index)
         if alphas is not None:
             self._day_landscapes(self.day, alphas)
+        # Then one stage of the next day: its draws, then its landscapes. A whole day at
+        # once takes 1-2 ms, more than the learner computes between two steps, and would
+        # hold up the step it waits for.
+        tomorrow = self.day + 1
+        if tomorrow < self.days and self.market.draw_ahead(tomorrow) and alphas is not None:
+            self._day_landscapes(tomorrow, alphas)
 
     def totals(self) -> EpisodeMetrics:
         """Running totals of the steps played so far, with their score."""

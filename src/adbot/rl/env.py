@@ -12,7 +12,7 @@ import numpy as np
 from gymnasium import spaces
 
 from adbot.errors import InvalidInput
-from adbot.market.episode import EpisodeMarket
+from adbot.market.episode import EpisodeMarket, episode_market
 from adbot.market.scenario import Scenario, load_scenario, random_scenario
 from adbot.market.simulator import MarketSimulator, StepOutcome
 from adbot.rl.features import FEATURE_NAMES, N_FEATURES, OBS_BOUND, PacingState
@@ -23,6 +23,11 @@ MAX_EPISODE_STEPS = 31 * 24  # a month of hourly steps; longer scenarios are tru
 # Episodes kept for replay with ``episode_reuse``; each keeps its drawn market (and the twin's
 # totals), so a replay draws nothing.
 REPLAY_POOL = 4
+# ``prepare`` starts the next episode this many steps before the current one ends, one stage
+# per call (the twin finished, the episode drawn and started, its first day's draws, its
+# landscapes): all at once it took up to 2-3 ms, longer than a vec env's learner computes
+# between two steps, so the step it waits for was held up.
+START_AHEAD = 12
 ScenarioSource = Scenario | str | Path | dict[str, Any]
 
 
@@ -155,12 +160,13 @@ class _Start(NamedTuple):
 
 @dataclass
 class _Ahead:
-    """The next episode, started ahead by ``prepare``, and the state its draws began from."""
+    """The next episode, drawn ahead by ``prepare``, and the state its draws began from."""
 
-    start: _Start
+    episode: _Episode
     rng_state: Mapping[str, Any]  # ``np_random``'s bit generator before the draws
     pool: list[_Episode]  # the replay pool before the draws
     settings: tuple[Any, ...]  # the env's settings it was drawn with (``_settings``)
+    start: _Start | None = None  # its players, once started
 
 
 class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -292,7 +298,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
             self.np_random.bit_generator.state, self._pool = ahead.rng_state, ahead.pool
         if usable:
             assert ahead is not None
-            start = ahead.start
+            start = ahead.start or self._start(ahead.episode)
         else:
             start = self._start(self._next_episode(options or {}))
         self._episode, self._player, self._baseline, self._goal = start
@@ -330,14 +336,16 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def prepare(self) -> None:
         """Compute now what the next step needs and no action changes, so the step itself is
-        cheaper: the day's draws and bid landscapes (``PacingState.prepare``) and the
-        plan-alone twin's next step (it plays action 0 whatever the agent does); from the
-        episode's last step on, the next episode of a plain ``reset()`` (draws, players,
-        plan), so a vec env's automatic reset inside that step costs next to nothing.
+        cheaper: the day's draws and bid landscapes (``PacingState.prepare``, which also
+        draws the next day a stage at a time) and the plan-alone twin's next step (it plays
+        action 0 whatever the agent does); in the episode's last ``START_AHEAD`` steps, a
+        stage of the next episode of a plain ``reset()`` (``_prepare_next``), so a vec env's
+        automatic reset inside the last step costs next to nothing.
 
         The same numbers as computing them inside ``step``, only earlier. Not part of the
         Gymnasium API: :class:`adbot.rl.vec_env.GroupedSubprocVecEnv`'s workers call it after
-        answering each step, while the learner computes its next actions.
+        answering each step, while the learner computes its next actions. Each call does a
+        few hundred microseconds at most: more would hold up the step the learner waits for.
         """
         player, episode = self._player, self._episode
         if player is None or episode is None:
@@ -347,20 +355,40 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
             player.state.prepare()
             if self._baseline is not None:
                 self._twin_step(sim.step_index)
-        if self._ahead is None and sim.step_index >= sim.n_steps - 1:
-            # The episode ends with the coming step (or has ended): the next episode of a
-            # reset without seed or options (a vec env's autoreset, inside the last step),
-            # drawn now; ``reset`` with a seed or options puts the draws back. The step
-            # draws nothing from ``np_random``, so drawing before it changes no number.
-            # The twin is complete (its last step was just played): recorded first, as the
-            # next episode may replay this one.
+        if sim.step_index >= sim.n_steps - START_AHEAD:
+            self._prepare_next()
+
+    def _prepare_next(self) -> None:
+        """One stage of the next episode of a reset without seed or options (a vec env's
+        autoreset, inside the last step): the twin played to its end and recorded (the next
+        episode may replay this one); the episode drawn; its market (the universe); its
+        players started; its first day's draws (``EpisodeMarket.draw_ahead``); its first
+        step's landscapes. ``reset`` with a seed or options puts the draws back. Steps draw
+        nothing from ``np_random``, so drawing before them changes no number."""
+        baseline, ahead = self._baseline, self._ahead
+        if ahead is None:
+            if baseline is not None and not baseline.sim.done:
+                self._twin_step(baseline.sim.n_steps - 1)
+                self._finish_twin()
+                return
             self._finish_twin()
             rng_state, pool, settings = (
                 self.np_random.bit_generator.state,
                 self._pool,
                 self._settings(),
             )
-            self._ahead = _Ahead(self._start(self._next_episode({})), rng_state, pool, settings)
+            self._ahead = _Ahead(self._next_episode({}), rng_state, pool, settings)
+            return
+        episode = ahead.episode
+        if episode.market is None:
+            episode.market = episode_market(episode.scenario, episode.seed)
+            return
+        if ahead.start is None:
+            ahead.start = self._start(episode)
+            return
+        player = ahead.start.player
+        if player.sim.market.draw_ahead(0):
+            player.state.prepare()
 
     def _finish_twin(self) -> None:
         """Keep the twin's record with its episode, once its last step is played."""

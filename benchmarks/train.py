@@ -41,6 +41,7 @@ from adbot.rl.config import TrainingConfig, load_training_config
 from adbot.rl.train import build_model, build_vec_env, make_env
 
 TARGET = 0.8
+LONG_AHEAD = 0.5e-3  # seconds: a work-ahead call longer than the learner's compute per step
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -52,6 +53,11 @@ class _StepClock(gym.Wrapper):  # type: ignore[type-arg]
         super().__init__(env)
         self.step_cpu = 0.0
         self.prepare_cpu = 0.0  # work ahead, between steps (``prepare``, if the env has one)
+        self.prepare_calls = 0
+        # Work-ahead calls over LONG_AHEAD and their CPU: one long call holds up the step the
+        # learner waits for, however small the mean (see ``main``).
+        self.long_calls = 0
+        self.long_cpu = 0.0
         self.steps = 0
         try:
             self._prepare = env.get_wrapper_attr("prepare")
@@ -62,7 +68,12 @@ class _StepClock(gym.Wrapper):  # type: ignore[type-arg]
         if self._prepare is not None:
             start = time.thread_time()
             self._prepare()
-            self.prepare_cpu += time.thread_time() - start
+            spent = time.thread_time() - start
+            self.prepare_cpu += spent
+            self.prepare_calls += 1
+            if spent > LONG_AHEAD:
+                self.long_calls += 1
+                self.long_cpu += spent
 
     def step(self, action: Any) -> Any:
         start = time.thread_time()
@@ -164,6 +175,10 @@ def main() -> None:
                 f"against {1e6 / rate_p:,.0f} us; env CPU per step {cpu:,.0f} us + {ahead:,.0f} "
                 f"us ahead against {cpu_p:,.0f} us)"
             )
+        calls, long_calls, ahead_cpu, long_cpu = (
+            sum(ours.venv.get_attr(name))
+            for name in ("prepare_calls", "long_calls", "prepare_cpu", "long_cpu")
+        )
     finally:
         ours.venv.close()
         pendulum.venv.close()
@@ -180,6 +195,11 @@ def main() -> None:
         f"BidPacing-v0 {statistics.median(f[1] for f in figures['ours']):,.0f} us in step + "
         f"{statistics.median(f[2] for f in figures['ours']):,.0f} us ahead (prepare), "
         f"Pendulum-v1 {statistics.median(f[1] for f in figures['pendulum']):,.0f} us"
+    )
+    print(
+        f"work-ahead calls of BidPacing-v0 over {LONG_AHEAD * 1e3:g} ms: "
+        f"{100 * long_calls / max(calls, 1):.2f}% of {calls:,} calls, "
+        f"{100 * long_cpu / max(ahead_cpu, 1e-12):.0f}% of the work-ahead CPU"
     )
 
 

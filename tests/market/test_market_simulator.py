@@ -13,6 +13,7 @@ from market_helpers import budget_limited, competitor_spend, small_data
 from adbot.errors import InvalidInput
 from adbot.market import MarketSimulator, StepOutcome, load_scenario
 from adbot.market import episode as episode_module
+from adbot.market import simulator as simulator_module
 from adbot.market.auction import AMOUNT_ROWS, COUNT_ROWS, multiplier_bids
 from adbot.market.batch import evaluate_multipliers
 from adbot.market.episode import episode_market
@@ -379,9 +380,16 @@ def test_prepare_draws_the_next_day_a_stage_at_a_time(small: Scenario) -> None:
     assert steps >= 6
     sim.prepare(grid)
     assert list(market._days) == [0] and list(market._drawing) == [1]  # a stage of day 1
-    for _ in range(5):
+    calls = 1
+    while not any(day == 1 for day, _ in market.day_landscapes):
         sim.prepare(grid)
+        calls += 1
+    # A stage per call: the queries, their uniforms, the jitter table, the ranks, the steps,
+    # then the landscapes of each LANDSCAPE_PART_STEPS steps.
+    parts = -(-steps // simulator_module.LANDSCAPE_PART_STEPS)
+    assert calls == 5 + parts
     assert sorted(market._days) == [0, 1] and not market._drawing
+    assert not market.landscape_stages
     assert sorted(day for day, _ in market.day_landscapes) == [0, 1]
     with pytest.raises(InvalidInput, match="played steps"):
         sim.multiplier_landscape(steps, grid)  # day 1 is drawn, not played

@@ -18,7 +18,13 @@ from adbot.market.episode import episode_market
 from adbot.market.scenario import Scenario
 from adbot.market.simulator import MarketSimulator
 from adbot.rl import ENV_ID
-from adbot.rl.env import MAX_EPISODE_STEPS, START_AHEAD, BidPacingEnv, cap_daily_queries
+from adbot.rl.env import (
+    MAX_EPISODE_STEPS,
+    START_AHEAD,
+    TWIN_STEPS_PER_STAGE,
+    BidPacingEnv,
+    cap_daily_queries,
+)
 from adbot.rl.features import FEATURE_NAMES, MAX_ALPHA, MIN_ALPHA, N_FEATURES
 
 
@@ -314,8 +320,17 @@ def test_next_episode_is_drawn_before_the_last_step() -> None:
         ahead.prepare()
         assert ahead._ahead is None
         ahead.step(np.zeros(1, np.float32))
-    ahead.prepare()  # the twin played to its end and kept: nothing of the next episode yet
-    assert ahead._ahead is None and ahead._episode is not None and ahead._episode.twin
+    # First the twin, a few steps per call, played to its end and kept; nothing of the next
+    # episode before that.
+    episode = ahead._episode
+    assert episode is not None
+    calls = 0
+    while episode.twin is None:
+        assert ahead._ahead is None
+        ahead.prepare()
+        calls += 1
+        ahead.step(np.zeros(1, np.float32))
+    assert calls == -(-START_AHEAD // TWIN_STEPS_PER_STAGE)
     while sim.step_index < sim.n_steps - 1:
         ahead.step(np.zeros(1, np.float32))
         ahead.prepare()

@@ -244,12 +244,17 @@ class EpisodeMarket:
         # A day's landscapes of one multiplier grid, (steps, grid) arrays computed once for
         # every simulator of this episode; keyed by (day, the grid's bytes).
         self.day_landscapes: dict[tuple[int, bytes], Landscape] = {}
+        # The same being computed a part at a time (``MarketSimulator.work_ahead``).
+        self.landscape_stages: dict[tuple[int, bytes], Iterator[None]] = {}
 
     def __getstate__(self) -> dict[str, object]:
-        """Days being drawn ahead are finished first: their stages left (generators) cannot
-        be pickled or copied."""
+        """Days and landscapes being computed ahead are finished first: their stages left
+        (generators) cannot be pickled or copied."""
         for day in list(self._drawing):
             self._day(day)
+        for stages in list(self.landscape_stages.values()):
+            for _ in stages:
+                pass
         return self.__dict__.copy()
 
     def whole_day(self, day: int) -> tuple[StepMarket, np.ndarray]:
@@ -286,9 +291,10 @@ class EpisodeMarket:
         return drawn
 
     def draw_ahead(self, day: int) -> bool:
-        """Draw the next stage of day ``day`` (the queries; the competitors' ranks, in parts
-        for a large day, or with budgets their bids, then the budgets served; the day's steps:
-        each a few hundred microseconds); True, drawing nothing, once the day is drawn.
+        """Draw the next stage of day ``day`` (the queries; their uniforms; the competitors'
+        jitter table; their ranks, in parts for a large day, or with budgets their bids,
+        their clicks, then the budgets served; the day's steps: each a few hundred
+        microseconds); True, drawing nothing, once the day is drawn.
 
         The same draws as drawing the day at once, in the same order from the day's own
         generator, only spread out: a vec env's worker calls this between steps, and a whole
@@ -310,7 +316,9 @@ class EpisodeMarket:
 
     def _draw_stages(self, day: int) -> Iterator[None]:
         rng = self._rng(day)
-        drawn, bits = self._draw_queries(day, rng)
+        keyword, step_of, sizes = self._draw_queries(day, rng)
+        yield
+        drawn, bits = self._draw_uniforms(rng, keyword, step_of, sizes)
         yield
         yield from self._draw_competitors(day, rng, drawn, bits)
         if drawn.comp_bid is not None:
@@ -323,7 +331,7 @@ class EpisodeMarket:
         """The day's draws before its steps are made (with competitor budgets, their bids
         and clicks, not yet served), drawn at once: the tests compare them with a reference."""
         rng = self._rng(day)
-        drawn, bits = self._draw_queries(day, rng)
+        drawn, bits = self._draw_uniforms(rng, *self._draw_queries(day, rng))
         for _ in self._draw_competitors(day, rng, drawn, bits):
             pass
         return drawn
@@ -333,10 +341,12 @@ class EpisodeMarket:
         sequence = np.random.SeedSequence(entropy, spawn_key=(day,))
         return np.random.Generator(np.random.SFC64(sequence))
 
-    def _draw_queries(self, day: int, rng: np.random.Generator) -> tuple[_Day, np.ndarray]:
-        """The day's queries (counts, keywords in serving order, uniforms) and the
-        competitors' 16-bit draws (C, Qd), in the order the generator gives them."""
-        market, uni = self.scenario.market, self.universe
+    def _draw_queries(
+        self, day: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The day's queries: their keywords in serving order, the step of each and the
+        queries per step (the generator's first draws)."""
+        uni = self.universe
         spd = self.scenario.horizon.steps_per_day
         first = day * spd
         counts = rng.poisson(np.outer(uni.step_queries[first : first + spd], uni.volume_share))
@@ -346,6 +356,14 @@ class EpisodeMarket:
         for start, end in zip(ends - sizes, ends, strict=True):
             rng.shuffle(keyword[start:end])
         step_of = np.repeat(np.arange(spd), sizes)
+        return keyword, step_of, sizes
+
+    def _draw_uniforms(
+        self, rng: np.random.Generator, keyword: np.ndarray, step_of: np.ndarray, sizes: np.ndarray
+    ) -> tuple[_Day, np.ndarray]:
+        """The queries' uniforms (tie, click, conversion) and the competitors' 16-bit draws
+        (C, Qd), the generator's next draws."""
+        market = self.scenario.market
         uniforms = rng.random((3, keyword.shape[0]))
         day_market = _Day(keyword, step_of, sizes, uniforms, None, None, None)
         cells = market.competitors * keyword.shape[0]
@@ -360,7 +378,8 @@ class EpisodeMarket:
         ``_RANK_CELLS`` (competitor, query) draws, each query's ranks being its own."""
         market, uni = self.scenario.market, self.universe
         keyword, step_of = day_market.keyword, day_market.step_of
-        draw = self._bid_draw(day, day_market.sizes)
+        draw = self._bid_draw(day, day_market.sizes)  # a new jitter table: ~0.5 ms
+        yield
         if uni.competitor_budget is None:
             cpc_quality = uni.competitor_cpc * uni.competitor_quality
             reserve_share = np.float32(market.reserve_cpc) / uni.competitor_cpc
@@ -393,6 +412,7 @@ class EpisodeMarket:
                 draw.check_reserve,
                 draw.multiplier,
             )
+            yield
             day_market.comp_click = rng.random((keyword.shape[0],))
             yield
 

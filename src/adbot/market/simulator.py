@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -21,6 +23,10 @@ from adbot.market.landscape import Landscape, bid_landscape, multiplier_landscap
 from adbot.market.scenario import Scenario
 from adbot.market.score import EpisodeMetrics
 from adbot.market.universe import expected_step_queries
+
+# Steps of a day whose landscapes are computed in one pass (a stage of ``work_ahead``: a few
+# hundred microseconds).
+LANDSCAPE_PART_STEPS = 8
 
 
 class _Row:
@@ -252,30 +258,76 @@ class MarketSimulator:
         return key
 
     def _day_landscapes(self, day: int, alphas: np.ndarray) -> Landscape:
-        """Day ``day``'s multiplier landscapes, (steps, grid) arrays: the whole day at once
-        (one vectorised pass instead of one per step), kept in the market for every
-        simulator of this episode; only played steps are ever handed out."""
+        """Day ``day``'s multiplier landscapes, (steps, grid) arrays: the whole day in a few
+        vectorised passes (one per ``LANDSCAPE_PART_STEPS`` steps) instead of one per step,
+        kept in the market for every simulator of this episode; only played steps are ever
+        handed out."""
         key = (day, self._grid_key(alphas))
         landscapes = self.market.day_landscapes.get(key)
         if landscapes is None:
-            queries, step_of = self.market.whole_day(day)
-            landscapes = multiplier_landscape(
-                queries,
-                np.asarray(alphas, dtype=np.float64),
-                self.keyword_values,
-                (self.min_bid, self.max_bid),
-                self.rules,
-                self.pcvr,
-                self.value_per_conversion,
-                groups=(step_of, self.steps_per_day),
-            )
-            self.market.day_landscapes[key] = landscapes
+            for _ in self._landscape_parts(key, alphas):
+                pass
+            landscapes = self.market.day_landscapes[key]
         return landscapes
+
+    def _landscape_parts(self, key: tuple[int, bytes], alphas: np.ndarray) -> Iterator[None]:
+        """The day's landscape parts left to compute (a generator kept in the market between
+        ``work_ahead`` calls); the last stores the day's landscapes. Each step's queries are
+        summed apart, in order, so the parts are the rows of the day computed at once."""
+        stages = self.market.landscape_stages.get(key)
+        if stages is None:
+            stages = self.market.landscape_stages[key] = self._landscape_stages(key, alphas)
+        return stages
+
+    def _landscape_stages(self, key: tuple[int, bytes], alphas: np.ndarray) -> Iterator[None]:
+        queries, step_of = self.market.whole_day(key[0])
+        grid = np.asarray(alphas, dtype=np.float64)
+        spd = self.steps_per_day
+        bounds = np.searchsorted(step_of, np.arange(0, spd + 1, LANDSCAPE_PART_STEPS)).tolist()
+        if bounds[-1] != step_of.shape[0]:
+            bounds.append(step_of.shape[0])
+        parts = []
+        for part, (start, end) in enumerate(itertools.pairwise(bounds)):
+            if part:
+                yield
+            first = part * LANDSCAPE_PART_STEPS
+            parts.append(
+                multiplier_landscape(
+                    queries.subset(slice(start, end)),
+                    grid,
+                    self.keyword_values,
+                    (self.min_bid, self.max_bid),
+                    self.rules,
+                    self.pcvr,
+                    self.value_per_conversion,
+                    groups=(step_of[start:end] - first, min(LANDSCAPE_PART_STEPS, spd - first)),
+                )
+            )
+        self.market.day_landscapes[key] = Landscape(
+            *(np.concatenate([getattr(part, name) for part in parts]) for name in Landscape._fields)
+        )
+        del self.market.landscape_stages[key]
+
+    def work_ahead(self, day: int, alphas: np.ndarray | None = None) -> bool:
+        """One stage of day ``day``, ahead of time: its draws (``EpisodeMarket.draw_ahead``),
+        then, with ``alphas``, its landscapes a part at a time; True, computing nothing, once
+        all is done. Each stage takes a few hundred microseconds at most: a vec env's worker
+        calls this between steps, and a whole day at once (1-2 ms) would hold up the step
+        the learner waits for. Nothing is handed out before it is played."""
+        if not self.market.draw_ahead(day):
+            return False
+        if alphas is None:
+            return True
+        key = (day, self._grid_key(alphas))
+        if key in self.market.day_landscapes:
+            return True
+        next(self._landscape_parts(key, alphas), None)
+        return False
 
     def prepare(self, alphas: np.ndarray | None = None) -> None:
         """Compute now what the next step will need and no action changes: its day's draws
         and, with ``alphas``, that day's multiplier landscapes on them; then a stage of the
-        next day's (``EpisodeMarket.draw_ahead``, then its landscapes), one per call.
+        next day's (``work_ahead``), one per call.
 
         Nothing is played and nothing is handed out (``multiplier_landscape`` still answers
         for played steps only); the same numbers are computed, only earlier. A vec env's
@@ -286,12 +338,9 @@ class MarketSimulator:
         self.market.step(self.step_index)
         if alphas is not None:
             self._day_landscapes(self.day, alphas)
-        # Then one stage of the next day: its draws, then its landscapes. A whole day at
-        # once takes 1-2 ms, more than the learner computes between two steps, and would
-        # hold up the step it waits for.
         tomorrow = self.day + 1
-        if tomorrow < self.days and self.market.draw_ahead(tomorrow) and alphas is not None:
-            self._day_landscapes(tomorrow, alphas)
+        if tomorrow < self.days:
+            self.work_ahead(tomorrow, alphas)
 
     def totals(self) -> EpisodeMetrics:
         """Running totals of the steps played so far, with their score."""

@@ -12,10 +12,11 @@ import numpy as np
 from gymnasium import spaces
 
 from adbot.errors import InvalidInput
-from adbot.market.episode import EpisodeMarket, episode_market
+from adbot.market.episode import EpisodeMarket, episode_market, universe_for
 from adbot.market.scenario import Scenario, load_scenario, random_scenario
 from adbot.market.simulator import MarketSimulator, StepOutcome
 from adbot.rl.features import FEATURE_NAMES, N_FEATURES, OBS_BOUND, PacingState
+from adbot.rl.planner import GRID
 from adbot.rl.rewards import Goal, Reward, RewardSpec, Totals, Transition
 
 ENV_ID = "adbot/BidPacing-v0"
@@ -24,10 +25,11 @@ MAX_EPISODE_STEPS = 31 * 24  # a month of hourly steps; longer scenarios are tru
 # totals), so a replay draws nothing.
 REPLAY_POOL = 4
 # ``prepare`` starts the next episode this many steps before the current one ends, one stage
-# per call (the twin finished, the episode drawn and started, its first day's draws, its
-# landscapes): all at once it took up to 2-3 ms, longer than a vec env's learner computes
-# between two steps, so the step it waits for was held up.
-START_AHEAD = 12
+# per call (``BidPacingEnv._prepare_next``: about 12 stages for a new market): all at once it
+# took up to 2-3 ms, longer than a vec env's learner computes between two steps, so the step
+# it waits for was held up.
+START_AHEAD = 16
+TWIN_STEPS_PER_STAGE = 4  # the twin's steps played ahead in one of those stages
 ScenarioSource = Scenario | str | Path | dict[str, Any]
 
 
@@ -166,6 +168,7 @@ class _Ahead:
     rng_state: Mapping[str, Any]  # ``np_random``'s bit generator before the draws
     pool: list[_Episode]  # the replay pool before the draws
     settings: tuple[Any, ...]  # the env's settings it was drawn with (``_settings``)
+    universe_drawn: bool = False  # its universe drawn (a stage before its market's)
     start: _Start | None = None  # its players, once started
 
 
@@ -360,15 +363,17 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def _prepare_next(self) -> None:
         """One stage of the next episode of a reset without seed or options (a vec env's
-        autoreset, inside the last step): the twin played to its end and recorded (the next
-        episode may replay this one); the episode drawn; its market (the universe); its
-        players started; its first day's draws (``EpisodeMarket.draw_ahead``); its first
-        step's landscapes. ``reset`` with a seed or options puts the draws back. Steps draw
-        nothing from ``np_random``, so drawing before them changes no number."""
+        autoreset, inside the last step): the twin played to its end and recorded, a few
+        steps per stage (the next episode may replay this one); the episode drawn; its
+        universe; its market (the conversion values' table); its players started; its first
+        day's draws and landscapes (``MarketSimulator.work_ahead``). ``reset`` with a seed or
+        options puts the draws back. Steps draw nothing from ``np_random``, so drawing before
+        them changes no number."""
         baseline, ahead = self._baseline, self._ahead
         if ahead is None:
             if baseline is not None and not baseline.sim.done:
-                self._twin_step(baseline.sim.n_steps - 1)
+                twin = baseline.sim
+                self._twin_step(min(twin.step_index + TWIN_STEPS_PER_STAGE, twin.n_steps) - 1)
                 self._finish_twin()
                 return
             self._finish_twin()
@@ -381,13 +386,17 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
             return
         episode = ahead.episode
         if episode.market is None:
-            episode.market = episode_market(episode.scenario, episode.seed)
+            if not ahead.universe_drawn:
+                universe_for(episode.scenario)
+                ahead.universe_drawn = True
+            else:
+                episode.market = episode_market(episode.scenario, episode.seed)
             return
         if ahead.start is None:
             ahead.start = self._start(episode)
             return
         player = ahead.start.player
-        if player.sim.market.draw_ahead(0):
+        if player.sim.work_ahead(0, GRID):
             player.state.prepare()
 
     def _finish_twin(self) -> None:

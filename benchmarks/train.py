@@ -58,6 +58,8 @@ class _StepClock(gym.Wrapper):  # type: ignore[type-arg]
         # learner waits for, however small the mean (see ``main``).
         self.long_calls = 0
         self.long_cpu = 0.0
+        self.long_steps = 0  # steps over LONG_AHEAD (the learner's group does in its step
+        # what it had no time to do ahead)
         self.steps = 0
         try:
             self._prepare = env.get_wrapper_attr("prepare")
@@ -78,7 +80,9 @@ class _StepClock(gym.Wrapper):  # type: ignore[type-arg]
     def step(self, action: Any) -> Any:
         start = time.thread_time()
         result = self.env.step(action)
-        self.step_cpu += time.thread_time() - start
+        spent = time.thread_time() - start
+        self.step_cpu += spent
+        self.long_steps += spent > LONG_AHEAD
         self.steps += 1
         return result
 
@@ -175,9 +179,16 @@ def main() -> None:
                 f"against {1e6 / rate_p:,.0f} us; env CPU per step {cpu:,.0f} us + {ahead:,.0f} "
                 f"us ahead against {cpu_p:,.0f} us)"
             )
-        calls, long_calls, ahead_cpu, long_cpu = (
+        calls, long_calls, ahead_cpu, long_cpu, steps, long_steps = (
             sum(ours.venv.get_attr(name))
-            for name in ("prepare_calls", "long_calls", "prepare_cpu", "long_cpu")
+            for name in (
+                "prepare_calls",
+                "long_calls",
+                "prepare_cpu",
+                "long_cpu",
+                "steps",
+                "long_steps",
+            )
         )
     finally:
         ours.venv.close()
@@ -199,7 +210,8 @@ def main() -> None:
     print(
         f"work-ahead calls of BidPacing-v0 over {LONG_AHEAD * 1e3:g} ms: "
         f"{100 * long_calls / max(calls, 1):.2f}% of {calls:,} calls, "
-        f"{100 * long_cpu / max(ahead_cpu, 1e-12):.0f}% of the work-ahead CPU"
+        f"{100 * long_cpu / max(ahead_cpu, 1e-12):.0f}% of the work-ahead CPU; steps over "
+        f"{LONG_AHEAD * 1e3:g} ms: {100 * long_steps / max(steps, 1):.2f}% of {steps:,}"
     )
 
 

@@ -188,7 +188,7 @@ def _check_drawn_ahead(
     budgets = reference.comp_click is not None
     queries, competitors = reference.whole["keyword"].shape[0], scenario.market.competitors
     parts = -(-queries // max(1, 300 // max(competitors, 1)))
-    assert stages == (7 if budgets else 4 + parts)
+    assert stages == (9 if budgets else 6 + parts)
     assert market.draw_ahead(day) and list(market._days) == [day] and not market._drawing
     half = EpisodeMarket(scenario, uni, seed)
     half.draw_ahead(day)

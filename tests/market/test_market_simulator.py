@@ -384,10 +384,10 @@ def test_prepare_draws_the_next_day_a_stage_at_a_time(small: Scenario) -> None:
     while not any(day == 1 for day, _ in market.day_landscapes):
         sim.prepare(grid)
         calls += 1
-    # A stage per call: the queries, their uniforms, the jitter table, the ranks, the steps,
-    # then the landscapes of each LANDSCAPE_PART_STEPS steps.
+    # A stage per call: the queries, their order (two halves), their uniforms, the jitter
+    # table, the ranks, the steps, then the landscapes of each LANDSCAPE_PART_STEPS steps.
     parts = -(-steps // simulator_module.LANDSCAPE_PART_STEPS)
-    assert calls == 5 + parts
+    assert calls == 7 + parts
     assert sorted(market._days) == [0, 1] and not market._drawing
     assert not market.landscape_stages
     assert sorted(day for day, _ in market.day_landscapes) == [0, 1]

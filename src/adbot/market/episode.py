@@ -34,10 +34,10 @@ from __future__ import annotations
 import bisect
 import functools
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import numba
 import numpy as np
@@ -223,6 +223,18 @@ class _BidDraw:
     check_reserve: np.ndarray  # (C,) bool: may a bid of this competitor fall under the reserve?
 
 
+_T = TypeVar("_T")
+
+
+def _exhaust(stages: Generator[None, None, _T]) -> _T:
+    """What a generator of stages returns, all its stages run."""
+    while True:
+        try:
+            next(stages)
+        except StopIteration as stop:
+            return cast(_T, stop.value)
+
+
 # (competitor, query) draws ranked per stage of ``EpisodeMarket.draw_ahead``: a few hundred
 # microseconds.
 _RANK_CELLS = 40_000
@@ -291,10 +303,11 @@ class EpisodeMarket:
         return drawn
 
     def draw_ahead(self, day: int) -> bool:
-        """Draw the next stage of day ``day`` (the queries; their uniforms; the competitors'
-        jitter table; their ranks, in parts for a large day, or with budgets their bids,
-        their clicks, then the budgets served; the day's steps: each a few hundred
-        microseconds); True, drawing nothing, once the day is drawn.
+        """Draw the next stage of day ``day`` (the queries; their serving order, in two
+        halves; their uniforms; the competitors' jitter table; their ranks, in parts for a
+        large day, or with budgets their bids, their clicks, then the budgets served; the
+        day's steps: each a few hundred microseconds); True, drawing nothing, once the day
+        is drawn.
 
         The same draws as drawing the day at once, in the same order from the day's own
         generator, only spread out: a vec env's worker calls this between steps, and a whole
@@ -316,7 +329,9 @@ class EpisodeMarket:
 
     def _draw_stages(self, day: int) -> Iterator[None]:
         rng = self._rng(day)
-        keyword, step_of, sizes = self._draw_queries(day, rng)
+        keyword, sizes = self._draw_queries(day, rng)
+        yield
+        step_of = yield from self._shuffle_steps(rng, keyword, sizes)
         yield
         drawn, bits = self._draw_uniforms(rng, keyword, step_of, sizes)
         yield
@@ -331,7 +346,9 @@ class EpisodeMarket:
         """The day's draws before its steps are made (with competitor budgets, their bids
         and clicks, not yet served), drawn at once: the tests compare them with a reference."""
         rng = self._rng(day)
-        drawn, bits = self._draw_uniforms(rng, *self._draw_queries(day, rng))
+        keyword, sizes = self._draw_queries(day, rng)
+        step_of = _exhaust(self._shuffle_steps(rng, keyword, sizes))
+        drawn, bits = self._draw_uniforms(rng, keyword, step_of, sizes)
         for _ in self._draw_competitors(day, rng, drawn, bits):
             pass
         return drawn
@@ -341,22 +358,30 @@ class EpisodeMarket:
         sequence = np.random.SeedSequence(entropy, spawn_key=(day,))
         return np.random.Generator(np.random.SFC64(sequence))
 
-    def _draw_queries(
-        self, day: int, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The day's queries: their keywords in serving order, the step of each and the
-        queries per step (the generator's first draws)."""
+    def _draw_queries(self, day: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The day's queries (the generator's first draws): their keywords, grouped by step
+        and keyword (``_shuffle_steps`` puts each step in serving order), and the queries
+        per step."""
         uni = self.universe
         spd = self.scenario.horizon.steps_per_day
         first = day * spd
         counts = rng.poisson(np.outer(uni.step_queries[first : first + spd], uni.volume_share))
-        sizes = counts.sum(axis=1)
         keyword = np.repeat(np.tile(np.arange(counts.shape[1]), spd), counts.ravel())
+        return keyword, counts.sum(axis=1)
+
+    @staticmethod
+    def _shuffle_steps(
+        rng: np.random.Generator, keyword: np.ndarray, sizes: np.ndarray
+    ) -> Generator[None, None, np.ndarray]:
+        """Shuffle each step's queries in place, in order, the first half of the steps
+        before a stage ends (a yield) and the rest after; returns the step of each query."""
         ends = np.cumsum(sizes)
-        for start, end in zip(ends - sizes, ends, strict=True):
+        half = sizes.shape[0] // 2
+        for step, (start, end) in enumerate(zip(ends - sizes, ends, strict=True)):
+            if step == half:
+                yield
             rng.shuffle(keyword[start:end])
-        step_of = np.repeat(np.arange(spd), sizes)
-        return keyword, step_of, sizes
+        return np.repeat(np.arange(sizes.shape[0]), sizes)
 
     def _draw_uniforms(
         self, rng: np.random.Generator, keyword: np.ndarray, step_of: np.ndarray, sizes: np.ndarray

@@ -26,7 +26,7 @@ from adbot.market.universe import expected_step_queries
 
 # Steps of a day whose landscapes are computed in one pass (a stage of ``work_ahead``: a few
 # hundred microseconds).
-LANDSCAPE_PART_STEPS = 8
+LANDSCAPE_PART_STEPS = 4
 
 
 class _Row:

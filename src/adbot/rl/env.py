@@ -12,7 +12,12 @@ import numpy as np
 from gymnasium import spaces
 
 from adbot.errors import InvalidInput
-from adbot.market.episode import EpisodeMarket, episode_market, universe_for
+from adbot.market.episode import (
+    EpisodeMarket,
+    episode_market,
+    lognormal_quantiles,
+    universe_for,
+)
 from adbot.market.scenario import Scenario, load_scenario, random_scenario
 from adbot.market.simulator import MarketSimulator, StepOutcome
 from adbot.rl.features import FEATURE_NAMES, N_FEATURES, OBS_BOUND, PacingState
@@ -25,11 +30,11 @@ MAX_EPISODE_STEPS = 31 * 24  # a month of hourly steps; longer scenarios are tru
 # totals), so a replay draws nothing.
 REPLAY_POOL = 4
 # ``prepare`` starts the next episode this many steps before the current one ends, one stage
-# per call (``BidPacingEnv._prepare_next``: about 12 stages for a new market): all at once it
+# per call (``BidPacingEnv._prepare_next``: 15-25 stages for a new market): all at once it
 # took up to 2-3 ms, longer than a vec env's learner computes between two steps, so the step
 # it waits for was held up.
-START_AHEAD = 16
-TWIN_STEPS_PER_STAGE = 4  # the twin's steps played ahead in one of those stages
+START_AHEAD = 32
+TWIN_STEPS_PER_STAGE = 8  # the twin's steps played ahead in one of those stages
 ScenarioSource = Scenario | str | Path | dict[str, Any]
 
 
@@ -168,7 +173,7 @@ class _Ahead:
     rng_state: Mapping[str, Any]  # ``np_random``'s bit generator before the draws
     pool: list[_Episode]  # the replay pool before the draws
     settings: tuple[Any, ...]  # the env's settings it was drawn with (``_settings``)
-    universe_drawn: bool = False  # its universe drawn (a stage before its market's)
+    market_stages: int = 0  # stages of its market done (``_prepare_next``)
     start: _Start | None = None  # its players, once started
 
 
@@ -365,7 +370,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         """One stage of the next episode of a reset without seed or options (a vec env's
         autoreset, inside the last step): the twin played to its end and recorded, a few
         steps per stage (the next episode may replay this one); the episode drawn; its
-        universe; its market (the conversion values' table); its players started; its first
+        universe, its conversion values' table, its market; its players started; its first
         day's draws and landscapes (``MarketSimulator.work_ahead``). ``reset`` with a seed or
         options puts the draws back. Steps draw nothing from ``np_random``, so drawing before
         them changes no number."""
@@ -386,11 +391,15 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
             return
         episode = ahead.episode
         if episode.market is None:
-            if not ahead.universe_drawn:
+            # The universe, the conversion values' table (both memoised), then the market.
+            if ahead.market_stages == 0:
                 universe_for(episode.scenario)
-                ahead.universe_drawn = True
+            elif ahead.market_stages == 1:
+                value = episode.scenario.campaign.conversion_value
+                lognormal_quantiles(value.mean, value.sd_log)
             else:
                 episode.market = episode_market(episode.scenario, episode.seed)
+            ahead.market_stages += 1
             return
         if ahead.start is None:
             ahead.start = self._start(episode)

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adbot.market import MarketSimulator
+from adbot.market import episode as episode_module
 from adbot.market.auction import (
     AMOUNT_ROWS,
     COUNT_ROWS,
@@ -280,3 +281,24 @@ def test_entry_and_jitter_table_is_lognormal_with_the_participation(
     assert table[inside].mean() == pytest.approx(1.0, rel=2e-3)  # mean-preserving
     assert np.log(table[inside]).std() == pytest.approx(sd, rel=1e-2, abs=1e-6)
     assert (np.diff(table[inside]) >= 0).all()  # an inverse CDF
+
+
+@pytest.mark.parametrize(("sd", "participation"), [(0.15, 0.6), (0.5, 1.0), (0.3, 0.01)])
+def test_jitter_table_in_parts_is_the_table_at_once(
+    sd: float, participation: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The work ahead computes a new table a part at a time (``_jitter_table_stages``): the
+    same floats as at once, and memoised like it."""
+    episode_module._JITTER_TABLES.clear()
+    at_once = entry_jitter_table(sd, participation).copy()
+    episode_module._JITTER_TABLES.clear()
+    monkeypatch.setattr(episode_module, "_JITTER_PART", 1000)
+    stages = episode_module._jitter_table_stages(sd, participation)
+    parts = 0
+    with pytest.raises(StopIteration) as done:
+        while True:
+            next(stages)
+            parts += 1
+    assert parts == max(0, -(-int((at_once > 0).sum()) // 1000) - 1)
+    assert np.array_equal(done.value.value, at_once)
+    assert entry_jitter_table(sd, participation) is done.value.value  # memoised

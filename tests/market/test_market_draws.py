@@ -176,19 +176,21 @@ def _check_day(scenario: Scenario, uni: Universe, seed: int, day: int) -> _Refer
 def _check_drawn_ahead(
     scenario: Scenario, uni: Universe, seed: int, day: int, reference: _ReferenceDay
 ) -> None:
-    """Drawn a stage at a time (``draw_ahead``, in parts of at most a few hundred (competitor,
-    query) draws here), the day is the reference too, before any other day is drawn."""
+    """Drawn a stage at a time (``draw_ahead``, ranked or served with budgets in parts of at
+    most a few hundred (competitor, query) draws here), the day is the reference too, before
+    any other day is drawn."""
     market = EpisodeMarket(scenario, uni, seed)
     stages = 0
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(episode_module, "_RANK_CELLS", 300)
+        patch.setattr(episode_module, "_BUDGET_CELLS", 300)
         while not market.draw_ahead(day):
             stages += 1
             assert stages < 10_000
     budgets = reference.comp_click is not None
     queries, competitors = reference.whole["keyword"].shape[0], scenario.market.competitors
     parts = -(-queries // max(1, 300 // max(competitors, 1)))
-    assert stages == (9 if budgets else 6 + parts)
+    assert stages == (8 + parts if budgets else 6 + parts)
     assert market.draw_ahead(day) and list(market._days) == [day] and not market._drawing
     half = EpisodeMarket(scenario, uni, seed)
     half.draw_ahead(day)
@@ -356,10 +358,15 @@ def _reference_jitter_table(sd: float, participation: float) -> np.ndarray:
     [1.0, 0.6, 1 / 2**16, 1.5 / 2**16, np.nextafter(0.5 + 0.5 / 2**16, 0.0), 0.5 + 0.5 / 2**16],
 )
 def test_tables_are_their_vectorised_definitions(sd: float, participation: float) -> None:
-    """Computed in place and, for the jitter, on the entering cells only: bit for bit the
-    whole-array definitions (every drawn bid depends on them)."""
+    """Computed in place and, for the jitter, on the entering cells only, at once or in parts
+    of 1,000 cells (as the work ahead does): bit for bit the whole-array definitions (every
+    drawn bid depends on them)."""
     expected = _reference_jitter_table(sd, participation)
-    table = entry_jitter_table.__wrapped__(sd, float(participation))
-    assert table.dtype == np.float32 and table.tobytes() == expected.tobytes()
+    for part in (2**16, 1000):
+        episode_module._JITTER_TABLES.clear()  # computed, not memoised
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(episode_module, "_JITTER_PART", part)
+            table = entry_jitter_table(sd, float(participation))
+        assert table.dtype == np.float32 and table.tobytes() == expected.tobytes()
     values = lognormal_quantiles.__wrapped__(37.5, sd)
     assert values.tobytes() == _reference_lognormal(37.5, sd).tobytes()

@@ -158,7 +158,6 @@ def _feed(top: np.ndarray, carry: np.ndarray, fed: int) -> None:
         _compare_exchange(top[j], carry)
 
 
-@functools.lru_cache(maxsize=64)
 def entry_jitter_table(sd: float, participation: float) -> np.ndarray:
     """(65,536,) float32: a competitor's bid multiplier for each 16-bit uniform u, 0 = stays out.
 
@@ -168,21 +167,44 @@ def entry_jitter_table(sd: float, participation: float) -> np.ndarray:
     uniforms the participation is rounded to 1/65,536 and the jitter takes about
     ``65,536 x participation`` equally likely values. One table lookup per (competitor,
     query) is the whole draw, which matters: this is the simulator's hottest loop.
+    Memoised (the last 64 tables).
     """
-    midpoints = _cell_midpoints()
-    # u / participation grows with u (IEEE division is monotone), so the cells that enter are
-    # a prefix; only their jitter is computed (random training scenarios never repeat a
-    # table, so each is new work and new memory).
-    entering = bisect.bisect_left(
-        range(_CELLS), True, key=lambda i: float(midpoints[i]) / participation >= 1.0
-    )
-    share = midpoints[:entering] / participation
-    cells = np.multiply(share, _CELLS, out=share)
-    np.minimum(cells, _CELLS - 1, out=cells)
-    jitter = _to_lognormal(_normal_quantiles()[cells.astype(np.intp)], 1.0, sd)
-    table = np.zeros(_CELLS, dtype=np.float32)
-    table[:entering] = jitter
+    return _exhaust(_jitter_table_stages(sd, participation))
+
+
+def _jitter_table_stages(sd: float, participation: float) -> Generator[None, None, np.ndarray]:
+    """``entry_jitter_table``, its jitter computed ``_JITTER_PART`` cells at a time, a stage
+    (a yield) between parts: up to a millisecond at once. ``_to_lognormal`` gives the same
+    floats on any part of the quantiles as on all of them."""
+    key = (sd, participation)
+    table = _JITTER_TABLES.get(key)
+    if table is None:
+        midpoints = _cell_midpoints()
+        # u / participation grows with u (IEEE division is monotone), so the cells that enter
+        # are a prefix; only their jitter is computed (random training scenarios never repeat
+        # a table, so each is new work and new memory).
+        entering = bisect.bisect_left(
+            range(_CELLS), True, key=lambda i: float(midpoints[i]) / participation >= 1.0
+        )
+        share = midpoints[:entering] / participation
+        cells = np.multiply(share, _CELLS, out=share)
+        np.minimum(cells, _CELLS - 1, out=cells)
+        rows = cells.astype(np.intp)
+        table = np.zeros(_CELLS, dtype=np.float32)
+        for start in range(0, entering, _JITTER_PART):
+            if start:
+                yield
+            end = min(start + _JITTER_PART, entering)
+            table[start:end] = _to_lognormal(_normal_quantiles()[rows[start:end]], 1.0, sd)
+        _JITTER_TABLES[key] = table
+        while len(_JITTER_TABLES) > 64:
+            _JITTER_TABLES.popitem(last=False)
+    _JITTER_TABLES.move_to_end(key)
     return table
+
+
+_JITTER_TABLES: OrderedDict[tuple[float, float], np.ndarray] = OrderedDict()
+_JITTER_PART = 1 << 14  # cells of a jitter table computed per stage
 
 
 @functools.lru_cache(maxsize=64)
@@ -235,9 +257,10 @@ def _exhaust(stages: Generator[None, None, _T]) -> _T:
             return cast(_T, stop.value)
 
 
-# (competitor, query) draws ranked per stage of ``EpisodeMarket.draw_ahead``: a few hundred
-# microseconds.
+# (competitor, query) draws ranked, and bids served with budgets, per stage of
+# ``EpisodeMarket.draw_ahead``: a few hundred microseconds.
 _RANK_CELLS = 40_000
+_BUDGET_CELLS = 20_000
 
 
 class EpisodeMarket:
@@ -304,9 +327,9 @@ class EpisodeMarket:
 
     def draw_ahead(self, day: int) -> bool:
         """Draw the next stage of day ``day`` (the queries; their serving order, in two
-        halves; their uniforms; the competitors' jitter table; their ranks, in parts for a
-        large day, or with budgets their bids, their clicks, then the budgets served; the
-        day's steps: each a few hundred microseconds); True, drawing nothing, once the day
+        halves; their uniforms; the competitors' jitter table, in parts; their ranks, in parts for a
+        large day, or with budgets their bids, their clicks, then the budgets served, in parts;
+        the day's steps: each a few hundred microseconds); True, drawing nothing, once the day
         is drawn.
 
         The same draws as drawing the day at once, in the same order from the day's own
@@ -337,7 +360,7 @@ class EpisodeMarket:
         yield
         yield from self._draw_competitors(day, rng, drawn, bits)
         if drawn.comp_bid is not None:
-            drawn.comp_rank = _serve_budgets(drawn, self.universe, self.scenario)[1]
+            _, drawn.comp_rank = yield from _serving_budgets(drawn, self.universe, self.scenario)
             yield
         self._days[day] = self._split(day, drawn)
         del self._drawing[day]
@@ -403,7 +426,8 @@ class EpisodeMarket:
         ``_RANK_CELLS`` (competitor, query) draws, each query's ranks being its own."""
         market, uni = self.scenario.market, self.universe
         keyword, step_of = day_market.keyword, day_market.step_of
-        draw = self._bid_draw(day, day_market.sizes)  # a new jitter table: ~0.5 ms
+        yield from _jitter_table_stages(market.bid_noise, market.participation)
+        draw = self._bid_draw(day, day_market.sizes)
         yield
         if uni.competitor_budget is None:
             cpc_quality = uni.competitor_cpc * uni.competitor_quality
@@ -565,9 +589,16 @@ def _serve_competitor_budgets(
     budget: np.ndarray,
     position_ctr: np.ndarray,
     reserve: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(C,) int64: the query from which each competitor is out of budget (Q: never), and
-    (slots, Q) float32: the top ranks of each query among the competitors still in.
+    out_from: np.ndarray,
+    spent: np.ndarray,
+    day_ranks: np.ndarray,
+    start: int,
+    end: int,
+) -> None:
+    """Serve the day's queries ``start..end-1``, in place: ``out_from`` (C,) int64, the query
+    from which each competitor is out of budget (Q: not yet), ``spent`` (C,) each one's spend
+    so far, and ``day_ranks`` (slots, Q) float32, the top ranks of each query among the
+    competitors still in. Consecutive ranges from 0 give what one pass over the day gives.
 
     Serves the day query by query: ``bid`` (C, Q) float32, 0 = does not enter; ``quality``
     and ``click_factor`` (C, K) float64, the latter ``quality_factor(quality)``. A running
@@ -577,12 +608,9 @@ def _serve_competitor_budgets(
     """
     c, q = bid.shape
     slots = position_ctr.shape[0]
-    out_from = np.full(c, q, dtype=np.int64)
-    day_ranks = np.zeros((slots, q), dtype=np.float32)
-    spent = np.zeros(c)
     top_who = np.empty(slots + 1, dtype=np.int64)
     top_rank = np.empty(slots + 1)
-    for t in range(q):
+    for t in range(start, end):
         k = keyword[t]
         filled = 0
         floor = 0.0
@@ -613,26 +641,49 @@ def _serve_competitor_budgets(
             below = top_rank[j + 1] if j + 1 < filled else 0.0
             price = max(reserve, below / quality[who, k]) + 0.01
             spent[who] += min(np.float64(bid[who, t]), price)
-    return out_from, day_ranks
 
 
 def _serve_budgets(drawn: _Day, uni: Universe, scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
     """The day's competitor bids served with budgets (see the module docstring): the query
     from which each competitor is out, and each query's top ranks among those still in."""
+    return _exhaust(_serving_budgets(drawn, uni, scenario))
+
+
+def _serving_budgets(
+    drawn: _Day, uni: Universe, scenario: Scenario
+) -> Generator[None, None, tuple[np.ndarray, np.ndarray]]:
+    """``_serve_budgets`` a part of about ``_BUDGET_CELLS`` (competitor, query) bids at a time,
+    a stage (a yield) between parts."""
     assert uni.competitor_budget is not None and drawn.comp_bid is not None
     assert drawn.comp_click is not None
     market = scenario.market
     quality = uni.competitor_quality.astype(np.float64)
-    return _serve_competitor_budgets(
-        drawn.comp_bid,
-        drawn.keyword,
-        quality,
-        quality_factor(quality),
-        drawn.comp_click,
-        uni.competitor_budget,
-        np.asarray(market.position_ctr, dtype=np.float64),
-        float(market.reserve_cpc),
-    )
+    click_factor = quality_factor(quality)
+    position_ctr = np.asarray(market.position_ctr, dtype=np.float64)
+    competitors, n_queries = drawn.comp_bid.shape
+    out_from = np.full(competitors, n_queries, dtype=np.int64)
+    spent = np.zeros(competitors)
+    day_ranks = np.zeros((position_ctr.shape[0], n_queries), dtype=np.float32)
+    part = max(1, _BUDGET_CELLS // max(competitors, 1))
+    for start in range(0, n_queries, part):
+        if start:
+            yield
+        _serve_competitor_budgets(
+            drawn.comp_bid,
+            drawn.keyword,
+            quality,
+            click_factor,
+            drawn.comp_click,
+            uni.competitor_budget,
+            position_ctr,
+            float(market.reserve_cpc),
+            out_from,
+            spent,
+            day_ranks,
+            start,
+            min(start + part, n_queries),
+        )
+    return out_from, day_ranks
 
 
 _CACHE: OrderedDict[tuple[str, int], EpisodeMarket] = OrderedDict()

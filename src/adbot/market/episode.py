@@ -327,10 +327,10 @@ class EpisodeMarket:
 
     def draw_ahead(self, day: int) -> bool:
         """Draw the next stage of day ``day`` (the queries; their serving order, in two
-        halves; their uniforms; the competitors' jitter table, in parts; their ranks, in parts for a
-        large day, or with budgets their bids, their clicks, then the budgets served, in parts;
-        the day's steps: each a few hundred microseconds); True, drawing nothing, once the day
-        is drawn.
+        halves; their uniforms; the competitors' jitter table, in parts; their ranks, in
+        parts for a large day, or with budgets their bids, their clicks, then the budgets
+        served, in parts; the day's steps: each a few hundred microseconds); True, drawing
+        nothing, once the day is drawn.
 
         The same draws as drawing the day at once, in the same order from the day's own
         generator, only spread out: a vec env's worker calls this between steps, and a whole
@@ -351,6 +351,17 @@ class EpisodeMarket:
         return stages
 
     def _draw_stages(self, day: int) -> Iterator[None]:
+        drawn = yield from self._drawing_day(day)
+        if drawn.comp_bid is not None:
+            _, drawn.comp_rank = yield from _serving_budgets(drawn, self.universe, self.scenario)
+            yield
+        self._days[day] = self._split(day, drawn)
+        del self._drawing[day]
+
+    def _drawing_day(self, day: int) -> Generator[None, None, _Day]:
+        """The day's draws, a stage at a time, in the order its generator gives them: the
+        queries, their serving order, their uniforms, the competitors' ranks (with budgets,
+        their bids and clicks, not yet served)."""
         rng = self._rng(day)
         keyword, sizes = self._draw_queries(day, rng)
         yield
@@ -359,22 +370,11 @@ class EpisodeMarket:
         drawn, bits = self._draw_uniforms(rng, keyword, step_of, sizes)
         yield
         yield from self._draw_competitors(day, rng, drawn, bits)
-        if drawn.comp_bid is not None:
-            _, drawn.comp_rank = yield from _serving_budgets(drawn, self.universe, self.scenario)
-            yield
-        self._days[day] = self._split(day, drawn)
-        del self._drawing[day]
+        return drawn
 
     def _draw_day(self, day: int) -> _Day:
-        """The day's draws before its steps are made (with competitor budgets, their bids
-        and clicks, not yet served), drawn at once: the tests compare them with a reference."""
-        rng = self._rng(day)
-        keyword, sizes = self._draw_queries(day, rng)
-        step_of = _exhaust(self._shuffle_steps(rng, keyword, sizes))
-        drawn, bits = self._draw_uniforms(rng, keyword, step_of, sizes)
-        for _ in self._draw_competitors(day, rng, drawn, bits):
-            pass
-        return drawn
+        """``_drawing_day`` at once (the tests compare it with a reference)."""
+        return _exhaust(self._drawing_day(day))
 
     def _rng(self, day: int) -> np.random.Generator:
         entropy = [self.scenario.seed, self.episode_seed, _EPISODE_TAG]
@@ -420,7 +420,7 @@ class EpisodeMarket:
 
     def _draw_competitors(
         self, day: int, rng: np.random.Generator, day_market: _Day, bits: np.ndarray
-    ) -> Iterator[None]:
+    ) -> Generator[None, None, None]:
         """The competitors' top ranks of each query (or, with budgets, their bids and click
         uniforms) from ``bits``; a stage (a yield) after each part of about
         ``_RANK_CELLS`` (competitor, query) draws, each query's ranks being its own."""

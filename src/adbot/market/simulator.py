@@ -283,9 +283,8 @@ class MarketSimulator:
         queries, step_of = self.market.whole_day(key[0])
         grid = np.asarray(alphas, dtype=np.float64)
         spd = self.steps_per_day
-        bounds = np.searchsorted(step_of, np.arange(0, spd + 1, LANDSCAPE_PART_STEPS)).tolist()
-        if bounds[-1] != step_of.shape[0]:
-            bounds.append(step_of.shape[0])
+        firsts = np.arange(0, spd, LANDSCAPE_PART_STEPS)  # each part's first step
+        bounds = [*np.searchsorted(step_of, firsts).tolist(), step_of.shape[0]]
         parts = []
         for part, (start, end) in enumerate(itertools.pairwise(bounds)):
             if part:

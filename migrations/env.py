@@ -1,9 +1,12 @@
 """Alembic environment: a synchronous connection to the URL from AdBot's settings.
 
 URL, first found: ``Config.attributes["url"]`` (``adbot db``, the test harness),
-``alembic -x url=...``, then ``settings.db.url``. SQLite gets batch mode (ALTER TABLE is
-limited there) and runs with foreign keys off, as Alembic recommends for table rebuilds;
-``PRAGMA foreign_key_check`` afterwards refuses a migration that broke a reference.
+``alembic -x url=...``, then ``settings.db.url``. The revision is stamped in
+``adbot_alembic_version`` (``adbot.db.migrate.VERSION_TABLE``), not Alembic's default table,
+which Optuna's study storage in the same database stamps its own schema in. SQLite gets
+batch mode (ALTER TABLE is limited there) and runs with foreign keys off, as Alembic
+recommends for table rebuilds; ``PRAGMA foreign_key_check`` afterwards refuses a migration
+that broke a reference.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from sqlalchemy import Connection
 
 from adbot.config import get_settings
 from adbot.db.engine import create_db_engine
-from adbot.db.migrate import COMPARE_OPTIONS, target_metadata
+from adbot.db.migrate import COMPARE_OPTIONS, VERSION_TABLE, adopt_legacy_stamp, target_metadata
 
 config = context.config
 
@@ -36,6 +39,7 @@ def run_migrations_offline() -> None:
         target_metadata=target_metadata(),
         literal_binds=True,
         render_as_batch=url.startswith("sqlite"),
+        version_table=VERSION_TABLE,
         **COMPARE_OPTIONS,
     )
     with context.begin_transaction():
@@ -49,9 +53,14 @@ def _migrate(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         # AdBot's SQLite engine emits real BEGINs, so a failed migration rolls back whole.
         transactional_ddl=True,
+        version_table=VERSION_TABLE,
         **COMPARE_OPTIONS,
     )
     with context.begin_transaction():
+        # A database stamped by an older AdBot in Alembic's default table (which Optuna and
+        # MLflow use too): move the stamp to AdBot's own first.
+        known = {revision.revision for revision in context.script.walk_revisions()}
+        adopt_legacy_stamp(connection, known)
         context.run_migrations()
 
 

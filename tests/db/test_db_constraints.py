@@ -247,7 +247,7 @@ def test_every_unique_key_is_tested(db_session: Session) -> None:
         text(
             "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
             "AND indexdef LIKE 'CREATE UNIQUE INDEX%' AND indexname NOT LIKE 'pk\\_%' "
-            "AND tablename <> 'alembic_version'"
+            "AND tablename <> 'adbot_alembic_version'"
         )
     ).scalars()
     assert set(in_database) == {unique.name for unique in UNIQUES}
@@ -309,7 +309,7 @@ def test_account_delete_cascades_through_everything(
     accounts = tables.tables["accounts"]
     any_session.execute(delete(accounts).where(accounts.c.id == world.ids["accounts"][0]))
     for name, table in tables.tables.items():
-        if name in ("accounts", "users", "alembic_version"):
+        if name in ("accounts", "users", "adbot_alembic_version"):
             continue
         assert any_session.execute(select(func.count()).select_from(table)).scalar() == 0, name
     remaining_users = any_session.execute(select(tables.tables["users"].c.email)).scalars()

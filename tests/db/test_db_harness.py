@@ -16,7 +16,9 @@ def test_each_worker_has_its_own_migrated_database(pg_url: str, db_session: Sess
     name = db_session.execute(text("SELECT current_database()")).scalar_one()
     assert re.fullmatch(r"adbot_test_(main|gw\d+)_[0-9a-f]{8}", name)
     assert name in pg_url
-    revision = db_session.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    revision = db_session.execute(
+        text("SELECT version_num FROM adbot_alembic_version")
+    ).scalar_one()
     assert (revision,) == head_revisions()
 
 
@@ -33,7 +35,9 @@ def test_commits_inside_db_session_stay_invisible_outside(
 
 def test_sqlite_session_is_migrated_and_enforces_foreign_keys(sqlite_session: Session) -> None:
     assert sqlite_session.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
-    revision = sqlite_session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    revision = sqlite_session.execute(
+        text("SELECT version_num FROM adbot_alembic_version")
+    ).scalar()
     assert (revision,) == head_revisions()
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 from sqlalchemy import Engine, inspect, make_url, text
 
@@ -108,11 +109,12 @@ def test_upgrade_downgrade_upgrade_leaves_the_same_schema(
 ) -> None:
     migrate.upgrade(empty_url, "head")
     first = snapshot(engine_for)
-    assert len(first) == 21  # the 20 tables and alembic_version
+    assert len(first) == 21  # the 20 tables and adbot_alembic_version
+    assert migrate.VERSION_TABLE in first
     assert migrate.current_revisions(empty_url) == (HEAD,)
 
     migrate.downgrade("base", empty_url)
-    assert set(inspect(engine_for).get_table_names()) <= {"alembic_version"}
+    assert set(inspect(engine_for).get_table_names()) <= {migrate.VERSION_TABLE}
     assert migrate.current_revisions(empty_url) == ()
 
     migrate.upgrade(empty_url, "head")
@@ -223,6 +225,57 @@ def test_check_reports_drift(
     assert "add a migration" in result.stderr
 
 
+def _stamp_the_old_way(engine: Engine, revision: str) -> None:
+    """Leave the database stamped as AdBot versions before ``VERSION_TABLE`` did."""
+    with engine.begin() as connection:
+        connection.execute(text(f"DROP TABLE {migrate.VERSION_TABLE}"))
+        connection.execute(
+            text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+        )
+        connection.execute(text(f"INSERT INTO alembic_version VALUES ('{revision}')"))
+
+
+def test_a_stamp_in_alembic_version_moves_to_adbots_own_table(
+    empty_url: str, engine_for: Engine, adbot: Callable[..., Result]
+) -> None:
+    migrate.upgrade(empty_url, "0001")
+    _stamp_the_old_way(engine_for, "0001")
+    assert migrate.current_revisions(empty_url) == ("0001",)
+    upgraded = adbot(empty_url, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    tables = set(inspect(engine_for).get_table_names())
+    assert migrate.VERSION_TABLE in tables and "alembic_version" not in tables
+    assert migrate.current_revisions(empty_url) == (HEAD,)
+    assert "no drift" in adbot(empty_url, "db", "check").stdout
+
+
+@pytest.mark.parametrize("first", ["adbot", "optuna"])
+def test_an_optuna_study_lives_beside_adbots_tables(
+    first: str, empty_url: str, engine_for: Engine, adbot: Callable[..., Result]
+) -> None:
+    """``adbot tune`` keeps its study in AdBot's database. Optuna stamps its schema in
+    Alembic's default table, AdBot in its own; neither refuses the other, whichever came
+    first, and ``adbot db check`` does not count Optuna's tables as drift."""
+
+    def study() -> None:
+        optuna.create_study(study_name="s", storage=empty_url, load_if_exists=True).optimize(
+            lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=1
+        )
+
+    for step in (first, "optuna" if first == "adbot" else "adbot"):
+        if step == "adbot":
+            assert adbot(empty_url, "db", "upgrade").returncode == 0
+        else:
+            study()
+    study()  # and again, after both
+    assert migrate.current_revisions(empty_url) == (HEAD,)
+    assert "no drift" in adbot(empty_url, "db", "check").stdout
+    assert len(optuna.load_study(study_name="s", storage=empty_url).trials) == 2
+    with engine_for.connect() as connection:
+        optuna_stamp = connection.execute(text("SELECT version_num FROM alembic_version"))
+        assert optuna_stamp.scalar_one() not in migrate.known_revisions()
+
+
 def test_cli_upgrade_current_downgrade(tmp_path: Path, adbot: Callable[..., Result]) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     assert "base (empty database)" in adbot(url, "db", "current").stdout
@@ -279,7 +332,7 @@ def test_database_at_unknown_revision_says_so(tmp_path: Path, adbot: Callable[..
     migrate.upgrade(url, "head")
     engine = create_db_engine(url)
     with engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = 'f00dcafe'"))
+        connection.execute(text("UPDATE adbot_alembic_version SET version_num = 'f00dcafe'"))
     engine.dispose()
     for command in (("db", "upgrade"), ("db", "check")):
         line = _one_line_error(adbot(url, *command))

@@ -27,9 +27,9 @@ COUNTS = {
 # triggers exclude the internal ones of foreign keys.
 COUNT_SQL = {
     "tables": "SELECT count(*) FROM information_schema.tables WHERE table_schema = "
-    "current_schema() AND table_type = 'BASE TABLE' AND table_name <> 'alembic_version'",
+    "current_schema() AND table_type = 'BASE TABLE' AND table_name <> 'adbot_alembic_version'",
     "indexes": "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() "
-    "AND tablename <> 'alembic_version'",
+    "AND tablename <> 'adbot_alembic_version'",
     "foreign_keys": "SELECT count(*) FROM information_schema.table_constraints WHERE "
     "constraint_schema = current_schema() AND constraint_type = 'FOREIGN KEY'",
     "uniques": "SELECT count(*) FROM information_schema.table_constraints WHERE "
@@ -79,7 +79,7 @@ def test_schema_counts(db_session: Session) -> None:
 
 def test_exactly_the_twenty_tables(pg_engine: Engine, sqlite_engine: Engine) -> None:
     for engine in (pg_engine, sqlite_engine):
-        assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
+        assert set(inspect(engine).get_table_names()) == TABLES | {"adbot_alembic_version"}
 
 
 def test_every_table_reaches_its_account_through_required_references(pg_engine: Engine) -> None:

@@ -8,6 +8,7 @@ import optuna
 import pytest
 
 from adbot.config import load_settings
+from adbot.db import migrate
 from adbot.rl.config import TrainingConfig
 from adbot.rl.tune import suggest_overrides, tune
 
@@ -31,6 +32,7 @@ BASE = TrainingConfig(
 
 def test_study_is_stored_and_resumable(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'adbot.db'}"
+    migrate.upgrade(storage, "head")  # the study lives in AdBot's own, migrated database
     settings = load_settings(data_dir=tmp_path / "data")
     kwargs = {
         "storage_url": storage,
@@ -46,6 +48,7 @@ def test_study_is_stored_and_resumable(tmp_path: Path) -> None:
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert [len(t.intermediate_values) for t in study.trials] == [2, 2]  # reported per eval
     assert set(again.best_params) >= {"learning_rate", "log_std_init", "action_log_range"}
+    assert migrate.current_revisions(storage) == migrate.head_revisions()
 
 
 def test_search_space_gives_valid_configs() -> None:

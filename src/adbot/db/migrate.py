@@ -20,16 +20,44 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Engine, MetaData
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    inspect,
+    select,
+)
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from adbot.config import get_settings, mask_url
 from adbot.db.engine import create_db_engine, database_unavailable, first_line
 from adbot.errors import AdbotError, ConfigError, Conflict, InvalidInput
 
+# AdBot's own Alembic version table. Alembic's default, ``alembic_version``, is where Optuna
+# (``adbot tune`` keeps its study in AdBot's database) and MLflow stamp their own schemas:
+# sharing it, each refuses the other's revision. AdBot versions before this one stamped
+# ``alembic_version``; ``adopt_legacy_stamp`` moves such a stamp on the next upgrade.
+VERSION_TABLE = "adbot_alembic_version"
+LEGACY_VERSION_TABLE = "alembic_version"
+
+
+def _adbot_tables_only(name: str | None, type_: str, parent_names: object) -> bool:
+    """Compare only AdBot's tables: other tools' tables in the same database (Optuna's
+    studies, their version table) are not drift."""
+    return type_ != "table" or name in target_metadata().tables
+
+
 # One set of comparison options for ``alembic revision --autogenerate`` (env.py) and
 # ``adbot db check``, so both see the same drift.
-COMPARE_OPTIONS: dict[str, Any] = {"compare_type": True, "compare_server_default": False}
+COMPARE_OPTIONS: dict[str, Any] = {
+    "compare_type": True,
+    "compare_server_default": False,
+    "include_name": _adbot_tables_only,
+}
 
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -69,14 +97,62 @@ def head_revisions(config: Config | None = None) -> tuple[str, ...]:
     return tuple(ScriptDirectory.from_config(config or alembic_config()).get_heads())
 
 
+def known_revisions(config: Config | None = None) -> set[str]:
+    """Every revision of AdBot's migrations."""
+    script = ScriptDirectory.from_config(config or alembic_config())
+    return {revision.revision for revision in script.walk_revisions()}
+
+
 def current_revisions(url: str | None = None) -> tuple[str, ...]:
-    """The revisions the database is stamped with; empty for an unmigrated database."""
+    """The revisions the database is stamped with; empty for an unmigrated database.
+
+    A database stamped by an AdBot version before ``VERSION_TABLE`` reports the AdBot
+    revisions it holds in ``alembic_version`` (``adbot db upgrade`` moves them)."""
     with (
         _engine(url or get_settings().db.url) as engine,
         _reachable(engine),
         engine.connect() as connection,
     ):
-        return tuple(MigrationContext.configure(connection).get_current_heads())
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        current = tuple(context.get_current_heads())
+        if current:
+            return current
+        return tuple(_legacy_stamp(connection, known_revisions()))
+
+
+def _version_table(name: str) -> Table:
+    """An Alembic version table as Alembic creates it."""
+    return Table(
+        name,
+        MetaData(),
+        Column("version_num", String(32), nullable=False),
+        PrimaryKeyConstraint("version_num", name=f"{name}_pkc"),
+    )
+
+
+def _legacy_stamp(connection: Connection, known: set[str]) -> list[str]:
+    """AdBot's revisions in ``alembic_version`` when there is no ``VERSION_TABLE`` yet."""
+    tables = set(inspect(connection).get_table_names())
+    if VERSION_TABLE in tables or LEGACY_VERSION_TABLE not in tables:
+        return []
+    legacy = _version_table(LEGACY_VERSION_TABLE)
+    return [r for r in connection.execute(select(legacy.c.version_num)).scalars() if r in known]
+
+
+def adopt_legacy_stamp(connection: Connection, known: set[str]) -> list[str]:
+    """Move AdBot's revisions from ``alembic_version`` to ``VERSION_TABLE`` (migrations/env.py
+    calls this inside the migration's transaction). Other tools' rows stay; the old table
+    is dropped once nothing is left in it. Returns the revisions moved."""
+    ours = _legacy_stamp(connection, known)
+    if not ours:
+        return []
+    table, legacy = _version_table(VERSION_TABLE), _version_table(LEGACY_VERSION_TABLE)
+    table.create(connection)
+    connection.execute(table.insert(), [{"version_num": revision} for revision in ours])
+    connection.execute(legacy.delete().where(legacy.c.version_num.in_(ours)))
+    if connection.execute(select(legacy.c.version_num)).first() is None:
+        legacy.drop(connection)
+    return ours
 
 
 def upgrade(url: str | None = None, revision: str = "head") -> None:
@@ -120,7 +196,8 @@ def check(url: str | None = None) -> list[Drift]:
         engine.connect() as connection,
     ):
         context = MigrationContext.configure(
-            connection, opts={**COMPARE_OPTIONS, "target_metadata": metadata}
+            connection,
+            opts={**COMPARE_OPTIONS, "target_metadata": metadata, "version_table": VERSION_TABLE},
         )
         return [_describe(diff) for diff in compare_metadata(context, metadata)]
 

@@ -257,20 +257,25 @@ def test_an_optuna_study_lives_beside_adbots_tables(
     Alembic's default table, AdBot in its own; neither refuses the other, whichever came
     first, and ``adbot db check`` does not count Optuna's tables as drift."""
 
-    def study() -> None:
-        optuna.create_study(study_name="s", storage=empty_url, load_if_exists=True).optimize(
-            lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=1
-        )
+    def study() -> int:
+        """One more trial of the study; the trials it has then."""
+        storage = optuna.storages.RDBStorage(empty_url)
+        try:
+            found = optuna.create_study(study_name="s", storage=storage, load_if_exists=True)
+            found.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=1)
+            return len(found.trials)
+        finally:  # no connection left for the garbage collector to find open
+            storage.scoped_session.remove()
+            storage.engine.dispose()
 
     for step in (first, "optuna" if first == "adbot" else "adbot"):
         if step == "adbot":
             assert adbot(empty_url, "db", "upgrade").returncode == 0
         else:
-            study()
-    study()  # and again, after both
+            assert study() == 1
+    assert study() == 2  # and again, after both
     assert migrate.current_revisions(empty_url) == (HEAD,)
     assert "no drift" in adbot(empty_url, "db", "check").stdout
-    assert len(optuna.load_study(study_name="s", storage=empty_url).trials) == 2
     with engine_for.connect() as connection:
         optuna_stamp = connection.execute(text("SELECT version_num FROM alembic_version"))
         assert optuna_stamp.scalar_one() not in migrate.known_revisions()

@@ -44,11 +44,13 @@ def test_study_is_stored_and_resumable(tmp_path: Path) -> None:
     first = tune(BASE.with_overrides(), n_trials=1, **kwargs)  # type: ignore[arg-type]
     again = tune(BASE, n_trials=1, **kwargs)  # type: ignore[arg-type]
     assert (first.trials, again.trials) == (1, 2)
-    study = optuna.load_study(study_name="t", storage=storage)
+    rdb = optuna.storages.RDBStorage(storage)
+    study = optuna.load_study(study_name="t", storage=rdb)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert [len(t.intermediate_values) for t in study.trials] == [2, 2]  # reported per eval
     assert set(again.best_params) >= {"learning_rate", "log_std_init", "action_log_range"}
     assert migrate.current_revisions(storage) == migrate.head_revisions()
+    rdb.engine.dispose()
 
 
 def test_search_space_gives_valid_configs() -> None:

@@ -73,9 +73,26 @@ def tune(
     settings: Settings,
 ) -> TuneResult:
     """Run ``n_trials`` more trials of the study (created on first use) and report the best."""
+    storage = optuna.storages.RDBStorage(storage_url)
+    try:
+        return _run_study(storage, base, study_name, n_trials, timesteps, output_dir, settings)
+    finally:  # the storage's pooled connections, closed rather than left to the collector
+        storage.scoped_session.remove()
+        storage.engine.dispose()
+
+
+def _run_study(
+    storage: optuna.storages.RDBStorage,
+    base: TrainingConfig,
+    study_name: str,
+    n_trials: int,
+    timesteps: int,
+    output_dir: Path,
+    settings: Settings,
+) -> TuneResult:
     study = optuna.create_study(
         study_name=study_name,
-        storage=storage_url,
+        storage=storage,
         direction="maximize",
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=base.seed),

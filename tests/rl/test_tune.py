@@ -10,7 +10,7 @@ import pytest
 from adbot.config import load_settings
 from adbot.db import migrate
 from adbot.rl.config import TrainingConfig
-from adbot.rl.tune import suggest_overrides, tune
+from adbot.rl.tune import late_mean, suggest_overrides, tune
 
 pytestmark = pytest.mark.slow
 
@@ -48,6 +48,10 @@ def test_study_is_stored_and_resumable(tmp_path: Path) -> None:
     study = optuna.load_study(study_name="t", storage=rdb)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert [len(t.intermediate_values) for t in study.trials] == [2, 2]  # reported per eval
+    for t in study.trials:  # the value: the mean of the evaluations of the run's second half
+        late = [v for step, v in t.intermediate_values.items() if step >= 128 / 2]
+        assert t.value == pytest.approx(sum(late) / len(late))
+        assert t.user_attrs["best_score_ratio"] == max(t.intermediate_values.values())
     assert set(again.best_params) >= {"learning_rate", "log_std_init", "action_log_range"}
     assert migrate.current_revisions(storage) == migrate.head_revisions()
     rdb.engine.dispose()
@@ -60,3 +64,13 @@ def test_search_space_gives_valid_configs() -> None:
         config = BASE.with_overrides(**suggest_overrides(trial))
         assert 0.3 <= config.env.action_log_range <= 1.5
         assert config.ppo.net_arch in ((64, 64), (128, 128))
+
+
+def test_a_trials_value_is_the_mean_of_its_late_evaluations() -> None:
+    history = [
+        {"timesteps": 10.0, "eval/score_ratio": 0.99},  # early, lucky: not counted
+        {"timesteps": 60.0, "eval/score_ratio": 0.7},
+        {"timesteps": 100.0, "eval/score_ratio": 0.9},
+    ]
+    assert late_mean(history, 100) == pytest.approx(0.8)
+    assert late_mean(history[:1], 100) == pytest.approx(0.99)  # none late: the last one

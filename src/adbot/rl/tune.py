@@ -4,10 +4,16 @@ The study lives in the configured database (Optuna's own tables beside AdBot's),
 search can be stopped and resumed, or run by several workers. Each trial reports its
 evaluation score ratio at every evaluation of training and is pruned (median rule) when
 it falls behind the other trials at the same timestep.
+
+A trial's value is the mean of its evaluations over the second half of its run, not its
+best one: on a few dozen validation draws one evaluation moves by a point or more, and the
+best of several ranks the luckiest run rather than the config that trains best (the best
+evaluation is kept as the trial's ``best_score_ratio`` attribute).
 """
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +68,15 @@ class TuneResult:
     trials: int
 
 
+def late_mean(history: list[dict[str, float]], timesteps: int) -> float:
+    """Mean ``eval/score_ratio`` of the evaluations at or after half of ``timesteps`` (the
+    last one alone if none is that late)."""
+    late = [e["eval/score_ratio"] for e in history if e["timesteps"] >= timesteps / 2]
+    if not late:
+        late = [history[-1]["eval/score_ratio"]]
+    return statistics.fmean(late)
+
+
 def tune(
     base: TrainingConfig,
     *,
@@ -107,7 +122,8 @@ def _run_study(
             settings=settings,
             hooks=_PruningHooks(trial),
         )
-        return result.best_score_ratio
+        trial.set_user_attr("best_score_ratio", result.best_score_ratio)
+        return late_mean(result.history, timesteps)
 
     study.optimize(objective, n_trials=n_trials, catch=())
     return TuneResult(

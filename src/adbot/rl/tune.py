@@ -14,6 +14,8 @@ evaluation is kept as the trial's ``best_score_ratio`` attribute).
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,31 +90,38 @@ def tune(
     settings: Settings,
 ) -> TuneResult:
     """Run ``n_trials`` more trials of the study (created on first use) and report the best."""
-    storage = optuna.storages.RDBStorage(storage_url)
+    with _storage(storage_url) as storage:
+        study = optuna.create_study(
+            study_name=study_name,
+            storage=storage,
+            direction="maximize",
+            load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=base.seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+        )
+        return _optimize(study, base, n_trials, timesteps, output_dir, settings)
+
+
+@contextmanager
+def _storage(url: str) -> Iterator[optuna.storages.RDBStorage]:
+    """Optuna's storage on ``url``; its pooled connections closed at the end rather than
+    left to the garbage collector."""
+    storage = optuna.storages.RDBStorage(url)
     try:
-        return _run_study(storage, base, study_name, n_trials, timesteps, output_dir, settings)
-    finally:  # the storage's pooled connections, closed rather than left to the collector
+        yield storage
+    finally:
         storage.scoped_session.remove()
         storage.engine.dispose()
 
 
-def _run_study(
-    storage: optuna.storages.RDBStorage,
+def _optimize(
+    study: optuna.Study,
     base: TrainingConfig,
-    study_name: str,
     n_trials: int,
     timesteps: int,
     output_dir: Path,
     settings: Settings,
 ) -> TuneResult:
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage,
-        direction="maximize",
-        load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=base.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-    )
 
     def objective(trial: optuna.Trial) -> float:
         config = base.with_overrides(total_timesteps=timesteps, **suggest_overrides(trial))
@@ -127,7 +136,7 @@ def _run_study(
 
     study.optimize(objective, n_trials=n_trials, catch=())
     return TuneResult(
-        study_name=study_name,
+        study_name=study.study_name,
         best_value=float(study.best_value),
         best_params=dict(study.best_params),
         trials=len(study.trials),

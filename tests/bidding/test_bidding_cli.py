@@ -11,10 +11,12 @@ import pandas as pd
 import pytest
 import yaml
 from bidding_helpers import quick
+from rich.console import Console
 
 from adbot.bidding import hindsight_oracle, make_policy, run_episode
 from adbot.bidding.evaluate import evaluate
 from adbot.cli.main import main
+from adbot.cli.market import _table
 from adbot.market.scenario import bundled_scenarios
 
 ADBOT = str(Path(sys.executable).with_name("adbot"))
@@ -72,6 +74,18 @@ def test_evaluate_table_without_json(quick_file: Path, capsys: pytest.CaptureFix
     assert "quick-test" in shown and "onlinelp" in shown and "ratio" in shown
     with pytest.raises(json.JSONDecodeError):
         json.loads(shown)
+
+
+def test_evaluate_table_keeps_every_figure_on_an_80_column_terminal(quick_file: Path) -> None:
+    """The figures never get an ellipsis: the policy names wrap instead."""
+    report = evaluate(quick(), ["fixed", "onlinelp", "fixed:1.2345678"], episodes=1, seed=0)
+    console = Console(width=80, record=True)
+    console.print(_table(report))
+    shown = console.export_text()
+    assert "…" not in shown
+    for row in report["results"]:
+        assert f"{row['score_ratio']:,.3f}" in shown and f"{row['cost']:,.0f}" in shown
+    assert max(len(line) for line in shown.splitlines()) <= 80
 
 
 def failing(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

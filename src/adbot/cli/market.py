@@ -46,17 +46,16 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 def _table(report: dict[str, Any]) -> Table:
+    """The results as a table. On a narrow terminal the policy names wrap; the figures keep
+    their width (an ellipsis in a number would hide it)."""
     table = Table(
         title=f"{report['scenario']}: {report['episodes']} episodes from seed {report['seed']}",
         box=box.SIMPLE_HEAD,
         padding=(0, 1),
+        pad_edge=False,
     )
-    headers = ("policy", "score", "sd", "ratio", "conv", "cost", "cpa", "roas", "budget", "secs")
-    for name in headers:
-        table.add_column(name, justify="left" if name == "policy" else "right", no_wrap=True)
-    for row in report["results"]:
-        table.add_row(
-            row["policy"],
+    rows = [
+        (
             _fmt(row["score"], 1),
             _fmt(row["score_std"], 1),
             _fmt(row["score_ratio"], 3),
@@ -67,6 +66,15 @@ def _table(report: dict[str, Any]) -> Table:
             _fmt(row["budget_utilization"]),
             _fmt(row["wall_seconds"], 1),
         )
+        for row in report["results"]
+    ]
+    table.add_column("policy", overflow="fold")
+    headers = ("score", "sd", "ratio", "conv", "cost", "cpa", "roas", "budget", "secs")
+    for i, name in enumerate(headers):
+        width = max([len(name), *(len(cells[i]) for cells in rows)])
+        table.add_column(name, justify="right", no_wrap=True, min_width=width)
+    for row, cells in zip(report["results"], rows, strict=True):
+        table.add_row(row["policy"], *cells)
     alphas = ", ".join(
         f"{e['seed']}: {e['oracle_score']:,.1f}" for e in report["results"][0]["episodes"]
     )

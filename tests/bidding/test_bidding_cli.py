@@ -127,6 +127,15 @@ def test_evaluate_refuses_a_malformed_scenario(
     assert run.stderr == "error: market.position_ctr: must be non-increasing\n"
     missing = failing(["evaluate", str(tmp_path / "none.yaml"), "-p", "fixed"], capsys)
     assert "scenario file not found" in missing
+    # Brackets in a message are text, not Rich markup (the pattern used to print as '^+$').
+    data = quick().model_dump(mode="json")
+    data["name"] = "Bad Name"
+    named = tmp_path / "[odd] name.yaml"
+    named.write_text(yaml.safe_dump(data))
+    message = failing(["evaluate", str(named), "-p", "fixed"], capsys)
+    assert message == "error: name: string should match pattern '^[a-z0-9-]+$'\n"
+    gone = failing(["evaluate", str(tmp_path / "[odd] none.yaml"), "-p", "fixed"], capsys)
+    assert "[odd] none.yaml" in gone
 
 
 @pytest.mark.parametrize("path", bundled_scenarios(), ids=lambda p: p.stem)

@@ -1,8 +1,13 @@
-"""Shared consoles: results to stdout, progress and logs to stderr."""
+"""Shared consoles: results to stdout, progress and logs to stderr.
+
+Rich markup is off: messages and table cells carry user data (file paths, policy names,
+the pattern a scenario name must match, ``[a-z0-9-]``) that Rich would read as style tags
+and drop. Styling is explicit, with ``rich.text.Text``.
+"""
 
 from __future__ import annotations
 
 from rich.console import Console
 
-out = Console()
-err = Console(stderr=True)
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.text import Text
 
 from adbot import __version__
 from adbot.cli import config as config_cli
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="adbot")
     except AdbotError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        message = Text.assemble(("error:", "bold red"), " ", exc.message)
+        err.print(message, highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -8,6 +8,7 @@ import typer
 from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from adbot.cli._console import err, out
 from adbot.config import get_settings
@@ -35,7 +36,8 @@ def _table(result: QuickstartResult) -> Table:
         for policy in result.policies:
             ratio = ratios.get(policy)
             text = "-" if ratio is None else f"{ratio:.3f}"
-            cells.append(f"[bold green]{text}[/]" if ratio == best and policy != "oracle" else text)
+            best_here = ratio == best and policy != "oracle"
+            cells.append(Text(text, style="bold green") if best_here else Text(text))
         table.add_row(scenario, *cells)
     return table
 
@@ -76,8 +78,11 @@ def quickstart(
         )
     out.print(_table(result))
     out.print(
-        f"report: [bold]{result.report_path.resolve()}[/] "
-        f"({len(result.reports)} scenarios x {episodes} episodes in {result.seconds:.0f} s)",
+        Text.assemble(
+            "report: ",
+            (str(result.report_path.resolve()), "bold"),
+            f" ({len(result.reports)} scenarios x {episodes} episodes in {result.seconds:.0f} s)",
+        ),
         highlight=False,
         soft_wrap=True,
     )

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from adbot.bidding.runner import run_episode
 from adbot.config import Settings, load_settings
 from adbot.db.models import Agent, AgentConfig, ModelCheckpoint, TrainingRun, TrainingStatus
-from adbot.errors import InvalidInput
+from adbot.errors import InvalidInput, ScenarioError
 from adbot.market.scenario import Scenario
 from adbot.rl.checkpoints import load_checkpoint
 from adbot.rl.config import TrainingConfig
@@ -177,3 +177,18 @@ def test_same_config_same_agent(tmp_path: Path, settings: Settings) -> None:
     assert a.keys() == b.keys()
     assert all(bool((a[k] == b[k]).all()) for k in a)
     assert first.history == second.history
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"env": {"scenario": "no-such-scenario"}}, {"evaluation": {"scenario_files": ("gone.yaml",)}}],
+    ids=["env", "evaluation"],
+)
+def test_a_missing_scenario_file_is_named_before_the_workers_start(
+    change: dict[str, object], tmp_path: Path, settings: Settings
+) -> None:
+    """With worker processes the env would fail inside one, as a worker's traceback."""
+    config = TINY.with_overrides(vec_env="subproc", **change)
+    with pytest.raises(ScenarioError, match=r"scenario file not found: (no-such-scenario|gone)"):
+        train(config, output_dir=tmp_path / "out", settings=settings, track=False)
+    assert not (tmp_path / "out").exists()  # nothing started

@@ -41,6 +41,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 from adbot.config import Settings, get_settings
 from adbot.errors import InvalidInput
+from adbot.market.scenario import load_scenario
 from adbot.rl.checkpoints import (
     CheckpointMeta,
     NormalizationStats,
@@ -259,6 +260,15 @@ def _progress(console: Console) -> Progress:
     )
 
 
+def check_scenario_files(config: TrainingConfig) -> None:
+    """Load the config's scenario files (``env.scenario``, ``evaluation.scenario_files``)
+    once here: a bad one is a ``ScenarioError`` naming it before anything starts, not a
+    traceback from inside a worker process."""
+    sources = [config.env.scenario] if config.env.scenario is not None else []
+    for source in [*sources, *config.evaluation.scenario_files]:
+        load_scenario(source)
+
+
 def train(
     config: TrainingConfig,
     *,
@@ -270,6 +280,7 @@ def train(
     track: bool = True,
 ) -> TrainingResult:
     """Train (or resume) a PPO agent; see the module docstring."""
+    check_scenario_files(config)
     settings = settings or get_settings()
     torch.set_num_threads(config.torch_threads)
     set_random_seed(config.seed)

@@ -14,10 +14,12 @@ has a sharp peak: 2% off the best multiplier can cost 2 to 4 points):
 
 A policy that adapts during the episode can beat these figures (it sees the draws as they
 come); one that does not cannot, on average, beat the in-sample figure. Compare them with
-``benchmarks/scenarios.py`` on the same seeds.
+``benchmarks/scenarios.py`` on the same seeds. The curves themselves (mean ratio against
+the multiplier, one line per scenario, the best marked) go to a self-contained HTML page,
+``data/reports/ceiling-seed{SEED}-{EPISODES}.html`` unless ``--html`` names another.
 
-Run: ``python benchmarks/ceiling.py [--episodes 20] [--seed 100] [--scenario FILE ...]``
-(about 3 minutes here for the nine bundled scenarios and 20 episodes).
+Run: ``python benchmarks/ceiling.py [--episodes 20] [--seed 100] [--scenario FILE ...]
+[--html PATH]`` (about 70 s here for the nine bundled scenarios and 20 episodes).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 from paired import mean_and_error, positive
 from rich.progress import Progress
 
@@ -54,13 +57,37 @@ def _best(table: np.ndarray) -> int:
     return int(np.nanargmax(np.nanmean(table, axis=0)))
 
 
-def best_constant(scenario: Scenario, seeds: range) -> tuple[float, np.ndarray]:
-    """The multiplier with the best mean ratio over the episodes, and its ratios there."""
-    i = _best(ratios(scenario, seeds, GRID))
+def best_constant(
+    scenario: Scenario, seeds: range, coarse: np.ndarray | None = None
+) -> tuple[float, np.ndarray]:
+    """The multiplier with the best mean ratio over the episodes, and its ratios there
+    (``coarse``: the episodes' ratios on ``GRID``, if already computed)."""
+    i = _best(ratios(scenario, seeds, GRID) if coarse is None else coarse)
     fine = np.geomspace(GRID[max(i - 1, 0)], GRID[min(i + 1, GRID.shape[0] - 1)], FINE_POINTS)
     table = ratios(scenario, seeds, fine)
     j = _best(table)
     return float(fine[j]), table[:, j]
+
+
+def curves_page(curves: dict[str, tuple[np.ndarray, float, float]], title: str, path: Path) -> Path:
+    """Write the mean-ratio curves (per scenario: means on ``GRID``, best alpha, its mean)."""
+    figure = go.Figure()
+    for name, (means, alpha, best_mean) in curves.items():
+        line = figure.add_scatter(x=GRID, y=means, mode="lines", name=name).data[-1]
+        figure.add_scatter(
+            x=[alpha], y=[best_mean], mode="markers", marker={"color": line.line.color, "size": 9},
+            name=f"{name}: best {best_mean:.3f} at {alpha:.3f}", showlegend=False,
+        )  # fmt: skip
+    figure.add_hline(y=1.0, line_dash="dash", annotation_text="hindsight oracle")
+    figure.update_layout(
+        title=title,
+        xaxis={"title": "constant multiplier alpha", "type": "log"},
+        yaxis={"title": "mean score ratio", "range": [0, 1.05]},
+        legend_title="scenario",
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.write_html(path, include_plotlyjs=True)  # self-contained: opens offline
+    return path
 
 
 def _summary(column: np.ndarray) -> str:
@@ -75,29 +102,36 @@ def main() -> None:
     parser.add_argument(
         "--scenario", type=Path, action="append", help="a scenario file (default: all bundled)"
     )
+    parser.add_argument("--html", type=Path, help="the curves' page (default under data/reports)")
     args = parser.parse_args()
     files = args.scenario or sorted((ROOT / "configs/scenarios").glob("*.yaml"))
     scored = range(args.seed, args.seed + args.episodes)
     chooser = range(args.seed + args.episodes, args.seed + 2 * args.episodes)
     lines = []
+    curves: dict[str, tuple[np.ndarray, float, float]] = {}
     with Progress(transient=True) as progress:
         task = progress.add_task("scenarios", total=len(files))
         for path in files:
             scenario = load_scenario(path)
-            inside, own = best_constant(scenario, scored)
+            coarse = ratios(scenario, scored, GRID)
+            inside, own = best_constant(scenario, scored, coarse)
             outside, _ = best_constant(scenario, chooser)
             held_out = ratios(scenario, scored, np.array([outside]))[:, 0]
             lines.append(
                 f"{scenario.name:22s} in-sample {_summary(own)} at alpha {inside:.3f}   "
                 f"held-out {_summary(held_out)} at alpha {outside:.3f}"
             )
+            curves[scenario.name] = (np.nanmean(coarse, axis=0), inside, float(np.nanmean(own)))
             progress.advance(task)
+    seeds = f"seeds {scored.start}-{scored.stop - 1}"
     print(
-        f"best constant multiplier per scenario, mean score_ratio (standard error) on seeds "
-        f"{scored.start}-{scored.stop - 1}; held-out: chosen on seeds {chooser.start}-"
-        f"{chooser.stop - 1}"
+        f"best constant multiplier per scenario, mean score_ratio (standard error) on {seeds}; "
+        f"held-out: chosen on seeds {chooser.start}-{chooser.stop - 1}"
     )
     print("\n".join(lines))
+    page = args.html or Path(f"data/reports/ceiling-seed{args.seed}-{args.episodes}.html")
+    title = f"Constant multipliers against the hindsight oracle, mean over {seeds}"
+    print(f"curves: {curves_page(curves, title, page).resolve()}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -107,3 +111,30 @@ def test_prior_is_the_envs_plan_alone(cpa_scenario: Scenario) -> None:
 def test_prior_takes_no_argument() -> None:
     with pytest.raises(InvalidInput, match="prior takes no argument"):
         make_policy("prior:fast")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(obs_mean=d["obs_mean"][:5]), "obs_mean has 5 values, the model takes"),
+        (lambda d: d["obs_var"].__setitem__(2, float("nan")), "obs_var is not finite everywhere"),
+        (lambda d: d["obs_var"].__setitem__(2, -1.0), "obs_var has negative values"),
+        (lambda d: d.update(epsilon=0), "epsilon must be a positive number, got 0"),
+        (lambda d: d.pop("clip_obs"), r"fields missing \['clip_obs'\], unknown \[\]"),
+    ],
+    ids=["shape", "nan", "negative", "epsilon", "missing"],
+)
+def test_bad_normalisation_statistics_are_refused_by_name(
+    change: Callable[[dict[str, Any]], object], message: str, tmp_path: Path
+) -> None:
+    """Statistics the model cannot use are a one-line error naming the file, not a torch or
+    numpy traceback at the first step."""
+    agent = tmp_path / "agent"
+    shutil.copytree(AGENTS_DIR / "default", agent, ignore=shutil.ignore_patterns("members"))
+    (agent / "ensemble.json").unlink()
+    stats_file = agent / "normalization.json"
+    stats = json.loads(stats_file.read_text())
+    change(stats)
+    stats_file.write_text(json.dumps(stats))
+    with pytest.raises(InvalidInput, match=f"normalization.json: .*{message}"):
+        load_checkpoint(agent)

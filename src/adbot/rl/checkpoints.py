@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +69,23 @@ class NormalizationStats:
             norm_obs=bool(vec.norm_obs),
             norm_reward=bool(vec.norm_reward),
         )
+
+    def problems(self, n_features: int) -> list[str]:
+        """What makes these statistics unusable for a model of ``n_features`` inputs."""
+        found = []
+        for name in ("obs_mean", "obs_var"):
+            values = np.asarray(getattr(self, name), dtype=np.float64)
+            if values.shape != (n_features,):
+                found.append(f"{name} has {values.size} values, the model takes {n_features}")
+            elif not np.isfinite(values).all():
+                found.append(f"{name} is not finite everywhere")
+        if (np.asarray(self.obs_var, dtype=np.float64) < 0).any():
+            found.append("obs_var has negative values")
+        for name in ("epsilon", "clip_obs"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                found.append(f"{name} must be a positive number, got {value!r}")
+        return found
 
     def restore_into(self, vec: VecNormalize) -> None:
         """Put these statistics into a freshly built VecNormalize (resume, evaluation)."""
@@ -155,6 +174,15 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _read_stats(path: Path) -> NormalizationStats:
+    data = _read_json(path)
+    fields = {f.name for f in dataclasses.fields(NormalizationStats)}
+    if set(data) != fields:
+        missing, unknown = sorted(fields - set(data)), sorted(set(data) - fields)
+        raise InvalidInput(f"checkpoint file {path}: fields missing {missing}, unknown {unknown}")
+    return NormalizationStats(**data)
+
+
 def load_checkpoint(directory: Path | str) -> Checkpoint:
     """Load a checkpoint directory; its model's sha256 must match ``checkpoint.json``."""
     directory = Path(directory)
@@ -164,6 +192,11 @@ def load_checkpoint(directory: Path | str) -> Checkpoint:
     meta = CheckpointMeta(**_read_json(directory / META_FILE))
     if sha256_file(directory / MODEL_FILE) != meta.model_sha256:
         raise InvalidInput(f"checkpoint {directory}: model.zip does not match its sha256")
-    stats = NormalizationStats(**_read_json(directory / NORMALIZATION_FILE))
+    stats = _read_stats(directory / NORMALIZATION_FILE)
     model = PPO.load(directory / MODEL_FILE, device="cpu")
+    shape = model.observation_space.shape
+    problems = stats.problems(int(shape[0]) if shape else 0)
+    if problems:
+        where = directory / NORMALIZATION_FILE
+        raise InvalidInput(f"checkpoint file {where}: {'; '.join(problems)}")
     return Checkpoint(directory, load_training_config(directory), model, stats, meta)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -19,6 +20,7 @@ from adbot.market.scenario import Scenario
 from adbot.market.simulator import MarketSimulator
 from adbot.rl.checkpoints import load_checkpoint
 from adbot.rl.config import load_training_config
+from adbot.rl.features import N_FEATURES
 from adbot.rl.policy import AGENTS_DIR, MeanPolicy, PpoPolicy, ensemble_members
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "agents" / "default.yaml"
@@ -138,3 +140,17 @@ def test_bad_normalisation_statistics_are_refused_by_name(
     stats_file.write_text(json.dumps(stats))
     with pytest.raises(InvalidInput, match=f"normalization.json: .*{message}"):
         load_checkpoint(agent)
+
+
+def test_an_agent_of_other_features_is_refused_by_name() -> None:
+    """A checkpoint whose model takes another observation (trained by an AdBot with other
+    features) is refused when loaded as a policy, not at its first step."""
+    checkpoint = load_checkpoint(AGENTS_DIR / "default")
+    model = checkpoint.model
+    original = model.observation_space
+    model.observation_space = gym.spaces.Box(-1.0, 1.0, (N_FEATURES - 2,), np.float32)
+    try:
+        with pytest.raises(InvalidInput, match=f"shape \\({N_FEATURES - 2},\\), this AdBot"):
+            PpoPolicy.from_checkpoint(checkpoint, name="ppo:old")
+    finally:
+        model.observation_space = original

@@ -23,7 +23,7 @@ from adbot.bidding.base import bids_from_alpha
 from adbot.errors import InvalidInput, NotFound
 from adbot.market.simulator import MarketSimulator, StepOutcome
 from adbot.rl.checkpoints import Checkpoint, NormalizationStats, load_checkpoint
-from adbot.rl.features import PacingState
+from adbot.rl.features import N_FEATURES, PacingState
 
 AGENTS_DIR = Path(__file__).resolve().parent / "agents"
 POLICY_PREFIX = "ppo"
@@ -85,6 +85,14 @@ class PpoPolicy(PriorPolicy):
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint, name: str) -> PpoPolicy:
+        """The checkpoint's agent; ``InvalidInput`` if its model takes another observation
+        than this version's features (an agent trained by an AdBot with other features)."""
+        shape = checkpoint.model.observation_space.shape
+        if shape != (N_FEATURES,):
+            raise InvalidInput(
+                f"checkpoint {checkpoint.path}: its model takes observations of shape "
+                f"{shape}, this AdBot's features are {N_FEATURES}; retrain it with this version"
+            )
         return cls(
             checkpoint.model,
             checkpoint.normalization,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 import warnings
 from typing import Any
 
@@ -101,6 +102,25 @@ def test_scenario_from_reset_options(cpa_scenario: Scenario, value_scenario: Sce
     assert info == {"scenario": value_scenario.name, "episode_seed": 3}
     _, info = env.reset(seed=0)
     assert info["scenario"] == cpa_scenario.name
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"episode_seeds": 3}, "unknown reset option(s) episode_seeds (known: scenario,"),
+        ({"episode_seed": "3"}, "episode_seed must be an integer, got '3'"),
+        ({"episode_seed": True}, "episode_seed must be an integer, got True"),
+        ({"scenario": 7}, "scenario must be a file, a bundled scenario's name, a mapping or a"),
+    ],
+)
+def test_bad_reset_options_are_refused_by_name(
+    options: dict[str, object], message: str, cpa_scenario: Scenario
+) -> None:
+    """A misspelt option is not ignored; a value of the wrong type is named."""
+    env = BidPacingEnv(cpa_scenario)
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        env.reset(seed=0, options=options)
+    assert env.reset(seed=0, options={"episode_seed": np.int64(3)})[1]["episode_seed"] == 3
 
 
 def test_random_scenarios_are_drawn_from_np_random() -> None:

@@ -177,6 +177,33 @@ class _Ahead:
     start: _Start | None = None  # its players, once started
 
 
+RESET_OPTIONS = ("scenario", "episode_seed")
+
+
+def _checked_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """``reset``'s options, refused with ``InvalidInput`` when a name or type is wrong (a
+    misspelt option would otherwise be ignored without a word)."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise InvalidInput(f"reset options must be a dict, got {type(options).__name__}")
+    unknown = sorted(str(name) for name in set(options) - set(RESET_OPTIONS))
+    if unknown:
+        raise InvalidInput(
+            f"unknown reset option(s) {', '.join(unknown)} (known: {', '.join(RESET_OPTIONS)})"
+        )
+    seed = options.get("episode_seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+        raise InvalidInput(f"reset option episode_seed must be an integer, got {seed!r}")
+    scenario = options.get("scenario")
+    if scenario is not None and not isinstance(scenario, str | Path | dict | Scenario):
+        raise InvalidInput(
+            "reset option scenario must be a file, a bundled scenario's name, a mapping or a "
+            f"Scenario, got {type(scenario).__name__}"
+        )
+    return options
+
+
 class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
     """Set a campaign's bid multiplier step by step in the simulated auction market.
 
@@ -290,6 +317,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        options = _checked_options(options)
         super().reset(seed=seed)
         ahead, self._ahead = self._ahead, None
         usable = (
@@ -308,7 +336,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
             assert ahead is not None
             start = ahead.start or self._start(ahead.episode)
         else:
-            start = self._start(self._next_episode(options or {}))
+            start = self._start(self._next_episode(options))
         self._episode, self._player, self._baseline, self._goal = start
         episode = start[0]
         info = {"scenario": episode.scenario.name, "episode_seed": episode.seed}

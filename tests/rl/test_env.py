@@ -123,6 +123,24 @@ def test_bad_reset_options_are_refused_by_name(
     assert env.reset(seed=0, options={"episode_seed": np.int64(3)})[1]["episode_seed"] == 3
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"max_daily_queries": -5}, "max_daily_queries must be positive (or None), got -5"),
+        ({"max_daily_queries": float("inf")}, "max_daily_queries must be a finite number"),
+        ({"training_cvr": 2.0}, "training_cvr must be positive and at most 0.95 (or None)"),
+        ({"action_log_range": float("nan")}, "action_log_range must be a finite number"),
+        ({"action_log_range": -1.0}, "action_log_range must be at least 0.0, got -1.0"),
+        ({"action_log_range": "1"}, "action_log_range must be a number, got '1'"),
+        ({"reward": {"components": {"x": 1.0}}}, "reward.components: Value error, unknown"),
+        ({"reward": [1]}, "reward must be a RewardSpec or a mapping, got list"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        BidPacingEnv(**settings)
+
+
 def test_random_scenarios_are_drawn_from_np_random() -> None:
     env = BidPacingEnv(max_daily_queries=2000.0)
     names = {env.reset(seed=seed)[1]["scenario"] for seed in range(4)}

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from adbot.bidding.evaluate import evaluate
+from adbot.cli.main import main
 from adbot.errors import InvalidInput, ScenarioError
 from adbot.market.scenario import BUNDLED_DIR, load_scenario
 from adbot.services.quickstart import run_quickstart
@@ -62,3 +63,14 @@ def test_bad_scenario_fails_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError):
         run_quickstart(out_dir=tmp_path / "out", policies=["fixed"], scenarios=[bad])
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("workers", ["0", "-3"])
+def test_cli_refuses_fewer_than_one_worker(
+    workers: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--workers 0`` used to mean all cores and ``-3`` one process, without a word."""
+    with pytest.raises(SystemExit) as info:
+        main(["quickstart", "--workers", workers])
+    assert info.value.code == 2
+    assert "--workers" in capsys.readouterr().err

@@ -54,7 +54,9 @@ def quickstart(
     out_dir: Path | None = typer.Option(
         None, "--out", help="Report folder (default: DATA_DIR/reports)."
     ),
-    workers: int | None = typer.Option(None, "--workers", help="Processes (default: cores)."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Processes (default: cores)."
+    ),
 ) -> None:
     """Evaluate the shipped agent and the baselines on the bundled scenarios; write a report."""
     target = out_dir or get_settings().data_dir / "reports"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pydantic
@@ -36,6 +37,20 @@ def test_frozen_and_strict() -> None:
         config.seed = 3  # type: ignore[misc]
     with pytest.raises(InvalidInput, match="unknown_field"):
         training_config_from_dict({"unknown_field": 1})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"ppo": {"learning_rate": float("nan")}}, "ppo.learning_rate: Input should be a finite"),
+        ({"env": {"max_daily_queries": float("inf")}}, "env.max_daily_queries: Input should be a"),
+        ({"env": {"episode_reuse": True}}, "env.episode_reuse: Input should be a valid integer"),
+        ({"env": {"action_log_range": "1.5"}}, "env.action_log_range: Input should be a valid"),
+    ],
+)
+def test_no_nan_infinity_or_stand_in_number(data: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        training_config_from_dict(data)
 
 
 def test_batch_size_must_divide_the_rollout() -> None:

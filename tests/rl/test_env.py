@@ -126,14 +126,14 @@ def test_bad_reset_options_are_refused_by_name(
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"max_daily_queries": -5}, "max_daily_queries must be positive (or None), got -5"),
-        ({"max_daily_queries": float("inf")}, "max_daily_queries must be a finite number"),
-        ({"training_cvr": 2.0}, "training_cvr must be positive and at most 0.95 (or None)"),
-        ({"action_log_range": float("nan")}, "action_log_range must be a finite number"),
-        ({"action_log_range": -1.0}, "action_log_range must be at least 0.0, got -1.0"),
-        ({"action_log_range": "1"}, "action_log_range must be a number, got '1'"),
-        ({"reward": {"components": {"x": 1.0}}}, "reward.components: Value error, unknown"),
-        ({"reward": [1]}, "reward must be a RewardSpec or a mapping, got list"),
+        ({"max_daily_queries": -5}, "env settings: max_daily_queries: Input should be greater"),
+        ({"max_daily_queries": float("inf")}, "max_daily_queries: Input should be a finite"),
+        ({"training_cvr": 2.0}, "training_cvr: Input should be less than or equal to 0.3"),
+        ({"action_log_range": float("nan")}, "action_log_range: Input should be a finite"),
+        ({"action_log_range": -1.0}, "action_log_range: Input should be greater than 0"),
+        ({"action_log_range": "1"}, "action_log_range: Input should be a valid number"),
+        ({"reward": {"components": {"x": 1.0}}}, "reward: components: unknown component(s) x"),
+        ({"reward": [1]}, "reward: config: Input should be a valid dictionary"),
     ],
 )
 def test_bad_settings_are_refused_by_name(settings: dict[str, Any], message: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,18 +17,24 @@ CONFIG_FILE_NAME = "config.yaml"
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity in any number of a config.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class EnvConfig(_Frozen):
-    """How the training env draws scenarios and maps actions to bids."""
+    """How the training env draws scenarios and maps actions to bids. ``BidPacingEnv``
+    checks its own settings with it too; the numbers are strict (a bool or a string is not
+    taken for a number)."""
 
     scenario: str | None = None  # a scenario file; None: domain randomisation
-    max_daily_queries: float | None = Field(6000.0, gt=0)  # cap for randomised draws (speed)
-    training_cvr: float | None = Field(0.15, gt=0, le=0.3)  # denoise draws (same auctions)
-    action_log_range: float = Field(1.5, gt=0, le=5)  # action 1 multiplies the prior by e^range
+    # cap for randomised draws (speed)
+    max_daily_queries: float | None = Field(6000.0, gt=0, strict=True)
+    # denoise draws (same auctions)
+    training_cvr: float | None = Field(0.15, gt=0, le=0.3, strict=True)
+    # action 1 multiplies the prior by e^range
+    action_log_range: float = Field(1.5, gt=0, le=5, strict=True)
     # Each randomised market is played about this many times (its draws computed once).
-    episode_reuse: int = Field(1, ge=1, le=16)
+    episode_reuse: int = Field(1, ge=1, le=16, strict=True)
 
 
 class PpoConfig(_Frozen):
@@ -123,11 +129,20 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def training_config_from_dict(data: dict[str, Any]) -> TrainingConfig:
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def validated(model: type[_Model], data: object, what: str) -> _Model:
+    """``model`` validated from ``data``; else ``InvalidInput`` naming ``what`` and each
+    field with its problem."""
     try:
-        return TrainingConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidInput(f"training config: {_describe(exc)}") from None
+        raise InvalidInput(f"{what}: {_describe(exc)}") from None
+
+
+def training_config_from_dict(data: dict[str, Any]) -> TrainingConfig:
+    return validated(TrainingConfig, data, "training config")
 
 
 def load_training_config(path: Path | str) -> TrainingConfig:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any, NamedTuple, SupportsFloat
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from pydantic import ValidationError
 
 from adbot.errors import InvalidInput
 from adbot.market.episode import (
@@ -22,7 +20,7 @@ from adbot.market.episode import (
 )
 from adbot.market.scenario import Scenario, load_scenario, random_scenario
 from adbot.market.simulator import MarketSimulator, StepOutcome
-from adbot.market.universe import MAX_CVR
+from adbot.rl.config import EnvConfig, validated
 from adbot.rl.features import FEATURE_NAMES, N_FEATURES, OBS_BOUND, PacingState
 from adbot.rl.planner import GRID
 from adbot.rl.rewards import Goal, Reward, RewardSpec, Totals, Transition
@@ -180,47 +178,6 @@ class _Ahead:
     start: _Start | None = None  # its players, once started
 
 
-def _reward_spec(reward: RewardSpec | dict[str, Any] | None) -> RewardSpec:
-    if isinstance(reward, RewardSpec):
-        return reward
-    if reward is not None and not isinstance(reward, dict):
-        raise InvalidInput(f"reward must be a RewardSpec or a mapping, got {type(reward).__name__}")
-    try:
-        return RewardSpec(**(reward or {}))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise InvalidInput(f"reward.{where}: {first['msg']}" if where else first["msg"]) from None
-
-
-def _finite(name: str, value: object) -> float:
-    """``value`` as a finite float; ``InvalidInput`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        raise InvalidInput(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(float(value)):
-        raise InvalidInput(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _number(name: str, value: object, *, low: float) -> float:
-    """A finite number of at least ``low``."""
-    number = _finite(name, value)
-    if number < low:
-        raise InvalidInput(f"{name} must be at least {low}, got {value!r}")
-    return number
-
-
-def _optional_positive(name: str, value: object, *, high: float = math.inf) -> float | None:
-    """None, or a finite number in (0, high]."""
-    if value is None:
-        return None
-    number = _finite(name, value)
-    if not 0 < number <= high:
-        limit = "" if high == math.inf else f" and at most {high}"
-        raise InvalidInput(f"{name} must be positive{limit} (or None), got {value!r}")
-    return number
-
-
 RESET_OPTIONS = ("scenario", "episode_seed")
 
 
@@ -316,15 +273,23 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         if render_mode is not None:
             raise InvalidInput("BidPacingEnv has no render modes")
         self._fixed = None if scenario is None else load_scenario(scenario)
-        self.reward_fn = Reward(_reward_spec(reward))
-        self.action_log_range = _number("action_log_range", action_log_range, low=0.0)
-        self.max_daily_queries = _optional_positive("max_daily_queries", max_daily_queries)
-        self.training_cvr = _optional_positive("training_cvr", training_cvr, high=MAX_CVR)
-        if isinstance(episode_reuse, bool) or not isinstance(episode_reuse, int):
-            raise InvalidInput(f"episode_reuse must be an integer >= 1, got {episode_reuse!r}")
-        if episode_reuse < 1:
-            raise InvalidInput(f"episode_reuse must be an integer >= 1, got {episode_reuse}")
-        self.episode_reuse = episode_reuse
+        if not isinstance(reward, RewardSpec):
+            reward = validated(RewardSpec, reward or {}, "reward")
+        self.reward_fn = Reward(reward)
+        settings = validated(
+            EnvConfig,
+            {
+                "action_log_range": action_log_range,
+                "max_daily_queries": max_daily_queries,
+                "training_cvr": training_cvr,
+                "episode_reuse": episode_reuse,
+            },
+            "env settings",
+        )
+        self.action_log_range = settings.action_log_range
+        self.max_daily_queries = settings.max_daily_queries
+        self.training_cvr = settings.training_cvr
+        self.episode_reuse = settings.episode_reuse
         self._pool: list[_Episode] = []
         self._episode: _Episode | None = None
         self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (N_FEATURES,), np.float32)

@@ -18,7 +18,13 @@ from sqlalchemy import Connection
 
 from adbot.config import get_settings
 from adbot.db.engine import create_db_engine
-from adbot.db.migrate import COMPARE_OPTIONS, VERSION_TABLE, adopt_legacy_stamp, target_metadata
+from adbot.db.migrate import (
+    COMPARE_OPTIONS,
+    VERSION_TABLE,
+    adopt_legacy_stamp,
+    known_revisions,
+    target_metadata,
+)
 
 config = context.config
 
@@ -59,8 +65,7 @@ def _migrate(connection: Connection) -> None:
     with context.begin_transaction():
         # A database stamped by an older AdBot in Alembic's default table (which Optuna and
         # MLflow use too): move the stamp to AdBot's own first.
-        known = {revision.revision for revision in context.script.walk_revisions()}
-        adopt_legacy_stamp(connection, known)
+        adopt_legacy_stamp(connection, known_revisions(config))
         context.run_migrations()
 
 

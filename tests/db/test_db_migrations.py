@@ -21,6 +21,7 @@ from adbot.config import get_settings
 from adbot.db import migrate
 from adbot.db.engine import create_db_engine
 from adbot.errors import AdbotError
+from adbot.rl.tune import optuna_storage
 
 HEAD = "0002"
 
@@ -259,14 +260,10 @@ def test_an_optuna_study_lives_beside_adbots_tables(
 
     def study() -> int:
         """One more trial of the study; the trials it has then."""
-        storage = optuna.storages.RDBStorage(empty_url)
-        try:
+        with optuna_storage(empty_url) as storage:  # no connection left open for the GC
             found = optuna.create_study(study_name="s", storage=storage, load_if_exists=True)
             found.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=1)
             return len(found.trials)
-        finally:  # no connection left for the garbage collector to find open
-            storage.scoped_session.remove()
-            storage.engine.dispose()
 
     for step in (first, "optuna" if first == "adbot" else "adbot"):
         if step == "adbot":

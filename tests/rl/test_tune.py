@@ -10,7 +10,7 @@ import pytest
 from adbot.config import load_settings
 from adbot.db import migrate
 from adbot.rl.config import TrainingConfig
-from adbot.rl.tune import late_mean, suggest_overrides, tune
+from adbot.rl.tune import late_mean, optuna_storage, suggest_overrides, tune
 
 pytestmark = pytest.mark.slow
 
@@ -44,17 +44,16 @@ def test_study_is_stored_and_resumable(tmp_path: Path) -> None:
     first = tune(BASE.with_overrides(), n_trials=1, **kwargs)  # type: ignore[arg-type]
     again = tune(BASE, n_trials=1, **kwargs)  # type: ignore[arg-type]
     assert (first.trials, again.trials) == (1, 2)
-    rdb = optuna.storages.RDBStorage(storage)
-    study = optuna.load_study(study_name="t", storage=rdb)
-    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
-    assert [len(t.intermediate_values) for t in study.trials] == [2, 2]  # reported per eval
-    for t in study.trials:  # the value: the mean of the evaluations of the run's second half
+    with optuna_storage(storage) as rdb:
+        trials = optuna.load_study(study_name="t", storage=rdb).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert [len(t.intermediate_values) for t in trials] == [2, 2]  # reported per eval
+    for t in trials:  # the value: the mean of the evaluations of the run's second half
         late = [v for step, v in t.intermediate_values.items() if step >= 128 / 2]
         assert t.value == pytest.approx(sum(late) / len(late))
         assert t.user_attrs["best_score_ratio"] == max(t.intermediate_values.values())
     assert set(again.best_params) >= {"learning_rate", "log_std_init", "action_log_range"}
     assert migrate.current_revisions(storage) == migrate.head_revisions()
-    rdb.engine.dispose()
 
 
 def test_search_space_gives_valid_configs() -> None:

@@ -79,6 +79,18 @@ def late_mean(history: list[dict[str, float]], timesteps: int) -> float:
     return statistics.fmean(late)
 
 
+@contextmanager
+def optuna_storage(url: str) -> Iterator[optuna.storages.RDBStorage]:
+    """Optuna's storage on ``url``; its pooled connections closed at the end rather than
+    left to the garbage collector."""
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        yield storage
+    finally:
+        storage.scoped_session.remove()
+        storage.engine.dispose()
+
+
 def tune(
     base: TrainingConfig,
     *,
@@ -90,38 +102,6 @@ def tune(
     settings: Settings,
 ) -> TuneResult:
     """Run ``n_trials`` more trials of the study (created on first use) and report the best."""
-    with _storage(storage_url) as storage:
-        study = optuna.create_study(
-            study_name=study_name,
-            storage=storage,
-            direction="maximize",
-            load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=base.seed),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-        )
-        return _optimize(study, base, n_trials, timesteps, output_dir, settings)
-
-
-@contextmanager
-def _storage(url: str) -> Iterator[optuna.storages.RDBStorage]:
-    """Optuna's storage on ``url``; its pooled connections closed at the end rather than
-    left to the garbage collector."""
-    storage = optuna.storages.RDBStorage(url)
-    try:
-        yield storage
-    finally:
-        storage.scoped_session.remove()
-        storage.engine.dispose()
-
-
-def _optimize(
-    study: optuna.Study,
-    base: TrainingConfig,
-    n_trials: int,
-    timesteps: int,
-    output_dir: Path,
-    settings: Settings,
-) -> TuneResult:
 
     def objective(trial: optuna.Trial) -> float:
         config = base.with_overrides(total_timesteps=timesteps, **suggest_overrides(trial))
@@ -134,10 +114,19 @@ def _optimize(
         trial.set_user_attr("best_score_ratio", result.best_score_ratio)
         return late_mean(result.history, timesteps)
 
-    study.optimize(objective, n_trials=n_trials, catch=())
-    return TuneResult(
-        study_name=study.study_name,
-        best_value=float(study.best_value),
-        best_params=dict(study.best_params),
-        trials=len(study.trials),
-    )
+    with optuna_storage(storage_url) as storage:
+        study = optuna.create_study(
+            study_name=study_name,
+            storage=storage,
+            direction="maximize",
+            load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=base.seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+        )
+        study.optimize(objective, n_trials=n_trials, catch=())
+        return TuneResult(
+            study_name=study.study_name,
+            best_value=float(study.best_value),
+            best_params=dict(study.best_params),
+            trials=len(study.trials),
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import typer
 from rich.text import Text
@@ -55,9 +56,17 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="adbot")
     except AdbotError as exc:
-        message = Text.assemble(("error:", "bold red"), " ", exc.message)
-        err.print(message, highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _fail(exc.message)
+    except MemoryError:
+        _fail(
+            "out of memory: the run needs more memory than this machine has (a smaller "
+            "scenario, fewer episodes or fewer workers need less)"
+        )
+
+
+def _fail(message: str) -> NoReturn:
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def _spans(start: np.ndarray, end: np.ndarray, weights: np.ndarray, size: int) -
     )
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _first_above(alphas: np.ndarray, x: float, value: float, lo: float, hi: float) -> int:
     """First row whose bid ``clip(alpha * value, lo, hi)`` is ``> x``, as the first alpha
     ``> x / value`` (``A`` if none)."""
@@ -122,7 +122,7 @@ def _first_above(alphas: np.ndarray, x: float, value: float, lo: float, hi: floa
     return int(np.searchsorted(alphas, x / value, side="right"))
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _first_reaching(alphas: np.ndarray, x: float, value: float, lo: float, hi: float) -> int:
     """First row whose bid is ``>= x``, as the first alpha ``>= x / value``."""
     if lo >= x:
@@ -132,7 +132,7 @@ def _first_reaching(alphas: np.ndarray, x: float, value: float, lo: float, hi: f
     return int(np.searchsorted(alphas, x / value, side="left"))
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _first_above_from(
     alphas: np.ndarray, x: float, value: float, lo: float, hi: float, hint: int
 ) -> int:
@@ -154,7 +154,7 @@ def _first_above_from(
     return row
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _first_reaching_from(
     alphas: np.ndarray, x: float, value: float, lo: float, hi: float, hint: int
 ) -> int:
@@ -175,7 +175,7 @@ def _first_reaching_from(
     return row
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _entry_rows(
     alphas: np.ndarray, values: np.ndarray, lo: float, hi: float, reserve: float
 ) -> np.ndarray:
@@ -190,7 +190,7 @@ def _entry_rows(
     return entry
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _multiplier_kernel(
     keyword, group, n_groups, comp_rank, quality, values, pcvr, click_prob,
     alphas, lo, hi, reserve, slots,

@@ -12,15 +12,30 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adbot.errors import ScenarioError
 from adbot.market.profiles import NAMED_HOURLY
+from adbot.yamlfile import parse_yaml
+
+# Limits that keep a run inside a machine's memory and the simulator's float32 prices:
+# about 80 bytes of memory per query of the episode (measured with ``adbot evaluate``),
+# about 20 per (keyword, competitor) pair, and prices far from float32's 3.4e38.
+MAX_AMOUNT = 1e12  # any price, budget, target or value, in currency units
+MAX_DAY_QUERIES = 1e7  # expected queries on the busiest day
+MAX_EPISODE_QUERIES = 1e8  # expected queries over the episode
+MAX_STEPS = 1_000_000  # days x steps_per_day
+MAX_KEYWORD_CELLS = 1e8  # keywords x (competitors + 1)
+MAX_SHOCK_STACK = 1e3  # the product of one kind of shock multiplier over all shocks
+MAX_SD_LOG = 5.0  # a lognormal's sd_log (at 5 its median is already mean / 270,000)
 
 Float = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 PosFloat = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)]
 NonNegFloat = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)]
+Amount = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, le=MAX_AMOUNT)]
+NonNegAmount = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=MAX_AMOUNT)]
+SdLog = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=MAX_SD_LOG)]
+Multiplier = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=MAX_SHOCK_STACK)]
 Int = Annotated[int, Field(strict=True)]
 
 BUNDLED_DIR = Path(__file__).resolve().parents[3] / "configs" / "scenarios"
@@ -42,8 +57,8 @@ class _Model(BaseModel):
 class LogNormalSpec(_Model):
     """Mean-preserving lognormal: ``mean * exp(N(-sd_log^2/2, sd_log))``."""
 
-    mean: PosFloat
-    sd_log: NonNegFloat
+    mean: Amount
+    sd_log: SdLog
 
 
 class NormalSpec(_Model):
@@ -58,14 +73,14 @@ class Horizon(_Model):
 
 
 class Campaign(_Model):
-    daily_budget: PosFloat
-    target_cpa: PosFloat | None = None
+    daily_budget: Amount
+    target_cpa: Amount | None = None
     target_roas: PosFloat | None = None
     conversion_value: LogNormalSpec
     keywords: Annotated[int, Field(strict=True, ge=1)]
     quality_score: NormalSpec
-    min_bid: NonNegFloat = 0.01
-    max_bid: PosFloat = 100.0
+    min_bid: NonNegAmount = 0.01
+    max_bid: Amount = 100.0
 
     @model_validator(mode="after")
     def _bid_range(self) -> Campaign:
@@ -88,9 +103,9 @@ class Shock(_Model):
 
     day: Annotated[int, Field(strict=True, ge=0)]
     step: Annotated[int, Field(strict=True, ge=0)] = 0
-    competitor_cpc_multiplier: PosFloat = 1.0
-    volume_multiplier: NonNegFloat = 1.0
-    cvr_multiplier: NonNegFloat = 1.0
+    competitor_cpc_multiplier: Annotated[Multiplier, Field(gt=0)] = 1.0
+    volume_multiplier: Multiplier = 1.0
+    cvr_multiplier: Multiplier = 1.0
 
 
 def _is_number(value: object) -> bool:
@@ -110,9 +125,9 @@ class Market(_Model):
     slots: Annotated[int, Field(strict=True, ge=1)]
     position_ctr: tuple[Annotated[float, Field(strict=True, gt=0, le=1)], ...]
     cvr: LogNormalSpec
-    pcvr_noise: NonNegFloat
-    bid_noise: NonNegFloat
-    reserve_cpc: NonNegFloat
+    pcvr_noise: SdLog
+    bid_noise: SdLog
+    reserve_cpc: NonNegAmount
     shocks: tuple[Shock, ...] = ()
 
     @field_validator("hourly_profile", mode="before")
@@ -125,7 +140,7 @@ class Market(_Model):
         if not isinstance(value, list | tuple) or not all(_is_number(v) for v in value):
             raise ValueError("must be 'flat', 'retail', 'b2b' or a list of weights")
         weights = tuple(float(v) for v in value)
-        if not all(np.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        if not all(w >= 0 for w in weights) or not 0 < sum(weights) < np.inf:
             raise ValueError("weights must be finite, >= 0, with a positive sum")
         return weights
 
@@ -134,8 +149,8 @@ class Market(_Model):
     def _weekday(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if len(value) != 7:
             raise ValueError(f"must have 7 weights (Monday .. Sunday), got {len(value)}")
-        if sum(value) <= 0:
-            raise ValueError("weights must have a positive sum")
+        if not 0 < sum(value) < np.inf:
+            raise ValueError("weights must have a positive, finite sum")
         return value
 
     @field_validator("position_ctr")
@@ -164,6 +179,11 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _fits_horizon(self) -> Scenario:
+        if self.n_steps > MAX_STEPS:
+            raise FieldRuleError(
+                "horizon",
+                f"days x steps_per_day must be at most {MAX_STEPS:,}, got {self.n_steps:,}",
+            )
         steps = self.horizon.steps_per_day
         profile = self.market.hourly_profile
         if not isinstance(profile, str) and len(profile) != steps:
@@ -180,16 +200,60 @@ class Scenario(_Model):
                 raise FieldRuleError(
                     f"market.shocks.{i}.step", f"must be < horizon.steps_per_day ({steps})"
                 )
+        self._check_size()
         return self
+
+    def _check_size(self) -> None:
+        """Refuse, by name, what would not fit a machine's memory or float32 prices."""
+        market = self.market
+        cells = self.campaign.keywords * (market.competitors + 1)
+        if cells > MAX_KEYWORD_CELLS:
+            raise FieldRuleError(
+                "campaign.keywords",
+                f"keywords x (market.competitors + 1) must be at most {MAX_KEYWORD_CELLS:,.0f}, "
+                f"got {cells:,}",
+            )
+        for kind in ("competitor_cpc_multiplier", "volume_multiplier", "cvr_multiplier"):
+            stack = 1.0
+            for i, shock in enumerate(market.shocks):
+                stack *= max(getattr(shock, kind), 1.0)
+                if stack > MAX_SHOCK_STACK:
+                    raise FieldRuleError(
+                        f"market.shocks.{i}.{kind}",
+                        f"shocks together may raise it at most {MAX_SHOCK_STACK:,.0f}-fold",
+                    )
+        days = np.arange(self.horizon.days)
+        weekday = np.asarray(market.weekday_profile)
+        factor = weekday[(self.horizon.start_weekday + days) % 7] / weekday.mean()
+        for shock in market.shocks:  # an upper bound: a cut before a rise is not counted
+            factor[shock.day :] *= max(shock.volume_multiplier, 1.0)
+        queries = market.daily_queries * factor
+        if queries.max() > MAX_DAY_QUERIES:
+            raise FieldRuleError(
+                "market.daily_queries",
+                f"the busiest day would expect {_count(queries.max())} queries (weekday weights "
+                f"and volume shocks included); at most {MAX_DAY_QUERIES:,.0f}",
+            )
+        if queries.sum() > MAX_EPISODE_QUERIES:
+            raise FieldRuleError(
+                "market.daily_queries",
+                f"the episode would expect {_count(queries.sum())} queries; at most "
+                f"{MAX_EPISODE_QUERIES:,.0f} (about 80 bytes of memory each)",
+            )
 
     @property
     def n_steps(self) -> int:
         return self.horizon.days * self.horizon.steps_per_day
 
 
+def _count(x: float) -> str:
+    return f"{x:,.0f}" if x < 1e15 else f"{x:.3g}"
+
+
 def _describe(error: Any) -> str:
     """One line ``dotted.field: rule`` for the first pydantic error."""
-    loc = [str(part) for part in error["loc"]]
+    # A key with a line break or other control character is quoted, to keep one line.
+    loc = [part if part.isprintable() else repr(part) for part in map(str, error["loc"])]
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, FieldRuleError):
         loc.append(cause.field)
@@ -216,13 +280,11 @@ def _resolve_path(source: str | Path) -> Path:
 
 def _read_yaml(path: Path) -> object:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ScenarioError(f"{path}: not valid YAML{where}") from None
+        return parse_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{path}: cannot be read ({exc.__class__.__name__})") from None
+    except ValueError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
 
 
 def load_scenario(source: str | Path | dict[str, Any] | Scenario) -> Scenario:

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from adbot.errors import InvalidInput
 from adbot.rl.rewards import RewardSpec
+from adbot.yamlfile import dump_yaml, parse_yaml
 
 CONFIG_FILE_NAME = "config.yaml"
 
@@ -117,7 +117,7 @@ class TrainingConfig(_Frozen):
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / CONFIG_FILE_NAME
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        path.write_text(dump_yaml(self.to_dict()))
         return path
 
 
@@ -153,9 +153,13 @@ def load_training_config(path: Path | str) -> TrainingConfig:
     if not path.is_file():
         raise InvalidInput(f"training config not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"training config {path}: not valid YAML ({exc})") from None
+        data = parse_yaml(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"training config {path}: cannot be read ({exc})") from None
+    except ValueError as exc:
+        raise InvalidInput(f"training config {path}: {exc}") from None
+    if data is None:  # an empty file would silently train the whole default config
+        raise InvalidInput(f"training config {path}: the file is empty")
     if not isinstance(data, dict):
         raise InvalidInput(f"training config {path}: expected a mapping")
     return training_config_from_dict(data)

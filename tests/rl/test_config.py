@@ -46,6 +46,9 @@ def test_frozen_and_strict() -> None:
         ({"env": {"max_daily_queries": float("inf")}}, "env.max_daily_queries: Input should be a"),
         ({"env": {"episode_reuse": True}}, "env.episode_reuse: Input should be a valid integer"),
         ({"env": {"action_log_range": "1.5"}}, "env.action_log_range: Input should be a valid"),
+        ({"ppo": {"learning_rate": "0.001"}}, "ppo.learning_rate: Input should be a valid"),
+        ({"ppo": {"n_steps": True}}, "ppo.n_steps: Input should be a valid integer"),
+        ({"ppo": {"net_arch": [64, True]}}, "ppo.net_arch.1: Input should be a valid integer"),
     ],
 )
 def test_no_nan_infinity_or_stand_in_number(data: dict[str, object], message: str) -> None:
@@ -79,3 +82,23 @@ def test_bad_files_are_refused(tmp_path: Path) -> None:
     bad.write_text("- 1\n")
     with pytest.raises(InvalidInput, match="mapping"):
         load_training_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"ppo": {"net_arch": [-5]}}, "ppo.net_arch.0: Input should be greater than or equal to 1"),
+        ({"ppo": {"net_arch": [64, 0]}}, "ppo.net_arch.1: Input should be greater than or equal"),
+        ({"ppo": {"log_std_init": 1000.0}}, "ppo.log_std_init: Input should be less than or equal"),
+        ({"evaluation": {"seed": -5}}, "evaluation.seed: Input should be greater than or equal"),
+    ],
+)
+def test_out_of_range_settings_are_named(data: dict[str, object], message: str) -> None:
+    """Each would fail inside SB3, torch or numpy with a traceback, or diverge at once."""
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        training_config_from_dict(data)
+
+
+def test_numbers_written_as_integers_still_load() -> None:
+    config = training_config_from_dict({"ppo": {"learning_rate": 1, "gamma": 1, "net_arch": []}})
+    assert config.ppo.learning_rate == 1.0 and config.ppo.net_arch == ()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -38,18 +38,24 @@ class EnvConfig(_Frozen):
 
 
 class PpoConfig(_Frozen):
-    learning_rate: float = Field(3e-4, gt=0)
-    n_steps: int = Field(336, ge=8)
-    batch_size: int = Field(672, ge=8)
-    n_epochs: int = Field(10, ge=1)
-    gamma: float = Field(0.999, gt=0, le=1)
-    gae_lambda: float = Field(0.95, gt=0, le=1)
-    clip_range: float = Field(0.2, gt=0)
-    ent_coef: float = Field(0.0, ge=0)
-    vf_coef: float = Field(0.5, gt=0)
-    max_grad_norm: float = Field(0.5, gt=0)
-    log_std_init: float = -1.0
-    net_arch: tuple[int, ...] = (64, 64)
+    """SB3 PPO's settings; the numbers are strict like :class:`EnvConfig`'s (a bool or a
+    string is not taken for a number)."""
+
+    learning_rate: float = Field(3e-4, gt=0, strict=True)
+    n_steps: int = Field(336, ge=8, strict=True)
+    batch_size: int = Field(672, ge=8, strict=True)
+    n_epochs: int = Field(10, ge=1, strict=True)
+    gamma: float = Field(0.999, gt=0, le=1, strict=True)
+    gae_lambda: float = Field(0.95, gt=0, le=1, strict=True)
+    clip_range: float = Field(0.2, gt=0, strict=True)
+    ent_coef: float = Field(0.0, ge=0, strict=True)
+    vf_coef: float = Field(0.5, gt=0, strict=True)
+    max_grad_norm: float = Field(0.5, gt=0, strict=True)
+    # The policy's initial log standard deviation: e^2 is already several times the whole
+    # action range [-1, 1]; far above it the first rollout's log-probabilities overflow.
+    log_std_init: float = Field(-1.0, ge=-20, le=2, strict=True)
+    # hidden layer sizes (empty: a linear policy)
+    net_arch: tuple[Annotated[int, Field(ge=1, strict=True)], ...] = (64, 64)
 
 
 class EvalConfig(_Frozen):
@@ -64,7 +70,7 @@ class EvalConfig(_Frozen):
     min_conversions: float = Field(30.0, ge=0)  # skip draws too small to judge (see evaluation)
     scenario_files: tuple[str, ...] = ()
     episodes: int = Field(1, ge=1)
-    seed: int = 10_000
+    seed: int = Field(10_000, ge=0)  # numpy seeds are non-negative
 
 
 class TrainingConfig(_Frozen):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +13,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
+from stable_baselines3 import PPO
 
 import adbot.rl  # noqa: F401  (registers the ppo: prefix)
 from adbot.bidding.registry import make_policy
@@ -18,7 +22,7 @@ from adbot.bidding.runner import run_episode
 from adbot.errors import InvalidInput, NotFound
 from adbot.market.scenario import Scenario
 from adbot.market.simulator import MarketSimulator
-from adbot.rl.checkpoints import load_checkpoint
+from adbot.rl.checkpoints import load_checkpoint, sha256_file
 from adbot.rl.config import load_training_config
 from adbot.rl.features import N_FEATURES
 from adbot.rl.policy import AGENTS_DIR, MeanPolicy, PpoPolicy, ensemble_members
@@ -154,3 +158,117 @@ def test_an_agent_of_other_features_is_refused_by_name() -> None:
             PpoPolicy.from_checkpoint(checkpoint, name="ppo:old")
     finally:
         model.observation_space = original
+
+
+def _agent_copy(tmp_path: Path) -> Path:
+    """The shipped seed-0 agent alone, as a checkpoint directory to break."""
+    agent = tmp_path / "agent"
+    shutil.copytree(AGENTS_DIR / "default", agent, ignore=shutil.ignore_patterns("members"))
+    (agent / "ensemble.json").unlink()
+    return agent
+
+
+def _rewrite_meta(agent: Path, **changes: object) -> None:
+    meta_file = agent / "checkpoint.json"
+    meta = json.loads(meta_file.read_text())
+    meta.update(changes)
+    meta_file.write_text(json.dumps(meta))
+
+
+def _nan_weights(agent: Path) -> None:
+    """The agent's model with every weight NaN, its sha256 recomputed (a diverged run)."""
+    model = PPO.load(agent / "model.zip", device="cpu")
+    with torch.no_grad():
+        for parameter in model.policy.parameters():
+            parameter.fill_(float("nan"))
+    model.save(agent / "model.zip")
+    _rewrite_meta(agent, model_sha256=sha256_file(agent / "model.zip"))
+
+
+def test_non_finite_weights_are_refused_at_load(tmp_path: Path) -> None:
+    agent = _agent_copy(tmp_path)
+    _nan_weights(agent)
+    with pytest.raises(InvalidInput, match=r"agent/model.zip: the model has non-finite weights"):
+        make_policy(f"ppo:{agent}")
+    ensemble = tmp_path / "ensemble"
+    ensemble.mkdir()
+    (ensemble / "ensemble.json").write_text(json.dumps({"members": [str(agent)]}))
+    with pytest.raises(InvalidInput, match="non-finite weights"):
+        make_policy(f"ppo:{ensemble}")
+
+
+def test_a_non_finite_action_names_the_agent(cpa_scenario: Scenario) -> None:
+    """Weights that go bad after loading (or an output that overflows) are one line naming
+    the agent, not torch's distribution-validation traceback."""
+    policy = PpoPolicy.from_checkpoint(load_checkpoint(AGENTS_DIR / "default"), name="ppo:x")
+    policy.model = copy.deepcopy(policy.model)
+    with torch.no_grad():
+        for parameter in policy.model.policy.action_net.parameters():
+            parameter.fill_(float("inf"))
+    policy.reset(MarketSimulator(cpa_scenario, 0))
+    with pytest.raises(InvalidInput, match="agent ppo:x: its network's output is not finite"):
+        policy.action()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(obs_count=float("nan")), "obs_count must be a finite number >= 0"),
+        (lambda d: d.update(obs_count=-5.0), "obs_count must be a finite number >= 0, got -5.0"),
+        (lambda d: d.update(obs_mean="abc"), "obs_mean: Input should be a valid list"),
+        (lambda d: d.update(clip_obs=True), "clip_obs: Input should be a valid number"),
+        (lambda d: d["obs_var"].__setitem__(0, "x"), "obs_var.0: Input should be a valid number"),
+    ],
+    ids=["count-nan", "count-negative", "mean-string", "clip-bool", "var-item"],
+)
+def test_statistics_of_the_wrong_kind_are_refused_by_name(
+    change: Callable[[dict[str, Any]], object], message: str, tmp_path: Path
+) -> None:
+    agent = _agent_copy(tmp_path)
+    stats_file = agent / "normalization.json"
+    stats = json.loads(stats_file.read_text())
+    change(stats)
+    stats_file.write_text(json.dumps(stats))
+    with pytest.raises(InvalidInput, match=f"normalization.json: .*{re.escape(message)}"):
+        load_checkpoint(agent)
+
+
+def test_checkpoint_meta_with_other_fields_is_refused_by_name(tmp_path: Path) -> None:
+    agent = _agent_copy(tmp_path)
+    _rewrite_meta(agent, extra=1)
+    with pytest.raises(InvalidInput, match=r"checkpoint.json: fields missing \[\], unknown \['ex"):
+        load_checkpoint(agent)
+    meta = json.loads((agent / "checkpoint.json").read_text())
+    del meta["extra"], meta["seed"]
+    (agent / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(InvalidInput, match=r"fields missing \['seed'\], unknown \[\]"):
+        load_checkpoint(agent)
+    _rewrite_meta(agent, seed="0")
+    with pytest.raises(
+        InvalidInput, match=r"json: seed: Input should be a valid integer"
+    ):
+        load_checkpoint(agent)
+
+
+def test_a_truncated_model_is_refused_by_name(tmp_path: Path) -> None:
+    agent = _agent_copy(tmp_path)
+    model = agent / "model.zip"
+    model.write_bytes(model.read_bytes()[:2000])
+    _rewrite_meta(agent, model_sha256=sha256_file(model))
+    with pytest.raises(InvalidInput, match=r"agent/model.zip: not a loadable PPO model"):
+        load_checkpoint(agent)
+
+
+def test_an_edited_config_beside_the_model_is_refused(tmp_path: Path) -> None:
+    """checkpoint.json records the config's fingerprint; a config.yaml changed after
+    training (another action range, say) would play the model wrongly, silently."""
+    agent = _agent_copy(tmp_path)
+    config = load_training_config(agent)
+    config.with_overrides(env={"action_log_range": 0.9}).save(agent)
+    with pytest.raises(InvalidInput, match=r"agent/config.yaml: not the config the model was"):
+        make_policy(f"ppo:{agent}")
+    ensemble = tmp_path / "ensemble"
+    ensemble.mkdir()
+    (ensemble / "ensemble.json").write_text(json.dumps({"members": [str(agent)]}))
+    with pytest.raises(InvalidInput, match="not the config the model was trained with"):
+        make_policy(f"ppo:{ensemble}")

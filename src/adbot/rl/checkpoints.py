@@ -16,12 +16,14 @@ import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_type_hints
 
 import numpy as np
+import torch
+from pydantic import TypeAdapter, ValidationError
 from stable_baselines3 import PPO
 from stable_baselines3.common.running_mean_std import RunningMeanStd
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from adbot import __version__
 from adbot.errors import InvalidInput, NotFound
@@ -81,6 +83,10 @@ class NormalizationStats:
                 found.append(f"{name} is not finite everywhere")
         if (np.asarray(self.obs_var, dtype=np.float64) < 0).any():
             found.append("obs_var has negative values")
+        for name in ("obs_count", "ret_var", "ret_count"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                found.append(f"{name} must be a finite number >= 0, got {value!r}")
         for name in ("epsilon", "clip_obs"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
@@ -174,29 +180,78 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _read_stats(path: Path) -> NormalizationStats:
+_Record = TypeVar("_Record", NormalizationStats, CheckpointMeta)
+
+
+def _read_record(path: Path, kind: type[_Record]) -> _Record:
+    """``kind`` from the JSON file ``path``: exactly its fields, each of its type."""
     data = _read_json(path)
-    fields = {f.name for f in dataclasses.fields(NormalizationStats)}
+    fields = {f.name for f in dataclasses.fields(kind)}
     if set(data) != fields:
         missing, unknown = sorted(fields - set(data)), sorted(set(data) - fields)
         raise InvalidInput(f"checkpoint file {path}: fields missing {missing}, unknown {unknown}")
-    return NormalizationStats(**data)
+    problems = []
+    for name, hint in get_type_hints(kind).items():
+        try:  # strict: a bool or a string is not taken for a number
+            TypeAdapter(hint).validate_python(data[name], strict=True)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in (name, *error["loc"]))
+            problems.append(f"{where}: {error['msg']}")
+    if problems:
+        raise InvalidInput(f"checkpoint file {path}: {'; '.join(problems)}")
+    return kind(**data)
+
+
+def read_meta(directory: Path) -> CheckpointMeta:
+    """A checkpoint's ``checkpoint.json``."""
+    return _read_record(directory / META_FILE, CheckpointMeta)
+
+
+def load_model(path: Path, env: VecEnv | None = None) -> PPO:
+    """``PPO.load`` of a checkpoint's model; a file SB3 cannot read (truncated, not a
+    model) is ``InvalidInput`` naming it, as is a model whose weights are not finite."""
+    try:
+        model = PPO.load(path, env=env, device="cpu")
+    except Exception as exc:  # SB3 and torch raise anything from AssertionError to KeyError
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidInput(f"checkpoint file {path}: not a loadable PPO model ({reason})") from None
+    if not weights_are_finite(model):
+        raise InvalidInput(f"checkpoint file {path}: the model has non-finite weights")
+    return model
+
+
+def weights_are_finite(model: PPO) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.policy.parameters())
+
+
+def _read_config(directory: Path, meta: CheckpointMeta) -> TrainingConfig:
+    config = load_training_config(directory)
+    if config.fingerprint() != meta.config_fingerprint:
+        raise InvalidInput(
+            f"checkpoint file {directory / CONFIG_FILE_NAME}: not the config the model was "
+            f"trained with (fingerprint {config.fingerprint()}, {META_FILE} says "
+            f"{meta.config_fingerprint})"
+        )
+    return config
 
 
 def load_checkpoint(directory: Path | str) -> Checkpoint:
-    """Load a checkpoint directory; its model's sha256 must match ``checkpoint.json``."""
+    """Load a checkpoint directory; its model's sha256 and its config's fingerprint must
+    match ``checkpoint.json``."""
     directory = Path(directory)
     for name in (MODEL_FILE, NORMALIZATION_FILE, CONFIG_FILE_NAME, META_FILE):
         if not (directory / name).is_file():
             raise NotFound(f"not a checkpoint: {directory} has no {name}")
-    meta = CheckpointMeta(**_read_json(directory / META_FILE))
+    meta = read_meta(directory)
     if sha256_file(directory / MODEL_FILE) != meta.model_sha256:
         raise InvalidInput(f"checkpoint {directory}: model.zip does not match its sha256")
-    stats = _read_stats(directory / NORMALIZATION_FILE)
-    model = PPO.load(directory / MODEL_FILE, device="cpu")
+    stats = _read_record(directory / NORMALIZATION_FILE, NormalizationStats)
+    config = _read_config(directory, meta)
+    model = load_model(directory / MODEL_FILE)
     shape = model.observation_space.shape
     problems = stats.problems(int(shape[0]) if shape else 0)
     if problems:
         where = directory / NORMALIZATION_FILE
         raise InvalidInput(f"checkpoint file {where}: {'; '.join(problems)}")
-    return Checkpoint(directory, load_training_config(directory), model, stats, meta)
+    return Checkpoint(directory, config, model, stats, meta)

@@ -105,9 +105,19 @@ class PpoPolicy(PriorPolicy):
         return float(self.act(self._reset_state().observation()))
 
     def act(self, obs: np.ndarray) -> np.float32:
-        """The model's deterministic action for a raw observation (normalised here)."""
-        action, _ = self.model.predict(self.normalization.normalize(obs), deterministic=True)
-        return np.asarray(action).reshape(-1)[0]
+        """The model's deterministic action for a raw observation (normalised here);
+        ``InvalidInput`` naming the agent if its network's output is not finite."""
+        try:
+            action, _ = self.model.predict(self.normalization.normalize(obs), deterministic=True)
+        except ValueError as exc:  # torch's Normal refuses a non-finite mean
+            raise InvalidInput(
+                f"agent {self.name}: its network's output is not finite "
+                f"({str(exc).splitlines()[0]})"
+            ) from None
+        value = np.asarray(action).reshape(-1)[0]
+        if not np.isfinite(value):
+            raise InvalidInput(f"agent {self.name}: its network's output is not finite")
+        return value
 
 
 class MeanPolicy(PriorPolicy):

@@ -21,6 +21,7 @@ from typing import Any, TypeVar, get_type_hints
 import numpy as np
 import torch
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 from stable_baselines3 import PPO
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
@@ -190,14 +191,14 @@ def _read_record(path: Path, kind: type[_Record]) -> _Record:
     if set(data) != fields:
         missing, unknown = sorted(fields - set(data)), sorted(set(data) - fields)
         raise InvalidInput(f"checkpoint file {path}: fields missing {missing}, unknown {unknown}")
-    problems = []
+    problems: list[str] = []
     for name, hint in get_type_hints(kind).items():
         try:  # strict: a bool or a string is not taken for a number
             TypeAdapter(hint).validate_python(data[name], strict=True)
         except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(p) for p in (name, *error["loc"]))
-            problems.append(f"{where}: {error['msg']}")
+            first: ErrorDetails = exc.errors()[0]
+            where = ".".join([name, *(str(part) for part in first["loc"])])
+            problems.append(f"{where}: {first['msg']}")
     if problems:
         raise InvalidInput(f"checkpoint file {path}: {'; '.join(problems)}")
     return kind(**data)

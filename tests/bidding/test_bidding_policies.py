@@ -50,6 +50,61 @@ def test_oracle_beats_every_grid_multiplier(seed: int) -> None:
     )
 
 
+# A small one-slot market whose score is a step function of alpha: grid points 0.66 and
+# 0.92 tie at 11 conversions, 13 lie just above 0.92, and alpha 1 (``fixed``) scores 12.
+# Refining only around the first of the tied points reported 11.
+_TIED = {
+    "name": "tied-grid",
+    "seed": 7,
+    "horizon": {"days": 2, "steps_per_day": 6},
+    "campaign": {
+        "daily_budget": 100.0,
+        "target_cpa": 30.0,
+        "conversion_value": {"mean": 80.0, "sd_log": 0.4},
+        "keywords": 10,
+        "quality_score": {"mean": 6.5, "sd": 1.5},
+        "min_bid": 0.05,
+        "max_bid": 40.0,
+    },
+    "market": {
+        "daily_queries": 3000,
+        "volume_zipf": 1.1,
+        "hourly_profile": "retail",
+        "weekday_profile": [1.0, 1.0, 1.0, 1.0, 1.1, 0.8, 0.7],
+        "competitors": 5,
+        "participation": 0.6,
+        "competitor_cpc": {"mean": 1.6, "sd_log": 0.5},
+        "competitor_quality": {"mean": 6.0, "sd": 1.5},
+        "slots": 1,
+        "position_ctr": [0.1],
+        "cvr": {"mean": 0.05, "sd_log": 0.6},
+        "pcvr_noise": 0.25,
+        "bid_noise": 0.15,
+        "reserve_cpc": 0.05,
+        "shocks": [{"day": 1, "competitor_cpc_multiplier": 1.5}],
+    },
+}
+
+
+def test_oracle_refines_every_tied_best_grid_point_and_plays_alpha_one() -> None:
+    scenario = load_scenario(_TIED)
+    oracle = hindsight_oracle(scenario, 3)
+    grid_best = oracle.grid_scores.max()
+    assert np.count_nonzero(oracle.grid_scores == grid_best) >= 2  # the tie this test is about
+    fixed = run_episode(scenario, 3, make_policy("fixed")).metrics.score
+    assert fixed > grid_best  # alpha 1 beats every grid point here
+    assert oracle.score >= fixed
+    assert oracle.score > grid_best + 1  # found beside the second tied point, not the first
+    assert oracle.score == evaluate_multipliers(scenario, 3, [oracle.alpha]).score[0]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_oracle_is_never_below_fixed(seed: int) -> None:
+    scenario = load_scenario(_TIED)
+    oracle = hindsight_oracle(scenario, seed)
+    assert oracle.score >= evaluate_multipliers(scenario, seed, [1.0]).score[0]
+
+
 def test_oracle_policy_reproduces_the_oracle_score() -> None:
     scenario = quick_week()
     for seed in (0, 3):

@@ -95,6 +95,40 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"market__shocks": [{"day": 0, "size": 2}]}, "market.shocks.0.size: unknown field"),
     ({"name": "Bad Name"}, "name: string should match pattern"),
     ({"seed": -1}, "seed: input should be greater than or equal to 0"),
+    # Limits that keep a run inside memory and float32 prices.
+    ({"campaign__daily_budget": 2e12}, "campaign.daily_budget: input should be less than or"),
+    (
+        {"market__competitor_cpc": {"mean": 1e308, "sd_log": 0.5}},
+        "market.competitor_cpc.mean: input should be less than or equal to 1000000000000",
+    ),
+    ({"market__cvr": {"mean": 0.05, "sd_log": 6.0}}, "market.cvr.sd_log: input should be less"),
+    ({"market__pcvr_noise": 1e200}, "market.pcvr_noise: input should be less than or equal to 5"),
+    ({"market__hourly_profile": [1e308] * 8}, "market.hourly_profile: weights must be finite"),
+    ({"market__weekday_profile": [1e308] * 7}, "market.weekday_profile: weights must have a"),
+    (
+        {"market__daily_queries": 1e300},
+        "market.daily_queries: the busiest day would expect 1.17e+300",
+    ),
+    (
+        {"market__daily_queries": 9.5e6},
+        "market.daily_queries: the busiest day would expect 11,083,333 queries",
+    ),
+    (
+        {"horizon__steps_per_day": 600_000},
+        "horizon: days x steps_per_day must be at most 1,000,000",
+    ),
+    ({"campaign__keywords": 20_000_000}, "campaign.keywords: keywords x (market.competitors + 1)"),
+    (
+        {
+            "market__shocks": [
+                {"day": 0, "volume_multiplier": 40},
+                {"day": 1, "volume_multiplier": 40},
+            ]
+        },
+        "market.shocks.1.volume_multiplier: shocks together may raise it at most 1,000-fold",
+    ),
+    ({"market__shocks": [{"day": 0, "cvr_multiplier": 1e4}]}, "market.shocks.0.cvr_multiplier: in"),
+    ({"bad\nkey": 1}, "'bad\\nkey': unknown field"),
 ]
 
 
@@ -127,6 +161,42 @@ def test_file_errors_are_one_line(tmp_path: Path) -> None:
     listing.write_text("- 1\n- 2\n")
     with pytest.raises(ScenarioError, match="must be a mapping"):
         load_scenario(listing)
+
+
+def test_episode_query_limit_counts_every_day() -> None:
+    # Each day is under the daily limit; together they pass the episode's.
+    data = small_data(horizon__days=40, market__daily_queries=3e6, market__shocks=[])
+    with pytest.raises(ScenarioError, match=r"^market\.daily_queries: the episode would expect"):
+        load_scenario(data)
+    data["market"]["daily_queries"] = 2e6
+    assert load_scenario(data).horizon.days == 40
+
+
+def test_numbers_are_read_as_yaml_1_2(tmp_path: Path) -> None:
+    """``4e4`` is a number (YAML 1.1 made it a string, refused as "not a number")."""
+    text = yaml.safe_dump(small_data())
+    text = text.replace("daily_queries: 3000", "daily_queries: 3e3")
+    text = text.replace("daily_budget: 60.0", "daily_budget: 6E+1")
+    text = text.replace("days: 2", "days: 02")  # decimal 2 (1.1: octal)
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    scenario = load_scenario(path)
+    assert scenario.market.daily_queries == 3000.0
+    assert scenario.campaign.daily_budget == 60.0
+    assert scenario.horizon.days == 2
+    path.write_text(text.replace("keywords: 12", "keywords: 1_2"))  # 1.1: twelve; 1.2: a string
+    with pytest.raises(ScenarioError, match=r"^campaign\.keywords: input should be a valid int"):
+        load_scenario(path)
+
+
+def test_yaml_file_problems_are_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("name: first\nseed: 1\nname: second\n")
+    with pytest.raises(ScenarioError, match=r"not valid YAML \(line 3: duplicate key 'name'\)$"):
+        load_scenario(path)
+    path.write_text("name: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ScenarioError, match=r"not valid YAML \(nested too deeply\)$"):
+        load_scenario(path)
 
 
 def test_every_malformed_case_differs_from_the_valid_base() -> None:

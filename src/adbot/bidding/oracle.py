@@ -1,9 +1,14 @@
 """The hindsight oracle: the best constant multiplier on the identical episode (MARKET.md).
 
 A log grid of ``GRID_POINTS`` multipliers on [0.02, 50] is played at once on the episode's
-pre-drawn market, then a golden-section search refines the best grid point inside its two
-neighbours (in log alpha). The result is the best multiplier ever evaluated, so the oracle
-is never worse than any grid multiplier. Results are memoised per (scenario, episode seed).
+pre-drawn market, then golden-section searches refine the ``REFINED_POINTS`` best grid points,
+each inside its two neighbours (in log alpha), in lockstep: every round plays one multiplier
+per search in one batched call. The score of a small episode is a step function of alpha,
+so several grid points can tie at the best with the true peak beside any one of them; the
+search around the first best alone missed it (a constant policy once scored 12 where the
+oracle reported 11). Alpha 1, what the ``fixed`` policy plays, is played with the grid. The
+result is the best multiplier ever evaluated, so the oracle is never worse than any of them.
+Results are memoised per (scenario, episode seed).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from adbot.market.scenario import Scenario
 from adbot.market.simulator import MarketSimulator, StepOutcome
 
 GRID_POINTS = 48
+REFINED_POINTS = 4
 GOLDEN_ITERATIONS = 12
 _INVERSE_PHI = (math.sqrt(5.0) - 1.0) / 2.0
 _CACHE: OrderedDict[tuple[str, int], OracleResult] = OrderedDict()
@@ -35,29 +41,43 @@ class OracleResult:
     grid_scores: np.ndarray
 
 
-def _golden(scenario: Scenario, seed: int, low: float, high: float) -> tuple[float, float]:
-    """Best (score, log alpha) a golden-section search finds on [low, high] (log alpha)."""
+def _golden(
+    scenario: Scenario, seed: int, low: np.ndarray, high: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best (score, log alpha) that a golden-section search finds on each [low, high] (log
+    alpha), all searches played side by side: each round is one batched call."""
 
-    def score_at(log_alpha: float) -> float:
-        totals = evaluate_multipliers(scenario, seed, np.array([math.exp(log_alpha)]))
-        return float(totals.score[0])
+    def score_at(log_alpha: np.ndarray) -> np.ndarray:
+        return evaluate_multipliers(scenario, seed, np.exp(log_alpha)).score
 
-    a, b = low, high
+    a, b = low.copy(), high.copy()
     c, d = b - _INVERSE_PHI * (b - a), a + _INVERSE_PHI * (b - a)
-    fc, fd = score_at(c), score_at(d)
-    best = max((fc, c), (fd, d))
+    both = score_at(np.concatenate([c, d]))
+    fc, fd = both[: c.size], both[c.size :]
+    # Ties go to the larger alpha, as max() over (score, log alpha) pairs would.
+    take_d = (fd > fc) | ((fd == fc) & (d > c))
+    best_score, best_x = np.where(take_d, fd, fc), np.where(take_d, d, c)
     for _ in range(GOLDEN_ITERATIONS):
-        if fc >= fd:
-            b, d, fd = d, c, fc
-            c = b - _INVERSE_PHI * (b - a)
-            fc = score_at(c)
-            best = max(best, (fc, c))
-        else:
-            a, c, fc = c, d, fd
-            d = a + _INVERSE_PHI * (b - a)
-            fd = score_at(d)
-            best = max(best, (fd, d))
-    return best
+        left = fc >= fd  # the peak is left of d: drop [d, b]
+        b = np.where(left, d, b)
+        a = np.where(left, a, c)
+        c, d = (
+            np.where(left, b - _INVERSE_PHI * (b - a), d),
+            np.where(left, c, a + _INVERSE_PHI * (b - a)),
+        )
+        fc, fd = np.where(left, np.nan, fd), np.where(left, fc, np.nan)
+        x = np.where(left, c, d)
+        fx = score_at(x)
+        fc, fd = np.where(left, fx, fc), np.where(left, fd, fx)
+        better = (fx > best_score) | ((fx == best_score) & (x > best_x))
+        best_score, best_x = np.where(better, fx, best_score), np.where(better, x, best_x)
+    return best_score, best_x
+
+
+def _refined(scores: np.ndarray) -> np.ndarray:
+    """The grid points to refine: the best ``REFINED_POINTS``, the first best first."""
+    order = np.argsort(-scores, kind="stable")
+    return order[:REFINED_POINTS]
 
 
 def hindsight_oracle(scenario: Scenario, episode_seed: int) -> OracleResult:
@@ -67,15 +87,21 @@ def hindsight_oracle(scenario: Scenario, episode_seed: int) -> OracleResult:
         _CACHE.move_to_end(key)
         return _CACHE[key]
     grid = np.geomspace(ALPHA_MIN, ALPHA_MAX, GRID_POINTS)
-    scores = evaluate_multipliers(scenario, episode_seed, grid).score
+    played = evaluate_multipliers(scenario, episode_seed, np.append(grid, 1.0)).score
+    scores, score_at_one = played[:GRID_POINTS], float(played[GRID_POINTS])
     i = int(np.argmax(scores))
     best_score, best_alpha = float(scores[i]), float(grid[i])
     if best_score > 0:
         log_grid = np.log(grid)
-        low, high = log_grid[max(i - 1, 0)], log_grid[min(i + 1, GRID_POINTS - 1)]
-        score, log_alpha = _golden(scenario, episode_seed, float(low), float(high))
-        if score > best_score:
-            best_score, best_alpha = score, math.exp(log_alpha)
+        points = _refined(scores)
+        low = log_grid[np.maximum(points - 1, 0)]
+        high = log_grid[np.minimum(points + 1, GRID_POINTS - 1)]
+        found, log_alphas = _golden(scenario, episode_seed, low, high)
+        j = int(np.argmax(found))  # the first best: the search around the grid's best wins ties
+        if found[j] > best_score:
+            best_score, best_alpha = float(found[j]), math.exp(float(log_alphas[j]))
+    if score_at_one > best_score:
+        best_score, best_alpha = score_at_one, 1.0
     result = OracleResult(best_score, best_alpha, grid, scores)
     _CACHE[key] = result
     while len(_CACHE) > _CACHE_SIZE:

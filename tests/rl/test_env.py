@@ -164,7 +164,14 @@ def test_a_bad_action_is_refused_by_name(cpa_scenario: Scenario) -> None:
     for bad, message in (
         (np.zeros(2, dtype=np.float32), r"one number, got shape \(2,\)"),
         (np.zeros(0), r"one number, got shape \(0,\)"),
-        ("fast", "one number, got 'fast'"),
+        ("fast", "one real number, got 'fast'"),
+        ("0.3", "one real number, got '0.3'"),
+        (True, "one real number, got True"),
+        (np.array([True]), r"one real number, got array\(\[ True\]\)"),
+        (0.3 + 0j, r"one real number, got \(0.3\+0j\)"),
+        (np.array([0.3 + 0j]), "one real number, got array"),
+        (None, "one real number, got None"),
+        (np.array([object()], dtype=object), "one real number, got array"),
         (np.array([np.nan], dtype=np.float32), "finite number, got nan"),
     ):
         with pytest.raises(InvalidInput, match=message):
@@ -175,6 +182,11 @@ def test_a_bad_action_is_refused_by_name(cpa_scenario: Scenario) -> None:
     for good in (np.array([[0.5]]), 0.5, [0.5]):  # one number, in other shapes
         env.reset(seed=0, options={"episode_seed": 1})
         assert env.step(good)[4]["alpha"] == expected
+    env.reset(seed=0, options={"episode_seed": 1})
+    top = env.step(np.array([1.0], dtype=np.float32))[4]["alpha"]
+    for outside in (5.0, np.int64(3), 1e300):  # clipped to the Box, as documented
+        env.reset(seed=0, options={"episode_seed": 1})
+        assert env.step(outside)[4]["alpha"] == top
 
 
 def test_bids_are_the_multiplier_bids_of_market_md(cpa_scenario: Scenario) -> None:

@@ -229,7 +229,10 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ``Box(-1, 1, (1,), float32)``: the log bid multiplier relative to the prior of
     :mod:`adbot.rl.planner` (the bid-landscape plan): ``alpha = prior x
-    exp(action_log_range x a)``, clipped to [0.02, 50]. ``a = 0`` follows the plan.
+    exp(action_log_range x a)``, clipped to [0.02, 50]. ``a = 0`` follows the plan. An
+    action outside [-1, 1] is clipped to it (as Stable-Baselines3 clips its Gaussian
+    policy's samples); one that is not a single finite real number (NaN, a string, a bool,
+    a complex number, ``None``, a shape other than one number) raises ``InvalidInput``.
 
     ## Observation
 
@@ -510,16 +513,19 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
 
 def _action_value(action: np.ndarray) -> float:
     """The action's one number as a float (the fast path is SB3's float32 array of one);
-    ``InvalidInput`` when it is not one number (the non-finite are refused by the state)."""
-    if type(action) is np.ndarray and action.shape == (1,):
+    ``InvalidInput`` when it is not one real number: a string, a bool, a complex number or
+    ``None`` is refused rather than converted (the non-finite are refused by the state)."""
+    if type(action) is np.ndarray and action.shape == (1,) and action.dtype.kind == "f":
         return float(action[0])
     try:
-        values = np.asarray(action, dtype=np.float64).reshape(-1)
+        values = np.asarray(action)
     except (TypeError, ValueError):
-        raise InvalidInput(f"the action must be one number, got {action!r}") from None
-    if values.shape != (1,):
-        raise InvalidInput(f"the action must be one number, got shape {np.shape(action)}")
-    return float(values[0])
+        values = np.asarray(None)
+    if values.dtype.kind not in "fiu":
+        raise InvalidInput(f"the action must be one real number, got {action!r}"[:200])
+    if values.size != 1:
+        raise InvalidInput(f"the action must be one number, got shape {values.shape}")
+    return float(values.reshape(-1)[0])
 
 
 def register() -> None:

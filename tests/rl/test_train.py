@@ -192,3 +192,118 @@ def test_a_missing_scenario_file_is_named_before_the_workers_start(
     with pytest.raises(ScenarioError, match=r"scenario file not found: (no-such-scenario|gone)"):
         train(config, output_dir=tmp_path / "out", settings=settings, track=False)
     assert not (tmp_path / "out").exists()  # nothing started
+
+
+def _tree(directory: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()
+    }
+
+
+def _set_score(checkpoint: Path, score: float) -> None:
+    meta_file = checkpoint / "checkpoint.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({**meta, "score_ratio": score}))
+
+
+def test_a_run_directory_is_never_trained_over(tmp_path: Path, settings: Settings) -> None:
+    """Another run into a directory holding one would replace its checkpoints (their
+    database rows then pointing at other files) and its config: refused before writing."""
+    out = tmp_path / "run"
+    train(TINY, output_dir=out, settings=settings, track=False)
+    before = _tree(out)
+    for config in (TINY, TINY.with_overrides(seed=6, env={"action_log_range": 0.5})):
+        with pytest.raises(InvalidInput, match="already holds a run: give another --output, or"):
+            train(config, output_dir=out, settings=settings, track=False)
+    assert _tree(out) == before
+
+
+def test_resume_into_its_own_checkpoint_is_refused_before_writing(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """The env check reads the checkpoint's own config, not the one being written over it."""
+    first = train(TINY, output_dir=tmp_path / "run", settings=settings, track=False)
+    final = first.final_checkpoint
+    before = _tree(final)
+    longer = TINY.with_overrides(total_timesteps=384)
+    with pytest.raises(InvalidInput, match="another env"):
+        train(longer.with_overrides(env={"action_log_range": 0.5}), output_dir=final, resume=final)
+    with pytest.raises(InvalidInput, match="final is a checkpoint, not a run directory"):
+        train(longer, output_dir=final, resume=final, settings=settings, track=False)
+    assert _tree(final) == before
+    load_checkpoint(final)
+
+
+def test_resume_with_other_ppo_settings_is_refused_by_name(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """PPO.load keeps the checkpoint's settings: the config's would be recorded, not used."""
+    first = train(TINY, output_dir=tmp_path / "a", settings=settings, track=False)
+    other = TINY.with_overrides(total_timesteps=384, ppo={"learning_rate": 1e-3, "n_epochs": 2})
+    with pytest.raises(InvalidInput, match=r"other PPO settings \(ppo.learning_rate, ppo.n_epochs"):
+        train(other, output_dir=tmp_path / "b", resume=first.final_checkpoint, settings=settings)
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_resumed_run_continues_in_its_directory_and_keeps_its_best(
+    tmp_path: Path, settings: Settings
+) -> None:
+    out = tmp_path / "run"
+    train(TINY, output_dir=out, settings=settings, track=False)
+    _set_score(out / "best", 5.0)  # better than any evaluation to come
+    earlier = _tree(out / "checkpoints")
+    longer = TINY.with_overrides(total_timesteps=384)
+    with pytest.raises(InvalidInput, match=r"has checkpoints after .*step-000000128 .*256"):
+        train(longer, output_dir=out, resume=out / "checkpoints" / "step-000000128")
+    resumed = train(longer, output_dir=out, resume=out / "final", settings=settings, track=False)
+    assert resumed.best_score_ratio == 5.0
+    assert json.loads((out / "best" / "checkpoint.json").read_text())["score_ratio"] == 5.0
+    assert load_checkpoint(out / "final").meta.timesteps == 384
+    steps = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert steps == ["step-000000128", "step-000000256", "step-000000384"]
+    assert {k: v for k, v in _tree(out / "checkpoints").items() if k in earlier} == earlier
+
+    # Into a new directory: the resumed checkpoint's own score is the one to beat.
+    _set_score(out / "final", 7.0)
+    elsewhere = train(
+        TINY.with_overrides(total_timesteps=512),
+        output_dir=tmp_path / "next",
+        resume=out / "final",
+        settings=settings,
+        track=False,
+    )
+    assert elsewhere.best_score_ratio == 7.0
+    assert load_checkpoint(elsewhere.best_checkpoint).meta.timesteps == 384
+
+
+def test_a_diverging_run_stops_with_one_line(tmp_path: Path, settings: Settings) -> None:
+    config = TINY.with_overrides(ppo={"learning_rate": 50.0})
+    with pytest.raises(InvalidInput, match=r"training diverged at step \d+: the network's"):
+        train(config, output_dir=tmp_path / "run", settings=settings, track=False)
+
+
+@pytest.mark.parametrize("where", ["file", "under-file", "proc"])
+def test_an_output_that_cannot_be_a_directory_is_one_line(
+    where: str, tmp_path: Path, settings: Settings
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    output = {"file": afile, "under-file": afile / "run", "proc": Path("/proc/adbot-run")}[where]
+    with pytest.raises(InvalidInput, match=f"output {output}"):
+        train(TINY, output_dir=output, settings=settings, track=False)
+    assert afile.read_text() == "" and sorted(tmp_path.iterdir()) == [afile]
+
+
+def test_a_bad_scenario_file_is_named_with_its_config_field(
+    tmp_path: Path, settings: Settings
+) -> None:
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text("name: x\n")
+    config = TINY.with_overrides(env={"scenario": str(scenario)})
+    with pytest.raises(ScenarioError, match=rf"^training config env.scenario \({scenario}\): "):
+        train(config, output_dir=tmp_path / "out", settings=settings, track=False)
+    config = TINY.with_overrides(
+        evaluation={"scenario_files": ("retail-tight-budget", str(scenario))}
+    )
+    with pytest.raises(ScenarioError, match=r"^training config evaluation.scenario_files\[1\] "):
+        train(config, output_dir=tmp_path / "out", settings=settings, track=False)

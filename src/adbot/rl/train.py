@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,15 +41,21 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 
 from adbot.config import Settings, get_settings
-from adbot.errors import InvalidInput
+from adbot.errors import InvalidInput, ScenarioError
 from adbot.market.scenario import load_scenario
 from adbot.rl.checkpoints import (
+    META_FILE,
+    MODEL_FILE,
+    Checkpoint,
     CheckpointMeta,
     NormalizationStats,
     load_checkpoint,
+    load_model,
+    read_meta,
     save_checkpoint,
+    weights_are_finite,
 )
-from adbot.rl.config import TrainingConfig
+from adbot.rl.config import CONFIG_FILE_NAME, TrainingConfig
 from adbot.rl.env import BidPacingEnv
 from adbot.rl.evaluation import EvalReport, evaluate_policy, evaluation_pairs
 from adbot.rl.policy import PpoPolicy
@@ -153,6 +160,26 @@ def _same_problem(a: TrainingConfig, b: TrainingConfig) -> bool:
     return a.env == b.env and a.reward == b.reward and a.ppo.net_arch == b.ppo.net_arch
 
 
+def _check_resumable(checkpoint: Checkpoint, config: TrainingConfig) -> None:
+    """``PPO.load`` keeps the checkpoint's PPO settings: other ones in the config would be
+    recorded as the run's but not used, so they are refused (only ``total_timesteps`` and
+    what does not shape the model may change on resume)."""
+    if not _same_problem(checkpoint.config, config):
+        raise InvalidInput(
+            f"checkpoint {checkpoint.path} was trained on another env, reward or network"
+        )
+    saved, given = checkpoint.config.ppo, config.ppo
+    differing = [
+        name for name in type(given).model_fields if getattr(saved, name) != getattr(given, name)
+    ]
+    if differing:
+        raise InvalidInput(
+            f"checkpoint {checkpoint.path} was trained with other PPO settings "
+            f"({', '.join(f'ppo.{name}' for name in differing)}); a resumed run keeps the "
+            "checkpoint's: use its values, or train a new run"
+        )
+
+
 class _RunCallback(BaseCallback):
     """Evaluates, checkpoints and reports progress while PPO learns."""
 
@@ -167,6 +194,9 @@ class _RunCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         self.run.on_rollout_end(self.num_timesteps)
 
+    def _on_rollout_start(self) -> None:
+        self.run.check_finite(self.num_timesteps)
+
 
 class _Run:
     def __init__(
@@ -178,6 +208,7 @@ class _Run:
         tracker: MlflowRun,
         hooks: TrainingHooks | None,
         progress: Progress | None,
+        best: float,
     ) -> None:
         self.config, self.model, self.venv = config, model, venv
         self.output_dir, self.tracker, self.hooks = output_dir, tracker, hooks
@@ -190,7 +221,7 @@ class _Run:
         self.pairs = evaluation_pairs(config.evaluation)
         every = config.evaluation.every_timesteps
         self.next_eval = (model.num_timesteps // every + 1) * every
-        self.best = float("-inf")
+        self.best = best  # the run's best evaluation so far (a resumed run's earlier ones count)
         self.history: list[dict[str, float]] = []
         self.last: tuple[int, Path] | None = None
 
@@ -207,6 +238,27 @@ class _Run:
             mean_return = sum(float(ep["r"]) for ep in infos) / len(infos)
             self.tracker.log_metrics({"train/episode_return": mean_return}, timesteps)
 
+    def check_finite(self, timesteps: int) -> None:
+        """Stop a run whose last update left non-finite weights: its next rollout would end
+        in torch's distribution-validation traceback."""
+        if not weights_are_finite(self.model):
+            raise InvalidInput(
+                f"training diverged at step {timesteps}: the network's weights are no longer "
+                "finite (a lower ppo.learning_rate or ppo.log_std_init may help); the "
+                "checkpoints written before are kept"
+            )
+
+    def learn(self, timesteps: int, *, resumed: bool) -> None:
+        """``model.learn`` for ``timesteps`` more steps; an update that diverges within
+        itself (torch refuses the non-finite distribution) is reported as such."""
+        try:
+            self.model.learn(
+                timesteps, callback=_RunCallback(self), reset_num_timesteps=not resumed
+            )
+        except ValueError:
+            self.check_finite(self.model.num_timesteps)
+            raise
+
     def evaluate(self) -> EvalReport:
         policy = PpoPolicy(
             self.model,
@@ -218,6 +270,7 @@ class _Run:
     def checkpoint(self, timesteps: int) -> Path:
         if self.last is not None and self.last[0] == timesteps:
             return self.last[1]
+        self.check_finite(timesteps)
         report = self.evaluate()
         ratio = report.mean_score_ratio
         metrics = report.metrics()
@@ -262,11 +315,116 @@ def _progress(console: Console) -> Progress:
 
 def check_scenario_files(config: TrainingConfig) -> None:
     """Load the config's scenario files (``env.scenario``, ``evaluation.scenario_files``)
-    once here: a bad one is a ``ScenarioError`` naming it before anything starts, not a
-    traceback from inside a worker process."""
-    sources = [config.env.scenario] if config.env.scenario is not None else []
-    for source in [*sources, *config.evaluation.scenario_files]:
-        load_scenario(source)
+    once here: a bad one is a ``ScenarioError`` naming the config field and the file before
+    anything starts, not a traceback from inside a worker process."""
+    fields = [("env.scenario", config.env.scenario)] if config.env.scenario is not None else []
+    fields += [
+        (f"evaluation.scenario_files[{i}]", source)
+        for i, source in enumerate(config.evaluation.scenario_files)
+    ]
+    for field_name, source in fields:
+        try:
+            load_scenario(source)
+        except ScenarioError as exc:
+            where = field_name if source in exc.message else f"{field_name} ({source})"
+            raise ScenarioError(f"training config {where}: {exc.message}") from None
+
+
+RUN_FILES = (CONFIG_FILE_NAME, "checkpoints", "best", "final")
+
+
+def holds_run(directory: Path) -> bool:
+    """Whether ``directory`` already holds a training run's files."""
+    return any((directory / name).exists() for name in RUN_FILES)
+
+
+def _check_writable(output_dir: Path) -> None:
+    """``output_dir`` can be a run directory: a directory, or creatable as one. Probed by
+    making (and removing) a directory in its nearest existing ancestor, since permission
+    bits do not tell (root, read-only or immutable file systems, /proc)."""
+    existing = output_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == output_dir else f" ({existing} is a file)"
+        raise InvalidInput(f"output {output_dir} is not a directory{where}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".adbot-probe-", dir=existing))
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise InvalidInput(f"output {output_dir}: cannot write in {existing} ({reason})") from None
+
+
+def _later_checkpoints(output_dir: Path, timesteps: int) -> list[str]:
+    folder = output_dir / "checkpoints"
+    names = sorted(p.name for p in folder.glob("step-*")) if folder.is_dir() else []
+    return [name for name in names if name > f"step-{timesteps:09d}"]
+
+
+def _check_resume_place(output_dir: Path, checkpoint: Checkpoint) -> bool:
+    """Whether the resumed checkpoint lies in ``output_dir`` (the run continues there);
+    ``InvalidInput`` if resuming into ``output_dir`` would overwrite another run's files."""
+    if (output_dir / META_FILE).exists():
+        raise InvalidInput(
+            f"output {output_dir} is a checkpoint, not a run directory: give another --output"
+        )
+    inside = checkpoint.path.resolve().is_relative_to(output_dir.resolve())
+    if holds_run(output_dir) and not inside:
+        raise InvalidInput(
+            f"output {output_dir} already holds another run: give another --output, or "
+            "--resume one of its own checkpoints to continue it"
+        )
+    later = _later_checkpoints(output_dir, checkpoint.meta.timesteps) if inside else []
+    if later:
+        raise InvalidInput(
+            f"output {output_dir} has checkpoints after {checkpoint.path} ({later[-1]}): "
+            "resume from its latest checkpoint, or give another --output"
+        )
+    return inside
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What a run starts from, known before anything is written."""
+
+    checkpoint: Checkpoint | None  # the resumed one
+    best_score: float  # the best evaluation of the run so far
+    seed_best: bool  # resumed into a new directory: its best/ starts as the checkpoint
+
+
+def check_run(config: TrainingConfig, *, output_dir: Path, resume: Path | None) -> RunStart:
+    """Everything about a run that can be checked before it writes or records anything:
+    the scenario files, the output directory (never another run's, which would be
+    overwritten) and the resumed checkpoint (the same problem and PPO settings)."""
+    check_scenario_files(config)
+    _check_writable(output_dir)
+    if resume is None:
+        if holds_run(output_dir):
+            raise InvalidInput(
+                f"output {output_dir} already holds a run: give another --output, or "
+                "--resume one of its checkpoints to continue it"
+            )
+        return RunStart(checkpoint=None, best_score=float("-inf"), seed_best=False)
+    checkpoint = load_checkpoint(resume)
+    _check_resumable(checkpoint, config)
+    inside = _check_resume_place(output_dir, checkpoint)
+    best_dir = output_dir / "best"
+    if inside and (best_dir / META_FILE).is_file():
+        earlier = read_meta(best_dir).score_ratio
+    else:
+        earlier = checkpoint.meta.score_ratio
+    best = float("-inf") if earlier is None else earlier
+    return RunStart(checkpoint=checkpoint, best_score=best, seed_best=not best_dir.exists())
+
+
+def _prepare_output(config: TrainingConfig, output_dir: Path, start: RunStart) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        config.save(output_dir)
+    except OSError as exc:
+        raise InvalidInput(f"output {output_dir}: cannot write ({exc.strerror})") from None
+    if start.checkpoint is not None and start.seed_best:
+        _replace_dir(start.checkpoint.path, output_dir / "best")
 
 
 def train(
@@ -278,21 +436,19 @@ def train(
     hooks: TrainingHooks | None = None,
     console: Console | None = None,
     track: bool = True,
+    start: RunStart | None = None,
 ) -> TrainingResult:
-    """Train (or resume) a PPO agent; see the module docstring."""
-    check_scenario_files(config)
+    """Train (or resume) a PPO agent; see the module docstring. ``start``: what
+    :func:`check_run` found for these arguments, if the caller checked them already."""
+    start = start or check_run(config, output_dir=output_dir, resume=resume)
     settings = settings or get_settings()
     torch.set_num_threads(config.torch_threads)
     set_random_seed(config.seed)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    config.save(output_dir)
+    _prepare_output(config, output_dir, start)
     venv = build_vec_env(config)
-    if resume is not None:
-        checkpoint = load_checkpoint(resume)
-        if not _same_problem(checkpoint.config, config):
-            raise InvalidInput(f"checkpoint {resume} was trained on another env, reward or network")
-        checkpoint.normalization.restore_into(venv)
-        model = PPO.load(resume / "model.zip", env=venv, device="cpu")
+    if resume is not None and start.checkpoint is not None:
+        start.checkpoint.normalization.restore_into(venv)
+        model = load_model(resume / MODEL_FILE, env=venv)
     else:
         model = build_model(config, venv)
     if model.num_timesteps >= config.total_timesteps:
@@ -307,15 +463,11 @@ def train(
     status = "FAILED"
     progress = _progress(console) if console is not None else None
     try:
-        run = _Run(config, model, venv, output_dir, tracker, hooks, progress)
+        run = _Run(config, model, venv, output_dir, tracker, hooks, progress, start.best_score)
         if progress is not None:
             progress.start()
         try:
-            model.learn(
-                config.total_timesteps - model.num_timesteps,
-                callback=_RunCallback(run),
-                reset_num_timesteps=resume is None,
-            )
+            run.learn(config.total_timesteps - model.num_timesteps, resumed=resume is not None)
             final = run.checkpoint(model.num_timesteps)
         finally:
             if progress is not None:

@@ -35,7 +35,7 @@ from adbot.db.models import (
 from adbot.errors import InvalidInput, NotFound
 from adbot.rl.checkpoints import CheckpointMeta, sha256_file
 from adbot.rl.config import TrainingConfig
-from adbot.rl.train import TrainingResult, train
+from adbot.rl.train import TrainingResult, check_run, train
 from adbot.services.common import writing
 
 LOCAL_ACCOUNT_SLUG = "local"
@@ -180,7 +180,10 @@ def train_agent(
     settings: Settings | None = None,
     console: Console | None = None,
 ) -> TrainingRecord:
-    """Train ``config`` (or resume a checkpoint) and record every step of it."""
+    """Train ``config`` (or resume a checkpoint) and record every step of it. What can be
+    checked before training (scenario files, output directory, resumed checkpoint) is
+    checked before anything is recorded."""
+    start = check_run(config, output_dir=output_dir, resume=resume)
     settings = settings or get_settings()
     agent, agent_config = register_agent_config(
         session=session, account_id=account_id, config=config
@@ -196,6 +199,7 @@ def train_agent(
             started_at=datetime.now(UTC),
         )
         session.add(run)
+        before = agent.status
         agent.status = AgentStatus.TRAINING
     hooks = _RecordingHooks(session, run)
     try:
@@ -206,9 +210,10 @@ def train_agent(
             settings=settings,
             hooks=hooks,
             console=console,
+            start=start,
         )
     except BaseException as exc:
-        _record_failure(session, run, agent, exc)
+        _record_failure(session, run, agent, before, exc)
         raise
     best = _best_checkpoint(hooks.checkpoints, result.best_checkpoint)
     with writing(session):
@@ -230,7 +235,12 @@ def _run_metrics(result: TrainingResult) -> dict[str, Any]:
     }
 
 
-def _record_failure(session: Session, run: TrainingRun, agent: Agent, exc: BaseException) -> None:
+def _record_failure(
+    session: Session, run: TrainingRun, agent: Agent, before: AgentStatus, exc: BaseException
+) -> None:
+    """The run failed or was cancelled; its agent goes back to ``draft`` only if it has no
+    active checkpoint (an earlier run's model stays usable: the agent keeps its status from
+    before the run, ``ready`` if that was a draft or an interrupted training)."""
     session.rollback()
     with writing(session):
         run.status = (
@@ -240,4 +250,14 @@ def _record_failure(session: Session, run: TrainingRun, agent: Agent, exc: BaseE
         )
         run.error = f"{type(exc).__name__}: {exc}"[:2000]
         run.finished_at = datetime.now(UTC)
-        agent.status = AgentStatus.DRAFT
+        active = session.scalar(
+            select(ModelCheckpoint.id).where(
+                ModelCheckpoint.agent_id == agent.id, ModelCheckpoint.is_active.is_(True)
+            )
+        )
+        if active is None:
+            agent.status = AgentStatus.DRAFT
+        elif before in (AgentStatus.DRAFT, AgentStatus.TRAINING):
+            agent.status = AgentStatus.READY
+        else:
+            agent.status = before

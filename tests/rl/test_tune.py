@@ -9,8 +9,9 @@ import pytest
 
 from adbot.config import load_settings
 from adbot.db import migrate
+from adbot.errors import InvalidInput
 from adbot.rl.config import TrainingConfig
-from adbot.rl.tune import late_mean, optuna_storage, suggest_overrides, tune
+from adbot.rl.tune import late_mean, optuna_storage, sampler_seed, suggest_overrides, tune
 
 pytestmark = pytest.mark.slow
 
@@ -73,3 +74,32 @@ def test_a_trials_value_is_the_mean_of_its_late_evaluations() -> None:
     ]
     assert late_mean(history, 100) == pytest.approx(0.8)
     assert late_mean(history[:1], 100) == pytest.approx(0.99)  # none late: the last one
+
+
+def test_a_study_keeps_one_config_and_does_not_repeat_itself(tmp_path: Path) -> None:
+    """A resumed search proposes new parameters (the sampler was reseeded alike every
+    invocation), and a study named again with another config or trial length is refused
+    rather than mixing trials that cannot be compared."""
+    storage = f"sqlite:///{tmp_path / 'adbot.db'}"
+    migrate.upgrade(storage, "head")
+    settings = load_settings(data_dir=tmp_path / "data")
+    kwargs = {"storage_url": storage, "study_name": "t", "output_dir": tmp_path / "trials"}
+    tune(BASE, n_trials=1, timesteps=64, settings=settings, **kwargs)  # type: ignore[arg-type]
+    tune(BASE, n_trials=1, timesteps=64, settings=settings, **kwargs)  # type: ignore[arg-type]
+    with optuna_storage(storage) as rdb:
+        study = optuna.load_study(study_name="t", storage=rdb)
+        first, second = (t.params for t in study.trials)
+        assert study.user_attrs == {"config_fingerprint": BASE.fingerprint(), "timesteps": 64}
+        assert sampler_seed(study, BASE.seed) == sampler_seed(study, BASE.seed) != BASE.seed
+    assert first != second
+    with pytest.raises(InvalidInput, match=r"study 't' was started with another config .*finger"):
+        tune(BASE.with_overrides(seed=2), n_trials=1, timesteps=64, settings=settings, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match=r"timesteps 64 \(now 128\); name another --study"):
+        tune(BASE, n_trials=1, timesteps=128, settings=settings, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_fresh_search_is_seeded_by_its_config() -> None:
+    study = optuna.create_study()
+    assert sampler_seed(study, 7) == 7
+    study.ask()  # a trial running in another worker
+    assert sampler_seed(study, 7) != sampler_seed(study, 7)

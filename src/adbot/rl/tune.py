@@ -13,16 +13,20 @@ evaluation is kept as the trial's ``best_score_ratio`` attribute).
 
 from __future__ import annotations
 
+import os
 import statistics
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 
 from adbot.config import Settings
+from adbot.errors import InvalidInput
 from adbot.rl.checkpoints import CheckpointMeta
 from adbot.rl.config import TrainingConfig
 from adbot.rl.train import train
@@ -120,9 +124,10 @@ def tune(
             storage=storage,
             direction="maximize",
             load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=base.seed),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
         )
+        _check_study(study, base, timesteps)
+        study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(study, base.seed))
         study.optimize(objective, n_trials=n_trials, catch=())
         return TuneResult(
             study_name=study.study_name,
@@ -130,3 +135,35 @@ def tune(
             best_params=dict(study.best_params),
             trials=len(study.trials),
         )
+
+
+def _check_study(study: optuna.Study, base: TrainingConfig, timesteps: int) -> None:
+    """A study's trials are only comparable under one base config and one trial length:
+    the first invocation records them, a later one with others is refused by name."""
+    expected: dict[str, Any] = {"config_fingerprint": base.fingerprint(), "timesteps": timesteps}
+    recorded = study.user_attrs
+    differing = [k for k, v in expected.items() if k in recorded and recorded[k] != v]
+    if differing:
+        found = ", ".join(f"{k} {recorded[k]} (now {expected[k]})" for k in differing)
+        raise InvalidInput(
+            f"study '{study.study_name}' was started with another config or trial length: "
+            f"{found}; name another --study"
+        )
+    for key, value in expected.items():
+        if key not in recorded:
+            study.set_user_attr(key, value)
+
+
+def sampler_seed(study: optuna.Study, seed: int) -> int:
+    """The TPE sampler's seed: the config's for a fresh study (a new search is
+    reproducible), else mixed with the trials the study already has (a resumed search does
+    not propose its first trials again) and, while other trials are running, with this
+    process (a second worker does not repeat the first one's)."""
+    trials = study.get_trials(deepcopy=False)
+    if not trials:
+        return seed
+    entropy = [seed, len(trials)]
+    busy = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
+    if any(trial.state in busy for trial in trials):
+        entropy += [os.getpid(), time.time_ns()]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])

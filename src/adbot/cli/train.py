@@ -15,7 +15,7 @@ from adbot.config import get_settings
 from adbot.db import migrate
 from adbot.db.session import get_sessionmaker
 from adbot.errors import InvalidInput
-from adbot.rl.config import load_training_config
+from adbot.rl.config import TrainingConfig, load_training_config
 
 CONFIG_OPTION = typer.Option(
     Path("configs/agents/default.yaml"), "--config", "-c", help="Training config (YAML)."
@@ -36,13 +36,24 @@ def _require_schema() -> None:
         raise InvalidInput("the database schema is not up to date: run `adbot db upgrade`")
 
 
+def default_output(data_dir: Path, config: TrainingConfig) -> Path:
+    """``<data_dir>/agents/<name>``, with ``-seed<N>`` for a seed other than 0: the members
+    of an ensemble (``--seed 1``, ``--seed 2``) each get their own run directory."""
+    suffix = f"-seed{config.seed}" if config.seed else ""
+    return data_dir / "agents" / f"{config.name}{suffix}"
+
+
 def train_command(
     config: Path = CONFIG_OPTION,
     resume: Path | None = typer.Option(
         None, "--resume", help="Checkpoint directory to continue from."
     ),
     output: Path | None = typer.Option(
-        None, "--output", "-o", help="Run directory (default: <data_dir>/agents/<name>)."
+        None,
+        "--output",
+        "-o",
+        help="Run directory, new unless --resume continues a run in it "
+        "(default: <data_dir>/agents/<name>, <name>-seed<N> for a seed other than 0).",
     ),
     account: str | None = typer.Option(
         None, "--account", help="Account slug that owns the agent (default: the only one)."
@@ -65,7 +76,7 @@ def train_command(
         training_config = training_config.with_overrides(seed=seed)
     settings = get_settings()
     _require_schema()
-    output_dir = output or settings.data_dir / "agents" / training_config.name
+    output_dir = output or default_output(settings.data_dir, training_config)
     _interrupt_on_sigterm()
     with get_sessionmaker()() as session:
         owner = training_account(session=session, slug=account)
@@ -126,15 +137,20 @@ def tune_command(
     settings = get_settings()
     name = study or f"tune-{base.name}"
     err.print(f"study '{name}': {trials} trials of {timesteps} timesteps", highlight=False)
-    result = tune(
-        base,
-        storage_url=settings.db.url,
-        study_name=name,
-        n_trials=trials,
-        timesteps=timesteps,
-        output_dir=output or settings.data_dir / "tune" / name,
-        settings=settings,
-    )
+    _interrupt_on_sigterm()
+    try:
+        result = tune(
+            base,
+            storage_url=settings.db.url,
+            study_name=name,
+            n_trials=trials,
+            timesteps=timesteps,
+            output_dir=output or settings.data_dir / "tune" / name,
+            settings=settings,
+        )
+    except KeyboardInterrupt:
+        err.print(f"search cancelled; study '{name}' keeps its finished trials", highlight=False)
+        raise typer.Exit(130) from None
     table = Table(title=f"study {result.study_name} ({result.trials} trials)")
     table.add_column("parameter")
     table.add_column("best value")

@@ -1,0 +1,45 @@
+"""``adbot train`` and ``adbot tune`` as commands: default run directories, Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+import adbot.rl.tune
+from adbot.cli.main import main
+from adbot.cli.train import default_output
+from adbot.rl.config import TrainingConfig
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "agents" / "default.yaml"
+
+
+def test_each_seed_of_an_agent_trains_into_its_own_directory(tmp_path: Path) -> None:
+    """The README's recipe trains seeds 0, 1 and 2 of one config; with one directory for
+    all, the second would be refused (a run is never trained over)."""
+    config = TrainingConfig(name="default")
+    assert default_output(tmp_path, config) == tmp_path / "agents" / "default"
+    for seed in (1, 2):
+        expected = tmp_path / "agents" / f"default-seed{seed}"
+        assert default_output(tmp_path, config.with_overrides(seed=seed)) == expected
+
+
+def test_ctrl_c_during_a_search_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(adbot.rl.tune, "tune", interrupted)
+    monkeypatch.setenv("ADBOT_DATA_DIR", str(tmp_path))
+    sigterm = signal.getsignal(signal.SIGTERM)  # the command turns SIGTERM into Ctrl-C
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["tune", "--config", str(DEFAULT_CONFIG), "--study", "s", "--trials", "1"])
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+    assert exit_info.value.code == 130
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1] == "search cancelled; study 's' keeps its finished trials"
+    assert not any("Traceback" in line for line in lines) and len(lines) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import optuna
@@ -103,3 +104,32 @@ def test_a_fresh_search_is_seeded_by_its_config() -> None:
     assert sampler_seed(study, 7) == 7
     study.ask()  # a trial running in another worker
     assert sampler_seed(study, 7) != sampler_seed(study, 7)
+
+
+def test_a_trial_stopped_by_bad_input_logs_no_traceback(tmp_path: Path) -> None:
+    """Optuna logs a failed trial's exception with its traceback; for an AdBot error (or
+    Ctrl-C) the CLI's one line says it all."""
+    storage = f"sqlite:///{tmp_path / 'adbot.db'}"
+    migrate.upgrade(storage, "head")
+    taken = tmp_path / "afile"
+    taken.write_text("")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("optuna.study._optimize")
+    logger.addHandler(handler)
+    try:
+        with pytest.raises(InvalidInput, match="is not a directory"):
+            tune(
+                BASE,
+                storage_url=storage,
+                study_name="t",
+                n_trials=1,
+                timesteps=64,
+                output_dir=taken,
+                settings=load_settings(data_dir=tmp_path / "data"),
+            )
+    finally:
+        logger.removeHandler(handler)
+    failed = [r for r in records if "failed with parameters" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].exc_info is None

@@ -13,6 +13,7 @@ evaluation is kept as the trial's ``best_score_ratio`` attribute).
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import time
@@ -26,7 +27,7 @@ import numpy as np
 import optuna
 
 from adbot.config import Settings
-from adbot.errors import InvalidInput
+from adbot.errors import AdbotError, InvalidInput
 from adbot.rl.checkpoints import CheckpointMeta
 from adbot.rl.config import TrainingConfig
 from adbot.rl.train import train
@@ -95,6 +96,29 @@ def optuna_storage(url: str) -> Iterator[optuna.storages.RDBStorage]:
         storage.engine.dispose()
 
 
+# Optuna logs a failed trial's exception with its traceback before re-raising it.
+_TRIAL_LOGGER = "optuna.study._optimize"
+
+
+def _strip_user_error_traceback(record: logging.LogRecord) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, AdbotError | KeyboardInterrupt):
+        record.exc_info, record.exc_text = None, None
+    return True
+
+
+@contextmanager
+def _no_traceback_for_user_errors() -> Iterator[None]:
+    """A trial stopped by bad input (say, a diverged run) or Ctrl-C is reported in one
+    line by the CLI; Optuna's warning about it keeps its line but not the traceback."""
+    logger = logging.getLogger(_TRIAL_LOGGER)
+    logger.addFilter(_strip_user_error_traceback)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_strip_user_error_traceback)
+
+
 def tune(
     base: TrainingConfig,
     *,
@@ -128,7 +152,8 @@ def tune(
         )
         _check_study(study, base, timesteps)
         study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(study, base.seed))
-        study.optimize(objective, n_trials=n_trials, catch=())
+        with _no_traceback_for_user_errors():
+            study.optimize(objective, n_trials=n_trials, catch=())
         return TuneResult(
             study_name=study.study_name,
             best_value=float(study.best_value),

@@ -177,3 +177,32 @@ def test_simulate_refuses_unknown_formats(
     assert ".csv or .parquet" in failing(argv, capsys)
     argv = ["simulate", str(quick_file), "--policy", "nope", "--out", str(tmp_path / "t.csv")]
     assert "unknown policy 'nope'" in failing(argv, capsys)
+
+
+def test_evaluate_reads_yaml_1_2_numbers_and_refuses_what_cannot_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = yaml.safe_dump(quick().model_dump(mode="json"))
+    assert "daily_queries: 6000.0\n" in text
+    written = tmp_path / "sci.yaml"
+    written.write_text(text.replace("daily_queries: 6000.0\n", "daily_queries: 6e3\n"))
+    cli(["evaluate", str(written), "-p", "fixed", "-n", "1", "--json"])
+    assert json.loads(capsys.readouterr().out)["scenario"] == "quick-test"
+    # 1e300 queries used to end in numpy's 'lam value too large' traceback.
+    written.write_text(text.replace("daily_queries: 6000.0\n", "daily_queries: 1e300\n"))
+    message = failing(["evaluate", str(written), "-p", "fixed", "-n", "1", "--json"], capsys)
+    assert message.startswith("error: market.daily_queries: the busiest day would expect")
+    written.write_text(text + "seed: 3\n")
+    message = failing(["evaluate", str(written), "-p", "fixed"], capsys)
+    assert message.endswith(f"line {text.count(chr(10)) + 1}: duplicate key 'seed')\n")
+
+
+def test_running_out_of_memory_is_one_line(
+    quick_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def exhausted(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr("adbot.cli.market.evaluate_policies", exhausted)
+    message = failing(["evaluate", str(quick_file), "-p", "fixed"], capsys)
+    assert message.startswith("error: out of memory: ")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from adbot.cli._console import err, out
+from adbot.cli._console import err, out, progress
 from adbot.config import get_settings
 from adbot.db.models import ConversionSource
 from adbot.db.session import get_sessionmaker
@@ -82,7 +82,7 @@ def _run(
         TimeElapsedColumn(),
     )
     after_commit = cache.invalidate if cache is not None else None
-    with Progress(*columns, console=err, transient=True) as bar, get_sessionmaker()() as session:
+    with progress(*columns) as bar, get_sessionmaker()() as session:
         task = bar.add_task(f"ingesting {kind}", total=len(batch.frame))
         account_id = service.account_id_for(session=session, reference=account)
 

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import typer
 from rich import box
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from adbot.bidding.evaluate import check_episodes
 from adbot.bidding.evaluate import evaluate as evaluate_policies
 from adbot.bidding.registry import BUILTIN, load_policy_plugins, make_policy
 from adbot.bidding.runner import EpisodeResult, run_episode
-from adbot.cli._console import err, out
+from adbot.cli._console import err, out, progress
 from adbot.errors import InvalidInput
 from adbot.market.episode import universe_for
 from adbot.market.scenario import Scenario, load_scenario
@@ -103,7 +103,7 @@ def evaluate(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=err, transient=True) as bar:
+    with progress(*columns) as bar:
         task = bar.add_task(f"evaluating {loaded.name}", total=episodes * (len(specs) + 1))
 
         def advance(label: str) -> None:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import typer
 from rich import box
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from adbot.cli._console import err, out
+from adbot.cli._console import out, progress
 from adbot.config import get_settings
 from adbot.market.scenario import bundled_scenarios
 from adbot.services.quickstart import (
@@ -67,7 +67,7 @@ def quickstart(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=err, transient=True) as bar:
+    with progress(*columns) as bar:
         task = bar.add_task("evaluating scenarios", total=total)
         result = run_quickstart(
             out_dir=target,

@@ -275,6 +275,8 @@ def _resolve_path(source: str | Path) -> Path:
     bundled = BUNDLED_DIR / f"{source}.yaml"
     if isinstance(source, str) and "/" not in source and bundled.is_file():
         return bundled
+    if path.is_dir():
+        raise ScenarioError(f"{source}: a directory, not a scenario file")
     raise ScenarioError(f"scenario file not found: {source}")
 
 

@@ -244,9 +244,7 @@ def test_checkpoint_meta_with_other_fields_is_refused_by_name(tmp_path: Path) ->
     with pytest.raises(InvalidInput, match=r"fields missing \['seed'\], unknown \[\]"):
         load_checkpoint(agent)
     _rewrite_meta(agent, seed="0")
-    with pytest.raises(
-        InvalidInput, match=r"json: seed: Input should be a valid integer"
-    ):
+    with pytest.raises(InvalidInput, match=r"json: seed: Input should be a valid integer"):
         load_checkpoint(agent)
 
 

@@ -307,3 +307,10 @@ def test_a_bad_scenario_file_is_named_with_its_config_field(
     )
     with pytest.raises(ScenarioError, match=r"^training config evaluation.scenario_files\[1\] "):
         train(config, output_dir=tmp_path / "out", settings=settings, track=False)
+
+
+def test_nothing_to_train_writes_nothing(tmp_path: Path, settings: Settings) -> None:
+    first = train(TINY, output_dir=tmp_path / "a", settings=settings, track=False)
+    with pytest.raises(InvalidInput, match="nothing to train"):
+        train(TINY, output_dir=tmp_path / "b", resume=first.final_checkpoint, settings=settings)
+    assert not (tmp_path / "b").exists()

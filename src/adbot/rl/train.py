@@ -441,6 +441,12 @@ def train(
     """Train (or resume) a PPO agent; see the module docstring. ``start``: what
     :func:`check_run` found for these arguments, if the caller checked them already."""
     start = start or check_run(config, output_dir=output_dir, resume=resume)
+    done = 0 if start.checkpoint is None else start.checkpoint.model.num_timesteps
+    if done >= config.total_timesteps:
+        raise InvalidInput(
+            f"checkpoint is at {done} timesteps, config total is "
+            f"{config.total_timesteps}: nothing to train"
+        )
     settings = settings or get_settings()
     torch.set_num_threads(config.torch_threads)
     set_random_seed(config.seed)
@@ -451,11 +457,6 @@ def train(
         model = load_model(resume / MODEL_FILE, env=venv)
     else:
         model = build_model(config, venv)
-    if model.num_timesteps >= config.total_timesteps:
-        raise InvalidInput(
-            f"checkpoint is at {model.num_timesteps} timesteps, config total is "
-            f"{config.total_timesteps}: nothing to train"
-        )
     tracker = MlflowRun(settings, config, enabled=track)
     if hooks is not None:
         hooks.on_start(tracker.run_id)

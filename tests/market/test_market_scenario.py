@@ -153,7 +153,7 @@ def test_missing_required_field_is_named() -> None:
 def test_file_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="scenario file not found"):
         load_scenario(tmp_path / "missing.yaml")
-    with pytest.raises(ScenarioError, match="a directory, not a scenario file$"):
+    with pytest.raises(ScenarioError, match=r"a directory, not a scenario file$"):
         load_scenario(tmp_path)
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: [unclosed\n")

@@ -218,6 +218,17 @@ def test_a_run_directory_is_never_trained_over(tmp_path: Path, settings: Setting
     assert _tree(out) == before
 
 
+def test_a_run_stopped_before_its_first_checkpoint_may_be_retried(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """Only its config.yaml is there (Ctrl-C in the first minutes): nothing to lose."""
+    out = tmp_path / "run"
+    out.mkdir()
+    TINY.with_overrides(seed=6).save(out)
+    result = train(TINY, output_dir=out, settings=settings, track=False)
+    assert result.final_checkpoint.is_dir()
+
+
 def test_resume_into_its_own_checkpoint_is_refused_before_writing(
     tmp_path: Path, settings: Settings
 ) -> None:

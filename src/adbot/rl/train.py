@@ -55,7 +55,7 @@ from adbot.rl.checkpoints import (
     save_checkpoint,
     weights_are_finite,
 )
-from adbot.rl.config import CONFIG_FILE_NAME, TrainingConfig
+from adbot.rl.config import TrainingConfig
 from adbot.rl.env import BidPacingEnv
 from adbot.rl.evaluation import EvalReport, evaluate_policy, evaluation_pairs
 from adbot.rl.policy import PpoPolicy
@@ -330,11 +330,12 @@ def check_scenario_files(config: TrainingConfig) -> None:
             raise ScenarioError(f"training config {where}: {exc.message}") from None
 
 
-RUN_FILES = (CONFIG_FILE_NAME, "checkpoints", "best", "final")
+RUN_FILES = ("checkpoints", "best", "final")
 
 
 def holds_run(directory: Path) -> bool:
-    """Whether ``directory`` already holds a training run's files."""
+    """Whether ``directory`` already holds a training run's models. A ``config.yaml`` alone
+    (a run stopped before its first checkpoint) holds nothing to lose: a retry may reuse it."""
     return any((directory / name).exists() for name in RUN_FILES)
 
 

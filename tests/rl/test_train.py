@@ -155,7 +155,8 @@ def test_failed_run_is_recorded(
 ) -> None:
     account = training_account(session=sqlite_session, slug=None)
     first = train(TINY, output_dir=tmp_path / "a", settings=settings, track=False)
-    with pytest.raises(InvalidInput):
+    # A resume with nothing left to train is bad input: refused before anything is recorded.
+    with pytest.raises(InvalidInput, match="nothing to train"):
         train_agent(
             session=sqlite_session,
             account_id=account.id,
@@ -164,9 +165,21 @@ def test_failed_run_is_recorded(
             resume=first.final_checkpoint,
             settings=settings,
         )
+    assert sqlite_session.scalars(select(TrainingRun)).first() is None
+    assert not (tmp_path / "b").exists()
+    # A run that fails while training is recorded with its error.
+    diverging = TINY.with_overrides(total_timesteps=256, ppo={"learning_rate": 50.0})
+    with pytest.raises(InvalidInput, match="training diverged"):
+        train_agent(
+            session=sqlite_session,
+            account_id=account.id,
+            config=diverging,
+            output_dir=tmp_path / "c",
+            settings=settings,
+        )
     run = sqlite_session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())).first()
     assert run is not None and run.status == TrainingStatus.FAILED
-    assert run.error is not None and "nothing to train" in run.error
+    assert run.error is not None and "training diverged" in run.error
 
 
 def test_same_config_same_agent(tmp_path: Path, settings: Settings) -> None:

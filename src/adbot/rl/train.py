@@ -407,6 +407,12 @@ def check_run(config: TrainingConfig, *, output_dir: Path, resume: Path | None) 
             )
         return RunStart(checkpoint=None, best_score=float("-inf"), seed_best=False)
     checkpoint = load_checkpoint(resume)
+    done = checkpoint.model.num_timesteps
+    if done >= config.total_timesteps:
+        raise InvalidInput(
+            f"checkpoint is at {done} timesteps, config total is "
+            f"{config.total_timesteps}: nothing to train"
+        )
     _check_resumable(checkpoint, config)
     inside = _check_resume_place(output_dir, checkpoint)
     best_dir = output_dir / "best"
@@ -442,12 +448,6 @@ def train(
     """Train (or resume) a PPO agent; see the module docstring. ``start``: what
     :func:`check_run` found for these arguments, if the caller checked them already."""
     start = start or check_run(config, output_dir=output_dir, resume=resume)
-    done = 0 if start.checkpoint is None else start.checkpoint.model.num_timesteps
-    if done >= config.total_timesteps:
-        raise InvalidInput(
-            f"checkpoint is at {done} timesteps, config total is "
-            f"{config.total_timesteps}: nothing to train"
-        )
     settings = settings or get_settings()
     torch.set_num_threads(config.torch_threads)
     set_random_seed(config.seed)

@@ -87,6 +87,9 @@ def test_resume_continues_from_a_checkpoint(tmp_path: Path, settings: Settings) 
     other = longer.with_overrides(env={"action_log_range": 0.5})
     with pytest.raises(InvalidInput, match="another env"):
         train(other, output_dir=tmp_path / "d", resume=first.final_checkpoint, settings=settings)
+    raw = longer.with_overrides(normalize_observations=False)
+    with pytest.raises(InvalidInput, match="another env, reward, network or normalisation"):
+        train(raw, output_dir=tmp_path / "e", resume=first.final_checkpoint, settings=settings)
 
 
 def test_checkpoint_with_a_changed_model_is_refused(tmp_path: Path, settings: Settings) -> None:

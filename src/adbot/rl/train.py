@@ -157,7 +157,15 @@ def build_model(config: TrainingConfig, venv: VecNormalize) -> PPO:
 
 
 def _same_problem(a: TrainingConfig, b: TrainingConfig) -> bool:
-    return a.env == b.env and a.reward == b.reward and a.ppo.net_arch == b.ppo.net_arch
+    """The same env, reward, network and normalisation: a model trained on normalised
+    observations would read raw ones as nonsense."""
+    return (
+        a.env == b.env
+        and a.reward == b.reward
+        and a.ppo.net_arch == b.ppo.net_arch
+        and a.normalize_observations == b.normalize_observations
+        and a.normalize_rewards == b.normalize_rewards
+    )
 
 
 def _check_resumable(checkpoint: Checkpoint, config: TrainingConfig) -> None:
@@ -166,7 +174,8 @@ def _check_resumable(checkpoint: Checkpoint, config: TrainingConfig) -> None:
     what does not shape the model may change on resume)."""
     if not _same_problem(checkpoint.config, config):
         raise InvalidInput(
-            f"checkpoint {checkpoint.path} was trained on another env, reward or network"
+            f"checkpoint {checkpoint.path} was trained on another env, reward, network or "
+            "normalisation"
         )
     saved, given = checkpoint.config.ppo, config.ppo
     differing = [

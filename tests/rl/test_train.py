@@ -1,4 +1,5 @@
-"""A tiny PPO run end to end: checkpoints, MLflow, resume, and the run's records."""
+"""A tiny PPO run end to end: checkpoints, MLflow, resume, and the run's records (the
+training service: bad input records nothing; a failed run leaves a ready agent ready)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,19 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adbot.bidding.runner import run_episode
 from adbot.config import Settings, load_settings
-from adbot.db.models import Agent, AgentConfig, ModelCheckpoint, TrainingRun, TrainingStatus
+from adbot.db.models import (
+    Agent,
+    AgentConfig,
+    AgentStatus,
+    ModelCheckpoint,
+    TrainingRun,
+    TrainingStatus,
+)
 from adbot.errors import InvalidInput, ScenarioError
 from adbot.market.scenario import Scenario
 from adbot.rl.checkpoints import load_checkpoint
@@ -341,3 +349,58 @@ def test_nothing_to_train_writes_nothing(tmp_path: Path, settings: Settings) -> 
     with pytest.raises(InvalidInput, match="nothing to train"):
         train(TINY, output_dir=tmp_path / "b", resume=first.final_checkpoint, settings=settings)
     assert not (tmp_path / "b").exists()
+
+
+def _train(session: Session, config: TrainingConfig, output: Path, settings: Settings) -> None:
+    account = training_account(session=session, slug=None)
+    train_agent(
+        session=session, account_id=account.id, config=config, output_dir=output, settings=settings
+    )
+
+
+def _state(session: Session) -> tuple[int, AgentStatus | None, int]:
+    runs = session.scalar(select(func.count()).select_from(TrainingRun)) or 0
+    agent = session.scalar(select(Agent).where(Agent.name == "tiny"))
+    active = session.scalar(select(func.count()).where(ModelCheckpoint.is_active.is_(True)))
+    return runs, None if agent is None else agent.status, active or 0
+
+
+@pytest.mark.parametrize("bad", ["output-is-a-file", "output-holds-a-run", "bad-scenario"])
+def test_bad_input_records_nothing(
+    bad: str, tmp_path: Path, settings: Settings, sqlite_session: Session
+) -> None:
+    _train(sqlite_session, TINY, tmp_path / "first", settings)
+    before = _state(sqlite_session)
+    assert before[1:] == (AgentStatus.READY, 1)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    config, output = {
+        "output-is-a-file": (TINY, afile),
+        "output-holds-a-run": (TINY, tmp_path / "first"),
+        "bad-scenario": (TINY.with_overrides(env={"scenario": "no-such"}), tmp_path / "x"),
+    }[bad]
+    with pytest.raises((InvalidInput, ScenarioError)):
+        _train(sqlite_session, config, output, settings)
+    assert _state(sqlite_session) == before
+
+
+def test_a_failed_run_leaves_an_agent_with_a_model_ready(
+    tmp_path: Path, settings: Settings, sqlite_session: Session
+) -> None:
+    _train(sqlite_session, TINY, tmp_path / "first", settings)
+    runs, _, _ = _state(sqlite_session)
+    diverging = TINY.with_overrides(total_timesteps=256, ppo={"learning_rate": 50.0})
+    with pytest.raises(InvalidInput, match="training diverged"):
+        _train(sqlite_session, diverging, tmp_path / "second", settings)
+    assert _state(sqlite_session) == (runs + 1, AgentStatus.READY, 1)
+    last = sqlite_session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())).first()
+    assert last is not None and last.status == TrainingStatus.FAILED
+
+
+def test_a_failed_first_run_leaves_a_draft(
+    tmp_path: Path, settings: Settings, sqlite_session: Session
+) -> None:
+    diverging = TINY.with_overrides(total_timesteps=256, ppo={"learning_rate": 50.0})
+    with pytest.raises(InvalidInput, match="training diverged"):
+        _train(sqlite_session, diverging, tmp_path / "run", settings)
+    assert _state(sqlite_session)[1:] == (AgentStatus.DRAFT, 0)

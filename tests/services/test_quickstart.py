@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,52 @@ def test_cli_refuses_fewer_than_one_worker(
         main(["quickstart", "--workers", workers])
     assert info.value.code == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_an_unwritable_folder_fails_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("evaluated before the folder was checked")
+
+    monkeypatch.setattr("adbot.services.quickstart._evaluate_all", no_work)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(InvalidInput, match=r"cannot write the report in .*afile/reports"):
+        run_quickstart(out_dir=afile / "reports", policies=["fixed"], scenarios=ONE_DAY)
+
+
+def test_runs_in_the_same_second_keep_both_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report is named by the second; a second run then gets ``-2``, not the same file."""
+    first = run_quickstart(
+        out_dir=tmp_path, policies=["fixed"], scenarios=ONE_DAY[:1], episodes=1, workers=1
+    )
+    stamped = first.report_path.stem.removeprefix("quickstart-")
+    frozen = datetime.strptime(stamped, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+    class SameSecond(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> SameSecond:
+            return cls.fromtimestamp(frozen.timestamp(), tz)
+
+    monkeypatch.setattr("adbot.services.quickstart.datetime", SameSecond)
+    second = run_quickstart(
+        out_dir=tmp_path, policies=["pid"], scenarios=ONE_DAY[:1], episodes=1, workers=1
+    )
+    assert second.report_path == first.report_path.with_name(f"{first.report_path.stem}-2.html")
+    assert "<th>fixed</th>" in first.report_path.read_text()
+    assert "<th>pid</th>" in second.report_path.read_text()
+
+
+def test_a_failed_run_leaves_no_empty_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("adbot.services.quickstart._evaluate_all", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_quickstart(out_dir=tmp_path, policies=["fixed"], scenarios=ONE_DAY)
+    assert not list(tmp_path.iterdir())

@@ -9,6 +9,7 @@ report. Scenarios are evaluated in parallel processes; each evaluation is the sa
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -97,8 +98,62 @@ def run_quickstart(
         raise InvalidInput("no scenarios to evaluate")
     loaded = [load_scenario(p) for p in paths]  # a bad file fails before any work starts
     featured = load_scenario(trace_scenario)
-    workers = max(1, min(workers or os.cpu_count() or 1, len(paths)))
+    report = _reserve_report(out_dir)  # an unwritable folder, too
+    try:
+        reports = _evaluate_all(paths, loaded, specs, episodes, seed, workers, progress)
+        traces = [run_episode(featured, seed, make_policy(spec)) for spec in specs]
+        if progress:
+            progress(f"traces on {featured.name}")
+        write_policy_report(
+            report,
+            reports=reports,
+            traces=traces,
+            trace_scenario=featured,
+            episodes=episodes,
+            seed=seed,
+        )
+    except BaseException:
+        report.unlink(missing_ok=True)
+        raise
+    return QuickstartResult(
+        reports=reports,
+        traces=traces,
+        trace_scenario=featured,
+        report_path=report,
+        seconds=time.perf_counter() - started,
+        policies=specs,
+    )
 
+
+def _reserve_report(out_dir: Path) -> Path:
+    """A new, empty report file named by the time: another run finishing in the same second
+    gets ``-2``, ``-3``, ... instead of writing over this one."""
+    stem = f"quickstart-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for n in itertools.count(1):
+            path = out_dir / (f"{stem}.html" if n == 1 else f"{stem}-{n}.html")
+            try:
+                path.open("x").close()
+            except FileExistsError:
+                continue
+            return path
+    except OSError as exc:
+        raise InvalidInput(f"cannot write the report in {out_dir}: {exc.strerror or exc}") from None
+    raise AssertionError("unreachable")
+
+
+def _evaluate_all(
+    paths: list[str],
+    loaded: list[Scenario],
+    specs: list[str],
+    episodes: int,
+    seed: int,
+    workers: int | None,
+    progress: Progress | None,
+) -> list[dict[str, Any]]:
+    """Each scenario's evaluation report, in the order given, the scenarios in parallel."""
+    workers = max(1, min(workers or os.cpu_count() or 1, len(paths)))
     reports: dict[str, dict[str, Any]] = {}
     context = get_context("spawn")  # torch and fork do not mix
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
@@ -110,25 +165,4 @@ def run_quickstart(
             reports[futures[future]] = future.result()
             if progress:
                 progress(futures[future])
-    ordered = [reports[s.name] for s in loaded]
-
-    traces = [run_episode(featured, seed, make_policy(spec)) for spec in specs]
-    if progress:
-        progress(f"traces on {featured.name}")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    report_path = write_policy_report(
-        out_dir / f"quickstart-{stamp}.html",
-        reports=ordered,
-        traces=traces,
-        trace_scenario=featured,
-        episodes=episodes,
-        seed=seed,
-    )
-    return QuickstartResult(
-        reports=ordered,
-        traces=traces,
-        trace_scenario=featured,
-        report_path=report_path,
-        seconds=time.perf_counter() - started,
-        policies=specs,
-    )
+    return [reports[s.name] for s in loaded]

@@ -96,6 +96,21 @@ def test_unknown_agent_is_a_clear_error() -> None:
         make_policy("ppo:nope")
 
 
+def test_a_trained_run_plays_by_name_or_directory_as_its_best(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpa_scenario: Scenario
+) -> None:
+    """``ppo:NAME`` finds a run of ``adbot train`` under the data dir, and a run directory
+    (what ``adbot train`` prints) plays as its ``best/``; both used to be "not found"."""
+    trained = tmp_path / "agents"
+    shutil.copytree(AGENTS_DIR / "default", trained / "mine" / "best")
+    monkeypatch.setattr("adbot.rl.policy.trained_agents_dir", lambda: trained)
+    expected = run_episode(cpa_scenario, 2, make_policy("ppo:default")).metrics
+    for spec in ("mine", str(trained / "mine"), str(trained / "mine" / "best")):
+        assert run_episode(cpa_scenario, 2, make_policy(f"ppo:{spec}")).metrics == expected
+    with pytest.raises(NotFound, match=r"shipped: default; trained in .*agents: mine; or a"):
+        make_policy("ppo:yours")
+
+
 def test_prior_is_the_envs_plan_alone(cpa_scenario: Scenario) -> None:
     """``prior`` bids the env's multipliers at action 0, step for step, on the same episode."""
     from adbot.rl.env import BidPacingEnv

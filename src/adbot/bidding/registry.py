@@ -26,13 +26,16 @@ BUILTIN: dict[str, Callable[[], Policy]] = {
     "oracle": OraclePolicy,
 }
 _FACTORIES: dict[str, PolicyFactory] = {}
+_USAGE: dict[str, str] = {}  # how each prefix is written, for messages
 
 
-def register_policy_factory(prefix: str, factory: PolicyFactory) -> None:
-    """Make ``make_policy("PREFIX:ARG")`` call ``factory("ARG")``."""
+def register_policy_factory(prefix: str, factory: PolicyFactory, usage: str | None = None) -> None:
+    """Make ``make_policy("PREFIX:ARG")`` call ``factory("ARG")``; ``usage`` is how the
+    policy is written in messages (default ``PREFIX:NAME``)."""
     if not prefix or ":" in prefix or prefix in BUILTIN:
         raise InvalidInput(f"cannot register policy prefix {prefix!r}")
     _FACTORIES[prefix] = factory
+    _USAGE[prefix] = usage or f"{prefix}:NAME"
 
 
 def load_policy_plugins() -> None:
@@ -42,7 +45,8 @@ def load_policy_plugins() -> None:
 
 
 def known_policies() -> list[str]:
-    return [*BUILTIN, *(f"{prefix}:NAME" for prefix in sorted(_FACTORIES))]
+    builtin = ["fixed[:A]" if name == "fixed" else name for name in BUILTIN]
+    return [*builtin, *(_USAGE[prefix] for prefix in sorted(_FACTORIES))]
 
 
 def make_policy(spec: str) -> Policy:

@@ -85,7 +85,13 @@ def _table(report: dict[str, Any]) -> Table:
 def evaluate(
     scenario: str = typer.Argument(..., help="Scenario YAML file, or a bundled scenario name."),
     policy: list[str] = typer.Option(
-        ..., "--policy", "-p", help="fixed, pid, onlinelp, oracle, ppo:NAME (repeat or a,b,c)."
+        ...,
+        "--policy",
+        "-p",
+        help=(
+            "fixed (fixed:A bids multiplier A), pid, onlinelp, oracle, prior, ppo:NAME (a "
+            "shipped agent or a run under the data dir) or ppo:PATH; repeat or a,b,c."
+        ),
     ),
     episodes: int = typer.Option(5, "--episodes", "-n", help="Episodes (seeds S, S+1, ...)."),
     seed: int = typer.Option(0, "--seed", "-s", help="First episode seed S."),

@@ -15,7 +15,7 @@ from adbot.config import get_settings
 from adbot.db import migrate
 from adbot.db.session import get_sessionmaker
 from adbot.errors import InvalidInput
-from adbot.rl.config import TrainingConfig, load_training_config
+from adbot.rl.config import TRAINED_AGENTS, TrainingConfig, load_training_config
 
 CONFIG_OPTION = typer.Option(
     Path("configs/agents/default.yaml"), "--config", "-c", help="Training config (YAML)."
@@ -40,7 +40,7 @@ def default_output(data_dir: Path, config: TrainingConfig) -> Path:
     """``<data_dir>/agents/<name>``, with ``-seed<N>`` for a seed other than 0: the members
     of an ensemble (``--seed 1``, ``--seed 2``) each get their own run directory."""
     suffix = f"-seed{config.seed}" if config.seed else ""
-    return data_dir / "agents" / f"{config.name}{suffix}"
+    return data_dir / TRAINED_AGENTS / f"{config.name}{suffix}"
 
 
 def train_command(

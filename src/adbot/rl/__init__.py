@@ -25,7 +25,7 @@ def _prior_policy(spec: str) -> Policy:
 
 
 register()
-register_policy_factory("ppo", _ppo_policy)
-register_policy_factory("prior", _prior_policy)
+register_policy_factory("ppo", _ppo_policy, "ppo:NAME|PATH")
+register_policy_factory("prior", _prior_policy, "prior")
 
 __all__ = ["ENV_ID", "BidPacingEnv", "register"]

@@ -14,6 +14,7 @@ from adbot.rl.rewards import RewardSpec
 from adbot.yamlfile import dump_yaml, parse_yaml
 
 CONFIG_FILE_NAME = "config.yaml"
+TRAINED_AGENTS = "agents"  # under the data dir: where runs go by default
 
 
 class _Frozen(BaseModel):

@@ -20,13 +20,16 @@ import numpy as np
 from stable_baselines3 import PPO
 
 from adbot.bidding.base import bids_from_alpha
+from adbot.config import get_settings
 from adbot.errors import InvalidInput, NotFound
 from adbot.market.simulator import MarketSimulator, StepOutcome
-from adbot.rl.checkpoints import Checkpoint, NormalizationStats, load_checkpoint
+from adbot.rl.checkpoints import MODEL_FILE, Checkpoint, NormalizationStats, load_checkpoint
+from adbot.rl.config import TRAINED_AGENTS
 from adbot.rl.features import N_FEATURES, PacingState
 
 AGENTS_DIR = Path(__file__).resolve().parent / "agents"
 POLICY_PREFIX = "ppo"
+BEST_DIR = "best"  # a training run's best checkpoint (rl.train keeps it there)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
@@ -167,17 +170,40 @@ def make_prior_policy(spec: str) -> PriorPolicy:
     return PriorPolicy()
 
 
+def trained_agents_dir() -> Path:
+    """Where ``adbot train`` puts runs by default: ``<data_dir>/agents/<run>``."""
+    return get_settings().data_dir / TRAINED_AGENTS
+
+
+def _best_of_run(directory: Path) -> Path:
+    """A run directory plays as its best checkpoint (what the database holds as active);
+    any other directory is taken as a checkpoint itself."""
+    is_checkpoint = (directory / MODEL_FILE).exists() or (directory / ENSEMBLE_FILE).exists()
+    best = directory / BEST_DIR
+    return best if not is_checkpoint and best.is_dir() else directory
+
+
 def agent_directory(spec: str) -> Path:
-    """The checkpoint directory a ``ppo:`` argument names (a shipped agent or a path)."""
+    """The checkpoint directory a ``ppo:`` argument names: a shipped agent, a checkpoint or
+    run directory, or the name of a run under :func:`trained_agents_dir` (``ppo:tiny``,
+    ``ppo:default-seed1``), a run playing as its best checkpoint."""
     if not spec:
         raise InvalidInput("ppo policy needs an agent: ppo:NAME or ppo:PATH")
-    if _NAME.match(spec) and (AGENTS_DIR / spec).is_dir():
+    named = _NAME.match(spec) is not None
+    if named and (AGENTS_DIR / spec).is_dir():
         return AGENTS_DIR / spec
     path = Path(spec).expanduser()
     if path.is_dir():
-        return path
+        return _best_of_run(path)
+    trained = trained_agents_dir()
+    if named and (trained / spec / BEST_DIR).is_dir():
+        return trained / spec / BEST_DIR
     shipped = ", ".join(sorted(p.name for p in AGENTS_DIR.iterdir() if p.is_dir()))
-    raise NotFound(f"no agent '{spec}' (shipped: {shipped or 'none'}; or a checkpoint directory)")
+    runs = sorted(p.parent.name for p in trained.glob(f"*/{BEST_DIR}") if p.is_dir())
+    raise NotFound(
+        f"no agent '{spec}' (shipped: {shipped or 'none'}; trained in {trained}: "
+        f"{', '.join(runs) or 'none'}; or a checkpoint or run directory)"
+    )
 
 
 @lru_cache(maxsize=8)

@@ -58,7 +58,7 @@ from adbot.rl.checkpoints import (
 from adbot.rl.config import TrainingConfig
 from adbot.rl.env import BidPacingEnv
 from adbot.rl.evaluation import EvalReport, evaluate_policy, evaluation_pairs
-from adbot.rl.policy import PpoPolicy
+from adbot.rl.policy import BEST_DIR, PpoPolicy
 from adbot.rl.tracking import MlflowRun
 from adbot.rl.vec_env import GroupedSubprocVecEnv
 
@@ -295,7 +295,7 @@ class _Run:
         )
         if ratio > self.best:
             self.best = ratio
-            _replace_dir(directory, self.output_dir / "best")
+            _replace_dir(directory, self.output_dir / BEST_DIR)
         if self.hooks is not None:
             self.hooks.on_checkpoint(directory, meta, metrics)
         if self.progress is not None and self.task is not None:
@@ -339,7 +339,7 @@ def check_scenario_files(config: TrainingConfig) -> None:
             raise ScenarioError(f"training config {where}: {exc.message}") from None
 
 
-RUN_FILES = ("checkpoints", "best", "final")
+RUN_FILES = ("checkpoints", BEST_DIR, "final")
 
 
 def holds_run(directory: Path) -> bool:
@@ -424,7 +424,7 @@ def check_run(config: TrainingConfig, *, output_dir: Path, resume: Path | None) 
         )
     _check_resumable(checkpoint, config)
     inside = _check_resume_place(output_dir, checkpoint)
-    best_dir = output_dir / "best"
+    best_dir = output_dir / BEST_DIR
     if inside and (best_dir / META_FILE).is_file():
         earlier = read_meta(best_dir).score_ratio
     else:
@@ -440,7 +440,7 @@ def _prepare_output(config: TrainingConfig, output_dir: Path, start: RunStart) -
     except OSError as exc:
         raise InvalidInput(f"output {output_dir}: cannot write ({exc.strerror})") from None
     if start.checkpoint is not None and start.seed_best:
-        _replace_dir(start.checkpoint.path, output_dir / "best")
+        _replace_dir(start.checkpoint.path, output_dir / BEST_DIR)
 
 
 def train(
@@ -484,7 +484,7 @@ def train(
             if progress is not None:
                 progress.stop()
         _replace_dir(final, output_dir / "final")
-        tracker.log_checkpoint(output_dir / "best", "best")
+        tracker.log_checkpoint(output_dir / BEST_DIR, BEST_DIR)
         status = "FINISHED"
     finally:
         tracker.finish(status)
@@ -492,7 +492,7 @@ def train(
     return TrainingResult(
         output_dir=output_dir,
         final_checkpoint=output_dir / "final",
-        best_checkpoint=output_dir / "best",
+        best_checkpoint=output_dir / BEST_DIR,
         best_score_ratio=run.best,
         timesteps=int(model.num_timesteps),
         wall_seconds=time.perf_counter() - started,

@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from adbot.config import load_settings
+from adbot.config import Settings, load_settings
 from adbot.db import migrate
 from adbot.errors import InvalidInput
 from adbot.rl.config import TrainingConfig
@@ -32,10 +32,19 @@ BASE = TrainingConfig(
 )
 
 
+def _settings(tmp_path: Path) -> Settings:
+    """Data and MLflow store of the test's own: the default store is ``./data/mlflow.db``,
+    which two test workers would create at once (MLflow's own migration then fails)."""
+    return load_settings(
+        data_dir=tmp_path / "data",
+        mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "test"},
+    )
+
+
 def test_study_is_stored_and_resumable(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'adbot.db'}"
     migrate.upgrade(storage, "head")  # the study lives in AdBot's own, migrated database
-    settings = load_settings(data_dir=tmp_path / "data")
+    settings = _settings(tmp_path)
     kwargs = {
         "storage_url": storage,
         "study_name": "t",
@@ -83,7 +92,7 @@ def test_a_study_keeps_one_config_and_does_not_repeat_itself(tmp_path: Path) -> 
     rather than mixing trials that cannot be compared."""
     storage = f"sqlite:///{tmp_path / 'adbot.db'}"
     migrate.upgrade(storage, "head")
-    settings = load_settings(data_dir=tmp_path / "data")
+    settings = _settings(tmp_path)
     kwargs = {"storage_url": storage, "study_name": "t", "output_dir": tmp_path / "trials"}
     tune(BASE, n_trials=1, timesteps=64, settings=settings, **kwargs)  # type: ignore[arg-type]
     tune(BASE, n_trials=1, timesteps=64, settings=settings, **kwargs)  # type: ignore[arg-type]
@@ -127,7 +136,7 @@ def test_a_trial_stopped_by_bad_input_logs_no_traceback(tmp_path: Path) -> None:
                 n_trials=1,
                 timesteps=64,
                 output_dir=taken,
-                settings=load_settings(data_dir=tmp_path / "data"),
+                settings=_settings(tmp_path),
             )
     finally:
         logger.removeHandler(handler)

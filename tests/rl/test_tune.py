@@ -64,6 +64,10 @@ def test_study_is_stored_and_resumable(tmp_path: Path) -> None:
         assert t.value == pytest.approx(sum(late) / len(late))
         assert t.user_attrs["best_score_ratio"] == max(t.intermediate_values.values())
     assert set(again.best_params) >= {"learning_rate", "log_std_init", "action_log_range"}
+    best = max(trials, key=lambda t: t.value or 0.0)
+    assert (again.best_trial, again.best_value) == (best.number, best.value)
+    assert again.best_checkpoint == tmp_path / "trials" / f"trial-{best.number:04d}" / "best"
+    assert (again.best_checkpoint / "model.zip").is_file()
     assert migrate.current_revisions(storage) == migrate.head_revisions()
 
 

@@ -151,13 +151,21 @@ def tune_command(
     except KeyboardInterrupt:
         err.print(f"search cancelled; study '{name}' keeps its finished trials", highlight=False)
         raise typer.Exit(130) from None
-    table = Table(title=f"study {result.study_name} ({result.trials} trials)")
+    table = Table(
+        title=f"study {result.study_name}: best of {result.trials} trials is trial "
+        f"{result.best_trial}"
+    )
     table.add_column("parameter")
-    table.add_column("best value")
-    table.add_row("score_ratio", f"{result.best_value:.4f}")
+    table.add_column("best trial's value")
     for key, value in result.best_params.items():
         table.add_row(key, str(value))
     out.print(table)
+    out.print(
+        f"trial {result.best_trial}: mean score_ratio {result.best_value:.4f} over the "
+        f"evaluations of its run's second half; its best checkpoint: {result.best_checkpoint} "
+        f"(evaluate it as ppo:{result.best_checkpoint})",
+        highlight=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -30,6 +30,7 @@ from adbot.config import Settings
 from adbot.errors import AdbotError, InvalidInput
 from adbot.rl.checkpoints import CheckpointMeta
 from adbot.rl.config import TrainingConfig
+from adbot.rl.policy import BEST_DIR
 from adbot.rl.train import train
 
 
@@ -70,9 +71,11 @@ class _PruningHooks:
 @dataclass(frozen=True)
 class TuneResult:
     study_name: str
-    best_value: float
+    best_value: float  # the best trial's mean evaluation over the second half of its run
     best_params: dict[str, Any]
-    trials: int
+    trials: int  # in the study, this invocation's and earlier ones'
+    best_trial: int
+    best_checkpoint: Path  # the best trial's best checkpoint
 
 
 def late_mean(history: list[dict[str, float]], timesteps: int) -> float:
@@ -119,6 +122,10 @@ def _no_traceback_for_user_errors() -> Iterator[None]:
         logger.removeFilter(_strip_user_error_traceback)
 
 
+def _trial_dir(output_dir: Path, number: int) -> Path:
+    return output_dir / f"trial-{number:04d}"
+
+
 def tune(
     base: TrainingConfig,
     *,
@@ -135,7 +142,7 @@ def tune(
         config = base.with_overrides(total_timesteps=timesteps, **suggest_overrides(trial))
         result = train(
             config,
-            output_dir=output_dir / f"trial-{trial.number:04d}",
+            output_dir=_trial_dir(output_dir, trial.number),
             settings=settings,
             hooks=_PruningHooks(trial),
         )
@@ -154,11 +161,14 @@ def tune(
         study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(study, base.seed))
         with _no_traceback_for_user_errors():
             study.optimize(objective, n_trials=n_trials, catch=())
+        best = study.best_trial
         return TuneResult(
             study_name=study.study_name,
             best_value=float(study.best_value),
-            best_params=dict(study.best_params),
+            best_params=dict(best.params),
             trials=len(study.trials),
+            best_trial=best.number,
+            best_checkpoint=_trial_dir(output_dir, best.number) / BEST_DIR,
         )
 
 

@@ -15,10 +15,14 @@ from adbot.config import get_settings
 from adbot.db import migrate
 from adbot.db.session import get_sessionmaker
 from adbot.errors import InvalidInput
-from adbot.rl.config import TRAINED_AGENTS, TrainingConfig, load_training_config
+from adbot.rl.config import DEFAULT_CONFIG, TRAINED_AGENTS, TrainingConfig, load_training_config
 
 CONFIG_OPTION = typer.Option(
-    Path("configs/agents/default.yaml"), "--config", "-c", help="Training config (YAML)."
+    DEFAULT_CONFIG,
+    "--config",
+    "-c",
+    help="Training config (YAML); by default the one ppo:default was trained from.",
+    show_default="configs/agents/default.yaml",
 )
 
 

@@ -15,6 +15,8 @@ from adbot.yamlfile import dump_yaml, parse_yaml
 
 CONFIG_FILE_NAME = "config.yaml"
 TRAINED_AGENTS = "agents"  # under the data dir: where runs go by default
+# The config ppo:default was trained from, found wherever the command runs.
+DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "agents" / "default.yaml"
 
 
 class _Frozen(BaseModel):

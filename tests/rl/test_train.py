@@ -145,7 +145,10 @@ def test_training_service_records_the_run(
     assert [c.timesteps for c in checkpoints] == [128, 256]
     assert sum(c.is_active for c in checkpoints) == 1
     active = next(c for c in checkpoints if c.is_active)
-    assert active.sha256 == load_checkpoint(record.result.best_checkpoint).meta.model_sha256
+    best = load_checkpoint(record.result.best_checkpoint).meta
+    assert active.sha256 == best.model_sha256
+    # A checkpoint's config fingerprint is the start of its config row's hash.
+    assert config_row.config_hash.startswith(best.config_fingerprint)
 
     again = train_agent(
         session=sqlite_session,

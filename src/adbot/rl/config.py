@@ -108,10 +108,16 @@ class TrainingConfig(_Frozen):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
-    def fingerprint(self) -> str:
-        """A short stable id of the config (same config, same fingerprint)."""
+    def digest(self) -> str:
+        """SHA-256 of the config's canonical JSON (same config, same digest): the
+        database's ``agent_configs.config_hash``."""
         text = json.dumps(self.to_dict(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def fingerprint(self) -> str:
+        """A short stable id of the config, kept in ``checkpoint.json``: the first 16 digits
+        of :meth:`digest`, so a checkpoint can be matched to its database row."""
+        return self.digest()[:16]
 
     def with_overrides(self, **changes: Any) -> TrainingConfig:
         """A validated copy with top-level or nested (``ppo``, ``env`` ...) fields changed."""

@@ -10,8 +10,6 @@ When the run succeeds its best checkpoint becomes the agent's active one and the
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,9 +41,9 @@ ALGORITHM = "ppo"
 
 
 def config_hash(config: TrainingConfig) -> str:
-    """SHA-256 of the config's canonical JSON (same config, same hash)."""
-    text = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    """The config's digest: its checkpoints' ``config_fingerprint`` is the first 16 digits.
+    (Before the tenth session it was taken over compact JSON and matched no fingerprint.)"""
+    return config.digest()
 
 
 def training_account(*, session: Session, slug: str | None) -> Account:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from mlflow.tracking import MlflowClient
 
 from adbot.config import Settings, load_settings
 from adbot.db import migrate
@@ -68,6 +69,14 @@ def test_study_is_stored_and_resumable(tmp_path: Path) -> None:
     assert (again.best_trial, again.best_value) == (best.number, best.value)
     assert again.best_checkpoint == tmp_path / "trials" / f"trial-{best.number:04d}" / "best"
     assert (again.best_checkpoint / "model.zip").is_file()
+    client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.mlflow.experiment)
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    named = {
+        (r.info.run_name, r.data.tags["adbot.study"], r.data.tags["adbot.trial"]) for r in runs
+    }
+    assert named == {("t-trial0", "t", "0"), ("t-trial1", "t", "1")}
     assert migrate.current_revisions(storage) == migrate.head_revisions()
 
 

@@ -33,7 +33,15 @@ def _prepare_local_store(uri: str) -> None:
 class MlflowRun:
     """One MLflow run; every call is a no-op when tracking is disabled."""
 
-    def __init__(self, settings: Settings, config: TrainingConfig, *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        config: TrainingConfig,
+        *,
+        enabled: bool = True,
+        run_name: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
         self.run_id: str | None = None
         self._client: Any = None
         if not enabled:
@@ -53,7 +61,9 @@ class MlflowRun:
             )
         else:
             experiment_id = experiment.experiment_id
-        run = client.create_run(experiment_id, run_name=f"{config.name}-seed{config.seed}")
+        run = client.create_run(
+            experiment_id, run_name=run_name or f"{config.name}-seed{config.seed}", tags=tags
+        )
         self._client, self.run_id = client, run.info.run_id
         params = [Param(k, v) for k, v in _flatten(config.to_dict()).items()]
         for start in range(0, len(params), 100):

@@ -453,9 +453,12 @@ def train(
     console: Console | None = None,
     track: bool = True,
     start: RunStart | None = None,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> TrainingResult:
     """Train (or resume) a PPO agent; see the module docstring. ``start``: what
-    :func:`check_run` found for these arguments, if the caller checked them already."""
+    :func:`check_run` found for these arguments, if the caller checked them already;
+    ``run_name`` and ``tags``: the MLflow run's (default name ``NAME-seedN``)."""
     start = start or check_run(config, output_dir=output_dir, resume=resume)
     settings = settings or get_settings()
     torch.set_num_threads(config.torch_threads)
@@ -467,7 +470,7 @@ def train(
         model = load_model(resume / MODEL_FILE, env=venv)
     else:
         model = build_model(config, venv)
-    tracker = MlflowRun(settings, config, enabled=track)
+    tracker = MlflowRun(settings, config, enabled=track, run_name=run_name, tags=tags)
     if hooks is not None:
         hooks.on_start(tracker.run_id)
     started = time.perf_counter()

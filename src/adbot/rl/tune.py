@@ -145,6 +145,8 @@ def tune(
             output_dir=_trial_dir(output_dir, trial.number),
             settings=settings,
             hooks=_PruningHooks(trial),
+            run_name=f"{study_name}-trial{trial.number}",
+            tags={"adbot.study": study_name, "adbot.trial": str(trial.number)},
         )
         trial.set_user_attr("best_score_ratio", result.best_score_ratio)
         return late_mean(result.history, timesteps)

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from adbot.config import Settings, load_settings
 from adbot.db import migrate
-from adbot.errors import InvalidInput
+from adbot.errors import InvalidInput, ScenarioError
 from adbot.rl.config import TrainingConfig
 from adbot.rl.tune import late_mean, optuna_storage, sampler_seed, suggest_overrides, tune
 
@@ -133,8 +133,9 @@ def test_a_trial_stopped_by_bad_input_logs_no_traceback(tmp_path: Path) -> None:
     Ctrl-C) the CLI's one line says it all."""
     storage = f"sqlite:///{tmp_path / 'adbot.db'}"
     migrate.upgrade(storage, "head")
-    taken = tmp_path / "afile"
-    taken.write_text("")
+    taken = tmp_path / "trials"
+    taken.mkdir()
+    (taken / "trial-0000").write_text("")  # the first trial's directory: a file
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]
@@ -155,3 +156,24 @@ def test_a_trial_stopped_by_bad_input_logs_no_traceback(tmp_path: Path) -> None:
         logger.removeHandler(handler)
     failed = [r for r in records if "failed with parameters" in r.getMessage()]
     assert len(failed) == 1 and failed[0].exc_info is None
+
+
+def test_bad_input_is_refused_before_a_study_is_recorded(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'adbot.db'}"
+    migrate.upgrade(storage, "head")
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    common = {"storage_url": storage, "study_name": "t", "n_trials": 1, "timesteps": 64}
+    with pytest.raises(InvalidInput, match="is not a directory"):
+        tune(BASE, output_dir=afile, settings=_settings(tmp_path), **common)  # type: ignore[arg-type]
+    with pytest.raises(
+        ScenarioError, match=r"^training config env.scenario: scenario file not found: no-such"
+    ):
+        tune(
+            BASE.with_overrides(env={"scenario": "no-such"}),
+            output_dir=tmp_path / "trials",
+            settings=_settings(tmp_path),
+            **common,  # type: ignore[arg-type]
+        )
+    with optuna_storage(storage) as rdb:
+        assert optuna.get_all_study_summaries(storage=rdb) == []

@@ -88,6 +88,8 @@ def test_an_unwritable_folder_fails_before_any_work(
     afile.write_text("")
     with pytest.raises(InvalidInput, match=r"cannot write the report in .*afile/reports"):
         run_quickstart(out_dir=afile / "reports", policies=["fixed"], scenarios=ONE_DAY)
+    with pytest.raises(InvalidInput, match=r"cannot write the report in .*afile: not a directory"):
+        run_quickstart(out_dir=afile, policies=["fixed"], scenarios=ONE_DAY)
 
 
 def test_runs_in_the_same_second_keep_both_reports(

@@ -141,7 +141,7 @@ class Market(_Model):
             raise ValueError("must be 'flat', 'retail', 'b2b' or a list of weights")
         weights = tuple(float(v) for v in value)
         if not all(w >= 0 for w in weights) or not 0 < sum(weights) < np.inf:
-            raise ValueError("weights must be finite, >= 0, with a positive sum")
+            raise ValueError("weights must be >= 0, with a positive, finite sum")
         return weights
 
     @field_validator("weekday_profile")

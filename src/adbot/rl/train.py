@@ -348,7 +348,7 @@ def holds_run(directory: Path) -> bool:
     return any((directory / name).exists() for name in RUN_FILES)
 
 
-def _check_writable(output_dir: Path) -> None:
+def check_writable(output_dir: Path) -> None:
     """``output_dir`` can be a run directory: a directory, or creatable as one. Probed by
     making (and removing) a directory in its nearest existing ancestor, since permission
     bits do not tell (root, read-only or immutable file systems, /proc)."""
@@ -407,7 +407,7 @@ def check_run(config: TrainingConfig, *, output_dir: Path, resume: Path | None) 
     the scenario files, the output directory (never another run's, which would be
     overwritten) and the resumed checkpoint (the same problem and PPO settings)."""
     check_scenario_files(config)
-    _check_writable(output_dir)
+    check_writable(output_dir)
     if resume is None:
         if holds_run(output_dir):
             raise InvalidInput(

@@ -31,7 +31,7 @@ from adbot.errors import AdbotError, InvalidInput
 from adbot.rl.checkpoints import CheckpointMeta
 from adbot.rl.config import TrainingConfig
 from adbot.rl.policy import BEST_DIR
-from adbot.rl.train import train
+from adbot.rl.train import check_scenario_files, check_writable, train
 
 
 def suggest_overrides(trial: optuna.Trial) -> dict[str, Any]:
@@ -151,6 +151,8 @@ def tune(
         trial.set_user_attr("best_score_ratio", result.best_score_ratio)
         return late_mean(result.history, timesteps)
 
+    check_scenario_files(base)  # bad input fails here, before a study or trial is recorded
+    check_writable(output_dir)
     with optuna_storage(storage_url) as storage:
         study = optuna.create_study(
             study_name=study_name,

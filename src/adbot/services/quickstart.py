@@ -129,6 +129,8 @@ def _reserve_report(out_dir: Path) -> Path:
     """A new, empty report file named by the time: another run finishing in the same second
     gets ``-2``, ``-3``, ... instead of writing over this one."""
     stem = f"quickstart-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidInput(f"cannot write the report in {out_dir}: not a directory")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for n in itertools.count(1):

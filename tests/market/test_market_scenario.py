@@ -71,7 +71,10 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"market__position_ctr": [0.1, 0.05, 1.5]}, "market.position_ctr.2: input should be less"),
     ({"market__hourly_profile": [1.0, 2.0]}, "market.hourly_profile: must have horizon.steps"),
     ({"market__hourly_profile": "weekend"}, "market.hourly_profile: must be 'flat', 'retail'"),
-    ({"market__hourly_profile": [0.0] * 8}, "market.hourly_profile: weights must be >= 0, with a positive, finite sum"),
+    (
+        {"market__hourly_profile": [0.0] * 8},
+        "market.hourly_profile: weights must be >= 0, with a pos",
+    ),
     ({"market__weekday_profile": [1.0] * 6}, "market.weekday_profile: must have 7 weights"),
     ({"market__weekday_profile": [1.0] * 6 + [-1.0]}, "market.weekday_profile.6: input should"),
     ({"market__unknown": 1}, "market.unknown: unknown field"),
@@ -103,7 +106,10 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ),
     ({"market__cvr": {"mean": 0.05, "sd_log": 6.0}}, "market.cvr.sd_log: input should be less"),
     ({"market__pcvr_noise": 1e200}, "market.pcvr_noise: input should be less than or equal to 5"),
-    ({"market__hourly_profile": [1e308] * 8}, "market.hourly_profile: weights must be >= 0, with a positive, finite sum"),
+    (
+        {"market__hourly_profile": [1e308] * 8},
+        "market.hourly_profile: weights must be >= 0, with a pos",
+    ),
     ({"market__weekday_profile": [1e308] * 7}, "market.weekday_profile: weights must have a"),
     (
         {"market__daily_queries": 1e300},

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import yaml
 
-from adbot.yamlfile import dump_yaml, parse_yaml
+from adbot.yamlfile import dump_yaml, parse_yaml, read_yaml
 
 
 @pytest.mark.parametrize(
@@ -78,3 +79,15 @@ def test_dump_reads_back_equal_under_yaml_1_2_and_1_1() -> None:
     assert again == data
     assert yaml.safe_load(text) == data
     assert isinstance(again, dict) and list(again) == list(data)  # keys keep their order
+
+
+def test_read_yaml_names_a_file_it_cannot_read(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"^cannot be read \(UnicodeDecodeError\)$"):
+        read_yaml(latin)
+    with pytest.raises(ValueError, match=r"^cannot be read \(IsADirectoryError\)$"):
+        read_yaml(tmp_path)
+    good = tmp_path / "good.yaml"
+    good.write_text("a: 4e4\n")
+    assert read_yaml(good) == {"a": 40000.0}

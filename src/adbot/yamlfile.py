@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -130,6 +131,16 @@ def parse_yaml(text: str) -> object:
         raise ValueError(f"not valid YAML ({reason})" if reason else "not valid YAML") from None
     except RecursionError:
         raise ValueError("not valid YAML (nested too deeply)") from None
+
+
+def read_yaml(path: Path) -> object:
+    """The document in the UTF-8 file ``path``; ``ValueError`` with a one-line reason if it
+    cannot be read (``cannot be read (UnicodeDecodeError)``) or is not valid YAML."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot be read ({exc.__class__.__name__})") from None
+    return parse_yaml(text)
 
 
 def dump_yaml(data: object) -> str:

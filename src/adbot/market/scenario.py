@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from adbot.errors import ScenarioError
 from adbot.market.profiles import NAMED_HOURLY
-from adbot.yamlfile import parse_yaml
+from adbot.yamlfile import read_yaml
 
 # Limits that keep a run inside a machine's memory and the simulator's float32 prices:
 # about 80 bytes of memory per query of the episode (measured with ``adbot evaluate``),
@@ -282,9 +282,7 @@ def _resolve_path(source: str | Path) -> Path:
 
 def _read_yaml(path: Path) -> object:
     try:
-        return parse_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{path}: cannot be read ({exc.__class__.__name__})") from None
+        return read_yaml(path)
     except ValueError as exc:
         raise ScenarioError(f"{path}: {exc}") from None
 

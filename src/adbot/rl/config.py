@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from adbot.errors import InvalidInput
 from adbot.rl.rewards import RewardSpec
-from adbot.yamlfile import dump_yaml, parse_yaml
+from adbot.yamlfile import dump_yaml, read_yaml
 
 CONFIG_FILE_NAME = "config.yaml"
 TRAINED_AGENTS = "agents"  # under the data dir: where runs go by default
@@ -168,9 +168,7 @@ def load_training_config(path: Path | str) -> TrainingConfig:
     if not path.is_file():
         raise InvalidInput(f"training config not found: {path}")
     try:
-        data = parse_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"training config {path}: cannot be read ({exc})") from None
+        data = read_yaml(path)
     except ValueError as exc:
         raise InvalidInput(f"training config {path}: {exc}") from None
     if data is None:  # an empty file would silently train the whole default config

@@ -40,12 +40,6 @@ LOCAL_ACCOUNT_SLUG = "local"
 ALGORITHM = "ppo"
 
 
-def config_hash(config: TrainingConfig) -> str:
-    """The config's digest: its checkpoints' ``config_fingerprint`` is the first 16 digits.
-    (Before the tenth session it was taken over compact JSON and matched no fingerprint.)"""
-    return config.digest()
-
-
 def training_account(*, session: Session, slug: str | None) -> Account:
     """The account a CLI training run belongs to.
 
@@ -72,7 +66,7 @@ def register_agent_config(
     *, session: Session, account_id: int, config: TrainingConfig
 ) -> tuple[Agent, AgentConfig]:
     """The agent named ``config.name`` and the version row of this exact config."""
-    digest = config_hash(config)
+    digest = config.digest()  # its checkpoints' config_fingerprint starts it
     with writing(session):
         agent = session.scalar(
             select(Agent).where(Agent.account_id == account_id, Agent.name == config.name)

@@ -465,9 +465,9 @@ def train(
     set_random_seed(config.seed)
     _prepare_output(config, output_dir, start)
     venv = build_vec_env(config)
-    if resume is not None and start.checkpoint is not None:
+    if start.checkpoint is not None:  # resumed: checked by check_run, loaded again on venv
         start.checkpoint.normalization.restore_into(venv)
-        model = load_model(resume / MODEL_FILE, env=venv)
+        model = load_model(start.checkpoint.path / MODEL_FILE, env=venv)
     else:
         model = build_model(config, venv)
     tracker = MlflowRun(settings, config, enabled=track, run_name=run_name, tags=tags)

@@ -200,14 +200,20 @@ def _nan_weights(agent: Path) -> None:
     _rewrite_meta(agent, model_sha256=sha256_file(agent / "model.zip"))
 
 
+def _ensemble_of(tmp_path: Path, member: Path) -> Path:
+    """An ensemble directory listing ``member`` alone."""
+    ensemble = tmp_path / "ensemble"
+    ensemble.mkdir()
+    (ensemble / "ensemble.json").write_text(json.dumps({"members": [str(member)]}))
+    return ensemble
+
+
 def test_non_finite_weights_are_refused_at_load(tmp_path: Path) -> None:
     agent = _agent_copy(tmp_path)
     _nan_weights(agent)
     with pytest.raises(InvalidInput, match=r"agent/model.zip: the model has non-finite weights"):
         make_policy(f"ppo:{agent}")
-    ensemble = tmp_path / "ensemble"
-    ensemble.mkdir()
-    (ensemble / "ensemble.json").write_text(json.dumps({"members": [str(agent)]}))
+    ensemble = _ensemble_of(tmp_path, agent)
     with pytest.raises(InvalidInput, match="non-finite weights"):
         make_policy(f"ppo:{ensemble}")
 
@@ -280,8 +286,6 @@ def test_an_edited_config_beside_the_model_is_refused(tmp_path: Path) -> None:
     config.with_overrides(env={"action_log_range": 0.9}).save(agent)
     with pytest.raises(InvalidInput, match=r"agent/config.yaml: not the config the model was"):
         make_policy(f"ppo:{agent}")
-    ensemble = tmp_path / "ensemble"
-    ensemble.mkdir()
-    (ensemble / "ensemble.json").write_text(json.dumps({"members": [str(agent)]}))
+    ensemble = _ensemble_of(tmp_path, agent)
     with pytest.raises(InvalidInput, match="not the config the model was trained with"):
         make_policy(f"ppo:{ensemble}")

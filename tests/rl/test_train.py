@@ -28,7 +28,7 @@ from adbot.rl.checkpoints import load_checkpoint
 from adbot.rl.config import TrainingConfig
 from adbot.rl.policy import PpoPolicy
 from adbot.rl.train import train
-from adbot.services.training import config_hash, train_agent, training_account
+from adbot.services.training import train_agent, training_account
 
 pytestmark = pytest.mark.slow
 
@@ -136,7 +136,7 @@ def test_training_service_records_the_run(
     agent = sqlite_session.scalar(select(Agent).where(Agent.id == run.agent_id))
     assert agent is not None and agent.name == "tiny" and agent.algorithm == "ppo"
     config_row = sqlite_session.get(AgentConfig, run.agent_config_id)
-    assert config_row is not None and config_row.config_hash == config_hash(TINY)
+    assert config_row is not None and config_row.config_hash == TINY.digest()
     assert config_row.config["reward"] == {"components": {"score": 1.0}, "scale": "budget"}
     checkpoints = sqlite_session.scalars(
         select(ModelCheckpoint).where(ModelCheckpoint.training_run_id == run.id)
@@ -167,30 +167,16 @@ def test_training_service_records_the_run(
 def test_failed_run_is_recorded(
     tmp_path: Path, settings: Settings, sqlite_session: Session
 ) -> None:
-    account = training_account(session=sqlite_session, slug=None)
     first = train(TINY, output_dir=tmp_path / "a", settings=settings, track=False)
     # A resume with nothing left to train is bad input: refused before anything is recorded.
     with pytest.raises(InvalidInput, match="nothing to train"):
-        train_agent(
-            session=sqlite_session,
-            account_id=account.id,
-            config=TINY,
-            output_dir=tmp_path / "b",
-            resume=first.final_checkpoint,
-            settings=settings,
-        )
+        _train(sqlite_session, TINY, tmp_path / "b", settings, resume=first.final_checkpoint)
     assert sqlite_session.scalars(select(TrainingRun)).first() is None
     assert not (tmp_path / "b").exists()
     # A run that fails while training is recorded with its error.
     diverging = TINY.with_overrides(total_timesteps=256, ppo={"learning_rate": 50.0})
     with pytest.raises(InvalidInput, match="training diverged"):
-        train_agent(
-            session=sqlite_session,
-            account_id=account.id,
-            config=diverging,
-            output_dir=tmp_path / "c",
-            settings=settings,
-        )
+        _train(sqlite_session, diverging, tmp_path / "c", settings)
     run = sqlite_session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())).first()
     assert run is not None and run.status == TrainingStatus.FAILED
     assert run.error is not None and "training diverged" in run.error
@@ -354,10 +340,21 @@ def test_nothing_to_train_writes_nothing(tmp_path: Path, settings: Settings) -> 
     assert not (tmp_path / "b").exists()
 
 
-def _train(session: Session, config: TrainingConfig, output: Path, settings: Settings) -> None:
+def _train(
+    session: Session,
+    config: TrainingConfig,
+    output: Path,
+    settings: Settings,
+    resume: Path | None = None,
+) -> None:
     account = training_account(session=session, slug=None)
     train_agent(
-        session=session, account_id=account.id, config=config, output_dir=output, settings=settings
+        session=session,
+        account_id=account.id,
+        config=config,
+        output_dir=output,
+        resume=resume,
+        settings=settings,
     )
 
 

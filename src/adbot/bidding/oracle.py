@@ -65,10 +65,9 @@ def _golden(
             np.where(left, b - _INVERSE_PHI * (b - a), d),
             np.where(left, c, a + _INVERSE_PHI * (b - a)),
         )
-        fc, fd = np.where(left, np.nan, fd), np.where(left, fc, np.nan)
-        x = np.where(left, c, d)
+        x = np.where(left, c, d)  # the one new point of each search
         fx = score_at(x)
-        fc, fd = np.where(left, fx, fc), np.where(left, fd, fx)
+        fc, fd = np.where(left, fx, fd), np.where(left, fc, fx)  # the other is the kept one
         better = (fx > best_score) | ((fx == best_score) & (x > best_x))
         best_score, best_x = np.where(better, fx, best_score), np.where(better, x, best_x)
     return best_score, best_x

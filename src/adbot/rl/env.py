@@ -517,13 +517,12 @@ def _action_value(action: np.ndarray) -> float:
     ``None`` is refused rather than converted (the non-finite are refused by the state)."""
     if type(action) is np.ndarray and action.shape == (1,) and action.dtype.kind == "f":
         return float(action[0])
-    refused = InvalidInput(f"the action must be one real number, got {action!r}"[:200])
     try:
         values = np.asarray(action)
     except (TypeError, ValueError):  # ragged nestings numpy cannot hold
-        raise refused from None
-    if values.dtype.kind not in "fiu":
-        raise refused
+        values = None
+    if values is None or values.dtype.kind not in "fiu":
+        raise InvalidInput(f"the action must be one real number, got {action!r}"[:200])
     if values.size != 1:
         raise InvalidInput(f"the action must be one number, got shape {values.shape}")
     return float(values.reshape(-1)[0])

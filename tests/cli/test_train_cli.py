@@ -10,6 +10,7 @@ import pytest
 import adbot.rl.tune
 from adbot.cli.main import main
 from adbot.cli.train import default_output
+from adbot.config import get_settings
 from adbot.rl.config import TrainingConfig
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "agents" / "default.yaml"
@@ -43,3 +44,29 @@ def test_ctrl_c_during_a_search_is_one_line(
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1] == "search cancelled; study 's' keeps its finished trials"
     assert not any("Traceback" in line for line in lines) and len(lines) == 2
+
+
+def test_a_run_refused_by_its_checks_prints_only_the_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The "training NAME into DIR" line comes once the checks passed: a refused run's
+    stderr is the one error line."""
+    monkeypatch.setenv("ADBOT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{tmp_path / 'adbot.db'}")
+    get_settings.cache_clear()
+    output = tmp_path / "run"
+    (output / "best").mkdir(parents=True)
+    try:
+        with pytest.raises(SystemExit) as upgraded:
+            main(["db", "upgrade"])
+        assert not upgraded.value.code
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "--config", str(DEFAULT_CONFIG), "--output", str(output)])
+    finally:
+        get_settings.cache_clear()
+    assert exit_info.value.code != 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), lines
+    assert "already holds a run" in lines[0]
+    assert sorted(path.name for path in output.iterdir()) == ["best"]

@@ -84,7 +84,6 @@ def train_command(
     _interrupt_on_sigterm()
     with get_sessionmaker()() as session:
         owner = training_account(session=session, slug=account)
-        err.print(f"training '{training_config.name}' into {output_dir}", highlight=False)
         try:
             record = train_agent(
                 session=session,

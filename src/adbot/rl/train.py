@@ -460,6 +460,8 @@ def train(
     :func:`check_run` found for these arguments, if the caller checked them already;
     ``run_name`` and ``tags``: the MLflow run's (default name ``NAME-seedN``)."""
     start = start or check_run(config, output_dir=output_dir, resume=resume)
+    if console is not None:  # only once the checks passed: an error is then the only line
+        console.print(f"training '{config.name}' into {output_dir}", highlight=False)
     settings = settings or get_settings()
     torch.set_num_threads(config.torch_threads)
     set_random_seed(config.seed)

@@ -24,7 +24,7 @@ from adbot.market.scenario import Scenario
 from adbot.market.simulator import MarketSimulator
 from adbot.rl.checkpoints import load_checkpoint, sha256_file
 from adbot.rl.config import load_training_config
-from adbot.rl.features import N_FEATURES
+from adbot.rl.features import N_FEATURES, OBS_BOUND
 from adbot.rl.policy import AGENTS_DIR, MeanPolicy, PpoPolicy, ensemble_members
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "agents" / "default.yaml"
@@ -84,6 +84,48 @@ def test_ppo_default_plays_an_episode(cpa_scenario: Scenario) -> None:
     result = run_episode(cpa_scenario, 4, policy)
     assert result.metrics.cost > 0 and np.isfinite(result.alpha).all()
     assert run_episode(cpa_scenario, 4, make_policy("ppo:default")).metrics == result.metrics
+
+
+def test_an_agent_acts_as_its_model_behind_the_vec_normalize_it_trained_with(
+    cpa_scenario: Scenario,
+) -> None:
+    """Step for step, a checkpoint's agent takes the action SB3's model takes on the env's
+    observation normalised by a ``VecNormalize`` holding the saved statistics (SB3's own
+    transform), and bids the env's multipliers for those actions."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from adbot.rl.env import BidPacingEnv
+
+    checkpoint = load_checkpoint(AGENTS_DIR / "default")
+    stats = checkpoint.normalization
+    assert stats.norm_obs and checkpoint.config.env.action_log_range != 1.0
+    env = BidPacingEnv(cpa_scenario, action_log_range=checkpoint.config.env.action_log_range)
+    vec = VecNormalize(
+        DummyVecEnv([lambda: env]),
+        training=False,
+        norm_reward=False,
+        clip_obs=stats.clip_obs,
+        epsilon=stats.epsilon,
+    )
+    vec.obs_rms.mean = np.asarray(stats.obs_mean)
+    vec.obs_rms.var = np.asarray(stats.obs_var)
+    policy = PpoPolicy.from_checkpoint(checkpoint, name="ppo:seed-0")
+    obs, _ = env.reset(seed=0, options={"episode_seed": 4})
+    actions, alphas, done = [], [], False
+    while not done:
+        expected, _ = checkpoint.model.predict(vec.normalize_obs(obs[None]), deterministic=True)
+        assert policy.act(obs) == expected[0, 0]
+        actions.append(float(expected[0, 0]))
+        obs, _, terminated, truncated, info = env.step(expected[0])
+        alphas.append(info["alpha"])
+        done = terminated or truncated
+    assert len(set(actions)) > 1
+    for bound in (-OBS_BOUND, OBS_BOUND):  # far outside the statistics: clipped alike
+        extreme = np.full((1, N_FEATURES), bound, np.float32)
+        np.testing.assert_array_equal(stats.normalize(extreme[0]), vec.normalize_obs(extreme)[0])
+    result = run_episode(cpa_scenario, 4, policy)
+    np.testing.assert_array_equal(result.alpha, alphas)
+    assert result.metrics.score == pytest.approx(info["score"])
 
 
 def test_ppo_path_loads_a_checkpoint_directory() -> None:

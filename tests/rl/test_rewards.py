@@ -23,8 +23,10 @@ from adbot.rl.rewards import (
 )
 
 
-def _episode(env: BidPacingEnv, seed: int) -> tuple[float, float, BidPacingEnv]:
-    env.reset(seed=seed)
+def _episode(
+    env: BidPacingEnv, seed: int, scenario: Scenario | None = None
+) -> tuple[float, float, BidPacingEnv]:
+    env.reset(seed=seed, options=None if scenario is None else {"scenario": scenario})
     actions = np.random.default_rng(seed).uniform(-1, 1, (10_000, 1)).astype(np.float32)
     total = 0.0
     for action in actions:
@@ -35,16 +37,19 @@ def _episode(env: BidPacingEnv, seed: int) -> tuple[float, float, BidPacingEnv]:
     raise AssertionError("episode did not end")
 
 
-@pytest.mark.parametrize("fixture", ["cpa_scenario", "roas_scenario", "value_scenario"])
 def test_default_reward_sums_to_score_over_reference(
-    fixture: str, request: pytest.FixtureRequest
+    cpa_scenario: Scenario, roas_scenario: Scenario, value_scenario: Scenario
 ) -> None:
-    scenario: Scenario = request.getfixturevalue(fixture)
-    env = BidPacingEnv(scenario)
-    total, score, env = _episode(env, seed=3)
-    assert score > 0
-    goal = Goal.of(scenario)
-    assert total * goal.reference_score() == pytest.approx(score, rel=1e-9)
+    """One env plays the scenarios in turn (as domain randomisation does): each episode's
+    rewards are divided by its own scenario's reference score, not an earlier one's."""
+    scenarios = (cpa_scenario, roas_scenario, value_scenario, cpa_scenario)
+    references = [Goal.of(scenario).reference_score() for scenario in scenarios]
+    assert len(set(references)) == 3
+    env = BidPacingEnv(cpa_scenario)
+    for scenario, reference in zip(scenarios, references, strict=True):
+        total, score, env = _episode(env, seed=3, scenario=scenario)
+        assert score > 0
+        assert total * reference == pytest.approx(score, rel=1e-9), scenario.name
 
 
 def test_unscaled_score_reward_sums_to_the_score(cpa_scenario: Scenario) -> None:
@@ -162,8 +167,10 @@ def test_spec_rejects_unknown_components_and_bad_weights() -> None:
 
 
 def test_registry_refuses_to_replace_a_component() -> None:
-    with pytest.raises(InvalidInput):
+    score = REWARD_COMPONENTS["score"]
+    with pytest.raises(InvalidInput, match="reward component 'score' is already registered"):
         register_reward_component("score", REWARD_COMPONENTS["value"])
+    assert REWARD_COMPONENTS["score"] is score
 
 
 def test_baseline_reward_is_the_lead_over_the_plan(cpa_scenario: Scenario) -> None:

@@ -208,7 +208,11 @@ def test_yaml_file_problems_are_one_line(tmp_path: Path) -> None:
 
 
 def test_every_malformed_case_differs_from_the_valid_base() -> None:
+    """The base loads and every case of ``BAD`` changes it, so each case's error is its
+    change's (a change that left the base as it was could only pass by a wrong message)."""
     assert load_scenario(SMALL).name == "small-test"
+    for changes, message in BAD:
+        assert small_data(**changes) != SMALL, message
 
 
 @settings(max_examples=12, deadline=None)

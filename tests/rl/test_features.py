@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from adbot.errors import InvalidInput
-from adbot.market.scenario import Scenario, random_scenario
+from adbot.market.profiles import step_weights
+from adbot.market.scenario import Scenario, load_scenario, random_scenario
 from adbot.market.simulator import MarketSimulator
 from adbot.rl.env import cap_daily_queries
 from adbot.rl.features import FEATURE_NAMES, OBS_BOUND, PacingState, _py_log, _py_max, _py_min
@@ -47,7 +48,8 @@ def reference_observation(state: PacingState) -> np.ndarray:
     forecast = np.asarray(sim.expected_queries, dtype=np.float64)
     forecast_cum = np.concatenate(([0.0], np.cumsum(forecast)))
     day = forecast[:spd]
-    day_share = day / day.sum() if day.sum() > 0 else np.full(day.shape, 1 / day.size)
+    profile = sim.scenario.market.hourly_profile
+    day_share = day / day.sum() if day.sum() > 0 else step_weights(profile, spd)
     day_cum = np.concatenate(([0.0], np.cumsum(day_share)))
     step_in_day = min(sim.step_index, sim.n_steps - 1) % spd
     day_progress = step_in_day / spd
@@ -135,6 +137,25 @@ def test_observation_matches_the_reference_on_random_scenarios() -> None:
         weekdays.add(scenario.horizon.start_weekday)
         play_and_compare(scenario, seed)
     assert len(weekdays) >= 3  # the weekday table is read at several offsets
+
+
+def test_a_first_day_without_traffic_keeps_the_hourly_profile(cpa_scenario: Scenario) -> None:
+    """An episode that starts on a weekday of weight 0 (a shop closed on Mondays) has the
+    day's shape of its hourly profile, not a flat one: the first day, where it was read
+    from, has no traffic to read it from."""
+    data = cpa_scenario.model_dump(mode="json")
+    data["market"]["weekday_profile"] = [0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    scenario = load_scenario(data)
+    state = PacingState(MarketSimulator(scenario, 0), 0.5)
+    shares = step_weights(scenario.market.hourly_profile, 24)
+    open_day = PacingState(MarketSimulator(cpa_scenario, 0), 0.5)
+    for step in range(24):
+        expected = float(np.cumsum(shares)[step])
+        assert state.traffic_share_through(step) == pytest.approx(expected, rel=1e-12)
+        assert state.traffic_share_through(step) == pytest.approx(
+            open_day.traffic_share_through(step), rel=1e-12
+        )
+    assert play_and_compare(scenario, 2) == scenario.horizon.days * 24 + 1
 
 
 @pytest.mark.parametrize("scale", [1e-6, 1e6])

@@ -24,6 +24,7 @@ import numpy as np
 
 from adbot.errors import InvalidInput
 from adbot.market.auction import COUNT_ROWS
+from adbot.market.profiles import step_weights
 from adbot.market.simulator import MarketSimulator, StepOutcome
 from adbot.rl.planner import (
     CALIBRATION_PRIOR,
@@ -173,8 +174,7 @@ class PacingState:
         self._constants = np.array(constants)
         forecast = np.asarray(sim.expected_queries, dtype=np.float64)
         self._forecast_cum = np.concatenate(([0.0], np.cumsum(forecast)))
-        day = forecast[: sim.steps_per_day]
-        day_share = day / day.sum() if day.sum() > 0 else np.full(day.shape, 1 / day.size)
+        day_share = _day_share(forecast, sim)
         self._day_cum = np.concatenate(([0.0], np.cumsum(day_share)))
         self._clock = _clock_table(sim.steps_per_day)
         self._step_traffic = np.array(
@@ -465,6 +465,16 @@ def _py_log(x):
     if x <= 0:
         raise ValueError("math domain error")
     return math.log(x)
+
+
+def _day_share(forecast: np.ndarray, sim: MarketSimulator) -> np.ndarray:
+    """Each step's share of a day's forecast traffic (the hourly profile), read off the
+    first day; from the profile itself when the first day has no traffic (its weekday
+    weight is 0), which would otherwise leave no shape but a flat one for every day."""
+    day = forecast[: sim.steps_per_day]
+    if day.sum() > 0:
+        return day / day.sum()
+    return step_weights(sim.scenario.market.hourly_profile, sim.steps_per_day)
 
 
 def _day_forecasts(

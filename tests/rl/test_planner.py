@@ -17,6 +17,7 @@ from adbot.market.scenario import Campaign, Scenario
 from adbot.market.score import score_many
 from adbot.market.simulator import MarketSimulator
 from adbot.rl.planner import (
+    EMPTY_COUNT,
     FAST,
     FAST_CONV,
     FAST_COST,
@@ -52,8 +53,12 @@ class RefRates:
         self.conv = self.forget * self.conv + conv
         self.queries = self.forget * self.queries + queries
 
+    @property
+    def per_query(self) -> float:
+        return 1.0 / self.queries if self.queries > EMPTY_COUNT else 0.0
+
     def at(self, log_alpha: float) -> tuple[float, float]:
-        per_query = 1.0 / max(self.queries, 1e-9)
+        per_query = self.per_query
         cost = float(np.interp(log_alpha, LOG_GRID, self.cost)) * per_query
         conv = float(np.interp(log_alpha, LOG_GRID, self.conv)) * per_query
         return cost, conv
@@ -79,7 +84,7 @@ def ref_choose(
     slow: RefRates, fast: RefRates, x: Inputs, campaign: Campaign
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     coarse = np.stack([slow.cost, slow.conv, fast.cost, fast.conv])
-    per_query = 1.0 / np.maximum([slow.queries, fast.queries], 1e-9)
+    per_query = np.array([slow.per_query, fast.per_query])
     fine = (coarse @ TO_FINE).reshape(2, 2, -1) * per_query[:, None, None]
     cost, conv = fine[:, 0], fine[:, 1]
     spend_today = cost * x.traffic_left_today
@@ -117,6 +122,8 @@ def ref_log_ratio(num: float, den: float) -> float:
 
 
 def ref_plan(slow: RefRates, fast: RefRates, x: Inputs, campaign: Campaign) -> Reference:
+    if fast.per_query == 0.0:  # the fast memory forgot everything: the slow one stands in
+        fast = slow
     i_budget, i_goal, cost, scores = ref_choose(slow, fast, x, campaign)
     i_slow, i_fast = (int(i) for i in np.minimum(i_budget, i_goal))
     log_slow = float(FINE_LOG_GRID[i_slow])
@@ -332,3 +339,31 @@ def test_the_compiled_prior_is_pythons_on_every_pair_of_fine_points() -> None:
         for i_fast, log_fast in enumerate(logs):
             expected = math.exp((1 - FAST_WEIGHT) * log_slow + FAST_WEIGHT * log_fast)
             assert _prior(i_slow, i_fast) == expected, (i_slow, i_fast)
+
+
+def quiet_steps(planner: LandscapePlanner, steps: int) -> None:
+    """Fold ``steps`` steps without traffic (a closed day: no queries, empty landscapes)."""
+    nothing = np.zeros(GRID.shape[0])
+    for _ in range(steps):
+        planner.fold(nothing, nothing, 0.0)
+
+
+@pytest.mark.parametrize("steps", [60, 2000])
+def test_a_stretch_without_traffic_keeps_the_plan(cpa_scenario: Scenario, steps: int) -> None:
+    """Days without traffic (a weekday weight of 0) forget counts and sums alike, so the
+    per-query rates, and the plan, are those before them: after 60 quiet steps the fast
+    count is far under one query (a floor of 1e-9 on it once shrank the fast rates and
+    moved the prior several-fold); after 2000 it is gone and the slow rates stand in."""
+    rng = np.random.default_rng(11)
+    sim = MarketSimulator(cpa_scenario, 0)
+    x = random_inputs(rng, cpa_scenario.campaign.daily_budget)
+    x.budget_left_today, x.traffic_left_today = cpa_scenario.campaign.daily_budget, 2000.0
+    planner = LandscapePlanner(sim)
+    cost = np.geomspace(1e-3, 50.0, GRID.shape[0]) * 100.0
+    planner.fold(cost, cost * np.linspace(0.08, 0.01, GRID.shape[0]), 100.0)
+    before = planner.plan(**vars(x), fallback_alpha=1.0)
+    quiet_steps(planner, steps)
+    after = planner.plan(**vars(x), fallback_alpha=1.0)
+    assert planner.queries[FAST] < 1e-9
+    for name in ALPHA_FIELDS:
+        assert getattr(after, name) == getattr(before, name), name

@@ -62,6 +62,10 @@ CALIBRATION_PRIOR = 20.0  # predicted conversions of pseudo-evidence that calibr
 # The campaign's goal as the kernel takes it (MARKET.md score): a kind and its target.
 GOAL_CPA, GOAL_ROAS, GOAL_VALUE = 0, 1, 2
 TIE_TOLERANCE = 1e-9  # scores within this relative distance of the best count as equal
+# A forgotten query count at or under this is empty: a day without traffic takes the fast
+# count down 0.6^steps_per_day, and near the smallest floats (1e-308) the count and the sums
+# it divides lose their digits before they reach 0.
+EMPTY_COUNT = 1e-250
 # Rows of ``LandscapePlanner.rates`` (entries of ``LandscapePlanner.queries``: SLOW, FAST).
 SLOW_COST, SLOW_CONV, FAST_COST, FAST_CONV = range(4)
 SLOW, FAST = 0, 1
@@ -240,7 +244,7 @@ def _add_and_plan_kernel(
 @numba.njit(cache=True)
 def _has_data(rates, queries):
     """Whether the slow rates saw queries and some cost at the highest multiplier."""
-    return queries[SLOW] > 0 and rates[SLOW_COST, -1] > 0
+    return queries[SLOW] > EMPTY_COUNT and rates[SLOW_COST, -1] > 0
 
 
 @numba.njit(cache=True)
@@ -254,8 +258,10 @@ def _plan_kernel(
     fast plan's multipliers (a tuple of floats; ``Plan._make`` is the cheapest way in)."""
     slow_cost, slow_conv = rates[SLOW_COST], rates[SLOW_CONV]
     fast_cost, fast_conv = rates[FAST_COST], rates[FAST_CONV]
-    slow_per_query = 1.0 / max(queries[SLOW], 1e-9)
-    fast_per_query = 1.0 / max(queries[FAST], 1e-9)
+    slow_per_query = _per_query(queries[SLOW])
+    fast_per_query = _per_query(queries[FAST])
+    if fast_per_query == 0.0:  # the fast memory forgot everything: the slow one stands in
+        fast_cost, fast_conv, fast_per_query = slow_cost, slow_conv, slow_per_query
     cost = _to_fine(slow_cost, slow_per_query)
     forecast = (
         budget_left_today,
@@ -294,6 +300,19 @@ def _plan_kernel(
         _FINE_ALPHA[i_slow],
         _FINE_ALPHA[i_fast],
     )
+
+
+@numba.njit(cache=True)
+def _per_query(forgotten_queries):
+    """1 / the forgotten query count, which turns forgotten sums into per-query rates; 0
+    for an empty count (``EMPTY_COUNT``).
+
+    After a long stretch without traffic (days with a weekday weight of 0, hours with an
+    hourly weight of 0) the fast count falls far below one query while the sums fall with
+    it, so their ratio stays right; a floor on the count (1e-9 once) shrank the rates and
+    pulled the first bid after a closed weekend far down.
+    """
+    return 1.0 / forgotten_queries if forgotten_queries > EMPTY_COUNT else 0.0
 
 
 @numba.njit(cache=True)

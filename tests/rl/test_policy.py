@@ -89,31 +89,35 @@ def test_ppo_default_plays_an_episode(cpa_scenario: Scenario) -> None:
 def test_an_agent_acts_as_its_model_behind_the_vec_normalize_it_trained_with(
     cpa_scenario: Scenario,
 ) -> None:
-    """Step for step, a checkpoint's agent takes the action SB3's model takes on the env's
-    observation normalised by a ``VecNormalize`` holding the saved statistics (SB3's own
-    transform), and bids the env's multipliers for those actions."""
+    """Step for step, a checkpoint's agent takes the action SB3's model (``PPO.load`` of its
+    model.zip) takes on the env's observation normalised by a ``VecNormalize`` holding the
+    statistics of its normalization.json (SB3's own transform), and bids the env's
+    multipliers for those actions."""
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     from adbot.rl.env import BidPacingEnv
 
-    checkpoint = load_checkpoint(AGENTS_DIR / "default")
-    stats = checkpoint.normalization
-    assert stats.norm_obs and checkpoint.config.env.action_log_range != 1.0
-    env = BidPacingEnv(cpa_scenario, action_log_range=checkpoint.config.env.action_log_range)
+    directory = AGENTS_DIR / "default"
+    stats = json.loads((directory / "normalization.json").read_text())
+    action_log_range = load_training_config(directory).env.action_log_range
+    assert stats["norm_obs"] and action_log_range != 1.0
+    model = PPO.load(directory / "model.zip", device="cpu")
+    env = BidPacingEnv(cpa_scenario, action_log_range=action_log_range)
     vec = VecNormalize(
         DummyVecEnv([lambda: env]),
         training=False,
         norm_reward=False,
-        clip_obs=stats.clip_obs,
-        epsilon=stats.epsilon,
+        clip_obs=stats["clip_obs"],
+        epsilon=stats["epsilon"],
     )
-    vec.obs_rms.mean = np.asarray(stats.obs_mean)
-    vec.obs_rms.var = np.asarray(stats.obs_var)
+    vec.obs_rms.mean = np.asarray(stats["obs_mean"])
+    vec.obs_rms.var = np.asarray(stats["obs_var"])
+    checkpoint = load_checkpoint(directory)
     policy = PpoPolicy.from_checkpoint(checkpoint, name="ppo:seed-0")
     obs, _ = env.reset(seed=0, options={"episode_seed": 4})
     actions, alphas, done = [], [], False
     while not done:
-        expected, _ = checkpoint.model.predict(vec.normalize_obs(obs[None]), deterministic=True)
+        expected, _ = model.predict(vec.normalize_obs(obs[None]), deterministic=True)
         assert policy.act(obs) == expected[0, 0]
         actions.append(float(expected[0, 0]))
         obs, _, terminated, truncated, info = env.step(expected[0])
@@ -122,7 +126,8 @@ def test_an_agent_acts_as_its_model_behind_the_vec_normalize_it_trained_with(
     assert len(set(actions)) > 1
     for bound in (-OBS_BOUND, OBS_BOUND):  # far outside the statistics: clipped alike
         extreme = np.full((1, N_FEATURES), bound, np.float32)
-        np.testing.assert_array_equal(stats.normalize(extreme[0]), vec.normalize_obs(extreme)[0])
+        normalized = checkpoint.normalization.normalize(extreme[0])
+        np.testing.assert_array_equal(normalized, vec.normalize_obs(extreme)[0])
     result = run_episode(cpa_scenario, 4, policy)
     np.testing.assert_array_equal(result.alpha, alphas)
     assert result.metrics.score == pytest.approx(info["score"])

@@ -26,12 +26,16 @@ from adbot.errors import InvalidInput, ScenarioError
 from adbot.market.scenario import Scenario
 from adbot.rl.checkpoints import load_checkpoint
 from adbot.rl.config import TrainingConfig
+from adbot.rl.evaluation import evaluate_policy, evaluation_pairs
 from adbot.rl.policy import PpoPolicy
 from adbot.rl.train import train
 from adbot.services.training import train_agent, training_account
 
 pytestmark = pytest.mark.slow
 
+# Evaluated on one small random scenario with enough conversions (and a value goal) for
+# score ratios that differ between checkpoints: a draw of a few conversions scored every
+# checkpoint 0, so the best checkpoint and its recorded ratio were 0 whatever was played.
 TINY = TrainingConfig(
     name="tiny",
     seed=5,
@@ -44,7 +48,8 @@ TINY = TrainingConfig(
         "every_timesteps": 128,
         "random_scenarios": 1,
         "max_daily_queries": 1500.0,
-        "min_conversions": 0.0,
+        "min_conversions": 10.0,
+        "seed": 29,
     },
 )
 
@@ -63,6 +68,7 @@ def test_train_writes_checkpoints_and_an_mlflow_run(tmp_path: Path, settings: Se
     steps = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert steps == ["step-000000128", "step-000000256"]
     assert [h["timesteps"] for h in result.history] == [128.0, 256.0]
+    assert min(h["eval/score_ratio"] for h in result.history) > 0
     final = load_checkpoint(result.final_checkpoint)
     assert final.config == TINY and final.meta.seed == 5 and final.meta.timesteps == 256
     assert load_checkpoint(result.best_checkpoint).meta.score_ratio == result.best_score_ratio
@@ -111,8 +117,14 @@ def test_checkpoint_with_a_changed_model_is_refused(tmp_path: Path, settings: Se
 def test_checkpoint_plays_as_a_policy(
     tmp_path: Path, settings: Settings, cpa_scenario: Scenario
 ) -> None:
+    """Loaded from its files, the best checkpoint plays its evaluation episodes to the
+    score ratio training recorded for it (the model and normalisation statistics saved are
+    those it was evaluated with), and plays any episode deterministically."""
     result = train(TINY, output_dir=tmp_path / "run", settings=settings, track=False)
-    policy = PpoPolicy.from_checkpoint(load_checkpoint(result.best_checkpoint), name="tiny")
+    checkpoint = load_checkpoint(result.best_checkpoint)
+    policy = PpoPolicy.from_checkpoint(checkpoint, name="tiny")
+    replayed = evaluate_policy(policy, evaluation_pairs(TINY.evaluation))
+    assert replayed.mean_score_ratio == checkpoint.meta.score_ratio == result.best_score_ratio
     first = run_episode(cpa_scenario, 2, policy)
     again = run_episode(cpa_scenario, 2, policy)
     assert first.metrics == again.metrics  # deterministic actions
@@ -374,12 +386,17 @@ def test_bad_input_records_nothing(
     assert before[1:] == (AgentStatus.READY, 1)
     afile = tmp_path / "afile"
     afile.write_text("")
-    config, output = {
-        "output-is-a-file": (TINY, afile),
-        "output-holds-a-run": (TINY, tmp_path / "first"),
-        "bad-scenario": (TINY.with_overrides(env={"scenario": "no-such"}), tmp_path / "x"),
+    config, output, error, message = {
+        "output-is-a-file": (TINY, afile, InvalidInput, f"output {afile}"),
+        "output-holds-a-run": (TINY, tmp_path / "first", InvalidInput, "already holds a run"),
+        "bad-scenario": (
+            TINY.with_overrides(env={"scenario": "no-such"}),
+            tmp_path / "x",
+            ScenarioError,
+            "scenario file not found: no-such",
+        ),
     }[bad]
-    with pytest.raises((InvalidInput, ScenarioError)):
+    with pytest.raises(error, match=message):
         _train(sqlite_session, config, output, settings)
     assert _state(sqlite_session) == before
 

@@ -85,12 +85,29 @@ def test_study_is_stored_and_resumable(tmp_path: Path) -> None:
 
 
 def test_search_space_gives_valid_configs() -> None:
+    """Every sampled parameter lands in the config field it names (none sampled and dropped),
+    and the rest of the config is the base's."""
     study = optuna.create_study()
     for _ in range(5):
         trial = study.ask()
         config = BASE.with_overrides(**suggest_overrides(trial))
-        assert 0.3 <= config.env.action_log_range <= 1.5
-        assert config.ppo.net_arch in ((64, 64), (128, 128))
+        params = dict(trial.params)
+        assert 0.3 <= params["action_log_range"] <= 1.5
+        assert config.env.action_log_range == params.pop("action_log_range")
+        arch = params.pop("net_arch")
+        assert arch in ("64x64", "128x128")
+        assert config.ppo.net_arch == tuple(int(n) for n in arch.split("x"))
+        assert params.keys() == {
+            "learning_rate", "n_epochs", "gamma", "gae_lambda", "clip_range", "ent_coef",
+            "log_std_init",
+        }  # fmt: skip
+        for name, value in params.items():
+            assert getattr(config.ppo, name) == value, name
+        searched = {*params, "net_arch"}
+        assert config.ppo.model_dump(exclude=searched) == BASE.ppo.model_dump(exclude=searched)
+        assert config.env.model_dump(exclude={"action_log_range"}) == BASE.env.model_dump(
+            exclude={"action_log_range"}
+        )
 
 
 def test_a_trials_value_is_the_mean_of_its_late_evaluations() -> None:

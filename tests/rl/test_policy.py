@@ -133,9 +133,17 @@ def test_an_agent_acts_as_its_model_behind_the_vec_normalize_it_trained_with(
     assert result.metrics.score == pytest.approx(info["score"])
 
 
-def test_ppo_path_loads_a_checkpoint_directory() -> None:
-    policy = make_policy(f"ppo:{AGENTS_DIR / 'default'}")
-    assert policy.name.startswith("ppo:")
+def test_ppo_path_loads_a_checkpoint_directory(cpa_scenario: Scenario) -> None:
+    """``ppo:PATH`` of the shipped agent's directory is that agent (its ensemble of three),
+    named by the path, playing as ``ppo:default``."""
+    path = AGENTS_DIR / "default"
+    policy = make_policy(f"ppo:{path}")
+    assert policy.name == f"ppo:{path}"
+    assert isinstance(policy, MeanPolicy) and len(policy.members) == 3
+    expected = run_episode(cpa_scenario, 4, make_policy("ppo:default")).metrics
+    assert run_episode(cpa_scenario, 4, policy).metrics == expected
+    member = make_policy(f"ppo:{path / 'members' / 'seed-1'}")
+    assert isinstance(member, PpoPolicy) and member.name == f"ppo:{path / 'members' / 'seed-1'}"
 
 
 def test_unknown_agent_is_a_clear_error() -> None:

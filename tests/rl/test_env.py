@@ -15,6 +15,7 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from adbot.errors import InvalidInput
+from adbot.market.batch import evaluate_multipliers
 from adbot.market.episode import episode_market
 from adbot.market.scenario import Scenario
 from adbot.market.simulator import MarketSimulator
@@ -25,6 +26,7 @@ from adbot.rl.env import (
     TWIN_STEPS_PER_STAGE,
     BidPacingEnv,
     cap_daily_queries,
+    raise_conversion_rate,
 )
 from adbot.rl.features import FEATURE_NAMES, MAX_ALPHA, MIN_ALPHA, N_FEATURES
 
@@ -213,8 +215,39 @@ def test_capping_queries_keeps_budget_tightness(cpa_scenario: Scenario) -> None:
     assert cap_daily_queries(full, None) is full
 
 
+def test_training_cvr_keeps_the_auctions_with_more_conversions(cpa_scenario: Scenario) -> None:
+    """``training_cvr`` raises the mean CVR by ``k`` and every price and budget with it:
+    each multiplier wins the same clicks, for about ``k`` times the cost (the minimum price
+    increment is not scaled) and more conversions; values and targets are kept."""
+    raised = raise_conversion_rate(cpa_scenario, 0.15)
+    market, campaign = cpa_scenario.market, cpa_scenario.campaign
+    k = 0.15 / market.cvr.mean
+    assert k > 2 and raised.market.cvr.mean == 0.15
+    assert raised.market.competitor_cpc.mean == pytest.approx(market.competitor_cpc.mean * k)
+    assert raised.market.reserve_cpc == pytest.approx(market.reserve_cpc * k)
+    assert raised.campaign.daily_budget == pytest.approx(campaign.daily_budget * k)
+    assert (raised.campaign.min_bid, raised.campaign.max_bid) == pytest.approx(
+        (campaign.min_bid * k, campaign.max_bid * k)
+    )
+    assert raised.campaign.target_cpa == campaign.target_cpa
+    assert raised.campaign.conversion_value == campaign.conversion_value
+    alphas = np.geomspace(0.2, 5.0, 7)
+    before, after = (evaluate_multipliers(s, 3, alphas) for s in (cpa_scenario, raised))
+    np.testing.assert_array_equal(after.clicks, before.clicks)
+    assert ((after.cost > 0.97 * k * before.cost) & (after.cost <= k * before.cost)).all()
+    assert after.conversions.sum() > 2 * before.conversions.sum()
+    assert raise_conversion_rate(cpa_scenario, 0.01) is cpa_scenario  # never lowered
+    env = BidPacingEnv(cpa_scenario, training_cvr=0.15)
+    env.reset(seed=0)
+    assert env.sim is not None and env.sim.scenario == cpa_scenario  # a fixed scenario as is
+    env = BidPacingEnv(max_daily_queries=2000.0, training_cvr=0.15)
+    for seed in range(3):  # random draws get it
+        env.reset(seed=seed)
+        assert env.sim is not None and env.sim.scenario.market.cvr.mean >= 0.15
+
+
 def test_rejects_render_modes() -> None:
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidInput, match="BidPacingEnv has no render modes"):
         BidPacingEnv(render_mode="human")
 
 

@@ -75,10 +75,10 @@ def _table(report: dict[str, Any]) -> Table:
         table.add_column(name, justify="right", no_wrap=True, min_width=width)
     for row, cells in zip(report["results"], rows, strict=True):
         table.add_row(row["policy"], *cells)
-    alphas = ", ".join(
+    oracle_scores = ", ".join(
         f"{e['seed']}: {e['oracle_score']:,.1f}" for e in report["results"][0]["episodes"]
     )
-    table.caption = f"ratio = score / oracle score; oracle score by seed: {alphas}"
+    table.caption = f"ratio = score / oracle score; oracle score by seed: {oracle_scores}"
     return table
 
 

@@ -3,7 +3,9 @@
 Used by the hindsight oracle: A multipliers cost little more than one, because the episode's
 market is drawn once and every step is a dense (A, Q) computation. The arithmetic is the
 simulator's (``serve_many`` mirrors ``serve``), so running a multiplier through
-``MarketSimulator`` gives the same totals.
+``MarketSimulator`` gives the same totals up to the last bits of cost and value: here a day is
+summed in one piece, there step by step, and float sums taken in another order can differ by an
+ulp or so (the oracle settles a tie with alpha 1 by playing it through the simulator).
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def test_unknown_policy_fails_before_any_work(tmp_path: Path) -> None:
 def test_bad_scenario_fails_before_any_work(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: Bad Name\n")
-    with pytest.raises(ScenarioError):
+    with pytest.raises(ScenarioError, match=r"^name: string should match pattern"):
         run_quickstart(out_dir=tmp_path / "out", policies=["fixed"], scenarios=[bad])
     assert not (tmp_path / "out").exists()
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from stable_baselines3 import PPO
 
 from adbot.bidding.runner import run_episode
 from adbot.config import Settings, load_settings
@@ -104,6 +106,35 @@ def test_resume_continues_from_a_checkpoint(tmp_path: Path, settings: Settings) 
     raw = longer.with_overrides(normalize_observations=False)
     with pytest.raises(InvalidInput, match="another env, reward, network or normalisation"):
         train(raw, output_dir=tmp_path / "e", resume=first.final_checkpoint, settings=settings)
+
+
+def test_a_resume_loads_the_checkpoints_model_once(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model check_run loaded (and checked against checkpoint.json) is the one that
+    trains on: model.zip is not read a second time, unchecked. A resumed run may step
+    more envs than its checkpoint did (the model is loaded for the run's count)."""
+    first = train(TINY, output_dir=tmp_path / "a", settings=settings, track=False)
+    loads: list[Path] = []
+    load = PPO.load
+
+    def counting_load(path: Path, *args: Any, **kwargs: Any) -> PPO:
+        loads.append(Path(path))
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(PPO, "load", counting_load)
+    for n_envs, output in ((2, "same"), (4, "more-envs")):
+        loads.clear()
+        longer = TINY.with_overrides(total_timesteps=512, n_envs=n_envs)
+        resumed = train(
+            longer,
+            output_dir=tmp_path / output,
+            resume=first.final_checkpoint,
+            settings=settings,
+            track=False,
+        )
+        assert resumed.timesteps == 512
+        assert loads == [first.final_checkpoint / "model.zip"], n_envs
 
 
 def test_checkpoint_with_a_changed_model_is_refused(tmp_path: Path, settings: Settings) -> None:

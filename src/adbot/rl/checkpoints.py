@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 from stable_baselines3 import PPO
 from stable_baselines3.common.running_mean_std import RunningMeanStd
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecNormalize
 
 from adbot import __version__
 from adbot.errors import InvalidInput, NotFound
@@ -209,11 +209,15 @@ def read_meta(directory: Path) -> CheckpointMeta:
     return _read_record(directory / META_FILE, CheckpointMeta)
 
 
-def load_model(path: Path, env: VecEnv | None = None) -> PPO:
+def load_model(path: Path, *, n_envs: int | None = None) -> PPO:
     """``PPO.load`` of a checkpoint's model; a file SB3 cannot read (truncated, not a
-    model) is ``InvalidInput`` naming it, as is a model whose weights are not finite."""
+    model) is ``InvalidInput`` naming it, as is a model whose weights are not finite.
+
+    ``n_envs``: how many envs a resumed run will step (SB3 sizes the rollout buffer when
+    it loads, and ``set_env`` takes only that many); None keeps the checkpoint's."""
+    changes: dict[str, Any] = {} if n_envs is None else {"n_envs": n_envs}
     try:
-        model = PPO.load(path, env=env, device="cpu")
+        model = PPO.load(path, device="cpu", **changes)
     except Exception as exc:  # SB3 and torch raise anything from AssertionError to KeyError
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InvalidInput(f"checkpoint file {path}: not a loadable PPO model ({reason})") from None
@@ -237,9 +241,9 @@ def _read_config(directory: Path, meta: CheckpointMeta) -> TrainingConfig:
     return config
 
 
-def load_checkpoint(directory: Path | str) -> Checkpoint:
+def load_checkpoint(directory: Path | str, *, n_envs: int | None = None) -> Checkpoint:
     """Load a checkpoint directory; its model's sha256 and its config's fingerprint must
-    match ``checkpoint.json``."""
+    match ``checkpoint.json``. ``n_envs``: see :func:`load_model`."""
     directory = Path(directory)
     for name in (MODEL_FILE, NORMALIZATION_FILE, CONFIG_FILE_NAME, META_FILE):
         if not (directory / name).is_file():
@@ -249,7 +253,7 @@ def load_checkpoint(directory: Path | str) -> Checkpoint:
         raise InvalidInput(f"checkpoint {directory}: model.zip does not match its sha256")
     stats = _read_record(directory / NORMALIZATION_FILE, NormalizationStats)
     config = _read_config(directory, meta)
-    model = load_model(directory / MODEL_FILE)
+    model = load_model(directory / MODEL_FILE, n_envs=n_envs)
     shape = model.observation_space.shape
     problems = stats.problems(int(shape[0]) if shape else 0)
     if problems:

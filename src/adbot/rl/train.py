@@ -45,12 +45,10 @@ from adbot.errors import InvalidInput, ScenarioError
 from adbot.market.scenario import load_scenario
 from adbot.rl.checkpoints import (
     META_FILE,
-    MODEL_FILE,
     Checkpoint,
     CheckpointMeta,
     NormalizationStats,
     load_checkpoint,
-    load_model,
     read_meta,
     save_checkpoint,
     weights_are_finite,
@@ -415,7 +413,7 @@ def check_run(config: TrainingConfig, *, output_dir: Path, resume: Path | None) 
                 "--resume one of its checkpoints to continue it"
             )
         return RunStart(checkpoint=None, best_score=float("-inf"), seed_best=False)
-    checkpoint = load_checkpoint(resume)
+    checkpoint = load_checkpoint(resume, n_envs=config.n_envs)
     done = checkpoint.model.num_timesteps
     if done >= config.total_timesteps:
         raise InvalidInput(
@@ -431,6 +429,20 @@ def check_run(config: TrainingConfig, *, output_dir: Path, resume: Path | None) 
         earlier = checkpoint.meta.score_ratio
     best = float("-inf") if earlier is None else earlier
     return RunStart(checkpoint=checkpoint, best_score=best, seed_best=not best_dir.exists())
+
+
+def _continued_model(checkpoint: Checkpoint, venv: VecNormalize) -> PPO:
+    """The resumed checkpoint's model, as :func:`check_run` loaded and checked it, set to
+    learn on ``venv`` with the checkpoint's normalisation statistics. Not read from
+    ``model.zip`` again: that copy would be a second load, and not the one whose sha256
+    was checked."""
+    checkpoint.normalization.restore_into(venv)
+    try:
+        checkpoint.model.set_env(venv)
+    except ValueError as exc:  # SB3's check of the spaces: a model of another AdBot's env
+        reason = str(exc).splitlines()[0]
+        raise InvalidInput(f"checkpoint {checkpoint.path}: {reason}") from None
+    return checkpoint.model
 
 
 def _prepare_output(config: TrainingConfig, output_dir: Path, start: RunStart) -> None:
@@ -467,9 +479,8 @@ def train(
     set_random_seed(config.seed)
     _prepare_output(config, output_dir, start)
     venv = build_vec_env(config)
-    if start.checkpoint is not None:  # resumed: checked by check_run, loaded again on venv
-        start.checkpoint.normalization.restore_into(venv)
-        model = load_model(start.checkpoint.path / MODEL_FILE, env=venv)
+    if start.checkpoint is not None:
+        model = _continued_model(start.checkpoint, venv)
     else:
         model = build_model(config, venv)
     tracker = MlflowRun(settings, config, enabled=track, run_name=run_name, tags=tags)

@@ -83,7 +83,7 @@ def test_an_edge_scenario_plays_whole_and_reports_strict_json(edge: str) -> None
     rows = {row["policy"]: row for row in report["results"]}
     for fixed, oracle in zip(rows["fixed"]["episodes"], rows["oracle"]["episodes"], strict=True):
         assert oracle["oracle_score"] >= fixed["score"]
-        assert oracle["score"] == pytest.approx(oracle["oracle_score"], rel=1e-12, abs=1e-12)
+        assert oracle["score"] == oracle["oracle_score"]  # the batch plays as the simulator
     for row in rows.values():
         assert all(math.isfinite(x) for x in (row["score"], row["cost"], row["oracle_alpha"]))
 
@@ -100,12 +100,13 @@ def test_nothing_won_scores_zero_and_ratio_one() -> None:
 
 @pytest.mark.parametrize("seed", range(12))
 def test_the_oracle_is_never_under_fixed_when_every_alpha_bids_the_same(seed: int) -> None:
-    """With min_bid == max_bid every multiplier ties: the oracle's batch and the simulator
-    ``fixed`` plays in sum a day in another order, a few ulps apart (seeds 1, 6 and 7 had
-    ``fixed`` over the oracle, a score_ratio of 1.0000000000000002)."""
+    """With min_bid == max_bid every multiplier ties, and the oracle's batch scores them
+    exactly as the simulator scores ``fixed``. When the batch summed a day in one piece it
+    came a few ulps under (seeds 1, 6 and 7 had ``fixed`` over the oracle, a score_ratio of
+    1.0000000000000002). As the README says, the tie keeps the smallest multiplier tried."""
     scenario = edited(campaign__min_bid=1.0, campaign__max_bid=1.0, campaign__target_cpa=3.0)
     fixed = run_episode(scenario, seed, FixedPolicy()).metrics.score
-    oracle = hindsight_oracle(scenario, seed).score
-    assert oracle >= fixed
-    ratio = score_ratio(fixed, oracle)
-    assert ratio is not None and ratio <= 1.0
+    oracle = hindsight_oracle(scenario, seed)
+    assert oracle.score == fixed
+    assert oracle.alpha == oracle.grid_alphas[0] == pytest.approx(0.02)
+    assert score_ratio(fixed, oracle.score) == 1.0

@@ -121,22 +121,6 @@ def test_higher_multiplier_weakly_more_clicks_and_cost(unlimited: Scenario) -> N
         assert (b.impressions >= a.impressions).all()
 
 
-def test_batch_multipliers_equal_the_simulator(small: Scenario) -> None:
-    alphas = np.array([0.3, 1.0, 2.5, 9.0])
-    totals = evaluate_multipliers(small, 6, alphas)
-    for row, alpha in enumerate(alphas):
-        sim = MarketSimulator(small, 6)
-        bids = np.clip(alpha * sim.keyword_values, sim.min_bid, sim.max_bid)
-        while not sim.done:
-            sim.step(bids)
-        metrics = sim.totals()
-        assert metrics.clicks == totals.clicks[row]
-        assert metrics.conversions == totals.conversions[row]
-        assert metrics.cost == pytest.approx(totals.cost[row], rel=1e-12)
-        assert metrics.value == pytest.approx(totals.value[row], rel=1e-12)
-        assert metrics.score == pytest.approx(totals.score[row], rel=1e-12)
-
-
 @pytest.mark.parametrize(
     "bids",
     [

@@ -7,9 +7,9 @@ per search in one batched call. The score of a small episode is a step function 
 so several grid points can tie at the best with the true peak beside any one of them; the
 search around the first best alone missed it (a constant policy once scored 12 where the
 oracle reported 11). Alpha 1, what the ``fixed`` policy plays, is played with the grid. The
-result is the best multiplier ever evaluated, so the oracle is never worse than any of them.
-Where alpha 1 ties the best, it is also played through the simulator, as ``fixed`` is
-(``_tie_with_fixed``). Results are memoised per (scenario, episode seed).
+result is the best multiplier ever evaluated, so the oracle is never worse than any of them:
+the batch's totals are the simulator's bit for bit, so not even by an ulp under ``fixed``
+where every multiplier ties. Results are memoised per (scenario, episode seed).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from adbot.bidding.base import ALPHA_MAX, ALPHA_MIN, bids_from_alpha
-from adbot.bidding.fixed import FixedPolicy
-from adbot.bidding.runner import run_episode
 from adbot.market.batch import evaluate_multipliers
 from adbot.market.episode import scenario_key
 from adbot.market.scenario import Scenario
@@ -32,8 +30,6 @@ GRID_POINTS = 48
 REFINED_POINTS = 4
 GOLDEN_ITERATIONS = 12
 _INVERSE_PHI = (math.sqrt(5.0) - 1.0) / 2.0
-# Scores of the batch and of the simulator this close are the same up to rounding.
-TIE_TOLERANCE = 1e-9
 _CACHE: OrderedDict[tuple[str, int], OracleResult] = OrderedDict()
 _CACHE_SIZE = 64
 
@@ -84,24 +80,6 @@ def _refined(scores: np.ndarray) -> np.ndarray:
     return order[:REFINED_POINTS]
 
 
-def _tie_with_fixed(
-    scenario: Scenario, episode_seed: int, best: tuple[float, float], score_at_one: float
-) -> tuple[float, float]:
-    """The best (score, alpha), or alpha 1 with the score ``fixed`` gets if that is higher.
-
-    The batch sums a day's cost and value in another order than the simulator, so the two
-    can score alpha 1 a few ulps apart. Where alpha 1 ties the best (with min_bid ==
-    max_bid every alpha bids the same), the batch's score could then fall under ``fixed``'s
-    (a score_ratio of 1.0000000000000002): alpha 1 is played as ``fixed`` plays it and
-    kept if higher. Elsewhere alpha 1 is far from the best and nothing more is played.
-    """
-    best_score, _ = best
-    if not (score_at_one > 0 and score_at_one >= best_score * (1.0 - TIE_TOLERANCE)):
-        return best
-    played = run_episode(scenario, episode_seed, FixedPolicy()).metrics.score
-    return (played, 1.0) if played > best_score else best
-
-
 def hindsight_oracle(scenario: Scenario, episode_seed: int) -> OracleResult:
     """Best constant multiplier in hindsight on (scenario, episode seed), and its score."""
     key = (scenario_key(scenario), episode_seed)
@@ -124,9 +102,6 @@ def hindsight_oracle(scenario: Scenario, episode_seed: int) -> OracleResult:
             best_score, best_alpha = float(found[j]), math.exp(float(log_alphas[j]))
     if score_at_one > best_score:
         best_score, best_alpha = score_at_one, 1.0
-    best_score, best_alpha = _tie_with_fixed(
-        scenario, episode_seed, (best_score, best_alpha), score_at_one
-    )
     result = OracleResult(best_score, best_alpha, grid, scores)
     _CACHE[key] = result
     while len(_CACHE) > _CACHE_SIZE:

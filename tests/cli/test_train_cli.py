@@ -70,3 +70,38 @@ def test_a_run_refused_by_its_checks_prints_only_the_error(
     assert len(lines) == 1 and lines[0].startswith("error:"), lines
     assert "already holds a run" in lines[0]
     assert sorted(path.name for path in output.iterdir()) == ["best"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tune", "--trials", "0"], "--trials must be >= 1, got 0"),
+        (["tune", "--trials", "-3"], "--trials must be >= 1, got -3"),
+        (["tune", "--timesteps", "0"], "--timesteps must be >= 1, got 0"),
+        (["train", "--timesteps", "-5"], "--timesteps must be >= 1, got -5"),
+        (["train", "--seed", "-1"], "--seed must be between 0 and 4294967295, got -1"),
+        # NumPy's seeding refuses it: the run was recorded, then failed in a traceback
+        (["train", "--seed", "4294967296"], "--seed must be between 0 and 4294967295, got "),
+    ],
+)
+def test_an_out_of_range_option_is_one_line_naming_it(
+    argv: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Like any bad input (``adbot evaluate --episodes 0``): one line, exit code 1, before
+    the config, the database or a study is touched; not Typer's usage box and exit 2."""
+    monkeypatch.setenv("ADBOT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{tmp_path / 'never-migrated.db'}")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--config", str(DEFAULT_CONFIG)])
+    finally:
+        get_settings.cache_clear()
+    assert exit_info.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), lines
+    assert sorted(path.name for path in tmp_path.iterdir()) == []

@@ -26,6 +26,18 @@ CONFIG_OPTION = typer.Option(
 )
 
 
+SEED_MAX = 2**32 - 1  # NumPy's and SB3's global seeding refuse a larger seed
+
+
+def _check_range(option: str, value: int | None, low: int, high: int | None = None) -> None:
+    """An out-of-range option is bad input like any other: one line naming the option and
+    its range, exit code 1 (Typer's ``min=`` would print its usage box and exit 2)."""
+    if value is None or (low <= value and (high is None or value <= high)):
+        return
+    allowed = f">= {low}" if high is None else f"between {low} and {high}"
+    raise InvalidInput(f"{option} must be {allowed}, got {value}")
+
+
 def _interrupt_on_sigterm() -> None:
     """A terminated run (``kill``, a stopped container) is then recorded as cancelled."""
 
@@ -63,16 +75,20 @@ def train_command(
         None, "--account", help="Account slug that owns the agent (default: the only one)."
     ),
     total_timesteps: int | None = typer.Option(
-        None, "--timesteps", help="Override the config's total_timesteps."
+        None, "--timesteps", help="Override the config's total_timesteps (>= 1)."
     ),
     seed: int | None = typer.Option(
-        None, "--seed", help="Override the config's seed (an ensemble's other members)."
+        None,
+        "--seed",
+        help=f"Override the config's seed (an ensemble's other members; 0 to {SEED_MAX}).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train a PPO agent on the simulated market; every run is recorded in the database."""
     from adbot.services.training import train_agent, training_account
 
+    _check_range("--timesteps", total_timesteps, 1)
+    _check_range("--seed", seed, 0, SEED_MAX)
     training_config = load_training_config(config)
     if total_timesteps is not None:
         training_config = training_config.with_overrides(total_timesteps=total_timesteps)
@@ -122,9 +138,9 @@ def train_command(
 
 def tune_command(
     config: Path = CONFIG_OPTION,
-    trials: int = typer.Option(20, "--trials", min=1, help="Trials to run now."),
+    trials: int = typer.Option(20, "--trials", help="Trials to run now (>= 1)."),
     timesteps: int = typer.Option(
-        100_000, "--timesteps", min=1, help="Training timesteps per trial."
+        100_000, "--timesteps", help="Training timesteps per trial (>= 1)."
     ),
     study: str | None = typer.Option(
         None, "--study", help="Study name (default: tune-<config name>); reused if it exists."
@@ -136,6 +152,8 @@ def tune_command(
     """Search PPO hyperparameters with Optuna (study stored in the configured database)."""
     from adbot.rl.tune import tune
 
+    _check_range("--trials", trials, 1)
+    _check_range("--timesteps", timesteps, 1)
     base = load_training_config(config)
     settings = get_settings()
     name = study or f"tune-{base.name}"

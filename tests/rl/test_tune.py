@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -13,7 +16,13 @@ from adbot.config import Settings, load_settings
 from adbot.db import migrate
 from adbot.errors import InvalidInput, ScenarioError
 from adbot.rl.config import TrainingConfig
-from adbot.rl.tune import late_mean, optuna_storage, sampler_seed, suggest_overrides, tune
+from adbot.rl.tune import (
+    late_mean,
+    open_study,
+    optuna_storage,
+    suggest_overrides,
+    tune,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -121,9 +130,9 @@ def test_a_trials_value_is_the_mean_of_its_late_evaluations() -> None:
 
 
 def test_a_study_keeps_one_config_and_does_not_repeat_itself(tmp_path: Path) -> None:
-    """A resumed search proposes new parameters (the sampler was reseeded alike every
-    invocation), and a study named again with another config or trial length is refused
-    rather than mixing trials that cannot be compared."""
+    """A resumed search proposes new parameters (each trial's sampler is seeded by its
+    number, and a resumed search's numbers are new), and a study named again with another
+    config or trial length is refused rather than mixing trials that cannot be compared."""
     storage = f"sqlite:///{tmp_path / 'adbot.db'}"
     migrate.upgrade(storage, "head")
     settings = _settings(tmp_path)
@@ -134,7 +143,6 @@ def test_a_study_keeps_one_config_and_does_not_repeat_itself(tmp_path: Path) -> 
         study = optuna.load_study(study_name="t", storage=rdb)
         first, second = (t.params for t in study.trials)
         assert study.user_attrs == {"config_fingerprint": BASE.fingerprint(), "timesteps": 64}
-        assert sampler_seed(study, BASE.seed) == sampler_seed(study, BASE.seed) != BASE.seed
     assert first != second
     with pytest.raises(InvalidInput, match=r"study 't' was started with another config .*finger"):
         tune(BASE.with_overrides(seed=2), n_trials=1, timesteps=64, settings=settings, **kwargs)  # type: ignore[arg-type]
@@ -142,11 +150,50 @@ def test_a_study_keeps_one_config_and_does_not_repeat_itself(tmp_path: Path) -> 
         tune(BASE, n_trials=1, timesteps=128, settings=settings, **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_workers_starting_together_run_different_first_trials(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Two ``adbot tune --study t`` started at the same instant: both open the study before
+    either has a trial, then ask for their first trial together. Each proposes its own
+    parameters (a sampler seeded per worker at start-up gave both the same)."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'adbot.db'}"
+    else:
+        url = request.getfixturevalue("pg_database")
+    migrate.upgrade(url, "head")  # the study lives in AdBot's own, migrated database
+    barrier = threading.Barrier(2)
+
+    def first_trial(storage: optuna.storages.RDBStorage) -> tuple[int, dict[str, Any]]:
+        study = open_study(storage, study_name="t", base=BASE, timesteps=64)
+        barrier.wait()  # both started, neither has asked yet
+        trial = study.ask()
+        return trial.number, suggest_overrides(trial)
+
+    with (
+        optuna_storage(url) as one,  # a storage each, as in two processes
+        optuna_storage(url) as two,
+        ThreadPoolExecutor(max_workers=2) as pool,
+    ):
+        (number_a, params_a), (number_b, params_b) = pool.map(first_trial, (one, two))
+    assert {number_a, number_b} == {0, 1}
+    assert params_a != params_b
+
+
 def test_a_fresh_search_is_seeded_by_its_config() -> None:
-    study = optuna.create_study()
-    assert sampler_seed(study, 7) == 7
-    study.ask()  # a trial running in another worker
-    assert sampler_seed(study, 7) != sampler_seed(study, 7)
+    """A trial's parameters follow from the config's seed and the trial's number: a search
+    run again alone proposes the same trials, each other than the one before, and another
+    seed other ones."""
+
+    def first_trials(seed: int) -> list[dict[str, Any]]:
+        base = BASE.with_overrides(seed=seed)
+        storage = optuna.storages.InMemoryStorage()
+        study = open_study(storage, study_name="t", base=base, timesteps=64)
+        return [suggest_overrides(study.ask()) for _ in range(2)]
+
+    first, second = first_trials(7)
+    assert first_trials(7) == [first, second] and first != second
+    assert first_trials(8)[0] != first
 
 
 def test_a_trial_stopped_by_bad_input_logs_no_traceback(tmp_path: Path) -> None:

@@ -14,10 +14,8 @@ evaluation is kept as the trial's ``best_score_ratio`` attribute).
 from __future__ import annotations
 
 import logging
-import os
 import statistics
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 from adbot.config import Settings
 from adbot.errors import AdbotError, InvalidInput
@@ -154,15 +154,7 @@ def tune(
     check_scenario_files(base)  # bad input fails here, before a study or trial is recorded
     check_writable(output_dir)
     with optuna_storage(storage_url) as storage:
-        study = optuna.create_study(
-            study_name=study_name,
-            storage=storage,
-            direction="maximize",
-            load_if_exists=True,
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-        )
-        _check_study(study, base, timesteps)
-        study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(study, base.seed))
+        study = open_study(storage, study_name=study_name, base=base, timesteps=timesteps)
         with _no_traceback_for_user_errors():
             study.optimize(objective, n_trials=n_trials, catch=())
         best = study.best_trial
@@ -174,6 +166,24 @@ def tune(
             best_trial=best.number,
             best_checkpoint=_trial_dir(output_dir, best.number) / BEST_DIR,
         )
+
+
+def open_study(
+    storage: optuna.storages.BaseStorage, *, study_name: str, base: TrainingConfig, timesteps: int
+) -> optuna.Study:
+    """The study as one worker runs it: created on first use, else loaded (another
+    worker's, or an earlier search's); its config and trial length checked; its sampler
+    and pruner set."""
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        direction="maximize",
+        load_if_exists=True,
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+    )
+    _check_study(study, base, timesteps)
+    study.sampler = TrialSeededSampler(base.seed)
+    return study
 
 
 def _check_study(study: optuna.Study, base: TrainingConfig, timesteps: int) -> None:
@@ -193,16 +203,60 @@ def _check_study(study: optuna.Study, base: TrainingConfig, timesteps: int) -> N
             study.set_user_attr(key, value)
 
 
-def sampler_seed(study: optuna.Study, seed: int) -> int:
-    """The TPE sampler's seed: the config's for a fresh study (a new search is
-    reproducible), else mixed with the trials the study already has (a resumed search does
-    not propose its first trials again) and, while other trials are running, with this
-    process (a second worker does not repeat the first one's)."""
-    trials = study.get_trials(deepcopy=False)
-    if not trials:
-        return seed
-    entropy = [seed, len(trials)]
-    busy = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
-    if any(trial.state in busy for trial in trials):
-        entropy += [os.getpid(), time.time_ns()]
-    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler seed of the study's trial ``number``: the config's seed and the number
+    mixed (so that the streams of seeds 1 and 2 do not overlap shifted by one trial)."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """Optuna's TPE with one random stream per trial, seeded by :func:`trial_seed`.
+
+    A TPE seeded once per worker gave two workers that started together (or resumed a study
+    at the same count of trials) one stream, so they proposed the same trials. A trial's
+    number is assigned by the storage as the trial is created (Optuna locks the study's row
+    for it), so no two trials of a study share a stream whichever worker runs them, a
+    resumed search continues with new ones, and a fresh search run again alone proposes the
+    same trials. TPE keeps nothing else between trials: it reads the study's trials."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._running: dict[int, optuna.samplers.TPESampler] = {}
+
+    def _tpe(self, trial: FrozenTrial) -> optuna.samplers.TPESampler:
+        if trial.number not in self._running:
+            seed = trial_seed(self.seed, trial.number)
+            self._running[trial.number] = optuna.samplers.TPESampler(seed=seed)
+        return self._running[trial.number]
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._tpe(trial).before_trial(study, trial)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._tpe(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._tpe(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._tpe(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._tpe(trial).after_trial(study, trial, state, values)
+        del self._running[trial.number]

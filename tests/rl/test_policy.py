@@ -322,6 +322,17 @@ def test_checkpoint_meta_with_other_fields_is_refused_by_name(tmp_path: Path) ->
     _rewrite_meta(agent, seed="0")
     with pytest.raises(InvalidInput, match=r"json: seed: Input should be a valid integer"):
         load_checkpoint(agent)
+    _rewrite_meta(agent, seed=0, cpu_math={"threads": 1})
+    with pytest.raises(InvalidInput, match=r"json: cpu_math.threads: Input should be a valid str"):
+        load_checkpoint(agent)
+
+
+def test_a_checkpoint_from_before_cpu_math_was_recorded_loads(tmp_path: Path) -> None:
+    agent = _agent_copy(tmp_path)
+    meta = json.loads((agent / "checkpoint.json").read_text())
+    meta.pop("cpu_math", None)
+    (agent / "checkpoint.json").write_text(json.dumps(meta))
+    assert load_checkpoint(agent).meta.cpu_math is None
 
 
 def test_a_truncated_model_is_refused_by_name(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ training service: bad input records nothing; a failed run leaves a ready agent r
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pytest
+from rich.console import Console
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from stable_baselines3 import PPO
@@ -28,6 +30,7 @@ from adbot.errors import InvalidInput, ScenarioError
 from adbot.market.scenario import Scenario
 from adbot.rl.checkpoints import load_checkpoint
 from adbot.rl.config import TrainingConfig
+from adbot.rl.cpu_math import cpu_math
 from adbot.rl.evaluation import evaluate_policy, evaluation_pairs
 from adbot.rl.policy import PpoPolicy
 from adbot.rl.train import train
@@ -74,12 +77,16 @@ def test_train_writes_checkpoints_and_an_mlflow_run(tmp_path: Path, settings: Se
     final = load_checkpoint(result.final_checkpoint)
     assert final.config == TINY and final.meta.seed == 5 and final.meta.timesteps == 256
     assert load_checkpoint(result.best_checkpoint).meta.score_ratio == result.best_score_ratio
+    assert final.meta.cpu_math == cpu_math()
     stats = json.loads((result.final_checkpoint / "normalization.json").read_text())
     assert len(stats["obs_mean"]) == final.model.observation_space.shape[0]  # type: ignore[index]
 
     client = mlflow.tracking.MlflowClient(settings.mlflow.tracking_uri)
     run = client.get_run(result.mlflow_run_id or "")
     assert run.data.params["ppo.n_steps"] == "64" and run.info.status == "FINISHED"
+    assert {k: v for k, v in run.data.tags.items() if k.startswith("cpu_math.")} == {
+        f"cpu_math.{key}": value for key, value in cpu_math().items()
+    }
     history = client.get_metric_history(run.info.run_id, "eval/score_ratio")
     assert [m.step for m in history] == [128, 256]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "best")}
@@ -452,3 +459,21 @@ def test_a_failed_first_run_leaves_a_draft(
     with pytest.raises(InvalidInput, match="training diverged"):
         _train(sqlite_session, diverging, tmp_path / "run", settings)
     assert _state(sqlite_session)[1:] == (AgentStatus.DRAFT, 0)
+
+
+@pytest.mark.parametrize("pinned", [True, False])
+def test_a_run_on_unpinned_cpu_math_says_what_it_reproduces_on(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch, pinned: bool
+) -> None:
+    import adbot.rl.train as train_module
+
+    math = {**cpu_math(), "pinned": str(pinned), "mkl_cbwr": "COMPATIBLE" if pinned else "unset"}
+    monkeypatch.setattr(train_module, "cpu_math", lambda: math)
+    out = io.StringIO()
+    console = Console(file=out, width=300)
+    train(TINY, output_dir=tmp_path / "run", settings=settings, track=False, console=console)
+    note = "reproduces only on the same kind of CPU"
+    assert (note in out.getvalue()) is not pinned
+    if not pinned:
+        assert "MKL_CBWR=unset" in out.getvalue()
+        assert "set MKL_CBWR=COMPATIBLE ATEN_CPU_CAPABILITY=default" in out.getvalue()

@@ -4,7 +4,9 @@
 ``normalization.json`` the observation/return normalisation statistics (VecNormalize),
                        as JSON rather than a pickle so a shipped agent loads nothing executable
 ``config.yaml``        the frozen :class:`TrainingConfig`, seed included
-``checkpoint.json``    timesteps, evaluation score, sha256 of ``model.zip``, creation time
+``checkpoint.json``    timesteps, evaluation score, sha256 of ``model.zip``, creation time,
+                       the CPU math it was trained on (:func:`adbot.rl.cpu_math.cpu_math`;
+                       absent from checkpoints written before the twelfth session)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from adbot import __version__
 from adbot.errors import InvalidInput, NotFound
 from adbot.rl.config import CONFIG_FILE_NAME, TrainingConfig, load_training_config
+from adbot.rl.cpu_math import cpu_math
 
 MODEL_FILE = "model.zip"
 NORMALIZATION_FILE = "normalization.json"
@@ -123,6 +126,7 @@ class CheckpointMeta:
     created_at: str
     adbot_version: str
     config_fingerprint: str
+    cpu_math: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,7 @@ def save_checkpoint(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         adbot_version=__version__,
         config_fingerprint=config.fingerprint(),
+        cpu_math=cpu_math(),
     )
     (directory / META_FILE).write_text(json.dumps(asdict(meta), indent=1))
     return meta
@@ -185,14 +190,18 @@ _Record = TypeVar("_Record", NormalizationStats, CheckpointMeta)
 
 
 def _read_record(path: Path, kind: type[_Record]) -> _Record:
-    """``kind`` from the JSON file ``path``: exactly its fields, each of its type."""
+    """``kind`` from the JSON file ``path``: its fields (those with a default may be
+    absent), nothing else, each of its type."""
     data = _read_json(path)
     fields = {f.name for f in dataclasses.fields(kind)}
-    if set(data) != fields:
-        missing, unknown = sorted(fields - set(data)), sorted(set(data) - fields)
+    required = {f.name for f in dataclasses.fields(kind) if f.default is dataclasses.MISSING}
+    missing, unknown = sorted(required - set(data)), sorted(set(data) - fields)
+    if missing or unknown:
         raise InvalidInput(f"checkpoint file {path}: fields missing {missing}, unknown {unknown}")
     problems: list[str] = []
     for name, hint in get_type_hints(kind).items():
+        if name not in data:
+            continue
         try:  # strict: a bool or a string is not taken for a number
             TypeAdapter(hint).validate_python(data[name], strict=True)
         except ValidationError as exc:

@@ -54,6 +54,7 @@ from adbot.rl.checkpoints import (
     weights_are_finite,
 )
 from adbot.rl.config import TrainingConfig
+from adbot.rl.cpu_math import PINNED, cpu_math
 from adbot.rl.env import BidPacingEnv
 from adbot.rl.evaluation import EvalReport, evaluate_policy, evaluation_pairs
 from adbot.rl.policy import BEST_DIR, PpoPolicy
@@ -455,6 +456,14 @@ def _prepare_output(config: TrainingConfig, output_dir: Path, start: RunStart) -
         _replace_dir(start.checkpoint.path, output_dir / BEST_DIR)
 
 
+_UNPINNED = (
+    "note: torch runs on this CPU's own math ({math[aten_capability]}, MKL_CBWR={math[mkl_cbwr]}), "
+    "so this run reproduces only on the same kind of CPU; for any CPU, start from a process "
+    "that imports adbot.rl before torch, or set "
+    + " ".join(f"{name}={value}" for name, value in PINNED.items())
+)
+
+
 def train(
     config: TrainingConfig,
     *,
@@ -476,6 +485,10 @@ def train(
         console.print(f"training '{config.name}' into {output_dir}", highlight=False)
     settings = settings or get_settings()
     torch.set_num_threads(config.torch_threads)
+    math = cpu_math()
+    if console is not None and math["pinned"] != "True":
+        console.print(_UNPINNED.format(math=math), highlight=False)
+    tags = {**(tags or {}), **{f"cpu_math.{key}": value for key, value in math.items()}}
     set_random_seed(config.seed)
     _prepare_output(config, output_dir, start)
     venv = build_vec_env(config)

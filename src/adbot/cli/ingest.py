@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 
 from adbot.cli._console import err, out, progress
+from adbot.cli._options import check_range
 from adbot.config import get_settings
 from adbot.db.models import ConversionSource
 from adbot.db.session import get_sessionmaker
@@ -41,10 +42,11 @@ def ingest(
     partial: bool = typer.Option(
         False, "--partial", help="Write the valid rows even when some are rejected."
     ),
-    show: int = typer.Option(20, "--show", help="How many rejected rows to list.", min=0),
+    show: int = typer.Option(20, "--show", help="How many rejected rows to list (>= 0)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     """Check and upsert the rows of FILE into the database, with a progress bar."""
+    check_range("--show", show, 0)
     if kind not in ("metrics", "conversions"):
         raise typer.BadParameter("must be metrics or conversions", param_hint="--kind")
     settings = get_settings()

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from adbot.cli._console import out, progress
+from adbot.cli._options import check_range
 from adbot.config import get_settings
 from adbot.market.scenario import bundled_scenarios
 from adbot.services.quickstart import (
@@ -54,11 +55,10 @@ def quickstart(
     out_dir: Path | None = typer.Option(
         None, "--out", help="Report folder (default: DATA_DIR/reports)."
     ),
-    workers: int | None = typer.Option(
-        None, "--workers", min=1, help="Processes (default: cores)."
-    ),
+    workers: int | None = typer.Option(None, "--workers", help="Processes (>= 1; default: cores)."),
 ) -> None:
     """Evaluate the shipped agent and the baselines on the bundled scenarios; write a report."""
+    check_range("--workers", workers, 1)
     target = out_dir or get_settings().data_dir / "reports"
     total = len(bundled_scenarios()) + 1
     columns = (

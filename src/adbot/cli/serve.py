@@ -6,6 +6,7 @@ import typer
 
 from adbot.api import server
 from adbot.cli._console import err
+from adbot.cli._options import check_range
 from adbot.config import get_settings, mask_url
 from adbot.db import migrate
 from adbot.errors import InvalidInput
@@ -20,12 +21,14 @@ def require_current_schema() -> None:
 def serve(
     host: str | None = typer.Option(None, "--host", help="Interface (default: settings api.host)."),
     port: int | None = typer.Option(
-        None, "--port", min=1, max=65535, help="Port (default: settings api port, 7502)."
+        None, "--port", help="Port (1 to 65535; default: settings api port, 7502)."
     ),
-    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes (1 to 64)."),
     reload: bool = typer.Option(False, "--reload", help="Restart on code changes (development)."),
 ) -> None:
     """Serve the REST API under /api/v1, with /docs and /openapi.json."""
+    check_range("--port", port, 1, 65535)
+    check_range("--workers", workers, 1, 64)
     settings = get_settings()
     require_current_schema()
     bind_host = host or settings.api.host

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from adbot.cli._console import err, out
+from adbot.cli._options import check_range
 from adbot.config import get_settings
 from adbot.db import migrate
 from adbot.db.session import get_sessionmaker
@@ -27,15 +28,6 @@ CONFIG_OPTION = typer.Option(
 
 
 SEED_MAX = 2**32 - 1  # NumPy's and SB3's global seeding refuse a larger seed
-
-
-def _check_range(option: str, value: int | None, low: int, high: int | None = None) -> None:
-    """An out-of-range option is bad input like any other: one line naming the option and
-    its range, exit code 1 (Typer's ``min=`` would print its usage box and exit 2)."""
-    if value is None or (low <= value and (high is None or value <= high)):
-        return
-    allowed = f">= {low}" if high is None else f"between {low} and {high}"
-    raise InvalidInput(f"{option} must be {allowed}, got {value}")
 
 
 def _interrupt_on_sigterm() -> None:
@@ -87,8 +79,8 @@ def train_command(
     """Train a PPO agent on the simulated market; every run is recorded in the database."""
     from adbot.services.training import train_agent, training_account
 
-    _check_range("--timesteps", total_timesteps, 1)
-    _check_range("--seed", seed, 0, SEED_MAX)
+    check_range("--timesteps", total_timesteps, 1)
+    check_range("--seed", seed, 0, SEED_MAX)
     training_config = load_training_config(config)
     if total_timesteps is not None:
         training_config = training_config.with_overrides(total_timesteps=total_timesteps)
@@ -152,8 +144,8 @@ def tune_command(
     """Search PPO hyperparameters with Optuna (study stored in the configured database)."""
     from adbot.rl.tune import tune
 
-    _check_range("--trials", trials, 1)
-    _check_range("--timesteps", timesteps, 1)
+    check_range("--trials", trials, 1)
+    check_range("--timesteps", timesteps, 1)
     base = load_training_config(config)
     settings = get_settings()
     name = study or f"tune-{base.name}"

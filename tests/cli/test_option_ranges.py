@@ -1,0 +1,83 @@
+"""Numeric options out of range: one line on stderr naming the option, exit code 1.
+
+The convention of every command (``adbot train --timesteps 0``, ``adbot evaluate
+--episodes 0``), not Typer's ``min=``/``max=`` usage box and exit code 2; the range is in
+each option's help instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adbot.cli._options import check_range
+from adbot.cli.main import main
+from adbot.config import get_settings
+from adbot.errors import InvalidInput
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "--port", "0"], "--port must be between 1 and 65535, got 0"),
+        (["serve", "--port", "65536"], "--port must be between 1 and 65535, got 65536"),
+        (["serve", "--workers", "0"], "--workers must be between 1 and 64, got 0"),
+        (["serve", "--workers", "65"], "--workers must be between 1 and 64, got 65"),
+        (["ingest", "rows.csv", "-a", "acme", "--show", "-1"], "--show must be >= 0, got -1"),
+        (["quickstart", "--workers", "0"], "--workers must be >= 1, got 0"),
+    ],
+)
+def test_an_out_of_range_option_is_one_line_naming_it(
+    argv: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Refused before the database, the file or a report folder is touched."""
+    monkeypatch.setenv("ADBOT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{tmp_path / 'never-migrated.db'}")
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+    finally:
+        get_settings.cache_clear()
+    assert exit_info.value.code == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {message}\n" and captured.out == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "shown"),
+    [
+        ("serve", "--port", "1 to 65535"),
+        ("serve", "--workers", "1 to 64"),
+        ("ingest", "--show", ">= 0"),
+        ("quickstart", "--workers", ">= 1"),
+    ],
+)
+def test_the_help_states_each_range(
+    command: str,
+    option: str,
+    shown: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # one line per option
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if f" {option} " in line]
+    assert f"({shown}" in line, line
+
+
+def test_the_ends_of_a_range_and_an_option_not_given_pass() -> None:
+    for value in (None, 1, 64):
+        check_range("--workers", value, 1, 64)
+    check_range("--show", 10**9, 0)
+    with pytest.raises(InvalidInput, match=r"^--show must be >= 0, got -1$"):
+        check_range("--show", -1, 0)

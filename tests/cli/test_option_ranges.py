@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from adbot.cli._options import check_range
 from adbot.cli.main import main
+from adbot.cli.market import TRACE_SEED_MAX
 from adbot.config import get_settings
 from adbot.errors import InvalidInput
+
+SIMULATE = ["simulate", "tight-budget", "--policy", "fixed", "--out", "trace.parquet"]
+TRACE_SEEDS = f"between 0 and {2**63 - 1}"
 
 
 @pytest.mark.parametrize(
@@ -26,6 +32,9 @@ from adbot.errors import InvalidInput
         (["serve", "--workers", "65"], "--workers must be between 1 and 64, got 65"),
         (["ingest", "rows.csv", "-a", "acme", "--show", "-1"], "--show must be >= 0, got -1"),
         (["quickstart", "--workers", "0"], "--workers must be >= 1, got 0"),
+        # Played the episode, then failed in Parquet's writer with a traceback.
+        ([*SIMULATE, "--seed", str(2**64)], f"--seed must be {TRACE_SEEDS}, got {2**64}"),
+        ([*SIMULATE, "--seed", "-1"], f"--seed must be {TRACE_SEEDS}, got -1"),
     ],
 )
 def test_an_out_of_range_option_is_one_line_naming_it(
@@ -58,6 +67,7 @@ def test_an_out_of_range_option_is_one_line_naming_it(
         ("serve", "--workers", "1 to 64"),
         ("ingest", "--show", ">= 0"),
         ("quickstart", "--workers", ">= 1"),
+        ("simulate", "--seed", "0 to 2**63 - 1"),
     ],
 )
 def test_the_help_states_each_range(
@@ -81,3 +91,16 @@ def test_the_ends_of_a_range_and_an_option_not_given_pass() -> None:
     check_range("--show", 10**9, 0)
     with pytest.raises(InvalidInput, match=r"^--show must be >= 0, got -1$"):
         check_range("--show", -1, 0)
+
+
+def test_the_largest_trace_seed_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The trace's ``episode_seed`` column stays a signed 64-bit integer up to the bound."""
+    monkeypatch.setenv("ADBOT_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*SIMULATE, "--seed", str(TRACE_SEED_MAX)])
+    assert not exit_info.value.code, capsys.readouterr().err
+    seeds = pd.read_parquet(tmp_path / "trace.parquet")["episode_seed"]
+    assert seeds.dtype == np.int64 and (seeds == TRACE_SEED_MAX).all()

@@ -105,3 +105,31 @@ def test_an_out_of_range_option_is_one_line_naming_it(
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), lines
     assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_a_config_seed_numpy_refuses_is_one_line_naming_it(
+    command: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``seed: 4294967296`` in the file passed every check, the run was recorded, then NumPy's
+    seeding failed in a traceback; now the config is refused before the database is
+    touched, like ``--seed 4294967296``."""
+    config = tmp_path / "big-seed.yaml"
+    config.write_text("name: big-seed\nseed: 4294967296\n")
+    data = tmp_path / "data"
+    monkeypatch.setenv("ADBOT_DATA_DIR", str(data))
+    monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{data / 'never-migrated.db'}")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--config", str(config)])
+    finally:
+        get_settings.cache_clear()
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == (
+        "error: training config: seed: Input should be less than or equal to 4294967295\n"
+    )
+    assert not data.exists()

@@ -5,11 +5,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pydantic
 import pytest
 
 from adbot.errors import InvalidInput
-from adbot.rl.config import TrainingConfig, load_training_config, training_config_from_dict
+from adbot.rl.config import (
+    SEED_MAX,
+    TrainingConfig,
+    load_training_config,
+    training_config_from_dict,
+)
 
 DEFAULT = Path(__file__).resolve().parents[2] / "configs" / "agents" / "default.yaml"
 
@@ -91,12 +97,22 @@ def test_bad_files_are_refused(tmp_path: Path) -> None:
         ({"ppo": {"net_arch": [64, 0]}}, "ppo.net_arch.1: Input should be greater than or equal"),
         ({"ppo": {"log_std_init": 1000.0}}, "ppo.log_std_init: Input should be less than or equal"),
         ({"evaluation": {"seed": -5}}, "evaluation.seed: Input should be greater than or equal"),
+        ({"seed": 2**32}, "config: seed: Input should be less than or equal to 4294967295"),
     ],
 )
 def test_out_of_range_settings_are_named(data: dict[str, object], message: str) -> None:
     """Each would fail inside SB3, torch or numpy with a traceback, or diverge at once."""
     with pytest.raises(InvalidInput, match=re.escape(message)):
         training_config_from_dict(data)
+
+
+def test_the_largest_seed_is_numpys() -> None:
+    """A run seeds NumPy's global generator with the config's seed (SB3's
+    ``set_random_seed``): the config takes every seed it takes and no other."""
+    assert TrainingConfig(seed=SEED_MAX).seed == SEED_MAX
+    np.random.RandomState(SEED_MAX)  # np.random.seed's generator, not reseeded here
+    with pytest.raises(ValueError, match=r"between 0 and 2\*\*32 - 1"):
+        np.random.RandomState(SEED_MAX + 1)
 
 
 def test_numbers_written_as_integers_still_load() -> None:

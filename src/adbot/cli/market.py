@@ -18,6 +18,7 @@ from adbot.bidding.evaluate import evaluate as evaluate_policies
 from adbot.bidding.registry import BUILTIN, load_policy_plugins, make_policy
 from adbot.bidding.runner import EpisodeResult, run_episode
 from adbot.cli._console import err, out, progress
+from adbot.cli._options import check_range
 from adbot.errors import InvalidInput
 from adbot.market.episode import universe_for
 from adbot.market.scenario import Scenario, load_scenario
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 
 # Simulated time starts on a Monday (2024-01-01), shifted to the scenario's start weekday.
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+# The trace's episode_seed column is a 64-bit integer: Parquet refuses a seed of 2**64 or more
+# (a traceback after the episode was played), and from 2**63 the column would turn unsigned.
+TRACE_SEED_MAX = 2**63 - 1
 
 
 def _policy_specs(raw: list[str]) -> list[str]:
@@ -164,14 +168,13 @@ def simulate(
     scenario: str = typer.Argument(..., help="Scenario YAML file, or a bundled scenario name."),
     policy: str = typer.Option(..., "--policy", "-p", help="The policy that bids."),
     out_file: Path = typer.Option(..., "--out", "-o", help="Trace file: .csv or .parquet."),
-    seed: int = typer.Option(0, "--seed", "-s", help="Episode seed."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Episode seed (0 to 2**63 - 1)."),
 ) -> None:
     """Play one episode and write its per-step, per-keyword trace (CSV or Parquet)."""
     suffix = out_file.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise InvalidInput(f"--out must end in .csv or .parquet, got {out_file.name!r}")
-    if seed < 0:
-        raise InvalidInput("seed must be >= 0")
+    check_range("--seed", seed, 0, TRACE_SEED_MAX)
     loaded = load_scenario(scenario)
     (spec,) = _policy_specs([policy])
     with err.status(f"simulating {loaded.name} with {spec}"):

@@ -16,7 +16,13 @@ from adbot.config import get_settings
 from adbot.db import migrate
 from adbot.db.session import get_sessionmaker
 from adbot.errors import InvalidInput
-from adbot.rl.config import DEFAULT_CONFIG, TRAINED_AGENTS, TrainingConfig, load_training_config
+from adbot.rl.config import (
+    DEFAULT_CONFIG,
+    SEED_MAX,
+    TRAINED_AGENTS,
+    TrainingConfig,
+    load_training_config,
+)
 
 CONFIG_OPTION = typer.Option(
     DEFAULT_CONFIG,
@@ -25,9 +31,6 @@ CONFIG_OPTION = typer.Option(
     help="Training config (YAML); by default the one ppo:default was trained from.",
     show_default="configs/agents/default.yaml",
 )
-
-
-SEED_MAX = 2**32 - 1  # NumPy's and SB3's global seeding refuse a larger seed
 
 
 def _interrupt_on_sigterm() -> None:

@@ -17,6 +17,9 @@ CONFIG_FILE_NAME = "config.yaml"
 TRAINED_AGENTS = "agents"  # under the data dir: where runs go by default
 # The config ppo:default was trained from, found wherever the command runs.
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "agents" / "default.yaml"
+# NumPy's global seeding (SB3's set_random_seed, at the start of every run) refuses a larger
+# seed: past it a run would be recorded, then fail in a traceback.
+SEED_MAX = 2**32 - 1
 
 
 class _Frozen(BaseModel):
@@ -80,7 +83,7 @@ class TrainingConfig(_Frozen):
     """Everything that determines a training run; one file reproduces the agent."""
 
     name: str = Field("default", pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    seed: int = Field(0, ge=0)  # numpy and torch seeds are non-negative
+    seed: int = Field(0, ge=0, le=SEED_MAX)  # numpy and torch seeds are non-negative
     total_timesteps: int = Field(500_000, ge=1)
     n_envs: int = Field(8, ge=1)
     vec_env: Literal["dummy", "subproc"] = "dummy"

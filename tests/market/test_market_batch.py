@@ -13,11 +13,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from market_helpers import small_data
 
 from adbot.market import MarketSimulator, load_scenario
-from adbot.market.auction import multiplier_bids
-from adbot.market.batch import evaluate_multipliers
+from adbot.market.auction import multiplier_bids, placed_dense, serve
+from adbot.market.batch import _play_day, evaluate_multipliers
 from adbot.market.scenario import Scenario
 
 ALPHAS = np.array([0.05, 0.3, 1.0, 2.5, 9.0, 40.0])
@@ -62,3 +64,30 @@ def test_batch_totals_equal_the_simulator_exactly(case: str) -> None:
             out_mid_day.append(out)
     if case == "budget-bound":  # clicks cut off inside a day, for most multipliers
         assert sum(out_mid_day) > len(out_mid_day) // 2
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    alphas=st.lists(st.floats(min_value=0.0, max_value=8.0), min_size=1, max_size=6),
+    index=st.integers(min_value=0, max_value=15),
+    budget=st.sampled_from([2.0, 30.0, 1e9]),
+)
+def test_a_step_played_dense_equals_serve(
+    small: Scenario, alphas: list[float], index: int, budget: float
+) -> None:
+    """One step as a day of one step: ``placed_dense`` and ``_play_day`` give each bid
+    vector ``serve``'s clicks, cost, conversions and value bit for bit, with the budget cut
+    inside the step (the click that crosses it counts, later ones do not)."""
+    sim = MarketSimulator(small, 0)
+    bids = multiplier_bids(np.array(alphas), sim.keyword_values, sim.min_bid, sim.max_bid)
+    step = sim.market.step(index)
+    impression, _, price, p_click = placed_dense(step, bids, sim.rules)
+    totals = np.zeros((4, len(alphas)))
+    _play_day(
+        impression, price, p_click, step.u_click, step.u_conv < step.cvr, step.conv_value,
+        np.array([step.n_queries]), budget, totals,
+    )  # fmt: skip
+    for row, vector in enumerate(bids):
+        one = serve(step, vector, 0.0, budget, sim.rules)
+        expected = (one.n_clicked, one.total_cost, one.n_converted, one.total_value)
+        assert tuple(totals[:, row]) == expected, (row, budget)

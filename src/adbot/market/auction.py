@@ -8,8 +8,9 @@ order; we take part while the day's spend before the query is below the budget, 
 that crosses it is served in full (overshoot of at most one click) and later ones are not.
 
 ``serve`` handles one bid vector and works on the few queries we win (the simulator's step);
-``serve_many`` handles A bid vectors as dense (A, Q) arrays (the oracle's multiplier grid).
-Both follow the same arithmetic, so their results agree exactly.
+``placed_dense`` places A bid vectors at once as dense (A, Q) arrays, budget aside (the
+oracle's multiplier grid: ``batch.py`` then applies the budget and adds up the clicks). Both
+follow the same arithmetic, so the slots, prices and clicks they give agree exactly.
 """
 
 from __future__ import annotations
@@ -138,10 +139,10 @@ def _serve_kernel(
 ):  # fmt: skip
     """``serve`` query by query in one compiled pass (see the module docstring).
 
-    The arithmetic is that of ``placed_dense`` and ``serve_many``: competitor ranks are
-    compared as float64, a tie among ``t`` equal ranks costs ``int(u_tie x (t + 1))``
-    places, and the day's spend is one running sum in serving order. Each query's
-    competitor ranks must descend (as ``StepMarket.comp_rank`` does).
+    The arithmetic is that of ``placed_dense`` (and, for the budget, ``batch._play_day``):
+    competitor ranks are compared as float64, a tie among ``t`` equal ranks costs
+    ``int(u_tie x (t + 1))`` places, and the day's spend is one running sum in serving
+    order. Each query's competitor ranks must descend (as ``StepMarket.comp_rank`` does).
     """
     n_queries, n_keywords, n_ranks = keyword.shape[0], click_prob.shape[0], comp_rank.shape[0]
     cells = value_table.shape[0]
@@ -270,16 +271,6 @@ def serve_multiplier(
     return bids, Served(*result)
 
 
-@dataclass(frozen=True)
-class Totals:
-    """Per bid vector (A,) totals of a step."""
-
-    clicks: np.ndarray
-    cost: np.ndarray
-    conversions: np.ndarray
-    value: np.ndarray
-
-
 def placed_dense(step: StepMarket, bids: np.ndarray, rules: AuctionRules) -> tuple[np.ndarray, ...]:
     """Dense (A, Q): impression, slot, price and click probability, budget ignored."""
     bid = bids[:, step.keyword]
@@ -295,29 +286,3 @@ def placed_dense(step: StepMarket, bids: np.ndarray, rules: AuctionRules) -> tup
     capped = np.minimum(slot, rules.slots - 1)
     p_click = rules.click_prob.ravel()[step.keyword * rules.slots + capped]
     return impression, slot, _price(bid, below, step.quality, rules.reserve), p_click
-
-
-def serve_many(
-    step: StepMarket, bids: np.ndarray, spend_today: np.ndarray, budget: float, rules: AuctionRules
-) -> Totals:
-    """Totals for each of A bid vectors (A, K) whose day's spend so far is ``spend_today`` (A,).
-
-    ``cost`` in the result is the day's spend after these queries (the running sum).
-    """
-    impression, _, price, p_click = placed_dense(step, bids, rules)
-    click = impression & (step.u_click < p_click)
-    cost = np.where(click, price, 0.0)
-    spent = np.cumsum(np.hstack([spend_today[:, None], cost]), axis=1)
-    n_before = np.count_nonzero(spent[:, 1:] < budget, axis=1)
-    live = spend_today < budget
-    served = (np.arange(cost.shape[1]) <= n_before[:, None]) & live[:, None]
-    click &= served
-    conversion = click & (step.u_conv < step.cvr)
-    last = np.minimum(n_before + 1, cost.shape[1])
-    spend_after = np.where(live, spent[np.arange(cost.shape[0]), last], spend_today)
-    return Totals(
-        clicks=np.count_nonzero(click, axis=1).astype(np.float64),
-        cost=spend_after,
-        conversions=np.count_nonzero(conversion, axis=1).astype(np.float64),
-        value=np.where(conversion, step.conv_value, 0.0).sum(axis=1),
-    )

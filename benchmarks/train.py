@@ -31,6 +31,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# Before torch loads: training's CPU math (adbot.rl.cpu_math), as `adbot train` runs it.
+import adbot.rl  # noqa: F401
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import gymnasium as gym
@@ -38,6 +41,7 @@ import torch
 from stable_baselines3 import PPO
 
 from adbot.rl.config import TrainingConfig, load_training_config
+from adbot.rl.cpu_math import cpu_math
 from adbot.rl.train import build_model, build_vec_env, make_env
 
 TARGET = 0.8
@@ -153,7 +157,7 @@ def main() -> None:
         f"epochs {config.ppo.n_epochs}, net {list(config.ppo.net_arch)}; {args.rounds} "
         f"rounds of {timesteps} timesteps on each env; our env: random scenarios capped at "
         f"{config.env.max_daily_queries} queries/day, each market played about "
-        f"{config.env.episode_reuse} times (env.episode_reuse)"
+        f"{config.env.episode_reuse} times (env.episode_reuse); torch CPU math {cpu_math()}"
     )
     ours_env = _env_rate(make_env(config), 2000)
     pendulum_env = _env_rate(_pendulum(), 20000)

@@ -8,14 +8,7 @@ from adbot.api import server
 from adbot.cli._console import err
 from adbot.cli._options import check_range
 from adbot.config import get_settings, mask_url
-from adbot.db import migrate
-from adbot.errors import InvalidInput
-
-
-def require_current_schema() -> None:
-    """Stop early, in one line, when the database is unreachable or not migrated."""
-    if set(migrate.current_revisions()) != set(migrate.head_revisions()):
-        raise InvalidInput("the database schema is not up to date: run `adbot db upgrade`")
+from adbot.db.migrate import require_current_schema
 
 
 def serve(

@@ -13,9 +13,8 @@ from rich.table import Table
 from adbot.cli._console import err, out
 from adbot.cli._options import check_range
 from adbot.config import get_settings
-from adbot.db import migrate
+from adbot.db.migrate import require_current_schema
 from adbot.db.session import get_sessionmaker
-from adbot.errors import InvalidInput
 from adbot.rl.config import (
     DEFAULT_CONFIG,
     SEED_MAX,
@@ -40,11 +39,6 @@ def _interrupt_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
-
-
-def _require_schema() -> None:
-    if set(migrate.current_revisions()) != set(migrate.head_revisions()):
-        raise InvalidInput("the database schema is not up to date: run `adbot db upgrade`")
 
 
 def default_output(data_dir: Path, config: TrainingConfig) -> Path:
@@ -90,7 +84,7 @@ def train_command(
     if seed is not None:
         training_config = training_config.with_overrides(seed=seed)
     settings = get_settings()
-    _require_schema()
+    require_current_schema()
     output_dir = output or default_output(settings.data_dir, training_config)
     _interrupt_on_sigterm()
     with get_sessionmaker()() as session:

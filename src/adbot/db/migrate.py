@@ -120,6 +120,13 @@ def current_revisions(url: str | None = None) -> tuple[str, ...]:
         return tuple(_legacy_stamp(connection, known_revisions()))
 
 
+def require_current_schema(url: str | None = None) -> None:
+    """Stop early, in one line, when the database is unreachable or not migrated to these
+    migrations' head: what every command that reads or writes the database checks first."""
+    if set(current_revisions(url)) != set(head_revisions()):
+        raise InvalidInput("the database schema is not up to date: run `adbot db upgrade`")
+
+
 def _version_table(name: str) -> Table:
     """An Alembic version table as Alembic creates it."""
     return Table(

@@ -31,7 +31,8 @@ TRACE_SEEDS = f"between 0 and {2**63 - 1}"
         (["serve", "--workers", "0"], "--workers must be between 1 and 64, got 0"),
         (["serve", "--workers", "65"], "--workers must be between 1 and 64, got 65"),
         (["ingest", "rows.csv", "-a", "acme", "--show", "-1"], "--show must be >= 0, got -1"),
-        (["quickstart", "--workers", "0"], "--workers must be >= 1, got 0"),
+        # run_quickstart's own check, first thing (so its wording, as for --episodes).
+        (["quickstart", "--workers", "0"], "workers must be >= 1, got 0"),
         # Played the episode, then failed in Parquet's writer with a traceback.
         ([*SIMULATE, "--seed", str(2**64)], f"--seed must be {TRACE_SEEDS}, got {2**64}"),
         ([*SIMULATE, "--seed", "-1"], f"--seed must be {TRACE_SEEDS}, got -1"),

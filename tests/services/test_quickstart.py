@@ -66,16 +66,42 @@ def test_bad_scenario_fails_before_any_work(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"workers": 0}, "workers must be >= 1, got 0"),
+        ({"workers": -3}, "workers must be >= 1, got -3"),
+        ({"episodes": 0}, "episodes must be >= 1"),
+        ({"seed": -1}, "seed must be >= 0"),
+    ],
+)
+def test_out_of_range_numbers_are_refused_by_name_before_any_work(
+    arguments: dict[str, int], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service's rule, so every caller gets it, not only the CLI: ``workers=0`` used
+    to mean all cores and ``-3`` one process, without a word. Refused before an agent is
+    loaded, a scenario read or the report folder made."""
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before the arguments were checked")
+
+    monkeypatch.setattr("adbot.services.quickstart._check_policies", no_work)
+    monkeypatch.setattr("adbot.services.quickstart._evaluate_all", no_work)
+    out_dir = tmp_path / "reports"
+    with pytest.raises(InvalidInput, match=f"^{message}"):
+        run_quickstart(out_dir=out_dir, policies=["fixed"], scenarios=ONE_DAY, **arguments)
+    assert not out_dir.exists()
+
+
 @pytest.mark.parametrize("workers", ["0", "-3"])
 def test_cli_refuses_fewer_than_one_worker(
     workers: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``--workers 0`` used to mean all cores and ``-3`` one process, without a word. Now
-    it is bad input like any other: one line, exit code 1."""
+    """``--workers 0`` is bad input like any other: one line (the service's), exit code 1."""
     with pytest.raises(SystemExit) as info:
         main(["quickstart", "--workers", workers])
     assert info.value.code == 1
-    assert capsys.readouterr().err == f"error: --workers must be >= 1, got {workers}\n"
+    assert capsys.readouterr().err == f"error: workers must be >= 1, got {workers}\n"
 
 
 def test_an_unwritable_folder_fails_before_any_work(

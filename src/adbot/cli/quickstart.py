@@ -11,7 +11,6 @@ from rich.table import Table
 from rich.text import Text
 
 from adbot.cli._console import out, progress
-from adbot.cli._options import check_range
 from adbot.config import get_settings
 from adbot.market.scenario import bundled_scenarios
 from adbot.services.quickstart import (
@@ -58,7 +57,6 @@ def quickstart(
     workers: int | None = typer.Option(None, "--workers", help="Processes (>= 1; default: cores)."),
 ) -> None:
     """Evaluate the shipped agent and the baselines on the bundled scenarios; write a report."""
-    check_range("--workers", workers, 1)
     target = out_dir or get_settings().data_dir / "reports"
     total = len(bundled_scenarios()) + 1
     columns = (

@@ -78,6 +78,13 @@ def _check_policies(policies: Sequence[str]) -> list[str]:
     return specs
 
 
+def _check_workers(workers: int | None) -> None:
+    """``None``: one process per core. 0 would quietly mean that too, and a negative
+    number one process, so both are refused."""
+    if workers is not None and workers < 1:
+        raise InvalidInput(f"workers must be >= 1, got {workers}")
+
+
 def run_quickstart(
     *,
     out_dir: Path,
@@ -89,9 +96,13 @@ def run_quickstart(
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> QuickstartResult:
-    """Evaluate ``policies`` on ``scenarios`` (default: the bundled ones) and write the report."""
+    """Evaluate ``policies`` on ``scenarios`` (default: the bundled ones) and write the report.
+
+    Out-of-range numbers (``episodes``, ``seed``, ``workers``) are ``InvalidInput`` naming
+    the argument, before an agent is loaded, a scenario read or the report folder made."""
     started = time.perf_counter()
     check_episodes(episodes, seed)
+    _check_workers(workers)
     specs = _check_policies(policies)
     paths = [str(p) for p in (scenarios if scenarios is not None else bundled_scenarios())]
     if not paths:

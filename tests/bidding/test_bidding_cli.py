@@ -104,8 +104,8 @@ def failing(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     [
         (["--policy", "nope"], "unknown policy 'nope'"),
         (["--policy", "fixed,ppo:missing-agent"], "missing-agent"),
-        (["--policy", "fixed", "--episodes", "0"], "episodes must be >= 1"),
-        (["--policy", "fixed", "--seed", "-2"], "seed must be >= 0"),
+        (["--policy", "fixed", "--episodes", "0"], "episodes must be >= 1, got 0"),
+        (["--policy", "fixed", "--seed", "-2"], "seed must be >= 0, got -2"),
     ],
 )
 def test_evaluate_refuses_bad_arguments_in_one_line(

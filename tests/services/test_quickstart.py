@@ -71,8 +71,8 @@ def test_bad_scenario_fails_before_any_work(tmp_path: Path) -> None:
     [
         ({"workers": 0}, "workers must be >= 1, got 0"),
         ({"workers": -3}, "workers must be >= 1, got -3"),
-        ({"episodes": 0}, "episodes must be >= 1"),
-        ({"seed": -1}, "seed must be >= 0"),
+        ({"episodes": 0}, "episodes must be >= 1, got 0"),
+        ({"seed": -1}, "seed must be >= 0, got -1"),
     ],
 )
 def test_out_of_range_numbers_are_refused_by_name_before_any_work(
@@ -88,7 +88,7 @@ def test_out_of_range_numbers_are_refused_by_name_before_any_work(
     monkeypatch.setattr("adbot.services.quickstart._check_policies", no_work)
     monkeypatch.setattr("adbot.services.quickstart._evaluate_all", no_work)
     out_dir = tmp_path / "reports"
-    with pytest.raises(InvalidInput, match=f"^{message}"):
+    with pytest.raises(InvalidInput, match=f"^{message}$"):
         run_quickstart(out_dir=out_dir, policies=["fixed"], scenarios=ONE_DAY, **arguments)
     assert not out_dir.exists()
 

@@ -63,10 +63,13 @@ def _summary(
 
 
 def check_episodes(episodes: int, seed: int) -> None:
+    """``InvalidInput`` naming the argument and the value given. Worded by the argument's
+    name, which reads right from a library call (``evaluate(..., seed=-1)``) as from the
+    command line (``--seed -1``)."""
     if episodes < 1:
-        raise InvalidInput("episodes must be >= 1")
+        raise InvalidInput(f"episodes must be >= 1, got {episodes}")
     if seed < 0:
-        raise InvalidInput("seed must be >= 0")
+        raise InvalidInput(f"seed must be >= 0, got {seed}")
 
 
 def evaluate(

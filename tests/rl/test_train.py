@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import mlflow
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from rich.console import Console
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from adbot.bidding.runner import run_episode
 from adbot.config import Settings, load_settings
@@ -28,12 +30,13 @@ from adbot.db.models import (
 )
 from adbot.errors import InvalidInput, ScenarioError
 from adbot.market.scenario import Scenario
-from adbot.rl.checkpoints import load_checkpoint
+from adbot.rl.checkpoints import load_checkpoint, save_checkpoint
 from adbot.rl.config import TrainingConfig
 from adbot.rl.cpu_math import cpu_math
 from adbot.rl.evaluation import evaluate_policy, evaluation_pairs
+from adbot.rl.features import N_FEATURES, OBS_BOUND
 from adbot.rl.policy import PpoPolicy
-from adbot.rl.train import train
+from adbot.rl.train import build_model, train
 from adbot.services.training import train_agent, training_account
 
 pytestmark = pytest.mark.slow
@@ -317,6 +320,42 @@ def test_resume_with_other_ppo_settings_is_refused_by_name(
     with pytest.raises(InvalidInput, match=r"other PPO settings \(ppo.learning_rate, ppo.n_epochs"):
         train(other, output_dir=tmp_path / "b", resume=first.final_checkpoint, settings=settings)
     assert not (tmp_path / "b").exists()
+
+
+class _OtherFeaturesEnv(gym.Env[np.ndarray, np.ndarray]):
+    """The env of an AdBot with two features fewer: its spaces only, nothing is played."""
+
+    observation_space = gym.spaces.Box(-OBS_BOUND, OBS_BOUND, (N_FEATURES - 2,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+
+def _checkpoint_of_other_features(directory: Path) -> Path:
+    """A valid checkpoint of TINY (same config, sha256, statistics) whose untrained model
+    takes observations of another shape: an agent trained by an AdBot with other features."""
+    venv = VecNormalize(DummyVecEnv([_OtherFeaturesEnv]))
+    save_checkpoint(
+        directory, model=build_model(TINY, venv), vec_normalize=venv, config=TINY, score_ratio=None
+    )
+    return directory
+
+
+def test_resume_of_a_model_of_other_features_records_and_writes_nothing(
+    tmp_path: Path, settings: Settings, sqlite_session: Session
+) -> None:
+    """check_run refuses it, in one line naming the checkpoint and both shapes, before the
+    run directory is written or the run recorded (it used to fail in train(), once both
+    were done: a failed run in the database, a config.yaml and best/ on disk)."""
+    old = _checkpoint_of_other_features(tmp_path / "old")
+    files = _tree(old)
+    before = _state(sqlite_session)
+    with pytest.raises(InvalidInput) as refused:
+        _train(sqlite_session, TINY, tmp_path / "resumed", settings, resume=old)
+    assert _state(sqlite_session) == before
+    assert sorted(tmp_path.iterdir()) == [old] and _tree(old) == files
+    assert refused.value.message == (
+        f"checkpoint {old}: its model takes observations of shape ({N_FEATURES - 2},), "
+        f"this AdBot's features are of shape ({N_FEATURES},); retrain it with this version"
+    )
 
 
 def test_a_resumed_run_continues_in_its_directory_and_keeps_its_best(

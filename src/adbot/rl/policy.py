@@ -71,6 +71,18 @@ class PriorPolicy:
         self._state.record(self.alpha, outcome)
 
 
+def check_observation_shape(checkpoint: Checkpoint) -> None:
+    """``InvalidInput`` if the checkpoint's model takes another observation than this
+    version's features (an agent trained by an AdBot with other features): checked when it
+    is loaded to play or to resume, not at its first step."""
+    shape = checkpoint.model.observation_space.shape
+    if shape != (N_FEATURES,):
+        raise InvalidInput(
+            f"checkpoint {checkpoint.path}: its model takes observations of shape {shape}, "
+            f"this AdBot's features are of shape {(N_FEATURES,)}; retrain it with this version"
+        )
+
+
 class PpoPolicy(PriorPolicy):
     """A PPO model driving the bid multiplier through :class:`PacingState`."""
 
@@ -88,14 +100,8 @@ class PpoPolicy(PriorPolicy):
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint, name: str) -> PpoPolicy:
-        """The checkpoint's agent; ``InvalidInput`` if its model takes another observation
-        than this version's features (an agent trained by an AdBot with other features)."""
-        shape = checkpoint.model.observation_space.shape
-        if shape != (N_FEATURES,):
-            raise InvalidInput(
-                f"checkpoint {checkpoint.path}: its model takes observations of shape "
-                f"{shape}, this AdBot's features are {N_FEATURES}; retrain it with this version"
-            )
+        """The checkpoint's agent; see :func:`check_observation_shape`."""
+        check_observation_shape(checkpoint)
         return cls(
             checkpoint.model,
             checkpoint.normalization,

@@ -57,7 +57,7 @@ from adbot.rl.config import TrainingConfig
 from adbot.rl.cpu_math import PINNED, cpu_math
 from adbot.rl.env import BidPacingEnv
 from adbot.rl.evaluation import EvalReport, evaluate_policy, evaluation_pairs
-from adbot.rl.policy import BEST_DIR, PpoPolicy
+from adbot.rl.policy import BEST_DIR, PpoPolicy, check_observation_shape
 from adbot.rl.tracking import MlflowRun
 from adbot.rl.vec_env import GroupedSubprocVecEnv
 
@@ -404,7 +404,8 @@ class RunStart:
 def check_run(config: TrainingConfig, *, output_dir: Path, resume: Path | None) -> RunStart:
     """Everything about a run that can be checked before it writes or records anything:
     the scenario files, the output directory (never another run's, which would be
-    overwritten) and the resumed checkpoint (the same problem and PPO settings)."""
+    overwritten) and the resumed checkpoint (a model of this AdBot's features, the same
+    problem and PPO settings)."""
     check_scenario_files(config)
     check_writable(output_dir)
     if resume is None:
@@ -415,6 +416,7 @@ def check_run(config: TrainingConfig, *, output_dir: Path, resume: Path | None) 
             )
         return RunStart(checkpoint=None, best_score=float("-inf"), seed_best=False)
     checkpoint = load_checkpoint(resume, n_envs=config.n_envs)
+    check_observation_shape(checkpoint)  # the env's observations are this AdBot's features
     done = checkpoint.model.num_timesteps
     if done >= config.total_timesteps:
         raise InvalidInput(

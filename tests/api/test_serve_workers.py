@@ -155,3 +155,28 @@ def test_a_port_another_server_holds_is_refused_in_one_line(
     assert f"cannot listen on 127.0.0.1:{port}" in second.stderr
     assert "Traceback" not in second.stderr
     assert _answers(port)  # the first server is untouched
+
+
+def test_the_workers_stop_when_the_server_process_is_killed(
+    served: tuple[subprocess.Popen[bytes], int],
+) -> None:
+    """SIGKILL (the OOM killer, ``kill -9``) gives the parent no chance to stop its workers;
+    left running, they would keep the port, and a restarted service could not bind it."""
+    process, port = served
+    workers = _children(process.pid)
+    process.kill()
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "the workers outlived their server by 30 s"
+        time.sleep(0.2)
+    assert not _answers(port)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (an orphan's zombie lasts until init reaps it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

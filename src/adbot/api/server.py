@@ -10,14 +10,17 @@ new connections over the workers by hashing each connection's addresses.
 The parent only starts and watches the workers: a signal to it (Ctrl-C, ``SIGTERM`` from
 an orchestrator) is passed on, and when a worker dies on its own the others are stopped and
 the parent exits non-zero, so a supervisor (Docker's restart policy, systemd) restarts the
-whole service instead of it running on quietly with fewer workers.
+whole service instead of it running on quietly with fewer workers. A worker whose parent is
+killed outright stops by itself.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import signal
 import socket
+import threading
 import time
 from typing import Any
 
@@ -108,4 +111,20 @@ def _worker(host: str, port: int, options: dict[str, Any]) -> None:
 
     sock = _listener(host, port)
     server = uvicorn.Server(uvicorn.Config(APP, host=host, port=port, **options))
+    _stop_with_parent(server)
     server.run(sockets=[sock])
+
+
+def _stop_with_parent(server: Any) -> None:
+    """Shut the worker down gracefully once its parent is gone. A parent killed outright
+    (SIGKILL: the OOM killer, ``kill -9``) cannot stop its workers; left running, they would
+    keep serving on the port, and the restarted service could not bind it."""
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])  # readable once the parent exits
+        server.should_exit = True
+
+    threading.Thread(target=watch, name="adbot-parent-watch", daemon=True).start()

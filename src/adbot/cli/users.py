@@ -7,8 +7,8 @@ import sys
 import typer
 
 from adbot.cli._console import err, out
-from adbot.cli.serve import require_current_schema
 from adbot.config import get_settings
+from adbot.db.migrate import require_current_schema
 from adbot.db.session import get_sessionmaker
 from adbot.errors import InvalidInput
 from adbot.services.accounts import bootstrap_admin

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import DEFAULT_CONFIG, RunCli
 
 from adbot.cli._options import check_range
-from adbot.cli.main import main
 from adbot.cli.market import TRACE_SEED_MAX
-from adbot.config import get_settings
 from adbot.errors import InvalidInput
 
 SIMULATE = ["simulate", "tight-budget", "--policy", "fixed", "--out", "trace.parquet"]
@@ -36,28 +35,30 @@ TRACE_SEEDS = f"between 0 and {2**63 - 1}"
         # Played the episode, then failed in Parquet's writer with a traceback.
         ([*SIMULATE, "--seed", str(2**64)], f"--seed must be {TRACE_SEEDS}, got {2**64}"),
         ([*SIMULATE, "--seed", "-1"], f"--seed must be {TRACE_SEEDS}, got -1"),
+        (["tune", "--trials", "0"], "--trials must be >= 1, got 0"),
+        (["tune", "--trials", "-3"], "--trials must be >= 1, got -3"),
+        (["tune", "--timesteps", "0"], "--timesteps must be >= 1, got 0"),
+        (["train", "--timesteps", "-5"], "--timesteps must be >= 1, got -5"),
+        (["train", "--seed", "-1"], "--seed must be between 0 and 4294967295, got -1"),
+        (
+            ["train", "--seed", "4294967296"],
+            "--seed must be between 0 and 4294967295, got 4294967296",
+        ),
     ],
 )
 def test_an_out_of_range_option_is_one_line_naming_it(
-    argv: list[str],
-    message: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run_cli: RunCli
 ) -> None:
-    """Refused before the database, the file or a report folder is touched."""
+    """Refused before the database, the config, the file, a study or a report folder is
+    touched (``train``'s seed: NumPy's seeding refused it after the run was recorded)."""
     monkeypatch.setenv("ADBOT_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{tmp_path / 'never-migrated.db'}")
     monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            main(argv)
-    finally:
-        get_settings.cache_clear()
-    assert exit_info.value.code == 1
-    captured = capsys.readouterr()
-    assert captured.err == f"error: {message}\n" and captured.out == ""
+    if argv[0] in ("train", "tune"):
+        argv = [*argv, "--config", str(DEFAULT_CONFIG)]
+    result = run_cli(argv)
+    assert result.code == 1
+    assert result.err == f"error: {message}\n" and result.out == ""
     assert list(tmp_path.iterdir()) == []
 
 
@@ -72,17 +73,12 @@ def test_an_out_of_range_option_is_one_line_naming_it(
     ],
 )
 def test_the_help_states_each_range(
-    command: str,
-    option: str,
-    shown: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    command: str, option: str, shown: str, monkeypatch: pytest.MonkeyPatch, run_cli: RunCli
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # one line per option
-    with pytest.raises(SystemExit) as exit_info:
-        main([command, "--help"])
-    assert exit_info.value.code == 0
-    (line,) = [line for line in capsys.readouterr().out.splitlines() if f" {option} " in line]
+    result = run_cli([command, "--help"])
+    assert result.code == 0
+    (line,) = [line for line in result.out.splitlines() if f" {option} " in line]
     assert f"({shown}" in line, line
 
 
@@ -95,13 +91,12 @@ def test_the_ends_of_a_range_and_an_option_not_given_pass() -> None:
 
 
 def test_the_largest_trace_seed_is_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: RunCli
 ) -> None:
     """The trace's ``episode_seed`` column stays a signed 64-bit integer up to the bound."""
     monkeypatch.setenv("ADBOT_DATA_DIR", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exit_info:
-        main([*SIMULATE, "--seed", str(TRACE_SEED_MAX)])
-    assert not exit_info.value.code, capsys.readouterr().err
+    result = run_cli([*SIMULATE, "--seed", str(TRACE_SEED_MAX)])
+    assert not result.code, result.err
     seeds = pd.read_parquet(tmp_path / "trace.parquet")["episode_seed"]
     assert seeds.dtype == np.int64 and (seeds == TRACE_SEED_MAX).all()

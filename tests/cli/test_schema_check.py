@@ -6,14 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli_helpers import DEFAULT_CONFIG, RunCli
 
 import adbot.api.server
-from adbot.cli.main import main
-from adbot.config import get_settings
 from adbot.db import migrate
 from adbot.errors import InvalidInput
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "agents" / "default.yaml"
 NOT_UP_TO_DATE = "the database schema is not up to date: run `adbot db upgrade`"
 
 
@@ -26,10 +24,7 @@ def test_the_schema_check_refuses_an_unmigrated_database(tmp_path: Path, sqlite_
 
 @pytest.mark.parametrize("command", ["serve", "train"])
 def test_each_command_refuses_an_unmigrated_database_in_one_line(
-    command: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: RunCli
 ) -> None:
     """Before the server starts or the run directory is made."""
 
@@ -43,13 +38,7 @@ def test_each_command_refuses_an_unmigrated_database_in_one_line(
         "serve": ["serve"],
         "train": ["train", "--config", str(DEFAULT_CONFIG), "--output", str(tmp_path / "run")],
     }[command]
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            main(argv)
-    finally:
-        get_settings.cache_clear()
-    assert exit_info.value.code == 1
-    captured = capsys.readouterr()
-    assert captured.err == f"error: {NOT_UP_TO_DATE}\n" and captured.out == ""
+    result = run_cli(argv)
+    assert result.code == 1
+    assert result.err == f"error: {NOT_UP_TO_DATE}\n" and result.out == ""
     assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()

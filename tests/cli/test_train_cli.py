@@ -6,14 +6,12 @@ import signal
 from pathlib import Path
 
 import pytest
+from cli_helpers import DEFAULT_CONFIG, RunCli
 
 import adbot.rl.tune
 from adbot.cli.main import main
 from adbot.cli.train import default_output
-from adbot.config import get_settings
 from adbot.rl.config import TrainingConfig
-
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "agents" / "default.yaml"
 
 
 def test_each_seed_of_an_agent_trains_into_its_own_directory(tmp_path: Path) -> None:
@@ -47,72 +45,26 @@ def test_ctrl_c_during_a_search_is_one_line(
 
 
 def test_a_run_refused_by_its_checks_prints_only_the_error(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run_cli: RunCli
 ) -> None:
     """The "training NAME into DIR" line comes once the checks passed: a refused run's
     stderr is the one error line."""
     monkeypatch.setenv("ADBOT_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{tmp_path / 'adbot.db'}")
-    get_settings.cache_clear()
     output = tmp_path / "run"
     (output / "best").mkdir(parents=True)
-    try:
-        with pytest.raises(SystemExit) as upgraded:
-            main(["db", "upgrade"])
-        assert not upgraded.value.code
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            main(["train", "--config", str(DEFAULT_CONFIG), "--output", str(output)])
-    finally:
-        get_settings.cache_clear()
-    assert exit_info.value.code != 0
-    lines = capsys.readouterr().err.strip().splitlines()
+    assert not run_cli(["db", "upgrade"]).code
+    result = run_cli(["train", "--config", str(DEFAULT_CONFIG), "--output", str(output)])
+    assert result.code != 0
+    lines = result.err_lines
     assert len(lines) == 1 and lines[0].startswith("error:"), lines
     assert "already holds a run" in lines[0]
     assert sorted(path.name for path in output.iterdir()) == ["best"]
 
 
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["tune", "--trials", "0"], "--trials must be >= 1, got 0"),
-        (["tune", "--trials", "-3"], "--trials must be >= 1, got -3"),
-        (["tune", "--timesteps", "0"], "--timesteps must be >= 1, got 0"),
-        (["train", "--timesteps", "-5"], "--timesteps must be >= 1, got -5"),
-        (["train", "--seed", "-1"], "--seed must be between 0 and 4294967295, got -1"),
-        # NumPy's seeding refuses it: the run was recorded, then failed in a traceback
-        (["train", "--seed", "4294967296"], "--seed must be between 0 and 4294967295, got "),
-    ],
-)
-def test_an_out_of_range_option_is_one_line_naming_it(
-    argv: list[str],
-    message: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """Like any bad input (``adbot evaluate --episodes 0``): one line, exit code 1, before
-    the config, the database or a study is touched; not Typer's usage box and exit 2."""
-    monkeypatch.setenv("ADBOT_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{tmp_path / 'never-migrated.db'}")
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            main([*argv, "--config", str(DEFAULT_CONFIG)])
-    finally:
-        get_settings.cache_clear()
-    assert exit_info.value.code == 1
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), lines
-    assert sorted(path.name for path in tmp_path.iterdir()) == []
-
-
 @pytest.mark.parametrize("command", ["train", "tune"])
 def test_a_config_seed_numpy_refuses_is_one_line_naming_it(
-    command: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    command: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run_cli: RunCli
 ) -> None:
     """``seed: 4294967296`` in the file passed every check, the run was recorded, then NumPy's
     seeding failed in a traceback; now the config is refused before the database is
@@ -122,14 +74,9 @@ def test_a_config_seed_numpy_refuses_is_one_line_naming_it(
     data = tmp_path / "data"
     monkeypatch.setenv("ADBOT_DATA_DIR", str(data))
     monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{data / 'never-migrated.db'}")
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            main([command, "--config", str(config)])
-    finally:
-        get_settings.cache_clear()
-    assert exit_info.value.code == 1
-    assert capsys.readouterr().err == (
+    result = run_cli([command, "--config", str(config)])
+    assert result.code == 1
+    assert result.err == (
         "error: training config: seed: Input should be less than or equal to 4294967295\n"
     )
     assert not data.exists()

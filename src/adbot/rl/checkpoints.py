@@ -7,6 +7,9 @@
 ``checkpoint.json``    timesteps, evaluation score, sha256 of ``model.zip``, creation time,
                        the CPU math it was trained on (:func:`adbot.rl.cpu_math.cpu_math`;
                        absent from checkpoints written before the twelfth session)
+
+A checkpoint directory appears whole or not at all (:func:`staged_directory`): its files
+are written into a hidden staging directory beside it, renamed into place once complete.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,6 +155,40 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+STAGING_SUFFIX = ".partial"
+
+
+def staging_name(name: str) -> str:
+    """The hidden directory ``name`` is written in before it is renamed into place (the
+    process id keeps two writers apart). Listings of checkpoints (``step-*``) skip it."""
+    return f".{name}.{os.getpid()}{STAGING_SUFFIX}"
+
+
+@contextmanager
+def staged_directory(directory: Path) -> Iterator[Path]:
+    """A directory to fill that becomes ``directory`` (replacing one there) only once the
+    block completes: a write cut short (a full disk, Ctrl-C, a kill) leaves ``directory`` as
+    it was, never half written; Python removes the staging directory unless killed outright.
+    ``directory`` is missing for a moment between two renames when it is replaced."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = directory.parent / staging_name(directory.name)
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    try:
+        yield staging
+        if directory.exists():
+            old = directory.parent / staging_name(f"{directory.name}.old")
+            directory.rename(old)
+            staging.rename(directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def save_checkpoint(
     directory: Path,
     *,
@@ -156,23 +197,24 @@ def save_checkpoint(
     config: TrainingConfig,
     score_ratio: float | None,
 ) -> CheckpointMeta:
-    """Write the four checkpoint files; returns what ``checkpoint.json`` holds."""
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save(directory / MODEL_FILE)
-    stats = NormalizationStats.from_vec_normalize(vec_normalize)
-    (directory / NORMALIZATION_FILE).write_text(json.dumps(asdict(stats), indent=1))
-    config.save(directory)
-    meta = CheckpointMeta(
-        timesteps=int(model.num_timesteps),
-        seed=config.seed,
-        model_sha256=sha256_file(directory / MODEL_FILE),
-        score_ratio=None if score_ratio is None else float(score_ratio),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        adbot_version=__version__,
-        config_fingerprint=config.fingerprint(),
-        cpu_math=cpu_math(),
-    )
-    (directory / META_FILE).write_text(json.dumps(asdict(meta), indent=1))
+    """Write the four checkpoint files, all or none (:func:`staged_directory`); returns
+    what ``checkpoint.json`` holds."""
+    with staged_directory(directory) as staging:
+        model.save(staging / MODEL_FILE)
+        stats = NormalizationStats.from_vec_normalize(vec_normalize)
+        (staging / NORMALIZATION_FILE).write_text(json.dumps(asdict(stats), indent=1))
+        config.save(staging)
+        meta = CheckpointMeta(
+            timesteps=int(model.num_timesteps),
+            seed=config.seed,
+            model_sha256=sha256_file(staging / MODEL_FILE),
+            score_ratio=None if score_ratio is None else float(score_ratio),
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            adbot_version=__version__,
+            config_fingerprint=config.fingerprint(),
+            cpu_math=cpu_math(),
+        )
+        (staging / META_FILE).write_text(json.dumps(asdict(meta), indent=1))
     return meta
 
 

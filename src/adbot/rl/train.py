@@ -51,6 +51,7 @@ from adbot.rl.checkpoints import (
     load_checkpoint,
     read_meta,
     save_checkpoint,
+    staged_directory,
     weights_are_finite,
 )
 from adbot.rl.config import TrainingConfig
@@ -304,9 +305,9 @@ class _Run:
 
 
 def _replace_dir(source: Path, target: Path) -> None:
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(source, target)
+    """``target`` becomes a copy of ``source``; cut short, it stays what it was."""
+    with staged_directory(target) as staging:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
 
 
 def _progress(console: Console) -> Progress:
@@ -343,7 +344,13 @@ RUN_FILES = ("checkpoints", BEST_DIR, "final")
 
 def holds_run(directory: Path) -> bool:
     """Whether ``directory`` already holds a training run's models. A ``config.yaml`` alone
-    (a run stopped before its first checkpoint) holds nothing to lose: a retry may reuse it."""
+    (a run stopped before its first checkpoint) holds nothing to lose: a retry may reuse it,
+    as it may a ``checkpoints/`` with only a killed write's hidden staging directory in it."""
+    checkpoints = directory / "checkpoints"
+    if checkpoints.is_dir():
+        return any(not entry.name.startswith(".") for entry in checkpoints.iterdir()) or any(
+            (directory / name).exists() for name in RUN_FILES[1:]
+        )
     return any((directory / name).exists() for name in RUN_FILES)
 
 

@@ -1,0 +1,98 @@
+"""A run that goes wrong half way (a full disk, Ctrl-C, a tracking store gone, a dead
+worker): what it says, and that it leaves a consistent run directory a resume continues."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from stable_baselines3 import PPO
+from test_train import TINY, _tree
+
+import adbot.rl.train as train_module
+from adbot.config import Settings, load_settings
+from adbot.rl.checkpoints import load_checkpoint
+from adbot.rl.train import train
+
+pytestmark = pytest.mark.slow
+
+LONGER = TINY.with_overrides(total_timesteps=384)  # checkpoints at 128, 256, 384
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        data_dir=tmp_path / "data",
+        mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "test"},
+    )
+
+
+def _hidden(directory: Path) -> list[str]:
+    return [str(p.relative_to(directory)) for p in directory.rglob(".*")]
+
+
+def test_a_checkpoint_cut_short_leaves_no_half_written_directory(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The third checkpoint's model cannot be written: before, its directory stayed with
+    part of its files, and a resume from the latest complete checkpoint was refused (the
+    incomplete one came after it) while the incomplete one could not be loaded."""
+    out = tmp_path / "run"
+    original = PPO.save
+    calls = [0]
+
+    def full_disk(self: PPO, path: Any, *args: Any, **kwargs: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 3:
+            Path(path).write_bytes(b"PK\3\4 half a model")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(PPO, "save", full_disk)
+    with pytest.raises(Exception, match="No space left on device"):
+        train(LONGER, output_dir=out, settings=settings, track=False)
+    monkeypatch.setattr(PPO, "save", original)
+    steps = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert steps == ["step-000000128", "step-000000256"] and not _hidden(out)
+    load_checkpoint(out / "best")
+    latest = out / "checkpoints" / "step-000000256"
+    resumed = train(LONGER, output_dir=out, resume=latest, settings=settings, track=False)
+    assert resumed.timesteps == 384
+    assert load_checkpoint(out / "final").meta.timesteps == 384
+
+
+def test_best_cut_short_while_replaced_stays_the_earlier_best(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """best/ was removed, then copied anew: a copy cut short left no best/ or half of one."""
+    out = tmp_path / "run"
+    train(TINY, output_dir=out, settings=settings, track=False)
+    before = _tree(out / "best")
+    copytree = shutil.copytree
+
+    def cut_short(source: Any, target: Any, *args: Any, **kwargs: Any) -> Any:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(source) / "model.zip", Path(target) / "model.zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "copytree", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        train_module._replace_dir(out / "checkpoints" / "step-000000128", out / "best")
+    monkeypatch.setattr(shutil, "copytree", copytree)
+    assert _tree(out / "best") == before and not _hidden(out)
+    load_checkpoint(out / "best")
+
+
+def test_a_run_killed_in_its_first_checkpoint_may_be_retried(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """SIGKILL gives Python no chance to remove the staging directory: what is left is a
+    config.yaml and a hidden partial checkpoint, nothing to lose, so a retry is not refused."""
+    out = tmp_path / "run"
+    (out / "checkpoints" / ".step-000000128.99.partial").mkdir(parents=True)
+    TINY.save(out)
+    result = train(TINY, output_dir=out, settings=settings, track=False)
+    assert result.final_checkpoint.is_dir()

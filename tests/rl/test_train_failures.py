@@ -14,6 +14,7 @@ from test_train import TINY, _tree
 
 import adbot.rl.train as train_module
 from adbot.config import Settings, load_settings
+from adbot.errors import AdbotError
 from adbot.rl.checkpoints import load_checkpoint
 from adbot.rl.train import train
 
@@ -96,3 +97,30 @@ def test_a_run_killed_in_its_first_checkpoint_may_be_retried(
     TINY.save(out)
     result = train(TINY, output_dir=out, settings=settings, track=False)
     assert result.final_checkpoint.is_dir()
+
+
+def test_an_output_that_cannot_be_written_mid_run_says_what_to_resume(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the OSError went out as a traceback; now one line: the step, the directory,
+    the reason and the checkpoint to resume from."""
+    out = tmp_path / "run"
+    original = PPO.save
+    calls = [0]
+
+    def read_only(self: PPO, path: Any, *args: Any, **kwargs: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise OSError(errno.EROFS, "Read-only file system")
+        original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(PPO, "save", read_only)
+    latest = out / "checkpoints" / "step-000000128"
+    with pytest.raises(AdbotError) as stopped:
+        train(LONGER, output_dir=out, settings=settings, track=False)
+    assert stopped.value.message == (
+        f"training stopped at step 256: cannot write {out / 'checkpoints' / 'step-000000256'} "
+        f"(Read-only file system); the checkpoints before are kept: --resume {latest} "
+        "continues the run"
+    )
+    load_checkpoint(latest)

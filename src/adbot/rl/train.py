@@ -19,7 +19,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,7 +42,7 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 
 from adbot.config import Settings, get_settings
-from adbot.errors import InvalidInput, ScenarioError
+from adbot.errors import AdbotError, InvalidInput, ScenarioError
 from adbot.market.scenario import load_scenario
 from adbot.rl.checkpoints import (
     META_FILE,
@@ -233,6 +234,7 @@ class _Run:
         self.best = best  # the run's best evaluation so far (a resumed run's earlier ones count)
         self.history: list[dict[str, float]] = []
         self.last: tuple[int, Path] | None = None
+        self.resumed_from: Path | None = None  # the checkpoint a resumed run started from
 
     def on_step(self, timesteps: int) -> None:
         if timesteps >= self.next_eval:
@@ -268,6 +270,24 @@ class _Run:
             self.check_finite(self.model.num_timesteps)
             raise
 
+    @contextmanager
+    def writing(self, target: Path, timesteps: int) -> Iterator[None]:
+        """An output that cannot be written (a full disk, a directory made read-only) stops
+        the run in one line saying what to resume from; what was written stays whole."""
+        try:
+            yield
+        except OSError as exc:
+            latest = self.last[1] if self.last is not None else self.resumed_from
+            kept = (
+                "no checkpoint was written before it"
+                if latest is None
+                else f"the checkpoints before are kept: --resume {latest} continues the run"
+            )
+            raise AdbotError(
+                f"training stopped at step {timesteps}: cannot write {target} "
+                f"({exc.strerror or exc}); {kept}"
+            ) from None
+
     def evaluate(self) -> EvalReport:
         policy = PpoPolicy(
             self.model,
@@ -286,16 +306,18 @@ class _Run:
         self.history.append({"timesteps": float(timesteps), **metrics})
         self.tracker.log_metrics(metrics, timesteps)
         directory = self.output_dir / "checkpoints" / f"step-{timesteps:09d}"
-        meta = save_checkpoint(
-            directory,
-            model=self.model,
-            vec_normalize=self.venv,
-            config=self.config,
-            score_ratio=ratio,
-        )
+        with self.writing(directory, timesteps):
+            meta = save_checkpoint(
+                directory,
+                model=self.model,
+                vec_normalize=self.venv,
+                config=self.config,
+                score_ratio=ratio,
+            )
         if ratio > self.best:
             self.best = ratio
-            _replace_dir(directory, self.output_dir / BEST_DIR)
+            with self.writing(self.output_dir / BEST_DIR, timesteps):
+                _replace_dir(directory, self.output_dir / BEST_DIR)
         if self.hooks is not None:
             self.hooks.on_checkpoint(directory, meta, metrics)
         if self.progress is not None and self.task is not None:
@@ -513,6 +535,7 @@ def train(
     progress = _progress(console) if console is not None else None
     try:
         run = _Run(config, model, venv, output_dir, tracker, hooks, progress, start.best_score)
+        run.resumed_from = None if start.checkpoint is None else start.checkpoint.path
         if progress is not None:
             progress.start()
         try:
@@ -521,7 +544,8 @@ def train(
         finally:
             if progress is not None:
                 progress.stop()
-        _replace_dir(final, output_dir / "final")
+        with run.writing(output_dir / "final", int(model.num_timesteps)):
+            _replace_dir(final, output_dir / "final")
         tracker.log_checkpoint(output_dir / BEST_DIR, BEST_DIR)
         status = "FINISHED"
     finally:

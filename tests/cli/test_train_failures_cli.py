@@ -1,0 +1,88 @@
+"""``adbot train`` when something fails half way: one line on stderr, the run recorded."""
+
+from __future__ import annotations
+
+import errno
+import signal
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_helpers import RunCli
+from stable_baselines3 import PPO
+
+from adbot.rl.config import TrainingConfig
+
+pytestmark = pytest.mark.slow
+
+TINY = TrainingConfig(
+    name="tiny",
+    seed=5,
+    total_timesteps=384,
+    n_envs=2,
+    vec_env="dummy",
+    env={"max_daily_queries": 1500.0},
+    ppo={"n_steps": 64, "batch_size": 64, "n_epochs": 1, "net_arch": (16, 16)},
+    evaluation={
+        "every_timesteps": 128,
+        "random_scenarios": 1,
+        "max_daily_queries": 1500.0,
+        "min_conversions": 10.0,
+        "seed": 29,
+    },
+)
+
+
+@pytest.fixture
+def place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: RunCli
+) -> Iterator[tuple[Path, Path]]:
+    """A migrated SQLite database and MLflow store under ``tmp_path``; the tiny config's
+    file and the run directory to train into. The command's SIGTERM handler is undone."""
+    monkeypatch.setenv("ADBOT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{tmp_path / 'adbot.db'}")
+    monkeypatch.setenv("ADBOT_MLFLOW__TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert not run_cli(["db", "upgrade"]).code
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        yield TINY.save(tmp_path / "config"), tmp_path / "run"
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+
+
+def _runs(tmp_path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(tmp_path / "adbot.db") as db:
+        return list(db.execute("SELECT status, error FROM training_runs ORDER BY id"))
+
+
+def _error(err: str) -> str:
+    """The one error line that ends stderr (after the run's progress lines), no traceback."""
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and lines[-1].startswith("error: "), err
+    assert sum(line.startswith("error:") for line in lines) == 1, err
+    return lines[-1]
+
+
+def test_an_output_that_cannot_be_written_is_one_line_and_a_failed_run(
+    place: tuple[Path, Path], tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, out = place
+    original = PPO.save
+    calls = [0]
+
+    def full_disk(self: PPO, path: Any, *args: Any, **kwargs: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(PPO, "save", full_disk)
+    result = run_cli(["train", "--config", str(config), "--output", str(out)])
+    assert result.code == 1
+    error = _error(result.err)
+    assert error.startswith("error: training stopped at step 256: cannot write ")
+    assert "(No space left on device)" in error and "--resume" in error
+    [(status, recorded)] = _runs(tmp_path)
+    assert status == "failed" and recorded.startswith("AdbotError: training stopped at step 256")

@@ -86,3 +86,20 @@ def test_an_output_that_cannot_be_written_is_one_line_and_a_failed_run(
     assert "(No space left on device)" in error and "--resume" in error
     [(status, recorded)] = _runs(tmp_path)
     assert status == "failed" and recorded.startswith("AdbotError: training stopped at step 256")
+
+
+def test_a_tracking_store_that_cannot_be_used_is_one_line_naming_the_setting(
+    place: tuple[Path, Path], tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, out = place
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    monkeypatch.setenv("ADBOT_MLFLOW__TRACKING_URI", f"sqlite:///{afile / 'mlflow.db'}")
+    result = run_cli(["train", "--config", str(config), "--output", str(out)])
+    assert result.code == 1
+    assert result.err_lines == [
+        f"error: MLflow tracking store sqlite:///{afile / 'mlflow.db'} (mlflow.tracking_uri, "
+        f"ADBOT_MLFLOW__TRACKING_URI) cannot be used: [Errno 17] File exists: '{afile}'; "
+        "nothing was trained"
+    ]
+    assert _runs(tmp_path) == [] and not out.exists()

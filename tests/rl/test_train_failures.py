@@ -4,19 +4,27 @@ worker): what it says, and that it leaves a consistent run directory a resume co
 from __future__ import annotations
 
 import errno
+import io
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from stable_baselines3 import PPO
 from test_train import TINY, _tree
 
 import adbot.rl.train as train_module
 from adbot.config import Settings, load_settings
-from adbot.errors import AdbotError
+from adbot.db.models import TrainingRun
+from adbot.errors import AdbotError, ConfigError
 from adbot.rl.checkpoints import load_checkpoint
 from adbot.rl.train import train
+from adbot.services.training import train_agent, training_account
 
 pytestmark = pytest.mark.slow
 
@@ -124,3 +132,91 @@ def test_an_output_that_cannot_be_written_mid_run_says_what_to_resume(
         "continues the run"
     )
     load_checkpoint(latest)
+
+
+def test_a_tracking_store_that_cannot_be_used_is_named_before_anything_is_written(
+    tmp_path: Path, sqlite_session: Session
+) -> None:
+    """A SQLite store under a file: before, a FileExistsError traceback once the run
+    directory was written and the run recorded as failed."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    uri = f"sqlite:///{afile / 'mlflow.db'}"
+    broken = load_settings(data_dir=tmp_path / "data", mlflow={"tracking_uri": uri})
+    expected = (
+        rf"^MLflow tracking store {uri} \(mlflow.tracking_uri, ADBOT_MLFLOW__TRACKING_URI\) "
+        "cannot be used: "
+    )
+    with pytest.raises(ConfigError, match=expected):
+        train(TINY, output_dir=tmp_path / "run", settings=broken)
+    assert not (tmp_path / "run").exists()
+    account = training_account(session=sqlite_session, slug=None)
+    with pytest.raises(ConfigError, match=expected):
+        train_agent(
+            session=sqlite_session,
+            account_id=account.id,
+            config=TINY,
+            output_dir=tmp_path / "run",
+            settings=broken,
+        )
+    assert sqlite_session.scalar(select(func.count()).select_from(TrainingRun)) == 0
+    assert not (tmp_path / "run").exists()
+
+
+def _fail_mlflow_from_call(monkeypatch: pytest.MonkeyPatch, name: str, n: int) -> None:
+    """``MlflowClient.name`` fails from its ``n``-th call on, as a store gone away does."""
+    original = getattr(MlflowClient, name)
+    calls = [0]
+
+    def failing(self: MlflowClient, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] >= n:
+            raise MlflowException("(sqlite3.OperationalError) attempt to write a readonly database")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, name, failing)
+
+
+def test_a_tracking_store_failing_mid_run_loses_no_training(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the first failed log_batch ended the run (a traceback, the error of the
+    failed set_terminated in the finally block replacing it); now tracking stops with one
+    warning naming the setting and the run trains to its end."""
+    _fail_mlflow_from_call(monkeypatch, "log_batch", 3)  # parameters, one metric batch
+    _fail_mlflow_from_call(monkeypatch, "set_terminated", 1)
+    out = io.StringIO()
+    result = train(
+        LONGER, output_dir=tmp_path / "run", settings=settings, console=Console(file=out)
+    )
+    assert result.timesteps == 384 and load_checkpoint(result.final_checkpoint)
+    warnings = [line for line in out.getvalue().splitlines() if "warning" in line]
+    assert len(warnings) == 1, out.getvalue()
+    assert "MLflow tracking stopped at step" in warnings[0]
+    assert "ADBOT_MLFLOW__TRACKING_URI" in out.getvalue()
+
+
+def test_ctrl_c_ends_the_mlflow_run_as_killed_and_stays_ctrl_c(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "evaluate_policy", interrupted)
+    run_ids: list[str | None] = []
+
+    class Hooks:
+        def on_start(self, mlflow_run_id: str | None) -> None:
+            run_ids.append(mlflow_run_id)
+
+        def on_checkpoint(self, *args: Any) -> None:
+            raise AssertionError("no checkpoint expected")
+
+    with pytest.raises(KeyboardInterrupt):
+        train(TINY, output_dir=tmp_path / "run", settings=settings, hooks=Hooks())
+    client = MlflowClient(settings.mlflow.tracking_uri)
+    assert client.get_run(run_ids[0] or "").info.status == "KILLED"
+    # The store failing as well does not replace the interruption with its error.
+    _fail_mlflow_from_call(monkeypatch, "set_terminated", 1)
+    with pytest.raises(KeyboardInterrupt):
+        train(TINY, output_dir=tmp_path / "again", settings=settings)

@@ -2,16 +2,33 @@
 
 The tracking URI is ``settings.mlflow.tracking_uri`` (by default a SQLite store under
 ``./data``); artifacts of a local store go under ``<data_dir>/mlartifacts``.
+
+A store that cannot be used when a run starts is a ``ConfigError`` naming the setting,
+before anything is trained. One that fails later (a server gone, a file made read-only)
+does not end the training: the checkpoints on disk are the run's record, so tracking stops
+with one warning and the run goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from adbot.config import Settings
+from adbot.errors import ConfigError
 from adbot.rl.config import TrainingConfig
+
+SETTING = "mlflow.tracking_uri, ADBOT_MLFLOW__TRACKING_URI"
+_log = logging.getLogger(__name__)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -30,8 +47,34 @@ def _prepare_local_store(uri: str) -> None:
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
 
+def _unusable(uri: str, exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"MLflow tracking store {uri} ({SETTING}) cannot be used: {_reason(exc)}; "
+        "nothing was trained"
+    )
+
+
+def _client(settings: Settings) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    uri = settings.mlflow.tracking_uri
+    _prepare_local_store(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def check_tracking_store(settings: Settings) -> None:
+    """``ConfigError`` naming the setting if the tracking store cannot be opened and read
+    (a SQLite path under a file, a server that does not answer): checked before a run is
+    recorded, as other bad input is."""
+    try:
+        _client(settings).get_experiment_by_name(settings.mlflow.experiment)
+    except Exception as exc:  # MLflow, SQLAlchemy, Alembic, OSError, requests: all "unusable"
+        raise _unusable(settings.mlflow.tracking_uri, exc) from None
+
+
 class MlflowRun:
-    """One MLflow run; every call is a no-op when tracking is disabled."""
+    """One MLflow run; every call is a no-op when tracking is disabled, or once the store
+    has failed mid-run (``warn`` is told once; by default a logged warning)."""
 
     def __init__(
         self,
@@ -41,17 +84,30 @@ class MlflowRun:
         enabled: bool = True,
         run_name: str | None = None,
         tags: dict[str, str] | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.run_id: str | None = None
         self._client: Any = None
+        self._uri = settings.mlflow.tracking_uri
+        self._warn = warn or _log.warning
         if not enabled:
             return
-        from mlflow.entities import Param
-        from mlflow.tracking import MlflowClient
+        try:
+            self._start(settings, config, run_name, tags)
+        except Exception as exc:  # as in check_tracking_store
+            self._abandon()
+            raise _unusable(self._uri, exc) from None
 
-        uri = settings.mlflow.tracking_uri
-        _prepare_local_store(uri)
-        client = MlflowClient(tracking_uri=uri)
+    def _start(
+        self,
+        settings: Settings,
+        config: TrainingConfig,
+        run_name: str | None,
+        tags: dict[str, str] | None,
+    ) -> None:
+        from mlflow.entities import Param
+
+        client = _client(settings)
         experiment = client.get_experiment_by_name(settings.mlflow.experiment)
         if experiment is None:
             artifacts = (settings.data_dir / "mlartifacts").resolve()
@@ -69,6 +125,28 @@ class MlflowRun:
         for start in range(0, len(params), 100):
             client.log_batch(self.run_id, params=params[start : start + 100])
 
+    def _abandon(self) -> None:
+        """A run created before its parameters failed is ended as FAILED if the store
+        still takes that."""
+        if self._client is not None and self.run_id is not None:
+            with contextlib.suppress(Exception):  # the store is the problem being reported
+                self._client.set_terminated(self.run_id, status="FAILED")
+        self._client = None
+
+    def _call(self, what: str, step: int | None, call: Callable[[Any], None]) -> None:
+        if self._client is None:
+            return
+        try:
+            call(self._client)
+        except Exception as exc:  # the store failed: stop tracking, keep training
+            self._client = None
+            at = "" if step is None else f" at step {step}"
+            self._warn(
+                f"warning: MLflow tracking stopped{at}: cannot {what} in {self._uri} "
+                f"({SETTING}): {_reason(exc)}; training goes on and writes its checkpoints "
+                f"as before, MLflow run {self.run_id} stays incomplete"
+            )
+
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         if self._client is None:
             return
@@ -76,12 +154,16 @@ class MlflowRun:
 
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        self._client.log_batch(self.run_id, metrics=batch)
+        self._call("log metrics", step, lambda c: c.log_batch(self.run_id, metrics=batch))
 
     def log_checkpoint(self, directory: Path, artifact_path: str) -> None:
-        if self._client is not None:
-            self._client.log_artifacts(self.run_id, str(directory), artifact_path)
+        self._call(
+            f"log {artifact_path}/",
+            None,
+            lambda c: c.log_artifacts(self.run_id, str(directory), artifact_path),
+        )
 
     def finish(self, status: str) -> None:
-        if self._client is not None:
-            self._client.set_terminated(self.run_id, status=status)
+        """End the run: ``FINISHED``, ``FAILED`` or ``KILLED`` (Ctrl-C, SIGTERM)."""
+        self._call("end the run", None, lambda c: c.set_terminated(self.run_id, status=status))
+        self._client = None

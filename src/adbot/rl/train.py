@@ -520,37 +520,61 @@ def train(
     if console is not None and math["pinned"] != "True":
         console.print(_UNPINNED.format(math=math), highlight=False)
     tags = {**(tags or {}), **{f"cpu_math.{key}": value for key, value in math.items()}}
-    set_random_seed(config.seed)
-    _prepare_output(config, output_dir, start)
-    venv = build_vec_env(config)
+    # Opened before anything is written (a store that cannot be used stops the run before
+    # its first file), and before the seeding: nothing it does can move a random draw.
+    warn = None if console is None else functools.partial(console.print, highlight=False)
+    tracker = MlflowRun(settings, config, enabled=track, run_name=run_name, tags=tags, warn=warn)
+    status = "FAILED"
+    try:
+        set_random_seed(config.seed)
+        _prepare_output(config, output_dir, start)
+        venv = build_vec_env(config)
+        try:
+            result = _run_to_the_end(
+                config, venv, output_dir, start, tracker, hooks, console, resume is not None
+            )
+            status = "FINISHED"
+        finally:
+            _close(venv, quietly=status != "FINISHED")
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.finish(status)
+    return result
+
+
+def _run_to_the_end(
+    config: TrainingConfig,
+    venv: VecNormalize,
+    output_dir: Path,
+    start: RunStart,
+    tracker: MlflowRun,
+    hooks: TrainingHooks | None,
+    console: Console | None,
+    resumed: bool,
+) -> TrainingResult:
     if start.checkpoint is not None:
         model = _continued_model(start.checkpoint, venv)
     else:
         model = build_model(config, venv)
-    tracker = MlflowRun(settings, config, enabled=track, run_name=run_name, tags=tags)
     if hooks is not None:
         hooks.on_start(tracker.run_id)
     started = time.perf_counter()
-    status = "FAILED"
     progress = _progress(console) if console is not None else None
+    run = _Run(config, model, venv, output_dir, tracker, hooks, progress, start.best_score)
+    run.resumed_from = None if start.checkpoint is None else start.checkpoint.path
+    if progress is not None:
+        progress.start()
     try:
-        run = _Run(config, model, venv, output_dir, tracker, hooks, progress, start.best_score)
-        run.resumed_from = None if start.checkpoint is None else start.checkpoint.path
-        if progress is not None:
-            progress.start()
-        try:
-            run.learn(config.total_timesteps - model.num_timesteps, resumed=resume is not None)
-            final = run.checkpoint(model.num_timesteps)
-        finally:
-            if progress is not None:
-                progress.stop()
-        with run.writing(output_dir / "final", int(model.num_timesteps)):
-            _replace_dir(final, output_dir / "final")
-        tracker.log_checkpoint(output_dir / BEST_DIR, BEST_DIR)
-        status = "FINISHED"
+        run.learn(config.total_timesteps - model.num_timesteps, resumed=resumed)
+        final = run.checkpoint(model.num_timesteps)
     finally:
-        tracker.finish(status)
-        venv.close()
+        if progress is not None:
+            progress.stop()
+    with run.writing(output_dir / "final", int(model.num_timesteps)):
+        _replace_dir(final, output_dir / "final")
+    tracker.log_checkpoint(output_dir / BEST_DIR, BEST_DIR)
     return TrainingResult(
         output_dir=output_dir,
         final_checkpoint=output_dir / "final",
@@ -561,3 +585,17 @@ def train(
         mlflow_run_id=tracker.run_id,
         history=run.history,
     )
+
+
+def _close(venv: VecNormalize, *, quietly: bool) -> None:
+    """Close the envs; after a failure, a worker already gone (the failure, or killed
+    with the run) must not replace the run's own error, and what is left is stopped."""
+    if not quietly:
+        venv.close()
+        return
+    try:
+        venv.close()
+    except Exception:
+        for process in getattr(venv.venv, "processes", []):
+            process.kill()
+            process.join()

@@ -31,6 +31,7 @@ from adbot.errors import AdbotError, InvalidInput
 from adbot.rl.checkpoints import CheckpointMeta
 from adbot.rl.config import TrainingConfig
 from adbot.rl.policy import BEST_DIR
+from adbot.rl.tracking import check_tracking_store
 from adbot.rl.train import check_scenario_files, check_writable, train
 
 
@@ -153,6 +154,7 @@ def tune(
 
     check_scenario_files(base)  # bad input fails here, before a study or trial is recorded
     check_writable(output_dir)
+    check_tracking_store(settings)
     with optuna_storage(storage_url) as storage:
         study = open_study(storage, study_name=study_name, base=base, timesteps=timesteps)
         with _no_traceback_for_user_errors():

@@ -33,6 +33,7 @@ from adbot.db.models import (
 from adbot.errors import InvalidInput, NotFound
 from adbot.rl.checkpoints import CheckpointMeta, sha256_file
 from adbot.rl.config import TrainingConfig
+from adbot.rl.tracking import check_tracking_store
 from adbot.rl.train import TrainingResult, check_run, train
 from adbot.services.common import writing
 
@@ -173,10 +174,11 @@ def train_agent(
     console: Console | None = None,
 ) -> TrainingRecord:
     """Train ``config`` (or resume a checkpoint) and record every step of it. What can be
-    checked before training (scenario files, output directory, resumed checkpoint) is
-    checked before anything is recorded."""
+    checked before training (scenario files, output directory, resumed checkpoint, the
+    MLflow tracking store) is checked before anything is recorded."""
     start = check_run(config, output_dir=output_dir, resume=resume)
     settings = settings or get_settings()
+    check_tracking_store(settings)
     agent, agent_config = register_agent_config(
         session=session, account_id=account_id, config=config
     )

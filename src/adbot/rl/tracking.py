@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,29 @@ _log = logging.getLogger(__name__)
 
 
 def _reason(exc: BaseException) -> str:
+    """The first line of the error at the root of ``exc`` (MLflow wraps the store's)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+# MLflow's SQL store logs a database error with its traceback before raising it.
+_STORE_LOGGER = "mlflow.store.db.utils"
+
+
+def _without_traceback(record: logging.LogRecord) -> bool:
+    return record.exc_info is None  # the error is reported once, by the caller, in one line
+
+
+@contextlib.contextmanager
+def _quiet_store() -> Iterator[None]:
+    logger = logging.getLogger(_STORE_LOGGER)
+    logger.addFilter(_without_traceback)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_without_traceback)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -67,7 +88,8 @@ def check_tracking_store(settings: Settings) -> None:
     (a SQLite path under a file, a server that does not answer): checked before a run is
     recorded, as other bad input is."""
     try:
-        _client(settings).get_experiment_by_name(settings.mlflow.experiment)
+        with _quiet_store():
+            _client(settings).get_experiment_by_name(settings.mlflow.experiment)
     except Exception as exc:  # MLflow, SQLAlchemy, Alembic, OSError, requests: all "unusable"
         raise _unusable(settings.mlflow.tracking_uri, exc) from None
 
@@ -93,7 +115,8 @@ class MlflowRun:
         if not enabled:
             return
         try:
-            self._start(settings, config, run_name, tags)
+            with _quiet_store():
+                self._start(settings, config, run_name, tags)
         except Exception as exc:  # as in check_tracking_store
             self._abandon()
             raise _unusable(self._uri, exc) from None
@@ -137,7 +160,8 @@ class MlflowRun:
         if self._client is None:
             return
         try:
-            call(self._client)
+            with _quiet_store():
+                call(self._client)
         except Exception as exc:  # the store failed: stop tracking, keep training
             self._client = None
             at = "" if step is None else f" at step {step}"

@@ -61,7 +61,7 @@ from adbot.rl.env import BidPacingEnv
 from adbot.rl.evaluation import EvalReport, evaluate_policy, evaluation_pairs
 from adbot.rl.policy import BEST_DIR, PpoPolicy, check_observation_shape
 from adbot.rl.tracking import MlflowRun
-from adbot.rl.vec_env import GroupedSubprocVecEnv
+from adbot.rl.vec_env import GroupedSubprocVecEnv, StopsWithParent
 
 
 class TrainingHooks(Protocol):
@@ -122,7 +122,7 @@ def build_vec_env(
     if config.vec_env == "dummy" or config.n_envs == 1:
         venv = DummyVecEnv(fns)
     elif workers == config.n_envs:
-        venv = SubprocVecEnv(fns, start_method="fork")
+        venv = SubprocVecEnv([StopsWithParent(fn) for fn in fns], start_method="fork")
     else:
         venv = GroupedSubprocVecEnv(fns, workers, start_method="fork", local_group=True)
     venv.seed(config.seed)

@@ -27,6 +27,10 @@ action, done while the learner computes the next actions and the worker would ot
 wait (at a lower priority than the learner: ``WORKER_NICE``). It must not change any
 result, only when it is computed; an exception in it is left for the step to raise again
 (the step recomputes what ``prepare`` did not finish).
+
+A worker exits by itself once the process that started it is gone (:func:`exit_with_parent`):
+a learner killed outright (SIGKILL, the OOM killer) cannot stop its workers, and SB3's
+``SubprocVecEnv`` workers, each holding a copy of the others' pipes, never see them close.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import multiprocessing as mp
+import multiprocessing.connection
 import os
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
@@ -58,6 +64,41 @@ EnvFn = Callable[[], gym.Env]
 # cores, 2 workers and the learner: the median ratio of benchmarks/train.py rose by 0.01-0.06
 # in three interleaved pairs of invocations).
 WORKER_NICE = 5
+
+
+_watched_pid: int | None = None  # the process whose parent is watched
+
+
+def exit_with_parent() -> None:
+    """In a process started by ``multiprocessing``: exit (at once, as there is no one left
+    to answer) when the process that started it is gone; a no-op in any other process and
+    the second time in one."""
+    global _watched_pid
+    parent = mp.parent_process()
+    if parent is None or parent.sentinel is None or _watched_pid == os.getpid():
+        return
+    _watched_pid = os.getpid()
+    sentinel = parent.sentinel
+
+    def watch() -> None:
+        multiprocessing.connection.wait([sentinel])  # readable once the parent has exited
+        os._exit(1)
+
+    threading.Thread(target=watch, name="adbot-parent-watch", daemon=True).start()
+
+
+class StopsWithParent:
+    """An env function that, called in a worker process (SB3's ``SubprocVecEnv`` calls it
+    there), first makes the worker exit with its parent; called in the process that made
+    it (``DummyVecEnv``), it only builds the env."""
+
+    def __init__(self, fn: EnvFn) -> None:
+        self.fn, self.pid = fn, os.getpid()
+
+    def __call__(self) -> gym.Env:
+        if os.getpid() != self.pid:
+            exit_with_parent()
+        return self.fn()
 
 
 class WorkerError(RuntimeError):
@@ -149,6 +190,7 @@ def _worker(remote: Connection, parent: Connection, fns: CloudpickleWrapper) -> 
     exception (building the envs included) is sent back as a ``WorkerError``, so the caller
     sees what went wrong instead of a broken pipe."""
     parent.close()
+    exit_with_parent()
     try:
         venv = _WorkerEnvs(fns.var)
     except Exception:
@@ -363,4 +405,4 @@ class GroupedSubprocVecEnv(VecEnv):
         return self._ask("is_wrapped", indices, lambda local: (wrapper_class, local))
 
 
-__all__ = ["GroupedSubprocVecEnv", "WorkerError"]
+__all__ = ["GroupedSubprocVecEnv", "StopsWithParent", "WorkerError", "exit_with_parent"]

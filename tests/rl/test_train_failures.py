@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +222,31 @@ def test_ctrl_c_ends_the_mlflow_run_as_killed_and_stays_ctrl_c(
     _fail_mlflow_from_call(monkeypatch, "set_terminated", 1)
     with pytest.raises(KeyboardInterrupt):
         train(TINY, output_dir=tmp_path / "again", settings=settings)
+
+
+def test_a_dead_env_worker_is_one_line_and_leaves_no_process(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed (the OOM killer) after the first checkpoint: before, an EOFError with
+    no message (``Aborted.`` from the CLI, "EOFError: " in the database)."""
+    killed: list[Any] = []
+    on_rollout_end = train_module._Run.on_rollout_end
+
+    def kill_a_worker(self: Any, timesteps: int) -> None:
+        on_rollout_end(self, timesteps)
+        if self.last is not None and not killed:
+            killed.append(self.venv.venv.processes)
+            os.kill(self.venv.venv.processes[0].pid, signal.SIGKILL)
+
+    monkeypatch.setattr(train_module._Run, "on_rollout_end", kill_a_worker)
+    out = tmp_path / "run"
+    subproc = LONGER.with_overrides(vec_env="subproc", vec_workers=2)
+    with pytest.raises(AdbotError) as stopped:
+        train(subproc, output_dir=out, settings=settings, track=False)
+    assert stopped.value.message.startswith("training stopped at step ")
+    assert stopped.value.message.endswith(
+        ": a worker process of the envs (vec_env: subproc) died, killed or out of memory; the "
+        f"checkpoints before are kept: --resume {out / 'checkpoints' / 'step-000000128'} "
+        "continues the run"
+    )
+    assert not any(process.is_alive() for process in killed[0])

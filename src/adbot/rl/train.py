@@ -261,7 +261,8 @@ class _Run:
 
     def learn(self, timesteps: int, *, resumed: bool) -> None:
         """``model.learn`` for ``timesteps`` more steps; an update that diverges within
-        itself (torch refuses the non-finite distribution) is reported as such."""
+        itself (torch refuses the non-finite distribution) is reported as such, as is a
+        worker process of the envs that died (its pipe closed under the learner)."""
         try:
             self.model.learn(
                 timesteps, callback=_RunCallback(self), reset_num_timesteps=not resumed
@@ -269,6 +270,19 @@ class _Run:
         except ValueError:
             self.check_finite(self.model.num_timesteps)
             raise
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            raise AdbotError(
+                f"training stopped at step {self.model.num_timesteps}: a worker process of "
+                "the envs (vec_env: subproc) died, killed or out of memory; "
+                f"{self.kept()}"
+            ) from None
+
+    def kept(self) -> str:
+        """What a run stopped by a failure leaves to continue from."""
+        latest = self.last[1] if self.last is not None else self.resumed_from
+        if latest is None:
+            return "no checkpoint was written before it"
+        return f"the checkpoints before are kept: --resume {latest} continues the run"
 
     @contextmanager
     def writing(self, target: Path, timesteps: int) -> Iterator[None]:
@@ -277,15 +291,9 @@ class _Run:
         try:
             yield
         except OSError as exc:
-            latest = self.last[1] if self.last is not None else self.resumed_from
-            kept = (
-                "no checkpoint was written before it"
-                if latest is None
-                else f"the checkpoints before are kept: --resume {latest} continues the run"
-            )
             raise AdbotError(
                 f"training stopped at step {timesteps}: cannot write {target} "
-                f"({exc.strerror or exc}); {kept}"
+                f"({exc.strerror or exc}); {self.kept()}"
             ) from None
 
     def evaluate(self) -> EvalReport:

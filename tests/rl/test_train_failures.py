@@ -4,6 +4,8 @@ worker): what it says, and that it leaves a consistent run directory a resume co
 from __future__ import annotations
 
 import errno
+import fcntl
+import gc
 import io
 import os
 import shutil
@@ -21,15 +23,18 @@ from stable_baselines3 import PPO
 from test_train import TINY, _tree
 
 import adbot.rl.train as train_module
+import adbot.services.training as training_service
 from adbot.config import Settings, load_settings
-from adbot.db.models import TrainingRun
-from adbot.errors import AdbotError, ConfigError
+from adbot.db.models import TrainingRun, TrainingStatus
+from adbot.errors import AdbotError, ConfigError, Conflict, InvalidInput
 from adbot.rl.checkpoints import load_checkpoint
-from adbot.rl.train import train
+from adbot.rl.config import TrainingConfig
+from adbot.rl.train import check_run, train
 from adbot.services.training import train_agent, training_account
 
 pytestmark = pytest.mark.slow
 
+CLAIM_FILE = ".adbot-train.lock"  # train.CLAIM_FILE, the file a run directory is held by
 LONGER = TINY.with_overrides(total_timesteps=384)  # checkpoints at 128, 256, 384
 
 
@@ -42,7 +47,8 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def _hidden(directory: Path) -> list[str]:
-    return [str(p.relative_to(directory)) for p in directory.rglob(".*")]
+    """Staging directories left behind."""
+    return [str(p.relative_to(directory)) for p in directory.rglob(".*.partial")]
 
 
 def test_a_checkpoint_cut_short_leaves_no_half_written_directory(
@@ -250,3 +256,85 @@ def test_a_dead_env_worker_is_one_line_and_leaves_no_process(
         "continues the run"
     )
     assert not any(process.is_alive() for process in killed[0])
+
+
+def test_a_run_that_checked_before_another_wrote_is_refused(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """Two runs started together both pass check_run before either writes; the second to
+    get there is refused (it trained into the first's directory, their checkpoints and
+    database rows mixed) and leaves the first's files as they were."""
+    out = tmp_path / "run"
+    second = check_run(TINY.with_overrides(seed=6), output_dir=out, resume=None)
+    train(TINY, output_dir=out, settings=settings, track=False)
+    before = _tree(out)
+    with pytest.raises(InvalidInput, match="already holds a run"):
+        train(TINY.with_overrides(seed=6), output_dir=out, settings=settings, start=second)
+    assert _tree(out) == before
+
+
+def test_a_directory_a_live_run_holds_is_refused(tmp_path: Path, settings: Settings) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    with (out / CLAIM_FILE).open("a+") as held:  # as the run started a moment before holds it
+        held.write('{"pid": 4242}')
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(Conflict, match=r"in use by another training run \(process 4242\)"):
+            train(TINY, output_dir=out, settings=settings, track=False)
+    assert sorted(p.name for p in out.iterdir()) == [CLAIM_FILE]
+
+
+def test_a_run_killed_outright_is_recorded_failed_by_the_next_run_into_its_directory(
+    tmp_path: Path, settings: Settings, sqlite_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL gives the run no chance to record its end: it stayed ``running`` forever,
+    its MLflow run RUNNING. Killed here as SIGKILL would: no failure recorded, the claim's
+    note left, after its first checkpoint."""
+    evaluate = train_module.evaluate_policy
+    calls = [0]
+
+    def killed_at_the_second(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise SystemExit("killed")
+        return evaluate(*args, **kwargs)
+
+    with monkeypatch.context() as kill:
+        kill.setattr(train_module, "evaluate_policy", killed_at_the_second)
+        kill.setattr(training_service, "_record_failure", lambda *args: None)
+        kill.setattr(train_module.OutputClaim, "release", lambda self: None)
+        kill.setattr(MlflowClient, "set_terminated", lambda *args, **kwargs: None)
+        with pytest.raises(SystemExit):
+            _record(sqlite_session, LONGER, tmp_path / "run", settings)
+    killed = sqlite_session.scalars(select(TrainingRun)).one()
+    assert killed.status == TrainingStatus.RUNNING
+    gc.collect()  # the killed run's claim file closes, as the kernel closes it at a kill
+
+    latest = tmp_path / "run" / "checkpoints" / "step-000000128"
+    _record(sqlite_session, LONGER, tmp_path / "run", settings, resume=latest)
+    sqlite_session.refresh(killed)
+    assert killed.status == TrainingStatus.FAILED and killed.finished_at is not None
+    assert killed.error is not None and killed.error.startswith("interrupted: the process")
+    client = MlflowClient(settings.mlflow.tracking_uri)
+    assert client.get_run(killed.mlflow_run_id or "").info.status == "KILLED"
+    runs = sqlite_session.scalars(select(TrainingRun).order_by(TrainingRun.id)).all()
+    assert [run.status for run in runs] == [TrainingStatus.FAILED, TrainingStatus.SUCCEEDED]
+
+
+def _record(
+    session: Session,
+    config: TrainingConfig,
+    output: Path,
+    settings: Settings,
+    resume: Path | None = None,
+) -> None:
+    account = training_account(session=session, slug=None)
+    train_agent(
+        session=session,
+        account_id=account.id,
+        config=config,
+        output_dir=output,
+        resume=resume,
+        settings=settings,
+    )

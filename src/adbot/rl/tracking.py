@@ -94,6 +94,15 @@ def check_tracking_store(settings: Settings) -> None:
         raise _unusable(settings.mlflow.tracking_uri, exc) from None
 
 
+def end_mlflow_run(settings: Settings, run_id: str, status: str) -> None:
+    """End a run left ``RUNNING`` by a process killed outright, if the store still has it
+    and takes the change (a best effort: the store is not the run's record)."""
+    with contextlib.suppress(Exception), _quiet_store():
+        client = _client(settings)
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status=status)
+
+
 class MlflowRun:
     """One MLflow run; every call is a no-op when tracking is disabled, or once the store
     has failed mid-run (``warn`` is told once; by default a logged warning)."""

@@ -14,7 +14,10 @@ resumed run is a valid continuation but not bit-identical to an uninterrupted on
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
+import json
 import os
 import shutil
 import tempfile
@@ -23,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import gymnasium as gym
 import torch
@@ -42,10 +45,11 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 
 from adbot.config import Settings, get_settings
-from adbot.errors import AdbotError, InvalidInput, ScenarioError
+from adbot.errors import AdbotError, Conflict, InvalidInput, ScenarioError
 from adbot.market.scenario import load_scenario
 from adbot.rl.checkpoints import (
     META_FILE,
+    STAGING_SUFFIX,
     Checkpoint,
     CheckpointMeta,
     NormalizationStats,
@@ -429,6 +433,14 @@ def _check_resume_place(output_dir: Path, checkpoint: Checkpoint) -> bool:
     return inside
 
 
+def _refuse_another_run(output_dir: Path) -> None:
+    if holds_run(output_dir):
+        raise InvalidInput(
+            f"output {output_dir} already holds a run: give another --output, or "
+            "--resume one of its checkpoints to continue it"
+        )
+
+
 @dataclass(frozen=True)
 class RunStart:
     """What a run starts from, known before anything is written."""
@@ -446,11 +458,7 @@ def check_run(config: TrainingConfig, *, output_dir: Path, resume: Path | None) 
     check_scenario_files(config)
     check_writable(output_dir)
     if resume is None:
-        if holds_run(output_dir):
-            raise InvalidInput(
-                f"output {output_dir} already holds a run: give another --output, or "
-                "--resume one of its checkpoints to continue it"
-            )
+        _refuse_another_run(output_dir)
         return RunStart(checkpoint=None, best_score=float("-inf"), seed_best=False)
     checkpoint = load_checkpoint(resume, n_envs=config.n_envs)
     check_observation_shape(checkpoint)  # the env's observations are this AdBot's features
@@ -485,6 +493,75 @@ def _continued_model(checkpoint: Checkpoint, venv: VecNormalize) -> PPO:
     return checkpoint.model
 
 
+CLAIM_FILE = ".adbot-train.lock"
+
+
+class OutputClaim:
+    """A run directory held by this process for one run: an exclusive ``flock`` on a file
+    in it, which the kernel drops when the process ends however it ends (a killed run
+    leaves no stale claim). The file says which run held it (:meth:`note`); ``previous``
+    is what it said when claimed, a run that ended without releasing it, if any."""
+
+    def __init__(self, handle: IO[str], previous: dict[str, Any]) -> None:
+        self._handle: IO[str] | None = handle
+        self.previous = previous
+
+    def note(self, **fields: Any) -> None:
+        if self._handle is not None:
+            self._handle.seek(0)
+            self._handle.truncate()
+            self._handle.write(json.dumps({"pid": os.getpid(), **fields}))
+            self._handle.flush()
+
+    def release(self) -> None:
+        """Clear the note (the run ended, as its record says) and let the directory go."""
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.truncate(0)
+            self._handle.close()
+            self._handle = None
+
+
+def _read_note(handle: IO[str]) -> dict[str, Any]:
+    handle.seek(0)
+    try:
+        note = json.loads(handle.read() or "{}")
+    except ValueError:  # a write cut short: it says nothing
+        return {}
+    return note if isinstance(note, dict) else {}
+
+
+def claim_output(output_dir: Path, start: RunStart) -> OutputClaim:
+    """Hold ``output_dir`` for a run :func:`check_run` passed, and check its place again
+    now that no other process can write there: two runs started at the same moment both
+    passed the check before either wrote, and trained into one directory."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        handle = (output_dir / CLAIM_FILE).open("a+")
+    except OSError as exc:
+        raise InvalidInput(f"output {output_dir}: cannot write ({exc.strerror})") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = _read_note(handle).get("pid", "?")
+        handle.close()
+        raise Conflict(
+            f"output {output_dir} is in use by another training run (process {pid}): give "
+            "another --output, or wait for that run to end"
+        ) from None
+    try:
+        if start.checkpoint is None:
+            _refuse_another_run(output_dir)
+        else:
+            _check_resume_place(output_dir, start.checkpoint)
+    except InvalidInput:
+        handle.close()
+        raise
+    claim = OutputClaim(handle, _read_note(handle))
+    claim.note()
+    return claim
+
+
 def _prepare_output(config: TrainingConfig, output_dir: Path, start: RunStart) -> None:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -493,6 +570,10 @@ def _prepare_output(config: TrainingConfig, output_dir: Path, start: RunStart) -
         raise InvalidInput(f"output {output_dir}: cannot write ({exc.strerror})") from None
     if start.checkpoint is not None and start.seed_best:
         _replace_dir(start.checkpoint.path, output_dir / BEST_DIR)
+    # What writes killed outright left (see staged_directory); the claim keeps out others'.
+    for folder in (output_dir, output_dir / "checkpoints"):
+        for leftover in folder.glob(f".*{STAGING_SUFFIX}"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 _UNPINNED = (
@@ -515,10 +596,13 @@ def train(
     start: RunStart | None = None,
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
+    claim: OutputClaim | None = None,
 ) -> TrainingResult:
     """Train (or resume) a PPO agent; see the module docstring. ``start``: what
     :func:`check_run` found for these arguments, if the caller checked them already;
-    ``run_name`` and ``tags``: the MLflow run's (default name ``NAME-seedN``)."""
+    ``claim``: ``output_dir`` as :func:`claim_output` holds it for them, if they did (it is
+    released at the end); ``run_name`` and ``tags``: the MLflow run's (default name
+    ``NAME-seedN``)."""
     start = start or check_run(config, output_dir=output_dir, resume=resume)
     if console is not None:  # only once the checks passed: an error is then the only line
         console.print(f"training '{config.name}' into {output_dir}", highlight=False)
@@ -534,6 +618,7 @@ def train(
     tracker = MlflowRun(settings, config, enabled=track, run_name=run_name, tags=tags, warn=warn)
     status = "FAILED"
     try:
+        claim = claim or claim_output(output_dir, start)
         set_random_seed(config.seed)
         _prepare_output(config, output_dir, start)
         venv = build_vec_env(config)
@@ -549,6 +634,8 @@ def train(
         raise
     finally:
         tracker.finish(status)
+        if claim is not None:
+            claim.release()
     return result
 
 

@@ -2,8 +2,10 @@
 
 ``train_agent`` writes, each in its own short transaction: the agent (found or created by
 name in the account), the config version (found by its SHA-256, else the next version),
-the run (``running``, then ``succeeded`` or ``failed`` with the error), and one
-``model_checkpoints`` row per checkpoint (version, file URI, sha256, evaluation score).
+the run (``running``, then ``succeeded``, ``failed`` with the error or ``cancelled``; one
+whose process was killed outright is recorded ``failed`` by the next run into its
+directory), and one ``model_checkpoints`` row per checkpoint (version, file URI, sha256,
+evaluation score).
 When the run succeeds its best checkpoint becomes the agent's active one and the agent is
 ``ready``. The training itself is :func:`adbot.rl.train.train`.
 """
@@ -33,8 +35,8 @@ from adbot.db.models import (
 from adbot.errors import InvalidInput, NotFound
 from adbot.rl.checkpoints import CheckpointMeta, sha256_file
 from adbot.rl.config import TrainingConfig
-from adbot.rl.tracking import check_tracking_store
-from adbot.rl.train import TrainingResult, check_run, train
+from adbot.rl.tracking import check_tracking_store, end_mlflow_run
+from adbot.rl.train import TrainingResult, check_run, claim_output, train
 from adbot.services.common import writing
 
 LOCAL_ACCOUNT_SLUG = "local"
@@ -179,22 +181,29 @@ def train_agent(
     start = check_run(config, output_dir=output_dir, resume=resume)
     settings = settings or get_settings()
     check_tracking_store(settings)
-    agent, agent_config = register_agent_config(
-        session=session, account_id=account_id, config=config
-    )
-    with writing(session):
-        run = TrainingRun(
-            agent_id=agent.id,
-            agent_config_id=agent_config.id,
-            status=TrainingStatus.RUNNING,
-            scenario=config.env.scenario or "random",
-            seed=config.seed,
-            total_timesteps=config.total_timesteps,
-            started_at=datetime.now(UTC),
+    claim = claim_output(output_dir, start)  # two runs into one directory: one is refused
+    try:
+        agent, agent_config = register_agent_config(
+            session=session, account_id=account_id, config=config
         )
-        session.add(run)
-        before = agent.status
-        agent.status = AgentStatus.TRAINING
+        with writing(session):
+            run = TrainingRun(
+                agent_id=agent.id,
+                agent_config_id=agent_config.id,
+                status=TrainingStatus.RUNNING,
+                scenario=config.env.scenario or "random",
+                seed=config.seed,
+                total_timesteps=config.total_timesteps,
+                started_at=datetime.now(UTC),
+            )
+            session.add(run)
+            before = agent.status
+            agent.status = AgentStatus.TRAINING
+        _end_interrupted(session, claim.previous, settings, by=run)
+        claim.note(training_run_id=run.id, agent_id=run.agent_id, seed=run.seed)
+    except BaseException:
+        claim.release()
+        raise
     hooks = _RecordingHooks(session, run)
     try:
         result = train(
@@ -205,6 +214,7 @@ def train_agent(
             hooks=hooks,
             console=console,
             start=start,
+            claim=claim,
         )
     except BaseException as exc:
         _record_failure(session, run, agent, before, exc)
@@ -217,6 +227,32 @@ def train_agent(
         agent.status = AgentStatus.READY
         _activate(session, agent, best)
     return TrainingRecord(run=run, agent=agent, active_checkpoint=best, result=result)
+
+
+def _end_interrupted(
+    session: Session, previous: dict[str, Any], settings: Settings, *, by: TrainingRun
+) -> None:
+    """The run that last held this run directory, if it is still recorded as running: its
+    process ended without saying how (killed outright: SIGKILL, the OOM killer, a power
+    cut), as the directory could be claimed. Recorded as failed, its MLflow run as killed.
+    The note's agent and seed must match the row (a note from another database does not)."""
+    run_id = previous.get("training_run_id")
+    row = session.get(TrainingRun, run_id) if isinstance(run_id, int) else None
+    if (
+        row is None
+        or row.status != TrainingStatus.RUNNING
+        or (row.agent_id, row.seed) != (previous.get("agent_id"), previous.get("seed"))
+    ):
+        return
+    with writing(session):
+        row.status = TrainingStatus.FAILED
+        row.error = (
+            "interrupted: the process training it ended without recording how (killed, "
+            f"out of memory, the machine stopped); found by training run {by.id}"
+        )
+        row.finished_at = datetime.now(UTC)
+    if row.mlflow_run_id is not None:
+        end_mlflow_run(settings, row.mlflow_run_id, "KILLED")
 
 
 def _run_metrics(result: TrainingResult) -> dict[str, Any]:

@@ -103,3 +103,25 @@ def test_a_tracking_store_that_cannot_be_used_is_one_line_naming_the_setting(
         "nothing was trained"
     ]
     assert _runs(tmp_path) == [] and not out.exists()
+
+
+def test_a_search_with_a_tracking_store_that_cannot_be_used_is_one_line(
+    place: tuple[Path, Path], tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the study and its first trial were created, then the trial failed in a
+    FileExistsError traceback."""
+    config, _ = place
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    monkeypatch.setenv("ADBOT_MLFLOW__TRACKING_URI", f"sqlite:///{afile / 'mlflow.db'}")
+    argv = ["tune", "--config", str(config), "--trials", "1", "--timesteps", "128"]
+    result = run_cli([*argv, "--study", "s", "--output", str(tmp_path / "trials")])
+    assert result.code == 1
+    assert result.err_lines[-1].startswith(
+        f"error: MLflow tracking store sqlite:///{afile / 'mlflow.db'} (mlflow.tracking_uri, "
+        "ADBOT_MLFLOW__TRACKING_URI) cannot be used: "
+    )
+    assert "Traceback" not in result.err and not (tmp_path / "trials").exists()
+    with sqlite3.connect(tmp_path / "adbot.db") as db:  # Optuna's tables: no study, no trial
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    assert "studies" not in tables

@@ -338,3 +338,19 @@ def _record(
         resume=resume,
         settings=settings,
     )
+
+
+def test_a_cancelled_run_is_recorded_as_cancelled_in_words(
+    tmp_path: Path, settings: Settings, sqlite_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its error said "KeyboardInterrupt: " (the exception's empty message)."""
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "evaluate_policy", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _record(sqlite_session, TINY, tmp_path / "run", settings)
+    run = sqlite_session.scalars(select(TrainingRun)).one()
+    assert run.status == TrainingStatus.CANCELLED
+    assert run.error == "cancelled: Ctrl-C or SIGTERM stopped the run; its checkpoints are kept"

@@ -272,13 +272,14 @@ def _record_failure(
     active checkpoint (an earlier run's model stays usable: the agent keeps its status from
     before the run, ``ready`` if that was a draft or an interrupted training)."""
     session.rollback()
+    cancelled = isinstance(exc, KeyboardInterrupt)
     with writing(session):
-        run.status = (
-            TrainingStatus.CANCELLED
-            if isinstance(exc, KeyboardInterrupt)
-            else TrainingStatus.FAILED
+        run.status = TrainingStatus.CANCELLED if cancelled else TrainingStatus.FAILED
+        run.error = (
+            "cancelled: Ctrl-C or SIGTERM stopped the run; its checkpoints are kept"
+            if cancelled
+            else f"{type(exc).__name__}: {exc}"[:2000]
         )
-        run.error = f"{type(exc).__name__}: {exc}"[:2000]
         run.finished_at = datetime.now(UTC)
         active = session.scalar(
             select(ModelCheckpoint.id).where(

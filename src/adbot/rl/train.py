@@ -15,7 +15,6 @@ resumed run is a valid continuation but not bit-identical to an uninterrupted on
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import json
 import os
@@ -531,6 +530,17 @@ def _read_note(handle: IO[str]) -> dict[str, Any]:
     return note if isinstance(note, dict) else {}
 
 
+def _lock(handle: IO[str]) -> None:
+    """An exclusive lock on ``handle``'s file, or ``BlockingIOError`` if another process
+    holds it. Where there is no ``flock`` (Windows) there is no lock: two runs started
+    together into one directory are not refused there."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 def claim_output(output_dir: Path, start: RunStart) -> OutputClaim:
     """Hold ``output_dir`` for a run :func:`check_run` passed, and check its place again
     now that no other process can write there: two runs started at the same moment both
@@ -541,7 +551,7 @@ def claim_output(output_dir: Path, start: RunStart) -> OutputClaim:
     except OSError as exc:
         raise InvalidInput(f"output {output_dir}: cannot write ({exc.strerror})") from None
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _lock(handle)
     except BlockingIOError:
         pid = _read_note(handle).get("pid", "?")
         handle.close()

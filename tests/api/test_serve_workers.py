@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from adbot.db import migrate
+from process_helpers import wait_gone
 
 ADBOT = str(Path(sys.executable).parent / "adbot")
 
@@ -166,17 +167,5 @@ def test_the_workers_stop_when_the_server_process_is_killed(
     workers = _children(process.pid)
     process.kill()
     process.wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in workers):
-        assert time.monotonic() < deadline, "the workers outlived their server by 30 s"
-        time.sleep(0.2)
+    wait_gone(workers, 30, "the workers outlived their server")
     assert not _answers(port)
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie (an orphan's zombie lasts until init reaps it)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"

@@ -13,26 +13,9 @@ import pytest
 from cli_helpers import RunCli
 from stable_baselines3 import PPO
 
-from adbot.rl.config import TrainingConfig
+from training_helpers import LONGER
 
 pytestmark = pytest.mark.slow
-
-TINY = TrainingConfig(
-    name="tiny",
-    seed=5,
-    total_timesteps=384,
-    n_envs=2,
-    vec_env="dummy",
-    env={"max_daily_queries": 1500.0},
-    ppo={"n_steps": 64, "batch_size": 64, "n_epochs": 1, "net_arch": (16, 16)},
-    evaluation={
-        "every_timesteps": 128,
-        "random_scenarios": 1,
-        "max_daily_queries": 1500.0,
-        "min_conversions": 10.0,
-        "seed": 29,
-    },
-)
 
 
 @pytest.fixture
@@ -47,7 +30,7 @@ def place(
     assert not run_cli(["db", "upgrade"]).code
     sigterm = signal.getsignal(signal.SIGTERM)
     try:
-        yield TINY.save(tmp_path / "config"), tmp_path / "run"
+        yield LONGER.save(tmp_path / "config"), tmp_path / "run"
     finally:
         signal.signal(signal.SIGTERM, sigterm)
 

@@ -31,35 +31,15 @@ from adbot.db.models import (
 from adbot.errors import InvalidInput, ScenarioError
 from adbot.market.scenario import Scenario
 from adbot.rl.checkpoints import load_checkpoint, save_checkpoint
-from adbot.rl.config import TrainingConfig
 from adbot.rl.cpu_math import cpu_math
 from adbot.rl.evaluation import evaluate_policy, evaluation_pairs
 from adbot.rl.features import N_FEATURES, OBS_BOUND
 from adbot.rl.policy import PpoPolicy
 from adbot.rl.train import build_model, train
 from adbot.services.training import train_agent, training_account
+from training_helpers import TINY, train_recorded, tree
 
 pytestmark = pytest.mark.slow
-
-# Evaluated on one small random scenario with enough conversions (and a value goal) for
-# score ratios that differ between checkpoints: a draw of a few conversions scored every
-# checkpoint 0, so the best checkpoint and its recorded ratio were 0 whatever was played.
-TINY = TrainingConfig(
-    name="tiny",
-    seed=5,
-    total_timesteps=256,
-    n_envs=2,
-    vec_env="dummy",
-    env={"max_daily_queries": 1500.0},
-    ppo={"n_steps": 64, "batch_size": 64, "n_epochs": 1, "net_arch": (16, 16)},
-    evaluation={
-        "every_timesteps": 128,
-        "random_scenarios": 1,
-        "max_daily_queries": 1500.0,
-        "min_conversions": 10.0,
-        "seed": 29,
-    },
-)
 
 
 @pytest.fixture
@@ -223,13 +203,15 @@ def test_failed_run_is_recorded(
     first = train(TINY, output_dir=tmp_path / "a", settings=settings, track=False)
     # A resume with nothing left to train is bad input: refused before anything is recorded.
     with pytest.raises(InvalidInput, match="nothing to train"):
-        _train(sqlite_session, TINY, tmp_path / "b", settings, resume=first.final_checkpoint)
+        train_recorded(
+            sqlite_session, TINY, tmp_path / "b", settings, resume=first.final_checkpoint
+        )
     assert sqlite_session.scalars(select(TrainingRun)).first() is None
     assert not (tmp_path / "b").exists()
     # A run that fails while training is recorded with its error.
     diverging = TINY.with_overrides(total_timesteps=256, ppo={"learning_rate": 50.0})
     with pytest.raises(InvalidInput, match="training diverged"):
-        _train(sqlite_session, diverging, tmp_path / "c", settings)
+        train_recorded(sqlite_session, diverging, tmp_path / "c", settings)
     run = sqlite_session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())).first()
     assert run is not None and run.status == TrainingStatus.FAILED
     assert run.error is not None and "training diverged" in run.error
@@ -260,12 +242,6 @@ def test_a_missing_scenario_file_is_named_before_the_workers_start(
     assert not (tmp_path / "out").exists()  # nothing started
 
 
-def _tree(directory: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()
-    }
-
-
 def _set_score(checkpoint: Path, score: float) -> None:
     meta_file = checkpoint / "checkpoint.json"
     meta = json.loads(meta_file.read_text())
@@ -277,11 +253,11 @@ def test_a_run_directory_is_never_trained_over(tmp_path: Path, settings: Setting
     database rows then pointing at other files) and its config: refused before writing."""
     out = tmp_path / "run"
     train(TINY, output_dir=out, settings=settings, track=False)
-    before = _tree(out)
+    before = tree(out)
     for config in (TINY, TINY.with_overrides(seed=6, env={"action_log_range": 0.5})):
         with pytest.raises(InvalidInput, match="already holds a run: give another --output, or"):
             train(config, output_dir=out, settings=settings, track=False)
-    assert _tree(out) == before
+    assert tree(out) == before
 
 
 def test_a_run_stopped_before_its_first_checkpoint_may_be_retried(
@@ -301,13 +277,13 @@ def test_resume_into_its_own_checkpoint_is_refused_before_writing(
     """The env check reads the checkpoint's own config, not the one being written over it."""
     first = train(TINY, output_dir=tmp_path / "run", settings=settings, track=False)
     final = first.final_checkpoint
-    before = _tree(final)
+    before = tree(final)
     longer = TINY.with_overrides(total_timesteps=384)
     with pytest.raises(InvalidInput, match="another env"):
         train(longer.with_overrides(env={"action_log_range": 0.5}), output_dir=final, resume=final)
     with pytest.raises(InvalidInput, match="final is a checkpoint, not a run directory"):
         train(longer, output_dir=final, resume=final, settings=settings, track=False)
-    assert _tree(final) == before
+    assert tree(final) == before
     load_checkpoint(final)
 
 
@@ -346,12 +322,12 @@ def test_resume_of_a_model_of_other_features_records_and_writes_nothing(
     run directory is written or the run recorded (it used to fail in train(), once both
     were done: a failed run in the database, a config.yaml and best/ on disk)."""
     old = _checkpoint_of_other_features(tmp_path / "old")
-    files = _tree(old)
+    files = tree(old)
     before = _state(sqlite_session)
     with pytest.raises(InvalidInput) as refused:
-        _train(sqlite_session, TINY, tmp_path / "resumed", settings, resume=old)
+        train_recorded(sqlite_session, TINY, tmp_path / "resumed", settings, resume=old)
     assert _state(sqlite_session) == before
-    assert sorted(tmp_path.iterdir()) == [old] and _tree(old) == files
+    assert sorted(tmp_path.iterdir()) == [old] and tree(old) == files
     assert refused.value.message == (
         f"checkpoint {old}: its model takes observations of shape ({N_FEATURES - 2},), "
         f"this AdBot's features are of shape ({N_FEATURES},); retrain it with this version"
@@ -364,7 +340,7 @@ def test_a_resumed_run_continues_in_its_directory_and_keeps_its_best(
     out = tmp_path / "run"
     train(TINY, output_dir=out, settings=settings, track=False)
     _set_score(out / "best", 5.0)  # better than any evaluation to come
-    earlier = _tree(out / "checkpoints")
+    earlier = tree(out / "checkpoints")
     longer = TINY.with_overrides(total_timesteps=384)
     with pytest.raises(InvalidInput, match=r"has checkpoints after .*step-000000128 .*256"):
         train(longer, output_dir=out, resume=out / "checkpoints" / "step-000000128")
@@ -374,7 +350,7 @@ def test_a_resumed_run_continues_in_its_directory_and_keeps_its_best(
     assert load_checkpoint(out / "final").meta.timesteps == 384
     steps = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert steps == ["step-000000128", "step-000000256", "step-000000384"]
-    assert {k: v for k, v in _tree(out / "checkpoints").items() if k in earlier} == earlier
+    assert {k: v for k, v in tree(out / "checkpoints").items() if k in earlier} == earlier
 
     # Into a new directory: the resumed checkpoint's own score is the one to beat.
     _set_score(out / "final", 7.0)
@@ -429,24 +405,6 @@ def test_nothing_to_train_writes_nothing(tmp_path: Path, settings: Settings) -> 
     assert not (tmp_path / "b").exists()
 
 
-def _train(
-    session: Session,
-    config: TrainingConfig,
-    output: Path,
-    settings: Settings,
-    resume: Path | None = None,
-) -> None:
-    account = training_account(session=session, slug=None)
-    train_agent(
-        session=session,
-        account_id=account.id,
-        config=config,
-        output_dir=output,
-        resume=resume,
-        settings=settings,
-    )
-
-
 def _state(session: Session) -> tuple[int, AgentStatus | None, int]:
     runs = session.scalar(select(func.count()).select_from(TrainingRun)) or 0
     agent = session.scalar(select(Agent).where(Agent.name == "tiny"))
@@ -458,7 +416,7 @@ def _state(session: Session) -> tuple[int, AgentStatus | None, int]:
 def test_bad_input_records_nothing(
     bad: str, tmp_path: Path, settings: Settings, sqlite_session: Session
 ) -> None:
-    _train(sqlite_session, TINY, tmp_path / "first", settings)
+    train_recorded(sqlite_session, TINY, tmp_path / "first", settings)
     before = _state(sqlite_session)
     assert before[1:] == (AgentStatus.READY, 1)
     afile = tmp_path / "afile"
@@ -474,18 +432,18 @@ def test_bad_input_records_nothing(
         ),
     }[bad]
     with pytest.raises(error, match=message):
-        _train(sqlite_session, config, output, settings)
+        train_recorded(sqlite_session, config, output, settings)
     assert _state(sqlite_session) == before
 
 
 def test_a_failed_run_leaves_an_agent_with_a_model_ready(
     tmp_path: Path, settings: Settings, sqlite_session: Session
 ) -> None:
-    _train(sqlite_session, TINY, tmp_path / "first", settings)
+    train_recorded(sqlite_session, TINY, tmp_path / "first", settings)
     runs, _, _ = _state(sqlite_session)
     diverging = TINY.with_overrides(total_timesteps=256, ppo={"learning_rate": 50.0})
     with pytest.raises(InvalidInput, match="training diverged"):
-        _train(sqlite_session, diverging, tmp_path / "second", settings)
+        train_recorded(sqlite_session, diverging, tmp_path / "second", settings)
     assert _state(sqlite_session) == (runs + 1, AgentStatus.READY, 1)
     last = sqlite_session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())).first()
     assert last is not None and last.status == TrainingStatus.FAILED
@@ -496,7 +454,7 @@ def test_a_failed_first_run_leaves_a_draft(
 ) -> None:
     diverging = TINY.with_overrides(total_timesteps=256, ppo={"learning_rate": 50.0})
     with pytest.raises(InvalidInput, match="training diverged"):
-        _train(sqlite_session, diverging, tmp_path / "run", settings)
+        train_recorded(sqlite_session, diverging, tmp_path / "run", settings)
     assert _state(sqlite_session)[1:] == (AgentStatus.DRAFT, 0)
 
 

@@ -20,7 +20,6 @@ from rich.console import Console
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from stable_baselines3 import PPO
-from test_train import TINY, _tree
 
 import adbot.rl.train as train_module
 import adbot.services.training as training_service
@@ -28,14 +27,13 @@ from adbot.config import Settings, load_settings
 from adbot.db.models import TrainingRun, TrainingStatus
 from adbot.errors import AdbotError, ConfigError, Conflict, InvalidInput
 from adbot.rl.checkpoints import load_checkpoint
-from adbot.rl.config import TrainingConfig
 from adbot.rl.train import check_run, train
 from adbot.services.training import train_agent, training_account
+from training_helpers import LONGER, TINY, train_recorded, tree
 
 pytestmark = pytest.mark.slow
 
 CLAIM_FILE = ".adbot-train.lock"  # train.CLAIM_FILE, the file a run directory is held by
-LONGER = TINY.with_overrides(total_timesteps=384)  # checkpoints at 128, 256, 384
 
 
 @pytest.fixture
@@ -87,7 +85,7 @@ def test_best_cut_short_while_replaced_stays_the_earlier_best(
     """best/ was removed, then copied anew: a copy cut short left no best/ or half of one."""
     out = tmp_path / "run"
     train(TINY, output_dir=out, settings=settings, track=False)
-    before = _tree(out / "best")
+    before = tree(out / "best")
     copytree = shutil.copytree
 
     def cut_short(source: Any, target: Any, *args: Any, **kwargs: Any) -> Any:
@@ -99,7 +97,7 @@ def test_best_cut_short_while_replaced_stays_the_earlier_best(
     with pytest.raises(KeyboardInterrupt):
         train_module._replace_dir(out / "checkpoints" / "step-000000128", out / "best")
     monkeypatch.setattr(shutil, "copytree", copytree)
-    assert _tree(out / "best") == before and not _hidden(out)
+    assert tree(out / "best") == before and not _hidden(out)
     load_checkpoint(out / "best")
 
 
@@ -267,10 +265,10 @@ def test_a_run_that_checked_before_another_wrote_is_refused(
     out = tmp_path / "run"
     second = check_run(TINY.with_overrides(seed=6), output_dir=out, resume=None)
     train(TINY, output_dir=out, settings=settings, track=False)
-    before = _tree(out)
+    before = tree(out)
     with pytest.raises(InvalidInput, match="already holds a run"):
         train(TINY.with_overrides(seed=6), output_dir=out, settings=settings, start=second)
-    assert _tree(out) == before
+    assert tree(out) == before
 
 
 def test_a_directory_a_live_run_holds_is_refused(tmp_path: Path, settings: Settings) -> None:
@@ -306,13 +304,13 @@ def test_a_run_killed_outright_is_recorded_failed_by_the_next_run_into_its_direc
         kill.setattr(train_module.OutputClaim, "release", lambda self: None)
         kill.setattr(MlflowClient, "set_terminated", lambda *args, **kwargs: None)
         with pytest.raises(SystemExit):
-            _record(sqlite_session, LONGER, tmp_path / "run", settings)
+            train_recorded(sqlite_session, LONGER, tmp_path / "run", settings)
     killed = sqlite_session.scalars(select(TrainingRun)).one()
     assert killed.status == TrainingStatus.RUNNING
     gc.collect()  # the killed run's claim file closes, as the kernel closes it at a kill
 
     latest = tmp_path / "run" / "checkpoints" / "step-000000128"
-    _record(sqlite_session, LONGER, tmp_path / "run", settings, resume=latest)
+    train_recorded(sqlite_session, LONGER, tmp_path / "run", settings, resume=latest)
     sqlite_session.refresh(killed)
     assert killed.status == TrainingStatus.FAILED and killed.finished_at is not None
     assert killed.error is not None and killed.error.startswith("interrupted: the process")
@@ -320,24 +318,6 @@ def test_a_run_killed_outright_is_recorded_failed_by_the_next_run_into_its_direc
     assert client.get_run(killed.mlflow_run_id or "").info.status == "KILLED"
     runs = sqlite_session.scalars(select(TrainingRun).order_by(TrainingRun.id)).all()
     assert [run.status for run in runs] == [TrainingStatus.FAILED, TrainingStatus.SUCCEEDED]
-
-
-def _record(
-    session: Session,
-    config: TrainingConfig,
-    output: Path,
-    settings: Settings,
-    resume: Path | None = None,
-) -> None:
-    account = training_account(session=session, slug=None)
-    train_agent(
-        session=session,
-        account_id=account.id,
-        config=config,
-        output_dir=output,
-        resume=resume,
-        settings=settings,
-    )
 
 
 def test_a_cancelled_run_is_recorded_as_cancelled_in_words(
@@ -350,7 +330,7 @@ def test_a_cancelled_run_is_recorded_as_cancelled_in_words(
 
     monkeypatch.setattr(train_module, "evaluate_policy", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        _record(sqlite_session, TINY, tmp_path / "run", settings)
+        train_recorded(sqlite_session, TINY, tmp_path / "run", settings)
     run = sqlite_session.scalars(select(TrainingRun)).one()
     assert run.status == TrainingStatus.CANCELLED
     assert run.error == "cancelled: Ctrl-C or SIGTERM stopped the run; its checkpoints are kept"

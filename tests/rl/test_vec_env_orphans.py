@@ -9,11 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from process_helpers import alive, wait_gone
 
 pytestmark = pytest.mark.slow
 
@@ -41,22 +42,13 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    """Running, not a zombie (an orphan's zombie lasts until init reaps it)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.fixture
 def leftovers() -> Iterator[list[int]]:
     """Worker ids to kill at the end if the test failed with them alive."""
     pids: list[int] = []
     yield pids
     for pid in pids:
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -82,7 +74,4 @@ def test_the_env_workers_stop_when_the_learner_is_killed(
     finally:
         learner.kill()
         learner.wait(timeout=30)
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in workers):
-        assert time.monotonic() < deadline, "the env workers outlived their learner by 10 s"
-        time.sleep(0.1)
+    wait_gone(workers, 10, "the env workers outlived their learner")

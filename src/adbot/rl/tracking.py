@@ -43,13 +43,20 @@ def _without_traceback(record: logging.LogRecord) -> bool:
 
 
 @contextlib.contextmanager
-def _quiet_store() -> Iterator[None]:
-    logger = logging.getLogger(_STORE_LOGGER)
-    logger.addFilter(_without_traceback)
+def filtered_log(name: str, keep: Callable[[logging.LogRecord], bool]) -> Iterator[None]:
+    """While inside, the records of logger ``name`` go through ``keep`` (which may drop a
+    record, returning False, or change it): a library's log of an error that AdBot
+    reports itself, in one line."""
+    logger = logging.getLogger(name)
+    logger.addFilter(keep)
     try:
         yield
     finally:
-        logger.removeFilter(_without_traceback)
+        logger.removeFilter(keep)
+
+
+def _quiet_store() -> contextlib.AbstractContextManager[None]:
+    return filtered_log(_STORE_LOGGER, _without_traceback)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:

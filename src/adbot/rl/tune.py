@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import statistics
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from adbot.errors import AdbotError, InvalidInput
 from adbot.rl.checkpoints import CheckpointMeta
 from adbot.rl.config import TrainingConfig
 from adbot.rl.policy import BEST_DIR
-from adbot.rl.tracking import check_tracking_store
+from adbot.rl.tracking import check_tracking_store, filtered_log
 from adbot.rl.train import check_scenario_files, check_writable, train
 
 
@@ -111,16 +111,10 @@ def _strip_user_error_traceback(record: logging.LogRecord) -> bool:
     return True
 
 
-@contextmanager
-def _no_traceback_for_user_errors() -> Iterator[None]:
+def _no_traceback_for_user_errors() -> AbstractContextManager[None]:
     """A trial stopped by bad input (say, a diverged run) or Ctrl-C is reported in one
     line by the CLI; Optuna's warning about it keeps its line but not the traceback."""
-    logger = logging.getLogger(_TRIAL_LOGGER)
-    logger.addFilter(_strip_user_error_traceback)
-    try:
-        yield
-    finally:
-        logger.removeFilter(_strip_user_error_traceback)
+    return filtered_log(_TRIAL_LOGGER, _strip_user_error_traceback)
 
 
 def _trial_dir(output_dir: Path, number: int) -> Path:

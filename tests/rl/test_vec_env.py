@@ -17,7 +17,7 @@ from adbot.market.scenario import load_scenario
 from adbot.rl.config import TrainingConfig
 from adbot.rl.env import BidPacingEnv, cap_daily_queries
 from adbot.rl.train import _cpus, build_vec_env
-from adbot.rl.vec_env import GroupedSubprocVecEnv, WorkerError, _LocalGroup
+from adbot.rl.vec_env import GroupedSubprocVecEnv, WorkerError, _LocalGroup, group_envs
 
 
 def _bid_pacing() -> gym.Env[Any, Any]:  # one-day episodes of 24 steps
@@ -68,6 +68,28 @@ def _assert_same(a: list[Any], b: list[Any]) -> None:
 
 
 @pytest.mark.parametrize(
+    ("n_envs", "workers", "local", "sizes"),
+    [
+        (8, 2, True, [3, 5]),  # the default config on 2 cores: the learner steps 3
+        (8, 2, False, [4, 4]),
+        (16, 2, True, [7, 9]),
+        (9, 2, True, [4, 5]),
+        (8, 3, True, [2, 3, 3]),
+        (5, 2, True, [2, 3]),
+        (4, 3, True, [2, 1, 1]),  # an even share of one or less: as even as they go
+        (2, 2, True, [1, 1]),
+        (8, 1, True, [8]),
+    ],
+)
+def test_the_learners_group_is_one_env_under_an_even_share(
+    n_envs: int, workers: int, local: bool, sizes: list[int]
+) -> None:
+    groups = group_envs(n_envs, workers, local_group=local)
+    assert [len(g) for g in groups] == sizes
+    assert [i for g in groups for i in g] == list(range(n_envs))
+
+
+@pytest.mark.parametrize(
     ("factory", "n_envs", "workers", "steps", "local"),
     [
         (_bid_pacing, 5, 2, 60, False),  # 24-step episodes: resets inside the rollout
@@ -84,9 +106,7 @@ def test_grouped_rollouts_equal_dummy_rollouts(
     grouped = GroupedSubprocVecEnv(fns, workers, local_group=local)
     assert len(grouped.processes) == workers - local
     try:
-        assert [len(g) for g in grouped.groups] == [
-            len(g) for g in np.array_split(range(n_envs), workers)
-        ]
+        assert grouped.groups == group_envs(n_envs, workers, local_group=local)
         got = _rollout(grouped, steps, seed=3)
         again = _rollout(grouped, 5, seed=4)
     finally:

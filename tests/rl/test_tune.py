@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 
 from adbot.config import Settings, load_settings
 from adbot.db import migrate
@@ -150,6 +152,9 @@ def test_a_study_keeps_one_config_and_does_not_repeat_itself(tmp_path: Path) -> 
         tune(BASE, n_trials=1, timesteps=128, settings=settings, **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.filterwarnings(
+    "ignore:Heartbeat of storage is supposed to be used with Study.optimize"
+)
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_two_workers_starting_together_run_different_first_trials(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -245,3 +250,22 @@ def test_bad_input_is_refused_before_a_study_is_recorded(tmp_path: Path) -> None
         )
     with optuna_storage(storage) as rdb:
         assert optuna.get_all_study_summaries(storage=rdb) == []
+
+
+@pytest.mark.filterwarnings(
+    "ignore:Heartbeat of storage is supposed to be used with Study.optimize"
+)
+def test_a_trial_of_a_worker_killed_outright_is_failed_by_the_next(tmp_path: Path) -> None:
+    """A worker killed outright (SIGKILL, the OOM killer) cannot end its trial, which stayed
+    RUNNING for good; with heartbeats the next worker or resumed search fails it."""
+    url = f"sqlite:///{tmp_path / 'adbot.db'}"
+    migrate.upgrade(url, "head")
+    with optuna_storage(url, heartbeat=1, stale=1) as storage:
+        killed = open_study(storage, study_name="t", base=BASE, timesteps=64).ask()
+        storage.record_heartbeat(killed._trial_id)  # what optimize's heartbeat thread does
+        alive = open_study(storage, study_name="t", base=BASE, timesteps=64)
+        assert alive.trials[killed.number].state == TrialState.RUNNING  # not stale yet
+        time.sleep(2.5)  # no heartbeat for longer than ``stale``: the worker is gone
+    with optuna_storage(url, heartbeat=1, stale=1) as storage:
+        study = open_study(storage, study_name="t", base=BASE, timesteps=64)
+        assert study.trials[killed.number].state == TrialState.FAIL

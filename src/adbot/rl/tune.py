@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -88,11 +89,22 @@ def late_mean(history: list[dict[str, float]], timesteps: int) -> float:
     return statistics.fmean(late)
 
 
+# A running trial records a heartbeat every HEARTBEAT seconds; one silent for STALE seconds
+# belongs to a worker that was killed outright (SIGKILL, the OOM killer) and is failed by
+# the next worker or resumed search, instead of staying RUNNING forever.
+HEARTBEAT = 60
+STALE = 3 * HEARTBEAT
+
+
 @contextmanager
-def optuna_storage(url: str) -> Iterator[optuna.storages.RDBStorage]:
-    """Optuna's storage on ``url``; its pooled connections closed at the end rather than
-    left to the garbage collector."""
-    storage = optuna.storages.RDBStorage(url)
+def optuna_storage(
+    url: str, *, heartbeat: int = HEARTBEAT, stale: int = STALE
+) -> Iterator[optuna.storages.RDBStorage]:
+    """Optuna's storage on ``url``, with heartbeats; its pooled connections closed at the
+    end rather than left to the garbage collector."""
+    with warnings.catch_warnings():  # Optuna marks heartbeats experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=stale)
     try:
         yield storage
     finally:
@@ -179,7 +191,17 @@ def open_study(
     )
     _check_study(study, base, timesteps)
     study.sampler = TrialSeededSampler(base.seed)
+    _fail_stale_trials(study)
     return study
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """Fail the trials of workers that died without a word (no heartbeat for ``STALE``
+    seconds) now, not only when this worker starts its first trial (``optimize`` does it
+    then too). Optuna leaves a storage without heartbeats alone."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def _check_study(study: optuna.Study, base: TrainingConfig, timesteps: int) -> None:

@@ -17,14 +17,13 @@ killed outright stops by itself.
 from __future__ import annotations
 
 import multiprocessing
-import multiprocessing.connection
 import signal
 import socket
-import threading
 import time
 from typing import Any
 
 from adbot.errors import AdbotError
+from adbot.processes import on_parent_exit
 
 APP = "adbot.api.app:create_app"
 BACKLOG = 2048  # uvicorn's default
@@ -119,12 +118,4 @@ def _stop_with_parent(server: Any) -> None:
     """Shut the worker down gracefully once its parent is gone. A parent killed outright
     (SIGKILL: the OOM killer, ``kill -9``) cannot stop its workers; left running, they would
     keep serving on the port, and the restarted service could not bind it."""
-    parent = multiprocessing.parent_process()
-    if parent is None or parent.sentinel is None:
-        return
-
-    def watch() -> None:
-        multiprocessing.connection.wait([parent.sentinel])  # readable once the parent exits
-        server.should_exit = True
-
-    threading.Thread(target=watch, name="adbot-parent-watch", daemon=True).start()
+    on_parent_exit(lambda: setattr(server, "should_exit", True))

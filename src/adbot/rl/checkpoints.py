@@ -235,9 +235,10 @@ def _read_record(path: Path, kind: type[_Record]) -> _Record:
     """``kind`` from the JSON file ``path``: its fields (those with a default may be
     absent), nothing else, each of its type."""
     data = _read_json(path)
-    fields = {f.name for f in dataclasses.fields(kind)}
-    required = {f.name for f in dataclasses.fields(kind) if f.default is dataclasses.MISSING}
-    missing, unknown = sorted(required - set(data)), sorted(set(data) - fields)
+    fields = dataclasses.fields(kind)
+    required = {f.name for f in fields if f.default is dataclasses.MISSING}
+    unknown = sorted(set(data) - {f.name for f in fields})
+    missing = sorted(required - set(data))
     if missing or unknown:
         raise InvalidInput(f"checkpoint file {path}: fields missing {missing}, unknown {unknown}")
     problems: list[str] = []

@@ -381,10 +381,10 @@ def holds_run(directory: Path) -> bool:
     as it may a ``checkpoints/`` with only a killed write's hidden staging directory in it."""
     checkpoints = directory / "checkpoints"
     if checkpoints.is_dir():
-        return any(not entry.name.startswith(".") for entry in checkpoints.iterdir()) or any(
-            (directory / name).exists() for name in RUN_FILES[1:]
-        )
-    return any((directory / name).exists() for name in RUN_FILES)
+        saved = any(not entry.name.startswith(".") for entry in checkpoints.iterdir())
+    else:
+        saved = checkpoints.exists()
+    return saved or any((directory / name).exists() for name in RUN_FILES[1:])
 
 
 def check_writable(output_dir: Path) -> None:
@@ -695,12 +695,11 @@ def _run_to_the_end(
 def _close(venv: VecNormalize, *, quietly: bool) -> None:
     """Close the envs; after a failure, a worker already gone (the failure, or killed
     with the run) must not replace the run's own error, and what is left is stopped."""
-    if not quietly:
-        venv.close()
-        return
     try:
         venv.close()
     except Exception:
+        if not quietly:
+            raise
         for process in getattr(venv.venv, "processes", []):
             process.kill()
             process.join()

@@ -39,9 +39,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import multiprocessing as mp
-import multiprocessing.connection
 import os
-import threading
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
@@ -59,6 +57,8 @@ from stable_baselines3.common.vec_env.base_vec_env import (
 )
 from stable_baselines3.common.vec_env.util import dict_to_obs
 
+from adbot.processes import on_parent_exit
+
 EnvFn = Callable[[], gym.Env]
 # Workers run this much nicer than the learner. While the learner waits for their answers
 # nothing competes with them; while it computes, their work ahead yields it the CPU (on 2
@@ -75,17 +75,8 @@ def exit_with_parent() -> None:
     to answer) when the process that started it is gone; a no-op in any other process and
     the second time in one."""
     global _watched_pid
-    parent = mp.parent_process()
-    if parent is None or parent.sentinel is None or _watched_pid == os.getpid():
-        return
-    _watched_pid = os.getpid()
-    sentinel = parent.sentinel
-
-    def watch() -> None:
-        multiprocessing.connection.wait([sentinel])  # readable once the parent has exited
-        os._exit(1)
-
-    threading.Thread(target=watch, name="adbot-parent-watch", daemon=True).start()
+    if _watched_pid != os.getpid() and on_parent_exit(lambda: os._exit(1)):
+        _watched_pid = os.getpid()
 
 
 class StopsWithParent:

@@ -11,24 +11,17 @@ ulps under ``fixed`` where every multiplier ties (``min_bid == max_bid``).
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
 from adbot.market.auction import AuctionRules, multiplier_bids, placed_dense
-from adbot.market.episode import EpisodeMarket, episode_market
+from adbot.market.episode import episode_market
 from adbot.market.scenario import Scenario
 from adbot.market.score import score_many
 
 _MAX_CELLS = 2_000_000  # bid vectors x queries per dense block, to bound memory
-
-# Per market, per day: where each step ends among the day's clickable queries. Weak keys: an
-# entry goes with its market when the episode cache drops it.
-_STEP_ENDS: weakref.WeakKeyDictionary[EpisodeMarket, dict[int, np.ndarray]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 @dataclass(frozen=True)
@@ -41,25 +34,6 @@ class MultiplierTotals:
     conversions: np.ndarray
     value: np.ndarray
     score: np.ndarray
-
-
-def _clickable_step_ends(market: EpisodeMarket, day: int) -> np.ndarray:
-    """(steps,) how many of ``market.clickable_day(day)``'s queries fall in steps 0..s.
-
-    The clickable queries are counted by ``clickable_day``'s own test (a click at the top slot
-    is possible) on the whole day, whose queries know their step; the counts must add up to
-    the clickable day. Memoised: the oracle plays each day about 14 times.
-    """
-    ends = _STEP_ENDS.setdefault(market, {})
-    if day not in ends:
-        whole, step_of = market.whole_day(day)
-        clickable = whole.u_click < market.universe.click_prob[whole.keyword, 0]
-        steps = market.scenario.horizon.steps_per_day
-        counted = np.cumsum(np.bincount(step_of[clickable], minlength=steps))
-        if counted[-1] != market.clickable_day(day).n_queries:
-            raise AssertionError(f"day {day}: the clickable queries per step do not add up")
-        ends[day] = counted
-    return ends[day]
 
 
 @numba.njit(cache=True)
@@ -127,7 +101,7 @@ def _episode_totals(scenario: Scenario, episode_seed: int, bids: np.ndarray) -> 
         queries = market.clickable_day(day)
         impression, _, price, p_click = placed_dense(queries, bids, rules)
         converts = queries.u_conv < queries.cvr
-        step_ends = _clickable_step_ends(market, day)
+        step_ends = market.clickable_step_ends(day)
         _play_day(
             impression, price, p_click, queries.u_click, converts, queries.conv_value,
             step_ends, budget, totals,

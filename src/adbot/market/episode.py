@@ -275,7 +275,7 @@ class EpisodeMarket:
         self._days: dict[int, _DayMarket] = {}
         # Days being drawn ahead a stage at a time (``draw_ahead``): each one's stages left.
         self._drawing: dict[int, Iterator[None]] = {}
-        self._clickable: dict[int, StepMarket] = {}
+        self._clickable: dict[int, tuple[StepMarket, np.ndarray]] = {}
         # A day's landscapes of one multiplier grid, (steps, grid) arrays computed once for
         # every simulator of this episode; keyed by (day, the grid's bytes).
         self.day_landscapes: dict[tuple[int, bytes], Landscape] = {}
@@ -307,10 +307,23 @@ class EpisodeMarket:
         queries no bid costs or earns anything, only impressions, so whole-episode searches
         over bids (the oracle) can skip them and still spend and convert exactly alike.
         """
+        return self._clickable_day(day)[0]
+
+    def clickable_step_ends(self, day: int) -> np.ndarray:
+        """(steps,) how many of :meth:`clickable_day`'s queries fall in steps 0..s of the
+        day: where each step ends among them (the oracle sums its clicks step by step, as
+        the simulator does)."""
+        return self._clickable_day(day)[1]
+
+    def _clickable_day(self, day: int) -> tuple[StepMarket, np.ndarray]:
         if day not in self._clickable:
-            whole = self._day(day).whole
+            drawn = self._day(day)
+            whole = drawn.whole
             best = self.universe.click_prob[whole.keyword, 0]
-            self._clickable[day] = whole.subset(np.flatnonzero(whole.u_click < best))
+            index = np.flatnonzero(whole.u_click < best)
+            steps = self.scenario.horizon.steps_per_day
+            ends = np.cumsum(np.bincount(drawn.step_of[index], minlength=steps))
+            self._clickable[day] = (whole.subset(index), ends)
         return self._clickable[day]
 
     def step(self, index: int) -> StepMarket:

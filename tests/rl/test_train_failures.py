@@ -10,6 +10,9 @@ import io
 import os
 import shutil
 import signal
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from stable_baselines3 import PPO
 
+import adbot.rl.tracking as tracking
 import adbot.rl.train as train_module
 import adbot.services.training as training_service
 from adbot.config import Settings, load_settings
@@ -165,6 +169,69 @@ def test_a_tracking_store_that_cannot_be_used_is_named_before_anything_is_writte
             output_dir=tmp_path / "run",
             settings=broken,
         )
+    assert sqlite_session.scalar(select(func.count()).select_from(TrainingRun)) == 0
+    assert not (tmp_path / "run").exists()
+
+
+class _MuteServer:
+    """A tracking server at a port that takes connections and answers none: it closes each
+    at once (a server restarting behind a proxy) or holds it open (a hung one)."""
+
+    def __init__(self, *, hold: bool) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.uri = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.taken: list[socket.socket] = []
+        self.hold = hold
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            self.taken.append(connection)
+            if not self.hold:
+                connection.close()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+        self.listener.close()
+        for connection in self.taken:
+            connection.close()
+
+
+@pytest.fixture(params=["closes", "hangs"])
+def mute_server(request: pytest.FixtureRequest) -> Iterator[_MuteServer]:
+    server = _MuteServer(hold=request.param == "hangs")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_a_tracking_server_that_does_not_answer_is_named_after_one_try(
+    tmp_path: Path,
+    sqlite_session: Session,
+    monkeypatch: pytest.MonkeyPatch,
+    mute_server: _MuteServer,
+) -> None:
+    """MLflow's HTTP client tried such a server 8 times with a growing backoff before the
+    check failed: some four minutes (``adbot train`` with nothing at the port: 255 s to its
+    error), twenty for a server that holds the connections (120 s a try)."""
+    monkeypatch.setattr(tracking, "CHECK_HTTP_TIMEOUT", 1)  # the hung server's wait
+    unanswered = load_settings(data_dir=tmp_path / "data", mlflow={"tracking_uri": mute_server.uri})
+    expected = (
+        rf"^MLflow tracking store {mute_server.uri} \(mlflow.tracking_uri, "
+        r"ADBOT_MLFLOW__TRACKING_URI\) cannot be used: .*; nothing was trained$"
+    )
+    with pytest.raises(ConfigError, match=expected):
+        train_recorded(sqlite_session, TINY, tmp_path / "run", unanswered)
+    assert len(mute_server.taken) == 1
     assert sqlite_session.scalar(select(func.count()).select_from(TrainingRun)) == 0
     assert not (tmp_path / "run").exists()
 

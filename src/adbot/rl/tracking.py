@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -90,12 +91,49 @@ def _client(settings: Settings) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
+# The check asks a server once and waits a few seconds for it: by default MLflow's HTTP client
+# retries one that does not answer 7 times with a growing backoff, some four minutes before
+# the error. Only the check: a run keeps those retries, which ride out a server's restart.
+CHECK_HTTP_RETRIES = 0
+CHECK_HTTP_TIMEOUT = 5  # seconds
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` while inside, as it was after."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _fail_fast() -> contextlib.AbstractContextManager[None]:
+    """MLflow's documented settings of its HTTP requests (read at each request), for a check."""
+    from mlflow.environment_variables import (
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        MLFLOW_HTTP_REQUEST_TIMEOUT,
+    )
+
+    return _environment(
+        {
+            MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: str(CHECK_HTTP_RETRIES),
+            MLFLOW_HTTP_REQUEST_TIMEOUT.name: str(CHECK_HTTP_TIMEOUT),
+        }
+    )
+
+
 def check_tracking_store(settings: Settings) -> None:
     """``ConfigError`` naming the setting if the tracking store cannot be opened and read
     (a SQLite path under a file, a server that does not answer): checked before a run is
-    recorded, as other bad input is."""
+    recorded, as other bad input is, within seconds."""
     try:
-        with _quiet_store():
+        with _quiet_store(), _fail_fast():
             _client(settings).get_experiment_by_name(settings.mlflow.experiment)
     except Exception as exc:  # MLflow, SQLAlchemy, Alembic, OSError, requests: all "unusable"
         raise _unusable(settings.mlflow.tracking_uri, exc) from None

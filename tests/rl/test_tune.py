@@ -14,11 +14,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+import adbot.rl.train as train_module
 from adbot.config import Settings, load_settings
 from adbot.db import migrate
 from adbot.errors import InvalidInput, ScenarioError
 from adbot.rl.config import TrainingConfig
 from adbot.rl.tune import (
+    MLFLOW_RUN_ATTR,
     late_mean,
     open_study,
     optuna_storage,
@@ -269,3 +271,39 @@ def test_a_trial_of_a_worker_killed_outright_is_failed_by_the_next(tmp_path: Pat
     with optuna_storage(url, heartbeat=1, stale=1) as storage:
         study = open_study(storage, study_name="t", base=BASE, timesteps=64)
         assert study.trials[killed.number].state == TrialState.FAIL
+
+
+@pytest.mark.filterwarnings(
+    "ignore:Heartbeat of storage is supposed to be used with Study.optimize"
+)
+def test_the_mlflow_run_of_a_trial_killed_outright_is_ended_as_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trial of a worker killed outright was failed by the next worker, but its MLflow
+    run stayed RUNNING for good. Killed here as SIGKILL would (nothing ends the runs) while
+    its envs are built: its run's id was only recorded once they were."""
+    url = f"sqlite:///{tmp_path / 'adbot.db'}"
+    migrate.upgrade(url, "head")
+    settings = _settings(tmp_path)
+    kwargs: dict[str, Any] = {"storage_url": url, "study_name": "t", "timesteps": 64}
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise SystemExit("killed")
+
+    with monkeypatch.context() as kill:
+        kill.setattr(train_module, "build_vec_env", killed)
+        kill.setattr(MlflowClient, "set_terminated", lambda *args, **kwargs: None)
+        with pytest.raises(SystemExit):
+            tune(BASE, n_trials=1, output_dir=tmp_path / "trials", settings=settings, **kwargs)
+    client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.mlflow.experiment)
+    assert experiment is not None
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "RUNNING"
+    time.sleep(2.5)  # silent for longer than ``stale`` below (SQLite's clock: whole seconds)
+    with optuna_storage(url, heartbeat=1, stale=1, settings=settings) as storage:
+        study = open_study(storage, study_name="t", base=BASE, timesteps=64)  # a resumed search
+        [trial] = study.trials
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs[MLFLOW_RUN_ATTR] == run.info.run_id
+    assert client.get_run(run.info.run_id).info.status == "KILLED"

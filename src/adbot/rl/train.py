@@ -628,6 +628,8 @@ def train(
     tracker = MlflowRun(settings, config, enabled=track, run_name=run_name, tags=tags, warn=warn)
     status = "FAILED"
     try:
+        if hooks is not None:  # first: a process killed from here on leaves its run's id
+            hooks.on_start(tracker.run_id)
         claim = claim or claim_output(output_dir, start)
         set_random_seed(config.seed)
         _prepare_output(config, output_dir, start)
@@ -663,8 +665,6 @@ def _run_to_the_end(
         model = _continued_model(start.checkpoint, venv)
     else:
         model = build_model(config, venv)
-    if hooks is not None:
-        hooks.on_start(tracker.run_id)
     started = time.perf_counter()
     progress = _progress(console) if console is not None else None
     run = _Run(config, model, venv, output_dir, tracker, hooks, progress, start.best_score)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import statistics
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ from adbot.errors import AdbotError, InvalidInput
 from adbot.rl.checkpoints import CheckpointMeta
 from adbot.rl.config import TrainingConfig
 from adbot.rl.policy import BEST_DIR
-from adbot.rl.tracking import check_tracking_store, filtered_log
+from adbot.rl.tracking import check_tracking_store, end_mlflow_run, filtered_log
 from adbot.rl.train import check_scenario_files, check_writable, train
 
 
@@ -54,13 +54,16 @@ def suggest_overrides(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
+MLFLOW_RUN_ATTR = "mlflow_run_id"  # the trial's user attribute naming its MLflow run
+
+
 class _PruningHooks:
     def __init__(self, trial: optuna.Trial) -> None:
         self.trial = trial
 
     def on_start(self, mlflow_run_id: str | None) -> None:
         if mlflow_run_id is not None:
-            self.trial.set_user_attr("mlflow_run_id", mlflow_run_id)
+            self.trial.set_user_attr(MLFLOW_RUN_ATTR, mlflow_run_id)
 
     def on_checkpoint(
         self, directory: Path, meta: CheckpointMeta, metrics: dict[str, float]
@@ -96,15 +99,35 @@ HEARTBEAT = 60
 STALE = 3 * HEARTBEAT
 
 
+def _ending_mlflow_runs(settings: Settings) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """What a stale trial is failed with: its MLflow run, which its killed worker could not
+    end, is ended ``KILLED`` (as a killed training run's is by the next run into its
+    directory)."""
+
+    def end(study: optuna.Study, trial: FrozenTrial) -> None:
+        run_id = trial.user_attrs.get(MLFLOW_RUN_ATTR)
+        if isinstance(run_id, str):
+            end_mlflow_run(settings, run_id, "KILLED")
+
+    return end
+
+
 @contextmanager
 def optuna_storage(
-    url: str, *, heartbeat: int = HEARTBEAT, stale: int = STALE
+    url: str, *, heartbeat: int = HEARTBEAT, stale: int = STALE, settings: Settings | None = None
 ) -> Iterator[optuna.storages.RDBStorage]:
     """Optuna's storage on ``url``, with heartbeats; its pooled connections closed at the
-    end rather than left to the garbage collector."""
+    end rather than left to the garbage collector. With ``settings``, the MLflow run of a
+    stale trial it fails is ended in their tracking store."""
+    on_stale = None if settings is None else _ending_mlflow_runs(settings)
     with warnings.catch_warnings():  # Optuna marks heartbeats experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=stale)
+        # failed_trial_callback: Optuna 4.9 renamed it, the old name stays until 6.0 (we
+        # pin <5), and 3.6 to 4.8 know only it.
+        warnings.simplefilter("ignore", FutureWarning)
+        storage = optuna.storages.RDBStorage(
+            url, heartbeat_interval=heartbeat, grace_period=stale, failed_trial_callback=on_stale
+        )
     try:
         yield storage
     finally:
@@ -161,7 +184,7 @@ def tune(
     check_scenario_files(base)  # bad input fails here, before a study or trial is recorded
     check_writable(output_dir)
     check_tracking_store(settings)
-    with optuna_storage(storage_url) as storage:
+    with optuna_storage(storage_url, settings=settings) as storage:
         study = open_study(storage, study_name=study_name, base=base, timesteps=timesteps)
         with _no_traceback_for_user_errors():
             study.optimize(objective, n_trials=n_trials, catch=())

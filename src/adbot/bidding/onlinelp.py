@@ -96,7 +96,8 @@ class OnlineLpPolicy:
 
     def _solve(self, sim: MarketSimulator) -> float:
         today, cost, conversions, value = self._forecast(sim)
-        slack = (sim.budget_left_today - today) / sim.daily_budget
+        with np.errstate(over="ignore"):  # a budget near the smallest float: only signs matter
+            slack = (sim.budget_left_today - today) / sim.daily_budget
         feasible = slack >= 0
         if not feasible.any():
             return float(self.grid[0])

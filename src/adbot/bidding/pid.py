@@ -37,6 +37,7 @@ from adbot.market.simulator import MarketSimulator, StepOutcome
 
 _LOG_MIN, _LOG_MAX = math.log(ALPHA_MIN), math.log(ALPHA_MAX)
 _WINDUP = math.log(1.5)
+_SMALLEST = math.ulp(0.0)  # the smallest positive float
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,10 @@ class PidPolicy:
         return sim.budget_left_today * share
 
     def _budget_error(self, outcome: StepOutcome) -> float:
-        slack = 0.1 * self._sim.daily_budget / self._sim.steps_per_day
-        return _clip(math.log((self._planned + slack) / (outcome.total_cost + slack)))
+        # A budget near the smallest float has a slack that underflows to 0; the smallest
+        # positive float keeps 0 / 0 out.
+        slack = max(0.1 * self._sim.daily_budget / self._sim.steps_per_day, _SMALLEST)
+        return _log_error((self._planned + slack) / (outcome.total_cost + slack))
 
     def _target_error(self) -> float:
         prior = self.gains.prior_conversions
@@ -126,7 +129,7 @@ class PidPolicy:
         if self._target_cpa is not None:
             if conversions <= 0:
                 return -1.0
-            return _clip(math.log(self._target_cpa * conversions / self._cost))
+            return _log_error(self._target_cpa * conversions / self._cost)
         assert self._target_roas is not None
         mean_value = self._sim.scenario.campaign.conversion_value.mean
         value = calibrated(
@@ -134,8 +137,15 @@ class PidPolicy:
         )
         if value <= 0:
             return -1.0
-        return _clip(math.log(value / (self._cost * self._target_roas)))
+        worth = self._cost * self._target_roas  # 0 or inf for targets near the float limits
+        return _log_error(value / worth if worth > 0 else math.inf)
 
 
 def _clip(error: float) -> float:
     return min(1.0, max(-1.0, error))
+
+
+def _log_error(ratio: float) -> float:
+    """``log(ratio)`` clipped to [-1, 1]. A ratio of amounts near the smallest or the largest
+    float can underflow to 0 or overflow to inf: it is then at the clip, not a math error."""
+    return _clip(math.log(ratio)) if ratio > 0 else -1.0

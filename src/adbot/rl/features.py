@@ -44,6 +44,7 @@ MAX_ALPHA = 50.0
 FIRST_STEP_SHADE = 0.5
 OBS_BOUND = 10.0  # every feature is clipped to [-OBS_BOUND, OBS_BOUND]
 _EPS = 1e-9
+_SMALLEST = math.ulp(0.0)  # the smallest positive float
 
 FEATURE_NAMES: tuple[str, ...] = (
     "episode_progress",  # share of the episode's steps done
@@ -157,8 +158,10 @@ class PacingState:
         self.mean_value = campaign.conversion_value.mean
         goal, target = goal_of(campaign)
         self.total_budget = sim.daily_budget * sim.days
-        # Predicted conversions the whole budget buys at the target (conversions_so_far).
-        reference_conv = self.total_budget / sim.value_per_conversion
+        # Predicted conversions the whole budget buys at the target (conversions_so_far);
+        # never 0, which a budget near the smallest float over a large target underflows to
+        # (the feature then divided by zero at the first step).
+        reference_conv = max(self.total_budget / sim.value_per_conversion, _SMALLEST)
         constants = [0.0] * 12
         constants[C_N_STEPS], constants[C_DAYS] = sim.n_steps, sim.days
         constants[C_STEPS_PER_DAY], constants[C_DAILY_BUDGET] = sim.steps_per_day, sim.daily_budget

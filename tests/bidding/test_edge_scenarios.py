@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import tracemalloc
 import warnings
 from typing import Any
 
@@ -21,6 +22,8 @@ import adbot.rl  # noqa: F401  (registers the prior and ppo: policies)
 from adbot.bidding import FixedPolicy, hindsight_oracle, make_policy, run_episode
 from adbot.bidding.evaluate import evaluate, score_ratio
 from adbot.market.scenario import Scenario, load_scenario
+from adbot.market.simulator import MarketSimulator
+from adbot.rl.features import PacingState
 
 POLICIES = ["fixed", "pid", "onlinelp", "oracle", "prior", "ppo:default"]
 
@@ -181,3 +184,25 @@ def test_amounts_at_the_float_limits_play_without_a_math_error(limit: str, polic
             warnings.simplefilter("error")
             result = run_episode(scenario, seed, make_policy(policy))
         assert np.isfinite(result.alpha).all()
+
+
+def test_the_agent_state_of_a_long_horizon_grows_with_its_days_not_their_square() -> None:
+    """The agent's state made every day's forecast of each later day up front: days^2 / 2
+    floats, 144 MB at 6,000 days of one step (MARKET.md allows up to 1,000,000 steps), 1 GB
+    at 16,000. It makes the day's own when the day starts."""
+    long = edited(
+        horizon__days=6000,
+        horizon__steps_per_day=1,
+        market__hourly_profile="flat",
+        market__daily_queries=50.0,
+    )
+    PacingState(MarketSimulator(quick(), 0), 0.0)  # compiled kernels loaded before measuring
+    sim = MarketSimulator(long, 0)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        PacingState(sim, 0.0)
+        grown = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 5e6, f"{grown / 1e6:.0f} MB"

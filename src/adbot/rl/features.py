@@ -185,7 +185,10 @@ class PacingState:
         )
         # Each step of the day's even-pace share of the daily budget (spend rate feature).
         self._even_spend = [sim.daily_budget * float(share) for share in day_share]
-        self._day_end, self._later_days = _day_forecasts(self._forecast_cum, sim)
+        self._day_end = _day_ends(sim)
+        # Each later day's forecast traffic, seen from one day (``_later_day``): made when the
+        # day starts. Every day's at once was days^2 / 2 floats (1 GB at 16,000 days).
+        self._later_day, self._later = -1, _NO_DAYS
         self.planner = LandscapePlanner(sim)
         self.numbers = np.zeros(N_NUMBERS)
         alpha = initial_alpha(sim)
@@ -245,7 +248,13 @@ class PacingState:
         planner.steps += 1
         next_index = sim.step_index
         plan_next = next_index < sim.n_steps
-        later = self._later_days[next_index // sim.steps_per_day] if plan_next else _NO_DAYS
+        later = _NO_DAYS
+        if plan_next:
+            day = next_index // sim.steps_per_day
+            if day != self._later_day:
+                self._later_day = day
+                self._later = _later_days(self._forecast_cum, int(self._day_end[day]), sim)
+            later = self._later
         has_nan = _record_kernel(
             self.numbers, self._constants, planner.rates, planner.queries,
             outcome.counts[_CLICKS], sim.pcvr, outcome.bids, day_landscapes.cost,
@@ -480,14 +489,16 @@ def _day_share(forecast: np.ndarray, sim: MarketSimulator) -> np.ndarray:
     return step_weights(sim.scenario.market.hourly_profile, sim.steps_per_day)
 
 
-def _day_forecasts(
-    forecast_cum: np.ndarray, sim: MarketSimulator
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Per day: the index its last step ends at, and each later day's forecast traffic."""
+def _day_ends(sim: MarketSimulator) -> np.ndarray:
+    """Per day, the index its last step ends at."""
     spd = sim.steps_per_day
-    day_ends = [min((day + 1) * spd, sim.n_steps) for day in range(sim.days)]
-    later = [forecast_cum[end + spd :: spd] - forecast_cum[end:-1:spd] for end in day_ends]
-    return np.array(day_ends, dtype=np.intp), later
+    return np.array([min((day + 1) * spd, sim.n_steps) for day in range(sim.days)], np.intp)
+
+
+def _later_days(forecast_cum: np.ndarray, end: int, sim: MarketSimulator) -> np.ndarray:
+    """The forecast traffic of each day after the one whose last step ends at ``end``."""
+    spd = sim.steps_per_day
+    return forecast_cum[end + spd :: spd] - forecast_cum[end:-1:spd]
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import sqlite3
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ import pytest
 from cli_helpers import RunCli
 from stable_baselines3 import PPO
 
+import adbot.rl.train as train_module
+import adbot.services.training as training_service
 from training_helpers import LONGER
 
 pytestmark = pytest.mark.slow
@@ -69,6 +72,57 @@ def test_an_output_that_cannot_be_written_is_one_line_and_a_failed_run(
     assert "(No space left on device)" in error and "--resume" in error
     [(status, recorded)] = _runs(tmp_path)
     assert status == "failed" and recorded.startswith("AdbotError: training stopped at step 256")
+
+
+CANCELLED = ("cancelled", "cancelled: Ctrl-C or SIGTERM stopped the run; its checkpoints are kept")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    ("module", "function", "line", "runs"),
+    [
+        pytest.param(
+            training_service,
+            "check_tracking_store",
+            "training cancelled before the run started; no run was recorded",
+            [],
+            id="checks",
+        ),
+        pytest.param(
+            train_module,
+            "evaluate_policy",
+            "training cancelled; the run is recorded as cancelled",
+            [CANCELLED],
+            id="training",
+        ),
+    ],
+)
+def test_a_stop_says_whether_the_run_was_recorded(
+    place: tuple[Path, Path],
+    tmp_path: Path,
+    run_cli: RunCli,
+    monkeypatch: pytest.MonkeyPatch,
+    signum: int,
+    module: Any,
+    function: str,
+    line: str,
+    runs: list[tuple[str, str]],
+) -> None:
+    """Ctrl-C or SIGTERM while the run was checked (the checks of a resumed run's checkpoint
+    or of a tracking store take seconds) said "the run is recorded as cancelled", and
+    nothing was recorded."""
+    config, out = place
+    original = getattr(module, function)
+
+    def stopped(*args: Any, **kwargs: Any) -> Any:
+        os.kill(os.getpid(), signum)  # a KeyboardInterrupt here (SIGTERM: by the command)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, function, stopped)
+    result = run_cli(["train", "--config", str(config), "--output", str(out)])
+    assert (result.code, result.err_lines[-1]) == (130, line)
+    assert "Traceback" not in result.err
+    assert _runs(tmp_path) == runs
 
 
 def test_a_tracking_store_that_cannot_be_used_is_one_line_naming_the_setting(

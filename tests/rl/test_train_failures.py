@@ -401,3 +401,21 @@ def test_a_cancelled_run_is_recorded_as_cancelled_in_words(
     run = sqlite_session.scalars(select(TrainingRun)).one()
     assert run.status == TrainingStatus.CANCELLED
     assert run.error == "cancelled: Ctrl-C or SIGTERM stopped the run; its checkpoints are kept"
+
+
+def test_a_run_stopped_between_its_record_and_its_training_is_recorded_cancelled(
+    tmp_path: Path, settings: Settings, sqlite_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the run's directory was checked for an earlier run killed outright, after
+    the run was recorded: it stayed ``running`` for good."""
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training_service, "_end_interrupted", interrupted)
+    with pytest.raises(training_service.RunCancelled):
+        train_recorded(sqlite_session, TINY, tmp_path / "run", settings)
+    run = sqlite_session.scalars(select(TrainingRun)).one()
+    assert run.status == TrainingStatus.CANCELLED
+    with (tmp_path / "run" / CLAIM_FILE).open() as claim:  # the directory is free again
+        fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -48,6 +48,17 @@ def default_output(data_dir: Path, config: TrainingConfig) -> Path:
     return data_dir / TRAINED_AGENTS / f"{config.name}{suffix}"
 
 
+def _training_config(path: Path, total_timesteps: int | None, seed: int | None) -> TrainingConfig:
+    check_range("--timesteps", total_timesteps, 1)
+    check_range("--seed", seed, 0, SEED_MAX)
+    training_config = load_training_config(path)
+    if total_timesteps is not None:
+        training_config = training_config.with_overrides(total_timesteps=total_timesteps)
+    if seed is not None:
+        training_config = training_config.with_overrides(seed=seed)
+    return training_config
+
+
 def train_command(
     config: Path = CONFIG_OPTION,
     resume: Path | None = typer.Option(
@@ -74,34 +85,32 @@ def train_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train a PPO agent on the simulated market; every run is recorded in the database."""
-    from adbot.services.training import train_agent, training_account
+    try:  # a stop before the run is recorded, from the first line: the import takes seconds
+        from adbot.services.training import RunCancelled, train_agent, training_account
 
-    check_range("--timesteps", total_timesteps, 1)
-    check_range("--seed", seed, 0, SEED_MAX)
-    training_config = load_training_config(config)
-    if total_timesteps is not None:
-        training_config = training_config.with_overrides(total_timesteps=total_timesteps)
-    if seed is not None:
-        training_config = training_config.with_overrides(seed=seed)
-    settings = get_settings()
-    require_current_schema()
-    output_dir = output or default_output(settings.data_dir, training_config)
-    _interrupt_on_sigterm()
-    with get_sessionmaker()() as session:
-        owner = training_account(session=session, slug=account)
-        try:
-            record = train_agent(
-                session=session,
-                account_id=owner.id,
-                config=training_config,
-                output_dir=output_dir,
-                resume=resume,
-                settings=settings,
-                console=err,
-            )
-        except KeyboardInterrupt:
-            err.print("training cancelled; the run is recorded as cancelled", highlight=False)
-            raise typer.Exit(130) from None
+        training_config = _training_config(config, total_timesteps, seed)
+        settings = get_settings()
+        require_current_schema()
+        output_dir = output or default_output(settings.data_dir, training_config)
+        _interrupt_on_sigterm()
+        with get_sessionmaker()() as session:
+            owner = training_account(session=session, slug=account)
+            try:
+                record = train_agent(
+                    session=session,
+                    account_id=owner.id,
+                    config=training_config,
+                    output_dir=output_dir,
+                    resume=resume,
+                    settings=settings,
+                    console=err,
+                )
+            except RunCancelled:
+                err.print("training cancelled; the run is recorded as cancelled", highlight=False)
+                raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # during the imports, the checks or the run's recording
+        err.print("training cancelled before the run started; no run was recorded", highlight=False)
+        raise typer.Exit(130) from None
     result = record.result
     summary = {
         "agent": record.agent.name,

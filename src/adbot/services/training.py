@@ -137,6 +137,11 @@ class _RecordingHooks:
         self.checkpoints.append(row)
 
 
+class RunCancelled(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a recorded run, which is now recorded ``cancelled``; a
+    plain ``KeyboardInterrupt`` from :func:`train_agent` came before a run was recorded."""
+
+
 @dataclass(frozen=True)
 class TrainingRecord:
     run: TrainingRun
@@ -199,13 +204,13 @@ def train_agent(
             session.add(run)
             before = agent.status
             agent.status = AgentStatus.TRAINING
-        _end_interrupted(session, claim.previous, settings, by=run)
-        claim.note(training_run_id=run.id, agent_id=run.agent_id, seed=run.seed)
     except BaseException:
         claim.release()
         raise
     hooks = _RecordingHooks(session, run)
-    try:
+    try:  # the run is recorded: however it stops now, it is recorded stopped
+        _end_interrupted(session, claim.previous, settings, by=run)
+        claim.note(training_run_id=run.id, agent_id=run.agent_id, seed=run.seed)
         result = train(
             config,
             output_dir=output_dir,
@@ -218,6 +223,9 @@ def train_agent(
         )
     except BaseException as exc:
         _record_failure(session, run, agent, before, exc)
+        claim.release()  # train released it already, unless it stopped before train began
+        if isinstance(exc, KeyboardInterrupt):
+            raise RunCancelled from None
         raise
     best = _best_checkpoint(hooks.checkpoints, result.best_checkpoint)
     with writing(session):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from cli_helpers import DEFAULT_CONFIG, RunCli
 
 import adbot.rl.tune
-from adbot.cli.main import main
+from adbot.cli.main import CANCELLED_STARTING, main
 from adbot.cli.train import default_output
 from adbot.rl.config import TrainingConfig
 
@@ -80,3 +83,50 @@ def test_a_config_seed_numpy_refuses_is_one_line_naming_it(
         "error: training config: seed: Input should be less than or equal to 4294967295\n"
     )
     assert not data.exists()
+
+
+ADBOT = Path(sys.executable).with_name("adbot")  # the console script, as installed
+
+# The console script run with a Ctrl-C, a real SIGINT, as the process first imports MODULE.
+CTRL_C_AT_IMPORT = """
+import os, runpy, signal, sys
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+sys.argv = [{script!r}, *{argv!r}]
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "module", "line"),
+    [
+        (["train"], "typer", CANCELLED_STARTING),
+        (["tune"], "typer", CANCELLED_STARTING),
+        (
+            ["train"],
+            "adbot.services.training",
+            "training cancelled before the run started; no run was recorded",
+        ),
+        (["tune"], "adbot.rl.tune", "search cancelled before it started; nothing was recorded"),
+    ],
+)
+def test_ctrl_c_while_the_command_starts_is_one_line(
+    argv: list[str], module: str, line: str, tmp_path: Path
+) -> None:
+    """In the two seconds of imports before ``main`` runs, a traceback and the signal's exit
+    (-2); in the command's own imports (torch), Typer's exit 130 and not a word."""
+    argv = [*argv, "--config", str(DEFAULT_CONFIG)]
+    code = CTRL_C_AT_IMPORT.format(module=module, script=str(ADBOT), argv=argv)
+    env = {"ADBOT_DATA_DIR": str(tmp_path), "ADBOT_DB__URL": f"sqlite:///{tmp_path / 'a.db'}"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    assert (done.returncode, done.stderr.splitlines()) == (130, [line]), done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,58 +1,28 @@
-"""Entry point of the ``adbot`` command. Commands call services; no business rules here."""
+"""Entry point of the ``adbot`` command (its commands: :mod:`adbot.cli.app`).
+
+This module imports the standard library only: the console script imports it before it
+calls :func:`main`, and the CLI's own imports, the first two seconds of every command, run
+in :func:`main`, where a Ctrl-C is one line rather than a traceback.
+"""
 
 from __future__ import annotations
 
 import sys
 from typing import NoReturn
 
-import typer
-from rich.text import Text
-
-from adbot import __version__
-from adbot.cli import config as config_cli
-from adbot.cli import db as db_cli
-from adbot.cli import ingest as ingest_cli
-from adbot.cli import market as market_cli
-from adbot.cli import quickstart as quickstart_cli
-from adbot.cli import serve as serve_cli
-from adbot.cli import train as train_cli
-from adbot.cli import users as users_cli
-from adbot.cli._console import err
-from adbot.errors import AdbotError
-
-app = typer.Typer(
-    name="adbot",
-    help="AdBot: bid and budget optimiser for search advertising.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-app.add_typer(config_cli.app, name="config")
-app.add_typer(db_cli.app, name="db")
-app.command("ingest")(ingest_cli.ingest)
-market_cli.register(app)
-app.command("quickstart")(quickstart_cli.quickstart)
-train_cli.register(app)
-app.command("serve")(serve_cli.serve)
-app.add_typer(users_cli.app, name="users")
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"adbot {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
-    ),
-) -> None:
-    """AdBot: bid and budget optimiser for search advertising."""
+CANCELLED_STARTING = "cancelled while adbot was starting; nothing was done"
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; an ``AdbotError`` becomes one line on stderr and exit code 1."""
+    """Run the CLI; an ``AdbotError`` becomes one line on stderr and exit code 1, a Ctrl-C
+    before the command runs one line and exit code 130. (Typer ends a command stopped by
+    Ctrl-C with 130 too; ``adbot train`` and ``adbot tune`` say what was recorded.)"""
+    try:
+        from adbot.cli.app import app
+        from adbot.errors import AdbotError
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{CANCELLED_STARTING}\n")
+        sys.exit(130)
     try:
         app(args=argv, prog_name="adbot")
     except AdbotError as exc:
@@ -65,6 +35,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _fail(message: str) -> NoReturn:
+    from rich.text import Text
+
+    from adbot.cli._console import err
+
     err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     sys.exit(1)
 

@@ -148,15 +148,19 @@ def tune_command(
     ),
 ) -> None:
     """Search PPO hyperparameters with Optuna (study stored in the configured database)."""
-    from adbot.rl.tune import tune
+    try:  # a stop before the search starts, from the first line: the import takes seconds
+        from adbot.rl.tune import tune
 
-    check_range("--trials", trials, 1)
-    check_range("--timesteps", timesteps, 1)
-    base = load_training_config(config)
-    settings = get_settings()
-    name = study or f"tune-{base.name}"
-    err.print(f"study '{name}': {trials} trials of {timesteps} timesteps", highlight=False)
-    _interrupt_on_sigterm()
+        check_range("--trials", trials, 1)
+        check_range("--timesteps", timesteps, 1)
+        base = load_training_config(config)
+        settings = get_settings()
+        name = study or f"tune-{base.name}"
+        err.print(f"study '{name}': {trials} trials of {timesteps} timesteps", highlight=False)
+        _interrupt_on_sigterm()
+    except KeyboardInterrupt:
+        err.print("search cancelled before it started; nothing was recorded", highlight=False)
+        raise typer.Exit(130) from None
     try:
         result = tune(
             base,

@@ -206,3 +206,27 @@ def test_the_agent_state_of_a_long_horizon_grows_with_its_days_not_their_square(
     finally:
         tracemalloc.stop()
     assert grown < 5e6, f"{grown / 1e6:.0f} MB"
+
+
+def test_an_episode_without_a_keyword_trace_allocates_none() -> None:
+    """``run_episode`` made eight (n_steps, K) trace arrays even when no trace was asked
+    for: at 20,000 steps and 1,000,000 keywords (a valid scenario) each was 149 GiB, and
+    ``adbot evaluate`` stopped with "out of memory" before the first step. Here they would
+    be 64 MB; the episode's own draws are about 16 MB."""
+    many = edited(
+        horizon__steps_per_day=500,
+        market__hourly_profile="flat",
+        campaign__keywords=2000,
+        market__competitors=0,
+        market__daily_queries=100.0,
+    )
+    run_episode(quick(), 0, FixedPolicy())  # compiled kernels loaded before measuring
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        result = run_episode(many, 0, FixedPolicy())
+        grown = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert result.keywords is None
+    assert grown < 40e6, f"{grown / 1e6:.0f} MB"

@@ -10,7 +10,8 @@ trained on (``adbot.rl.cpu_math``); that is printed too. Exit status 1 when anyt
 
 Run: ``python benchmarks/reproduce.py [--agent default] [--config PATH] [--seeds 0 1 2]
 [--keep DIR]``; 5 to 7 minutes here for the three side by side (4 min 38 s on a quiet
-machine in the twelfth session, every member identical).
+machine in the twelfth session, every member identical, on the AMD EPYC they were trained on;
+on an Intel Xeon in the thirteenth session every member differed, see the README's Training).
 """
 
 from __future__ import annotations

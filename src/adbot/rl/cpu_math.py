@@ -1,4 +1,4 @@
-"""Fixed CPU code paths for PyTorch's math, so a training run gives the same agent on any CPU.
+"""Fixed CPU code paths for PyTorch's math, so that training depends less on the CPU it runs on.
 
 PyTorch chooses its kernels by the CPU it runs on: MKL, its BLAS on x86-64, by instruction
 set and vendor; ATen, for its element-wise kernels, among portable, AVX2 and AVX-512 code.
@@ -16,7 +16,9 @@ each of MKL's default path, its CNR branches and ATen's portable kernels gives o
 and with both variables set the weights stay the same when numba compiles for another
 CPU (haswell, generic x86-64), numpy's SIMD is held to AVX2 or SSE4 and OpenBLAS to another
 core type. A PPO minibatch update costs about 1.5 times as much (2.2 ms against 1.5 ms), a
-few seconds over a whole training run.
+few seconds over a whole training run. Not enough, though, to reproduce agents across CPU
+vendors: retrained on an Intel Xeon with AVX-512, agents trained on an AMD EPYC with AVX-512
+came out different (thirteenth session, docs/RL_NOTES.md), while they evaluate the same there.
 
 They must be in the environment before torch loads, so importing :mod:`adbot.rl` sets them
 (:func:`pin_cpu_math`); a value the user set is kept.

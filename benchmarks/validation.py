@@ -5,8 +5,11 @@ with more of them and another seed, so agents can be compared with a standard er
 of on the 16 draws their checkpoint was chosen on. Prints each policy's mean score_ratio and,
 for every policy after the first, the paired difference to the first (same episodes).
 
-Run: ``python benchmarks/validation.py [--draws 64] [--seed 20000] POLICY [POLICY ...]``,
-e.g. ``python benchmarks/validation.py ppo:default onlinelp pid``.
+With ``--steps-per-day N`` every draw is played at N decision steps a day instead of 24
+(its shocks at the same hour of the day): agents are trained at 24 only.
+
+Run: ``python benchmarks/validation.py [--draws 64] [--seed 20000] [--steps-per-day 24] POLICY
+[POLICY ...]``, e.g. ``python benchmarks/validation.py ppo:default onlinelp pid``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from paired import mean_and_error, paired_gap, positive
 
 from adbot.bidding.registry import load_policy_plugins, make_policy
 from adbot.errors import InvalidInput
+from adbot.market.scenario import Scenario
 from adbot.rl.config import EvalConfig
 from adbot.rl.evaluation import evaluate_policy, evaluation_pairs
 
@@ -26,6 +30,9 @@ def main() -> None:
     parser.add_argument("policies", nargs="+", help="policy names, e.g. ppo:default pid")
     parser.add_argument("--draws", type=positive, default=64, help="random scenarios (default 64)")
     parser.add_argument("--seed", type=int, default=20_000, help="draw seed (default 20000)")
+    parser.add_argument(
+        "--steps-per-day", type=positive, default=24, help="decision steps a day (default 24)"
+    )
     args = parser.parse_args()
     load_policy_plugins()
     try:
@@ -33,8 +40,11 @@ def main() -> None:
     except InvalidInput as error:
         parser.error(str(error))
     config = EvalConfig(random_scenarios=args.draws, seed=args.seed, max_daily_queries=None)
-    pairs = evaluation_pairs(config)
-    print(f"{len(pairs)} episodes: random scenarios of seed {args.seed}, full volume")
+    pairs = [(with_steps_per_day(s, args.steps_per_day), e) for s, e in evaluation_pairs(config)]
+    print(
+        f"{len(pairs)} episodes: random scenarios of seed {args.seed}, full volume, "
+        f"{args.steps_per_day} steps a day"
+    )
     first: list[float | None] | None = None
     for spec, policy in zip(args.policies, policies, strict=True):
         report = evaluate_policy(policy, pairs)
@@ -47,6 +57,19 @@ def main() -> None:
             gap, gap_error = paired_gap(ratios, first)
             line += f"; minus {args.policies[0]}: {gap:+.4f} (standard error {gap_error:.4f})"
         print(line, flush=True)
+
+
+def with_steps_per_day(scenario: Scenario, steps: int) -> Scenario:
+    """``scenario`` at ``steps`` decision steps a day, each shock at the same hour of the day
+    (random draws have named hourly profiles, which fit any step length)."""
+    if steps == scenario.horizon.steps_per_day:
+        return scenario
+    data = scenario.model_dump(mode="json")
+    old = data["horizon"]["steps_per_day"]
+    data["horizon"]["steps_per_day"] = steps
+    for shock in data["market"]["shocks"]:
+        shock["step"] = shock["step"] * steps // old
+    return Scenario.model_validate(data)
 
 
 if __name__ == "__main__":

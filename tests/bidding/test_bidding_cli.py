@@ -138,6 +138,38 @@ def test_evaluate_refuses_a_malformed_scenario(
     assert "[odd] none.yaml" in gone
 
 
+QUICK_YAML = yaml.safe_dump(quick().model_dump(mode="json"))
+MALFORMED_FILES = {
+    "empty": (b"", "scenario: must be a mapping of fields"),
+    "binary": (bytes(range(256)) * 4, "cannot be read (UnicodeDecodeError)"),
+    "list": (b"- name: a\n- seed: 1\n", "scenario: must be a mapping of fields"),
+    "yaml-syntax": (
+        QUICK_YAML.replace("slots: 4", "slots: [4").encode(),
+        "not valid YAML (line",
+    ),
+    "negative-days": (
+        QUICK_YAML.replace("days: 1", "days: -3").encode(),
+        "horizon.days: input should be greater than or equal to 1",
+    ),
+    "text-for-number": (
+        QUICK_YAML.replace("daily_budget: 60.0", "daily_budget: sixty").encode(),
+        "campaign.daily_budget: input should be a valid number",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_FILES))
+def test_evaluate_refuses_a_malformed_file_in_one_line(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whatever the file holds, ``adbot evaluate`` exits 1 with one line naming the field or
+    the problem, never a traceback."""
+    content, message = MALFORMED_FILES[case]
+    path = tmp_path / f"{case}.yaml"
+    path.write_bytes(content)
+    assert message in failing(["evaluate", str(path), "-p", "fixed,prior"], capsys)
+
+
 @pytest.mark.parametrize("path", bundled_scenarios(), ids=lambda p: p.stem)
 def test_every_bundled_scenario_evaluates(path: Path) -> None:
     from adbot.market.scenario import load_scenario

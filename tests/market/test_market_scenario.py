@@ -87,6 +87,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"campaign__min_bid": 50.0}, "campaign.min_bid: must not exceed campaign.max_bid"),
     ({"campaign__conversion_value": {"mean": 1.0}}, "campaign.conversion_value.sd_log: required"),
     ({"horizon__days": 0}, "horizon.days: input should be greater than or equal to 1"),
+    ({"horizon__days": -3}, "horizon.days: input should be greater than or equal to 1"),
     ({"horizon__start_weekday": 7}, "horizon.start_weekday: input should be less than or equal"),
     ({"market__participation": 0.0}, "market.participation: input should be greater than 0"),
     ({"market__participation": 1.5}, "market.participation: input should be less than or equal"),
@@ -169,6 +170,29 @@ def test_file_errors_are_one_line(tmp_path: Path) -> None:
     listing.write_text("- 1\n- 2\n")
     with pytest.raises(ScenarioError, match="must be a mapping"):
         load_scenario(listing)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "scenario: must be a mapping of fields"),
+        (b"# only a comment\n", "scenario: must be a mapping of fields"),
+        (b"~\n", "scenario: must be a mapping of fields"),
+        (b"just words\n", "scenario: must be a mapping of fields"),
+        (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "s.yaml: cannot be read (UnicodeDecodeError)"),
+        (b"a: 1\n---\nb: 2\n", "s.yaml: not valid YAML (line 2: but found another document)"),
+    ],
+    ids=["empty", "comment", "null", "scalar", "binary", "two-documents"],
+)
+def test_a_file_without_a_scenario_is_one_line(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(info.value).endswith(message), str(info.value)
+    assert "\n" not in str(info.value)
 
 
 def test_episode_query_limit_counts_every_day() -> None:

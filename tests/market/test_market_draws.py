@@ -370,3 +370,30 @@ def test_tables_are_their_vectorised_definitions(sd: float, participation: float
         assert table.dtype == np.float32 and table.tobytes() == expected.tobytes()
     values = lognormal_quantiles.__wrapped__(37.5, sd)
     assert values.tobytes() == _reference_lognormal(37.5, sd).tobytes()
+
+
+class _CutShort(Exception):
+    """An interruption in the middle of drawing a day (a Ctrl-C, out of memory)."""
+
+
+def _cut_short(*args: Any, **kwargs: Any) -> Any:
+    raise _CutShort
+
+
+def test_a_day_cut_short_is_drawn_again_from_its_seeds() -> None:
+    """A stage that raises leaves no spent generator behind: the next play of the day draws
+    it again, the same as a market never interrupted (a long-lived process that caught the
+    error would otherwise find the day missing for good)."""
+    scenario = load_scenario(small_data(**{"market__daily_queries": 1500, **_BUDGETS}))
+    uni = build_universe(scenario)
+    clean = EpisodeMarket(scenario, uni, 3).whole_day(1)[0]
+    market = EpisodeMarket(scenario, uni, 3)
+    assert not market.draw_ahead(1)  # the day's first stage, drawn ahead
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(market, "_draw_uniforms", _cut_short)
+        with pytest.raises(_CutShort):
+            market.whole_day(1)
+    assert not market._drawing and 1 not in market._days
+    again = market.whole_day(1)[0]
+    for name in _FIELDS:
+        assert np.array_equal(getattr(again, name), getattr(clean, name)), name

@@ -393,3 +393,35 @@ def test_prepare_draws_the_next_day_a_stage_at_a_time(small: Scenario) -> None:
         assert np.array_equal(got.counts, want.counts)
         assert np.array_equal(got.amounts, want.amounts)
         assert got.total_cost == want.total_cost
+
+
+class _CutShort(Exception):
+    """An interruption in the middle of a day's landscapes (a Ctrl-C, out of memory)."""
+
+
+def test_landscapes_cut_short_are_computed_again() -> None:
+    """A landscape part that raises leaves no spent generator behind: the day's landscapes
+    are computed again, the same as a simulator never interrupted."""
+    scenario = load_scenario(small_data(**{"market__daily_queries": 1500}))
+    grid = np.geomspace(0.1, 10.0, 9)
+    clean = MarketSimulator(scenario, 0)
+    clean.step_multiplier(1.0)
+    sim = MarketSimulator(scenario, 0)
+    sim.work_ahead(0, grid)  # the day's draws ahead
+    while sim.market.draw_ahead(0) and not sim.market.landscape_stages:
+        sim.work_ahead(0, grid)  # the first landscape part
+    assert sim.market.landscape_stages
+
+    def cut_short(*args: object, **kwargs: object) -> None:
+        raise _CutShort
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(simulator_module, "multiplier_landscape", cut_short)
+        with pytest.raises(_CutShort):
+            for _ in range(100):
+                sim.work_ahead(0, grid)
+    assert not sim.market.landscape_stages
+    sim.step_multiplier(1.0)
+    again, want = sim.multiplier_landscape(0, grid), clean.multiplier_landscape(0, grid)
+    for name in want._fields:
+        assert np.array_equal(getattr(again, name), getattr(want, name)), name

@@ -364,12 +364,20 @@ class EpisodeMarket:
         return stages
 
     def _draw_stages(self, day: int) -> Iterator[None]:
-        drawn = yield from self._drawing_day(day)
-        if drawn.comp_bid is not None:
-            _, drawn.comp_rank = yield from _serving_budgets(drawn, self.universe, self.scenario)
-            yield
-        self._days[day] = self._split(day, drawn)
-        del self._drawing[day]
+        try:
+            drawn = yield from self._drawing_day(day)
+            if drawn.comp_bid is not None:
+                _, drawn.comp_rank = yield from _serving_budgets(
+                    drawn, self.universe, self.scenario
+                )
+                yield
+            self._days[day] = self._split(day, drawn)
+        finally:
+            # Also when a stage is cut short (an error, a Ctrl-C, out of memory): a spent
+            # generator left here would stand for the day's stages left, and every later
+            # play of the day would find nothing drawn. The next one draws it again, from
+            # the day's own seeds.
+            self._drawing.pop(day, None)
 
     def _drawing_day(self, day: int) -> Generator[None, None, _Day]:
         """The day's draws, a stage at a time, in the order its generator gives them: the

@@ -280,6 +280,14 @@ class MarketSimulator:
         return stages
 
     def _landscape_stages(self, key: tuple[int, bytes], alphas: np.ndarray) -> Iterator[None]:
+        try:
+            yield from self._computing_landscapes(key, alphas)
+        finally:
+            # Also when a part is cut short (an error, a Ctrl-C): a spent generator left here
+            # would stand for the parts left, and the day's landscapes would never be stored.
+            self.market.landscape_stages.pop(key, None)
+
+    def _computing_landscapes(self, key: tuple[int, bytes], alphas: np.ndarray) -> Iterator[None]:
         queries, step_of = self.market.whole_day(key[0])
         grid = np.asarray(alphas, dtype=np.float64)
         spd = self.steps_per_day
@@ -305,7 +313,6 @@ class MarketSimulator:
         self.market.day_landscapes[key] = Landscape(
             *(np.concatenate([getattr(part, name) for part in parts]) for name in Landscape._fields)
         )
-        del self.market.landscape_stages[key]
 
     def work_ahead(self, day: int, alphas: np.ndarray | None = None) -> bool:
         """One stage of day ``day``, ahead of time: its draws (``EpisodeMarket.draw_ahead``),

@@ -238,3 +238,20 @@ def test_running_out_of_memory_is_one_line(
     monkeypatch.setattr("adbot.cli.market.evaluate_policies", exhausted)
     message = failing(["evaluate", str(quick_file), "-p", "fixed"], capsys)
     assert message.startswith("error: out of memory: ")
+
+
+def test_evaluate_json_stays_strict_at_the_float_limits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A daily budget of 5e-324 (valid: MARKET.md takes any positive budget) spent by one
+    click puts the budget utilisation past the largest float: reported as null, not as
+    ``Infinity``, which is not JSON."""
+    data = quick().model_dump(mode="json")
+    data["campaign"]["daily_budget"] = 5e-324
+    path = tmp_path / "smallest-budget.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cli(["evaluate", str(path), "--policy", "fixed", "--episodes", "1", "--json"])
+    text = capsys.readouterr().out
+    report = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in --json"))
+    (row,) = report["results"]
+    assert row["budget_utilization"] is None and row["cost"] > 0

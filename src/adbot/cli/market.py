@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,9 +122,22 @@ def evaluate(
 
         report = evaluate_policies(loaded, specs, episodes=episodes, seed=seed, progress=advance)
     if as_json:
-        typer.echo(json.dumps(report))
+        typer.echo(json.dumps(_finite(report), allow_nan=False))
     else:
         out.print(_table(report))
+
+
+def _finite(data: Any) -> Any:
+    """``data`` with every float that is not finite as None (JSON null): strict JSON. Only
+    at float limits (a daily budget of 1e-320 spent by one click puts the budget utilisation
+    past the largest float)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_finite(value) for value in data]
+    return data
 
 
 def _trace_frame(result: EpisodeResult, scenario: Scenario) -> pd.DataFrame:

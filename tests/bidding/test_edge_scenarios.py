@@ -134,15 +134,10 @@ def test_the_oracle_is_never_under_fixed_when_every_alpha_bids_the_same(seed: in
     assert score_ratio(fixed, oracle.score) == 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeWarning,
-    reason="adbot.market.episode._bid_draw multiplies a jitter of 0 (no competitor ever enters) "
-    "by the inf lowest multiplier of a day without queries: 0 x inf, a RuntimeWarning",
-)
 def test_tiny_participation_on_a_day_without_queries() -> None:
     """A participation under 1/65,536 rounds to no entry at all; on a closed day that made
-    the reserve check's bound 0 x inf. Harmless (the day has no auction), but a warning."""
+    the reserve check's bound 0 x inf (``adbot.market.episode._bid_draw``), a RuntimeWarning.
+    A day without queries tests no bid against the reserve now."""
     scenario = edited(
         horizon__days=2,
         horizon__start_weekday=0,

@@ -497,6 +497,8 @@ class EpisodeMarket:
         spd = self.scenario.horizon.steps_per_day
         multiplier = uni.cpc_multiplier[day * spd : (day + 1) * spd].astype(np.float32)
         table = entry_jitter_table(market.bid_noise, market.participation)
+        if not sizes.any():  # a day without queries: no bid is ever tested against the reserve
+            return _BidDraw(table, multiplier, np.zeros(uni.competitor_cpc.shape[0], bool))
         smallest = _smallest_jitter(market.bid_noise, market.participation)
         lowest_multiplier = multiplier.min(where=sizes > 0, initial=np.inf)
         lowest = uni.competitor_cpc.min(axis=1) * smallest * lowest_multiplier

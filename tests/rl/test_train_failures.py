@@ -419,3 +419,30 @@ def test_a_run_stopped_between_its_record_and_its_training_is_recorded_cancelled
     assert run.status == TrainingStatus.CANCELLED
     with (tmp_path / "run" / CLAIM_FILE).open() as claim:  # the directory is free again
         fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_a_store_cut_short_while_mlflow_creates_it_is_not_left_half_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C while MLflow creates a new SQLite store (its tables, then its migrations) left
+    a half-made store that every later run refused ("table ... already exists"): the store
+    is made beside its path and moved into place whole, so nothing is left and the next
+    check makes it."""
+    import mlflow.store.db.utils as mlflow_db
+
+    store = tmp_path / "data" / "mlflow.db"
+    settings = load_settings(
+        data_dir=tmp_path / "data", mlflow={"tracking_uri": f"sqlite:///{store}"}
+    )
+
+    def interrupted(engine: Any) -> None:  # after the first tables, before the migrations
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mlflow_db, "_upgrade_db", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            tracking.check_tracking_store(settings)
+    assert list(store.parent.iterdir()) == []
+    tracking.check_tracking_store(settings)
+    assert [p.name for p in store.parent.iterdir()] == ["mlflow.db"]
+    assert MlflowClient(tracking_uri=f"sqlite:///{store}").search_experiments()

@@ -72,8 +72,26 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def _prepare_local_store(uri: str) -> None:
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    """A local SQLite store's directory and, the first time, the store itself, made whole
+    beside it and then moved into place: MLflow creates its tables and runs its migrations
+    on first use (a second or two), and a Ctrl-C in those seconds left a half-made store that
+    every later run refused ("table ... already exists")."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return
+    from mlflow.tracking import MlflowClient
+
+    # A name of its own each time: MLflow keeps an engine per store URI for the process.
+    staging = path.with_name(f".{path.name}.creating-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{staging}").search_experiments(max_results=1)
+        if not path.exists():  # another process may have made it meanwhile: theirs stands
+            os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def _unusable(uri: str, exc: Exception) -> ConfigError:

@@ -446,3 +446,21 @@ def test_a_store_cut_short_while_mlflow_creates_it_is_not_left_half_made(
     tracking.check_tracking_store(settings)
     assert [p.name for p in store.parent.iterdir()] == ["mlflow.db"]
     assert MlflowClient(tracking_uri=f"sqlite:///{store}").search_experiments()
+
+
+def test_a_tracking_server_lost_mid_run_holds_the_training_up_a_few_tries(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, mute_server: _MuteServer
+) -> None:
+    """A run's calls to a server that stops answering mid-run: MLflow's own retries took some
+    four minutes (a refused connection) to twenty (a hung server, 120 s a try) before the
+    warning. Now 4 tries (RUN_HTTP_RETRIES 3) of at most RUN_HTTP_TIMEOUT each, then one
+    warning, and the run's later calls are no-ops."""
+    monkeypatch.setattr(tracking, "RUN_HTTP_TIMEOUT", 1)  # the hung server's wait
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")  # tries, not their waits
+    warnings: list[str] = []
+    run = tracking.MlflowRun(settings, TINY, warn=warnings.append)
+    run._client = MlflowClient(tracking_uri=mute_server.uri)  # the server goes away
+    run.log_metrics({"eval/score_ratio": 0.9}, step=100)
+    run.log_metrics({"eval/score_ratio": 0.9}, step=200)
+    assert len(mute_server.taken) == 1 + tracking.RUN_HTTP_RETRIES
+    assert len(warnings) == 1 and "MLflow tracking stopped at step 100" in warnings[0]

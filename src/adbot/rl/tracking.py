@@ -111,9 +111,14 @@ def _client(settings: Settings) -> Any:
 
 # The check asks a server once and waits a few seconds for it: by default MLflow's HTTP client
 # retries one that does not answer 7 times with a growing backoff, some four minutes before
-# the error. Only the check: a run keeps those retries, which ride out a server's restart.
+# the error, and waits 120 s for each answer (twenty minutes for a server that hangs).
 CHECK_HTTP_RETRIES = 0
 CHECK_HTTP_TIMEOUT = 5  # seconds
+# A run's own calls retry a little (at once, then after about 4 and 8 s: they ride out a
+# server's restart) and wait 30 s an answer: a server lost mid-run holds the training up some
+# 15 s (refused) to two and a half minutes (hung) once, then tracking stops with a warning.
+RUN_HTTP_RETRIES = 3
+RUN_HTTP_TIMEOUT = 30  # seconds
 
 
 @contextlib.contextmanager
@@ -131,8 +136,9 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _fail_fast() -> contextlib.AbstractContextManager[None]:
-    """MLflow's documented settings of its HTTP requests (read at each request), for a check."""
+def _http_limits(retries: int, timeout: float) -> contextlib.AbstractContextManager[None]:
+    """MLflow's documented settings of its HTTP requests (read at each request), while
+    inside: how often a request is retried and how long each waits for an answer."""
     from mlflow.environment_variables import (
         MLFLOW_HTTP_REQUEST_MAX_RETRIES,
         MLFLOW_HTTP_REQUEST_TIMEOUT,
@@ -140,8 +146,8 @@ def _fail_fast() -> contextlib.AbstractContextManager[None]:
 
     return _environment(
         {
-            MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: str(CHECK_HTTP_RETRIES),
-            MLFLOW_HTTP_REQUEST_TIMEOUT.name: str(CHECK_HTTP_TIMEOUT),
+            MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: str(retries),
+            MLFLOW_HTTP_REQUEST_TIMEOUT.name: str(timeout),
         }
     )
 
@@ -151,7 +157,7 @@ def check_tracking_store(settings: Settings) -> None:
     (a SQLite path under a file, a server that does not answer): checked before a run is
     recorded, as other bad input is, within seconds."""
     try:
-        with _quiet_store(), _fail_fast():
+        with _quiet_store(), _http_limits(CHECK_HTTP_RETRIES, CHECK_HTTP_TIMEOUT):
             _client(settings).get_experiment_by_name(settings.mlflow.experiment)
     except Exception as exc:  # MLflow, SQLAlchemy, Alembic, OSError, requests: all "unusable"
         raise _unusable(settings.mlflow.tracking_uri, exc) from None
@@ -187,7 +193,7 @@ class MlflowRun:
         if not enabled:
             return
         try:
-            with _quiet_store():
+            with _quiet_store(), _http_limits(RUN_HTTP_RETRIES, RUN_HTTP_TIMEOUT):
                 self._start(settings, config, run_name, tags)
         except Exception as exc:  # as in check_tracking_store
             self._abandon()
@@ -232,7 +238,7 @@ class MlflowRun:
         if self._client is None:
             return
         try:
-            with _quiet_store():
+            with _quiet_store(), _http_limits(RUN_HTTP_RETRIES, RUN_HTTP_TIMEOUT):
                 call(self._client)
         except Exception as exc:  # the store failed: stop tracking, keep training
             self._client = None

@@ -16,6 +16,7 @@ from adbot.bidding.oracle import OracleResult, hindsight_oracle
 from adbot.bidding.registry import make_policy
 from adbot.bidding.runner import run_episode
 from adbot.errors import InvalidInput
+from adbot.market.episode import forget_episode_market
 from adbot.market.scenario import Scenario
 from adbot.market.score import EpisodeMetrics
 
@@ -103,6 +104,7 @@ def evaluate(
             runs[spec].append((episode_seed, result.metrics, oracle))
             if progress:
                 progress(f"{spec}, episode seed {episode_seed}")
+        forget_episode_market(scenario, episode_seed)  # played by all: free its draws
     return {
         "scenario": scenario.name,
         "episodes": episodes,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
+import os
 import re
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from adbot.rl.checkpoints import load_checkpoint, sha256_file
 from adbot.rl.config import load_training_config
 from adbot.rl.features import N_FEATURES, OBS_BOUND
 from adbot.rl.policy import AGENTS_DIR, MeanPolicy, PpoPolicy, ensemble_members
+from training_helpers import TINY
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "agents" / "default.yaml"
 
@@ -279,10 +283,10 @@ def _nan_weights(agent: Path) -> None:
 
 
 def _ensemble_of(tmp_path: Path, member: Path) -> Path:
-    """An ensemble directory listing ``member`` alone."""
+    """An ensemble directory listing a copy of ``member`` alone (members lie inside it)."""
     ensemble = tmp_path / "ensemble"
-    ensemble.mkdir()
-    (ensemble / "ensemble.json").write_text(json.dumps({"members": [str(member)]}))
+    shutil.copytree(member, ensemble / "member")
+    (ensemble / "ensemble.json").write_text(json.dumps({"members": ["member"]}))
     return ensemble
 
 
@@ -355,3 +359,313 @@ def test_an_edited_config_beside_the_model_is_refused(tmp_path: Path) -> None:
     ensemble = _ensemble_of(tmp_path, agent)
     with pytest.raises(InvalidInput, match="not the config the model was trained with"):
         make_policy(f"ppo:{ensemble}")
+
+
+def _damage_zip(agent: Path, change: Callable[[dict[str, bytes]], object]) -> None:
+    """model.zip with its entries changed by ``change``, its sha256 recomputed."""
+    model = agent / "model.zip"
+    with zipfile.ZipFile(model) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    change(entries)
+    with zipfile.ZipFile(model, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    _rewrite_meta(agent, model_sha256=sha256_file(model))
+
+
+def _narrow_first_layer(entries: dict[str, bytes]) -> None:
+    """Weights of another network (32 units where the model has 64), same file layout."""
+    weights = torch.load(io.BytesIO(entries["policy.pth"]), weights_only=True)
+    name = "mlp_extractor.policy_net.0.weight"
+    weights[name] = weights[name][:32]
+    buffer = io.BytesIO()
+    torch.save(weights, buffer)
+    entries["policy.pth"] = buffer.getvalue()
+
+
+def _write(relative: str, data: str | bytes) -> Callable[[Path], object]:
+    def write(agent: Path) -> None:
+        path = agent / relative
+        path.write_bytes(data if isinstance(data, bytes) else data.encode())
+
+    return write
+
+
+def _model_file(data: bytes) -> Callable[[Path], object]:
+    """model.zip replaced by ``data``, its sha256 recomputed (checkpoint.json agrees)."""
+
+    def write(agent: Path) -> None:
+        (agent / "model.zip").write_bytes(data)
+        _rewrite_meta(agent, model_sha256=sha256_file(agent / "model.zip"))
+
+    return write
+
+
+def _remove(relative: str) -> Callable[[Path], object]:
+    return lambda agent: (agent / relative).unlink()
+
+
+def _members(*members: str) -> Callable[[Path], object]:
+    return _write("ensemble.json", json.dumps({"members": list(members)}))
+
+
+def _nested(agent: Path) -> None:
+    (agent / "members" / "seed-1" / "ensemble.json").write_text('{"members": ["../seed-2"]}')
+
+
+def _cycle(agent: Path) -> None:
+    (agent / "members" / "seed-1" / "ensemble.json").write_text('{"members": ["../.."]}')
+
+
+def _tampered(agent: Path) -> None:
+    """Another model.zip (one weight changed) under the sha256 of the shipped one."""
+    model = PPO.load(agent / "model.zip", device="cpu")
+    with torch.no_grad():
+        next(model.policy.action_net.parameters())[0, 0] += 1.0
+    model.save(agent / "model.zip")
+
+
+def _statistic(agent: Path, **changes: object) -> None:
+    stats = json.loads((agent / "normalization.json").read_text())
+    stats.update(changes)
+    (agent / "normalization.json").write_text(json.dumps(stats))
+
+
+def _other_features(agent: Path) -> None:
+    """A valid checkpoint (model, sha256, statistics) of an untrained model taking two
+    features fewer: an agent of an AdBot with other features."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from adbot.rl.checkpoints import save_checkpoint
+    from adbot.rl.train import build_model
+
+    class OtherFeatures(gym.Env[np.ndarray, np.ndarray]):
+        observation_space = gym.spaces.Box(-OBS_BOUND, OBS_BOUND, (N_FEATURES - 2,), np.float32)
+        action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    venv = VecNormalize(DummyVecEnv([OtherFeatures]))
+    model = build_model(TINY, venv)
+    save_checkpoint(agent, model=model, vec_normalize=venv, config=TINY, score_ratio=None)
+
+
+# (how the copy of ppo:default is damaged, the error, what its one line says)
+DAMAGED_AGENTS = [
+    pytest.param(_remove("model.zip"), NotFound, r"agent has no model.zip", id="model-missing"),
+    pytest.param(
+        _model_file(b""),
+        InvalidInput,
+        r"agent/model.zip: not a loadable PPO model \(.*wasn't a zip-file\)",
+        id="model-empty",
+    ),
+    pytest.param(
+        _model_file(b"hello"),
+        InvalidInput,
+        r"agent/model.zip: not a loadable PPO model",
+        id="model-not-a-zip",
+    ),
+    pytest.param(
+        lambda a: _damage_zip(a, lambda entries: entries.pop("policy.pth")),
+        InvalidInput,
+        r"agent/model.zip: not a loadable PPO model \(Names of parameters do not match",
+        id="model-without-policy-pth",
+    ),
+    pytest.param(
+        lambda a: _damage_zip(a, _narrow_first_layer),
+        InvalidInput,
+        r"agent/model.zip: not a loadable PPO model \(Error\(s\) in loading state_dict for "
+        r"ActorCriticPolicy: size mismatch for mlp_extractor.policy_net.0.weight: .*\[32, ",
+        id="model-weights-of-another-shape",
+    ),
+    pytest.param(
+        _other_features,
+        InvalidInput,
+        rf"agent: its model takes observations of shape \({N_FEATURES - 2},\), this AdBot",
+        id="model-of-other-features",
+    ),
+    pytest.param(
+        _tampered, InvalidInput, r"agent: model.zip does not match its sha256", id="tampered"
+    ),
+    pytest.param(
+        lambda a: _rewrite_meta(a, model_sha256="0" * 64),
+        InvalidInput,
+        r"agent: model.zip does not match its sha256",
+        id="meta-wrong-sha256",
+    ),
+    pytest.param(
+        _remove("checkpoint.json"), NotFound, r"agent has no checkpoint.json", id="meta-missing"
+    ),
+    pytest.param(
+        _write("checkpoint.json", b"\xff\xfe garbage"),
+        InvalidInput,
+        r"agent/checkpoint.json cannot be read: 'utf-8' codec can't decode",
+        id="meta-not-text",
+    ),
+    pytest.param(
+        _write("checkpoint.json", "null"),
+        InvalidInput,
+        r"agent/checkpoint.json: expected an object",
+        id="meta-not-an-object",
+    ),
+    pytest.param(
+        lambda a: _rewrite_meta(a, model_sha256=5),
+        InvalidInput,
+        r"agent/checkpoint.json: model_sha256: Input should be a valid string",
+        id="meta-sha256-a-number",
+    ),
+    pytest.param(
+        lambda a: _rewrite_meta(a, score_ratio=float("nan")),
+        InvalidInput,
+        r"agent/checkpoint.json: score_ratio is NaN",
+        id="meta-score-nan",
+    ),
+    pytest.param(
+        lambda a: _rewrite_meta(a, timesteps=-1),
+        InvalidInput,
+        r"agent/checkpoint.json: timesteps must be >= 0, got -1",
+        id="meta-timesteps-negative",
+    ),
+    pytest.param(
+        _remove("normalization.json"),
+        NotFound,
+        r"agent has no normalization.json",
+        id="stats-missing",
+    ),
+    pytest.param(
+        _write("normalization.json", "{not json"),
+        InvalidInput,
+        r"agent/normalization.json cannot be read: Expecting property name",
+        id="stats-not-json",
+    ),
+    pytest.param(
+        lambda a: _statistic(a, obs_var=[float("inf")] * N_FEATURES),
+        InvalidInput,
+        r"agent/normalization.json: obs_var is not finite everywhere",
+        id="stats-variance-inf",
+    ),
+    pytest.param(
+        lambda a: _statistic(a, obs_var=[1.0] * (N_FEATURES + 1)),
+        InvalidInput,
+        rf"agent/normalization.json: obs_var has {N_FEATURES + 1} values, the model takes",
+        id="stats-too-long",
+    ),
+    pytest.param(
+        lambda a: _statistic(a, clip_reward=float("nan")),
+        InvalidInput,
+        r"agent/normalization.json: clip_reward must be a positive number, got nan",
+        id="stats-clip-reward-nan",
+    ),
+    pytest.param(
+        _remove("config.yaml"), NotFound, r"agent has no config.yaml", id="config-missing"
+    ),
+    pytest.param(
+        _members(".", "members/seed-9"),
+        NotFound,
+        r"not a checkpoint: .*agent/members/seed-9 does not exist",
+        id="member-missing",
+    ),
+    pytest.param(
+        _members(".", "../../etc"),
+        InvalidInput,
+        r"agent/ensemble.json: member '../../etc' is outside .*agent; members are paths inside",
+        id="member-outside",
+    ),
+    pytest.param(
+        _members(".", str(AGENTS_DIR / "default" / "members" / "seed-1")),
+        InvalidInput,
+        r"agent/ensemble.json: member '/.*seed-1' is outside",
+        id="member-absolute",
+    ),
+    pytest.param(
+        _nested,
+        InvalidInput,
+        r"agent/ensemble.json: member 'members/seed-1' is an ensemble itself; list its",
+        id="member-an-ensemble",
+    ),
+    pytest.param(
+        _cycle, InvalidInput, r"member 'members/seed-1' is an ensemble itself", id="cycle"
+    ),
+    pytest.param(
+        _members(".", "members/seed-1", "."),
+        InvalidInput,
+        r"agent/ensemble.json: member '.' is listed twice",
+        id="member-twice",
+    ),
+    pytest.param(
+        _members(".", "members/seed-1/", "members/seed-2/../seed-1"),
+        InvalidInput,
+        r"member 'members/seed-2/../seed-1' is listed twice",
+        id="member-twice-spelled-otherwise",
+    ),
+    pytest.param(
+        _members(".", ""),
+        InvalidInput,
+        r"agent/ensemble.json: 'members' must be a non-empty list of directories",
+        id="member-empty-name",
+    ),
+    pytest.param(
+        _members(".", "model.zip"),
+        NotFound,
+        r"not a checkpoint: .*agent/model.zip is not a directory",
+        id="member-a-file",
+    ),
+    pytest.param(
+        lambda a: ((a / "ensemble.json").unlink(), (a / "ensemble.json").mkdir()),
+        InvalidInput,
+        r"cannot read .*agent/ensemble.json: Is a directory",
+        id="manifest-a-directory",
+    ),
+]
+
+
+@pytest.mark.parametrize(("damage", "error", "message"), DAMAGED_AGENTS)
+def test_a_damaged_agent_is_refused_in_one_line_naming_the_file(
+    damage: Callable[[Path], object], error: type[Exception], message: str, tmp_path: Path
+) -> None:
+    """A copy of ``ppo:default`` with one thing broken is refused when it is loaded, before
+    any episode, in one line naming the file and what is wrong with it."""
+    agent = tmp_path / "agent"
+    shutil.copytree(AGENTS_DIR / "default", agent)
+    damage(agent)
+    with pytest.raises(error) as refused:
+        make_policy(f"ppo:{agent}")
+    assert isinstance(refused.value, InvalidInput | NotFound)
+    assert re.search(message, refused.value.message) and "\n" not in refused.value.message
+
+
+def test_ppo_of_nothing_or_of_a_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match=r"^ppo policy needs an agent: ppo:NAME or ppo:PATH$"):
+        make_policy("ppo:")
+    model = AGENTS_DIR / "default" / "model.zip"
+    with pytest.raises(InvalidInput, match=r"model.zip is a file; ppo:PATH takes a checkpoint or"):
+        make_policy(f"ppo:{model}")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a directory without permission")
+def test_an_unreadable_agent_directory_is_refused_by_name(tmp_path: Path) -> None:
+    agent = tmp_path / "agent"
+    shutil.copytree(AGENTS_DIR / "default", agent)
+    agent.chmod(0)
+    try:
+        with pytest.raises(InvalidInput, match=r"cannot read .*agent/model.zip: Permission denied"):
+            make_policy(f"ppo:{agent}")
+    finally:
+        agent.chmod(0o755)
+
+
+def test_adbot_evaluate_refuses_a_damaged_agent_before_any_episode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI's side: exit 1, the one line on stderr after ``error:``, nothing on stdout."""
+    from adbot.cli.main import main
+
+    agent = tmp_path / "agent"
+    shutil.copytree(AGENTS_DIR / "default", agent)
+    _members(".", "../../etc")(agent)
+    with pytest.raises(SystemExit) as exited:
+        main(["evaluate", "tight-cpa", "--policy", f"ppo:{agent}", "--episodes", "1"])
+    captured = capsys.readouterr()
+    assert exited.value.code == 1 and captured.out == ""
+    assert captured.err.strip().splitlines() == [
+        f"error: {agent}/ensemble.json: member '../../etc' is outside {agent}; members are "
+        "paths inside it"
+    ]

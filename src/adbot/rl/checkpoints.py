@@ -98,7 +98,7 @@ class NormalizationStats:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 found.append(f"{name} must be a finite number >= 0, got {value!r}")
-        for name in ("epsilon", "clip_obs"):
+        for name in ("epsilon", "clip_obs", "clip_reward"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 found.append(f"{name} must be a positive number, got {value!r}")
@@ -134,6 +134,16 @@ class CheckpointMeta:
     adbot_version: str
     config_fingerprint: str
     cpu_math: dict[str, str] | None = None
+
+    def problems(self) -> list[str]:
+        """What makes this record unusable: a resume compares its score with the run's
+        best (NaN compares false with everything) and its timesteps with later ones."""
+        found = []
+        if self.timesteps < 0:
+            found.append(f"timesteps must be >= 0, got {self.timesteps}")
+        if self.score_ratio is not None and math.isnan(self.score_ratio):
+            found.append("score_ratio is NaN")
+        return found
 
 
 @dataclass(frozen=True)
@@ -221,7 +231,7 @@ def save_checkpoint(
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8 text
         raise InvalidInput(f"checkpoint file {path} cannot be read: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"checkpoint file {path}: expected an object")
@@ -258,7 +268,12 @@ def _read_record(path: Path, kind: type[_Record]) -> _Record:
 
 def read_meta(directory: Path) -> CheckpointMeta:
     """A checkpoint's ``checkpoint.json``."""
-    return _read_record(directory / META_FILE, CheckpointMeta)
+    path = directory / META_FILE
+    meta = _read_record(path, CheckpointMeta)
+    problems = meta.problems()
+    if problems:
+        raise InvalidInput(f"checkpoint file {path}: {'; '.join(problems)}")
+    return meta
 
 
 def load_model(path: Path, *, n_envs: int | None = None) -> PPO:
@@ -271,11 +286,30 @@ def load_model(path: Path, *, n_envs: int | None = None) -> PPO:
     try:
         model = PPO.load(path, device="cpu", **changes)
     except Exception as exc:  # SB3 and torch raise anything from AssertionError to KeyError
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = _first_line(str(exc)) or type(exc).__name__
         raise InvalidInput(f"checkpoint file {path}: not a loadable PPO model ({reason})") from None
     if not weights_are_finite(model):
         raise InvalidInput(f"checkpoint file {path}: the model has non-finite weights")
     return model
+
+
+def _first_line(message: str) -> str:
+    """An exception's first line, with the next one when it only introduces it (torch's
+    "Error(s) in loading state_dict for ActorCriticPolicy:" then "size mismatch for ...")."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {lines[1]}"
+    return lines[0] if lines else ""
+
+
+@contextmanager
+def os_errors_named() -> Iterator[None]:
+    """An ``OSError`` in the block (a directory or file without read permission, a directory
+    where a file should be) as a one-line ``InvalidInput`` naming the path, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {exc.filename}: {exc.strerror or exc}") from None
 
 
 def weights_are_finite(model: PPO) -> bool:
@@ -297,11 +331,16 @@ def load_checkpoint(directory: Path | str, *, n_envs: int | None = None) -> Chec
     """Load a checkpoint directory; its model's sha256 and its config's fingerprint must
     match ``checkpoint.json``. ``n_envs``: see :func:`load_model`."""
     directory = Path(directory)
-    for name in (MODEL_FILE, NORMALIZATION_FILE, CONFIG_FILE_NAME, META_FILE):
-        if not (directory / name).is_file():
-            raise NotFound(f"not a checkpoint: {directory} has no {name}")
-    meta = read_meta(directory)
-    if sha256_file(directory / MODEL_FILE) != meta.model_sha256:
+    with os_errors_named():
+        if not directory.is_dir():
+            state = "is not a directory" if directory.exists() else "does not exist"
+            raise NotFound(f"not a checkpoint: {directory} {state}")
+        for name in (MODEL_FILE, NORMALIZATION_FILE, CONFIG_FILE_NAME, META_FILE):
+            if not (directory / name).is_file():
+                raise NotFound(f"not a checkpoint: {directory} has no {name}")
+        meta = read_meta(directory)
+        model_sha256 = sha256_file(directory / MODEL_FILE)
+    if model_sha256 != meta.model_sha256:
         raise InvalidInput(f"checkpoint {directory}: model.zip does not match its sha256")
     stats = _read_record(directory / NORMALIZATION_FILE, NormalizationStats)
     config = _read_config(directory, meta)

@@ -12,6 +12,7 @@ env's ``baseline_score`` twin), to measure the prior apart from any agent.
 from __future__ import annotations
 
 import json
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -23,7 +24,13 @@ from adbot.bidding.base import bids_from_alpha
 from adbot.config import get_settings
 from adbot.errors import InvalidInput, NotFound
 from adbot.market.simulator import MarketSimulator, StepOutcome
-from adbot.rl.checkpoints import MODEL_FILE, Checkpoint, NormalizationStats, load_checkpoint
+from adbot.rl.checkpoints import (
+    MODEL_FILE,
+    Checkpoint,
+    NormalizationStats,
+    load_checkpoint,
+    os_errors_named,
+)
 from adbot.rl.config import TRAINED_AGENTS
 from adbot.rl.features import N_FEATURES, PacingState
 
@@ -156,17 +163,47 @@ ENSEMBLE_FILE = "ensemble.json"
 
 def ensemble_members(directory: Path) -> list[Path] | None:
     """The member checkpoint directories an agent directory's ``ensemble.json`` lists
-    (``{"members": [relative paths]}``), or None for a single agent."""
+    (``{"members": [relative paths]}``), or None for a single agent.
+
+    Members lie inside the directory (an agent is copied and shipped whole), each listed
+    once; ``.`` is the directory's own checkpoint, and any other member with an
+    ``ensemble.json`` of its own (a nested ensemble, or a cycle) is refused."""
     manifest = directory / ENSEMBLE_FILE
-    if not manifest.is_file():
-        return None
-    try:
-        members = json.loads(manifest.read_text())["members"]
-    except (ValueError, KeyError, TypeError) as error:
-        raise InvalidInput(f"{manifest}: not an ensemble manifest ({error})") from None
-    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
-        raise InvalidInput(f"{manifest}: 'members' must be a non-empty list of directories")
-    return [(directory / member).resolve() for member in members]
+    with os_errors_named():
+        if not manifest.exists():
+            return None
+        try:
+            members = json.loads(manifest.read_text())["members"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise InvalidInput(f"{manifest}: not an ensemble manifest ({error})") from None
+        if (
+            not isinstance(members, list)
+            or not members
+            or not all(isinstance(m, str) and m for m in members)
+        ):
+            raise InvalidInput(f"{manifest}: 'members' must be a non-empty list of directories")
+        paths: list[Path] = []
+        for member in members:
+            paths.append(_member_directory(manifest, member, paths))
+    return paths
+
+
+def _member_directory(manifest: Path, member: str, earlier: list[Path]) -> Path:
+    """The directory ``member`` of ``manifest`` names, if it may be one (see
+    :func:`ensemble_members`)."""
+    directory = manifest.parent
+    if Path(member).is_absolute() or Path(os.path.normpath(member)).parts[:1] == ("..",):
+        raise InvalidInput(
+            f"{manifest}: member {member!r} is outside {directory}; members are paths inside it"
+        )
+    path = (directory / member).resolve()
+    if path in earlier:
+        raise InvalidInput(f"{manifest}: member {member!r} is listed twice")
+    if path != directory.resolve() and (path / ENSEMBLE_FILE).exists():
+        raise InvalidInput(
+            f"{manifest}: member {member!r} is an ensemble itself; list its checkpoints instead"
+        )
+    return path
 
 
 def make_prior_policy(spec: str) -> PriorPolicy:
@@ -204,6 +241,10 @@ def agent_directory(spec: str) -> Path:
     trained = trained_agents_dir()
     if named and (trained / spec / BEST_DIR).is_dir():
         return trained / spec / BEST_DIR
+    if path.exists():
+        raise InvalidInput(
+            f"ppo:{spec}: {path} is a file; ppo:PATH takes a checkpoint or run directory"
+        )
     shipped = ", ".join(sorted(p.name for p in AGENTS_DIR.iterdir() if p.is_dir()))
     runs = sorted(p.parent.name for p in trained.glob(f"*/{BEST_DIR}") if p.is_dir())
     raise NotFound(
@@ -220,7 +261,8 @@ def _load(directory: Path) -> Checkpoint:
 def make_ppo_policy(spec: str) -> PpoPolicy | MeanPolicy:
     """The ``ppo:`` factory: ``make_policy("ppo:default")`` ends here. A directory with an
     ``ensemble.json`` is a :class:`MeanPolicy` of the checkpoints it lists."""
-    directory = agent_directory(spec).resolve()
+    with os_errors_named():  # a directory without permission to read, on the way to it
+        directory = agent_directory(spec).resolve()
     name = f"{POLICY_PREFIX}:{spec}"
     members = ensemble_members(directory)
     if members is None:

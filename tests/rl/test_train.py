@@ -287,6 +287,19 @@ def test_resume_into_its_own_checkpoint_is_refused_before_writing(
     load_checkpoint(final)
 
 
+def test_resume_of_an_ensemble_is_refused_before_writing(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """An ensemble directory (``ppo:default``'s layout) holds one member's checkpoint beside
+    its ensemble.json: a resume took that one member and dropped the rest without a word."""
+    first = train(TINY, output_dir=tmp_path / "run", settings=settings, track=False)
+    (first.final_checkpoint / "ensemble.json").write_text(json.dumps({"members": ["."]}))
+    longer = TINY.with_overrides(total_timesteps=384)
+    with pytest.raises(InvalidInput, match=r"is an ensemble \(ensemble.json\)"):
+        train(longer, output_dir=tmp_path / "next", resume=first.final_checkpoint, track=False)
+    assert not (tmp_path / "next").exists()
+
+
 def test_resume_with_other_ppo_settings_is_refused_by_name(
     tmp_path: Path, settings: Settings
 ) -> None:

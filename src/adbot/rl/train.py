@@ -62,7 +62,7 @@ from adbot.rl.config import TrainingConfig
 from adbot.rl.cpu_math import PINNED, cpu_math
 from adbot.rl.env import BidPacingEnv
 from adbot.rl.evaluation import EvalReport, evaluate_policy, evaluation_pairs
-from adbot.rl.policy import BEST_DIR, PpoPolicy, check_observation_shape
+from adbot.rl.policy import BEST_DIR, ENSEMBLE_FILE, PpoPolicy, check_observation_shape
 from adbot.rl.tracking import MlflowRun
 from adbot.rl.vec_env import GroupedSubprocVecEnv, StopsWithParent
 
@@ -459,6 +459,11 @@ def check_run(config: TrainingConfig, *, output_dir: Path, resume: Path | None) 
     if resume is None:
         _refuse_another_run(output_dir)
         return RunStart(checkpoint=None, best_score=float("-inf"), seed_best=False)
+    if (resume / ENSEMBLE_FILE).exists():  # its own checkpoint is one member of several
+        raise InvalidInput(
+            f"checkpoint {resume} is an ensemble ({ENSEMBLE_FILE}): a run resumes one agent; "
+            "give one member's checkpoint directory"
+        )
     checkpoint = load_checkpoint(resume, n_envs=config.n_envs)
     check_observation_shape(checkpoint)  # the env's observations are this AdBot's features
     done = checkpoint.model.num_timesteps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
@@ -153,3 +154,29 @@ def test_a_failed_run_leaves_no_empty_report(
     with pytest.raises(KeyboardInterrupt):
         run_quickstart(out_dir=tmp_path, policies=["fixed"], scenarios=ONE_DAY)
     assert not list(tmp_path.iterdir())
+
+
+def test_the_page_takes_its_name_only_when_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was written into the reserved name: a ``kill -9`` or a full disk mid-write left an
+    empty or half page under the name a user opens. Now a ``.part`` beside, moved whole."""
+    import adbot.services.quickstart as quickstart
+
+    seen: list[list[str]] = []
+    write = quickstart.write_policy_report
+
+    def watched(path: Path, **kwargs: object) -> Path:
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        return write(path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(quickstart, "write_policy_report", watched)
+    result = run_quickstart(
+        out_dir=tmp_path, policies=["fixed"], scenarios=ONE_DAY[:1], episodes=1, workers=1
+    )
+    [[part]] = seen
+    assert part.startswith(result.report_path.stem) and part.endswith(".html.part")
+    assert [p.name for p in tmp_path.iterdir()] == [result.report_path.name]
+    assert result.report_path.read_text().rstrip().endswith("</html>")
+    # the workers started with SIGINT blocked; this process has it back
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())

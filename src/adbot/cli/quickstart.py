@@ -10,15 +10,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 from rich.text import Text
 
-from adbot.cli._console import out, progress
-from adbot.config import get_settings
+from adbot.cli._console import err, out, progress
+from adbot.cli.train import _interrupt_on_sigterm
+from adbot.config import ENV_PREFIX, get_settings
+from adbot.errors import InvalidInput
 from adbot.market.scenario import bundled_scenarios
 from adbot.services.quickstart import (
     DEFAULT_POLICIES,
     DEFAULT_TRACE_SCENARIO,
     QuickstartResult,
+    ReportNotWritten,
     run_quickstart,
 )
+
+CANCELLED = "quickstart cancelled; no report was written"
 
 
 def _table(result: QuickstartResult) -> Table:
@@ -58,6 +63,8 @@ def quickstart(
 ) -> None:
     """Evaluate the shipped agent and the baselines on the bundled scenarios; write a report."""
     target = out_dir or get_settings().data_dir / "reports"
+    # Where the report goes is the user's to change: say how, as the settings' errors do.
+    where = "--out" if out_dir else f"--out or {ENV_PREFIX}DATA_DIR"
     total = len(bundled_scenarios()) + 1
     columns = (
         TextColumn("{task.description}"),
@@ -65,17 +72,24 @@ def quickstart(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with progress(*columns) as bar:
-        task = bar.add_task("evaluating scenarios", total=total)
-        result = run_quickstart(
-            out_dir=target,
-            policies=policy,
-            episodes=episodes,
-            seed=seed,
-            trace_scenario=trace_scenario,
-            workers=workers,
-            progress=lambda label: bar.update(task, advance=1, description=f"done: {label}"),
-        )
+    try:
+        _interrupt_on_sigterm()  # a `kill` or `timeout` ends it as a Ctrl-C does
+        with progress(*columns) as bar:
+            task = bar.add_task("evaluating scenarios", total=total)
+            result = run_quickstart(
+                out_dir=target,
+                policies=policy,
+                episodes=episodes,
+                seed=seed,
+                trace_scenario=trace_scenario,
+                workers=workers,
+                progress=lambda label: bar.update(task, advance=1, description=f"done: {label}"),
+            )
+    except ReportNotWritten as exc:
+        raise InvalidInput(f"{exc.message} (choose another folder with {where})") from None
+    except KeyboardInterrupt:
+        err.print(CANCELLED, highlight=False)
+        raise typer.Exit(130) from None
     out.print(_table(result))
     out.print(
         Text.assemble(

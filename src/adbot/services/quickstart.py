@@ -5,15 +5,24 @@ the baselines) on the bundled scenarios with MARKET.md's ``evaluate`` contract, 
 traced episode of each policy on a featured scenario for the charts, and writes an HTML
 report. Scenarios are evaluated in parallel processes; each evaluation is the same function
 ``adbot evaluate`` runs, so the figures agree with it episode by episode.
+
+The page is written beside its final name (``.html.part``) and moved there whole: a run
+stopped half way (Ctrl-C, a full disk, ``kill -9``) never leaves a page to be mistaken for a
+report. A Ctrl-C stops the worker processes at once; they never see it themselves (a
+terminal's Ctrl-C goes to the whole process group, and each printed its traceback).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import signal
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
@@ -23,14 +32,20 @@ from typing import Any
 from adbot.bidding.evaluate import check_episodes, evaluate
 from adbot.bidding.registry import load_policy_plugins, make_policy
 from adbot.bidding.runner import EpisodeResult, run_episode
-from adbot.errors import InvalidInput
+from adbot.errors import AdbotError, InvalidInput
 from adbot.market.scenario import Scenario, bundled_scenarios, load_scenario
+from adbot.processes import on_parent_exit
 from adbot.services.policy_report import write_policy_report
 
 DEFAULT_POLICIES = ("ppo:default", "fixed", "pid", "onlinelp", "oracle")
 DEFAULT_TRACE_SCENARIO = "tight-cpa"
 
 Progress = Callable[[str], None]
+
+
+class ReportNotWritten(InvalidInput):
+    """The report folder cannot be made or written (not a folder, read-only, full); the
+    message names the folder or file and the system's reason."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,9 @@ class QuickstartResult:
 
 
 def _init_worker() -> None:
+    # A parent killed outright (SIGTERM, kill -9) cannot stop its pool: its workers, holding
+    # the task queue's both ends, waited for work for good.
+    on_parent_exit(lambda: os._exit(1))
     # One thread per process: the pool already uses every core.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     load_policy_plugins()
@@ -109,23 +127,27 @@ def run_quickstart(
         raise InvalidInput("no scenarios to evaluate")
     loaded = [load_scenario(p) for p in paths]  # a bad file fails before any work starts
     featured = load_scenario(trace_scenario)
-    report = _reserve_report(out_dir)  # an unwritable folder, too
+    stem = f"quickstart-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    part = _start_report(out_dir, stem)  # an unwritable folder, too
     try:
         reports = _evaluate_all(paths, loaded, specs, episodes, seed, workers, progress)
         traces = [run_episode(featured, seed, make_policy(spec)) for spec in specs]
         if progress:
             progress(f"traces on {featured.name}")
-        write_policy_report(
-            report,
-            reports=reports,
-            traces=traces,
-            trace_scenario=featured,
-            episodes=episodes,
-            seed=seed,
-        )
-    except BaseException:
-        report.unlink(missing_ok=True)
-        raise
+        try:
+            write_policy_report(
+                part,
+                reports=reports,
+                traces=traces,
+                trace_scenario=featured,
+                episodes=episodes,
+                seed=seed,
+            )
+        except InvalidInput as exc:  # its only one with data in hand: the file (a full disk)
+            raise ReportNotWritten(exc.message) from None
+        report = _publish(part, out_dir, stem)
+    finally:
+        part.unlink(missing_ok=True)
     return QuickstartResult(
         reports=reports,
         traces=traces,
@@ -136,23 +158,43 @@ def run_quickstart(
     )
 
 
-def _reserve_report(out_dir: Path) -> Path:
-    """A new, empty report file named by the time: another run finishing in the same second
-    gets ``-2``, ``-3``, ... instead of writing over this one."""
-    stem = f"quickstart-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+def _start_report(out_dir: Path, stem: str) -> Path:
+    """A new, empty ``<stem>-<random>.html.part`` in ``out_dir`` (made if missing): the file
+    the page is written to before it takes its name."""
     if out_dir.exists() and not out_dir.is_dir():
-        raise InvalidInput(f"cannot write the report in {out_dir}: not a directory")
+        raise ReportNotWritten(f"cannot write the report in {out_dir}: not a directory")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f"{stem}-", suffix=".html.part", dir=out_dir)
+    except OSError as exc:
+        raise ReportNotWritten(
+            f"cannot write the report in {out_dir}: {exc.strerror or exc}"
+        ) from None
+    os.close(handle)
+    return Path(name)
+
+
+def _publish(part: Path, out_dir: Path, stem: str) -> Path:
+    """Move the finished page to ``<stem>.html``, named by the second the run started: a run
+    that took that name first (two runs started in the same second) leaves ``-2``, ``-3``,
+    ... to the next instead of being written over."""
+    try:
         for n in itertools.count(1):
             path = out_dir / (f"{stem}.html" if n == 1 else f"{stem}-{n}.html")
             try:
                 path.open("x").close()
             except FileExistsError:
                 continue
+            try:
+                os.replace(part, path)  # whole: a reader sees the empty name or the page
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
             return path
     except OSError as exc:
-        raise InvalidInput(f"cannot write the report in {out_dir}: {exc.strerror or exc}") from None
+        raise ReportNotWritten(
+            f"cannot write the report in {out_dir}: {exc.strerror or exc}"
+        ) from None
     raise AssertionError("unreachable")
 
 
@@ -170,12 +212,46 @@ def _evaluate_all(
     reports: dict[str, dict[str, Any]] = {}
     context = get_context("spawn")  # torch and fork do not mix
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = {
-            pool.submit(_evaluate_file, path, specs, episodes, seed): scenario.name
-            for path, scenario in zip(paths, loaded, strict=True)
-        }
-        for future in as_completed(futures):
-            reports[futures[future]] = future.result()
-            if progress:
-                progress(futures[future])
+        try:
+            with _sigint_blocked():  # the workers start (on submit) with it blocked for good
+                futures = {
+                    pool.submit(_evaluate_file, path, specs, episodes, seed): scenario.name
+                    for path, scenario in zip(paths, loaded, strict=True)
+                }
+            for future in as_completed(futures):
+                reports[futures[future]] = future.result()
+                if progress:
+                    progress(futures[future])
+        except BrokenProcessPool:
+            _stop_workers(pool)
+            raise AdbotError(
+                "an evaluation process was stopped from outside (killed, or out of memory); "
+                "no report was written; fewer workers need less memory"
+            ) from None
+        except BaseException:
+            _stop_workers(pool)  # else leaving the block waits for every scenario to finish
+            raise
     return [reports[s.name] for s in loaded]
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread, so in the processes it starts meanwhile (a blocked
+    signal stays blocked across fork and exec): the parent stops them on a Ctrl-C. A
+    SIGINT that comes meanwhile is delivered here once unblocked, not lost."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Drop the work not started and end the workers now, not once their scenario is done.
+    (``ProcessPoolExecutor.terminate_workers`` does this from Python 3.14.)"""
+    processes = list((pool._processes or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join()

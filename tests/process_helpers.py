@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -21,3 +22,15 @@ def wait_gone(pids: list[int], seconds: float, what: str) -> None:
     while any(alive(pid) for pid in pids):
         assert time.monotonic() < deadline, f"{what} by {seconds:g} s"
         time.sleep(0.1)
+
+
+def spawned_children(pid: int) -> list[int]:
+    """The worker processes ``pid`` started with multiprocessing's spawn (not its resource
+    tracker, nor other children)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if parent == pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+    return found

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from adbot.db import migrate
-from process_helpers import wait_gone
+from process_helpers import spawned_children, wait_gone
 
 ADBOT = str(Path(sys.executable).parent / "adbot")
 
@@ -36,18 +36,6 @@ def _get(port: int, sock: socket.socket | None = None) -> bytes:
     finally:
         if own:
             sock.close()
-
-
-def _children(pid: int) -> list[int]:
-    """The worker processes of ``pid`` (not multiprocessing's resource tracker)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            command = (stat.parent / "cmdline").read_bytes()
-            if int(fields[1]) == pid and b"spawn_main" in command:
-                found.append(int(stat.parent.name))
-    return found
 
 
 def _held_connections(pids: list[int], port: int) -> dict[int, int]:
@@ -84,7 +72,7 @@ def served(sqlite_url: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     )
     try:
         deadline = time.monotonic() + 60
-        while len(_children(process.pid)) < 2 or not _answers(port):
+        while len(spawned_children(process.pid)) < 2 or not _answers(port):
             assert process.poll() is None, process.stdout.read() if process.stdout else b""
             assert time.monotonic() < deadline, "the server did not come up in 60 s"
             time.sleep(0.2)
@@ -106,7 +94,7 @@ def test_connections_are_shared_by_the_workers_and_sigterm_stops_all(
     served: tuple[subprocess.Popen[bytes], int],
 ) -> None:
     process, port = served
-    workers = _children(process.pid)
+    workers = spawned_children(process.pid)
     assert len(workers) == 2
     # Sixteen clients connecting at once: with one shared socket one worker tends to take
     # them all; with a socket each, the kernel hashes them over both (all on one: p ~ 3e-5).
@@ -129,7 +117,7 @@ def test_a_worker_that_dies_stops_the_service_with_an_error(
     served: tuple[subprocess.Popen[bytes], int],
 ) -> None:
     process, port = served
-    workers = _children(process.pid)
+    workers = spawned_children(process.pid)
     os.kill(workers[0], signal.SIGKILL)
     assert process.wait(timeout=30) == 1
     output = process.stdout.read().decode() if process.stdout else ""
@@ -164,7 +152,7 @@ def test_the_workers_stop_when_the_server_process_is_killed(
     """SIGKILL (the OOM killer, ``kill -9``) gives the parent no chance to stop its workers;
     left running, they would keep the port, and a restarted service could not bind it."""
     process, port = served
-    workers = _children(process.pid)
+    workers = spawned_children(process.pid)
     process.kill()
     process.wait(timeout=30)
     wait_gone(workers, 30, "the workers outlived their server")

@@ -3,7 +3,6 @@ and what to change, exit code 1 (130 for Ctrl-C), no traceback, no half-written 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import signal
@@ -19,7 +18,7 @@ from cli_helpers import RunCli
 
 from adbot.cli.quickstart import CANCELLED
 from adbot.market.scenario import BUNDLED_DIR
-from process_helpers import alive, wait_gone
+from process_helpers import alive, spawned_children, wait_gone
 
 ADBOT = str(Path(sys.executable).parent / "adbot")
 ONE_SCENARIO = [BUNDLED_DIR / "tight-budget.yaml"]
@@ -155,17 +154,6 @@ def test_an_invalid_database_url_is_one_line_naming_it(
 SLOW_RUN = ["-p", "fixed", "-p", "pid", "-p", "oracle", "-n", "2", "--workers", "2"]
 
 
-def _workers(pid: int) -> list[int]:
-    """The pool's worker processes of ``pid`` (not multiprocessing's resource tracker)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            if parent == pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
-                found.append(int(stat.parent.name))
-    return found
-
-
 @pytest.fixture
 def started(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[int]]]:
     """``adbot quickstart`` in its own session (as a terminal's foreground job), once its two
@@ -183,7 +171,7 @@ def started(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[int]]]
     workers: list[int] = []
     try:
         deadline = time.monotonic() + 60
-        while len(workers := _workers(process.pid)) < 2:
+        while len(workers := spawned_children(process.pid)) < 2:
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "the workers did not start in 60 s"
             time.sleep(0.1)

@@ -250,8 +250,14 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
     """Drop the work not started and end the workers now, not once their scenario is done.
     (``ProcessPoolExecutor.terminate_workers`` does this from Python 3.14.)"""
     processes = list((pool._processes or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)  # shutdown(wait=False) drops it
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.terminate()
     for process in processes:
         process.join()
+    if manager is not None:
+        # Joined here, as shutdown(wait=True) would have: else it may still be closing its
+        # wake-up pipe when concurrent.futures' exit hook writes to it ("Exception ignored
+        # in threading._shutdown", a traceback on stderr after the one-line error).
+        manager.join()

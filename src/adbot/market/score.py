@@ -23,7 +23,9 @@ def score_many(
     conversions = np.asarray(conversions, dtype=np.float64)
     value = np.asarray(value, dtype=np.float64)
     cost = np.asarray(cost, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # At the float limits (a target of 1e308 or 1e-160, MARKET.md takes any positive one)
+    # cost x target or ratio^2 overflows to inf: the factor's limit, 0 or 1, is then right.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if campaign.target_cpa is not None:
             # target / cpa == target * conversions / cost, inf when nothing was spent
             ratio = np.where(cost > 0, campaign.target_cpa * conversions / cost, np.inf)

@@ -84,6 +84,24 @@ def test_a_read_only_data_dir_names_the_setting(place: Path, run_cli: RunCli) ->
     assert "Permission denied" in error and "ADBOT_DATA_DIR" in error
 
 
+def test_a_folder_the_user_may_not_write_names_the_setting(
+    place: Path, monkeypatch: pytest.MonkeyPatch, run_cli: RunCli
+) -> None:
+    """The test above as it runs everywhere: as root (CI) a read-only folder takes files
+    anyway, so creating the page's file fails here as it does for a user without permission."""
+    import adbot.services.quickstart as quickstart_module
+
+    def denied(*args: Any, dir: str, **kwargs: Any) -> tuple[int, str]:
+        raise PermissionError(errno.EACCES, "Permission denied", dir)
+
+    monkeypatch.setattr(quickstart_module.tempfile, "mkstemp", denied)
+    result = run_cli(QUICK)
+    assert result.code == 1
+    error = _one_error_line(result.err)
+    assert "Permission denied" in error and error.endswith("--out or ADBOT_DATA_DIR)")
+    assert list((place / "data" / "reports").iterdir()) == []
+
+
 def test_a_full_disk_leaves_nothing_and_names_the_setting(
     place: Path, monkeypatch: pytest.MonkeyPatch, run_cli: RunCli
 ) -> None:

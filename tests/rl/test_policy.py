@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import errno
 import io
 import json
 import os
@@ -650,6 +651,24 @@ def test_an_unreadable_agent_directory_is_refused_by_name(tmp_path: Path) -> Non
             make_policy(f"ppo:{agent}")
     finally:
         agent.chmod(0o755)
+
+
+def test_a_file_the_user_may_not_read_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The test above as it runs everywhere: as root (CI) a chmod 000 directory stays
+    readable, so the read itself fails here as it does for a user without permission."""
+    import adbot.rl.checkpoints as checkpoints_module
+
+    agent = tmp_path / "agent"
+    shutil.copytree(AGENTS_DIR / "default", agent)
+
+    def denied(path: Path) -> str:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(checkpoints_module, "sha256_file", denied)
+    with pytest.raises(InvalidInput, match=r"^cannot read .*agent/model.zip: Permission denied$"):
+        make_policy(f"ppo:{agent}")
 
 
 def test_adbot_evaluate_refuses_a_damaged_agent_before_any_episode(

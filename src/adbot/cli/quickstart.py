@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from adbot.cli._console import err, out, progress
-from adbot.cli.train import _interrupt_on_sigterm
+from adbot.cli._signals import interrupt_on_sigterm
 from adbot.config import ENV_PREFIX, get_settings
 from adbot.errors import InvalidInput
 from adbot.market.scenario import bundled_scenarios
@@ -73,7 +73,7 @@ def quickstart(
         TimeElapsedColumn(),
     )
     try:
-        _interrupt_on_sigterm()  # a `kill` or `timeout` ends it as a Ctrl-C does
+        interrupt_on_sigterm()  # a `kill` or `timeout` ends it as a Ctrl-C does
         with progress(*columns) as bar:
             task = bar.add_task("evaluating scenarios", total=total)
             result = run_quickstart(

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
-from types import FrameType
 
 import typer
 from rich.table import Table
 
 from adbot.cli._console import err, out
 from adbot.cli._options import check_range
+from adbot.cli._signals import interrupt_on_sigterm
 from adbot.config import get_settings
 from adbot.db.migrate import require_current_schema
 from adbot.db.session import get_sessionmaker
@@ -30,15 +29,6 @@ CONFIG_OPTION = typer.Option(
     help="Training config (YAML); by default the one ppo:default was trained from.",
     show_default="configs/agents/default.yaml",
 )
-
-
-def _interrupt_on_sigterm() -> None:
-    """A terminated run (``kill``, a stopped container) is then recorded as cancelled."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 def default_output(data_dir: Path, config: TrainingConfig) -> Path:
@@ -92,7 +82,7 @@ def train_command(
         settings = get_settings()
         require_current_schema()
         output_dir = output or default_output(settings.data_dir, training_config)
-        _interrupt_on_sigterm()
+        interrupt_on_sigterm()
         with get_sessionmaker()() as session:
             owner = training_account(session=session, slug=account)
             try:
@@ -157,7 +147,7 @@ def tune_command(
         settings = get_settings()
         name = study or f"tune-{base.name}"
         err.print(f"study '{name}': {trials} trials of {timesteps} timesteps", highlight=False)
-        _interrupt_on_sigterm()
+        interrupt_on_sigterm()
     except KeyboardInterrupt:
         err.print("search cancelled before it started; nothing was recorded", highlight=False)
         raise typer.Exit(130) from None

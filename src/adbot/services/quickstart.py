@@ -167,9 +167,7 @@ def _start_report(out_dir: Path, stem: str) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(prefix=f"{stem}-", suffix=".html.part", dir=out_dir)
     except OSError as exc:
-        raise ReportNotWritten(
-            f"cannot write the report in {out_dir}: {exc.strerror or exc}"
-        ) from None
+        raise _not_written(out_dir, exc) from None
     os.close(handle)
     return Path(name)
 
@@ -192,10 +190,12 @@ def _publish(part: Path, out_dir: Path, stem: str) -> Path:
                 raise
             return path
     except OSError as exc:
-        raise ReportNotWritten(
-            f"cannot write the report in {out_dir}: {exc.strerror or exc}"
-        ) from None
+        raise _not_written(out_dir, exc) from None
     raise AssertionError("unreachable")
+
+
+def _not_written(out_dir: Path, exc: OSError) -> ReportNotWritten:
+    return ReportNotWritten(f"cannot write the report in {out_dir}: {exc.strerror or exc}")
 
 
 def _evaluate_all(

@@ -21,6 +21,7 @@ import torch
 from stable_baselines3 import PPO
 
 import adbot.rl  # noqa: F401  (registers the ppo: prefix)
+from adbot.bidding.calibration import CalibratedPolicy
 from adbot.bidding.registry import make_policy
 from adbot.bidding.runner import run_episode
 from adbot.errors import InvalidInput, NotFound
@@ -60,7 +61,10 @@ def test_shipped_agent_is_small_and_matches_its_config() -> None:
 def test_ppo_default_is_the_mean_of_its_members(cpa_scenario: Scenario) -> None:
     """The ensemble plays the mean of its members' actions; a member's directory alone is a
     single agent; a broken manifest is a clear error."""
-    ensemble = make_policy("ppo:default")
+    policy = make_policy("ppo:default")
+    # Calibrated per keyword, as its manifest says (adbot.bidding.calibration).
+    assert isinstance(policy, CalibratedPolicy) and policy.prior_conversions == 32
+    ensemble = policy.base
     assert isinstance(ensemble, MeanPolicy) and len(ensemble.members) == 3
     single = make_policy(f"ppo:{AGENTS_DIR / 'default' / 'members' / 'seed-1'}")
     assert isinstance(single, PpoPolicy)
@@ -410,6 +414,14 @@ def _members(*members: str) -> Callable[[Path], object]:
     return _write("ensemble.json", json.dumps({"members": list(members)}))
 
 
+def _manifest(**fields: object) -> Callable[[Path], object]:
+    """The shipped manifest with ``fields`` set."""
+    return _write(
+        "ensemble.json",
+        json.dumps({"members": [".", "members/seed-1", "members/seed-2"], **fields}),
+    )
+
+
 def _nested(agent: Path) -> None:
     (agent / "members" / "seed-1" / "ensemble.json").write_text('{"members": ["../seed-2"]}')
 
@@ -575,6 +587,43 @@ DAMAGED_AGENTS = [
         InvalidInput,
         r"agent/ensemble.json: member '/.*seed-1' is outside",
         id="member-absolute",
+    ),
+    pytest.param(
+        _manifest(keyword_calibration=0),
+        InvalidInput,
+        r"agent/ensemble.json: keyword_calibration: keyword calibration's prior must be a "
+        r"positive finite number of conversions, got 0",
+        id="calibration-zero",
+    ),
+    pytest.param(
+        _manifest(keyword_calibration="32"),
+        InvalidInput,
+        r"agent/ensemble.json: keyword_calibration: keyword calibration needs a number, got '32'",
+        id="calibration-text",
+    ),
+    pytest.param(
+        _manifest(keyword_calibration=True),
+        InvalidInput,
+        r"keyword_calibration: keyword calibration needs a number, got True",
+        id="calibration-bool",
+    ),
+    pytest.param(
+        _write("ensemble.json", '{"members": ["."], "keyword_calibration": Infinity}'),
+        InvalidInput,
+        r"keyword calibration's prior must be a positive finite number of conversions, got inf",
+        id="calibration-infinite",
+    ),
+    pytest.param(
+        _manifest(keyword_calibraton=32),
+        InvalidInput,
+        r"agent/ensemble.json: unknown field\(s\) keyword_calibraton",
+        id="manifest-unknown-field",
+    ),
+    pytest.param(
+        _write("ensemble.json", '[".", "members/seed-1"]'),
+        InvalidInput,
+        r"agent/ensemble.json: not an ensemble manifest",
+        id="manifest-a-list",
     ),
     pytest.param(
         _nested,

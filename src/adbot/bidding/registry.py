@@ -11,6 +11,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 
 from adbot.bidding.base import Policy
+from adbot.bidding.calibration import make_calibrated_policy
 from adbot.bidding.fixed import FixedPolicy
 from adbot.bidding.onlinelp import OnlineLpPolicy
 from adbot.bidding.oracle import OraclePolicy
@@ -25,14 +26,14 @@ BUILTIN: dict[str, Callable[[], Policy]] = {
     "onlinelp": OnlineLpPolicy,
     "oracle": OraclePolicy,
 }
-_FACTORIES: dict[str, PolicyFactory] = {}
-_USAGE: dict[str, str] = {}  # how each prefix is written, for messages
+_FACTORIES: dict[str, PolicyFactory] = {"calibrated": make_calibrated_policy}
+_USAGE: dict[str, str] = {"calibrated": "calibrated:POLICY"}  # how each prefix is written
 
 
 def register_policy_factory(prefix: str, factory: PolicyFactory, usage: str | None = None) -> None:
     """Make ``make_policy("PREFIX:ARG")`` call ``factory("ARG")``; ``usage`` is how the
     policy is written in messages (default ``PREFIX:NAME``)."""
-    if not prefix or ":" in prefix or prefix in BUILTIN:
+    if not prefix or ":" in prefix or prefix in BUILTIN or prefix == "calibrated":
         raise InvalidInput(f"cannot register policy prefix {prefix!r}")
     _FACTORIES[prefix] = factory
     _USAGE[prefix] = usage or f"{prefix}:NAME"

@@ -16,11 +16,13 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from stable_baselines3 import PPO
 
 from adbot.bidding.base import bids_from_alpha
+from adbot.bidding.calibration import CalibratedPolicy, check_prior_conversions
 from adbot.config import get_settings
 from adbot.errors import InvalidInput, NotFound
 from adbot.market.simulator import MarketSimulator, StepOutcome
@@ -159,11 +161,21 @@ class MeanPolicy(PriorPolicy):
 
 
 ENSEMBLE_FILE = "ensemble.json"
+_MANIFEST_FIELDS = {"description", "members", "keyword_calibration"}
 
 
-def ensemble_members(directory: Path) -> list[Path] | None:
-    """The member checkpoint directories an agent directory's ``ensemble.json`` lists
-    (``{"members": [relative paths]}``), or None for a single agent.
+class Ensemble(NamedTuple):
+    """An agent directory's ``ensemble.json``: its member checkpoint directories and, when
+    it says so, the prior of the keyword calibration the agent plays with
+    (:mod:`adbot.bidding.calibration`)."""
+
+    members: list[Path]
+    keyword_calibration: float | None
+
+
+def read_ensemble(directory: Path) -> Ensemble | None:
+    """An agent directory's ``ensemble.json`` (``{"members": [relative paths],
+    "keyword_calibration": prior conversions (optional)}``), or None for a single agent.
 
     Members lie inside the directory (an agent is copied and shipped whole), each listed
     once; ``.`` is the directory's own checkpoint, and any other member with an
@@ -173,7 +185,8 @@ def ensemble_members(directory: Path) -> list[Path] | None:
         if not manifest.exists():
             return None
         try:
-            members = json.loads(manifest.read_text())["members"]
+            data = json.loads(manifest.read_text())
+            members = data["members"]
         except (ValueError, KeyError, TypeError) as error:
             raise InvalidInput(f"{manifest}: not an ensemble manifest ({error})") from None
         if (
@@ -182,10 +195,23 @@ def ensemble_members(directory: Path) -> list[Path] | None:
             or not all(isinstance(m, str) and m for m in members)
         ):
             raise InvalidInput(f"{manifest}: 'members' must be a non-empty list of directories")
+        unknown = sorted(set(data) - _MANIFEST_FIELDS)
+        if unknown:
+            raise InvalidInput(f"{manifest}: unknown field(s) {', '.join(unknown)}")
+        calibration = data.get("keyword_calibration")
+        if calibration is not None:
+            calibration = check_prior_conversions(calibration, f"{manifest}: keyword_calibration")
         paths: list[Path] = []
         for member in members:
             paths.append(_member_directory(manifest, member, paths))
-    return paths
+    return Ensemble(paths, calibration)
+
+
+def ensemble_members(directory: Path) -> list[Path] | None:
+    """The member checkpoint directories of an agent directory's ``ensemble.json``, or None
+    for a single agent (see :func:`read_ensemble`)."""
+    ensemble = read_ensemble(directory)
+    return None if ensemble is None else ensemble.members
 
 
 def _member_directory(manifest: Path, member: str, earlier: list[Path]) -> Path:
@@ -258,15 +284,20 @@ def _load(directory: Path) -> Checkpoint:
     return load_checkpoint(directory)
 
 
-def make_ppo_policy(spec: str) -> PpoPolicy | MeanPolicy:
+def make_ppo_policy(spec: str) -> PpoPolicy | MeanPolicy | CalibratedPolicy:
     """The ``ppo:`` factory: ``make_policy("ppo:default")`` ends here. A directory with an
-    ``ensemble.json`` is a :class:`MeanPolicy` of the checkpoints it lists."""
+    ``ensemble.json`` is a :class:`MeanPolicy` of the checkpoints it lists, calibrated per
+    keyword when the manifest says so."""
     with os_errors_named():  # a directory without permission to read, on the way to it
         directory = agent_directory(spec).resolve()
     name = f"{POLICY_PREFIX}:{spec}"
-    members = ensemble_members(directory)
-    if members is None:
+    ensemble = read_ensemble(directory)
+    if ensemble is None:
         return PpoPolicy.from_checkpoint(_load(directory), name=name)
-    return MeanPolicy(
-        [PpoPolicy.from_checkpoint(_load(member), name=name) for member in members], name=name
+    policy = MeanPolicy(
+        [PpoPolicy.from_checkpoint(_load(member), name=name) for member in ensemble.members],
+        name=name,
     )
+    if ensemble.keyword_calibration is None:
+        return policy
+    return CalibratedPolicy(policy, ensemble.keyword_calibration)

@@ -148,7 +148,8 @@ def test_ppo_path_loads_a_checkpoint_directory(cpa_scenario: Scenario) -> None:
     path = AGENTS_DIR / "default"
     policy = make_policy(f"ppo:{path}")
     assert policy.name == f"ppo:{path}"
-    assert isinstance(policy, MeanPolicy) and len(policy.members) == 3
+    assert isinstance(policy, CalibratedPolicy) and isinstance(policy.base, MeanPolicy)
+    assert len(policy.base.members) == 3
     expected = run_episode(cpa_scenario, 4, make_policy("ppo:default")).metrics
     assert run_episode(cpa_scenario, 4, policy).metrics == expected
     member = make_policy(f"ppo:{path / 'members' / 'seed-1'}")

@@ -234,6 +234,26 @@ def test_landscape_matches_direct_evaluation(small: Scenario) -> None:
             sim.played_day_landscapes(unplayed, alphas)
 
 
+def test_scaled_landscape_is_the_bid_landscape_of_scaled_bids(small: Scenario) -> None:
+    sim = MarketSimulator(small, 5)
+    bids = np.random.default_rng(1).uniform(0.2, 3.0, sim.n_keywords)
+    with pytest.raises(InvalidInput, match="played steps"):
+        sim.scaled_landscape(0, np.array([1.0]), bids)
+    sim.step(bids)
+    scales = np.geomspace(0.1, 20, 25)
+    fast = sim.scaled_landscape(0, scales, bids)
+    matrix = np.clip(scales[:, None] * bids[None, :], sim.min_bid, sim.max_bid)
+    direct = sim.bid_landscape(0, matrix[::-1])  # descending: evaluated bid vector by vector
+    for name in ("clicks", "cost", "conversions", "value"):
+        np.testing.assert_allclose(getattr(fast, name), getattr(direct, name)[::-1], rtol=1e-9)
+    assert fast.cost[-1] > 0 and np.all(np.diff(fast.cost) >= -1e-12)  # rises with the scale
+    with pytest.raises(InvalidInput, match="ascending array"):
+        sim.scaled_landscape(0, scales[::-1], bids)
+    for bad in (np.zeros(sim.n_keywords), np.full(sim.n_keywords, np.inf), bids[:-1]):
+        with pytest.raises(InvalidInput, match=f"bids must be {sim.n_keywords} positive finite"):
+            sim.scaled_landscape(0, scales, bad)
+
+
 def _sequential_competitor_budgets(
     bid: np.ndarray, quality: np.ndarray, u: np.ndarray, budget: np.ndarray, scenario: Scenario
 ) -> np.ndarray:

@@ -36,6 +36,7 @@ DEFAULT_PRIOR_CONVERSIONS = 32.0
 # about 6 % apart, then interpolated.
 MATCH_SCALES = np.geomspace(0.4, 2.5, 31)
 MATCH_SCALES.flags.writeable = False
+_ONE = np.ones(1)
 
 
 def check_prior_conversions(value: object, where: str) -> float:
@@ -83,12 +84,24 @@ def spend_matched_bids(
     scale = fallback
     corrected = bids * factors
     if sim.step_index > 0:
-        last = sim.step_index - 1
-        base_cost = float(sim.bid_landscape(last, bids[None, :]).cost[0])
+        base_cost, costs = _costs(sim, sim.step_index - 1, bids, corrected)
         if base_cost > 0:
-            candidates = _limited(sim, MATCH_SCALES[:, None] * corrected[None, :])
-            scale = _matching_scale(sim.bid_landscape(last, candidates).cost, base_cost, fallback)
+            scale = _matching_scale(costs, base_cost, fallback)
     return _limited(sim, corrected * scale), scale
+
+
+def _costs(
+    sim: MarketSimulator, index: int, bids: np.ndarray, corrected: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """Expected cost on step ``index`` of ``bids``, and of the corrected bids at each of
+    ``MATCH_SCALES``: with the compiled multiplier landscape when every bid is positive (the
+    usual case, about 0.2 ms for a step of 2,000 queries), else bid vector by bid vector."""
+    if bool(np.all(bids > 0)):
+        base = sim.scaled_landscape(index, _ONE, bids).cost[0]
+        return float(base), sim.scaled_landscape(index, MATCH_SCALES, corrected).cost
+    base = sim.bid_landscape(index, bids[None, :]).cost[0]
+    candidates = _limited(sim, MATCH_SCALES[:, None] * corrected[None, :])
+    return float(base), sim.bid_landscape(index, candidates).cost
 
 
 def _limited(sim: MarketSimulator, bids: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from adbot.market.scenario import Scenario, load_scenario
 from adbot.market.simulator import MarketSimulator
 from adbot.rl.features import PacingState
 
-POLICIES = ["fixed", "pid", "onlinelp", "oracle", "prior", "ppo:default"]
+POLICIES = ["fixed", "pid", "onlinelp", "oracle", "prior", "ppo:default", "calibrated:fixed"]
 
 
 def edited(**paths: Any) -> Scenario:
@@ -164,7 +164,9 @@ FLOAT_LIMITS = {
 }
 
 
-@pytest.mark.parametrize("policy", ["pid", "onlinelp", "prior", "ppo:default"])
+@pytest.mark.parametrize(
+    "policy", ["pid", "onlinelp", "prior", "ppo:default", "calibrated:onlinelp"]
+)
 @pytest.mark.parametrize("limit", sorted(FLOAT_LIMITS))
 def test_amounts_at_the_float_limits_play_without_a_math_error(limit: str, policy: str) -> None:
     """MARKET.md takes any positive budget or target: near the float limits a ratio of two

@@ -22,6 +22,7 @@ import argparse
 import scenarios
 from paired import mean_and_error, paired_gap
 
+from adbot.bidding.calibration import CalibratedPolicy
 from adbot.bidding.registry import load_policy_plugins, make_policy, register_policy_factory
 from adbot.errors import InvalidInput
 from adbot.rl.config import EvalConfig
@@ -29,16 +30,26 @@ from adbot.rl.evaluation import evaluate_policy, evaluation_pairs
 from adbot.rl.policy import MeanPolicy, PpoPolicy, make_ppo_policy
 
 
-def make_mean_policy(spec: str) -> MeanPolicy:
-    """``mean:A+B+...``: the members of every agent named (an ensemble counts its own)."""
+def make_mean_policy(spec: str) -> MeanPolicy | CalibratedPolicy:
+    """``mean:A+B+...``: the members of every agent named (an ensemble counts its own),
+    calibrated per keyword as the first agent plays (``ppo:default`` is), so the two compare."""
     agents = spec.split("+")
     if len(agents) < 2:
         raise InvalidInput(f"policy 'mean:{spec}': name two or more agents, joined by '+'")
     members: list[PpoPolicy] = []
-    for agent in agents:
+    calibration: float | None = None
+    for i, agent in enumerate(agents):
         policy = make_ppo_policy(agent)
-        members += policy.members if isinstance(policy, MeanPolicy) else [policy]
-    return MeanPolicy(members, name=f"mean:{spec}")
+        if isinstance(policy, CalibratedPolicy):
+            if i == 0:
+                calibration = policy.prior_conversions
+            policy = policy.base
+        if isinstance(policy, MeanPolicy):
+            members += policy.members
+        elif isinstance(policy, PpoPolicy):
+            members.append(policy)
+    mean = MeanPolicy(members, name=f"mean:{spec}")
+    return mean if calibration is None else CalibratedPolicy(mean, calibration)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ prior worth ``prior_conversions`` predicted conversions at factor 1::
     factor_k = (prior_conversions + conversions_k) / (prior_conversions + predicted_k)
 
 so a keyword's bid moves only as its evidence grows (32 predicted conversions move it
-halfway), and a keyword never clicked keeps its bid.
+halfway), and a keyword never clicked keeps a factor of 1.
 
 The factors move spend between keywords; how much to spend in all stays the base policy's
 decision (its pacing and its CPA or ROAS control know nothing of the factors).

@@ -95,7 +95,7 @@ def _costs(
 ) -> tuple[float, np.ndarray]:
     """Expected cost on step ``index`` of ``bids``, and of the corrected bids at each of
     ``MATCH_SCALES``: with the compiled multiplier landscape when every bid is positive (the
-    usual case, about 0.2 ms for a step of 2,000 queries), else bid vector by bid vector."""
+    usual case: about 0.2 ms for a step of 250 queries), else bid vector by bid vector."""
     if bool(np.all(bids > 0)):
         base = sim.scaled_landscape(index, _ONE, bids).cost[0]
         return float(base), sim.scaled_landscape(index, MATCH_SCALES, corrected).cost

@@ -117,12 +117,12 @@ def test_calibration_wins_conversions_at_the_same_spend() -> None:
 
 def test_calibrated_policies_from_the_registry() -> None:
     policy = make_policy("calibrated:onlinelp")
-    assert isinstance(policy, CalibratedPolicy) and policy.name == "onlinelp"
+    assert isinstance(policy, CalibratedPolicy) and policy.name == "calibrated:onlinelp"
     result = run_episode(quick(), 0, policy)
     assert result.metrics.cost > 0 and np.isfinite(result.alpha).all()  # onlinelp's alpha
     with pytest.raises(InvalidInput, match="needs a policy to wrap"):
         make_policy("calibrated:")
-    with pytest.raises(InvalidInput, match="policy pid is calibrated already"):
+    with pytest.raises(InvalidInput, match="policy calibrated:pid is calibrated already"):
         make_policy("calibrated:calibrated:pid")
     with pytest.raises(InvalidInput, match="unknown policy 'nope'"):
         make_policy("calibrated:nope")

@@ -128,15 +128,22 @@ def _matching_scale(costs: np.ndarray, target: float, fallback: float) -> float:
 
 class CalibratedPolicy:
     """A policy whose bids are corrected per keyword (:class:`KeywordCalibration`) and
-    spend-matched (:func:`spend_matched_bids`). ``alpha`` is the base policy's multiplier."""
+    spend-matched (:func:`spend_matched_bids`). ``alpha`` is the base policy's multiplier;
+    the name is ``calibrated:BASE`` unless given (``ppo:default`` keeps its own)."""
 
     name: str
 
-    def __init__(self, base: Policy, prior_conversions: float = DEFAULT_PRIOR_CONVERSIONS):
+    def __init__(
+        self,
+        base: Policy,
+        prior_conversions: float = DEFAULT_PRIOR_CONVERSIONS,
+        *,
+        name: str | None = None,
+    ):
         if isinstance(base, CalibratedPolicy):
             raise InvalidInput(f"policy {base.name} is calibrated already")
         self.base = base
-        self.name = base.name
+        self.name = f"calibrated:{base.name}" if name is None else name
         self.prior_conversions = check_prior_conversions(prior_conversions, base.name)
         self._calibration: KeywordCalibration | None = None
         self._scale = 1.0

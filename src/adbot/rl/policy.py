@@ -300,4 +300,4 @@ def make_ppo_policy(spec: str) -> PpoPolicy | MeanPolicy | CalibratedPolicy:
     )
     if ensemble.keyword_calibration is None:
         return policy
-    return CalibratedPolicy(policy, ensemble.keyword_calibration)
+    return CalibratedPolicy(policy, ensemble.keyword_calibration, name=name)

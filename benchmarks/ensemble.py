@@ -44,10 +44,7 @@ def make_mean_policy(spec: str) -> MeanPolicy | CalibratedPolicy:
             if i == 0:
                 calibration = policy.prior_conversions
             policy = policy.base
-        if isinstance(policy, MeanPolicy):
-            members += policy.members
-        elif isinstance(policy, PpoPolicy):
-            members.append(policy)
+        members += policy.members if isinstance(policy, MeanPolicy) else [policy]
     mean = MeanPolicy(members, name=f"mean:{spec}")
     return mean if calibration is None else CalibratedPolicy(mean, calibration)
 

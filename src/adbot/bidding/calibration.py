@@ -86,7 +86,7 @@ def spend_matched_bids(
     if sim.step_index > 0:
         base_cost, costs = _costs(sim, sim.step_index - 1, bids, corrected)
         if base_cost > 0:
-            scale = _matching_scale(costs, base_cost, fallback)
+            scale = _matching_scale(costs, base_cost)
     return _limited(sim, corrected * scale), scale
 
 
@@ -110,11 +110,9 @@ def _limited(sim: MarketSimulator, bids: np.ndarray) -> np.ndarray:
     return np.where(bids > 0, np.clip(bids, sim.min_bid, sim.max_bid), 0.0)
 
 
-def _matching_scale(costs: np.ndarray, target: float, fallback: float) -> float:
+def _matching_scale(costs: np.ndarray, target: float) -> float:
     """The scale of ``MATCH_SCALES`` (log-interpolated) whose cost is ``target``; the end of
     the range when no scale reaches it or every scale passes it."""
-    if not np.all(np.isfinite(costs)):
-        return fallback
     j = int(np.searchsorted(costs, target))  # costs rise with the scale
     if j == 0:
         return float(MATCH_SCALES[0])

@@ -26,14 +26,18 @@ BUILTIN: dict[str, Callable[[], Policy]] = {
     "onlinelp": OnlineLpPolicy,
     "oracle": OraclePolicy,
 }
-_FACTORIES: dict[str, PolicyFactory] = {"calibrated": make_calibrated_policy}
-_USAGE: dict[str, str] = {"calibrated": "calibrated:POLICY"}  # how each prefix is written
+# Prefixes of this package (a plugin may not take them), with how each is written.
+_OWN_FACTORIES: dict[str, tuple[PolicyFactory, str]] = {
+    "calibrated": (make_calibrated_policy, "calibrated:POLICY"),
+}
+_FACTORIES: dict[str, PolicyFactory] = {k: f for k, (f, _) in _OWN_FACTORIES.items()}
+_USAGE: dict[str, str] = {k: usage for k, (_, usage) in _OWN_FACTORIES.items()}
 
 
 def register_policy_factory(prefix: str, factory: PolicyFactory, usage: str | None = None) -> None:
     """Make ``make_policy("PREFIX:ARG")`` call ``factory("ARG")``; ``usage`` is how the
     policy is written in messages (default ``PREFIX:NAME``)."""
-    if not prefix or ":" in prefix or prefix in BUILTIN or prefix == "calibrated":
+    if not prefix or ":" in prefix or prefix in BUILTIN or prefix in _OWN_FACTORIES:
         raise InvalidInput(f"cannot register policy prefix {prefix!r}")
     _FACTORIES[prefix] = factory
     _USAGE[prefix] = usage or f"{prefix}:NAME"

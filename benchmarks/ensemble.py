@@ -46,7 +46,7 @@ def make_mean_policy(spec: str) -> MeanPolicy | CalibratedPolicy:
             policy = policy.base
         members += policy.members if isinstance(policy, MeanPolicy) else [policy]
     mean = MeanPolicy(members, name=f"mean:{spec}")
-    return mean if calibration is None else CalibratedPolicy(mean, calibration)
+    return mean if calibration is None else CalibratedPolicy(mean, calibration, name=mean.name)
 
 
 def main() -> None:

@@ -1,6 +1,9 @@
-"""Per-keyword CVR calibration (adbot.bidding.calibration) and the ``calibrated:`` policies."""
+"""Keyword-level bidding (adbot.bidding.calibration): CVR calibration, the allocation on each
+keyword's landscape, and the ``calibrated:`` policies."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
@@ -9,10 +12,12 @@ from bidding_helpers import quick, quick_week
 from adbot.bidding import make_policy, register_policy_factory, run_episode
 from adbot.bidding.base import bids_from_alpha
 from adbot.bidding.calibration import (
-    MATCH_SCALES,
+    ALLOCATION_GRID,
+    PRIOR_FACTOR_LIMIT,
     CalibratedPolicy,
     KeywordCalibration,
-    spend_matched_bids,
+    KeywordLandscapes,
+    prior_factor_means,
 )
 from adbot.errors import InvalidInput
 from adbot.market import MarketSimulator, load_scenario
@@ -28,8 +33,9 @@ def _played(steps: int, **market: object) -> MarketSimulator:
 
 def test_factors_are_the_gamma_poisson_posterior_mean() -> None:
     sim = MarketSimulator(quick(), 1)
-    calibration = KeywordCalibration(sim.pcvr, prior_conversions=8.0)
-    assert np.array_equal(calibration.factors(), np.ones(sim.n_keywords))
+    means = np.linspace(0.8, 1.2, sim.n_keywords)
+    calibration = KeywordCalibration(sim.pcvr, prior_conversions=8.0, prior_means=means)
+    assert np.array_equal(calibration.factors(), means)
     clicks = np.zeros(sim.n_keywords)
     conversions = np.zeros(sim.n_keywords)
     for _ in range(6):
@@ -38,9 +44,10 @@ def test_factors_are_the_gamma_poisson_posterior_mean() -> None:
         clicks += outcome.clicks
         conversions += outcome.conversions
     assert conversions.sum() > 0  # the check below has evidence to weigh
-    expected = (8.0 + conversions) / (8.0 + clicks * sim.pcvr)
+    expected = (8.0 * means + conversions) / (8.0 + clicks * sim.pcvr)
     np.testing.assert_allclose(calibration.factors(), expected, rtol=1e-12)
-    assert np.all(calibration.factors()[clicks == 0] == 1.0)  # never clicked: unchanged
+    never = clicks == 0
+    assert never.any() and np.array_equal(calibration.factors()[never], means[never])
 
 
 def test_factors_learn_each_keywords_true_cvr() -> None:
@@ -64,36 +71,109 @@ def test_factors_learn_each_keywords_true_cvr() -> None:
     assert float(weights @ after**2) < 0.5 * float(weights @ before**2)
 
 
-def test_corrected_bids_cost_what_the_base_bids_would_have() -> None:
-    sim = _played(5)
-    bids = bids_from_alpha(1.0, sim)
-    factors = np.exp(np.random.default_rng(0).normal(0.3, 0.4, sim.n_keywords))
-    corrected, scale = spend_matched_bids(sim, bids, factors)
-    assert MATCH_SCALES[0] < scale < MATCH_SCALES[-1]
-    np.testing.assert_allclose(
-        corrected, np.clip(bids * factors * scale, sim.min_bid, sim.max_bid), rtol=1e-12
+def test_prior_means_are_the_models_expected_error_given_the_prediction() -> None:
+    """Against a simulation of the model (true CVRs lognormal, predictions with a mean-one
+    lognormal error): ``E[true / predicted]`` among keywords predicted alike."""
+    market = quick(cvr={"mean": 0.05, "sd_log": 0.6}, pcvr_noise=0.3).market
+    rng = np.random.default_rng(7)
+    n = 2_000_000
+    true = 0.05 * np.exp(rng.normal(-(0.6**2) / 2, 0.6, n))
+    predicted = true * np.exp(rng.normal(-(0.3**2) / 2, 0.3, n))
+    edges = np.quantile(predicted, np.linspace(0.02, 0.98, 9))
+    for low, high in itertools.pairwise(edges):
+        inside = (predicted >= low) & (predicted < high)
+        simulated = float(np.mean(true[inside] / predicted[inside]))
+        middle = np.sqrt(low * high)
+        model = float(prior_factor_means(market, np.array([middle]))[0])
+        assert model == pytest.approx(simulated, rel=0.03), (low, high)
+    # Predicted high: over-predicted on average; low: under-predicted.
+    ends = prior_factor_means(market, np.array([edges[0], edges[-1]]))
+    assert ends[0] > 1.05 and ends[1] < 0.95
+    exact = quick(pcvr_noise=0.0).market
+    assert np.array_equal(prior_factor_means(exact, np.array([1e-9, 0.05, 1.0])), np.ones(3))
+    extreme = prior_factor_means(market, np.array([0.0, 1e-300, 1.0]))
+    assert np.all(np.isfinite(extreme)) and extreme[0] == pytest.approx(PRIOR_FACTOR_LIMIT)
+
+
+def _landscapes(steps: int, **market: object) -> tuple[MarketSimulator, KeywordLandscapes]:
+    sim = _played(steps, **market)
+    landscapes = KeywordLandscapes(sim)
+    landscapes.update(sim)
+    return sim, landscapes
+
+
+def test_landscapes_sum_the_played_steps_halving_each_day() -> None:
+    sim, landscapes = _landscapes(3)
+    decay = 0.5 ** (1 / sim.steps_per_day)
+    expected = sum(
+        decay ** (2 - i) * sim.keyword_landscape(i, ALLOCATION_GRID).cost for i in range(3)
     )
-    costs = sim.bid_landscape(sim.step_index - 1, np.vstack([bids, corrected])).cost
-    # Within the grid's interpolation: a step's cost is a step function of the bids.
-    assert costs[1] == pytest.approx(costs[0], rel=0.03)
-    # No correction: the base bids themselves (the scale found is 1 up to interpolation).
-    same, unit = spend_matched_bids(sim, bids, np.ones(sim.n_keywords))
-    assert unit == pytest.approx(1.0, rel=1e-3)
-    np.testing.assert_allclose(same, bids, rtol=1e-3)
+    np.testing.assert_allclose(landscapes.cost, expected, rtol=1e-12)
+    landscapes.update(sim)  # nothing new played: unchanged
+    np.testing.assert_allclose(landscapes.cost, expected, rtol=1e-12)
 
 
-def test_matching_keeps_left_out_keywords_out_and_falls_back_without_evidence() -> None:
-    sim = MarketSimulator(quick(), 2)
+def test_allocation_maximises_each_keywords_return_at_the_policys_spend() -> None:
+    sim, landscapes = _landscapes(6)
     bids = bids_from_alpha(1.0, sim)
-    bids[:3] = 0.0
-    factors = np.full(sim.n_keywords, 1.5)
-    first, scale = spend_matched_bids(sim, bids, factors, fallback=0.8)
-    assert scale == 0.8  # nothing played yet: the fallback
-    assert np.all(first[:3] == 0.0) and np.all(first[3:] > 0)
-    sim.step(bids)
-    nothing = np.zeros(sim.n_keywords)  # would cost nothing: the fallback again
-    zeros, scale = spend_matched_bids(sim, nothing, factors, fallback=0.9)
-    assert scale == 0.9 and np.all(zeros == 0.0)
+    willingness = bids * np.exp(np.random.default_rng(0).normal(0.0, 0.3, sim.n_keywords))
+    allocated, lam = landscapes.allocate(willingness, bids)
+    known = landscapes.clicks[:, -1] > 0
+    assert known.sum() > 5 and 1 / 16 < lam < 16
+    # Each keyword seen bids the grid point that maximises lam x worth x clicks - cost.
+    gain = lam * willingness[known, None] * landscapes.clicks[known] - landscapes.cost[known]
+    index = np.argmax(gain, axis=1)
+    best = np.clip(ALLOCATION_GRID[index] * sim.keyword_values[known], sim.min_bid, sim.max_bid)
+    np.testing.assert_allclose(allocated[known], best, rtol=1e-12)
+    # Together they cost, on the landscapes, what the policy's bids would have.
+    rows = np.flatnonzero(known)
+    spent = landscapes.cost[rows, index].sum()
+    base = sum(
+        np.interp(
+            np.log(bids[k] / sim.keyword_values[k]), np.log(ALLOCATION_GRID), landscapes.cost[k]
+        )
+        for k in rows
+    )
+    assert spent == pytest.approx(base, rel=0.05)
+    # A keyword never seen bids lam x its worth; one left out stays out.
+    landscapes.clicks[0] = 0.0
+    bids[1] = 0.0
+    allocated, lam = landscapes.allocate(willingness, bids)
+    assert allocated[0] == pytest.approx(lam * willingness[0]) and allocated[1] == 0.0
+
+
+def test_one_slot_allocation_never_bids_above_the_click_worth() -> None:
+    """With one slot the auction is a second-price one: a bid above what a click is worth
+    only adds auctions that cost more than they bring, so no keyword bids above it (within
+    the grid's 4 %); with several slots the generalised second price makes shading pay."""
+    sim, landscapes = _landscapes(8, slots=1, position_ctr=[0.09], daily_queries=30_000)
+    bids = bids_from_alpha(1.0, sim)
+    allocated, lam = landscapes.allocate(bids, bids)
+    known = landscapes.clicks[:, -1] > 0
+    assert known.sum() > 20
+    assert np.all(allocated[known] <= lam * bids[known] * 1.05)
+    assert np.median(allocated[known] / (lam * bids[known])) > 0.95  # mostly the worth itself
+    sim, landscapes = _landscapes(8, daily_queries=30_000)  # four slots
+    bids = bids_from_alpha(1.0, sim)
+    allocated, lam = landscapes.allocate(bids, bids)
+    known = landscapes.clicks[:, -1] > 0
+    assert np.median(allocated[known] / (lam * bids[known])) < 0.9
+
+
+def test_no_landscape_gives_no_lambda_and_the_policy_keeps_its_level() -> None:
+    sim = MarketSimulator(quick(), 2)
+    landscapes = KeywordLandscapes(sim)
+    landscapes.update(sim)
+    bids = bids_from_alpha(1.0, sim)
+    allocated, lam = landscapes.allocate(bids, bids)
+    assert np.isnan(lam) and np.all(allocated == 0.0)
+    policy = CalibratedPolicy(make_policy("fixed"))
+    policy.reset(sim)
+    means = prior_factor_means(sim.scenario.market, sim.pcvr)
+    first = policy.bids(sim)  # the prior's factors, their mean level taken out
+    np.testing.assert_allclose(
+        first, np.clip(bids * means / means.mean(), sim.min_bid, sim.max_bid), rtol=1e-12
+    )
 
 
 def test_calibration_wins_conversions_at_the_same_spend() -> None:

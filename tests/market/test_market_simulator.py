@@ -234,24 +234,31 @@ def test_landscape_matches_direct_evaluation(small: Scenario) -> None:
             sim.played_day_landscapes(unplayed, alphas)
 
 
-def test_scaled_landscape_is_the_bid_landscape_of_scaled_bids(small: Scenario) -> None:
+def test_keyword_landscape_is_each_keywords_own_bid_landscape(small: Scenario) -> None:
     sim = MarketSimulator(small, 5)
-    bids = np.random.default_rng(1).uniform(0.2, 3.0, sim.n_keywords)
+    alphas = np.geomspace(0.1, 20, 25)
     with pytest.raises(InvalidInput, match="played steps"):
-        sim.scaled_landscape(0, np.array([1.0]), bids)
-    sim.step(bids)
-    scales = np.geomspace(0.1, 20, 25)
-    fast = sim.scaled_landscape(0, scales, bids)
-    matrix = np.clip(scales[:, None] * bids[None, :], sim.min_bid, sim.max_bid)
+        sim.keyword_landscape(0, alphas)
+    sim.step(np.clip(sim.keyword_values, sim.min_bid, sim.max_bid))
+    per_keyword = sim.keyword_landscape(0, alphas)
+    assert per_keyword.cost.shape == (sim.n_keywords, alphas.size)
+    whole = sim.multiplier_landscape(0, alphas)
+    for name in ("clicks", "cost", "conversions", "value"):
+        np.testing.assert_allclose(
+            getattr(per_keyword, name).sum(axis=0), getattr(whole, name), rtol=1e-9
+        )
+    keyword = int(np.argmax(per_keyword.cost[:, -1]))  # the keyword with the most at stake
+    matrix = np.zeros((alphas.size, sim.n_keywords))  # every other keyword left out
+    matrix[:, keyword] = np.clip(alphas * sim.keyword_values[keyword], sim.min_bid, sim.max_bid)
     direct = sim.bid_landscape(0, matrix[::-1])  # descending: evaluated bid vector by vector
     for name in ("clicks", "cost", "conversions", "value"):
-        np.testing.assert_allclose(getattr(fast, name), getattr(direct, name)[::-1], rtol=1e-9)
-    assert fast.cost[-1] > 0 and np.all(np.diff(fast.cost) >= -1e-12)  # rises with the scale
-    with pytest.raises(InvalidInput, match="ascending array"):
-        sim.scaled_landscape(0, scales[::-1], bids)
-    for bad in (np.zeros(sim.n_keywords), np.full(sim.n_keywords, np.inf), bids[:-1]):
-        with pytest.raises(InvalidInput, match=f"bids must be {sim.n_keywords} positive finite"):
-            sim.scaled_landscape(0, scales, bad)
+        np.testing.assert_allclose(
+            getattr(per_keyword, name)[keyword], getattr(direct, name)[::-1], rtol=1e-9
+        )
+    assert per_keyword.cost[keyword, -1] > 0
+    for bad in (alphas[::-1], np.array([np.nan, 1.0]), np.array([-1.0, 1.0]), alphas[None, :]):
+        with pytest.raises(InvalidInput, match="ascending array"):
+            sim.keyword_landscape(0, bad)
 
 
 def _sequential_competitor_budgets(

@@ -1,24 +1,35 @@
-"""Per-keyword conversion-rate calibration: any policy's bids, corrected keyword by keyword
-with what each keyword's realised conversions say about its predicted CVR.
+"""Keyword-level bidding on top of any policy: each keyword's predicted CVR calibrated by
+what its clicks revealed, and the money spread over keywords by what their auctions cost.
 
-A bidder's predicted CVR is off by a factor per keyword (MARKET.md: ``pcvr_noise``, a
-lognormal error of sd 0.2-0.3 on the bundled scenarios). Every click reveals a little of
-it: a keyword's realised conversions against its predicted ones (clicks x predicted CVR).
-:class:`KeywordCalibration` keeps the gamma-Poisson posterior mean of that factor, with a
-prior worth ``prior_conversions`` predicted conversions at factor 1::
+A policy that sets one multiplier bids ``alpha x pCVR_k x R`` on every keyword. Two things
+that one number cannot see are worth several points of the oracle's score:
 
-    factor_k = (prior_conversions + conversions_k) / (prior_conversions + predicted_k)
+**Each keyword's prediction error.** A bidder's predicted CVR is off by a factor per keyword
+(MARKET.md: ``pcvr_noise``, a lognormal error of sd 0.2-0.3 on the bundled scenarios).
+:class:`KeywordCalibration` keeps the posterior mean of true over predicted CVR per keyword:
+gamma-Poisson, with a prior worth ``prior_conversions`` predicted conversions::
 
-so a keyword's bid moves only as its evidence grows (32 predicted conversions move it
-halfway), and a keyword never clicked keeps a factor of 1.
+    factor_k = (prior_conversions x m_k + conversions_k) / (prior_conversions + predicted_k)
 
-The factors move spend between keywords; how much to spend in all stays the base policy's
-decision (its pacing and its CPA or ROAS control know nothing of the factors).
-:func:`spend_matched_bids` therefore scales the corrected bids so that, on the last played
-step's auctions (the platform's bid simulator, as ``onlinelp`` uses it), they would have cost
-what the base policy's bids would have. :class:`CalibratedPolicy` wraps a policy with both:
-``calibrated:POLICY`` (``calibrated:onlinelp``, ``calibrated:ppo:PATH``); the shipped
-``ppo:default`` plays calibrated (its ``ensemble.json``, ``keyword_calibration``).
+where ``predicted_k`` is clicks x predicted CVR and ``m_k`` the prior mean. The prior is not 1:
+a prediction drawn with a lognormal error regresses to the mean (a keyword predicted far
+above the campaign's usual CVR is more likely over- than under-predicted), and
+:func:`prior_factor_means` is that expectation, ``E[true / predicted | predicted]``, from the
+scenario's CVR distribution and the prediction's documented error (as a bidder knows its
+conversion model's validation error), before any click.
+
+**Each keyword's auctions.** Under the generalised second price, what a keyword's next click
+costs depends on the slots and rivals of its own auctions, so one multiplier over-pays on some
+keywords and under-bids others. :class:`KeywordLandscapes` keeps each keyword's expected
+clicks and cost at every multiplier of ``ALLOCATION_GRID`` on the steps already played (the
+platform's bid simulator, as ``onlinelp`` uses it; a step's weight halves every day), and
+:meth:`KeywordLandscapes.allocate` gives every keyword the bid that maximises
+``lambda x willingness_k x clicks - cost`` on its own landscape (equal marginal return on
+every keyword), with the one ``lambda`` at which the keywords together would have cost what
+the policy's own bids would have. The policy still decides how much to spend; this decides
+where. :class:`CalibratedPolicy` wraps a policy with both: ``calibrated:POLICY``
+(``calibrated:onlinelp``, ``calibrated:ppo:PATH``); the shipped ``ppo:default`` plays
+calibrated (its ``ensemble.json``, ``keyword_calibration``).
 """
 
 from __future__ import annotations
@@ -29,14 +40,19 @@ import numpy as np
 
 from adbot.bidding.base import Policy
 from adbot.errors import InvalidInput
+from adbot.market.scenario import Market
 from adbot.market.simulator import MarketSimulator, StepOutcome
 
 DEFAULT_PRIOR_CONVERSIONS = 32.0
-# Common scales of the corrected bids tried against the base bids' cost: 0.4x to 2.5x,
-# about 6 % apart, then interpolated.
-MATCH_SCALES = np.geomspace(0.4, 2.5, 31)
-MATCH_SCALES.flags.writeable = False
-_ONE = np.ones(1)
+# Multipliers of each keyword's value at which its landscape is kept: the oracle's range,
+# about 4 % apart (the resolution of a keyword's bid).
+ALLOCATION_GRID = np.geomspace(0.02, 50.0, 193)
+ALLOCATION_GRID.flags.writeable = False
+# The range searched for lambda, relative to the policy's own bids, and its precision.
+LAMBDA_RANGE = (1.0 / 16.0, 16.0)
+LAMBDA_STEPS = 14  # bisections in log lambda: a relative precision of about 0.03 %
+# A prior never moves a keyword's bid by more than this factor either way.
+PRIOR_FACTOR_LIMIT = 4.0
 
 
 def check_prior_conversions(value: object, where: str) -> float:
@@ -53,14 +69,45 @@ def check_prior_conversions(value: object, where: str) -> float:
     return number
 
 
+def prior_factor_means(market: Market, pcvr: np.ndarray) -> np.ndarray:
+    """(K,) ``E[true CVR / predicted CVR | predicted CVR]`` under the scenario's model: true
+    CVRs lognormal (``market.cvr``), predictions the true CVR times a mean-one lognormal error
+    of sd ``market.pcvr_noise``. With ``w = noise^2 / (sd_log^2 + noise^2)``, the share of a
+    prediction's spread that is error, the log error given the prediction is normal with mean
+    ``-noise^2 / 2 + w x (log pCVR - mu + noise^2 / 2)`` (``mu`` the mean log true CVR) and
+    variance ``w x sd_log^2``; the factor is the lognormal mean of minus that. Limited to
+    ``PRIOR_FACTOR_LIMIT`` either way (the caps on CVRs at 0.95 and 1 are outside the model)."""
+    noise2, spread2 = market.pcvr_noise**2, market.cvr.sd_log**2
+    predicted = np.asarray(pcvr, dtype=np.float64)
+    if noise2 == 0.0:
+        return np.ones_like(predicted)
+    share = noise2 / (spread2 + noise2)
+    mean_log_true = math.log(market.cvr.mean) - spread2 / 2.0
+    log_predicted = np.log(np.maximum(predicted, np.finfo(np.float64).tiny))
+    log_error = -noise2 / 2.0 + share * (log_predicted - mean_log_true + noise2 / 2.0)
+    log_factor = -log_error + share * spread2 / 2.0
+    limit = math.log(PRIOR_FACTOR_LIMIT)
+    return np.exp(np.clip(log_factor, -limit, limit))
+
+
 class KeywordCalibration:
     """Realised and predicted conversions per keyword, and the correction factors."""
 
-    def __init__(self, pcvr: np.ndarray, prior_conversions: float = DEFAULT_PRIOR_CONVERSIONS):
+    def __init__(
+        self,
+        pcvr: np.ndarray,
+        prior_conversions: float = DEFAULT_PRIOR_CONVERSIONS,
+        prior_means: np.ndarray | None = None,
+    ):
         self.prior = check_prior_conversions(prior_conversions, "KeywordCalibration")
         self.pcvr = np.asarray(pcvr, dtype=np.float64)
         self.realised = np.zeros(self.pcvr.shape[0])
         self.predicted = np.zeros(self.pcvr.shape[0])
+        self.prior_means = (
+            np.ones(self.pcvr.shape[0])
+            if prior_means is None
+            else np.asarray(prior_means, dtype=np.float64)
+        )
 
     def record(self, outcome: StepOutcome) -> None:
         """Fold a step's per-keyword clicks and conversions in."""
@@ -68,66 +115,85 @@ class KeywordCalibration:
         self.predicted += outcome.clicks * self.pcvr
 
     def factors(self) -> np.ndarray:
-        """(K,) posterior mean of true / predicted CVR per keyword; 1 without evidence."""
-        return (self.prior + self.realised) / (self.prior + self.predicted)
+        """(K,) posterior mean of true / predicted CVR per keyword; the prior mean without
+        evidence."""
+        return (self.prior * self.prior_means + self.realised) / (self.prior + self.predicted)
 
 
-def spend_matched_bids(
-    sim: MarketSimulator, bids: np.ndarray, factors: np.ndarray, fallback: float = 1.0
-) -> tuple[np.ndarray, float]:
-    """``bids x factors x scale`` (clipped to the campaign's bid limits; a keyword bid 0
-    stays out) and the scale, chosen so the corrected bids would have cost on the last played
-    step what ``bids`` would have.
+class KeywordLandscapes:
+    """Each keyword's expected clicks and cost at every multiplier of ``ALLOCATION_GRID``
+    (bids ``clip(alpha x v_k)``), summed over the played steps, a step's weight halving every
+    day (``MarketSimulator.keyword_landscape``: one compiled pass over a step's queries)."""
 
-    Before the first step, or when ``bids`` would have cost nothing on the last step (no
-    queries, or bids under every price), the scale is ``fallback`` (the last one found)."""
-    scale = fallback
-    corrected = bids * factors
-    if sim.step_index > 0:
-        base_cost, costs = _costs(sim, sim.step_index - 1, bids, corrected)
-        if base_cost > 0:
-            scale = _matching_scale(costs, base_cost)
-    return _limited(sim, corrected * scale), scale
+    def __init__(self, sim: MarketSimulator):
+        self.values = sim.keyword_values
+        self.limits = (sim.min_bid, sim.max_bid)
+        self.clicks = np.zeros((sim.n_keywords, ALLOCATION_GRID.shape[0]))
+        self.cost = np.zeros_like(self.clicks)
+        self.decay = 0.5 ** (1.0 / sim.steps_per_day)
+        self.steps = 0
+
+    def update(self, sim: MarketSimulator) -> None:
+        """Fold in the steps played since the last update."""
+        while self.steps < sim.step_index:
+            landscape = sim.keyword_landscape(self.steps, ALLOCATION_GRID)
+            self.clicks = self.clicks * self.decay + landscape.clicks
+            self.cost = self.cost * self.decay + landscape.cost
+            self.steps += 1
+
+    def allocate(self, willingness: np.ndarray, bids: np.ndarray) -> tuple[np.ndarray, float]:
+        """Bids that spread what ``bids`` would cost over the keywords by their landscapes,
+        and lambda. ``willingness`` (K,) is what a click of each keyword is worth in the
+        policy's currency (its calibrated bid). Each keyword with a landscape (a query seen)
+        bids the grid point that maximises ``lambda x willingness_k x clicks - cost`` (the
+        lowest of equals), and lambda is the least at
+        which they together would have cost, on the landscapes, at least what ``bids`` would
+        have (within ``LAMBDA_RANGE``). Keywords without a landscape bid ``lambda x
+        willingness``; a bid of 0 stays 0. Without any landscape (nothing played, no query
+        yet) lambda is NaN and the bids are 0."""
+        bidding = bids > 0
+        known = bidding & (self.clicks[:, -1] > 0)
+        if not known.any():
+            return np.zeros_like(bids), math.nan
+        clicks, cost, values = self.clicks[known], self.cost[known], self.values[known]
+        target = float(_interpolated(cost, bids[known] / values).sum())
+        worth = willingness[known][:, None] * clicks
+        rows = np.arange(clicks.shape[0])
+
+        def spend(log_lambda: float) -> float:
+            best = np.argmax(math.exp(log_lambda) * worth - cost, axis=1)
+            return float(cost[rows, best].sum())
+
+        low, high = math.log(LAMBDA_RANGE[0]), math.log(LAMBDA_RANGE[1])
+        if spend(high) >= target:
+            for _ in range(LAMBDA_STEPS):  # keeps spend(high) >= target
+                middle = 0.5 * (low + high)
+                if spend(middle) >= target:
+                    high = middle
+                else:
+                    low = middle
+        lam = math.exp(high)
+        allocated = willingness * lam
+        allocated[known] = ALLOCATION_GRID[np.argmax(lam * worth - cost, axis=1)] * values
+        return np.where(bidding, np.clip(allocated, *self.limits), 0.0), lam
 
 
-def _costs(
-    sim: MarketSimulator, index: int, bids: np.ndarray, corrected: np.ndarray
-) -> tuple[float, np.ndarray]:
-    """Expected cost on step ``index`` of ``bids``, and of the corrected bids at each of
-    ``MATCH_SCALES``: with the compiled multiplier landscape when every bid is positive (the
-    usual case: about 0.2 ms for a step of 250 queries), else bid vector by bid vector."""
-    if bool(np.all(bids > 0)):
-        base = sim.scaled_landscape(index, _ONE, bids).cost[0]
-        return float(base), sim.scaled_landscape(index, MATCH_SCALES, corrected).cost
-    base = sim.bid_landscape(index, bids[None, :]).cost[0]
-    candidates = _limited(sim, MATCH_SCALES[:, None] * corrected[None, :])
-    return float(base), sim.bid_landscape(index, candidates).cost
-
-
-def _limited(sim: MarketSimulator, bids: np.ndarray) -> np.ndarray:
-    """Bids within the campaign's limits, as ``MarketSimulator.validate_bids`` takes them: a
-    bid of 0 (the keyword left out) stays 0."""
-    return np.where(bids > 0, np.clip(bids, sim.min_bid, sim.max_bid), 0.0)
-
-
-def _matching_scale(costs: np.ndarray, target: float) -> float:
-    """The scale of ``MATCH_SCALES`` (log-interpolated) whose cost is ``target``; the end of
-    the range when no scale reaches it or every scale passes it."""
-    j = int(np.searchsorted(costs, target))  # costs rise with the scale
-    if j == 0:
-        return float(MATCH_SCALES[0])
-    if j == costs.shape[0]:
-        return float(MATCH_SCALES[-1])
-    low, high = costs[j - 1], costs[j]
-    share = (target - low) / (high - low) if high > low else 1.0
-    log_scales = np.log(MATCH_SCALES[j - 1 : j + 1])
-    return float(np.exp(log_scales[0] + share * (log_scales[1] - log_scales[0])))
+def _interpolated(curves: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """Each row of ``curves`` (on ``ALLOCATION_GRID``) at its own multiplier, interpolated
+    linearly in log alpha (the ends held)."""
+    position = np.interp(np.log(alphas), np.log(ALLOCATION_GRID), np.arange(ALLOCATION_GRID.size))
+    below = np.floor(position).astype(np.intp)
+    above = np.minimum(below + 1, ALLOCATION_GRID.size - 1)
+    share = position - below
+    rows = np.arange(curves.shape[0])
+    return curves[rows, below] * (1.0 - share) + curves[rows, above] * share
 
 
 class CalibratedPolicy:
-    """A policy whose bids are corrected per keyword (:class:`KeywordCalibration`) and
-    spend-matched (:func:`spend_matched_bids`). ``alpha`` is the base policy's multiplier;
-    the name is ``calibrated:BASE`` unless given (``ppo:default`` keeps its own)."""
+    """A policy whose bids are calibrated per keyword (:class:`KeywordCalibration`) and
+    spread over the keywords by their landscapes (:class:`KeywordLandscapes`), at the cost of
+    the policy's own bids. ``alpha`` is the base policy's multiplier; the name is
+    ``calibrated:BASE`` unless given (``ppo:default`` keeps its own)."""
 
     name: str
 
@@ -144,7 +210,8 @@ class CalibratedPolicy:
         self.name = f"calibrated:{base.name}" if name is None else name
         self.prior_conversions = check_prior_conversions(prior_conversions, base.name)
         self._calibration: KeywordCalibration | None = None
-        self._scale = 1.0
+        self._landscapes: KeywordLandscapes | None = None
+        self._lambda = 1.0
 
     @property
     def alpha(self) -> float | None:
@@ -152,17 +219,24 @@ class CalibratedPolicy:
 
     def reset(self, sim: MarketSimulator) -> None:
         self.base.reset(sim)
-        self._calibration = KeywordCalibration(sim.pcvr, self.prior_conversions)
-        self._scale = 1.0
+        means = prior_factor_means(sim.scenario.market, sim.pcvr)
+        self._calibration = KeywordCalibration(sim.pcvr, self.prior_conversions, means)
+        self._landscapes = KeywordLandscapes(sim)
+        # Before any landscape: the prior's level taken out, so bids start at the policy's.
+        self._lambda = 1.0 / float(np.mean(means))
 
     def bids(self, sim: MarketSimulator) -> np.ndarray:
-        if self._calibration is None:
+        if self._calibration is None or self._landscapes is None:
             raise InvalidInput("reset the policy before asking for bids")
         bids = sim.validate_bids(self.base.bids(sim))  # a NaN names the base policy's fault
-        corrected, self._scale = spend_matched_bids(
-            sim, bids, self._calibration.factors(), self._scale
-        )
-        return corrected
+        willingness = bids * self._calibration.factors()
+        self._landscapes.update(sim)
+        allocated, lam = self._landscapes.allocate(willingness, bids)
+        if math.isnan(lam):  # no landscape yet: the last lambda
+            lo, hi = sim.min_bid, sim.max_bid
+            return np.where(bids > 0, np.clip(willingness * self._lambda, lo, hi), 0.0)
+        self._lambda = lam
+        return allocated
 
     def observe(self, outcome: StepOutcome) -> None:
         if self._calibration is None:

@@ -376,33 +376,28 @@ class MarketSimulator:
             self.value_per_conversion,
         )
 
-    def scaled_landscape(self, index: int, scales: np.ndarray, bids: np.ndarray) -> Landscape:
-        """``bid_landscape`` of the bid vectors ``clip(scale * bids, min_bid, max_bid)``, one
-        per scale (ascending), with the compiled multiplier kernel: some 20 times as fast as
-        passing the matrix. Every bid must be positive (a bid of 0 would be clipped into the
-        auction); ``bid_landscape`` takes any."""
+    def keyword_landscape(self, index: int, alphas: np.ndarray) -> Landscape:
+        """``multiplier_landscape`` keyword by keyword: (K, A) arrays, row k the expected
+        results of keyword k's queries on played step ``index`` when it bids
+        ``clip(alpha * v_k, min_bid, max_bid)`` (a keyword's auctions depend on its own bid
+        only). ``alphas`` must be ascending; one compiled pass over the step's queries."""
         if not 0 <= index < self.step_index:
             raise InvalidInput(f"landscape only for played steps (0..{self.step_index - 1})")
-        grid = np.asarray(scales, dtype=np.float64)
+        grid = np.asarray(alphas, dtype=np.float64)
         if grid.ndim != 1 or not np.all(np.diff(grid) >= 0) or not np.all(grid >= 0):
             raise InvalidInput(
-                "scales must be a 1-D ascending array of non-negative numbers (no NaN)"
+                "alphas must be a 1-D ascending array of non-negative numbers (no NaN)"
             )
-        values = np.asarray(bids, dtype=np.float64)
-        if (
-            values.shape != (self.n_keywords,)
-            or not np.all(values > 0)
-            or not np.all(np.isfinite(values))
-        ):
-            raise InvalidInput(f"bids must be {self.n_keywords} positive finite numbers")
+        step = self.market.step(index)
         return multiplier_landscape(
-            self.market.step(index),
+            step,
             grid,
-            values,
+            self.keyword_values,
             (self.min_bid, self.max_bid),
             self.rules,
             self.pcvr,
             self.value_per_conversion,
+            groups=(step.keyword, self.n_keywords),
         )
 
     def multiplier_landscape(self, index: int, alphas: np.ndarray) -> Landscape:

@@ -240,22 +240,24 @@ def test_keyword_landscape_is_each_keywords_own_bid_landscape(small: Scenario) -
     with pytest.raises(InvalidInput, match="played steps"):
         sim.keyword_landscape(0, alphas)
     sim.step(np.clip(sim.keyword_values, sim.min_bid, sim.max_bid))
-    per_keyword = sim.keyword_landscape(0, alphas)
-    assert per_keyword.cost.shape == (sim.n_keywords, alphas.size)
+    keywords, per_keyword = sim.keyword_landscape(0, alphas)
+    np.testing.assert_array_equal(keywords, np.unique(sim.market.step(0).keyword))
+    assert per_keyword.cost.shape == (keywords.size, alphas.size)
     whole = sim.multiplier_landscape(0, alphas)
     for name in ("clicks", "cost", "conversions", "value"):
         np.testing.assert_allclose(
             getattr(per_keyword, name).sum(axis=0), getattr(whole, name), rtol=1e-9
         )
-    keyword = int(np.argmax(per_keyword.cost[:, -1]))  # the keyword with the most at stake
+    row = int(np.argmax(per_keyword.cost[:, -1]))  # the keyword with the most at stake
+    keyword = keywords[row]
     matrix = np.zeros((alphas.size, sim.n_keywords))  # every other keyword left out
     matrix[:, keyword] = np.clip(alphas * sim.keyword_values[keyword], sim.min_bid, sim.max_bid)
     direct = sim.bid_landscape(0, matrix[::-1])  # descending: evaluated bid vector by vector
     for name in ("clicks", "cost", "conversions", "value"):
         np.testing.assert_allclose(
-            getattr(per_keyword, name)[keyword], getattr(direct, name)[::-1], rtol=1e-9
+            getattr(per_keyword, name)[row], getattr(direct, name)[::-1], rtol=1e-9
         )
-    assert per_keyword.cost[keyword, -1] > 0
+    assert per_keyword.cost[row, -1] > 0
     for bad in (alphas[::-1], np.array([np.nan, 1.0]), np.array([-1.0, 1.0]), alphas[None, :]):
         with pytest.raises(InvalidInput, match="ascending array"):
             sim.keyword_landscape(0, bad)

@@ -51,6 +51,9 @@ ALLOCATION_GRID.flags.writeable = False
 # The range searched for lambda, relative to the policy's own bids, and its precision.
 LAMBDA_RANGE = (1.0 / 16.0, 16.0)
 LAMBDA_STEPS = 14  # bisections in log lambda: a relative precision of about 0.03 %
+# A keyword's own landscape is used once it holds this many expected clicks at the top of the
+# grid (some ten auctions): on fewer, its argmax would fit the rivals' bids of those few.
+MIN_LANDSCAPE_CLICKS = 1.0
 # A prior never moves a keyword's bid by more than this factor either way.
 PRIOR_FACTOR_LIMIT = 4.0
 
@@ -121,14 +124,17 @@ class KeywordCalibration:
 
 
 class KeywordLandscapes:
-    """Each keyword's expected clicks and cost at every multiplier of ``ALLOCATION_GRID``
-    (bids ``clip(alpha x v_k)``), summed over the played steps, a step's weight halving every
-    day (``MarketSimulator.keyword_landscape``: one compiled pass over a step's queries)."""
+    """Each queried keyword's expected clicks and cost at every multiplier of
+    ``ALLOCATION_GRID`` (bids ``clip(alpha x v_k)``), summed over the played steps, a step's
+    weight halving every day (``MarketSimulator.keyword_landscape``: one compiled pass over a
+    step's queries). Rows are the keywords queried so far (``keywords``, ascending), so the
+    memory grows with the queries played, not with an account's keywords."""
 
     def __init__(self, sim: MarketSimulator):
         self.values = sim.keyword_values
         self.limits = (sim.min_bid, sim.max_bid)
-        self.clicks = np.zeros((sim.n_keywords, ALLOCATION_GRID.shape[0]))
+        self.keywords = np.zeros(0, dtype=np.intp)
+        self.clicks = np.zeros((0, ALLOCATION_GRID.shape[0]))
         self.cost = np.zeros_like(self.clicks)
         self.decay = 0.5 ** (1.0 / sim.steps_per_day)
         self.steps = 0
@@ -136,33 +142,51 @@ class KeywordLandscapes:
     def update(self, sim: MarketSimulator) -> None:
         """Fold in the steps played since the last update."""
         while self.steps < sim.step_index:
-            landscape = sim.keyword_landscape(self.steps, ALLOCATION_GRID)
-            self.clicks = self.clicks * self.decay + landscape.clicks
-            self.cost = self.cost * self.decay + landscape.cost
+            keywords, landscape = sim.keyword_landscape(self.steps, ALLOCATION_GRID)
+            self.clicks *= self.decay
+            self.cost *= self.decay
+            self._add_rows(keywords)
+            rows = np.searchsorted(self.keywords, keywords)
+            self.clicks[rows] += landscape.clicks
+            self.cost[rows] += landscape.cost
             self.steps += 1
+
+    def _add_rows(self, keywords: np.ndarray) -> None:
+        """Zero rows for the keywords of ``keywords`` (ascending) not seen before."""
+        new = np.setdiff1d(keywords, self.keywords, assume_unique=True)
+        if new.shape[0] == 0:
+            return
+        merged = np.union1d(self.keywords, new)
+        old = np.searchsorted(merged, self.keywords)
+        for name in ("clicks", "cost"):
+            grown = np.zeros((merged.shape[0], ALLOCATION_GRID.shape[0]))
+            grown[old] = getattr(self, name)
+            setattr(self, name, grown)
+        self.keywords = merged
 
     def allocate(self, willingness: np.ndarray, bids: np.ndarray) -> tuple[np.ndarray, float]:
         """Bids that spread what ``bids`` would cost over the keywords by their landscapes,
         and lambda. ``willingness`` (K,) is what a click of each keyword is worth in the
-        policy's currency (its calibrated bid). Each keyword with a landscape (a query seen)
-        bids the grid point that maximises ``lambda x willingness_k x clicks - cost`` (the
-        lowest of equals), and lambda is the least at
-        which they together would have cost, on the landscapes, at least what ``bids`` would
-        have (within ``LAMBDA_RANGE``). Keywords without a landscape bid ``lambda x
-        willingness``; a bid of 0 stays 0. Without any landscape (nothing played, no query
-        yet) lambda is NaN and the bids are 0."""
+        policy's currency (its calibrated bid). Each keyword whose landscape holds
+        ``MIN_LANDSCAPE_CLICKS`` bids the grid point that maximises ``lambda x willingness_k x
+        clicks - cost`` (the lowest of equals), and lambda is the least at which they together
+        would have cost, on their landscapes, at least what ``bids`` would have (within
+        ``LAMBDA_RANGE``). The other keywords bid their willingness; a bid of 0 stays 0.
+        Without a landscape to use (nothing played, too few auctions yet) lambda is NaN and
+        the bids are 0."""
         bidding = bids > 0
-        known = bidding & (self.clicks[:, -1] > 0)
-        if not known.any():
+        rows = bidding[self.keywords] & (self.clicks[:, -1] >= MIN_LANDSCAPE_CLICKS)
+        if not rows.any():
             return np.zeros_like(bids), math.nan
-        clicks, cost, values = self.clicks[known], self.cost[known], self.values[known]
+        known = self.keywords[rows]
+        clicks, cost, values = self.clicks[rows], self.cost[rows], self.values[known]
         target = float(_interpolated(cost, bids[known] / values).sum())
         worth = willingness[known][:, None] * clicks
-        rows = np.arange(clicks.shape[0])
+        index = np.arange(clicks.shape[0])
 
         def spend(log_lambda: float) -> float:
             best = np.argmax(math.exp(log_lambda) * worth - cost, axis=1)
-            return float(cost[rows, best].sum())
+            return float(cost[index, best].sum())
 
         low, high = math.log(LAMBDA_RANGE[0]), math.log(LAMBDA_RANGE[1])
         if spend(high) >= target:
@@ -173,7 +197,7 @@ class KeywordLandscapes:
                 else:
                     low = middle
         lam = math.exp(high)
-        allocated = willingness * lam
+        allocated = willingness.copy()
         allocated[known] = ALLOCATION_GRID[np.argmax(lam * worth - cost, axis=1)] * values
         return np.where(bidding, np.clip(allocated, *self.limits), 0.0), lam
 
@@ -211,7 +235,7 @@ class CalibratedPolicy:
         self.prior_conversions = check_prior_conversions(prior_conversions, base.name)
         self._calibration: KeywordCalibration | None = None
         self._landscapes: KeywordLandscapes | None = None
-        self._lambda = 1.0
+        self._level = 1.0
 
     @property
     def alpha(self) -> float | None:
@@ -222,20 +246,19 @@ class CalibratedPolicy:
         means = prior_factor_means(sim.scenario.market, sim.pcvr)
         self._calibration = KeywordCalibration(sim.pcvr, self.prior_conversions, means)
         self._landscapes = KeywordLandscapes(sim)
-        # Before any landscape: the prior's level taken out, so bids start at the policy's.
-        self._lambda = 1.0 / float(np.mean(means))
+        # The prior's level taken out (it is exp(pcvr_noise^2) on average): a keyword's
+        # willingness is the policy's bid where no click has told anything yet.
+        self._level = 1.0 / float(np.mean(means))
 
     def bids(self, sim: MarketSimulator) -> np.ndarray:
         if self._calibration is None or self._landscapes is None:
             raise InvalidInput("reset the policy before asking for bids")
         bids = sim.validate_bids(self.base.bids(sim))  # a NaN names the base policy's fault
-        willingness = bids * self._calibration.factors()
+        willingness = bids * self._calibration.factors() * self._level
         self._landscapes.update(sim)
         allocated, lam = self._landscapes.allocate(willingness, bids)
-        if math.isnan(lam):  # no landscape yet: the last lambda
-            lo, hi = sim.min_bid, sim.max_bid
-            return np.where(bids > 0, np.clip(willingness * self._lambda, lo, hi), 0.0)
-        self._lambda = lam
+        if math.isnan(lam):  # no landscape to use yet
+            return np.where(bids > 0, np.clip(willingness, sim.min_bid, sim.max_bid), 0.0)
         return allocated
 
     def observe(self, outcome: StepOutcome) -> None:

@@ -376,11 +376,12 @@ class MarketSimulator:
             self.value_per_conversion,
         )
 
-    def keyword_landscape(self, index: int, alphas: np.ndarray) -> Landscape:
-        """``multiplier_landscape`` keyword by keyword: (K, A) arrays, row k the expected
-        results of keyword k's queries on played step ``index`` when it bids
-        ``clip(alpha * v_k, min_bid, max_bid)`` (a keyword's auctions depend on its own bid
-        only). ``alphas`` must be ascending; one compiled pass over the step's queries."""
+    def keyword_landscape(self, index: int, alphas: np.ndarray) -> tuple[np.ndarray, Landscape]:
+        """``multiplier_landscape`` keyword by keyword, for the keywords queried on played step
+        ``index``: their ids (ascending, U of them) and (U, A) arrays, row u the expected
+        results of keyword u's queries when it bids ``clip(alpha * v_k, min_bid, max_bid)`` (a
+        keyword's auctions depend on its own bid only). ``alphas`` must be ascending; one
+        compiled pass over the step's queries, memory by queries and not by keywords."""
         if not 0 <= index < self.step_index:
             raise InvalidInput(f"landscape only for played steps (0..{self.step_index - 1})")
         grid = np.asarray(alphas, dtype=np.float64)
@@ -389,7 +390,8 @@ class MarketSimulator:
                 "alphas must be a 1-D ascending array of non-negative numbers (no NaN)"
             )
         step = self.market.step(index)
-        return multiplier_landscape(
+        keywords, group = np.unique(step.keyword, return_inverse=True)
+        return keywords, multiplier_landscape(
             step,
             grid,
             self.keyword_values,
@@ -397,7 +399,7 @@ class MarketSimulator:
             self.rules,
             self.pcvr,
             self.value_per_conversion,
-            groups=(step.keyword, self.n_keywords),
+            groups=(group, keywords.shape[0]),
         )
 
     def multiplier_landscape(self, index: int, alphas: np.ndarray) -> Landscape:

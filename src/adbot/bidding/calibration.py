@@ -27,7 +27,9 @@ platform's bid simulator, as ``onlinelp`` uses it; a step's weight halves every 
 ``lambda x willingness_k x clicks - cost`` on its own landscape (equal marginal return on
 every keyword), with the one ``lambda`` at which the keywords together would have cost what
 the policy's own bids would have. The policy still decides how much to spend; this decides
-where. :class:`CalibratedPolicy` wraps a policy with both: ``calibrated:POLICY``
+where. A keyword seen in too few auctions for its landscape to say much
+(``MIN_LANDSCAPE_CLICKS``) bids its calibrated worth, the policy's bid times its factor.
+:class:`CalibratedPolicy` wraps a policy with both: ``calibrated:POLICY``
 (``calibrated:onlinelp``, ``calibrated:ppo:PATH``); the shipped ``ppo:default`` plays
 calibrated (its ``ensemble.json``, ``keyword_calibration``).
 """

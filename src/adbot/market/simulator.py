@@ -247,12 +247,7 @@ class MarketSimulator:
         checked once, not at every step."""
         if alphas is self._last_grid[0]:
             return self._last_grid[1]
-        grid = np.asarray(alphas, dtype=np.float64)
-        if grid.ndim != 1 or not np.all(np.diff(grid) >= 0) or not np.all(grid >= 0):
-            raise InvalidInput(
-                "alphas must be a 1-D ascending array of non-negative numbers (no NaN)"
-            )
-        key = grid.tobytes()
+        key = _checked_grid(alphas).tobytes()
         if isinstance(alphas, np.ndarray) and not alphas.flags.writeable:
             self._last_grid = (alphas, key)
         return key
@@ -298,18 +293,8 @@ class MarketSimulator:
             if part:
                 yield
             first = part * LANDSCAPE_PART_STEPS
-            parts.append(
-                multiplier_landscape(
-                    queries.subset(slice(start, end)),
-                    grid,
-                    self.keyword_values,
-                    (self.min_bid, self.max_bid),
-                    self.rules,
-                    self.pcvr,
-                    self.value_per_conversion,
-                    groups=(step_of[start:end] - first, min(LANDSCAPE_PART_STEPS, spd - first)),
-                )
-            )
+            groups = (step_of[start:end] - first, min(LANDSCAPE_PART_STEPS, spd - first))
+            parts.append(self._grouped_landscape(queries.subset(slice(start, end)), grid, groups))
         self.market.day_landscapes[key] = Landscape(
             *(np.concatenate([getattr(part, name) for part in parts]) for name in Landscape._fields)
         )
@@ -366,8 +351,7 @@ class MarketSimulator:
         The bid simulator a platform offers: for steps already played only, and in
         expectation with our predicted CVR, so it reveals no future and no hidden draws.
         """
-        if not 0 <= index < self.step_index:
-            raise InvalidInput(f"landscape only for played steps (0..{self.step_index - 1})")
+        self._check_played(index)
         return bid_landscape(
             self.market.step(index),
             np.atleast_2d(np.asarray(bids, dtype=np.float64)),
@@ -382,25 +366,32 @@ class MarketSimulator:
         results of keyword u's queries when it bids ``clip(alpha * v_k, min_bid, max_bid)`` (a
         keyword's auctions depend on its own bid only). ``alphas`` must be ascending; one
         compiled pass over the step's queries, memory by queries and not by keywords."""
-        if not 0 <= index < self.step_index:
-            raise InvalidInput(f"landscape only for played steps (0..{self.step_index - 1})")
-        grid = np.asarray(alphas, dtype=np.float64)
-        if grid.ndim != 1 or not np.all(np.diff(grid) >= 0) or not np.all(grid >= 0):
-            raise InvalidInput(
-                "alphas must be a 1-D ascending array of non-negative numbers (no NaN)"
-            )
+        self._check_played(index)
         step = self.market.step(index)
         keywords, group = np.unique(step.keyword, return_inverse=True)
-        return keywords, multiplier_landscape(
-            step,
+        groups = (group, keywords.shape[0])
+        return keywords, self._grouped_landscape(step, _checked_grid(alphas), groups)
+
+    def _grouped_landscape(
+        self, queries: StepMarket, grid: np.ndarray, groups: tuple[np.ndarray, int]
+    ) -> Landscape:
+        """The compiled multiplier landscape of ``queries`` with this campaign's values, bid
+        limits and auction rules, summed per group."""
+        return multiplier_landscape(
+            queries,
             grid,
             self.keyword_values,
             (self.min_bid, self.max_bid),
             self.rules,
             self.pcvr,
             self.value_per_conversion,
-            groups=(group, keywords.shape[0]),
+            groups=groups,
         )
+
+    def _check_played(self, index: int) -> None:
+        """The platform's bid simulator answers for played steps only."""
+        if not 0 <= index < self.step_index:
+            raise InvalidInput(f"landscape only for played steps (0..{self.step_index - 1})")
 
     def multiplier_landscape(self, index: int, alphas: np.ndarray) -> Landscape:
         """``bid_landscape`` of multiplier bids ``clip(alpha * v_k, min_bid, max_bid)``.
@@ -419,7 +410,15 @@ class MarketSimulator:
         """The multiplier landscapes of the whole day of played step ``index``, (steps, grid)
         arrays, and that step's row in them: ``multiplier_landscape`` without making the
         step's views (the RL env's compiled step reads the row itself)."""
-        if not 0 <= index < self.step_index:
-            raise InvalidInput(f"landscape only for played steps (0..{self.step_index - 1})")
+        self._check_played(index)
         day, step = divmod(index, self.steps_per_day)
         return self._day_landscapes(day, alphas), step
+
+
+def _checked_grid(alphas: np.ndarray) -> np.ndarray:
+    """``alphas`` as a float64 multiplier grid, or ``InvalidInput`` unless it is 1-D, ascending
+    and non-negative (no NaN)."""
+    grid = np.asarray(alphas, dtype=np.float64)
+    if grid.ndim != 1 or not np.all(np.diff(grid) >= 0) or not np.all(grid >= 0):
+        raise InvalidInput("alphas must be a 1-D ascending array of non-negative numbers (no NaN)")
+    return grid

@@ -12,12 +12,19 @@ about 10 s) and the new digest is recorded.
 
 An installed package whose directory is not writable is left alone: installing a version
 rewrites every file, which numba does notice.
+
+Also before numba loads: ``NUMBA_DISABLE_INTEL_SVML=1`` (unless set), so that a compiled loop
+over ``math.exp`` calls the C library's ``exp`` even where Intel's vector math library is
+installed, whose last bits differ (``adbot.market.libm``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+
+os.environ.setdefault("NUMBA_DISABLE_INTEL_SVML", "1")
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 KERNEL_PACKAGES = ("market", "rl")  # every module that uses numba is in one of these

@@ -42,14 +42,17 @@ import numpy as np
 
 from adbot.bidding.base import Policy
 from adbot.errors import InvalidInput
+from adbot.market import libm
 from adbot.market.scenario import Market
 from adbot.market.simulator import MarketSimulator, StepOutcome
 
 DEFAULT_PRIOR_CONVERSIONS = 32.0
 # Multipliers of each keyword's value at which its landscape is kept: the oracle's range,
 # about 4 % apart (the resolution of a keyword's bid).
-ALLOCATION_GRID = np.geomspace(0.02, 50.0, 193)
+ALLOCATION_GRID = libm.geomspace(0.02, 50.0, 193)
 ALLOCATION_GRID.flags.writeable = False
+_LOG_ALLOCATION_GRID = libm.log(ALLOCATION_GRID)
+_LOG_ALLOCATION_GRID.flags.writeable = False
 # The range searched for lambda, relative to the policy's own bids, and its precision.
 LAMBDA_RANGE = (1.0 / 16.0, 16.0)
 LAMBDA_STEPS = 14  # bisections in log lambda: a relative precision of about 0.03 %
@@ -88,11 +91,11 @@ def prior_factor_means(market: Market, pcvr: np.ndarray) -> np.ndarray:
         return np.ones_like(predicted)
     share = noise2 / (spread2 + noise2)
     mean_log_true = math.log(market.cvr.mean) - spread2 / 2.0
-    log_predicted = np.log(np.maximum(predicted, np.finfo(np.float64).tiny))
+    log_predicted = libm.log(np.maximum(predicted, np.finfo(np.float64).tiny))
     log_error = -noise2 / 2.0 + share * (log_predicted - mean_log_true + noise2 / 2.0)
     log_factor = -log_error + share * spread2 / 2.0
     limit = math.log(PRIOR_FACTOR_LIMIT)
-    return np.exp(np.clip(log_factor, -limit, limit))
+    return libm.exp(np.clip(log_factor, -limit, limit))
 
 
 class KeywordCalibration:
@@ -207,7 +210,7 @@ class KeywordLandscapes:
 def _interpolated(curves: np.ndarray, alphas: np.ndarray) -> np.ndarray:
     """Each row of ``curves`` (on ``ALLOCATION_GRID``) at its own multiplier, interpolated
     linearly in log alpha (the ends held)."""
-    position = np.interp(np.log(alphas), np.log(ALLOCATION_GRID), np.arange(ALLOCATION_GRID.size))
+    position = np.interp(libm.log(alphas), _LOG_ALLOCATION_GRID, np.arange(ALLOCATION_GRID.size))
     below = np.floor(position).astype(np.intp)
     above = np.minimum(below + 1, ALLOCATION_GRID.size - 1)
     share = position - below

@@ -37,6 +37,7 @@ import numpy as np
 
 from adbot.bidding.base import ALPHA_MAX, ALPHA_MIN, bids_from_alpha, natural_alpha
 from adbot.bidding.pid import calibrated
+from adbot.market import libm
 from adbot.market.score import score_many
 from adbot.market.simulator import MarketSimulator, StepOutcome
 
@@ -50,7 +51,7 @@ class OnlineLpPolicy:
     def __init__(self, name: str = "onlinelp", half_life_days: float = 0.125) -> None:
         self.name = name
         self.half_life_days = half_life_days
-        self.grid = np.geomspace(ALPHA_MIN, ALPHA_MAX, GRID_POINTS)
+        self.grid = libm.geomspace(ALPHA_MIN, ALPHA_MAX, GRID_POINTS)
         self.alpha: float | None = None
 
     def reset(self, sim: MarketSimulator) -> None:
@@ -109,5 +110,5 @@ class OnlineLpPolicy:
         # The budget stops us between two grid points: interpolate on its slack.
         low, high = slack[best], slack[best + 1]
         share = low / (low - high) if low > high else 0.0
-        log_grid = np.log(self.grid)
+        log_grid = libm.log(self.grid)
         return math.exp(log_grid[best] + share * (log_grid[best + 1] - log_grid[best]))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from adbot.bidding.base import ALPHA_MAX, ALPHA_MIN, bids_from_alpha
+from adbot.market import libm
 from adbot.market.batch import evaluate_multipliers
 from adbot.market.episode import scenario_key
 from adbot.market.scenario import Scenario
@@ -49,7 +50,7 @@ def _golden(
     alpha), all searches played side by side: each round is one batched call."""
 
     def score_at(log_alpha: np.ndarray) -> np.ndarray:
-        return evaluate_multipliers(scenario, seed, np.exp(log_alpha)).score
+        return evaluate_multipliers(scenario, seed, libm.exp(log_alpha)).score
 
     a, b = low.copy(), high.copy()
     c, d = b - _INVERSE_PHI * (b - a), a + _INVERSE_PHI * (b - a)
@@ -86,13 +87,13 @@ def hindsight_oracle(scenario: Scenario, episode_seed: int) -> OracleResult:
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    grid = np.geomspace(ALPHA_MIN, ALPHA_MAX, GRID_POINTS)
+    grid = libm.geomspace(ALPHA_MIN, ALPHA_MAX, GRID_POINTS)
     played = evaluate_multipliers(scenario, episode_seed, np.append(grid, 1.0)).score
     scores, score_at_one = played[:GRID_POINTS], float(played[GRID_POINTS])
     i = int(np.argmax(scores))
     best_score, best_alpha = float(scores[i]), float(grid[i])
     if best_score > 0:
-        log_grid = np.log(grid)
+        log_grid = libm.log(grid)
         points = _refined(scores)
         low = log_grid[np.maximum(points - 1, 0)]
         high = log_grid[np.minimum(points + 1, GRID_POINTS - 1)]

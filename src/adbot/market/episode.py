@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 import numba
 import numpy as np
 
+from adbot.market import libm
 from adbot.market.scenario import Scenario
 from adbot.market.universe import MAX_CVR, Universe, build_universe, quality_factor
 
@@ -74,7 +75,7 @@ def _to_lognormal(z: np.ndarray, mean: float, sd: float) -> np.ndarray:
     """
     z *= sd
     z -= 0.5 * sd * sd
-    np.exp(z, out=z)
+    libm.exp(z, out=z)
     z *= mean
     return z
 

@@ -8,6 +8,7 @@ and must be finite.
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -313,7 +314,7 @@ def bundled_scenarios() -> list[Path]:
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    return math.exp(float(rng.uniform(math.log(low), math.log(high))))
 
 
 def _random_market(rng: np.random.Generator, days: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adbot.market import libm
 from adbot.market.keywords import keyword_texts
 from adbot.market.profiles import step_weights
 from adbot.market.scenario import LogNormalSpec, NormalSpec, Scenario
@@ -23,7 +24,7 @@ def lognormal(
 ) -> np.ndarray:
     """``mean * exp(N(-sd^2/2, sd))``: the mean is ``spec.mean`` whatever the spread."""
     sd = spec.sd_log
-    return spec.mean * np.exp(rng.normal(-0.5 * sd * sd, sd, size))
+    return spec.mean * libm.exp(rng.normal(-0.5 * sd * sd, sd, size))
 
 
 def quality_scores(
@@ -105,7 +106,7 @@ def build_universe(scenario: Scenario) -> Universe:
     draws_seq, text_seq = np.random.SeedSequence([scenario.seed, 0]).spawn(2)
     rng = np.random.default_rng(draws_seq)
     k, c = campaign.keywords, market.competitors
-    share = (np.arange(k) + 1.0) ** -market.volume_zipf
+    share = libm.power(np.arange(k) + 1.0, -market.volume_zipf)
     true_cvr = np.minimum(lognormal(rng, market.cvr, k), MAX_CVR)
     noise = LogNormalSpec(mean=1.0, sd_log=market.pcvr_noise)
     pcvr = np.minimum(true_cvr * lognormal(rng, noise, k), 1.0)

@@ -44,11 +44,12 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from adbot.market import libm
 from adbot.market.scenario import Campaign
 from adbot.market.simulator import MarketSimulator
 
-GRID = np.exp(np.linspace(np.log(0.02), np.log(50.0), 33))
-LOG_GRID = np.log(GRID)
+GRID = libm.exp(np.linspace(math.log(0.02), math.log(50.0), 33))
+LOG_GRID = libm.log(GRID)
 FINE_LOG_GRID = np.linspace(LOG_GRID[0], LOG_GRID[-1], 97)
 # Constants: read-only, so the simulator checks the landscape grid once, not every step.
 for _grid in (GRID, LOG_GRID, FINE_LOG_GRID):

@@ -9,9 +9,11 @@ the normalisation statistics, all exactly. The checkpoints record the CPU math t
 trained on (``adbot.rl.cpu_math``); that is printed too. Exit status 1 when anything differs.
 
 Run: ``python benchmarks/reproduce.py [--agent default] [--config PATH] [--seeds 0 1 2]
-[--keep DIR]``; 5 to 7 minutes here for the three side by side (4 min 38 s on a quiet
-machine in the twelfth session, every member identical, on the AMD EPYC they were trained on;
-on an Intel Xeon in the thirteenth session every member differed, see the README's Training).
+[--keep DIR]``; 5 to 15 minutes here for the three side by side (4 min 38 s on a quiet
+machine in the twelfth session, every member identical, on the AMD EPYC with AVX-512 they were
+trained on; about 14 minutes in the sixteenth session on an AMD EPYC without AVX-512, every
+member identical; on an Intel Xeon in the thirteenth session every member differed, see the
+README's Training).
 """
 
 from __future__ import annotations
@@ -89,7 +91,10 @@ def _checkpoints(out: Path) -> int:
 
 def _retrain(config: Path, seeds: list[int], work: Path, console: Console) -> dict[int, Path]:
     frozen = load_training_config(config)
-    total = frozen.total_timesteps // frozen.evaluation.every_timesteps
+    rollout = frozen.ppo.n_steps * frozen.n_envs
+    steps = -(-frozen.total_timesteps // rollout) * rollout  # PPO stops after whole rollouts
+    every = frozen.evaluation.every_timesteps
+    total = steps // every + (steps % every > 0)  # one every `every` steps, and the last step's
     runs = {seed: work / f"seed{seed}" for seed in seeds}
     for out in runs.values():
         out.mkdir(parents=True)
@@ -108,6 +113,8 @@ def _retrain(config: Path, seeds: list[int], work: Path, console: Console) -> di
             progress.refresh()
             with contextlib.suppress(subprocess.TimeoutExpired, StopIteration):
                 next(p for p in processes.values() if p.poll() is None).wait(timeout=5)
+        for seed, out in runs.items():
+            progress.update(tasks[seed], completed=_checkpoints(out))
     failed = [seed for seed, p in processes.items() if p.returncode != 0]
     if failed:
         logs = ", ".join(str(runs[seed] / "train.log") for seed in failed)

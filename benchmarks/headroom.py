@@ -49,7 +49,7 @@ from adbot.bidding.runner import run_episode
 from adbot.errors import InvalidInput
 from adbot.market.libm import geomspace
 from adbot.market.scenario import Scenario, load_scenario
-from adbot.market.score import score_many
+from adbot.market.score import score, score_many
 from adbot.market.simulator import MarketSimulator
 from adbot.market.universe import MAX_CVR
 
@@ -68,7 +68,7 @@ def expected_score(scenario: Scenario, clicks: np.ndarray, cvr: np.ndarray, cost
     """The score of ``clicks`` (n_steps, K) at conversion rates ``cvr`` and the mean value."""
     conversions = float((clicks * cvr).sum())
     value = conversions * scenario.campaign.conversion_value.mean
-    return float(score_many(conversions, value, cost, scenario.campaign))
+    return score(conversions, value, cost, scenario.campaign)
 
 
 def play(scenario: Scenario, seed: int, names: list[str]) -> list[tuple[float, float]]:

@@ -20,6 +20,7 @@ them into calls to Intel's vector math library (SVML) if that library were insta
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -45,7 +46,9 @@ def _power_into(x: np.ndarray, exponent: float, out: np.ndarray) -> None:  # pra
         out[i] = x[i] ** exponent
 
 
-def _apply(kernel, x: np.ndarray | float, out: np.ndarray | None) -> np.ndarray:
+def _apply(
+    kernel: Callable[[np.ndarray, np.ndarray], None], x: np.ndarray, out: np.ndarray | None
+) -> np.ndarray:
     values = np.ascontiguousarray(x, dtype=np.float64)
     if out is None:
         out = np.empty_like(values)
@@ -55,17 +58,17 @@ def _apply(kernel, x: np.ndarray | float, out: np.ndarray | None) -> np.ndarray:
     return out
 
 
-def exp(x: np.ndarray | float, out: np.ndarray | None = None) -> np.ndarray:
+def exp(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``e ** x`` element by element, as ``math.exp`` gives it (``out`` may be ``x``)."""
     return _apply(_exp_into, x, out)
 
 
-def log(x: np.ndarray | float, out: np.ndarray | None = None) -> np.ndarray:
+def log(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """The natural log element by element, as ``math.log`` gives it; -inf at 0, NaN below."""
     return _apply(_log_into, x, out)
 
 
-def power(x: np.ndarray | float, exponent: float) -> np.ndarray:
+def power(x: np.ndarray, exponent: float) -> np.ndarray:
     """``x ** exponent`` element by element, as ``math.pow`` gives it (inf and NaN where it
     raises)."""
     values = np.ascontiguousarray(x, dtype=np.float64)

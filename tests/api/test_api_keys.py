@@ -105,6 +105,16 @@ def test_expiry_must_be_in_the_future_and_aware(tenant: Tenant) -> None:
     assert tenant.get("api-keys")["total"] == 0
 
 
+def test_a_scope_given_twice_is_refused_by_name(tenant: Tenant) -> None:
+    """The schema says ``uniqueItems``: a repeated scope is refused, not quietly merged."""
+    twice = _create(tenant, scopes=["write", "read", "write"])
+    error = assert_error(twice, 422, "validation_error")
+    assert [detail["field"] for detail in error["details"]] == ["scopes"]
+    assert "each scope may appear once; repeated: write" in error["message"]
+    assert tenant.get("api-keys")["total"] == 0
+    assert _create(tenant, scopes=["write", "read"]).status_code == 201
+
+
 def test_scopes_limit_what_a_key_can_do(world: World) -> None:
     tenant = world.tenant
     read = _key_headers(_create(tenant, scopes=["read"]).json())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from adbot.api.schemas.common import Filters, ReadModel, SearchText, ShortName, Strict, Timestamp
 from adbot.services.common import Scope
@@ -17,6 +17,15 @@ class ApiKeyCreate(Strict):
     name: ShortName
     scopes: list[Scope] = Field(min_length=1, max_length=3, json_schema_extra={"uniqueItems": True})
     expires_at: Timestamp | None = Field(None, description="omit for a key that never expires")
+
+    @field_validator("scopes")
+    @classmethod
+    def _each_scope_once(cls, scopes: list[Scope]) -> list[Scope]:
+        # The schema says uniqueItems; a repeated scope is a client's mistake, not a wish.
+        repeated = sorted({scope for scope in scopes if scopes.count(scope) > 1})
+        if repeated:
+            raise ValueError(f"each scope may appear once; repeated: {', '.join(repeated)}")
+        return scopes
 
 
 class ApiKeyRead(ReadModel):

@@ -41,20 +41,20 @@ def _log_into(x: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - com
 
 
 @numba.njit(cache=True)
-def _power_into(x: np.ndarray, exponent: float, out: np.ndarray) -> None:  # pragma: no cover
+def _power_into(x: np.ndarray, out: np.ndarray, exponent: float) -> None:  # pragma: no cover
     for i in range(x.size):
         out[i] = x[i] ** exponent
 
 
 def _apply(
-    kernel: Callable[[np.ndarray, np.ndarray], None], x: np.ndarray, out: np.ndarray | None
+    kernel: Callable[..., None], x: np.ndarray, out: np.ndarray | None, *args: float
 ) -> np.ndarray:
     values = np.ascontiguousarray(x, dtype=np.float64)
     if out is None:
         out = np.empty_like(values)
     elif out.dtype != np.float64 or out.shape != values.shape or not out.flags.c_contiguous:
         raise ValueError("out must be a C-contiguous float64 array of the input's shape")
-    kernel(values.reshape(-1), out.reshape(-1))
+    kernel(values.reshape(-1), out.reshape(-1), *args)
     return out
 
 
@@ -71,10 +71,7 @@ def log(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 def power(x: np.ndarray, exponent: float) -> np.ndarray:
     """``x ** exponent`` element by element, as ``math.pow`` gives it (inf and NaN where it
     raises)."""
-    values = np.ascontiguousarray(x, dtype=np.float64)
-    out = np.empty_like(values)
-    _power_into(values.reshape(-1), float(exponent), out.reshape(-1))
-    return out
+    return _apply(_power_into, x, None, float(exponent))
 
 
 def geomspace(low: float, high: float, points: int) -> np.ndarray:

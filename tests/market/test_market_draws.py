@@ -9,6 +9,7 @@ random numbers (MARKET.md) and every published figure depend on this staying ide
 
 from __future__ import annotations
 
+import math
 import dataclasses
 import pickle
 from dataclasses import dataclass
@@ -340,7 +341,10 @@ def test_universe_keyword_texts_are_drawn_on_first_use_from_their_own_stream() -
 
 
 def _reference_lognormal(mean: float, sd: float) -> np.ndarray:
-    return mean * np.exp(sd * _normal_quantiles() - 0.5 * sd * sd)
+    # The C library's exp, as the market computes it: numpy's own exp is other code on CPUs
+    # with AVX-512 (adbot.market.libm), a last bit apart on some cells.
+    logs = sd * _normal_quantiles() - 0.5 * sd * sd
+    return mean * np.array([math.exp(x) for x in logs.tolist()])
 
 
 def _reference_jitter_table(sd: float, participation: float) -> np.ndarray:

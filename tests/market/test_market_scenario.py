@@ -157,6 +157,29 @@ def test_missing_required_field_is_named() -> None:
         load_scenario(data)
 
 
+def test_several_problems_are_named_at_once_on_one_line() -> None:
+    """A file with several faults names the first ``ERRORS_NAMED`` of them, so one run shows
+    what to fix, and counts the rest."""
+    data = small_data()
+    del data["market"]["slots"]
+    data["campaign"]["daily_budget"] = -1.0
+    data["colour"] = "blue"
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(data)
+    text = str(caught.value)
+    assert "\n" not in text and " more)" not in text
+    assert "market.slots: required field missing" in text
+    assert "campaign.daily_budget: " in text and "colour: unknown field" in text
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario({"name": "x"})
+    assert str(caught.value) == "; ".join(
+        f"{field}: required field missing" for field in ("seed", "horizon", "campaign", "market")
+    )
+    broken = {key: "?" for key in ("seed", "horizon", "campaign", "market")}
+    with pytest.raises(ScenarioError, match=r"^seed: .*; a: unknown field \(and 1 more\)$"):
+        load_scenario({"name": "x", **broken, "a": 1, "b": 2})  # 6 faults, 5 named
+
+
 def test_file_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="scenario file not found"):
         load_scenario(tmp_path / "missing.yaml")

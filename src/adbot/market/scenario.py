@@ -252,7 +252,7 @@ def _count(x: float) -> str:
 
 
 def _describe(error: Any) -> str:
-    """One line ``dotted.field: rule`` for the first pydantic error."""
+    """``dotted.field: rule`` for one pydantic error."""
     # A key with a line break or other control character is quoted, to keep one line.
     loc = [part if part.isprintable() else repr(part) for part in map(str, error["loc"])]
     cause = (error.get("ctx") or {}).get("error")
@@ -281,6 +281,10 @@ def _resolve_path(source: str | Path) -> Path:
     raise ScenarioError(f"scenario file not found: {source}")
 
 
+# A file with several problems has the first few named at once, on the one line.
+ERRORS_NAMED = 5
+
+
 def _read_yaml(path: Path) -> object:
     try:
         return read_yaml(path)
@@ -304,8 +308,9 @@ def load_scenario(source: str | Path | dict[str, Any] | Scenario) -> Scenario:
         return Scenario.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ScenarioError(_describe(errors[0]) + more) from None
+        named = "; ".join(_describe(error) for error in errors[:ERRORS_NAMED])
+        more = len(errors) - ERRORS_NAMED
+        raise ScenarioError(named + (f" (and {more} more)" if more > 0 else "")) from None
 
 
 def bundled_scenarios() -> list[Path]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -118,3 +120,15 @@ def test_the_largest_seed_is_numpys() -> None:
 def test_numbers_written_as_integers_still_load() -> None:
     config = training_config_from_dict({"ppo": {"learning_rate": 1, "gamma": 1, "net_arch": []}})
     assert config.ppo.learning_rate == 1.0 and config.ppo.net_arch == ()
+
+
+def test_a_field_added_later_keeps_the_old_fingerprints_while_unset() -> None:
+    """``env.keyword_calibration`` came after agents were shipped: a config without it has
+    the digest it had before the field existed (the shipped agents' checkpoints record it),
+    and setting it changes the digest."""
+    config = TrainingConfig()
+    data = config.to_dict()
+    assert data["env"].pop("keyword_calibration") is None
+    before = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    assert config.digest() == before
+    assert config.with_overrides(env={"keyword_calibration": 32.0}).digest() != before

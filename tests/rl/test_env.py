@@ -14,6 +14,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
+import adbot.rl  # noqa: F401  (registers the prior policy)
+from adbot.bidding import make_policy, run_episode
 from adbot.errors import InvalidInput
 from adbot.market.batch import evaluate_multipliers
 from adbot.market.episode import episode_market
@@ -136,6 +138,9 @@ def test_bad_reset_options_are_refused_by_name(
         ({"action_log_range": "1"}, "action_log_range: Input should be a valid number"),
         ({"reward": {"components": {"x": 1.0}}}, "reward: components: unknown component(s) x"),
         ({"reward": [1]}, "reward: config: Input should be a valid dictionary"),
+        ({"keyword_calibration": 0.0}, "keyword_calibration: Input should be greater than 0"),
+        ({"keyword_calibration": float("nan")}, "keyword_calibration: Input should be a finite"),
+        ({"keyword_calibration": "32"}, "keyword_calibration: Input should be a valid number"),
     ],
 )
 def test_bad_settings_are_refused_by_name(settings: dict[str, Any], message: str) -> None:
@@ -199,6 +204,34 @@ def test_bids_are_the_multiplier_bids_of_market_md(cpa_scenario: Scenario) -> No
         info = env.step(np.array([action], dtype=np.float32))[4]
         bids = np.clip(info["alpha"] * twin.keyword_values, twin.min_bid, twin.max_bid)
         assert twin.step(bids).total_cost == pytest.approx(info["cost"])
+
+
+def test_calibrated_bids_are_those_the_calibrated_policy_plays(cpa_scenario: Scenario) -> None:
+    """With ``keyword_calibration`` the env bids what ``CalibratedPolicy`` would on top of the
+    multiplier bids (an agent trains on the bids it plays): action 0 throughout is the
+    ``calibrated:prior`` policy to the cent, a different game from the multiplier bids', and
+    the plan-alone twin of a ``baseline_score`` reward plays calibrated too."""
+    reward = {"components": {"score": 1.0, "baseline_score": 1.0}}
+    env = BidPacingEnv(cpa_scenario, reward=reward, keyword_calibration=32.0)
+    env.reset(seed=0, options={"episode_seed": 6})
+    total, terminated, info = 0.0, False, {}
+    while not terminated:
+        _, reward_value, terminated, _, info = env.step(np.zeros(1, dtype=np.float32))
+        total += float(reward_value)
+    played = run_episode(cpa_scenario, 6, make_policy("calibrated:prior")).metrics.score
+    plain = run_episode(cpa_scenario, 6, make_policy("prior")).metrics.score
+    assert info["score"] == pytest.approx(played, rel=1e-12)
+    assert info["baseline_score"] == pytest.approx(played, rel=1e-12)
+    assert total == pytest.approx(0.0, abs=1e-12)
+    assert abs(played - plain) > 1e-6 * plain
+
+
+def test_calibrated_env_passes_the_checkers_without_warnings() -> None:
+    env = gym.make(ENV_ID, max_daily_queries=2000.0, keyword_calibration=32.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)
+        sb3_check_env(BidPacingEnv(max_daily_queries=2000.0, keyword_calibration=32.0), warn=True)
 
 
 def test_capping_queries_keeps_budget_tightness(cpa_scenario: Scenario) -> None:
@@ -343,7 +376,8 @@ def _played(env: BidPacingEnv, prepare: bool, resets: list[dict[str, Any]]) -> l
     return out
 
 
-def test_work_ahead_changes_nothing(cpa_scenario: Scenario) -> None:
+@pytest.mark.parametrize("calibration", [None, 32.0])
+def test_work_ahead_changes_nothing(cpa_scenario: Scenario, calibration: float | None) -> None:
     """``prepare`` (a vec env's workers call it between steps) computes the next step's
     day, landscapes and twin step, and after an episode the next one, ahead of time; every
     observation, reward and info is the same as without it, also when the reset that follows
@@ -363,12 +397,21 @@ def test_work_ahead_changes_nothing(cpa_scenario: Scenario) -> None:
     reward = {"components": {"score": 1.0, "baseline_score": 1.0}}
 
     def env() -> BidPacingEnv:
-        return BidPacingEnv(reward=reward, max_daily_queries=800.0, episode_reuse=2)
+        return BidPacingEnv(
+            reward=reward,
+            max_daily_queries=800.0,
+            episode_reuse=2,
+            keyword_calibration=calibration,
+        )
 
     assert _played(env(), True, copy.deepcopy(resets)) == _played(env(), False, resets[:])
     # Without replays every plain reset draws a new scenario, capped by the current setting.
     changed = [{"seed": 3}, {"set": {"max_daily_queries": 600.0}}, {}]
-    fresh_draws = {"reward": reward, "max_daily_queries": 800.0}
+    fresh_draws = {
+        "reward": reward,
+        "max_daily_queries": 800.0,
+        "keyword_calibration": calibration,
+    }
     assert _played(BidPacingEnv(**fresh_draws), True, copy.deepcopy(changed)) == _played(
         BidPacingEnv(**fresh_draws), False, changed
     )

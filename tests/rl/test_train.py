@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+from adbot.bidding import make_policy
+from adbot.bidding.calibration import CalibratedPolicy
 from adbot.bidding.runner import run_episode
 from adbot.config import Settings, load_settings
 from adbot.db.models import (
@@ -150,6 +152,21 @@ def test_checkpoint_plays_as_a_policy(
     again = run_episode(cpa_scenario, 2, policy)
     assert first.metrics == again.metrics  # deterministic actions
     assert np.isfinite(first.alpha).all() and first.metrics.cost > 0
+
+
+def test_an_agent_trained_on_calibrated_bids_plays_them(tmp_path: Path, settings: Settings) -> None:
+    """With ``env.keyword_calibration`` the run evaluates its checkpoints bidding calibrated
+    per keyword, and ``ppo:PATH`` of one plays that way: its recorded score ratio is what the
+    calibrated policy replays, not what the same model scores on multiplier bids."""
+    config = TINY.with_overrides(env={"keyword_calibration": 16.0})
+    assert config.fingerprint() != TINY.fingerprint()
+    result = train(config, output_dir=tmp_path / "run", settings=settings, track=False)
+    policy = make_policy(f"ppo:{result.best_checkpoint}")
+    assert isinstance(policy, CalibratedPolicy) and isinstance(policy.base, PpoPolicy)
+    assert policy.prior_conversions == 16.0 and policy.name == f"ppo:{result.best_checkpoint}"
+    pairs = evaluation_pairs(config.evaluation)
+    assert evaluate_policy(policy, pairs).mean_score_ratio == result.best_score_ratio
+    assert evaluate_policy(policy.base, pairs).mean_score_ratio != result.best_score_ratio
 
 
 def test_training_service_records_the_run(

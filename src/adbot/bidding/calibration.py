@@ -218,11 +218,41 @@ def _interpolated(curves: np.ndarray, alphas: np.ndarray) -> np.ndarray:
     return curves[rows, below] * (1.0 - share) + curves[rows, above] * share
 
 
+class KeywordBidder:
+    """Per-keyword bids from a policy's bids on one episode: each keyword's CVR calibrated
+    (:class:`KeywordCalibration`, with the prior of :func:`prior_factor_means`) and the
+    money spread by the keywords' landscapes (:class:`KeywordLandscapes`) at the cost of the
+    policy's own bids. :class:`CalibratedPolicy` plays a policy through one; the RL env does
+    too when its config says so (``env.keyword_calibration``), so an agent trains on the
+    bids it will play."""
+
+    def __init__(self, sim: MarketSimulator, prior_conversions: float):
+        means = prior_factor_means(sim.scenario.market, sim.pcvr)
+        self.calibration = KeywordCalibration(sim.pcvr, prior_conversions, means)
+        self.landscapes = KeywordLandscapes(sim)
+        # The prior's level taken out (it is exp(pcvr_noise^2) on average): a keyword's
+        # willingness is the policy's bid where no click has told anything yet.
+        self.level = 1.0 / float(np.mean(means))
+
+    def bids(self, sim: MarketSimulator, bids: np.ndarray) -> np.ndarray:
+        """The keyword bids for the coming step of ``sim`` from the policy's valid ``bids``."""
+        willingness = bids * self.calibration.factors() * self.level
+        self.landscapes.update(sim)
+        allocated, lam = self.landscapes.allocate(willingness, bids)
+        if math.isnan(lam):  # no landscape to use yet
+            return np.where(bids > 0, np.clip(willingness, sim.min_bid, sim.max_bid), 0.0)
+        return allocated
+
+    def record(self, outcome: StepOutcome) -> None:
+        """Fold a played step's clicks and conversions into the calibration."""
+        self.calibration.record(outcome)
+
+
 class CalibratedPolicy:
-    """A policy whose bids are calibrated per keyword (:class:`KeywordCalibration`) and
-    spread over the keywords by their landscapes (:class:`KeywordLandscapes`), at the cost of
-    the policy's own bids. ``alpha`` is the base policy's multiplier; the name is
-    ``calibrated:BASE`` unless given (``ppo:default`` keeps its own)."""
+    """A policy whose bids go through a :class:`KeywordBidder`: calibrated per keyword and
+    spread over the keywords by their landscapes, at the cost of the policy's own bids.
+    ``alpha`` is the base policy's multiplier; the name is ``calibrated:BASE`` unless given
+    (``ppo:default`` keeps its own)."""
 
     name: str
 
@@ -238,9 +268,7 @@ class CalibratedPolicy:
         self.base = base
         self.name = f"calibrated:{base.name}" if name is None else name
         self.prior_conversions = check_prior_conversions(prior_conversions, base.name)
-        self._calibration: KeywordCalibration | None = None
-        self._landscapes: KeywordLandscapes | None = None
-        self._level = 1.0
+        self._bidder: KeywordBidder | None = None
 
     @property
     def alpha(self) -> float | None:
@@ -248,29 +276,19 @@ class CalibratedPolicy:
 
     def reset(self, sim: MarketSimulator) -> None:
         self.base.reset(sim)
-        means = prior_factor_means(sim.scenario.market, sim.pcvr)
-        self._calibration = KeywordCalibration(sim.pcvr, self.prior_conversions, means)
-        self._landscapes = KeywordLandscapes(sim)
-        # The prior's level taken out (it is exp(pcvr_noise^2) on average): a keyword's
-        # willingness is the policy's bid where no click has told anything yet.
-        self._level = 1.0 / float(np.mean(means))
+        self._bidder = KeywordBidder(sim, self.prior_conversions)
 
     def bids(self, sim: MarketSimulator) -> np.ndarray:
-        if self._calibration is None or self._landscapes is None:
+        if self._bidder is None:
             raise InvalidInput("reset the policy before asking for bids")
         bids = sim.validate_bids(self.base.bids(sim))  # a NaN names the base policy's fault
-        willingness = bids * self._calibration.factors() * self._level
-        self._landscapes.update(sim)
-        allocated, lam = self._landscapes.allocate(willingness, bids)
-        if math.isnan(lam):  # no landscape to use yet
-            return np.where(bids > 0, np.clip(willingness, sim.min_bid, sim.max_bid), 0.0)
-        return allocated
+        return self._bidder.bids(sim, bids)
 
     def observe(self, outcome: StepOutcome) -> None:
-        if self._calibration is None:
+        if self._bidder is None:
             raise InvalidInput("observe() before bids()")
         self.base.observe(outcome)
-        self._calibration.record(outcome)
+        self._bidder.record(outcome)
 
 
 def make_calibrated_policy(spec: str) -> CalibratedPolicy:

@@ -11,6 +11,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from adbot.bidding.base import bids_from_alpha
+from adbot.bidding.calibration import KeywordBidder
 from adbot.errors import InvalidInput
 from adbot.market.episode import (
     EpisodeMarket,
@@ -121,11 +123,15 @@ class _Player:
         episode_seed: int,
         action_log_range: float,
         market: EpisodeMarket | None = None,
+        keyword_calibration: float | None = None,
     ) -> None:
         self.sim = MarketSimulator(scenario, episode_seed, market)
         self.state = PacingState(self.sim, action_log_range)
         self.goal = Goal.of(scenario)
         self.totals = Totals()
+        self.bidder = (
+            None if keyword_calibration is None else KeywordBidder(self.sim, keyword_calibration)
+        )
 
     def play(self, action: float) -> tuple[float, StepOutcome, Totals, float]:
         """Play one step: (alpha, outcome, totals before, share of today's traffic past)."""
@@ -145,7 +151,11 @@ class _Player:
         sim = self.sim
         alpha = self.state.alpha_for(action)
         elapsed_today = self.state.traffic_share_through(sim.step_in_day)
-        outcome = sim.step_multiplier(alpha)
+        if self.bidder is None:
+            outcome = sim.step_multiplier(alpha)
+        else:
+            outcome = sim.step(self.bidder.bids(sim, bids_from_alpha(alpha, sim)))
+            self.bidder.record(outcome)
         if obs is None:
             self.state.record(alpha, outcome)
         else:
@@ -210,7 +220,10 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
 
     Each step is one decision step of the scenario (an hour by default): the agent sets the
     multiplier ``alpha`` and every keyword bids ``clip(alpha x pCVR_k x R, min_bid,
-    max_bid)`` (MARKET.md) for that step's auctions.
+    max_bid)`` (MARKET.md) for that step's auctions. With ``keyword_calibration`` (a prior in
+    predicted conversions) those bids go through :class:`adbot.bidding.calibration.KeywordBidder`
+    first, calibrated per keyword and spread by the keywords' landscapes at the same cost, as
+    ``CalibratedPolicy`` plays an agent: it trains on the bids it will play.
 
     Scenarios: a fixed one (a file, a bundled name, a mapping or a ``Scenario``) given to the
     constructor, or, without one, a fresh draw of ``adbot.market.random_scenario`` from
@@ -271,6 +284,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         max_daily_queries: float | None = None,
         training_cvr: float | None = None,
         episode_reuse: int = 1,
+        keyword_calibration: float | None = None,
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None:
@@ -286,6 +300,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
                 "max_daily_queries": max_daily_queries,
                 "training_cvr": training_cvr,
                 "episode_reuse": episode_reuse,
+                "keyword_calibration": keyword_calibration,
             },
             "env settings",
         )
@@ -293,6 +308,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.max_daily_queries = settings.max_daily_queries
         self.training_cvr = settings.training_cvr
         self.episode_reuse = settings.episode_reuse
+        self.keyword_calibration = settings.keyword_calibration
         self._pool: list[_Episode] = []
         self._episode: _Episode | None = None
         self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (N_FEATURES,), np.float32)
@@ -356,15 +372,22 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
     def _start(self, episode: _Episode) -> _Start:
         """The players and goal of a new play of ``episode`` (its twin too when the reward
         needs one and the episode has none recorded)."""
-        player = _Player(episode.scenario, episode.seed, self.action_log_range, episode.market)
+        player = self._player_of(episode)
         episode.market = player.sim.market
         baseline = None
         if self.reward_fn.needs_baseline and episode.twin is None:
-            baseline = _Player(
-                episode.scenario, episode.seed, self.action_log_range, episode.market
-            )
+            baseline = self._player_of(episode)
             episode._record = []
         return _Start(episode, player, baseline, player.goal)
+
+    def _player_of(self, episode: _Episode) -> _Player:
+        return _Player(
+            episode.scenario,
+            episode.seed,
+            self.action_log_range,
+            episode.market,
+            self.keyword_calibration,
+        )
 
     def _twin_step(self, index: int) -> tuple[Totals, Totals]:
         """The plan-alone twin's totals before and after step ``index``: played the first
@@ -465,6 +488,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
             self.training_cvr,
             self.episode_reuse,
             self.action_log_range,
+            self.keyword_calibration,
             self.reward_fn,
         )
 

@@ -33,7 +33,7 @@ from adbot.rl.checkpoints import (
     load_checkpoint,
     os_errors_named,
 )
-from adbot.rl.config import TRAINED_AGENTS
+from adbot.rl.config import TRAINED_AGENTS, TrainingConfig
 from adbot.rl.features import N_FEATURES, PacingState
 
 AGENTS_DIR = Path(__file__).resolve().parent / "agents"
@@ -284,6 +284,13 @@ def _load(directory: Path) -> Checkpoint:
     return load_checkpoint(directory)
 
 
+def as_trained(policy: PpoPolicy, config: TrainingConfig) -> PpoPolicy | CalibratedPolicy:
+    """``policy`` playing its bids the way its training env did: calibrated per keyword
+    when the config's ``env.keyword_calibration`` says so."""
+    prior = config.env.keyword_calibration
+    return policy if prior is None else CalibratedPolicy(policy, prior, name=policy.name)
+
+
 def make_ppo_policy(spec: str) -> PpoPolicy | MeanPolicy | CalibratedPolicy:
     """The ``ppo:`` factory: ``make_policy("ppo:default")`` ends here. A directory with an
     ``ensemble.json`` is a :class:`MeanPolicy` of the checkpoints it lists, calibrated per
@@ -293,7 +300,8 @@ def make_ppo_policy(spec: str) -> PpoPolicy | MeanPolicy | CalibratedPolicy:
     name = f"{POLICY_PREFIX}:{spec}"
     ensemble = read_ensemble(directory)
     if ensemble is None:
-        return PpoPolicy.from_checkpoint(_load(directory), name=name)
+        checkpoint = _load(directory)
+        return as_trained(PpoPolicy.from_checkpoint(checkpoint, name=name), checkpoint.config)
     policy = MeanPolicy(
         [PpoPolicy.from_checkpoint(_load(member), name=name) for member in ensemble.members],
         name=name,

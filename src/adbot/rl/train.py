@@ -62,7 +62,13 @@ from adbot.rl.config import TrainingConfig
 from adbot.rl.cpu_math import PINNED, cpu_math
 from adbot.rl.env import BidPacingEnv
 from adbot.rl.evaluation import EvalReport, evaluate_policy, evaluation_pairs
-from adbot.rl.policy import BEST_DIR, ENSEMBLE_FILE, PpoPolicy, check_observation_shape
+from adbot.rl.policy import (
+    BEST_DIR,
+    ENSEMBLE_FILE,
+    PpoPolicy,
+    as_trained,
+    check_observation_shape,
+)
 from adbot.rl.tracking import MlflowRun
 from adbot.rl.vec_env import GroupedSubprocVecEnv, StopsWithParent
 
@@ -97,6 +103,7 @@ def make_env(config: TrainingConfig) -> gym.Env[Any, Any]:
         max_daily_queries=config.env.max_daily_queries,
         training_cvr=config.env.training_cvr,
         episode_reuse=config.env.episode_reuse,
+        keyword_calibration=config.env.keyword_calibration,
     )
     return gym.wrappers.RecordEpisodeStatistics(env)
 
@@ -305,7 +312,7 @@ class _Run:
             NormalizationStats.from_vec_normalize(self.venv),
             action_log_range=self.config.env.action_log_range,
         )
-        return evaluate_policy(policy, self.pairs)
+        return evaluate_policy(as_trained(policy, self.config), self.pairs)
 
     def checkpoint(self, timesteps: int) -> Path:
         if self.last is not None and self.last[0] == timesteps:

@@ -296,6 +296,35 @@ def _ensemble_of(tmp_path: Path, member: Path) -> Path:
     return ensemble
 
 
+def _trained_calibrated(agent: Path, prior: float) -> None:
+    """``agent``'s config as if it had trained on calibrated bids with ``prior``."""
+    config = load_training_config(agent).with_overrides(env={"keyword_calibration": prior})
+    config.save(agent)
+    _rewrite_meta(agent, config_fingerprint=config.fingerprint())
+
+
+def test_an_ensemble_plays_as_its_members_trained(tmp_path: Path) -> None:
+    """Without its own ``keyword_calibration`` an ensemble of agents trained on calibrated
+    bids plays calibrated with their prior; members that trained differently are refused by
+    name, and the manifest's own prior decides over theirs."""
+    agent = _agent_copy(tmp_path)
+    _trained_calibrated(agent, 24.0)
+    single = make_policy(f"ppo:{agent}")
+    assert isinstance(single, CalibratedPolicy) and single.prior_conversions == 24.0
+    ensemble = _ensemble_of(tmp_path, agent)
+    played = make_policy(f"ppo:{ensemble}")
+    assert isinstance(played, CalibratedPolicy) and isinstance(played.base, MeanPolicy)
+    assert played.prior_conversions == 24.0
+    shutil.copytree(AGENTS_DIR / "default" / "members" / "seed-1", ensemble / "other")
+    (ensemble / "ensemble.json").write_text(json.dumps({"members": ["member", "other"]}))
+    with pytest.raises(InvalidInput, match=r"different env.keyword_calibration \(24.0, None\)"):
+        make_policy(f"ppo:{ensemble}")
+    manifest = {"members": ["member", "other"], "keyword_calibration": 8}
+    (ensemble / "ensemble.json").write_text(json.dumps(manifest))
+    chosen = make_policy(f"ppo:{ensemble}")
+    assert isinstance(chosen, CalibratedPolicy) and chosen.prior_conversions == 8.0
+
+
 def test_non_finite_weights_are_refused_at_load(tmp_path: Path) -> None:
     agent = _agent_copy(tmp_path)
     _nan_weights(agent)

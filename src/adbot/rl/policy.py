@@ -294,7 +294,7 @@ def as_trained(policy: PpoPolicy, config: TrainingConfig) -> PpoPolicy | Calibra
 def make_ppo_policy(spec: str) -> PpoPolicy | MeanPolicy | CalibratedPolicy:
     """The ``ppo:`` factory: ``make_policy("ppo:default")`` ends here. A directory with an
     ``ensemble.json`` is a :class:`MeanPolicy` of the checkpoints it lists, calibrated per
-    keyword when the manifest says so."""
+    keyword when the manifest says so, or else when its members trained calibrated."""
     with os_errors_named():  # a directory without permission to read, on the way to it
         directory = agent_directory(spec).resolve()
     name = f"{POLICY_PREFIX}:{spec}"
@@ -302,10 +302,19 @@ def make_ppo_policy(spec: str) -> PpoPolicy | MeanPolicy | CalibratedPolicy:
     if ensemble is None:
         checkpoint = _load(directory)
         return as_trained(PpoPolicy.from_checkpoint(checkpoint, name=name), checkpoint.config)
+    checkpoints = [_load(member) for member in ensemble.members]
     policy = MeanPolicy(
-        [PpoPolicy.from_checkpoint(_load(member), name=name) for member in ensemble.members],
+        [PpoPolicy.from_checkpoint(checkpoint, name=name) for checkpoint in checkpoints],
         name=name,
     )
-    if ensemble.keyword_calibration is None:
-        return policy
-    return CalibratedPolicy(policy, ensemble.keyword_calibration, name=name)
+    prior = ensemble.keyword_calibration
+    if prior is None:  # as its members trained, if they did on calibrated bids
+        trained = {checkpoint.config.env.keyword_calibration for checkpoint in checkpoints}
+        if len(trained) > 1:
+            raise InvalidInput(
+                f"{directory / ENSEMBLE_FILE}: its members trained with different "
+                f"env.keyword_calibration ({', '.join(sorted(map(str, trained)))}); give the "
+                "ensemble's own keyword_calibration"
+            )
+        prior = trained.pop()
+    return policy if prior is None else CalibratedPolicy(policy, prior, name=name)

@@ -9,8 +9,8 @@ random numbers (MARKET.md) and every published figure depend on this staying ide
 
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
 import pickle
 from dataclasses import dataclass
 from typing import Any

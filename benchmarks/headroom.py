@@ -51,7 +51,6 @@ from adbot.market.libm import geomspace
 from adbot.market.scenario import Scenario, load_scenario
 from adbot.market.score import score, score_many
 from adbot.market.simulator import MarketSimulator
-from adbot.market.universe import MAX_CVR
 
 ROOT = Path(__file__).resolve().parents[1]
 CEILING_GRID = geomspace(0.02, 50.0, 193)  # bids as multipliers of each keyword's value
@@ -60,8 +59,7 @@ LAMBDAS = geomspace(1e-3, 1e3, 601)
 
 def true_cvr(sim: MarketSimulator) -> np.ndarray:
     """(n_steps, K): each keyword's conversion rate at each step, as the market draws it."""
-    universe = sim.market.universe
-    return np.minimum(np.outer(universe.cvr_multiplier, universe.true_cvr), MAX_CVR)
+    return sim.market.universe.cvr_at(slice(None))
 
 
 def expected_score(scenario: Scenario, clicks: np.ndarray, cvr: np.ndarray, cost: float) -> float:

@@ -44,7 +44,7 @@ import numpy as np
 
 from adbot.market import libm
 from adbot.market.scenario import Scenario
-from adbot.market.universe import MAX_CVR, Universe, build_universe, quality_factor
+from adbot.market.universe import Universe, build_universe, quality_factor
 
 if TYPE_CHECKING:
     from adbot.market.landscape import Landscape
@@ -510,9 +510,7 @@ class EpisodeMarket:
         ranks = drawn.comp_rank
         assert ranks is not None
         spd = self.scenario.horizon.steps_per_day
-        cvr = np.minimum(
-            np.outer(uni.cvr_multiplier[day * spd : (day + 1) * spd], uni.true_cvr), MAX_CVR
-        )
+        cvr = uni.cvr_at(slice(day * spd, (day + 1) * spd))
         quality, query_cvr = _per_query(drawn.keyword, drawn.step_of, uni.quality, cvr)
         whole = StepMarket(
             keyword=drawn.keyword,

@@ -57,6 +57,11 @@ class Universe:
     cpc_multiplier: np.ndarray  # (n_steps,) product of active shocks
     cvr_multiplier: np.ndarray  # (n_steps,)
 
+    def cvr_at(self, steps: slice) -> np.ndarray:
+        """(steps, K): each keyword's true conversion rate at each of ``steps``, the shocks'
+        multipliers applied and capped at ``MAX_CVR`` (what its clicks convert at)."""
+        return np.minimum(np.outer(self.cvr_multiplier[steps], self.true_cvr), MAX_CVR)
+
     @functools.cached_property
     def keyword_texts(self) -> tuple[str, ...]:
         """Readable texts of the keywords, drawn on first use from their own stream: only the

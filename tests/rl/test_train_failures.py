@@ -11,6 +11,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -446,6 +448,27 @@ def test_a_store_cut_short_while_mlflow_creates_it_is_not_left_half_made(
     tracking.check_tracking_store(settings)
     assert [p.name for p in store.parent.iterdir()] == ["mlflow.db"]
     assert MlflowClient(tracking_uri=f"sqlite:///{store}").search_experiments()
+
+
+def test_a_store_left_half_made_by_a_killed_process_is_removed(tmp_path: Path) -> None:
+    """SIGKILL while MLflow creates a store leaves its staging file beside the store's path;
+    the next run removes those of processes that are gone and leaves a running one's."""
+    store = tmp_path / "data" / "mlflow.db"
+    store.parent.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    orphan = store.parent / f".mlflow.db.creating-{int(gone.stdout)}-1"
+    running = store.parent / f".mlflow.db.creating-{os.getpid()}-2"
+    unrelated = store.parent / ".mlflow.db.creating-nonsense"
+    for path in (orphan, running, unrelated):
+        path.write_bytes(b"half a store")
+    settings = load_settings(
+        data_dir=tmp_path / "data", mlflow={"tracking_uri": f"sqlite:///{store}"}
+    )
+    tracking.check_tracking_store(settings)
+    assert sorted(p.name for p in store.parent.iterdir()) == sorted(
+        ["mlflow.db", running.name, unrelated.name]
+    )
 
 
 def test_a_tracking_server_lost_mid_run_holds_the_training_up_a_few_tries(

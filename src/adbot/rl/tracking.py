@@ -80,6 +80,7 @@ def _prepare_local_store(uri: str) -> None:
         return
     path = Path(uri.removeprefix("sqlite:///"))
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphaned_stagings(path)
     if path.exists():
         return
     from mlflow.tracking import MlflowClient
@@ -92,6 +93,28 @@ def _prepare_local_store(uri: str) -> None:
             os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)
+
+
+def _remove_orphaned_stagings(path: Path) -> None:
+    """The stores other processes were making beside ``path`` and left when killed outright
+    (SIGKILL gives ``_prepare_local_store`` no chance to remove its staging file); a staging
+    file whose process still runs, or cannot be told, is left alone."""
+    for staging in path.parent.glob(f".{path.name}.creating-*"):
+        pid_text = staging.name.removeprefix(f".{path.name}.creating-").split("-")[0]
+        if not pid_text.isdigit() or _process_runs(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):  # another process may have removed it first
+            staging.unlink()
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # another user's process (EPERM), an id out of range
+        return True
+    return True
 
 
 def _unusable(uri: str, exc: Exception) -> ConfigError:

@@ -33,7 +33,7 @@ from adbot.rl.checkpoints import (
     load_checkpoint,
     os_errors_named,
 )
-from adbot.rl.config import TRAINED_AGENTS, TrainingConfig
+from adbot.rl.config import TRAINED_AGENTS
 from adbot.rl.features import N_FEATURES, PacingState
 
 AGENTS_DIR = Path(__file__).resolve().parent / "agents"
@@ -284,11 +284,14 @@ def _load(directory: Path) -> Checkpoint:
     return load_checkpoint(directory)
 
 
-def as_trained(policy: PpoPolicy, config: TrainingConfig) -> PpoPolicy | CalibratedPolicy:
-    """``policy`` playing its bids the way its training env did: calibrated per keyword
-    when the config's ``env.keyword_calibration`` says so."""
-    prior = config.env.keyword_calibration
-    return policy if prior is None else CalibratedPolicy(policy, prior, name=policy.name)
+def as_trained(
+    policy: PpoPolicy | MeanPolicy, keyword_calibration: float | None
+) -> PpoPolicy | MeanPolicy | CalibratedPolicy:
+    """``policy`` bidding as its agents trained (or as their ensemble says): calibrated per
+    keyword with that prior, or, with None, the multiplier bids themselves."""
+    if keyword_calibration is None:
+        return policy
+    return CalibratedPolicy(policy, keyword_calibration, name=policy.name)
 
 
 def make_ppo_policy(spec: str) -> PpoPolicy | MeanPolicy | CalibratedPolicy:
@@ -301,7 +304,8 @@ def make_ppo_policy(spec: str) -> PpoPolicy | MeanPolicy | CalibratedPolicy:
     ensemble = read_ensemble(directory)
     if ensemble is None:
         checkpoint = _load(directory)
-        return as_trained(PpoPolicy.from_checkpoint(checkpoint, name=name), checkpoint.config)
+        agent = PpoPolicy.from_checkpoint(checkpoint, name=name)
+        return as_trained(agent, checkpoint.config.env.keyword_calibration)
     checkpoints = [_load(member) for member in ensemble.members]
     policy = MeanPolicy(
         [PpoPolicy.from_checkpoint(checkpoint, name=name) for checkpoint in checkpoints],
@@ -317,4 +321,4 @@ def make_ppo_policy(spec: str) -> PpoPolicy | MeanPolicy | CalibratedPolicy:
                 "ensemble's own keyword_calibration"
             )
         prior = trained.pop()
-    return policy if prior is None else CalibratedPolicy(policy, prior, name=name)
+    return as_trained(policy, prior)

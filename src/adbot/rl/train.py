@@ -312,7 +312,7 @@ class _Run:
             NormalizationStats.from_vec_normalize(self.venv),
             action_log_range=self.config.env.action_log_range,
         )
-        return evaluate_policy(as_trained(policy, self.config), self.pairs)
+        return evaluate_policy(as_trained(policy, self.config.env.keyword_calibration), self.pairs)
 
     def checkpoint(self, timesteps: int) -> Path:
         if self.last is not None and self.last[0] == timesteps:

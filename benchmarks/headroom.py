@@ -43,6 +43,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from adbot.bidding.evaluate import score_ratio
 from adbot.bidding.oracle import hindsight_oracle
 from adbot.bidding.registry import load_policy_plugins, make_policy
 from adbot.bidding.runner import run_episode
@@ -70,16 +71,18 @@ def expected_score(scenario: Scenario, clicks: np.ndarray, cvr: np.ndarray, cost
 
 
 def play(scenario: Scenario, seed: int, names: list[str]) -> list[tuple[float, float]]:
-    """Each policy's (score ratio or NaN, expected score) on one episode."""
+    """Each policy's (score ratio, NaN where the oracle alone scores, expected score) on one
+    episode."""
     oracle = hindsight_oracle(scenario, seed).score
     cvr = true_cvr(MarketSimulator(scenario, seed))
     results = []
     for name in names:
         episode = run_episode(scenario, seed, make_policy(name), keyword_trace=True)
         assert episode.keywords is not None
-        ratio = episode.metrics.score / oracle if oracle > 0 else math.nan
+        ratio = score_ratio(episode.metrics.score, oracle)
         cost = episode.metrics.cost
-        results.append((ratio, expected_score(scenario, episode.keywords.clicks, cvr, cost)))
+        expected = expected_score(scenario, episode.keywords.clicks, cvr, cost)
+        results.append((math.nan if ratio is None else ratio, expected))
     return results
 
 
@@ -145,9 +148,9 @@ def report(
     first = [episode[0] for episode in rows]
     for i, name in enumerate(names):
         mine = [episode[i] for episode in rows]
-        ratios = [r for r, _ in mine if not math.isnan(r)]
+        mean_ratio = statistics.fmean(r for r, _ in mine if not math.isnan(r))
         expected = statistics.fmean(e for _, e in mine)
-        cells = [name, f"{statistics.fmean(ratios):.3f}", f"{expected:.1f}"]
+        cells = [name, f"{mean_ratio:.3f}", f"{expected:.1f}"]
         if i == 0:
             table.add_row(*cells, "", "", "")
             continue
@@ -155,7 +158,7 @@ def report(
         relative = [100 * (a[1] / b[1] - 1) for a, b in zip(first, mine, strict=True) if b[1] > 0]
         gap, sd = statistics.fmean(gaps), statistics.stdev(gaps)
         rel, rel_error = mean_and_error(relative)
-        true_gap = rel / 100 * statistics.fmean(r for r, _ in mine if not math.isnan(r))
+        true_gap = rel / 100 * mean_ratio
         cells += [
             f"{100 * gap:+.1f} ({100 * sd:.1f})",
             f"{rel:+.2f} ± {rel_error:.2f}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,19 @@ def test_evaluate_table_keeps_every_figure_on_an_80_column_terminal(quick_file: 
     for row in report["results"]:
         assert f"{row['score_ratio']:,.3f}" in shown and f"{row['cost']:,.0f}" in shown
     assert max(len(line) for line in shown.splitlines()) <= 80
+
+
+def test_evaluate_table_in_a_pipe_keeps_each_policy_on_its_row(quick_file: Path) -> None:
+    """Away from a terminal (a pipe, a log file) Rich would fit the table into 80 columns and
+    fold long policy names a few letters a line; there each row stays one line."""
+    policies = ["fixed:1.2345678", "calibrated:onlinelp", "pid"]
+    environ = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    run = subprocess.run([ADBOT, "evaluate", str(quick_file), "-p", ",".join(policies), "-n", "1"],
+                         capture_output=True, text=True, check=True, env=environ)  # fmt: skip
+    rows = {line.split()[0]: line.split() for line in run.stdout.splitlines() if line.strip()}
+    for policy in policies:
+        assert len(rows[policy]) == 10, run.stdout  # the name and its nine figures
+    assert any(len(line) > 80 for line in run.stdout.splitlines())
 
 
 def failing(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

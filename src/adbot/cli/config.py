@@ -8,7 +8,7 @@ import typer
 from pydantic import SecretStr
 from rich.table import Table
 
-from adbot.cli._console import out
+from adbot.cli._console import out, print_table
 from adbot.config import config_file, get_settings, mask_url, settings_origins
 
 app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
@@ -50,4 +50,4 @@ def show(
     table.add_column("source")
     for key, value, source in rows:
         table.add_row(key, value, source)
-    out.print(table)
+    print_table(table)

@@ -6,7 +6,7 @@ import typer
 from alembic.script import ScriptDirectory
 from rich.table import Table
 
-from adbot.cli._console import err, out
+from adbot.cli._console import err, out, print_table
 from adbot.config import get_settings, mask_url
 from adbot.db import migrate
 
@@ -89,7 +89,7 @@ def history() -> None:
         down = rev.down_revision
         down_text = down if isinstance(down, str) else ", ".join(down or ()) or "base"
         table.add_row(rev.revision, down_text, rev.doc)
-    out.print(table)
+    print_table(table)
 
 
 def _report(before: tuple[str, ...], after: tuple[str, ...]) -> None:

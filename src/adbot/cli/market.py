@@ -18,7 +18,7 @@ from adbot.bidding.evaluate import check_episodes
 from adbot.bidding.evaluate import evaluate as evaluate_policies
 from adbot.bidding.registry import BUILTIN, load_policy_plugins, make_policy
 from adbot.bidding.runner import EpisodeResult, run_episode
-from adbot.cli._console import err, out, progress
+from adbot.cli._console import err, out, print_table, progress
 from adbot.cli._options import check_range
 from adbot.errors import InvalidInput
 from adbot.market.episode import universe_for
@@ -124,7 +124,7 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(_finite(report), allow_nan=False))
     else:
-        out.print(_table(report))
+        print_table(_table(report))
 
 
 def _finite(data: Any) -> Any:

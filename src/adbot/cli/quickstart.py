@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.table import Table
 from rich.text import Text
 
-from adbot.cli._console import err, out, progress
+from adbot.cli._console import err, out, print_table, progress
 from adbot.cli._signals import interrupt_on_sigterm
 from adbot.config import ENV_PREFIX, get_settings
 from adbot.errors import InvalidInput
@@ -90,7 +90,7 @@ def quickstart(
     except KeyboardInterrupt:
         err.print(CANCELLED, highlight=False)
         raise typer.Exit(130) from None
-    out.print(_table(result))
+    print_table(_table(result))
     out.print(
         Text.assemble(
             "report: ",

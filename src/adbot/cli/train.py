@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from adbot.cli._console import err, out
+from adbot.cli._console import err, out, print_table
 from adbot.cli._options import check_range
 from adbot.cli._signals import interrupt_on_sigterm
 from adbot.config import get_settings
@@ -120,7 +120,7 @@ def train_command(
     table.add_column("value")
     for key, value in summary.items():
         table.add_row(key, str(value))
-    out.print(table)
+    print_table(table)
     out.print(f"evaluate it: adbot evaluate SCENARIO --policy ppo:{result.best_checkpoint}")
 
 
@@ -172,7 +172,7 @@ def tune_command(
     table.add_column("best trial's value")
     for key, value in result.best_params.items():
         table.add_row(key, str(value))
-    out.print(table)
+    print_table(table)
     out.print(
         f"trial {result.best_trial}: mean score_ratio {result.best_value:.4f} over the "
         f"evaluations of its run's second half; its best checkpoint: {result.best_checkpoint} "

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -23,13 +24,21 @@ _env = Environment(
 )
 
 
-def _ratio_figure(reports: list[dict[str, Any]]) -> go.Figure:
+def policy_colors(policies: list[str]) -> dict[str, str]:
+    """One colour per policy, the same in every chart of the page (Plotly's default colours,
+    in the order of ``policies``; a chart drawing a reference line first would otherwise shift
+    every policy to the next colour)."""
+    palette = plotly.colors.qualitative.Plotly
+    return {policy: palette[i % len(palette)] for i, policy in enumerate(dict.fromkeys(policies))}
+
+
+def _ratio_figure(reports: list[dict[str, Any]], colors: dict[str, str]) -> go.Figure:
     figure = go.Figure()
     scenarios = [r["scenario"] for r in reports]
     policies = [row["policy"] for row in reports[0]["results"]]
     for index, policy in enumerate(policies):
         ratios = [r["results"][index]["score_ratio"] for r in reports]
-        figure.add_bar(name=policy, x=scenarios, y=ratios)
+        figure.add_bar(name=policy, x=scenarios, y=ratios, marker_color=colors[policy])
     figure.add_hline(y=1.0, line_dash="dash", annotation_text="hindsight oracle")
     figure.update_layout(
         barmode="group",
@@ -44,14 +53,22 @@ def _hours(scenario: Scenario, n_steps: int) -> np.ndarray:
     return np.arange(1, n_steps + 1) * 24.0 / scenario.horizon.steps_per_day
 
 
-def _pace_figure(traces: list[EpisodeResult], scenario: Scenario) -> go.Figure:
+def _pace_figure(
+    traces: list[EpisodeResult], scenario: Scenario, colors: dict[str, str]
+) -> go.Figure:
     figure = go.Figure()
     n_steps = len(traces[0].spend)
     hours = _hours(scenario, n_steps)
     even = scenario.campaign.daily_budget * hours / 24.0
     figure.add_scatter(x=hours, y=even, name="even pace", line={"dash": "dash", "color": "grey"})
     for trace in traces:
-        figure.add_scatter(x=hours, y=np.cumsum(trace.spend), name=trace.policy, mode="lines")
+        figure.add_scatter(
+            x=hours,
+            y=np.cumsum(trace.spend),
+            name=trace.policy,
+            mode="lines",
+            line_color=colors[trace.policy],
+        )
     figure.update_layout(
         title=f"Spend pace on {scenario.name} (episode seed {traces[0].episode_seed})",
         xaxis_title="hours since start",
@@ -60,7 +77,9 @@ def _pace_figure(traces: list[EpisodeResult], scenario: Scenario) -> go.Figure:
     return figure
 
 
-def _efficiency_figure(traces: list[EpisodeResult], scenario: Scenario) -> go.Figure:
+def _efficiency_figure(
+    traces: list[EpisodeResult], scenario: Scenario, colors: dict[str, str]
+) -> go.Figure:
     """Running CPA against the target, or running ROAS when the campaign targets ROAS/value."""
     figure = go.Figure()
     hours = _hours(scenario, len(traces[0].spend))
@@ -71,7 +90,9 @@ def _efficiency_figure(traces: list[EpisodeResult], scenario: Scenario) -> go.Fi
         with np.errstate(divide="ignore", invalid="ignore"):
             series = cost / conversions if target_cpa is not None else value / cost
         series = np.where(np.isfinite(series), series, np.nan)
-        figure.add_scatter(x=hours, y=series, name=trace.policy, mode="lines")
+        figure.add_scatter(
+            x=hours, y=series, name=trace.policy, mode="lines", line_color=colors[trace.policy]
+        )
     if target_cpa is not None:
         figure.add_hline(y=target_cpa, line_dash="dash", annotation_text="target CPA")
         title, axis = "Running CPA", "cost per conversion so far"
@@ -98,16 +119,17 @@ def write_policy_report(
     """Render the page to ``path`` (folders created) and return it."""
     if not reports or not traces:
         raise InvalidInput("a policy report needs at least one evaluation and one trace")
+    policies = [row["policy"] for row in reports[0]["results"]]
+    colors = policy_colors([*policies, *(trace.policy for trace in traces)])
     figures = [
-        _ratio_figure(reports),
-        _pace_figure(traces, trace_scenario),
-        _efficiency_figure(traces, trace_scenario),
+        _ratio_figure(reports, colors),
+        _pace_figure(traces, trace_scenario, colors),
+        _efficiency_figure(traces, trace_scenario, colors),
     ]
     charts = [
         fig.to_html(full_html=False, include_plotlyjs=(i == 0), default_width="100%")
         for i, fig in enumerate(figures)
     ]
-    policies = [row["policy"] for row in reports[0]["results"]]
     html = _env.get_template("policy_report.html").render(
         charts=charts,
         reports=reports,

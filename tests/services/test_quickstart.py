@@ -6,12 +6,14 @@ import signal
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from adbot.bidding.evaluate import evaluate
 from adbot.cli.main import main
 from adbot.errors import InvalidInput, ScenarioError
 from adbot.market.scenario import BUNDLED_DIR, load_scenario
+from adbot.services.policy_report import even_pace
 from adbot.services.quickstart import run_quickstart
 
 ONE_DAY = [BUNDLED_DIR / "tight-budget.yaml", BUNDLED_DIR / "value-only.yaml"]
@@ -180,3 +182,18 @@ def test_the_page_takes_its_name_only_when_whole(
     assert result.report_path.read_text().rstrip().endswith("</html>")
     # the workers started with SIGINT blocked; this process has it back
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+
+def test_the_even_pace_follows_each_days_traffic() -> None:
+    """The pace chart's reference spends each day's budget in step with the hourly profile:
+    a retail day's night is slow, each day ends at a whole budget."""
+    scenario = load_scenario(BUNDLED_DIR / "retail-tight-budget.yaml")
+    spd, budget = scenario.horizon.steps_per_day, scenario.campaign.daily_budget
+    pace = even_pace(scenario, scenario.n_steps)
+    assert pace.shape == (scenario.n_steps,)
+    ends = pace[spd - 1 :: spd]
+    assert ends == pytest.approx(budget * np.arange(1, scenario.horizon.days + 1))
+    spent = np.diff(np.concatenate(([0.0], pace)))
+    assert spent.sum() == pytest.approx(budget * scenario.horizon.days)
+    assert spent[3] < spent[19] / 10  # 03:00 against the evening peak
+    assert spent[:spd] == pytest.approx(spent[spd : 2 * spd])

@@ -16,6 +16,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from adbot.bidding.runner import EpisodeResult
 from adbot.errors import InvalidInput
+from adbot.market.profiles import step_weights
 from adbot.market.scenario import Scenario
 
 _env = Environment(
@@ -53,14 +54,28 @@ def _hours(scenario: Scenario, n_steps: int) -> np.ndarray:
     return np.arange(1, n_steps + 1) * 24.0 / scenario.horizon.steps_per_day
 
 
+def even_pace(scenario: Scenario, n_steps: int) -> np.ndarray:
+    """Cumulative spend after each step of a campaign spending each day's budget in step
+    with the day's traffic (the hourly profile): the pace the env's spend features measure
+    against, not a straight line, which a retail or b2b day is not."""
+    spd = scenario.horizon.steps_per_day
+    day_cum = np.cumsum(step_weights(scenario.market.hourly_profile, spd))
+    steps = np.arange(n_steps)
+    return scenario.campaign.daily_budget * (steps // spd + day_cum[steps % spd])
+
+
 def _pace_figure(
     traces: list[EpisodeResult], scenario: Scenario, colors: dict[str, str]
 ) -> go.Figure:
     figure = go.Figure()
     n_steps = len(traces[0].spend)
     hours = _hours(scenario, n_steps)
-    even = scenario.campaign.daily_budget * hours / 24.0
-    figure.add_scatter(x=hours, y=even, name="even pace", line={"dash": "dash", "color": "grey"})
+    figure.add_scatter(
+        x=hours,
+        y=even_pace(scenario, n_steps),
+        name="even pace",
+        line={"dash": "dash", "color": "grey"},
+    )
     for trace in traces:
         figure.add_scatter(
             x=hours,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -17,8 +20,8 @@ from rich.console import Console
 from adbot.bidding import hindsight_oracle, make_policy, run_episode
 from adbot.bidding.evaluate import evaluate
 from adbot.cli.main import main
-from adbot.cli.market import _table
-from adbot.market.scenario import bundled_scenarios
+from adbot.cli.market import _table, step_times
+from adbot.market.scenario import bundled_scenarios, load_scenario
 
 ADBOT = str(Path(sys.executable).with_name("adbot"))
 RESULT_KEYS = {
@@ -223,6 +226,64 @@ def test_simulate_refuses_unknown_formats(
     assert ".csv or .parquet" in failing(argv, capsys)
     argv = ["simulate", str(quick_file), "--policy", "nope", "--out", str(tmp_path / "t.csv")]
     assert "unknown policy 'nope'" in failing(argv, capsys)
+
+
+def test_simulate_plays_one_policy(
+    quick_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "t.csv"
+    argv = ["simulate", str(quick_file), "--policy", "fixed,pid", "--out", str(out)]
+    assert "simulate plays one policy, got 2: fixed, pid" in failing(argv, capsys)
+    assert not out.exists()
+
+
+def test_simulate_names_an_out_file_under_a_file_before_playing(
+    quick_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "t.csv").write_text("kept\n")
+    out = tmp_path / "t.csv" / "x.csv"
+    message = failing(["simulate", str(quick_file), "-p", "pid", "--out", str(out)], capsys)
+    assert message.strip() == f"error: cannot write {out}: {tmp_path / 't.csv'} is not a folder"
+    (tmp_path / "dir.csv").mkdir()
+    argv = ["simulate", str(quick_file), "-p", "pid", "-o", str(tmp_path / "dir.csv")]
+    message = failing(argv, capsys)
+    assert message.strip().endswith("dir.csv: it is a folder")
+
+
+def test_a_full_disk_leaves_the_trace_it_would_replace_as_it_was(
+    quick_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    out = tmp_path / "trace.csv"
+    out.write_text("the trace of yesterday\n")
+    to_csv = pd.DataFrame.to_csv
+
+    def half_then_full(self: pd.DataFrame, path: Any, *args: Any, **kwargs: Any) -> None:
+        to_csv(self.iloc[: len(self) // 2], path, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_full)
+    message = failing(["simulate", str(quick_file), "-p", "pid", "--out", str(out)], capsys)
+    assert message.strip() == f"error: cannot write {out}: No space left on device"
+    assert out.read_text() == "the trace of yesterday\n"
+    assert [path.name for path in tmp_path.iterdir()] == ["trace.csv"]
+
+
+def test_step_times_run_past_the_year_2262() -> None:
+    """pandas' nanosecond timestamps end in 2262: a valid scenario of 90,000 one-step days
+    ended in ``OutOfBoundsDatetime`` after its episode was played."""
+    data = quick().model_dump(mode="json")
+    data["horizon"].update(days=100_000, steps_per_day=1, start_weekday=2)
+    data["market"].update(hourly_profile="flat", daily_queries=10.0, shocks=[])
+    scenario = load_scenario(data)
+    times = step_times(scenario, scenario.n_steps)
+    assert times[0].isoformat() == "2024-01-03T00:00:00+00:00"  # a Wednesday, as asked
+    assert times[-1] - times[0] == timedelta(days=99_999)
+    assert times[-1].year == 2297 and (times.weekday[:7] == [2, 3, 4, 5, 6, 0, 1]).all()
+    data["horizon"].update(days=2, steps_per_day=7, start_weekday=4)
+    odd = load_scenario(data)
+    expected = [datetime(2024, 1, 5, tzinfo=UTC) + i * (timedelta(days=1) / 7) for i in range(8)]
+    assert list(step_times(odd, 8).to_pydatetime()) == expected
 
 
 def test_evaluate_reads_yaml_1_2_numbers_and_refuses_what_cannot_run(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import stat
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
@@ -53,6 +55,10 @@ def test_report_page_has_table_and_charts(result) -> None:  # type: ignore[no-un
     # plotly.js is embedded once, so the page opens offline
     assert html.count("plotly.js v") == 1 and "<script src=" not in html
     assert len(result.traces) == 3 and all(len(t.spend) == 24 for t in result.traces)
+    # Readable as any new file of this process is (mkstemp alone made it 0600).
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(result.report_path.stat().st_mode) == 0o666 & ~umask
 
 
 def test_unknown_policy_fails_before_any_work(tmp_path: Path) -> None:

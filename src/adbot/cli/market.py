@@ -21,6 +21,7 @@ from adbot.bidding.runner import EpisodeResult, run_episode
 from adbot.cli._console import err, out, print_table, progress
 from adbot.cli._options import check_range
 from adbot.errors import InvalidInput
+from adbot.files import write_whole
 from adbot.market.episode import universe_for
 from adbot.market.scenario import Scenario, load_scenario
 
@@ -140,6 +141,22 @@ def _finite(data: Any) -> Any:
     return data
 
 
+def step_times(scenario: Scenario, n_steps: int) -> pd.DatetimeIndex:
+    """The simulated UTC start of each step: from ``EPOCH`` moved to the scenario's start
+    weekday, a day's share a step (rounded to the microsecond, as ``timedelta`` rounds).
+
+    In microseconds, not pandas' default nanoseconds, which end in the year 2262: a valid
+    scenario of 90,000 days ran past it (the longest, 1,000,000 days, ends in the year 4762).
+    """
+    import pandas as pd
+
+    start = np.datetime64(EPOCH.replace(tzinfo=None), "us")
+    start += np.timedelta64(scenario.horizon.start_weekday, "D")
+    step_us = round(timedelta(days=1) / timedelta(microseconds=1) / scenario.horizon.steps_per_day)
+    offsets = (np.arange(n_steps, dtype=np.int64) * step_us).astype("timedelta64[us]")
+    return pd.DatetimeIndex(start + offsets).tz_localize(UTC)
+
+
 def _trace_frame(result: EpisodeResult, scenario: Scenario) -> pd.DataFrame:
     """One row per step and keyword."""
     import pandas as pd  # only this command needs it; keeps `adbot evaluate` quick to start
@@ -149,9 +166,7 @@ def _trace_frame(result: EpisodeResult, scenario: Scenario) -> pd.DataFrame:
     n_steps, k = trace.bids.shape
     spd = scenario.horizon.steps_per_day
     index = np.repeat(np.arange(n_steps), k)
-    start = EPOCH + timedelta(days=scenario.horizon.start_weekday)
-    step_length = timedelta(days=1) / spd
-    timestamps = pd.DatetimeIndex([start + i * step_length for i in range(n_steps)])[index]
+    timestamps = step_times(scenario, n_steps)[index]
     texts = np.asarray(universe_for(scenario).keyword_texts, dtype=object)
     return pd.DataFrame(
         {
@@ -190,16 +205,24 @@ def simulate(
         raise InvalidInput(f"--out must end in .csv or .parquet, got {out_file.name!r}")
     check_range("--seed", seed, 0, TRACE_SEED_MAX)
     loaded = load_scenario(scenario)
-    (spec,) = _policy_specs([policy])
+    specs = _policy_specs([policy])
+    if len(specs) != 1:
+        raise InvalidInput(f"simulate plays one policy, got {len(specs)}: {', '.join(specs)}")
+    (spec,) = specs
+    _check_out_folder(out_file)
     with err.status(f"simulating {loaded.name} with {spec}"):
         result = run_episode(loaded, seed, make_policy(spec), keyword_trace=True)
     frame = _trace_frame(result, loaded)
+
+    def write(part: Path) -> None:
+        if suffix == ".csv":
+            frame.to_csv(part, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
+        else:
+            frame.to_parquet(part, index=False)
+
     try:
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        if suffix == ".csv":
-            frame.to_csv(out_file, index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
-        else:
-            frame.to_parquet(out_file, index=False)
+        write_whole(out_file, write)  # a full disk leaves the file it would replace as it was
     except OSError as exc:
         raise InvalidInput(f"cannot write {out_file}: {exc.strerror or exc}") from None
     metrics = result.metrics
@@ -210,6 +233,18 @@ def simulate(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _check_out_folder(out_file: Path) -> None:
+    """``InvalidInput`` before the episode is played when ``out_file`` names a folder or
+    lies under a file (which ``mkdir`` would report as "File exists")."""
+    if out_file.is_dir():
+        raise InvalidInput(f"cannot write {out_file}: it is a folder")
+    for folder in out_file.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise InvalidInput(f"cannot write {out_file}: {folder} is not a folder")
+            return
 
 
 def register(app: typer.Typer) -> None:

@@ -18,7 +18,6 @@ import contextlib
 import itertools
 import os
 import signal
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -33,6 +32,7 @@ from adbot.bidding.evaluate import check_episodes, evaluate
 from adbot.bidding.registry import load_policy_plugins, make_policy
 from adbot.bidding.runner import EpisodeResult, run_episode
 from adbot.errors import AdbotError, InvalidInput
+from adbot.files import new_part_file
 from adbot.market.scenario import Scenario, bundled_scenarios, load_scenario
 from adbot.processes import on_parent_exit
 from adbot.services.policy_report import write_policy_report
@@ -165,11 +165,9 @@ def _start_report(out_dir: Path, stem: str) -> Path:
         raise ReportNotWritten(f"cannot write the report in {out_dir}: not a directory")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f"{stem}-", suffix=".html.part", dir=out_dir)
+        return new_part_file(out_dir, f"{stem}-", ".html.part")
     except OSError as exc:
         raise _not_written(out_dir, exc) from None
-    os.close(handle)
-    return Path(name)
 
 
 def _publish(part: Path, out_dir: Path, stem: str) -> Path:

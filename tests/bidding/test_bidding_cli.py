@@ -123,6 +123,16 @@ def failing(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (["--policy", "fixed,ppo:missing-agent"], "missing-agent"),
         (["--policy", "fixed", "--episodes", "0"], "episodes must be >= 1, got 0"),
         (["--policy", "fixed", "--seed", "-2"], "seed must be >= 0, got -2"),
+        # Seeds past 2**63 - 1 ran, as episodes `adbot simulate` cannot replay.
+        (
+            ["--policy", "fixed", "-n", "1", "--seed", str(2**63)],
+            f"seed must be at most {2**63 - 1} for 1 episode (the last episode seed is at "
+            f"most 2**63 - 1), got {2**63}",
+        ),
+        (
+            ["--policy", "fixed", "-n", "5", "-s", str(2**63 - 1)],
+            f"at most {2**63 - 5} for 5 episodes",
+        ),
     ],
 )
 def test_evaluate_refuses_bad_arguments_in_one_line(

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from cli_helpers import DEFAULT_CONFIG, RunCli
 
+from adbot.bidding.evaluate import EPISODE_SEED_MAX
 from adbot.cli._options import check_range
-from adbot.cli.market import TRACE_SEED_MAX
 from adbot.errors import InvalidInput
 
 SIMULATE = ["simulate", "tight-budget", "--policy", "fixed", "--out", "trace.parquet"]
@@ -96,7 +96,7 @@ def test_the_largest_trace_seed_is_written(
     """The trace's ``episode_seed`` column stays a signed 64-bit integer up to the bound."""
     monkeypatch.setenv("ADBOT_DATA_DIR", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    result = run_cli([*SIMULATE, "--seed", str(TRACE_SEED_MAX)])
+    result = run_cli([*SIMULATE, "--seed", str(EPISODE_SEED_MAX)])
     assert not result.code, result.err
     seeds = pd.read_parquet(tmp_path / "trace.parquet")["episode_seed"]
-    assert seeds.dtype == np.int64 and (seeds == TRACE_SEED_MAX).all()
+    assert seeds.dtype == np.int64 and (seeds == EPISODE_SEED_MAX).all()

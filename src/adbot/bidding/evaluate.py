@@ -22,6 +22,10 @@ from adbot.market.score import EpisodeMetrics
 
 Progress = Callable[[str], None]
 
+# The largest episode seed: a signed 64-bit integer, as a trace's or a database's column
+# holds it (``adbot simulate`` refuses larger ones, so every evaluated episode replays).
+EPISODE_SEED_MAX = 2**63 - 1
+
 
 def score_ratio(score: float, oracle_score: float) -> float | None:
     """Policy score / oracle score; 1 when both are 0, None when only the oracle scores 0."""
@@ -66,11 +70,18 @@ def _summary(
 def check_episodes(episodes: int, seed: int) -> None:
     """``InvalidInput`` naming the argument and the value given. Worded by the argument's
     name, which reads right from a library call (``evaluate(..., seed=-1)``) as from the
-    command line (``--seed -1``)."""
+    command line (``--seed -1``). Episode seeds ``seed .. seed + episodes - 1`` must lie in
+    0 .. ``EPISODE_SEED_MAX``, the range ``adbot simulate`` replays."""
     if episodes < 1:
         raise InvalidInput(f"episodes must be >= 1, got {episodes}")
     if seed < 0:
         raise InvalidInput(f"seed must be >= 0, got {seed}")
+    if seed > EPISODE_SEED_MAX - (episodes - 1):
+        counted = f"{episodes} episode" + ("s" if episodes > 1 else "")
+        raise InvalidInput(
+            f"seed must be at most {EPISODE_SEED_MAX - (episodes - 1)} for {counted} (the "
+            f"last episode seed is at most 2**63 - 1), got {seed}"
+        )
 
 
 def evaluate(

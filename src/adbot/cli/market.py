@@ -14,7 +14,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from adbot.bidding.evaluate import check_episodes
+from adbot.bidding.evaluate import EPISODE_SEED_MAX, check_episodes
 from adbot.bidding.evaluate import evaluate as evaluate_policies
 from adbot.bidding.registry import BUILTIN, load_policy_plugins, make_policy
 from adbot.bidding.runner import EpisodeResult, run_episode
@@ -30,9 +30,6 @@ if TYPE_CHECKING:
 
 # Simulated time starts on a Monday (2024-01-01), shifted to the scenario's start weekday.
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
-# The trace's episode_seed column is a 64-bit integer: Parquet refuses a seed of 2**64 or more
-# (a traceback after the episode was played), and from 2**63 the column would turn unsigned.
-TRACE_SEED_MAX = 2**63 - 1
 
 
 def _policy_specs(raw: list[str]) -> list[str]:
@@ -100,7 +97,9 @@ def evaluate(
         ),
     ),
     episodes: int = typer.Option(5, "--episodes", "-n", help="Episodes (seeds S, S+1, ...)."),
-    seed: int = typer.Option(0, "--seed", "-s", help="First episode seed S."),
+    seed: int = typer.Option(
+        0, "--seed", "-s", help="First episode seed S (S + N - 1 at most 2**63 - 1)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Score policies against the hindsight oracle on a scenario (MARKET.md)."""
@@ -203,7 +202,9 @@ def simulate(
     suffix = out_file.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
         raise InvalidInput(f"--out must end in .csv or .parquet, got {out_file.name!r}")
-    check_range("--seed", seed, 0, TRACE_SEED_MAX)
+    # The trace's episode_seed column is a 64-bit integer: Parquet refuses a seed of 2**64 or
+    # more (a traceback after the episode was played), and from 2**63 it would turn unsigned.
+    check_range("--seed", seed, 0, EPISODE_SEED_MAX)
     loaded = load_scenario(scenario)
     specs = _policy_specs([policy])
     if len(specs) != 1:

@@ -52,7 +52,9 @@ def quickstart(
         list(DEFAULT_POLICIES), "--policy", "-p", help="Policies to compare (repeat)."
     ),
     episodes: int = typer.Option(2, "--episodes", "-n", help="Episodes per scenario."),
-    seed: int = typer.Option(1000, "--seed", "-s", help="First episode seed."),
+    seed: int = typer.Option(
+        1000, "--seed", "-s", help="First episode seed S (S + N - 1 at most 2**63 - 1)."
+    ),
     trace_scenario: str = typer.Option(
         DEFAULT_TRACE_SCENARIO, "--trace-scenario", help="Scenario of the pace and CPA charts."
     ),

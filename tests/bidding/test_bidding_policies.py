@@ -162,11 +162,21 @@ def test_registry_plugs_in_prefixes() -> None:
         register_policy_factory("pid", lambda arg: _Constant())
 
 
-@pytest.mark.parametrize("spec", ["nope", "ppo-default", "fixed:abc", "fixed:-1", "pid:3"])
+@pytest.mark.parametrize(
+    "spec", ["nope", "ppo-default", "fixed:abc", "fixed:-1", "pid:3", "pid:", "fixed:", "oracle:"]
+)
 def test_unknown_policies_are_refused_by_name(spec: str) -> None:
     with pytest.raises(InvalidInput) as info:
         make_policy(spec)
     assert repr(spec) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_trailing_colon_is_refused_not_dropped() -> None:
+    """``pid:`` ran as ``pid`` under the name ``pid:`` (and ``calibrated:pid:`` likewise)."""
+    with pytest.raises(InvalidInput, match=r"^policy 'pid:': pid takes no argument; drop the ':'$"):
+        make_policy("calibrated:pid:")
+    with pytest.raises(InvalidInput, match=r"^policy 'fixed:': fixed:ALPHA needs a number$"):
+        make_policy("fixed:")
 
 
 def test_each_builtin_is_a_policy() -> None:

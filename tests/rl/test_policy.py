@@ -767,3 +767,8 @@ def test_adbot_evaluate_refuses_a_damaged_agent_before_any_episode(
         f"error: {agent}/ensemble.json: member '../../etc' is outside {agent}; members are "
         "paths inside it"
     ]
+
+
+def test_prior_with_a_trailing_colon_is_refused() -> None:
+    with pytest.raises(InvalidInput, match=r"^policy 'prior:': prior takes no argument; drop"):
+        make_policy("prior:")

@@ -93,7 +93,8 @@ def evaluate(
         "-p",
         help=(
             "fixed (fixed:A bids multiplier A), pid, onlinelp, oracle, prior, ppo:NAME (a "
-            "shipped agent or a run under the data dir) or ppo:PATH; repeat or a,b,c."
+            "shipped agent or a run under the data dir), ppo:PATH, or calibrated:POLICY (that "
+            "policy bidding per keyword); repeat or a,b,c."
         ),
     ),
     episodes: int = typer.Option(5, "--episodes", "-n", help="Episodes (seeds S, S+1, ...)."),

@@ -76,6 +76,12 @@ EDGES = {
         "market__competitor_cpc": {"mean": 1.6, "sd_log": 0.0},
     },
     "cvr-at-the-cap": {"market__cvr": {"mean": 0.95, "sd_log": 0.0}},
+    # Base CPCs under float32's smallest: numpy warned of a division by zero (the reserve).
+    "worthless-competitors": {"market__competitor_cpc": {"mean": 1e-300, "sd_log": 0.5}},
+    "worthless-competitors-no-reserve": {
+        "market__competitor_cpc": {"mean": 1e-300, "sd_log": 0.5},
+        "market__reserve_cpc": 0.0,
+    },
     # Horizons and sizes the shipped agent never saw in training (24 steps a day, <= 744 steps).
     "seven-steps-a-day": {"horizon__steps_per_day": 7, "market__hourly_profile": "retail"},
     "96-steps-a-day": {"horizon__steps_per_day": 96, "market__hourly_profile": "retail"},

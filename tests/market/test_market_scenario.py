@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,15 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"market__shocks": [{"day": 5}]}, "market.shocks.0.day: must be < horizon.days"),
     ({"market__shocks": [{"day": 0, "step": 8}]}, "market.shocks.0.step: must be < horizon.steps"),
     ({"market__shocks": [{"day": 0, "size": 2}]}, "market.shocks.0.size: unknown field"),
+    # Both say "> 0" (-1 said ">= 0", though 0 is refused too).
+    (
+        {"market__shocks": [{"day": 0, "competitor_cpc_multiplier": -1.0}]},
+        "market.shocks.0.competitor_cpc_multiplier: input should be greater than 0",
+    ),
+    (
+        {"market__shocks": [{"day": 0, "competitor_cpc_multiplier": 0.0}]},
+        "market.shocks.0.competitor_cpc_multiplier: input should be greater than 0",
+    ),
     ({"name": "Bad Name"}, "name: string should match pattern"),
     ({"seed": -1}, "seed: input should be greater than or equal to 0"),
     # Limits that keep a run inside memory and float32 prices.
@@ -185,6 +195,13 @@ def test_file_errors_are_one_line(tmp_path: Path) -> None:
         load_scenario(tmp_path / "missing.yaml")
     with pytest.raises(ScenarioError, match=r"a directory, not a scenario file$"):
         load_scenario(tmp_path)
+    # Not "not found": the path is there. A named pipe would also hold a read up for ever.
+    with pytest.raises(ScenarioError, match=r"^/dev/null: not a regular file, not a scenario"):
+        load_scenario("/dev/null")
+    pipe = tmp_path / "pipe.yaml"
+    os.mkfifo(pipe)
+    with pytest.raises(ScenarioError, match=r"pipe.yaml: not a regular file, not a scenario file$"):
+        load_scenario(pipe)
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: [unclosed\n")
     with pytest.raises(ScenarioError, match=r"not valid YAML \(line"):

@@ -453,7 +453,11 @@ class EpisodeMarket:
         yield
         if uni.competitor_budget is None:
             cpc_quality = uni.competitor_cpc * uni.competitor_quality
-            reserve_share = np.float32(market.reserve_cpc) / uni.competitor_cpc
+            # A base CPC under float32's smallest (a scenario's mean of 1e-300) is 0 here: its
+            # share is inf (never clears a positive reserve) or NaN (a reserve of 0, and a rank
+            # of 0 anyway); either way that competitor is nobody, without numpy's warning.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                reserve_share = np.float32(market.reserve_cpc) / uni.competitor_cpc
             n_queries = keyword.shape[0]
             ranks = np.zeros((market.slots, n_queries), dtype=np.float32)
             part = max(1, _RANK_CELLS // max(market.competitors, 1))

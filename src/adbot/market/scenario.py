@@ -37,6 +37,9 @@ Amount = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, le=MAX_A
 NonNegAmount = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=MAX_AMOUNT)]
 SdLog = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=MAX_SD_LOG)]
 Multiplier = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=MAX_SHOCK_STACK)]
+# A shock's competitor CPC multiplier must be > 0 (volume and CVR ones may be 0): its own
+# range, so -1 and 0 get the same message (with ge=0 and gt=0 stacked, -1 read ">= 0").
+PosMultiplier = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, le=MAX_SHOCK_STACK)]
 Int = Annotated[int, Field(strict=True)]
 
 BUNDLED_DIR = Path(__file__).resolve().parents[3] / "configs" / "scenarios"
@@ -104,7 +107,7 @@ class Shock(_Model):
 
     day: Annotated[int, Field(strict=True, ge=0)]
     step: Annotated[int, Field(strict=True, ge=0)] = 0
-    competitor_cpc_multiplier: Annotated[Multiplier, Field(gt=0)] = 1.0
+    competitor_cpc_multiplier: PosMultiplier = 1.0
     volume_multiplier: Multiplier = 1.0
     cvr_multiplier: Multiplier = 1.0
 
@@ -278,6 +281,8 @@ def _resolve_path(source: str | Path) -> Path:
         return bundled
     if path.is_dir():
         raise ScenarioError(f"{source}: a directory, not a scenario file")
+    if path.exists():  # a device, a named pipe (which a read would wait on) or a socket
+        raise ScenarioError(f"{source}: not a regular file, not a scenario file")
     raise ScenarioError(f"scenario file not found: {source}")
 
 

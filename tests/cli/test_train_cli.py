@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from cli_helpers import DEFAULT_CONFIG, RunCli
 import adbot.rl.tune
 from adbot.cli.main import CANCELLED_STARTING, main
 from adbot.cli.train import default_output
+from adbot.config import load_settings
+from adbot.errors import InvalidInput
 from adbot.rl.config import TrainingConfig
 
 
@@ -83,6 +86,84 @@ def test_a_config_seed_numpy_refuses_is_one_line_naming_it(
         "error: training config: seed: Input should be less than or equal to 4294967295\n"
     )
     assert not data.exists()
+
+
+@pytest.mark.parametrize("command", ["train", "tune"])
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        pytest.param(
+            "evaluation: {random_scenarios: 0, scenario_files: []}\n",
+            "evaluation: needs at least one scenario: random_scenarios >= 1 or scenario_files",
+            id="no-evaluation-scenario",
+        ),
+        pytest.param(
+            "evaluation: {every_timesteps: true}\n",
+            "evaluation.every_timesteps: Input should be a valid integer",
+            id="bool-for-a-number",
+        ),
+        pytest.param(
+            'n_envs: "2"\n', "n_envs: Input should be a valid integer", id="string-for-a-number"
+        ),
+    ],
+)
+def test_a_config_refused_by_name_records_nothing(
+    command: str,
+    text: str,
+    error: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    run_cli: RunCli,
+) -> None:
+    """With no evaluation scenario a run trained, scored every checkpoint 0.0, made one its
+    agent's active model and ranked trials by it; ``every_timesteps: true`` evaluated every
+    step, ``n_envs: "2"`` was taken for 2. Each is one line now, before the database."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"name: refused\n{text}")
+    data = tmp_path / "data"
+    monkeypatch.setenv("ADBOT_DATA_DIR", str(data))
+    monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{data / 'never-migrated.db'}")
+    result = run_cli([command, "--config", str(config)])
+    assert (result.code, result.err) == (1, f"error: training config: {error}\n")
+    assert not data.exists()
+
+
+STUDY_NAME_ERROR = (
+    "a study name is lower-case letters, digits, '-' and '_', starting with a letter or digit"
+)
+
+
+@pytest.mark.parametrize("name", ["../../evil", "a/b", "/abs", "Upper", "-dash", ""])
+def test_a_study_name_that_is_not_a_name_is_refused_before_anything(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run_cli: RunCli
+) -> None:
+    """``--study ../../evil`` wrote its trials to ``<data_dir>/tune/../../evil``, ``a/b``
+    into nested folders. A study name follows a config name's rule, checked before the
+    database or any directory is touched."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("ADBOT_DATA_DIR", str(data))
+    monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{data / 'never-migrated.db'}")
+    argv = ["tune", "--config", str(DEFAULT_CONFIG), "--trials", "1", "--timesteps", "64"]
+    result = run_cli([*argv, "--study", name])
+    assert (result.code, result.err) == (1, f"error: --study {name!r}: {STUDY_NAME_ERROR}\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tune_itself_refuses_a_study_name_that_is_not_a_name(tmp_path: Path) -> None:
+    """The check is the search's own, not only the command's."""
+    with pytest.raises(InvalidInput, match=re.escape(f"--study '../x': {STUDY_NAME_ERROR}")):
+        adbot.rl.tune.tune(
+            TrainingConfig(),
+            storage_url=f"sqlite:///{tmp_path / 'adbot.db'}",
+            study_name="../x",
+            n_trials=1,
+            timesteps=64,
+            output_dir=tmp_path / "tune" / "../x",
+            settings=load_settings(
+                data_dir=tmp_path, mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+            ),
+        )
+    assert list(tmp_path.iterdir()) == []
 
 
 ADBOT = Path(sys.executable).with_name("adbot")  # the console script, as installed

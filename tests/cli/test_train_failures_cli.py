@@ -125,6 +125,54 @@ def test_a_stop_says_whether_the_run_was_recorded(
     assert _runs(tmp_path) == runs
 
 
+def _stop_at_evaluation(monkeypatch: pytest.MonkeyPatch, number: int, signum: int) -> None:
+    """Ctrl-C or SIGTERM as the run's evaluation ``number`` (from 1) starts: the run wrote
+    a checkpoint at each evaluation before it."""
+    original = train_module.evaluate_policy
+    calls = [0]
+
+    def stopped(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == number:
+            os.kill(os.getpid(), signum)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate_policy", stopped)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_after_a_checkpoint_says_what_to_resume(
+    place: tuple[Path, Path],
+    tmp_path: Path,
+    run_cli: RunCli,
+    monkeypatch: pytest.MonkeyPatch,
+    signum: int,
+) -> None:
+    """The README says a stopped run's message says what to resume, as a full disk's does;
+    a Ctrl-C's said only that the run was recorded cancelled. A run resumed into a new
+    directory and stopped before its first checkpoint continues from the one it resumed."""
+    config, out = place
+    _stop_at_evaluation(monkeypatch, 2, signum)
+    result = run_cli(["train", "--config", str(config), "--output", str(out)])
+    latest = out / "checkpoints" / "step-000000128"
+    assert (result.code, result.err_lines[-1]) == (
+        130,
+        "training cancelled; the run is recorded as cancelled; the checkpoints before are "
+        f"kept: --resume {latest} continues the run",
+    )
+    assert "Traceback" not in result.err
+
+    _stop_at_evaluation(monkeypatch, 1, signum)
+    argv = ["train", "--config", str(config), "--output", str(tmp_path / "more")]
+    result = run_cli([*argv, "--resume", str(latest)])
+    assert (result.code, result.err_lines[-1]) == (
+        130,
+        "training cancelled; the run is recorded as cancelled; the checkpoints before are "
+        f"kept: --resume {latest} continues the run",
+    )
+    assert _runs(tmp_path) == [CANCELLED, CANCELLED]
+
+
 def test_a_tracking_store_that_cannot_be_used_is_one_line_naming_the_setting(
     place: tuple[Path, Path], tmp_path: Path, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:

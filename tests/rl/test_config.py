@@ -64,6 +64,106 @@ def test_no_nan_infinity_or_stand_in_number(data: dict[str, object], message: st
         training_config_from_dict(data)
 
 
+STAND_INS = [
+    (field, value)
+    for field in (
+        "seed",
+        "total_timesteps",
+        "n_envs",
+        "vec_workers",
+        "torch_threads",
+        "evaluation.every_timesteps",
+        "evaluation.random_scenarios",
+        "evaluation.max_daily_queries",
+        "evaluation.min_conversions",
+        "evaluation.episodes",
+        "evaluation.seed",
+    )
+    for value in (True, "2")
+]
+
+
+def _nested(field: str, value: object) -> dict[str, object]:
+    group, _, name = field.rpartition(".")
+    return {group: {name: value}} if group else {field: value}
+
+
+@pytest.mark.parametrize(("field", "value"), STAND_INS)
+def test_every_number_of_the_config_is_strict(field: str, value: object) -> None:
+    """Only env's and ppo's numbers were strict: ``evaluation.every_timesteps: true`` trained
+    with a checkpoint every step, ``n_envs: true`` was one env (then blamed on
+    ``ppo.batch_size``) and ``total_timesteps: "2048"`` a number."""
+    with pytest.raises(InvalidInput, match=rf"training config: {re.escape(field)}: Input should"):
+        training_config_from_dict(_nested(field, value))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"torch_threads": 2.0}, "torch_threads: Input should be a valid integer"),
+        ({"normalize_observations": 1}, "normalize_observations: Input should be a valid bool"),
+        ({"normalize_rewards": "yes"}, "normalize_rewards: Input should be a valid boolean"),
+        ({"reward": {"components": {"score": "1.0"}}}, "reward: components.score: Input should"),
+        ({"reward": {"components": {"score": True}}}, "reward: components.score: Input should"),
+    ],
+)
+def test_no_other_stand_ins_either(data: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        training_config_from_dict(data)
+
+
+def test_a_yaml_1_1_number_is_a_string_refused_by_name(tmp_path: Path) -> None:
+    """``2_048`` is a string in YAML 1.2, as the config loader reads it, not 2048."""
+    path = tmp_path / "config.yaml"
+    path.write_text("total_timesteps: 2_048\n")
+    with pytest.raises(InvalidInput, match="total_timesteps: Input should be a valid integer"):
+        load_training_config(path)
+
+
+def test_numbers_still_take_their_own_kind() -> None:
+    config = training_config_from_dict(
+        {
+            "vec_workers": 2,
+            "normalize_rewards": True,
+            "reward": {"components": {"score": 1, "baseline_score": 0.5}},
+            "evaluation": {"max_daily_queries": 1500, "min_conversions": 10},
+        }
+    )
+    assert config.reward.components == {"score": 1.0, "baseline_score": 0.5}
+    assert config.evaluation.max_daily_queries == 1500.0 and config.normalize_rewards
+
+
+def test_the_shipped_configs_keep_their_fingerprints() -> None:
+    """Strict numbers refuse stand-ins only: the shipped agent's configs load unchanged."""
+    agents = Path(__file__).resolve().parents[2] / "src" / "adbot" / "rl" / "agents" / "default"
+    digest = load_training_config(DEFAULT).digest()
+    assert digest.startswith("0efa7321cc55f94a")
+    assert load_training_config(agents / "config.yaml").digest() == digest
+    members = {
+        p.parent.name: load_training_config(p).digest() for p in agents.rglob("*/config.yaml")
+    }
+    assert {name: d[:16] for name, d in members.items()} == {
+        "seed-1": "d29fa46d358e0194",
+        "seed-2": "6f2aa4e6587e0030",
+    }
+
+
+@pytest.mark.parametrize("files", [(), ("tight-budget",)])
+def test_an_evaluation_needs_a_scenario(files: tuple[str, ...]) -> None:
+    """With none, every evaluation scored 0.0: the run made a checkpoint scored on nothing
+    its agent's active one, and a search ranked its trials by it."""
+    evaluation = {"random_scenarios": 0, "scenario_files": list(files)}
+    if files:
+        assert training_config_from_dict({"evaluation": evaluation}).evaluation.scenario_files
+        return
+    with pytest.raises(InvalidInput) as error:
+        training_config_from_dict({"evaluation": evaluation})
+    assert error.value.message == (
+        "training config: evaluation: needs at least one scenario: random_scenarios >= 1 "
+        "or scenario_files"
+    )
+
+
 def test_batch_size_must_divide_the_rollout() -> None:
     with pytest.raises(InvalidInput, match="batch_size"):
         training_config_from_dict({"n_envs": 3, "ppo": {"n_steps": 100, "batch_size": 64}})

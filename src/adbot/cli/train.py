@@ -76,6 +76,7 @@ def train_command(
 ) -> None:
     """Train a PPO agent on the simulated market; every run is recorded in the database."""
     try:  # a stop before the run is recorded, from the first line: the import takes seconds
+        from adbot.rl.train import latest_checkpoint, resume_hint
         from adbot.services.training import RunCancelled, train_agent, training_account
 
         training_config = _training_config(config, total_timesteps, seed)
@@ -96,7 +97,13 @@ def train_command(
                     console=err,
                 )
             except RunCancelled:
-                err.print("training cancelled; the run is recorded as cancelled", highlight=False)
+                message = "training cancelled; the run is recorded as cancelled"
+                # What it continues from, as a failure's message says: the last checkpoint
+                # written, else (a resumed run stopped before its first) the resumed one.
+                latest = latest_checkpoint(output_dir) or resume
+                if latest is not None:
+                    message += f"; {resume_hint(latest)}"
+                err.print(message, highlight=False, soft_wrap=True)
                 raise typer.Exit(130) from None
     except KeyboardInterrupt:  # during the imports, the checks or the run's recording
         err.print("training cancelled before the run started; no run was recorded", highlight=False)
@@ -139,10 +146,12 @@ def tune_command(
 ) -> None:
     """Search PPO hyperparameters with Optuna (study stored in the configured database)."""
     try:  # a stop before the search starts, from the first line: the import takes seconds
-        from adbot.rl.tune import tune
+        from adbot.rl.tune import check_study_name, tune
 
         check_range("--trials", trials, 1)
         check_range("--timesteps", timesteps, 1)
+        if study is not None:
+            check_study_name(study)
         base = load_training_config(config)
         settings = get_settings()
         name = study or f"tune-{base.name}"

@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from adbot.errors import InvalidInput
 from adbot.rl.rewards import RewardSpec
@@ -20,6 +27,8 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "agents" / "d
 # NumPy's global seeding (SB3's set_random_seed, at the start of every run) refuses a larger
 # seed: past it a run would be recorded, then fail in a traceback.
 SEED_MAX = 2**32 - 1
+# A config's name, which names its run directory (and a tuning study's by default).
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 
 
 # Fields added to the config after agents had been trained and shipped: left out of the
@@ -28,7 +37,9 @@ ADDED_FIELDS = (("env", "keyword_calibration"),)
 
 
 class _Frozen(BaseModel):
-    # No NaN or infinity in any number of a config.
+    # No NaN or infinity in any number of a config. Every number field is also strict
+    # (``strict=True``): a bool or a string is not taken for a number (``n_envs: true`` was
+    # one env, ``total_timesteps: "2048"`` a number), as in a scenario file.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
@@ -78,32 +89,55 @@ class EvalConfig(_Frozen):
     Every evaluation also writes a checkpoint; the best one is kept as ``best/``.
     """
 
-    every_timesteps: int = Field(50_000, ge=1)
-    random_scenarios: int = Field(12, ge=0)  # drawn once from eval seed, never trained on
-    max_daily_queries: float | None = Field(None, gt=0)  # None: the draws' full volume
-    min_conversions: float = Field(30.0, ge=0)  # skip draws too small to judge (see evaluation)
+    every_timesteps: int = Field(50_000, ge=1, strict=True)
+    # drawn once from eval seed, never trained on
+    random_scenarios: int = Field(12, ge=0, strict=True)
+    # None: the draws' full volume
+    max_daily_queries: float | None = Field(None, gt=0, strict=True)
+    # skip draws too small to judge (see evaluation)
+    min_conversions: float = Field(30.0, ge=0, strict=True)
     scenario_files: tuple[str, ...] = ()
-    episodes: int = Field(1, ge=1)
-    seed: int = Field(10_000, ge=0)  # numpy seeds are non-negative
+    episodes: int = Field(1, ge=1, strict=True)
+    seed: int = Field(10_000, ge=0, strict=True)  # numpy seeds are non-negative
+
+    @model_validator(mode="after")
+    def _has_scenarios(self) -> EvalConfig:
+        # With none, every evaluation would score 0.0, and that invented score would pick
+        # the best checkpoint, make it the agent's active one and rank tuning trials.
+        if self.random_scenarios == 0 and not self.scenario_files:
+            raise ValueError("needs at least one scenario: random_scenarios >= 1 or scenario_files")
+        return self
+
+
+def _strict_weights(reward: object) -> object:
+    """A config's reward weights are strict numbers like its other fields (``RewardSpec``
+    alone would take ``"1.0"`` or ``true`` for 1.0)."""
+    components = reward.get("components") if isinstance(reward, dict) else None
+    if isinstance(components, dict):
+        for name, weight in components.items():
+            if isinstance(weight, bool) or not isinstance(weight, int | float):
+                raise ValueError(f"components.{name}: Input should be a valid number")
+    return reward
 
 
 class TrainingConfig(_Frozen):
     """Everything that determines a training run; one file reproduces the agent."""
 
-    name: str = Field("default", pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    seed: int = Field(0, ge=0, le=SEED_MAX)  # numpy and torch seeds are non-negative
-    total_timesteps: int = Field(500_000, ge=1)
-    n_envs: int = Field(8, ge=1)
+    name: str = Field("default", pattern=NAME_PATTERN)
+    # numpy and torch seeds are non-negative
+    seed: int = Field(0, ge=0, le=SEED_MAX, strict=True)
+    total_timesteps: int = Field(500_000, ge=1, strict=True)
+    n_envs: int = Field(8, ge=1, strict=True)
     vec_env: Literal["dummy", "subproc"] = "dummy"
     # subproc: groups of envs, each stepped in turn by a worker process, the first by the
     # learner's; None: one per CPU core (at most n_envs). Results do not depend on it, only
     # speed does.
-    vec_workers: int | None = Field(None, ge=1)
-    torch_threads: int = Field(1, ge=1)
-    normalize_observations: bool = True
-    normalize_rewards: bool = False
+    vec_workers: int | None = Field(None, ge=1, strict=True)
+    torch_threads: int = Field(1, ge=1, strict=True)
+    normalize_observations: bool = Field(True, strict=True)  # nor is a number a bool
+    normalize_rewards: bool = Field(False, strict=True)
     env: EnvConfig = EnvConfig()
-    reward: RewardSpec = RewardSpec()
+    reward: Annotated[RewardSpec, BeforeValidator(_strict_weights)] = RewardSpec()
     ppo: PpoConfig = PpoConfig()
     evaluation: EvalConfig = EvalConfig()
 

@@ -292,7 +292,7 @@ class _Run:
         latest = self.last[1] if self.last is not None else self.resumed_from
         if latest is None:
             return "no checkpoint was written before it"
-        return f"the checkpoints before are kept: --resume {latest} continues the run"
+        return resume_hint(latest)
 
     @contextmanager
     def writing(self, target: Path, timesteps: int) -> Iterator[None]:
@@ -409,6 +409,21 @@ def check_writable(output_dir: Path) -> None:
     except OSError as exc:
         reason = exc.strerror or exc
         raise InvalidInput(f"output {output_dir}: cannot write in {existing} ({reason})") from None
+
+
+def resume_hint(checkpoint: Path) -> str:
+    """How a run stopped before its end (a failure, Ctrl-C) continues from ``checkpoint``."""
+    return f"the checkpoints before are kept: --resume {checkpoint} continues the run"
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The run directory's last whole checkpoint (``checkpoints/step-N``), if any. A run
+    never writes into another's directory (:func:`check_run`), so these are the run's own,
+    or those of the run it continues, up to the one it resumed."""
+    folder = output_dir / "checkpoints"
+    saved = sorted(folder.glob("step-*")) if folder.is_dir() else []
+    whole = [path for path in saved if (path / META_FILE).is_file()]
+    return whole[-1] if whole else None
 
 
 def _later_checkpoints(output_dir: Path, timesteps: int) -> list[str]:

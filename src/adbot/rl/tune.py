@@ -14,6 +14,7 @@ evaluation is kept as the trial's ``best_score_ratio`` attribute).
 from __future__ import annotations
 
 import logging
+import re
 import statistics
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -30,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 from adbot.config import Settings
 from adbot.errors import AdbotError, InvalidInput
 from adbot.rl.checkpoints import CheckpointMeta
-from adbot.rl.config import TrainingConfig
+from adbot.rl.config import NAME_PATTERN, TrainingConfig
 from adbot.rl.policy import BEST_DIR
 from adbot.rl.tracking import check_tracking_store, end_mlflow_run, filtered_log
 from adbot.rl.train import check_scenario_files, check_writable, train
@@ -152,6 +153,17 @@ def _no_traceback_for_user_errors() -> AbstractContextManager[None]:
     return filtered_log(_TRIAL_LOGGER, _strip_user_error_traceback)
 
 
+def check_study_name(name: str) -> None:
+    """A study's name is written as is in the database and names its trials' directory
+    (``<data_dir>/tune/<name>``): it follows a config name's rule, so that ``../..`` or
+    ``a/b`` cannot put the trials elsewhere."""
+    if re.fullmatch(NAME_PATTERN, name) is None:
+        raise InvalidInput(
+            f"--study {name!r}: a study name is lower-case letters, digits, '-' and '_', "
+            "starting with a letter or digit"
+        )
+
+
 def _trial_dir(output_dir: Path, number: int) -> Path:
     return output_dir / f"trial-{number:04d}"
 
@@ -181,7 +193,8 @@ def tune(
         trial.set_user_attr("best_score_ratio", result.best_score_ratio)
         return late_mean(result.history, timesteps)
 
-    check_scenario_files(base)  # bad input fails here, before a study or trial is recorded
+    check_study_name(study_name)  # bad input fails here, before a study or trial is recorded
+    check_scenario_files(base)
     check_writable(output_dir)
     check_tracking_store(settings)
     with optuna_storage(storage_url, settings=settings) as storage:

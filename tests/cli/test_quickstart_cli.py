@@ -89,12 +89,12 @@ def test_a_folder_the_user_may_not_write_names_the_setting(
 ) -> None:
     """The test above as it runs everywhere: as root (CI) a read-only folder takes files
     anyway, so creating the page's file fails here as it does for a user without permission."""
-    import adbot.services.quickstart as quickstart_module
+    import adbot.files
 
     def denied(*args: Any, dir: str, **kwargs: Any) -> tuple[int, str]:
         raise PermissionError(errno.EACCES, "Permission denied", dir)
 
-    monkeypatch.setattr(quickstart_module.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(adbot.files.tempfile, "mkstemp", denied)
     result = run_cli(QUICK)
     assert result.code == 1
     error = _one_error_line(result.err)

@@ -57,9 +57,9 @@ def known_policies() -> list[str]:
 def make_policy(spec: str) -> Policy:
     """A fresh policy from its name: fixed, fixed:ALPHA, pid, onlinelp, oracle, PREFIX:ARG."""
     name, colon, arg = spec.strip().partition(":")
-    known = name in BUILTIN or name in _FACTORIES
+    named = name in BUILTIN or name in _FACTORIES
     takes_argument = name == "fixed" or ":" in _USAGE.get(name, "")
-    if colon and not arg and known and not takes_argument:
+    if colon and not arg and named and not takes_argument:
         # ``pid:`` or ``prior:`` ran as ``pid`` or ``prior`` under the name ``pid:``; a prefix
         # that takes an argument says what it needs itself (``ppo:``, ``calibrated:``).
         raise InvalidInput(f"policy {spec!r}: {name} takes no argument; drop the ':'")

@@ -103,8 +103,8 @@ def test_every_number_of_the_config_is_strict(field: str, value: object) -> None
         ({"torch_threads": 2.0}, "torch_threads: Input should be a valid integer"),
         ({"normalize_observations": 1}, "normalize_observations: Input should be a valid bool"),
         ({"normalize_rewards": "yes"}, "normalize_rewards: Input should be a valid boolean"),
-        ({"reward": {"components": {"score": "1.0"}}}, "reward: components.score: Input should"),
-        ({"reward": {"components": {"score": True}}}, "reward: components.score: Input should"),
+        ({"reward": {"components": {"score": "1.0"}}}, "reward.components.score: Input should"),
+        ({"reward": {"components": {"score": True}}}, "reward.components.score: Input should"),
     ],
 )
 def test_no_other_stand_ins_either(data: dict[str, object], message: str) -> None:

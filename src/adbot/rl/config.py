@@ -7,14 +7,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from adbot.errors import InvalidInput
 from adbot.rl.rewards import RewardSpec
@@ -109,17 +102,6 @@ class EvalConfig(_Frozen):
         return self
 
 
-def _strict_weights(reward: object) -> object:
-    """A config's reward weights are strict numbers like its other fields (``RewardSpec``
-    alone would take ``"1.0"`` or ``true`` for 1.0)."""
-    components = reward.get("components") if isinstance(reward, dict) else None
-    if isinstance(components, dict):
-        for name, weight in components.items():
-            if isinstance(weight, bool) or not isinstance(weight, int | float):
-                raise ValueError(f"components.{name}: Input should be a valid number")
-    return reward
-
-
 class TrainingConfig(_Frozen):
     """Everything that determines a training run; one file reproduces the agent."""
 
@@ -137,7 +119,7 @@ class TrainingConfig(_Frozen):
     normalize_observations: bool = Field(True, strict=True)  # nor is a number a bool
     normalize_rewards: bool = Field(False, strict=True)
     env: EnvConfig = EnvConfig()
-    reward: Annotated[RewardSpec, BeforeValidator(_strict_weights)] = RewardSpec()
+    reward: RewardSpec = RewardSpec()
     ppo: PpoConfig = PpoConfig()
     evaluation: EvalConfig = EvalConfig()
 

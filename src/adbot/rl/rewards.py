@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -208,7 +208,11 @@ class RewardSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    components: dict[str, float] = Field(default_factory=lambda: {"score": 1.0})
+    # Strict weights: a bool or a string is not taken for a number (``"1.0"`` or ``true``
+    # was 1.0), as every number of a training config.
+    components: dict[str, Annotated[float, Field(strict=True)]] = Field(
+        default_factory=lambda: {"score": 1.0}
+    )
     scale: Literal["budget", "none"] = "budget"
 
     @field_validator("components")

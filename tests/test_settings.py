@@ -11,6 +11,8 @@ import pytest
 from adbot.config import Settings, load_settings, mask_url, settings_origins
 from adbot.errors import ConfigError
 
+AGENT_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "agents" / "default.yaml")
+
 
 @pytest.fixture()
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -123,3 +125,178 @@ def test_settings_are_frozen(isolated: Path) -> None:
     settings = Settings()
     with pytest.raises(Exception, match="frozen"):
         settings.log_level = "DEBUG"  # type: ignore[misc]
+
+
+# --- the settings file ----------------------------------------------------------------------
+
+
+def _adbot(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[object, str, str]:
+    """``adbot ARGV`` in this process, on settings read afresh: exit code, stdout, stderr."""
+    from adbot.cli.main import main
+    from adbot.config import get_settings
+
+    capsys.readouterr()
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+    finally:
+        get_settings.cache_clear()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def _settings_file(isolated: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> str:
+    (isolated / "cfg.yaml").write_text(text)
+    monkeypatch.setenv("ADBOT_CONFIG_FILE", "cfg.yaml")
+    return "cfg.yaml"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("db: [\n", "ADBOT_CONFIG_FILE cfg.yaml: not valid YAML (line 2"),
+        ("- 1\n", "ADBOT_CONFIG_FILE cfg.yaml: must be a mapping of settings"),
+        ("api:\n  port: 1\napi:\n  port: 2\n", "(line 3: duplicate key 'api')"),
+        ("db:\n  url: sqlite://\n  url: sqlite://\n", "duplicate key 'url'"),
+        ("bogus: 1\n", "cfg.yaml: bogus: not a setting (known: environment, data_dir,"),
+        ("api:\n  bogus: 1\n", "cfg.yaml: api.bogus: not a setting (known: host, port,"),
+    ],
+)
+def test_a_settings_file_that_cannot_be_used_is_refused_by_name(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, text: str, expected: str
+) -> None:
+    """Read as scenario files and training configs are (adbot.yamlfile): a key given twice
+    or one that is not a setting is an error, as is a file that is not a mapping."""
+    _settings_file(isolated, monkeypatch, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_an_empty_settings_file_is_the_code_defaults(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _settings_file(isolated, monkeypatch, "# nothing set\n")
+    settings = load_settings()
+    assert settings.db.url == "sqlite:///./data/adbot.db"
+    assert set(settings_origins(settings).values()) == {"default"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "text"),
+    [
+        (["config", "show"], "db: [\n"),
+        (["config", "show"], "- 1\n"),
+        (["train", "--config", AGENT_CONFIG], "db: [\n"),
+    ],
+)
+def test_the_cli_reports_a_malformed_settings_file_in_one_line(
+    isolated: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    text: str,
+) -> None:
+    _settings_file(isolated, monkeypatch, text)
+    code, out, err = _adbot(argv, capsys)
+    assert code == 1 and out == ""
+    assert err.startswith("error: ADBOT_CONFIG_FILE cfg.yaml: ")
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        ("file", "cfg.yaml: db.url: Input should be a valid string"),
+        ("default", "configs/default.yaml: db.url: Input should be a valid string"),
+        ("env", "ADBOT_DB__URL: not a database URL"),
+        ("dotenv", ".env: ADBOT_DB__URL: not a database URL"),
+    ],
+)
+def test_a_bad_value_is_named_where_it_was_set(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, setup: str, expected: str
+) -> None:
+    if setup == "default":
+        (isolated / "configs").mkdir()
+        (isolated / "configs" / "default.yaml").write_text("db:\n  url: 5\n")
+    else:
+        _settings_file(isolated, monkeypatch, "db:\n  url: 5\n")
+    if setup == "env":  # the environment wins over the file, and is what is named
+        monkeypatch.setenv("ADBOT_DB__URL", "nope")
+    if setup == "dotenv":
+        (isolated / ".env").write_text("ADBOT_DB__URL=nope\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value) == expected
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_a_settings_file_asked_for_must_exist(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    path = isolated / "nowhere.yaml" if kind == "missing" else isolated
+    monkeypatch.setenv("ADBOT_CONFIG_FILE", str(path))
+    problem = "does not exist" if kind == "missing" else "is a directory"
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value).startswith(f"ADBOT_CONFIG_FILE {path}: {problem}")
+
+
+def test_config_show_names_the_settings_file_only_if_it_was_read(
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _adbot(["config", "show"], capsys)
+    assert code == 0, err
+    assert "(config file: none (configs/default.yaml not found))" in out
+    (isolated / "configs").mkdir()
+    (isolated / "configs" / "default.yaml").write_text("log_level: ERROR\n")
+    code, out, err = _adbot(["config", "show"], capsys)
+    assert code == 0, err
+    assert "(config file: configs/default.yaml)" in out
+
+
+# --- a SQLite database the settings name that does not exist -----------------------------
+
+
+@pytest.mark.parametrize("argv", [["current"], ["check"], ["downgrade", "-1", "--yes"]])
+def test_db_commands_do_not_create_a_missing_sqlite_database(
+    isolated: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+) -> None:
+    database = isolated / "missing" / "adbot.db"
+    monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{database}")
+    code, out, err = _adbot(["db", *argv], capsys)
+    assert code == 1 and out == ""
+    assert err == f"error: no database at {database}: `adbot db upgrade` creates it " + (
+        "(or set ADBOT_DB__URL to another database)\n"
+    )
+    assert not database.parent.exists()
+
+
+def test_train_refusing_a_missing_sqlite_database_leaves_no_file(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = isolated / "missing" / "adbot.db"
+    monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{database}")
+    code, _, err = _adbot(["train", "--config", AGENT_CONFIG, "--output", "run"], capsys)
+    assert code == 1
+    assert err == "error: the database schema is not up to date: run `adbot db upgrade`\n"
+    assert not database.parent.exists() and not (isolated / "run").exists()
+
+
+def test_db_upgrade_creates_the_missing_sqlite_database(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = isolated / "missing" / "adbot.db"
+    monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{database}")
+    code, _, err = _adbot(["db", "upgrade"], capsys)
+    assert code == 0, err
+    assert database.is_file()
+    code, out, err = _adbot(["db", "current"], capsys)
+    assert code == 0, err
+    assert out.endswith("(up to date)\n")

@@ -2,6 +2,10 @@
 
 Sources, highest priority first: explicit arguments, environment, ``.env``,
 ``configs/default.yaml`` (or the file named by ``ADBOT_CONFIG_FILE``), code defaults.
+The settings file is read as scenario files and training configs are (``adbot.yamlfile``:
+YAML 1.2, a key given twice refused); every key in it must be a setting. The default file,
+relative to the working directory, may be absent; a file named by ``ADBOT_CONFIG_FILE``
+must exist. A bad value is named where it was set: the variable, or the file and key.
 Ports are defined once in ``.env.example``/``configs/default.yaml`` (group ``ports``);
 every other port setting defaults to the one in that group.
 """
@@ -32,9 +36,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from adbot.errors import ConfigError
+from adbot.yamlfile import read_yaml
 
 ENV_PREFIX = "ADBOT_"
 ENV_NESTED_DELIMITER = "__"
+CONFIG_FILE_VARIABLE = f"{ENV_PREFIX}CONFIG_FILE"
 DEFAULT_CONFIG_FILE = Path("configs/default.yaml")
 
 
@@ -185,33 +191,122 @@ class Settings(BaseSettings):
             init_settings,
             env_settings,
             dotenv_settings,
-            YamlConfigSettingsSource(settings_cls, yaml_file=config_file()),
+            SettingsFileSource(settings_cls),
         )
 
 
 def config_file() -> Path:
-    return Path(os.environ.get(f"{ENV_PREFIX}CONFIG_FILE", DEFAULT_CONFIG_FILE))
+    """The settings file: ``ADBOT_CONFIG_FILE``, else ``configs/default.yaml`` (both
+    relative to the working directory)."""
+    return Path(os.environ.get(CONFIG_FILE_VARIABLE, DEFAULT_CONFIG_FILE)).expanduser()
+
+
+def describe_config_file() -> str:
+    """The settings file as ``adbot config show`` names it: its path if it was read."""
+    path = config_file()
+    return str(path) if path.is_file() else f"none ({path} not found)"
+
+
+class SettingsFileSource(YamlConfigSettingsSource):
+    """The settings file, read with :func:`adbot.yamlfile.read_yaml`. A file named by
+    ``ADBOT_CONFIG_FILE`` must exist; the default one may be absent (its values are the code
+    defaults). Anything wrong with the file is a ``ConfigError`` naming it."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        self.path = config_file()
+        self.model = settings_cls  # the base class sets settings_cls only after reading
+        explicit = CONFIG_FILE_VARIABLE in os.environ
+        # Where the path came from, for problems with the file as a whole.
+        self.label = f"{CONFIG_FILE_VARIABLE} {self.path}" if explicit else str(self.path)
+        if explicit and not os.environ[CONFIG_FILE_VARIABLE].strip():
+            raise ConfigError(f"{CONFIG_FILE_VARIABLE} is empty: name a YAML file or unset it")
+        if (explicit or self.path.exists()) and not self.path.is_file():
+            problem = "is a directory" if self.path.is_dir() else "does not exist"
+            raise ConfigError(f"{self.label}: {problem}; it should be a YAML settings file")
+        super().__init__(settings_cls, yaml_file=self.path)
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        try:
+            data = read_yaml(Path(file_path))
+        except ValueError as exc:
+            raise ConfigError(f"{self.label}: {exc}") from None
+        if data is None:  # an empty file
+            return {}
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"{self.label}: must be a mapping of settings (name: value), "
+                f"not a {type(data).__name__}"
+            )
+        unknown = _unknown_key(data, self.model, top_level=True)
+        if unknown is not None:
+            key, known = unknown
+            raise ConfigError(f"{self.path}: {key}: not a setting (known: {', '.join(known)})")
+        return data
+
+
+def _unknown_key(
+    data: dict[Any, Any], model: type[BaseModel], *, top_level: bool = False, prefix: str = ""
+) -> tuple[str, list[str]] | None:
+    """The first key of ``data`` that is not a field of ``model`` (or of a group in it),
+    dotted, with the names that would be; ``None`` if every key is known. Top-level names
+    match in any case, as pydantic-settings reads them; a group's are exact."""
+    fields = model.model_fields
+    for key, value in data.items():
+        name = key.lower() if top_level and isinstance(key, str) else key
+        field = fields.get(name) if isinstance(name, str) else None
+        if field is None:
+            return f"{prefix}{key}", list(fields)
+        group = field.annotation
+        if isinstance(group, type) and issubclass(group, BaseModel) and isinstance(value, dict):
+            unknown = _unknown_key(value, group, prefix=f"{prefix}{name}.")
+            if unknown is not None:
+                return unknown
+    return None
 
 
 def _env_name(loc: tuple[Any, ...]) -> str:
     return ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(part).upper() for part in loc)
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One readable line per problem, named as the environment variable."""
+def describe_validation_error(
+    exc: ValidationError, provided: list[tuple[str, dict[str, Any]]] | None = None
+) -> str:
+    """One readable line per problem, named where the value was set: the environment
+    variable (``ADBOT_DB__URL``), ``.env: ADBOT_DB__URL``, or the settings file and the
+    dotted key (``configs/default.yaml: db.url``). ``provided``: what each source set, as
+    :func:`_provided_settings` returns it (default: nothing known, name the variable)."""
     lines = []
     for err in exc.errors():
         message = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{_env_name(tuple(err['loc']))}: {message}")
+        loc = tuple(err["loc"])
+        lines.append(f"{_where(loc, provided or [])}: {message}")
     return "; ".join(lines)
 
 
+def _where(loc: tuple[Any, ...], provided: list[tuple[str, dict[str, Any]]]) -> str:
+    dotted = ".".join(str(part) for part in loc).lower()
+    source = next(
+        (
+            name
+            for name, keys in provided
+            if any(key == dotted or key.startswith(f"{dotted}.") for key in keys)
+        ),
+        None,
+    )
+    if source == _FILE:
+        return f"{config_file()}: {dotted}"
+    if source == _DOTENV:
+        return f".env: {_env_name(loc)}"
+    return _env_name(loc)
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings; a bad value raises ``ConfigError`` naming the variable."""
+    """Build settings; a bad value raises ``ConfigError`` naming where it was set."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from None
+        provided = _provided_settings(overrides)
+        raise ConfigError(describe_validation_error(exc, provided)) from None
 
 
 @lru_cache(maxsize=1)
@@ -227,17 +322,29 @@ def mask_url(url: str) -> str:
         return url
 
 
+_ARGUMENTS, _ENVIRONMENT, _DOTENV, _FILE = "arguments", "environment", ".env", "file"
+
+
+def _provided_settings(overrides: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """What each source sets, highest priority first, as (source, flattened settings)."""
+    sources: list[tuple[str, PydanticBaseSettingsSource]] = [
+        (_ENVIRONMENT, _env_source(Settings)),
+        (_DOTENV, _dotenv_source(Settings)),
+        (_FILE, SettingsFileSource(Settings)),
+    ]
+    return [(_ARGUMENTS, _flatten(overrides or {}))] + [
+        (name, _flatten(source())) for name, source in sources
+    ]
+
+
 def settings_origins(settings: Settings) -> dict[str, str]:
     """For each dotted setting name, the source its effective value came from."""
-    sources: list[tuple[str, PydanticBaseSettingsSource]] = [
-        ("environment", _env_source(Settings)),
-        (".env", _dotenv_source(Settings)),
-        (str(config_file()), YamlConfigSettingsSource(Settings, yaml_file=config_file())),
-    ]
-    provided = [(name, _flatten(source())) for name, source in sources]
+    names = {_FILE: str(config_file())}
+    provided = _provided_settings()
     origins: dict[str, str] = {}
     for key in _flatten(settings.model_dump()):
-        origins[key] = next((name for name, keys in provided if key in keys), "default")
+        source = next((name for name, keys in provided if key in keys), "default")
+        origins[key] = names.get(source, source)
     return origins
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import typer
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 from rich.table import Table
 
 from adbot.cli._console import out, print_table
-from adbot.config import config_file, get_settings, mask_url, settings_origins
+from adbot.config import describe_config_file, get_settings, mask_url, settings_origins
 
 app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
 
@@ -33,7 +33,7 @@ def show(
     origins = settings_origins(settings)
     rows = []
     for group_name, group in settings:
-        if hasattr(group, "model_fields"):
+        if isinstance(group, BaseModel):
             for field_name, value in group:
                 key = f"{group_name}.{field_name}"
                 rows.append((key, _display(key, value), origins.get(key, "default")))
@@ -44,7 +44,7 @@ def show(
     if as_json:
         out.print_json(json.dumps([{"setting": k, "value": v, "source": s} for k, v, s in rows]))
         return
-    table = Table(title=f"AdBot settings (config file: {config_file()})")
+    table = Table(title=f"AdBot settings (config file: {describe_config_file()})")
     table.add_column("setting")
     table.add_column("value")
     table.add_column("source")

@@ -41,6 +41,7 @@ def downgrade(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Migrate the database down to REVISION (data in dropped tables is lost)."""
+    migrate.require_database()
     if not yes:
         typer.confirm(f"Downgrade {_where()} to {revision}? Data may be lost", abort=True)
     before = migrate.current_revisions()
@@ -52,6 +53,7 @@ def downgrade(
 @app.command("current")
 def current() -> None:
     """Show the database's revision and whether it is the latest."""
+    migrate.require_database()
     revisions = migrate.current_revisions()
     heads = migrate.head_revisions()
     state = "up to date" if set(revisions) == set(heads) else f"head is {', '.join(heads)}"

@@ -39,11 +39,26 @@ def create_db_engine(url: str | None = None, *, echo: bool | None = None) -> Eng
     )
 
 
+def sqlite_file(url: URL | str) -> Path | None:
+    """The file a SQLite URL names; ``None`` for another backend, an in-memory database or
+    a ``file:`` URI (SQLite resolves those itself)."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database:
+        return None
+    if database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
 def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
-    database = url.database
-    if database and database != ":memory:" and not database.startswith("file:"):
+    # Connecting creates the file: only `adbot db upgrade` (and code that means to write)
+    # gets this far with a file that does not exist; read-only checks look first
+    # (migrate.current_revisions).
+    database = sqlite_file(url)
+    if database is not None:
         try:
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            database.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise database_unavailable(url.render_as_string(hide_password=False), exc) from None
     engine = create_engine(url, echo=echo)

@@ -34,8 +34,14 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from adbot.config import get_settings, mask_url
-from adbot.db.engine import create_db_engine, database_unavailable, first_line
-from adbot.errors import AdbotError, ConfigError, Conflict, InvalidInput
+from adbot.db.engine import create_db_engine, database_unavailable, first_line, sqlite_file
+from adbot.errors import (
+    AdbotError,
+    ConfigError,
+    Conflict,
+    DatabaseUnavailable,
+    InvalidInput,
+)
 
 # AdBot's own Alembic version table. Alembic's default, ``alembic_version``, is where Optuna
 # (``adbot tune`` keeps its study in AdBot's database) and MLflow stamp their own schemas:
@@ -107,9 +113,13 @@ def current_revisions(url: str | None = None) -> tuple[str, ...]:
     """The revisions the database is stamped with; empty for an unmigrated database.
 
     A database stamped by an AdBot version before ``VERSION_TABLE`` reports the AdBot
-    revisions it holds in ``alembic_version`` (``adbot db upgrade`` moves them)."""
+    revisions it holds in ``alembic_version`` (``adbot db upgrade`` moves them). A SQLite
+    file that does not exist is unmigrated too, and is not created by looking."""
+    url = url or get_settings().db.url
+    if _missing_sqlite_file(url) is not None:
+        return ()
     with (
-        _engine(url or get_settings().db.url) as engine,
+        _engine(url) as engine,
         _reachable(engine),
         engine.connect() as connection,
     ):
@@ -118,6 +128,23 @@ def current_revisions(url: str | None = None) -> tuple[str, ...]:
         if current:
             return current
         return tuple(_legacy_stamp(connection, known_revisions()))
+
+
+def require_database(url: str | None = None) -> None:
+    """Refuse, in one line and without creating it, a SQLite database file that does not
+    exist: what commands that only read the database (``adbot db current``, ``check``,
+    ``downgrade``) check first. ``adbot db upgrade`` creates the file."""
+    missing = _missing_sqlite_file(url or get_settings().db.url)
+    if missing is not None:
+        raise DatabaseUnavailable(
+            f"no database at {missing}: `adbot db upgrade` creates it (or set ADBOT_DB__URL "
+            "to another database)"
+        )
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    path = sqlite_file(url)
+    return path if path is not None and not path.exists() else None
 
 
 def require_current_schema(url: str | None = None) -> None:
@@ -170,6 +197,7 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
 
 
 def downgrade(revision: str, url: str | None = None) -> None:
+    require_database(url)
     config = alembic_config(url)
     _check_database_revision(config)
     with _revision_errors(revision), _reachable_url(config):
@@ -187,6 +215,7 @@ class Drift:
 
 def check(url: str | None = None) -> list[Drift]:
     """Differences between the models and a database migrated to head (empty: in sync)."""
+    require_database(url)
     config = alembic_config(url)
     heads = set(head_revisions(config))
     current = set(_check_database_revision(config))

@@ -280,7 +280,9 @@ def test_an_optuna_study_lives_beside_adbots_tables(
 
 def test_cli_upgrade_current_downgrade(tmp_path: Path, adbot: Callable[..., Result]) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    assert "base (empty database)" in adbot(url, "db", "current").stdout
+    missing = adbot(url, "db", "current")  # says so, and does not create the file by looking
+    assert missing.returncode == 1 and f"no database at {tmp_path / 'cli.db'}" in missing.stderr
+    assert not (tmp_path / "cli.db").exists()
     upgraded = adbot(url, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
     assert f"-> {HEAD}" in upgraded.stderr

@@ -32,6 +32,12 @@ CASES: dict[str, dict[str, Any]] = {
     "roas-target": {"campaign__target_cpa": None, "campaign__target_roas": 2.0},
     "no-target-24-steps": {"campaign__target_cpa": None, "horizon__steps_per_day": 24},
     "one-bid": {"campaign__min_bid": 1.0, "campaign__max_bid": 1.0},
+    # Days without a clickable query are skipped by the batch (they add exactly 0): here the
+    # middle of three days (start on a Friday; Saturday closed).
+    "a-closed-day": {
+        "horizon__days": 3,
+        "market__weekday_profile": [1.0, 1.0, 1.0, 1.0, 1.1, 0.0, 0.7],
+    },
 }
 
 

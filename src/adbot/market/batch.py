@@ -99,6 +99,8 @@ def _episode_totals(scenario: Scenario, episode_seed: int, bids: np.ndarray) -> 
     totals = np.zeros((4, bids.shape[0]))
     for day in range(scenario.horizon.days):
         queries = market.clickable_day(day)
+        if queries.keyword.shape[0] == 0:
+            continue  # no click possible: the day adds exactly 0 to every sum
         impression, _, price, p_click = placed_dense(queries, bids, rules)
         converts = queries.u_conv < queries.cvr
         step_ends = market.clickable_step_ends(day)

@@ -63,7 +63,9 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """JSON lines on stderr for structlog and the ``adbot`` standard loggers. Idempotent."""
+    """JSON lines on stderr for structlog, the ``adbot`` standard loggers and uvicorn's own
+    (its start-up and shutdown lines; its access log is off, ``adbot.api.server``: the
+    middleware logs every request as JSON, without the query string). Idempotent."""
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,  # below the level: drop before any work
@@ -75,18 +77,23 @@ def configure_logging(level: str = "INFO") -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    logger = logging.getLogger("adbot")
-    logger.setLevel(level)
-    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(
-            structlog.stdlib.ProcessorFormatter(
-                processors=[
-                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info,
-                    structlog.processors.JSONRenderer(),
-                ],
-                foreign_pre_chain=_SHARED,
-            )
+    for name in ("adbot", "uvicorn"):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+            logger.addHandler(_json_handler())
+
+
+def _json_handler() -> logging.Handler:
+    handler = _StderrHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(),
+            ],
+            foreign_pre_chain=_SHARED,
         )
-        logger.addHandler(handler)
+    )
+    return handler

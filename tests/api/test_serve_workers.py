@@ -4,6 +4,7 @@ out by the kernel, signals passed on, a dead worker stops the service loudly."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -157,3 +158,41 @@ def test_the_workers_stop_when_the_server_process_is_killed(
     process.wait(timeout=30)
     wait_gone(workers, 30, "the workers outlived their server")
     assert not _answers(port)
+
+
+def test_every_log_line_is_json_on_stderr_without_query_strings(sqlite_url: str) -> None:
+    """uvicorn's own logging wrote plain text, and its access log went to stdout with every
+    query string in full (a token passed as ``?token=`` landed in the log)."""
+    migrate.upgrade(sqlite_url, "head")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADBOT_")}
+    env |= {"ADBOT_DB__URL": sqlite_url, "ADBOT_LOG_LEVEL": "INFO"}
+    process = subprocess.Popen(
+        [ADBOT, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(port):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /healthz?token=secret123 HTTP/1.1\r\nHost: test\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(0.5)  # the request's log line
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    assert stdout == b""
+    banner, *lines = stderr.decode().splitlines()
+    assert banner.startswith("AdBot API on http://")  # the CLI's one line for a person
+    records = [json.loads(line) for line in lines]  # every other line is JSON
+    loggers = {record["logger"] for record in records}
+    assert {"uvicorn.error", "adbot.api.access"} <= loggers
+    assert any(record.get("path") == "/healthz" for record in records)
+    assert "secret123" not in stderr.decode()

@@ -83,7 +83,15 @@ def run(*, host: str, port: int, workers: int, log_level: str, reload: bool = Fa
 
 
 def _options(log_level: str) -> dict[str, Any]:
-    return {"factory": True, "log_level": log_level, "proxy_headers": True}
+    # uvicorn's logging left as ``adbot.observability`` sets it up (JSON on stderr): its own
+    # config wrote plain text, its access log to stdout with every query string in full.
+    return {
+        "factory": True,
+        "log_level": log_level,
+        "proxy_headers": True,
+        "access_log": False,
+        "log_config": None,
+    }
 
 
 def _listener(host: str, port: int, *, share: bool = True) -> socket.socket:

@@ -9,6 +9,7 @@ from adbot.cli._console import err
 from adbot.cli._options import check_range
 from adbot.config import get_settings, mask_url
 from adbot.db.migrate import require_current_schema
+from adbot.observability import configure_logging
 
 
 def serve(
@@ -32,6 +33,7 @@ def serve(
         highlight=False,
         soft_wrap=True,
     )
+    configure_logging(settings.log_level)  # uvicorn's lines of this process as JSON too
     server.run(
         host=bind_host,
         port=bind_port,

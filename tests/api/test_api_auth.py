@@ -109,6 +109,18 @@ def test_forged_and_tampered_tokens_are_refused(client: TestClient, tenant: Tena
         assert error["message"] == "invalid token"
 
 
+def test_signed_tokens_with_claims_out_of_range_are_refused(
+    client: TestClient, tenant: Tenant
+) -> None:
+    """Signed with the key, but an expiry past the calendar (500 in the rate limiter) or a
+    user id past a 64-bit integer (500 from SQLite): 401 like any invalid token."""
+    claims = jwt.decode(tenant.token, SECRET, algorithms=["HS256"], issuer="adbot")
+    for changed in ({"exp": 1e30}, {"sub": "9" * 23}, {"sub": "0"}, {"sub": "-4"}):
+        token = jwt.encode({**claims, **changed}, SECRET, algorithm="HS256")
+        error = assert_error(client.get("/api/v1/auth/me", headers=bearer(token)), 401)
+        assert error["message"] == "invalid token", changed
+
+
 def test_malformed_or_doubled_credentials_are_refused(client: TestClient, tenant: Tenant) -> None:
     for headers in (
         {"Authorization": "Token abc"},

@@ -62,6 +62,9 @@ def issue_token(
     return token, expires
 
 
+_MAX_USER_ID = 2**63 - 1  # the largest integer the databases store
+
+
 def decode_token(token: str, *, kind: TokenKind, auth: AuthSettings) -> TokenClaims:
     """Verified claims; a bad signature, expiry or the wrong kind is ``AuthenticationFailed``."""
     try:
@@ -80,13 +83,19 @@ def decode_token(token: str, *, kind: TokenKind, auth: AuthSettings) -> TokenCla
         raise AuthenticationFailed(
             "expected an access token" if kind == "access" else "expected a refresh token"
         )
+    # Claims a signed token may still hold out of range (only the key's holder can sign one,
+    # but a 500 is no answer): a user id past what the database holds (SQLite raised
+    # OverflowError) or an expiry past the calendar (1e30 seconds).
     try:
         user_id = int(claims["sub"])
-    except (TypeError, ValueError):
+        expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
         raise AuthenticationFailed("invalid token") from None
+    if not 0 < user_id <= _MAX_USER_ID:
+        raise AuthenticationFailed("invalid token")
     return TokenClaims(
         user_id=user_id,
         kind=kind,
         password_fingerprint=str(claims["pwf"]),
-        expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+        expires_at=expires_at,
     )

@@ -119,3 +119,13 @@ def test_viewers_read_and_bad_filters_are_refused(shop: Shop, history: dict[str,
     assert client.get(HISTORY, headers=viewer).json()["total"] == 5
     for params in ({"source": "telepathy"}, {"since": "2024-03-01T00:00:00"}, {"colour": "red"}):
         assert_error(client.get(HISTORY, params=params, headers=viewer), 422, "validation_error")
+
+
+def test_times_without_a_utc_time_are_refused_by_name(shop: Shop) -> None:
+    """Offsets that push a time before year 1 or past 9999 in UTC: 500 (OverflowError)."""
+    client, headers = shop.tenant.client, shop.tenant.headers
+    edges = {"since": "0001-01-01T00:00:00+01:00", "until": "9999-12-31T23:59:59-01:00"}
+    for name, value in edges.items():
+        error = assert_error(client.get(HISTORY, params={name: value}, headers=headers), 422)
+        assert any(name in str(problem) for problem in error.get("details", [error])), error
+        assert "in UTC" in str(error)

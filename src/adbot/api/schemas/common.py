@@ -10,11 +10,12 @@ string (or a boolean as a number) is a type error, not silently converted.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Path
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -51,7 +52,19 @@ ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=64, patte
 SearchText = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=PRINTABLE)]
 Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 Micros = Annotated[StrictInt, Field(ge=0, le=MAX_MICROS)]
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_only)]
+
+
+def in_utc_range(value: datetime) -> datetime:
+    """An aware timestamp that has a UTC time (``0001-01-01T00:00:00+01:00`` has none: it
+    falls before year 1, and comparing or storing it raised OverflowError, a 500)."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must lie between 0001-01-01 and 9999-12-31 in UTC") from None
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_only), AfterValidator(in_utc_range)]
 Day = Annotated[date, BeforeValidator(_text_only)]
 
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="row id")]

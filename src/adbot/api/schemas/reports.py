@@ -7,9 +7,9 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from adbot.api.schemas.common import Filters, IdFilter
+from adbot.api.schemas.common import Filters, IdFilter, in_utc_range
 from adbot.db.models import BidOutcome, BidSource
 from adbot.services.reports import MAX_REPORT_ROWS, Grain, Level
 
@@ -28,7 +28,9 @@ def _iso(pattern: re.Pattern[str], example: str) -> Any:
 
 
 IsoDay = Annotated[date, _iso(_ISO_DAY, "2024-05-01")]
-IsoTimestamp = Annotated[AwareDatetime, _iso(_ISO_TIME, "2024-05-01T13:00:00Z")]
+IsoTimestamp = Annotated[
+    AwareDatetime, _iso(_ISO_TIME, "2024-05-01T13:00:00Z"), AfterValidator(in_utc_range)
+]
 
 ReportSort = Literal[
     "period",

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from api_helpers import PASSWORD, Tenant, api_settings, build_world, sign_in
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from adbot.api.app import create_app
@@ -26,7 +26,7 @@ from adbot.cli.main import main
 from adbot.config import get_settings
 from adbot.db import migrate
 from adbot.db.engine import create_db_engine
-from adbot.db.models import BidChange
+from adbot.db.models import Account, AccountStatus, BidChange, User
 from adbot.services.accounts import bootstrap_admin
 
 FAST_HASHING = {
@@ -85,6 +85,23 @@ def test_create_admin_bootstraps_an_account(cli: Callable[..., tuple[int, str, s
     assert code == 1 and "password" in err
     code, _, err = cli(*args)
     assert code == 1 and "--password-stdin" in err
+
+
+def test_create_admin_refuses_a_closed_account(
+    cli: Callable[..., tuple[int, str, str]], sqlite_file: str
+) -> None:
+    """It added an admin and said where to sign in, where every sign-in is refused."""
+    args = ["users", "create-admin", "--account", "Beta Co", "--password-stdin"]
+    code, _, _ = cli(*args, "--email", "a@beta.example", stdin=f"{PASSWORD}\n")
+    assert code == 0
+    engine = create_db_engine(sqlite_file)
+    with Session(engine) as session, session.begin():
+        session.execute(update(Account).values(status=AccountStatus.CLOSED))
+    code, out, err = cli(*args, "--email", "b@beta.example", stdin=f"{PASSWORD}\n")
+    assert code == 1 and out == ""
+    assert err.strip() == "error: account 'beta-co' is closed; its users cannot sign in"
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(User)) == 1
 
 
 def test_create_admin_refuses_an_unmigrated_database(

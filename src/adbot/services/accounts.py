@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from adbot.config import AuthSettings
 from adbot.db.models import Account, AccountStatus, Role, User
-from adbot.errors import InvalidInput, NotFound
+from adbot.errors import Conflict, InvalidInput, NotFound
 from adbot.security.passwords import check_password_length, hash_password
 from adbot.services.common import Actor, Page, apply_changes, writing
 from adbot.services.users import normalise_email
@@ -60,6 +60,9 @@ def bootstrap_admin(
     with writing(session):
         account = session.scalar(select(Account).where(Account.slug == slug))
         created = account is None
+        if account is not None and account.status == AccountStatus.CLOSED:
+            # Its users cannot sign in: an admin made here would be told "sign in" and refused.
+            raise Conflict(f"account '{slug}' is closed; its users cannot sign in")
         if account is None:
             account = Account(slug=slug, name=account_name.strip())
             session.add(account)

@@ -21,12 +21,15 @@ from adbot.services.common import (
     check_transition,
     writing,
 )
+from adbot.services.reports import reports_changed
 
 SORTS = {"id": AdGroup.id, "name": AdGroup.name, "created_at": AdGroup.created_at}
 AD_GROUPS = Owned(
     AdGroup, AdGroup.id, "ad group", Campaign.account_id, SORTS, AdGroup.name, (AdGroup.campaign,)
 )
 UPDATABLE = {"name", "status", "default_bid_micros"}
+# Fields a performance report shows (or may filter by): a change empties its cache.
+REPORTED = {"name", "status"}
 
 
 def create_ad_group(
@@ -52,6 +55,7 @@ def create_ad_group(
     )
     with writing(session):
         session.add(ad_group)
+        reports_changed(session, actor.account_id)
     return ad_group
 
 
@@ -90,11 +94,15 @@ def update_ad_group(
     _check_bid(changes.get("default_bid_micros"), limits)
     with writing(session):
         apply_changes(ad_group, changes, UPDATABLE)
+        if REPORTED & set(changes):
+            reports_changed(session, actor.account_id)
     return ad_group
 
 
 def remove_ad_group(*, session: Session, actor: Actor, ad_group_id: int) -> AdGroup:
-    return archive(session, get_ad_group(session=session, actor=actor, ad_group_id=ad_group_id))
+    ad_group = get_ad_group(session=session, actor=actor, ad_group_id=ad_group_id)
+    reports_changed(session, actor.account_id)
+    return archive(session, ad_group)
 
 
 def refuse_removed_parent(status: EntityStatus, entity: str, entity_id: int) -> None:

@@ -24,6 +24,7 @@ from adbot.services.common import (
     writing,
 )
 from adbot.services.platforms import get_platform
+from adbot.services.reports import reports_changed
 
 SORTS = {
     "id": Campaign.id,
@@ -43,6 +44,8 @@ UPDATABLE = {
     "start_date",
     "end_date",
 }
+# Fields a performance report shows (or may filter by): a change empties its cache.
+REPORTED = {"name", "status"}
 
 
 def create_campaign(
@@ -82,6 +85,7 @@ def create_campaign(
     _check(campaign, limits)
     with writing(session):
         session.add(campaign)
+        reports_changed(session, actor.account_id)
     return campaign
 
 
@@ -120,12 +124,16 @@ def update_campaign(
     with writing(session):
         apply_changes(campaign, changes, UPDATABLE)
         _check(campaign, limits)
+        if REPORTED & set(changes):
+            reports_changed(session, actor.account_id)
     return campaign
 
 
 def remove_campaign(*, session: Session, actor: Actor, campaign_id: int) -> Campaign:
     """Archive: status ``removed``; the row and its history stay."""
-    return archive(session, get_campaign(session=session, actor=actor, campaign_id=campaign_id))
+    campaign = get_campaign(session=session, actor=actor, campaign_id=campaign_id)
+    reports_changed(session, actor.account_id)
+    return archive(session, campaign)
 
 
 def _check(campaign: Campaign, limits: LimitSettings) -> None:

@@ -26,6 +26,7 @@ from adbot.services.common import (
     check_transition,
     writing,
 )
+from adbot.services.reports import reports_changed
 
 SORTS = {
     "id": Keyword.id,
@@ -43,6 +44,8 @@ KEYWORDS = Owned(
     (Keyword.ad_group, AdGroup.campaign),
 )
 UPDATABLE = {"status", "bid_micros"}
+# Fields a performance report shows (or may filter by): a change empties its cache.
+REPORTED = {"status"}
 
 
 def normalise_text(text: str) -> str:
@@ -77,6 +80,7 @@ def create_keyword(
     )
     with writing(session):
         session.add(keyword)
+        reports_changed(session, actor.account_id)
     return keyword
 
 
@@ -132,6 +136,8 @@ def update_keyword(
         raise Conflict("a removed keyword's bid cannot change", details={"field": "bid_micros"})
     with writing(session):
         apply_changes(keyword, changes, UPDATABLE)
+        if REPORTED & set(changes):
+            reports_changed(session, actor.account_id)
         if bid_changes:
             assert new_bid is not None
             session.flush()
@@ -147,7 +153,9 @@ def update_keyword(
 
 def remove_keyword(*, session: Session, actor: Actor, keyword_id: int) -> Keyword:
     """Archive: status ``removed``; its bid history keeps pointing at it."""
-    return archive(session, get_keyword(session=session, actor=actor, keyword_id=keyword_id))
+    keyword = get_keyword(session=session, actor=actor, keyword_id=keyword_id)
+    reports_changed(session, actor.account_id)
+    return archive(session, keyword)
 
 
 def _check_bid(value: int | None, limits: LimitSettings) -> None:

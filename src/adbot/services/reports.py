@@ -11,9 +11,16 @@ Derived figures are NULL when their denominator is 0: ``ctr = clicks / impressio
 ``cpc_micros = cost / clicks``, ``cpa_micros = cost / conversions``,
 ``roas = conversion value / cost``.
 
+Sums are exact whatever their size: PostgreSQL sums a ``bigint`` column as ``numeric``;
+SQLite, whose integer ``SUM`` fails past 2^63, sums each value's high and low 32 bits
+apart, and the two sums are joined in Python (ratios and sorting use their ``REAL``
+combination). The integer columns are JSON integers either way.
+
 Results can be cached in Redis, keyed by account and parameters under a per-account
 generation number that every ingestion bumps after its commit, so a cached report never
-outlives the data it was computed from.
+outlives the data it was computed from. A commit that changes what a report shows
+besides the metrics (a campaign, ad group or keyword created, renamed, paused or removed)
+bumps it too: the services mark their transaction with ``reports_changed``.
 """
 
 from __future__ import annotations
@@ -24,10 +31,12 @@ import io
 import json
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
@@ -35,16 +44,17 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Double,
+    Numeric,
     Select,
     cast,
+    event,
     func,
     select,
     type_coerce,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from adbot.db.base import UTCDateTime
 from adbot.db.models import (
@@ -80,6 +90,12 @@ class Grain(StrEnum):
 
 
 SUMS = ("impressions", "clicks", "cost_micros", "conversions", "conversion_value_micros")
+# The sums of bigint columns, exact integers of any size (``conversions`` is a float sum).
+WHOLE_SUMS = ("impressions", "clicks", "cost_micros", "conversion_value_micros")
+# SQLite sums a value's high and low 32 bits apart: neither sum can pass 2^63 below
+# 2^31 rows a group, whatever the values.
+_HALF = 2**32
+_HIGH, _LOW = "__high", "__low"
 DERIVED = ("ctr", "cpc_micros", "cpa_micros", "roas")
 _IDS = {
     Level.CAMPAIGN: ("campaign_id",),
@@ -240,7 +256,9 @@ def _compute(session: Session, account_id: int, query: ReportQuery) -> Report:
     total = 0
     for row in session.execute(stmt).mappings():
         total = int(row["total"])
-        rows.append({name: _json_value(row[name]) for name in columns})
+        values = {name: _json_value(row[name]) for name in columns}
+        values.update((name, _whole_sum(row, name)) for name in WHOLE_SUMS)
+        rows.append(values)
     if not rows and query.offset:
         total = _count(session, account_id, query)
     return Report(
@@ -263,6 +281,16 @@ def _count(session: Session, account_id: int, query: ReportQuery) -> int:
     return int(session.scalar(counted) or 0)
 
 
+def _whole_sum(row: Any, name: str) -> int:
+    """The exact sum of ``name``: the numeric sum (PostgreSQL), or its high and low halves
+    joined (SQLite).
+    """
+    if name + _HIGH in row:
+        return int(row[name + _HIGH]) * _HALF + int(row[name + _LOW])
+    value = row[name]
+    return int(value) if isinstance(value, Decimal | int) else int(Decimal(str(value)))
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -283,24 +311,46 @@ def period_expression(dialect: str, grain: Grain, hour: Any) -> ColumnElement[da
 def report_statement(dialect: str, account_id: int, query: ReportQuery) -> Select[Any]:
     """One statement: aggregate in a subquery, then names, ratios, total and the page."""
     metrics = PerformanceMetric.__table__
-    start = datetime.combine(query.start, time(), tzinfo=UTC)
-    end = datetime.combine(query.end + timedelta(days=1), time(), tzinfo=UTC)
     period = period_expression(dialect, query.grain, metrics.c.hour).label("period")
     ids = [metrics.c[name] for name in _IDS[query.level]]
-    sums = [cast(func.sum(metrics.c[name]), BigInteger).label(name) for name in SUMS]
-    sums[SUMS.index("conversions")] = func.sum(metrics.c.conversions).label("conversions")
+    sums: list[ColumnElement[Any]] = [func.sum(metrics.c.conversions).label("conversions")]
+    for name in WHOLE_SUMS:
+        sums += _exact_sum(dialect, metrics.c[name], name)
     aggregate = (
         select(period, *ids, *sums)
         .where(
             metrics.c.account_id == account_id,
-            metrics.c.hour >= start,
-            metrics.c.hour < end,
+            *_hours_between(metrics.c.hour, query.start, query.end),
             *_filters(metrics, query),
         )
         .group_by(period, *ids)
         .subquery("aggregate")
     )
     return _decorate(aggregate, query)
+
+
+def _hours_between(hour: Any, first: date, last: date) -> list[ColumnElement[bool]]:
+    """Hours from ``first`` 00:00 UTC to the end of ``last``; the last day Python can
+    hold (9999-12-31) has no next midnight to stop before, and needs none.
+    """
+    bounds = [hour >= datetime.combine(first, time(), tzinfo=UTC)]
+    if last < date.max:
+        bounds.append(hour < datetime.combine(last + timedelta(days=1), time(), tzinfo=UTC))
+    return bounds
+
+
+def _exact_sum(dialect: str, column: Any, name: str) -> list[ColumnElement[Any]]:
+    """The sum of a bigint column that cannot overflow, as ``name`` (and, on SQLite, its
+    exact halves as ``name__high`` and ``name__low``, see ``_whole_sum``).
+    """
+    if dialect == "postgresql":  # sum(bigint) is numeric; a cast back to bigint overflows
+        return [cast(func.sum(column), Numeric).label(name)]
+    high, low = func.sum(column // _HALF), func.sum(column % _HALF)
+    return [
+        (cast(high, Double) * float(_HALF) + cast(low, Double)).label(name),
+        high.label(name + _HIGH),
+        low.label(name + _LOW),
+    ]
 
 
 def _filters(metrics: Any, query: ReportQuery) -> list[ColumnElement[bool]]:
@@ -316,7 +366,7 @@ def _filters(metrics: Any, query: ReportQuery) -> list[ColumnElement[bool]]:
 
 
 def _ratio(numerator: Any, denominator: Any) -> ColumnElement[Any]:
-    return cast(numerator, Double) / func.nullif(denominator, 0)
+    return cast(numerator, Double) / func.nullif(cast(denominator, Double), 0, type_=Double)
 
 
 def _decorate(aggregate: Any, query: ReportQuery) -> Select[Any]:
@@ -374,6 +424,7 @@ class ReportCache:
         self.async_client = async_client
         self._locks: dict[tuple[int, str], threading.Lock] = {}
         self._guard = threading.Lock()
+        _CACHES.add(self)
 
     @contextmanager
     def computing(self, account_id: int, query: ReportQuery) -> Iterator[None]:
@@ -441,8 +492,44 @@ class ReportCache:
         self._use(lambda client: client.set(key, payload, ex=self.ttl))
 
     def invalidate(self, account_id: int) -> None:
-        """Called after an ingestion of ``account_id`` commits."""
+        """Called after an ingestion of ``account_id`` commits, or another change its
+        reports show (``reports_changed``).
+        """
         self._use(lambda client: client.incr(_generation_key(account_id)))
+
+
+# Every report cache of the process (one per app), told when a marked transaction commits.
+_CACHES: weakref.WeakSet[ReportCache] = weakref.WeakSet()
+_CHANGED = "adbot.reports_changed"
+
+
+def reports_changed(session: Session, account_id: int) -> None:
+    """Mark the session's transaction as changing what ``account_id``'s reports show
+    other than metrics (a campaign, ad group or keyword created, renamed, paused or
+    removed). When it commits, the account's cached reports are invalidated in Redis
+    (``ReportCache.invalidate``, as after an ingestion); when it rolls back, nothing is.
+    """
+    session.info.setdefault(_CHANGED, set()).add(account_id)
+
+
+@event.listens_for(Session, "after_commit")
+def _invalidate_changed(session: Session) -> None:
+    accounts: set[int] | None = session.info.pop(_CHANGED, None)
+    if not accounts:
+        return
+    by_redis: dict[str, ReportCache] = {}
+    for cache in list(_CACHES):
+        if cache.client is not None and cache.health.url is not None:
+            by_redis.setdefault(cache.health.url, cache)  # one bump per Redis is enough
+    for cache in by_redis.values():
+        for account_id in sorted(accounts):
+            cache.invalidate(account_id)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_changed(session: Session, previous: SessionTransaction) -> None:
+    if previous.parent is None:  # the whole transaction is gone, and its changes with it
+        session.info.pop(_CHANGED, None)
 
 
 def _looked_up(found: Any) -> tuple[Report | None, int | None]:

@@ -156,3 +156,26 @@ def test_rejected_rows_are_listed_and_exit_1(database: tuple[str, Engine], tmp_p
     )
     unknown = _run(["ingest", str(bad), "--account", "nobody"], url, tmp_path)
     assert unknown.returncode == 1 and "no account with id or slug 'nobody'" in unknown.stderr
+
+
+def test_a_timestamp_beyond_the_calendar_is_a_rejected_row(
+    database: tuple[str, Engine], tmp_path: Path
+) -> None:
+    url, engine = database
+    _shop_for(engine, ["red shoes"])
+    edge = tmp_path / "edge.csv"
+    edge.write_text(
+        "keyword,hour,impressions,clicks,cost_micros\n"
+        "red shoes,2024-01-01T00:00:00Z,10,1,100\n"
+        "red shoes,0001-01-01T00:00:00+01:00,10,1,100\n"
+    )
+    result = _run(["ingest", str(edge), "--account", "sim-shop"], url, tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "is out of range (in UTC, years 1 to 9999)" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        "error: 1 of 2 rows rejected; nothing was written "
+        "(fix them, or send --partial to write the others)"
+    )
+    assert _totals(engine)[0] == 0

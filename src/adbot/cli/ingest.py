@@ -59,7 +59,7 @@ def ingest(
         result = _run(kind, batch, account=account, partial=partial, cache=cache)
     except service.RowsRejected as exc:
         _print_rejections(exc.result, show)
-        raise
+        raise service.RowsRejected(exc.result, partial_option="--partial") from None
     if result.rejected:
         _print_rejections(result, show)
     if as_json:

@@ -194,7 +194,10 @@ def _numbers(
         numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
         ok = ~missing & np.isfinite(numbers)
         problems.add(~missing & ~np.isfinite(numbers), name, "not a finite number")
-        return numbers, ok, None
+        exact = None
+        if values.dtype.kind in "iu" and (np.abs(numbers) >= 2**53).any():
+            exact = np.array([int(v) for v in values.to_numpy()], dtype=object)
+        return numbers, ok, exact
     if values.dtype.kind == "b":
         problems.add(~missing, name, "expected a number, got a boolean")
         return np.zeros(len(values)), np.zeros(len(values), dtype=bool), None
@@ -235,8 +238,9 @@ def int_column(
     problems.add(ok & ~whole, label, "must be a whole number")
     _range_checks(numbers, whole, label, problems)
     if exact is not None:
+        # Only those whose float rounds down to MAX_VALUE: the others were flagged above.
         big = np.array([isinstance(v, int) and v > MAX_VALUE for v in exact])
-        problems.add(big & whole, label, f"must be at most {MAX_VALUE}")
+        problems.add(big & whole & (numbers <= MAX_VALUE), label, f"must be at most {MAX_VALUE}")
     usable = whole & (numbers >= 0) & (numbers <= MAX_VALUE)
     if exact is not None:  # exact Python ints, not their float approximations
         pairs = zip(exact, numbers, usable, strict=True)
@@ -275,14 +279,46 @@ def money_column(
     *,
     default: int | None = None,
 ) -> np.ndarray:
-    """Money as int64 micros, from ``<x>_micros`` or from a currency-unit column (rounded)."""
-    if micros_name in frame.columns:
-        return int_column(frame, micros_name, problems, source, default=default)
-    unit_name = present(frame, *unit_names)
-    if unit_name is None:
+    """Money as int64 micros, from ``<x>_micros`` or from a currency-unit column (rounded).
+    A row giving the amount in two of these columns is refused, naming them.
+    """
+    names = [name for name in (micros_name, *unit_names) if name in frame.columns]
+    if not names:
         return _absent(frame, micros_name, default, np.int64, also=tuple(unit_names))
+    if len(names) == 1:
+        return _money(frame, names[0], micros_name, problems, source, default)
+    given = {name: ~blank(frame[name]) for name in names}
+    count = np.sum(list(given.values()), axis=0)
+    for name in names[1:]:
+        for earlier in names[: names.index(name)]:
+            problems.add(
+                given[earlier] & given[name],
+                name,
+                f"both {earlier} and {name} given: send one of them",
+            )
+    if default is None:
+        problems.add(count == 0, micros_name, "missing value")
+    micros = np.full(len(frame), default or 0, dtype=np.int64)
+    for name in names:
+        use = given[name] & (count == 1)
+        # Object dtype keeps large integers exact; rows not using this column are blank.
+        column = pd.DataFrame({name: frame[name].astype(object).where(use, None)})
+        micros = np.where(use, _money(column, name, micros_name, problems, source, 0), micros)
+    return micros
+
+
+def _money(
+    frame: pd.DataFrame,
+    name: str,
+    micros_name: str,
+    problems: Problems,
+    source: Source,
+    default: int | None,
+) -> np.ndarray:
+    if name == micros_name:
+        return int_column(frame, name, problems, source, default=default)
     unit_default = None if default is None else default / MICROS_PER_UNIT
-    units = float_column(frame, unit_name, problems, source, default=unit_default)
+    units = float_column(frame, name, problems, source, default=unit_default)
     return np.rint(units * MICROS_PER_UNIT).astype(np.int64)
 
 
@@ -321,7 +357,10 @@ def _timestamp(value: Any) -> datetime | str:
         return f"'{_clip(value)}' is not an ISO 8601 timestamp"
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         return f"'{_clip(value)}' has no UTC offset (add Z or +00:00)"
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+        return f"'{_clip(value)}' is out of range (in UTC, years 1 to 9999)"
 
 
 def timestamp_column(

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,10 +147,11 @@ class RowsRejected(InvalidInput):
 
     code = "rows_rejected"
 
-    def __init__(self, result: IngestResult) -> None:
+    def __init__(self, result: IngestResult, *, partial_option: str = "partial=true") -> None:
+        # ``partial_option``: how the caller asks for partial writes (the CLI's ``--partial``).
         super().__init__(
             f"{result.rejected_rows} of {result.received} rows rejected; nothing was written "
-            "(fix them, or send partial=true to write the others)",
+            f"(fix them, or send {partial_option} to write the others)",
             details=result.as_dict(),
         )
         self.result = result
@@ -192,6 +195,10 @@ def _read_json(body: bytes) -> pd.DataFrame:
         raise MalformedBody(
             f"the body is not valid JSON: {exc}", details={"field": "body"}
         ) from None
+    except RecursionError:
+        raise MalformedBody(
+            "the body is not valid JSON: nested too deeply", details={"field": "body"}
+        ) from None
     if not isinstance(document, dict) or not isinstance(document.get("rows"), list):
         raise InvalidInput(
             'the JSON body must be an object {"rows": [...]}', details={"field": "rows"}
@@ -211,22 +218,75 @@ def _read_json(body: bytes) -> pd.DataFrame:
 
 def read_csv(source: io.BytesIO | Path) -> pd.DataFrame:
     """A CSV batch; numbers parsed by pandas' C reader, text columns kept as text."""
+    header = _csv_header(source)
+    _no_repeated_columns(header)
     try:
-        header = _csv_header(source)
-        frame = pd.read_csv(
-            source,
-            dtype={name: str for name in header if name.strip().lower() in _TEXT_COLUMNS},
-            keep_default_na=False,
-            na_values=[""],
-            encoding="utf-8-sig",
-            skipinitialspace=True,
-        )
+        # ``index_col=False``: a row longer than the header is never read as an index column
+        # plus shifted values; pandas warns (first row) or fails (later rows) instead.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                source,
+                dtype={name: str for name in header if name.strip().lower() in _TEXT_COLUMNS},
+                keep_default_na=False,
+                na_values=[""],
+                encoding="utf-8-sig",
+                skipinitialspace=True,
+                index_col=False,
+            )
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
-    except (pd.errors.ParserError, UnicodeDecodeError, csv.Error, ValueError, IndexError) as exc:
+    except pd.errors.ParserError as exc:
+        _no_long_rows(source, len(header))
         raise MalformedBody(f"cannot read the CSV: {_first_line(exc)}") from None
+    except (UnicodeDecodeError, csv.Error, ValueError, IndexError) as exc:
+        raise MalformedBody(f"cannot read the CSV: {_first_line(exc)}") from None
+    # pandas drops a trailing empty field silently when the first row has one.
+    if caught or _first_row_width(source) > len(header):
+        _no_long_rows(source, len(header))
     frame.columns = [str(name).strip().lower() for name in frame.columns]
     return frame
+
+
+def _no_repeated_columns(header: list[str]) -> None:
+    names = [name.strip().lower() for name in header]
+    repeated = sorted({name for name in names if name and names.count(name) > 1})
+    if repeated:
+        raise InvalidInput(
+            f"column '{repeated[0]}' appears more than once in the CSV header",
+            details={"field": repeated[0], "repeated_columns": repeated},
+        )
+
+
+def _csv_records(source: io.BytesIO | Path) -> Generator[list[str]]:
+    """The CSV's non-blank records, header first, split by the csv module."""
+    raw = io.BytesIO(source.getvalue()) if isinstance(source, io.BytesIO) else source.open("rb")
+    with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="") as text:
+        try:
+            yield from (record for record in csv.reader(text) if record)
+        except csv.Error as exc:
+            raise MalformedBody(f"cannot read the CSV: {_first_line(exc)}") from None
+
+
+def _first_row_width(source: io.BytesIO | Path) -> int:
+    records = _csv_records(source)
+    first = next(itertools.islice(records, 1, 2), [])
+    records.close()
+    return len(first)
+
+
+def _no_long_rows(source: io.BytesIO | Path, width: int) -> None:
+    """Refuse the first row with more fields than the header, naming it."""
+    records = _csv_records(source)
+    try:
+        for row, record in enumerate(itertools.islice(records, 1, None), start=1):
+            if len(record) > width:
+                raise MalformedBody(
+                    f"row {row} has {len(record)} fields, the header has {width}",
+                    details={"row": row, "fields": len(record), "header_fields": width},
+                )
+    finally:
+        records.close()
 
 
 def _csv_header(source: io.BytesIO | Path) -> list[str]:

@@ -1,0 +1,143 @@
+"""Odd input to ``POST /metrics/hourly`` and ``POST /conversions``: timestamps at the
+calendar's edge, deeply nested JSON, CSV rows longer than the header, repeated or
+conflicting columns, huge integers. Each is a clear rejection, never a 500 or a shifted row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from api_helpers import Tenant, assert_error
+from ingest_helpers import (
+    CONVERSIONS,
+    METRICS,
+    Shop,
+    build_shop,
+    metric,
+    metric_values,
+    post_csv,
+    post_rows,
+    utc,
+)
+from sqlalchemy.orm import Session
+
+H0 = utc(2024, 6, 1, 4)
+EDGES = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
+HEADER = "keyword_id,hour,impressions,clicks,cost_micros\n"
+
+
+@pytest.fixture
+def shop(tenant: Tenant) -> Shop:
+    return build_shop(tenant)
+
+
+def _problems(error: dict[str, Any]) -> list[tuple[int, str, str]]:
+    return [(r["row"], r["field"], r["reason"]) for r in error["details"]["rejected"]]
+
+
+@pytest.mark.parametrize("stamp", EDGES)
+def test_timestamps_beyond_the_calendar_in_utc_are_rejected(shop: Shop, stamp: str) -> None:
+    keyword = shop.keywords["running shoes"]
+    row = {**metric(keyword, H0), "hour": stamp}
+    error = assert_error(post_rows(shop.tenant, METRICS, [row]), 422, "rows_rejected")
+    reason = f"'{stamp}' is out of range (in UTC, years 1 to 9999)"
+    assert _problems(error) == [(1, "hour", reason)]
+    csv_error = assert_error(
+        post_csv(shop.tenant, METRICS, f"{HEADER}{keyword},{stamp},10,1,100\n"),
+        422,
+        "rows_rejected",
+    )
+    assert _problems(csv_error) == [(1, "hour", reason)]
+    event = {
+        "conversion_action": "purchase",
+        "external_id": "o-1",
+        "occurred_at": stamp,
+        "keyword_id": keyword,
+    }
+    error = assert_error(post_rows(shop.tenant, CONVERSIONS, [event]), 422, "rows_rejected")
+    assert _problems(error) == [(1, "occurred_at", reason.replace("hour", "occurred_at"))]
+
+
+def test_deeply_nested_json_is_a_malformed_body(shop: Shop) -> None:
+    depth = 100_000
+    body = b'{"rows": ' + b"[" * depth + b"]" * depth + b"}"
+    headers = {**shop.tenant.headers, "Content-Type": "application/json"}
+    for path in (METRICS, CONVERSIONS):
+        response = shop.tenant.client.post(path, content=body, headers=headers)
+        error = assert_error(response, 400, "malformed_body")
+        assert "nested too deeply" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("{k},2024-06-01T04:00:00Z,10,1,100,99\n", "row 1 has 6 fields, the header has 5"),
+        (
+            "{k},2024-06-01T04:00:00Z,10,1,100,\n{k},2024-06-01T05:00:00Z,10,1,100,\n",
+            "row 1 has 6 fields, the header has 5",
+        ),
+        (
+            "{k},2024-06-01T04:00:00Z,10,1,100\n\n{k},2024-06-01T05:00:00Z,10,1,100,9,9\n",
+            "row 2 has 7 fields, the header has 5",
+        ),
+    ],
+)
+def test_csv_rows_longer_than_the_header_are_refused(
+    shop: Shop, db_session: Session, rows: str, message: str
+) -> None:
+    text = HEADER + rows.format(k=shop.keywords["running shoes"])
+    error = assert_error(post_csv(shop.tenant, METRICS, text), 400, "malformed_body")
+    assert error["message"] == message
+    assert metric_values(db_session, shop.tenant.account_id) == []
+
+
+def test_a_repeated_csv_column_is_refused(shop: Shop, db_session: Session) -> None:
+    keyword = shop.keywords["running shoes"]
+    text = f"keyword_id,Keyword_ID,{HEADER[len('keyword_id,') :]}{keyword},{keyword},"
+    text += "2024-06-01T04:00:00Z,10,1,100\n"
+    error = assert_error(post_csv(shop.tenant, METRICS, text), 422, "invalid_input")
+    assert error["message"] == "column 'keyword_id' appears more than once in the CSV header"
+    assert error["details"]["repeated_columns"] == ["keyword_id"]
+    assert metric_values(db_session, shop.tenant.account_id) == []
+
+
+def test_money_in_two_columns_of_one_row_is_refused(shop: Shop, db_session: Session) -> None:
+    keyword = shop.keywords["running shoes"]
+    both = metric(keyword, H0, cost_micros=5, cost=1.0, conversion_value=2.0, value=3.0)
+    del both["conversion_value_micros"]
+    error = assert_error(post_rows(shop.tenant, METRICS, [both]), 422, "rows_rejected")
+    assert _problems(error) == [
+        (1, "cost", "both cost_micros and cost given: send one of them"),
+        (1, "value", "both conversion_value and value given: send one of them"),
+    ]
+    # Rows naming the amount once, in either column, are read as the README says.
+    by_units = metric(keyword, utc(2024, 6, 1, 5), cost=1.5)
+    del by_units["cost_micros"]
+    rows = [metric(keyword, H0, cost_micros=7), by_units]
+    body = _ok(post_rows(shop.tenant, METRICS, rows))
+    assert body["inserted"] == 2 and body["ignored_columns"] == []
+    stored = metric_values(db_session, shop.tenant.account_id)
+    assert [row[4] for row in stored] == [7, 1_500_000]
+
+
+@pytest.mark.parametrize("huge", [2**63, 10**30, 10**18 + 1])
+def test_a_huge_integer_is_reported_once(shop: Shop, huge: int) -> None:
+    row = metric(shop.keywords["running shoes"], H0, impressions=huge)
+    error = assert_error(post_rows(shop.tenant, METRICS, [row]), 422, "rows_rejected")
+    assert _problems(error) == [(1, "impressions", "must be at most 1000000000000000000")]
+    text = f"{HEADER}{row['keyword_id']},{row['hour']},{huge},1,100\n"
+    error = assert_error(post_csv(shop.tenant, METRICS, text), 422, "rows_rejected")
+    assert _problems(error) == [(1, "impressions", "must be at most 1000000000000000000")]
+
+
+def _ok(response: Any) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_large_json_integers_are_stored_exactly(shop: Shop, db_session: Session) -> None:
+    row = metric(shop.keywords["running shoes"], H0, cost_micros=2**53 + 1)
+    assert _ok(post_rows(shop.tenant, METRICS, [row]))["inserted"] == 1
+    assert metric_values(db_session, shop.tenant.account_id)[0][4] == 2**53 + 1

@@ -106,6 +106,37 @@ def test_unknown_query_parameters_are_refused(tenant: Tenant) -> None:
     assert error["details"][0]["field"] == "colour"
 
 
+def test_every_route_refuses_an_undeclared_query_parameter(tenant: Tenant) -> None:
+    """Routes without a filter model took any parameter: ``?parital=true`` on an upload was
+    ignored without a word (then told to "send partial=true")."""
+    client, headers = tenant.client, tenant.headers
+    for method, path in [
+        ("post", "/api/v1/metrics/hourly?parital=true"),
+        ("post", "/api/v1/conversions?parital=true"),
+        ("post", "/api/v1/bids/bulk?parital=true"),
+        ("get", "/api/v1/auth/me?parital=true"),
+    ]:
+        response = client.request(method, path, headers=headers, json={"rows": []})
+        error = assert_error(response, 422, "validation_error")
+        assert [d["field"] for d in error["details"]] == ["parital"], (path, error)
+    token = client.post("/api/v1/auth/token?foo=1", data={"username": "x", "password": "y"})
+    assert [d["field"] for d in assert_error(token, 422)["details"]] == ["foo"]
+
+
+def test_a_single_valued_query_parameter_given_twice_is_refused(tenant: Tenant) -> None:
+    """``?status=enabled&status=paused`` kept the last and listed the paused campaigns only;
+    a parameter that takes a list (a report's ``campaign_id``) still takes repeats."""
+    client, headers = tenant.client, tenant.headers
+    for query in ("status=enabled&status=paused", "limit=1&limit=2"):
+        response = client.get(f"/api/v1/campaigns?{query}", headers=headers)
+        error = assert_error(response, 422, "validation_error")
+        field = query.partition("=")[0]
+        assert [d["field"] for d in error["details"]] == [field], error
+        assert "give it once" in error["message"]
+    report = "start=2024-05-01&end=2024-05-02&campaign_id=1&campaign_id=2"
+    assert client.get(f"/api/v1/reports/performance?{report}", headers=headers).status_code == 200
+
+
 def test_out_of_range_numbers_are_422_and_write_nothing(world: World) -> None:
     tenant = world.tenant
     cases = [

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adbot import __version__
-from adbot.api.deps import API_PREFIX
+from adbot.api.deps import API_PREFIX, StrictQuery
 from adbot.api.errors import install_error_handlers
 from adbot.api.middleware import install_operations
 from adbot.api.routers import (
@@ -113,6 +113,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The busiest routes (reports, ingestion) first: FastAPI tries routers in order, and
     # every router passed over costs each request a scan of its routes.
     for module in (*PERFORMANCE_ROUTERS, *ROUTERS):
-        app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
+        app.include_router(
+            module.router,
+            prefix=API_PREFIX,
+            responses=ERROR_RESPONSES,
+            dependencies=[StrictQuery],
+        )
     install_operations(app)
     return app

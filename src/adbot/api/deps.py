@@ -11,6 +11,7 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -117,3 +118,58 @@ def _requiring(scope: Scope) -> Callable[[Actor], Coroutine[Any, Any, Actor]]:
 ReadAccess = Annotated[Actor, Depends(_requiring(Scope.READ))]
 WriteAccess = Annotated[Actor, Depends(_requiring(Scope.WRITE))]
 AdminAccess = Annotated[Actor, Depends(_requiring(Scope.ADMIN))]
+
+
+# --- query strings: every parameter declared, a single value given once ---------------------
+
+QueryShape = dict[tuple[str, str], dict[str, bool]]  # (method, path) -> {name: takes a list}
+
+
+def _query_shapes(request: Request) -> QueryShape:
+    """Each operation's query parameters and whether each takes a list, read once from the
+    app's own OpenAPI schema (what ``/docs`` shows is what is checked)."""
+    app = request.app
+    shapes: QueryShape | None = getattr(app.state, "query_shapes", None)
+    if shapes is None:
+        shapes = {}
+        for path, operations in app.openapi().get("paths", {}).items():
+            for method, operation in operations.items():
+                shapes[(method.upper(), path)] = {
+                    parameter["name"]: _takes_list(parameter.get("schema", {}))
+                    for parameter in operation.get("parameters", [])
+                    if parameter.get("in") == "query"
+                }
+        app.state.query_shapes = shapes
+    return shapes
+
+
+def _takes_list(schema: dict[str, Any]) -> bool:
+    kinds = [schema, *schema.get("anyOf", [])]
+    return any(kind.get("type") == "array" for kind in kinds)
+
+
+async def strict_query_string(request: Request) -> None:
+    """Refuse a query parameter the operation does not declare (``?parital=true`` was ignored
+    without a word on some routes) and a single-valued one given twice (``?status=enabled
+    &status=paused`` kept the last), as request bodies refuse unknown fields: 422 naming them."""
+    from adbot.api.middleware import route_template  # it imports this module's prefix
+
+    declared = _query_shapes(request).get((request.method, route_template(request.scope)))
+    if declared is None:
+        return
+    problems = []
+    for name in dict.fromkeys(request.query_params.keys()):
+        values = request.query_params.getlist(name)
+        if name not in declared:
+            problems.append(_query_error(name, values[0], "extra_forbidden", "not a parameter"))
+        elif len(values) > 1 and not declared[name]:
+            problems.append(_query_error(name, values, "too_many", "give it once"))
+    if problems:
+        raise RequestValidationError(problems)
+
+
+def _query_error(name: str, value: object, kind: str, message: str) -> dict[str, Any]:
+    return {"type": kind, "loc": ("query", name), "msg": message, "input": value}
+
+
+StrictQuery = Depends(strict_query_string)

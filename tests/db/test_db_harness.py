@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import redis
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, literal, select, text
 from sqlalchemy.orm import Session
 
 from adbot.db.migrate import head_revisions
@@ -39,6 +39,14 @@ def test_sqlite_session_is_migrated_and_enforces_foreign_keys(sqlite_session: Se
         text("SELECT version_num FROM adbot_alembic_version")
     ).scalar()
     assert (revision,) == head_revisions()
+
+
+def test_sqlite_folds_case_across_unicode_as_postgresql(sqlite_session: Session) -> None:
+    """SQLite's own lower() folds ASCII only: a search for 'ÜBER' missed 'über schuhe'."""
+    fold = sqlite_session.execute(text("SELECT lower('ÜBER Schuhe É'), lower(NULL), lower(3)"))
+    assert fold.one() == ("über schuhe é", None, 3)
+    found = select(literal("über schuhe").ilike("%ÜBER%"), literal("ÉTÉ").ilike("%été%"))
+    assert sqlite_session.execute(found).one() == (True, True)
 
 
 def test_redis_client_uses_a_dedicated_empty_database(

@@ -70,10 +70,18 @@ def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # Autocommit at the driver level; SQLAlchemy emits BEGIN itself (see _sqlite_on_begin).
     dbapi_connection.isolation_level = None
+    # SQLite's own lower() folds ASCII only, so a case-insensitive search (``ilike``, which
+    # SQLite runs as ``lower(x) LIKE lower(y)``) missed 'über' for 'ÜBER'; PostgreSQL folds
+    # all of Unicode. Python's str.lower, as the services normalise text, instead.
+    dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     for pragma in ("foreign_keys=ON", "journal_mode=WAL", "busy_timeout=5000"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+
+
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _sqlite_on_begin(connection: Any) -> None:

@@ -287,3 +287,17 @@ def test_conversion_rejections(shop: Shop, db_session: Session) -> None:
         (6, "external_id", "missing value"),
     ]
     assert conversion_rows(db_session, shop.tenant.account_id) == []
+
+
+def test_an_ambiguous_campaign_name_asks_for_its_id(shop: Shop) -> None:
+    """Campaign names are not unique: the keyword's advice ("add ... campaign") made no sense
+    for a campaign that is itself ambiguous."""
+    platform = shop.tenant.get("platforms")["items"][0]["id"]
+    body = {"platform_id": platform, "name": "Hats", "daily_budget_micros": 1_000_000}
+    shop.tenant.post("campaigns", body)
+    error = assert_error(
+        post_rows(shop.tenant, CONVERSIONS, [_conversion("o-1", campaign="Hats")]), 422
+    )
+    assert _listed(error["details"]["rejected"]) == [
+        (1, "campaign", "ambiguous: several campaigns match; give campaign_id")
+    ]

@@ -317,11 +317,10 @@ def _report(
         problems.add(mask, field, f"unknown {what}")
     many = np.zeros(problems.size, dtype=bool)
     many[row_index[per_row > 1]] = True
-    problems.add(
-        many,
-        field,
-        f"ambiguous: several {what}s match; add match_type, ad_group or campaign",
-    )
+    # A keyword text is narrowed by its match type, ad group or campaign; a campaign name
+    # (names are not unique) only by its id.
+    narrow = "add match_type, ad_group or campaign" if what == "keyword" else "give campaign_id"
+    problems.add(many, field, f"ambiguous: several {what}s match; {narrow}")
 
 
 _LABELS = {

@@ -14,7 +14,17 @@ from api_helpers import Tenant
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adbot.db.models import Conversion, PerformanceMetric
+from adbot.db.models import (
+    Account,
+    AdGroup,
+    Campaign,
+    Conversion,
+    Keyword,
+    MatchType,
+    PerformanceMetric,
+    Platform,
+    PlatformKind,
+)
 
 METRICS = "/api/v1/metrics/hourly"
 CONVERSIONS = "/api/v1/conversions"
@@ -150,3 +160,29 @@ def conversion_rows(session: Session, account_id: int) -> list[tuple[Any, ...]]:
         .order_by(c.conversion_action, c.external_id)
     )
     return [tuple(row) for row in session.execute(stmt)]
+
+
+def one_ad_group(
+    session: Session, slug: str, texts: list[str], match_type: MatchType = MatchType.EXACT
+) -> tuple[int, AdGroup, list[Keyword]]:
+    """An account ``slug`` with a sim platform, one campaign and one ad group holding a
+    keyword per text, straight in the database (flushed, not committed): (account id, the ad
+    group, its keywords)."""
+    account = Account(slug=slug, name=slug.replace("-", " ").capitalize())
+    session.add(account)
+    session.flush()
+    platform = Platform(account_id=account.id, kind=PlatformKind.SIM, name="sim")
+    session.add(platform)
+    session.flush()
+    campaign = Campaign(
+        account_id=account.id, platform_id=platform.id, name="C", daily_budget_micros=1_000_000
+    )
+    session.add(campaign)
+    session.flush()
+    group = AdGroup(campaign_id=campaign.id, name="All keywords")
+    session.add(group)
+    session.flush()
+    keywords = [Keyword(ad_group_id=group.id, text=text, match_type=match_type) for text in texts]
+    session.add_all(keywords)
+    session.flush()
+    return account.id, group, keywords

@@ -13,19 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from ingest_helpers import one_ad_group
 from sqlalchemy import Engine, func, select
 
 from adbot.db import migrate
 from adbot.db.engine import create_db_engine
 from adbot.db.models import (
-    Account,
-    AdGroup,
-    Campaign,
-    Keyword,
     MatchType,
     PerformanceMetric,
-    Platform,
-    PlatformKind,
 )
 from adbot.db.session import make_sessionmaker
 
@@ -52,23 +47,7 @@ def _run(args: list[str], url: str, cwd: Path) -> subprocess.CompletedProcess[st
 def _shop_for(engine: Engine, texts: list[str]) -> int:
     """An account with one ad group holding the trace's keywords; returns the ad group id."""
     with make_sessionmaker(engine)() as session:
-        account = Account(slug="sim-shop", name="Sim shop")
-        session.add(account)
-        session.flush()
-        platform = Platform(account_id=account.id, kind=PlatformKind.SIM, name="sim")
-        session.add(platform)
-        session.flush()
-        campaign = Campaign(
-            account_id=account.id, platform_id=platform.id, name="Sim", daily_budget_micros=1
-        )
-        session.add(campaign)
-        session.flush()
-        group = AdGroup(campaign_id=campaign.id, name="All keywords")
-        session.add(group)
-        session.flush()
-        session.add_all(
-            Keyword(ad_group_id=group.id, text=text, match_type=MatchType.BROAD) for text in texts
-        )
+        _, group, _ = one_ad_group(session, "sim-shop", texts, MatchType.BROAD)
         session.commit()
         return group.id
 

@@ -12,7 +12,16 @@ from typing import Any
 
 import pytest
 from api_helpers import Tenant
-from ingest_helpers import METRICS, Shop, build_shop, metric, metric_rows, post_rows, utc
+from ingest_helpers import (
+    METRICS,
+    Shop,
+    build_shop,
+    metric,
+    metric_rows,
+    one_ad_group,
+    post_rows,
+    utc,
+)
 from pandas import DataFrame
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -20,7 +29,6 @@ from sqlalchemy.orm import Session
 
 from adbot.db import migrate
 from adbot.db.engine import create_db_engine
-from adbot.db.models import Account, AdGroup, Campaign, Keyword, MatchType, Platform, PlatformKind
 from adbot.db.session import make_sessionmaker
 from adbot.services import ingest_store
 from adbot.services.ingestion import Batch, ingest_metrics
@@ -143,27 +151,9 @@ def own_engine(pg_database: str) -> Iterator[Engine]:
 
 
 def _keywords(session: Session) -> tuple[int, list[int]]:
-    account = Account(slug="dropped", name="Dropped")
-    session.add(account)
-    session.flush()
-    platform = Platform(account_id=account.id, kind=PlatformKind.SIM, name="sim")
-    session.add(platform)
-    session.flush()
-    campaign = Campaign(
-        account_id=account.id, platform_id=platform.id, name="C", daily_budget_micros=1
-    )
-    session.add(campaign)
-    session.flush()
-    group = AdGroup(campaign_id=campaign.id, name="G")
-    session.add(group)
-    session.flush()
-    keywords = [
-        Keyword(ad_group_id=group.id, text=text_, match_type=MatchType.EXACT)
-        for text_ in ("one", "two")
-    ]
-    session.add_all(keywords)
+    account_id, _, keywords = one_ad_group(session, "dropped", ["one", "two"])
     session.commit()
-    return account.id, [keyword.id for keyword in keywords]
+    return account_id, [keyword.id for keyword in keywords]
 
 
 def _stored(engine: Engine) -> list[tuple[object, ...]]:

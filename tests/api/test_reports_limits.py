@@ -10,18 +10,13 @@ from datetime import date
 
 import pytest
 from api_helpers import Tenant
-from ingest_helpers import METRICS, REPORT, Shop, build_shop, metric, post_rows, utc
+from ingest_helpers import METRICS, REPORT, Shop, build_shop, metric, one_ad_group, post_rows, utc
 from sqlalchemy.orm import Session
 
 from adbot.db.models import (
-    Account,
     AdGroup,
-    Campaign,
     Keyword,
-    MatchType,
     PerformanceMetric,
-    Platform,
-    PlatformKind,
 )
 from adbot.services.reports import Grain, Level, ReportQuery, performance_report
 
@@ -87,24 +82,8 @@ def _largest_rows(session: Session, account_id: int, keyword: Keyword, group: Ad
 
 
 def _one_keyword(session: Session) -> tuple[int, Keyword, AdGroup]:
-    account = Account(slug="big-sums", name="Big sums")
-    session.add(account)
-    session.flush()
-    platform = Platform(account_id=account.id, kind=PlatformKind.SIM, name="sim")
-    session.add(platform)
-    session.flush()
-    campaign = Campaign(
-        account_id=account.id, platform_id=platform.id, name="C", daily_budget_micros=1_000_000
-    )
-    session.add(campaign)
-    session.flush()
-    group = AdGroup(campaign_id=campaign.id, name="G")
-    session.add(group)
-    session.flush()
-    keyword = Keyword(ad_group_id=group.id, text="k", match_type=MatchType.EXACT)
-    session.add(keyword)
-    session.flush()
-    return account.id, keyword, group
+    account_id, group, (keyword,) = one_ad_group(session, "big-sums", ["k"])
+    return account_id, keyword, group
 
 
 @pytest.mark.parametrize("backend", ["db_session", "sqlite_session"])

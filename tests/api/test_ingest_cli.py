@@ -13,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import redis
 from ingest_helpers import one_ad_group
 from sqlalchemy import Engine, func, select
 
 from adbot.db import migrate
 from adbot.db.engine import create_db_engine
 from adbot.db.models import (
+    Account,
     MatchType,
     PerformanceMetric,
 )
@@ -36,9 +38,10 @@ def database(pg_database: str) -> Iterator[tuple[str, Engine]]:
     engine.dispose()
 
 
-def _run(args: list[str], url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], url: str, cwd: Path, **settings: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADBOT_")}
     env.update({"ADBOT_DB__URL": url, "ADBOT_LOG_LEVEL": "WARNING", "COLUMNS": "200"})
+    env.update(settings)
     return subprocess.run(
         [*ADBOT, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
     )
@@ -158,3 +161,22 @@ def test_a_timestamp_beyond_the_calendar_is_a_rejected_row(
         "(fix them, or send --partial to write the others)"
     )
     assert _totals(engine)[0] == 0
+
+
+def test_a_load_that_writes_drops_the_accounts_cached_reports(
+    database: tuple[str, Engine], tmp_path: Path, redis_client: redis.Redis, redis_url: str
+) -> None:
+    """The CLI bumps the report generation the API's cache reads, once the batch commits,
+    and only when it wrote rows (a resend of the same rows changes nothing)."""
+    url, engine = database
+    _shop_for(engine, ["red shoes"])
+    rows = tmp_path / "rows.csv"
+    rows.write_text("keyword,hour,impressions,clicks,cost\nred shoes,2024-01-01T00:00Z,10,1,0.5\n")
+    with make_sessionmaker(engine)() as session:
+        account = session.scalar(select(Account.id).where(Account.slug == "sim-shop"))
+    key = f"adbot:report-generation:{account}"
+    for generation in ("1", "1"):  # written, then unchanged
+        args = ["ingest", str(rows), "-a", "sim-shop"]
+        loaded = _run(args, url, tmp_path, ADBOT_REDIS__URL=redis_url)
+        assert loaded.returncode == 0, loaded.stderr
+        assert redis_client.get(key) == generation

@@ -8,7 +8,9 @@ live when the file does not. The whole file is one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -54,9 +56,9 @@ def ingest(
     batch = service.read_file(file)
     frame = _with_defaults(batch.frame, campaign=campaign, ad_group=ad_group)
     batch = service.Batch(frame, batch.source)
-    cache = _cache(settings.redis.url)
     try:
-        result = _run(kind, batch, account=account, partial=partial, cache=cache)
+        with _report_cache(settings.redis.url):
+            result = _run(kind, batch, account=account, partial=partial)
     except service.RowsRejected as exc:
         _print_rejections(exc.result, show)
         raise service.RowsRejected(exc.result, partial_option="--partial") from None
@@ -74,16 +76,13 @@ def ingest(
     )
 
 
-def _run(
-    kind: str, batch: service.Batch, *, account: str, partial: bool, cache: ReportCache | None
-) -> service.IngestResult:
+def _run(kind: str, batch: service.Batch, *, account: str, partial: bool) -> service.IngestResult:
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    after_commit = cache.invalidate if cache is not None else None
     with progress(*columns) as bar, get_sessionmaker()() as session:
         task = bar.add_task(f"ingesting {kind}", total=len(batch.frame))
         account_id = service.account_id_for(session=session, reference=account)
@@ -98,7 +97,6 @@ def _run(
                 batch=batch,
                 partial=partial,
                 progress=advance,
-                after_commit=after_commit,
             )
         return service.ingest_conversions(
             session=session,
@@ -107,7 +105,6 @@ def _run(
             partial=partial,
             default_source=ConversionSource.IMPORT,
             progress=advance,
-            after_commit=after_commit,
         )
 
 
@@ -129,11 +126,21 @@ def _with_defaults(
     return frame
 
 
-def _cache(url: str | None) -> ReportCache | None:
-    """The API's report cache, so reports never serve figures older than this load."""
+@contextlib.contextmanager
+def _report_cache(url: str | None) -> Iterator[None]:
+    """The API's report cache in this process while the batch is written: a committed batch
+    drops the account's cached reports through it (``reports_changed``), so reports never
+    serve figures older than this load."""
     if url is None:
-        return None
-    return ReportCache(sync_client(url), RedisHealth(url))
+        yield
+        return
+    client = sync_client(url)
+    cache = ReportCache(client, RedisHealth(url))
+    try:
+        yield
+    finally:
+        del cache  # it stayed registered until here
+        client.close()
 
 
 def _print_rejections(result: service.IngestResult, show: int) -> None:

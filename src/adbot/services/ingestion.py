@@ -65,6 +65,7 @@ from adbot.services.ingest_store import (
     upsert_conversions,
     upsert_metrics,
 )
+from adbot.services.reports import reports_changed
 
 MAX_API_ROWS = 100_000
 REFERENCE_COLUMNS = (
@@ -115,8 +116,6 @@ _TEXT_COLUMNS = (
 # keyword index and its ``hour`` the hour of the day, so neither is used.
 TRACE_COLUMNS = frozenset({"scenario", "episode_seed", "policy", "step", "timestamp"})
 _SOURCES = {member.value for member in ConversionSource}
-
-AfterCommit = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -352,7 +351,6 @@ def ingest_metrics(
     batch: Batch,
     partial: bool = False,
     progress: Progress | None = None,
-    after_commit: AfterCommit | None = None,
 ) -> IngestResult:
     """Check and upsert hourly keyword metrics of ``account_id``."""
     frame = from_trace(batch.frame).reset_index(drop=True)
@@ -406,7 +404,6 @@ def ingest_metrics(
         ignored=ignored,
         upsert=upsert_metrics,
         progress=progress,
-        after_commit=after_commit,
     )
 
 
@@ -421,7 +418,6 @@ def ingest_conversions(
     partial: bool = False,
     default_source: ConversionSource = ConversionSource.API,
     progress: Progress | None = None,
-    after_commit: AfterCommit | None = None,
 ) -> IngestResult:
     """Check and upsert conversion events of ``account_id``, keyed by
     ``(conversion_action, external_id)``: ``external_id`` (an order or click id) is
@@ -469,7 +465,6 @@ def ingest_conversions(
         ignored=ignored,
         upsert=upsert_conversions,
         progress=progress,
-        after_commit=after_commit,
     )
 
 
@@ -524,7 +519,6 @@ def _write(
     ignored: list[str],
     upsert: Callable[[Session, pd.DataFrame, Progress], WriteCounts],
     progress: Progress | None,
-    after_commit: AfterCommit | None,
 ) -> IngestResult:
     bad = problems.bad()
     rejected_rows = int(bad.sum())
@@ -549,8 +543,8 @@ def _write(
     good = rows[~bad] if rejected_rows else rows
     with writing(session):
         counts = upsert(session, good, progress or _no_progress)
-    if after_commit is not None and counts.inserted + counts.updated:
-        after_commit(account_id)
+        if counts.inserted + counts.updated:
+            reports_changed(session, account_id)  # cached reports dropped once it commits
     return IngestResult(
         kind,
         received=len(rows),

@@ -17,10 +17,10 @@ apart, and the two sums are joined in Python (ratios and sorting use their ``REA
 combination). The integer columns are JSON integers either way.
 
 Results can be cached in Redis, keyed by account and parameters under a per-account
-generation number that every ingestion bumps after its commit, so a cached report never
-outlives the data it was computed from. A commit that changes what a report shows
-besides the metrics (a campaign, ad group or keyword created, renamed, paused or removed)
-bumps it too: the services mark their transaction with ``reports_changed``.
+generation number that every commit changing what a report shows bumps (an ingestion that
+wrote rows; a campaign, ad group or keyword created, renamed, paused or removed): the
+services mark their transaction with ``reports_changed``, so a cached report never outlives
+the data it was computed from.
 """
 
 from __future__ import annotations
@@ -492,8 +492,8 @@ class ReportCache:
         self._use(lambda client: client.set(key, payload, ex=self.ttl))
 
     def invalidate(self, account_id: int) -> None:
-        """Called after an ingestion of ``account_id`` commits, or another change its
-        reports show (``reports_changed``).
+        """Called after a commit that changed what ``account_id``'s reports show
+        (``reports_changed``).
         """
         self._use(lambda client: client.incr(_generation_key(account_id)))
 
@@ -505,9 +505,9 @@ _CHANGED = "adbot.reports_changed"
 
 def reports_changed(session: Session, account_id: int) -> None:
     """Mark the session's transaction as changing what ``account_id``'s reports show
-    other than metrics (a campaign, ad group or keyword created, renamed, paused or
-    removed). When it commits, the account's cached reports are invalidated in Redis
-    (``ReportCache.invalidate``, as after an ingestion); when it rolls back, nothing is.
+    (metrics written; a campaign, ad group or keyword created, renamed, paused or removed).
+    When it commits, every report cache of the process (each Redis once) invalidates the
+    account's cached reports (``ReportCache.invalidate``); when it rolls back, none does.
     """
     session.info.setdefault(_CHANGED, set()).add(account_id)
 

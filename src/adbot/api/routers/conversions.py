@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from adbot.api.deps import SessionDep, WriteAccess
-from adbot.api.middleware import operations_of
 from adbot.api.routers.metrics import (
     INGEST_RESPONSES,
     MAX_BODY_BYTES,
@@ -44,7 +43,6 @@ def ingest_conversions(
     A row names a keyword (its campaign follows) or a campaign; `source` defaults to `api`.
     """
     batch = read_batch(request, body)
-    cache = operations_of(request.app).cache
     return counted(
         "conversions",
         lambda: service.ingest_conversions(
@@ -53,6 +51,5 @@ def ingest_conversions(
             batch=batch,
             partial=partial,
             default_source=ConversionSource.API,
-            after_commit=cache.invalidate,
         ),
     )

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from adbot.api.deps import SessionDep, WriteAccess
-from adbot.api.middleware import operations_of
 from adbot.api.schemas.common import ErrorResponse
 from adbot.api.schemas.ingestion import IngestResultRead, MetricRowIn, batch_body
 from adbot.errors import InvalidInput
@@ -91,7 +90,6 @@ def ingest_hourly_metrics(
     Sending a batch again changes nothing; a corrected row replaces the stored one.
     """
     batch = read_batch(request, body)
-    cache = operations_of(request.app).cache
     return counted(
         "metrics",
         lambda: service.ingest_metrics(
@@ -99,6 +97,5 @@ def ingest_hourly_metrics(
             account_id=actor.account_id,
             batch=batch,
             partial=partial,
-            after_commit=cache.invalidate,
         ),
     )

@@ -40,9 +40,10 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from adbot.config import mask_url
+from adbot.config import get_settings, mask_url
 from adbot.db import migrate
 from adbot.db.engine import create_db_engine, scratch_database
+from cli_helpers import CliResult, RunCli
 
 ADMIN_URL_VAR = "ADBOT_TEST_DATABASE_URL"
 REDIS_URL_VAR = "ADBOT_TEST_REDIS_URL"
@@ -372,3 +373,24 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     finally:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> RunCli:
+    """``run_cli(argv)``: ``adbot ARGV`` with settings read afresh from the environment (set
+    it with ``monkeypatch`` first); its exit code, stdout and stderr."""
+
+    from adbot.cli.main import main  # the CLI's imports, for the tests that use it only
+
+    def run(argv: list[str]) -> CliResult:
+        capsys.readouterr()
+        get_settings.cache_clear()
+        try:
+            with pytest.raises(SystemExit) as exit_info:
+                main(argv)
+        finally:
+            get_settings.cache_clear()
+        captured = capsys.readouterr()
+        return CliResult(exit_info.value.code, captured.out, captured.err)
+
+    return run

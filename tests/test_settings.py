@@ -10,6 +10,7 @@ import pytest
 
 from adbot.config import Settings, load_settings, mask_url, settings_origins
 from adbot.errors import ConfigError
+from cli_helpers import RunCli
 
 AGENT_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "agents" / "default.yaml")
 
@@ -130,22 +131,6 @@ def test_settings_are_frozen(isolated: Path) -> None:
 # --- the settings file ----------------------------------------------------------------------
 
 
-def _adbot(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[object, str, str]:
-    """``adbot ARGV`` in this process, on settings read afresh: exit code, stdout, stderr."""
-    from adbot.cli.main import main
-    from adbot.config import get_settings
-
-    capsys.readouterr()
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            main(argv)
-    finally:
-        get_settings.cache_clear()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
-
-
 def _settings_file(isolated: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> str:
     (isolated / "cfg.yaml").write_text(text)
     monkeypatch.setenv("ADBOT_CONFIG_FILE", "cfg.yaml")
@@ -196,12 +181,12 @@ def test_an_empty_settings_file_is_the_code_defaults(
 def test_the_cli_reports_a_malformed_settings_file_in_one_line(
     isolated: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    run_cli: RunCli,
     argv: list[str],
     text: str,
 ) -> None:
     _settings_file(isolated, monkeypatch, text)
-    code, out, err = _adbot(argv, capsys)
+    code, out, err = run_cli(argv)
     assert code == 1 and out == ""
     assert err.startswith("error: ADBOT_CONFIG_FILE cfg.yaml: ")
     assert len(err.splitlines()) == 1
@@ -246,14 +231,14 @@ def test_a_settings_file_asked_for_must_exist(
 
 
 def test_config_show_names_the_settings_file_only_if_it_was_read(
-    isolated: Path, capsys: pytest.CaptureFixture[str]
+    isolated: Path, run_cli: RunCli
 ) -> None:
-    code, out, err = _adbot(["config", "show"], capsys)
+    code, out, err = run_cli(["config", "show"])
     assert code == 0, err
     assert "(config file: none (configs/default.yaml not found))" in out
     (isolated / "configs").mkdir()
     (isolated / "configs" / "default.yaml").write_text("log_level: ERROR\n")
-    code, out, err = _adbot(["config", "show"], capsys)
+    code, out, err = run_cli(["config", "show"])
     assert code == 0, err
     assert "(config file: configs/default.yaml)" in out
 
@@ -265,12 +250,12 @@ def test_config_show_names_the_settings_file_only_if_it_was_read(
 def test_db_commands_do_not_create_a_missing_sqlite_database(
     isolated: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    run_cli: RunCli,
     argv: list[str],
 ) -> None:
     database = isolated / "missing" / "adbot.db"
     monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{database}")
-    code, out, err = _adbot(["db", *argv], capsys)
+    code, out, err = run_cli(["db", *argv])
     assert code == 1 and out == ""
     assert err == f"error: no database at {database}: `adbot db upgrade` creates it " + (
         "(or set ADBOT_DB__URL to another database)\n"
@@ -279,24 +264,24 @@ def test_db_commands_do_not_create_a_missing_sqlite_database(
 
 
 def test_train_refusing_a_missing_sqlite_database_leaves_no_file(
-    isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, run_cli: RunCli
 ) -> None:
     database = isolated / "missing" / "adbot.db"
     monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{database}")
-    code, _, err = _adbot(["train", "--config", AGENT_CONFIG, "--output", "run"], capsys)
+    code, _, err = run_cli(["train", "--config", AGENT_CONFIG, "--output", "run"])
     assert code == 1
     assert err == "error: the database schema is not up to date: run `adbot db upgrade`\n"
     assert not database.parent.exists() and not (isolated / "run").exists()
 
 
 def test_db_upgrade_creates_the_missing_sqlite_database(
-    isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, run_cli: RunCli
 ) -> None:
     database = isolated / "missing" / "adbot.db"
     monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{database}")
-    code, _, err = _adbot(["db", "upgrade"], capsys)
+    code, _, err = run_cli(["db", "upgrade"])
     assert code == 0, err
     assert database.is_file()
-    code, out, err = _adbot(["db", "current"], capsys)
+    code, out, err = run_cli(["db", "current"])
     assert code == 0, err
     assert out.endswith("(up to date)\n")

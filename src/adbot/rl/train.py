@@ -289,7 +289,7 @@ class _Run:
 
     def kept(self) -> str:
         """What a run stopped by a failure leaves to continue from."""
-        latest = self.last[1] if self.last is not None else self.resumed_from
+        latest = latest_checkpoint(self.output_dir) or self.resumed_from
         if latest is None:
             return "no checkpoint was written before it"
         return resume_hint(latest)
@@ -420,15 +420,18 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     """The run directory's last whole checkpoint (``checkpoints/step-N``), if any. A run
     never writes into another's directory (:func:`check_run`), so these are the run's own,
     or those of the run it continues, up to the one it resumed."""
-    folder = output_dir / "checkpoints"
-    saved = sorted(folder.glob("step-*")) if folder.is_dir() else []
-    whole = [path for path in saved if (path / META_FILE).is_file()]
+    whole = [path for path in _saved_checkpoints(output_dir) if (path / META_FILE).is_file()]
     return whole[-1] if whole else None
 
 
-def _later_checkpoints(output_dir: Path, timesteps: int) -> list[str]:
+def _saved_checkpoints(output_dir: Path) -> list[Path]:
+    """The run directory's ``checkpoints/step-N`` folders, oldest first."""
     folder = output_dir / "checkpoints"
-    names = sorted(p.name for p in folder.glob("step-*")) if folder.is_dir() else []
+    return sorted(folder.glob("step-*")) if folder.is_dir() else []
+
+
+def _later_checkpoints(output_dir: Path, timesteps: int) -> list[str]:
+    names = [path.name for path in _saved_checkpoints(output_dir)]
     return [name for name in names if name > f"step-{timesteps:09d}"]
 
 

@@ -41,7 +41,7 @@ def downgrade(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Migrate the database down to REVISION (data in dropped tables is lost)."""
-    migrate.require_database()
+    migrate.require_database()  # before asking to confirm (migrate.downgrade checks too)
     if not yes:
         typer.confirm(f"Downgrade {_where()} to {revision}? Data may be lost", abort=True)
     before = migrate.current_revisions()

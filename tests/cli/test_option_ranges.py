@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import DEFAULT_CONFIG, RunCli
 
 from adbot.bidding.evaluate import EPISODE_SEED_MAX
 from adbot.cli._options import check_range
 from adbot.errors import InvalidInput
+from cli_helpers import DEFAULT_CONFIG, RunCli
 
 SIMULATE = ["simulate", "tight-budget", "--policy", "fixed", "--out", "trace.parquet"]
 TRACE_SEEDS = f"between 0 and {2**63 - 1}"

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import RunCli
 
 from adbot.cli.quickstart import CANCELLED
 from adbot.market.scenario import BUNDLED_DIR
+from cli_helpers import RunCli
 from process_helpers import alive, spawned_children, wait_gone
 
 ADBOT = str(Path(sys.executable).parent / "adbot")

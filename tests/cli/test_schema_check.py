@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_helpers import DEFAULT_CONFIG, RunCli
 
 import adbot.api.server
 from adbot.db import migrate
 from adbot.errors import InvalidInput
+from cli_helpers import DEFAULT_CONFIG, RunCli
 
 NOT_UP_TO_DATE = "the database schema is not up to date: run `adbot db upgrade`"
 

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import DEFAULT_CONFIG, RunCli
 
 import adbot.rl.tune
 from adbot.cli.main import CANCELLED_STARTING, main
@@ -18,6 +17,7 @@ from adbot.cli.train import default_output
 from adbot.config import load_settings
 from adbot.errors import InvalidInput
 from adbot.rl.config import TrainingConfig
+from cli_helpers import DEFAULT_CONFIG, RunCli
 
 
 def test_each_seed_of_an_agent_trains_into_its_own_directory(tmp_path: Path) -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import RunCli
 from stable_baselines3 import PPO
 
 import adbot.rl.train as train_module
 import adbot.services.training as training_service
+from cli_helpers import RunCli
 from training_helpers import LONGER
 
 pytestmark = pytest.mark.slow

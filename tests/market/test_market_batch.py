@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from market_helpers import small_data
 
 from adbot.market import MarketSimulator, load_scenario
-from adbot.market.auction import multiplier_bids, placed_dense, serve
-from adbot.market.batch import _play_day, evaluate_multipliers
+from adbot.market.auction import multiplier_bids, serve
+from adbot.market.batch import _play_episode, evaluate_multipliers
 from adbot.market.scenario import Scenario
 
 ALPHAS = np.array([0.05, 0.3, 1.0, 2.5, 9.0, 40.0])
@@ -28,6 +28,7 @@ SEEDS = (0, 6)
 CASES: dict[str, dict[str, Any]] = {
     "cpa-target": {},
     "budget-bound": {"campaign__daily_budget": 12.0},
+    "budget-bound-five-days": {"campaign__daily_budget": 12.0, "horizon__days": 5},
     "competitor-budgets": {"market__competitor_budget": {"mean": 3.0, "sd_log": 0.8}},
     "roas-target": {"campaign__target_cpa": None, "campaign__target_roas": 2.0},
     "no-target-24-steps": {"campaign__target_cpa": None, "horizon__steps_per_day": 24},
@@ -68,7 +69,7 @@ def test_batch_totals_equal_the_simulator_exactly(case: str) -> None:
             assert tuple(float(x[row]) for x in got) == simulated, (seed, alpha)
             assert simulated[0] > 0, (seed, alpha)  # a case that plays something
             out_mid_day.append(out)
-    if case == "budget-bound":  # clicks cut off inside a day, for most multipliers
+    if case.startswith("budget-bound"):  # clicks cut off inside a day, for most multipliers
         assert sum(out_mid_day) > len(out_mid_day) // 2
 
 
@@ -78,20 +79,19 @@ def test_batch_totals_equal_the_simulator_exactly(case: str) -> None:
     index=st.integers(min_value=0, max_value=15),
     budget=st.sampled_from([2.0, 30.0, 1e9]),
 )
-def test_a_step_played_dense_equals_serve(
+def test_a_step_played_in_the_batch_equals_serve(
     small: Scenario, alphas: list[float], index: int, budget: float
 ) -> None:
-    """One step as a day of one step: ``placed_dense`` and ``_play_day`` give each bid
-    vector ``serve``'s clicks, cost, conversions and value bit for bit, with the budget cut
-    inside the step (the click that crosses it counts, later ones do not)."""
+    """One step as a day of one step: ``_play_episode`` gives each bid vector ``serve``'s
+    clicks, cost, conversions and value bit for bit, with the budget cut inside the step
+    (the click that crosses it counts, later ones do not)."""
     sim = MarketSimulator(small, 0)
     bids = multiplier_bids(np.array(alphas), sim.keyword_values, sim.min_bid, sim.max_bid)
     step = sim.market.step(index)
-    impression, _, price, p_click = placed_dense(step, bids, sim.rules)
-    totals = np.zeros((4, len(alphas)))
-    _play_day(
-        impression, price, p_click, step.u_click, step.u_conv < step.cvr, step.conv_value,
-        np.array([step.n_queries]), budget, totals,
+    totals = _play_episode(
+        step.keyword, step.comp_rank, step.quality, step.u_tie, step.u_click,
+        step.u_conv < step.cvr, step.conv_value, np.array([step.n_queries]), 1, bids, budget,
+        sim.rules.reserve, sim.rules.click_prob,
     )  # fmt: skip
     for row, vector in enumerate(bids):
         one = serve(step, vector, 0.0, budget, sim.rules)

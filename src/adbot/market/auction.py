@@ -133,18 +133,44 @@ AMOUNT_ROWS = ("cost", "value", "impression_share", "avg_position", "avg_cpc")
 
 
 @numba.njit(cache=True)
+def placement(
+    comp_rank: np.ndarray, i: int, bid: float, quality: float, u_tie: float, reserve: float
+) -> tuple[int, float]:
+    """Our slot on query ``i`` for a bid that takes part, and the price of a click there
+    (``placed_dense``'s arithmetic, one query); the slot is ``slots`` when we get none.
+
+    Competitor ranks are compared as float64, and a tie among ``t`` equal ranks costs
+    ``int(u_tie x (t + 1))`` places. The query's competitor ranks must descend (as
+    ``StepMarket.comp_rank``'s do): when the one at the last slot is above ours, so are all
+    before it (most lost queries read one rank); else the ranks above ours and then those
+    equal to it are the first ones.
+    """
+    slots = comp_rank.shape[0]
+    rank = bid * quality
+    if np.float64(comp_rank[slots - 1, i]) > rank:
+        return slots, 0.0
+    above = ties = 0
+    while np.float64(comp_rank[above, i]) > rank:
+        above += 1
+    while above + ties < slots and np.float64(comp_rank[above + ties, i]) == rank:
+        ties += 1
+    slot = above + int(u_tie * (ties + 1)) if ties else above
+    if slot >= slots:
+        return slots, 0.0
+    return slot, min(bid, max(reserve, np.float64(comp_rank[slot, i]) / quality) + MIN_INCREMENT)
+
+
+@numba.njit(cache=True)
 def _serve_kernel(
     keyword, comp_rank, quality, cvr, u_tie, u_click, u_conv, value_table,
     bids, spend_today, budget, reserve, slots, click_prob,
 ):  # fmt: skip
     """``serve`` query by query in one compiled pass (see the module docstring).
 
-    The arithmetic is that of ``placed_dense`` (and, for the budget, ``batch._play_day``):
-    competitor ranks are compared as float64, a tie among ``t`` equal ranks costs
-    ``int(u_tie x (t + 1))`` places, and the day's spend is one running sum in serving
-    order. Each query's competitor ranks must descend (as ``StepMarket.comp_rank`` does).
+    The arithmetic is that of ``placed_dense`` (``placement``; and, for the budget,
+    ``batch``'s): the day's spend is one running sum in serving order.
     """
-    n_queries, n_keywords, n_ranks = keyword.shape[0], click_prob.shape[0], comp_rank.shape[0]
+    n_queries, n_keywords = keyword.shape[0], click_prob.shape[0]
     cells = value_table.shape[0]
     ints = np.empty((5, n_queries), np.intp)  # rows QUERY_INT_ROWS
     shown, slot_of, clicked, entered, converted = ints[0], ints[1], ints[2], ints[3], ints[4]
@@ -166,21 +192,9 @@ def _serve_kernel(
             continue
         entered[i] = 1
         counts[1, k] += 1
-        rank = bid * quality[i]
-        # The competitor ranks descend: when the one at the last slot is above ours, so are
-        # all before it (no slot: most lost queries read one rank); else the ranks above
-        # ours and then those equal to it are the first ones.
-        if np.float64(comp_rank[slots - 1, i]) > rank:
-            continue
-        above = ties = 0
-        while np.float64(comp_rank[above, i]) > rank:
-            above += 1
-        while above + ties < n_ranks and np.float64(comp_rank[above + ties, i]) == rank:
-            ties += 1
-        slot = above + int(u_tie[i] * (ties + 1)) if ties else above
+        slot, price = placement(comp_rank, i, bid, quality[i], u_tie[i], reserve)
         if slot >= slots:
             continue
-        price = min(bid, max(reserve, np.float64(comp_rank[slot, i]) / quality[i]) + MIN_INCREMENT)
         shown[n_shown], slot_of[n_shown] = i, slot
         n_shown += 1
         counts[2, k] += 1

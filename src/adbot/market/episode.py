@@ -126,6 +126,21 @@ class StepMarket:
         """(Q,) the value a conversion would have on each query."""
         return self.value_of(np.arange(self.n_queries))
 
+    @staticmethod
+    def joined(parts: list[StepMarket]) -> StepMarket:
+        """Steps (or days) one after the other, as one sequence (copies); at least one part,
+        all with the same value table."""
+        return StepMarket(
+            keyword=np.concatenate([p.keyword for p in parts]),
+            comp_rank=np.concatenate([p.comp_rank for p in parts], axis=1),
+            quality=np.concatenate([p.quality for p in parts]),
+            cvr=np.concatenate([p.cvr for p in parts]),
+            u_tie=np.concatenate([p.u_tie for p in parts]),
+            u_click=np.concatenate([p.u_click for p in parts]),
+            u_conv=np.concatenate([p.u_conv for p in parts]),
+            value_table=parts[0].value_table,
+        )
+
     def subset(self, queries: np.ndarray | slice) -> StepMarket:
         """The same step restricted to some queries (kept in serving order); a slice gives
         views, an index array copies."""
@@ -276,7 +291,7 @@ class EpisodeMarket:
         self._days: dict[int, _DayMarket] = {}
         # Days being drawn ahead a stage at a time (``draw_ahead``): each one's stages left.
         self._drawing: dict[int, Iterator[None]] = {}
-        self._clickable: dict[int, tuple[StepMarket, np.ndarray]] = {}
+        self._clickable: tuple[StepMarket, np.ndarray] | None = None
         # A day's landscapes of one multiplier grid, (steps, grid) arrays computed once for
         # every simulator of this episode; keyed by (day, the grid's bytes).
         self.day_landscapes: dict[tuple[int, bytes], Landscape] = {}
@@ -301,31 +316,36 @@ class EpisodeMarket:
         drawn = self._day(day)
         return drawn.whole, drawn.step_of
 
-    def clickable_day(self, day: int) -> StepMarket:
-        """The day's queries, in order, on which we could get a click at all, whatever we bid.
+    def clickable(self) -> tuple[StepMarket, np.ndarray]:
+        """The episode's queries on which we could get a click at all, whatever we bid, day
+        after day in serving order, and where each step ends among them: (days x steps,)
+        cumulative counts (the oracle sums its clicks step by step, as the simulator does).
 
         Our click needs ``u_click < click_prob[k, slot] <= click_prob[k, 0]``; on the other
         queries no bid costs or earns anything, only impressions, so whole-episode searches
-        over bids (the oracle) can skip them and still spend and convert exactly alike.
+        over bids (the oracle) can skip them and still spend and convert exactly alike. One
+        sequence for the whole episode, so that such a search plays many short days in one
+        dense call (a day is a few hundred queries in a long scenario); drawn on first use,
+        every day of the episode with it.
         """
-        return self._clickable_day(day)[0]
-
-    def clickable_step_ends(self, day: int) -> np.ndarray:
-        """(steps,) how many of :meth:`clickable_day`'s queries fall in steps 0..s of the
-        day: where each step ends among them (the oracle sums its clicks step by step, as
-        the simulator does)."""
-        return self._clickable_day(day)[1]
-
-    def _clickable_day(self, day: int) -> tuple[StepMarket, np.ndarray]:
-        if day not in self._clickable:
-            drawn = self._day(day)
-            whole = drawn.whole
-            best = self.universe.click_prob[whole.keyword, 0]
-            index = np.flatnonzero(whole.u_click < best)
+        if self._clickable is None:
             steps = self.scenario.horizon.steps_per_day
-            ends = np.cumsum(np.bincount(drawn.step_of[index], minlength=steps))
-            self._clickable[day] = (whole.subset(index), ends)
-        return self._clickable[day]
+            parts, per_step = [], []
+            for day in range(self.scenario.horizon.days):
+                drawn = self._day(day)
+                whole = drawn.whole
+                index = np.flatnonzero(whole.u_click < self.universe.click_prob[whole.keyword, 0])
+                parts.append(whole.subset(index))
+                per_step.append(np.bincount(drawn.step_of[index], minlength=steps))
+            self._clickable = (StepMarket.joined(parts), np.cumsum(np.concatenate(per_step)))
+        return self._clickable
+
+    def clickable_day(self, day: int) -> StepMarket:
+        """:meth:`clickable` of one day (views)."""
+        queries, step_ends = self.clickable()
+        steps = self.scenario.horizon.steps_per_day
+        start = int(step_ends[day * steps - 1]) if day else 0
+        return queries.subset(slice(start, int(step_ends[(day + 1) * steps - 1])))
 
     def step(self, index: int) -> StepMarket:
         day, step = divmod(index, self.scenario.horizon.steps_per_day)

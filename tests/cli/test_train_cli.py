@@ -83,7 +83,7 @@ def test_a_config_seed_numpy_refuses_is_one_line_naming_it(
     result = run_cli([command, "--config", str(config)])
     assert result.code == 1
     assert result.err == (
-        "error: training config: seed: Input should be less than or equal to 4294967295\n"
+        f"error: training config {config}: seed: Input should be less than or equal to 4294967295\n"
     )
     assert not data.exists()
 
@@ -124,7 +124,7 @@ def test_a_config_refused_by_name_records_nothing(
     monkeypatch.setenv("ADBOT_DATA_DIR", str(data))
     monkeypatch.setenv("ADBOT_DB__URL", f"sqlite:///{data / 'never-migrated.db'}")
     result = run_cli([command, "--config", str(config)])
-    assert (result.code, result.err) == (1, f"error: training config: {error}\n")
+    assert (result.code, result.err) == (1, f"error: training config {config}: {error}\n")
     assert not data.exists()
 
 

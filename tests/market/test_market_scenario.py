@@ -212,6 +212,13 @@ def test_file_errors_are_one_line(tmp_path: Path) -> None:
         load_scenario(listing)
 
 
+@pytest.mark.parametrize("source", [5, None, b"name: x", ["tight-budget"]])
+def test_a_source_of_another_type_is_one_line(source: object) -> None:
+    """``load_scenario(5)`` (and so ``BidPacingEnv(scenario=5)``) raised pathlib's TypeError."""
+    with pytest.raises(ScenarioError, match=r"^scenario: expected a file, a bundled scenario's"):
+        load_scenario(source)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -147,8 +147,12 @@ def test_step_after_the_end_and_bad_seeds_are_refused(small: Scenario) -> None:
         sim.step(np.zeros(sim.n_keywords))
     with pytest.raises(InvalidInput, match="episode is over"):
         sim.step(np.zeros(sim.n_keywords))
-    with pytest.raises(InvalidInput, match="episode seed must be >= 0, got -1"):
-        MarketSimulator(small, -1)
+    # Past 2**63 - 1 (a trace's or a database's 64-bit column) the env took 2**64 too.
+    for bad in (-1, 2**63, np.uint64(2**64 - 1)):
+        with pytest.raises(
+            InvalidInput, match=rf"episode seed must be 0 to 2\*\*63 - 1, got {bad}$"
+        ):
+            MarketSimulator(small, bad)
     for bad in (1.5, True, "3"):
         with pytest.raises(InvalidInput, match="episode seed must be an integer, got "):
             MarketSimulator(small, bad)  # type: ignore[arg-type]

@@ -115,6 +115,7 @@ def test_scenario_from_reset_options(cpa_scenario: Scenario, value_scenario: Sce
         ({"episode_seed": "3"}, "episode_seed must be an integer, got '3'"),
         ({"episode_seed": True}, "episode_seed must be an integer, got True"),
         ({"scenario": 7}, "scenario must be a file, a bundled scenario's name, a mapping or a"),
+        ({"episode_seed": 2**64}, "episode seed must be 0 to 2**63 - 1, got 18446744073709551616"),
     ],
 )
 def test_bad_reset_options_are_refused_by_name(

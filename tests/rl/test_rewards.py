@@ -173,6 +173,71 @@ def test_registry_refuses_to_replace_a_component() -> None:
     assert REWARD_COMPONENTS["score"] is score
 
 
+@pytest.mark.parametrize(
+    ("name", "component", "message"),
+    [
+        ("", REWARD_COMPONENTS["value"], "reward component name ''"),
+        ("two words", REWARD_COMPONENTS["value"], "reward component name 'two words'"),
+        (None, REWARD_COMPONENTS["value"], "reward component name None"),
+        ("five", 5, "reward component 'five' must be a function of one Transition, not int"),
+    ],
+)
+def test_registry_refuses_a_bad_name_or_component(
+    name: object, component: object, message: str
+) -> None:
+    """A name of None was registered and then broke every spec's "unknown component"
+    message (sorting None among strings); a component of 5 failed at the first step."""
+    with pytest.raises(InvalidInput) as error:
+        register_reward_component(name, component)  # type: ignore[arg-type]
+    assert error.value.message.startswith(message)
+    assert None not in REWARD_COMPONENTS and "five" not in REWARD_COMPONENTS
+
+
+@pytest.mark.parametrize("spec", [0, False, "", [], (), 0.0])
+def test_a_falsy_spec_is_not_the_default(cpa_scenario: Scenario, spec: object) -> None:
+    """``reward=0`` or ``reward=[]`` was taken for the default reward; only None is."""
+    with pytest.raises(InvalidInput, match=r"^reward: "):
+        BidPacingEnv(cpa_scenario, reward=spec)  # type: ignore[arg-type]
+
+
+def _tiny_budget(scenario: Scenario, budget: float) -> Scenario:
+    campaign = scenario.campaign.model_copy(update={"daily_budget": budget})
+    return scenario.model_copy(update={"campaign": campaign})
+
+
+def test_a_budget_the_scale_cannot_divide_by_is_refused_at_reset(cpa_scenario: Scenario) -> None:
+    """A valid daily budget of 5e-324 made the reference score 0: a ZeroDivisionError at the
+    first step. The scale is refused by name at reset; scale 'none' plays."""
+    scenario = _tiny_budget(cpa_scenario, 5e-324)
+    with pytest.raises(InvalidInput, match=r"reward scale 'budget' is 0\.0 on this scenario"):
+        BidPacingEnv(scenario).reset(seed=0)
+    env = BidPacingEnv(scenario, reward={"components": {"score": 1.0}, "scale": "none"})
+    env.reset(seed=0)
+    _, reward, *_ = env.step(np.zeros(1, dtype=np.float32))
+    assert np.isfinite(reward)
+
+
+@pytest.mark.parametrize(
+    ("budget", "spec"),
+    [
+        # One click over a budget of 1e-200 is a pace gap of ~1e200: ``** 2`` raised a bare
+        # OverflowError; at 1e-110 every reward was -inf.
+        (1e-200, {"components": {"pacing_penalty": 1.0}}),
+        (1e-110, {"components": {"pacing_penalty": 1.0}}),
+        (None, {"components": {"value": 1e308, "score": 1e308}, "scale": "none"}),
+    ],
+)
+def test_a_reward_past_float_range_is_refused_by_name(
+    cpa_scenario: Scenario, budget: float | None, spec: dict[str, object]
+) -> None:
+    scenario = cpa_scenario if budget is None else _tiny_budget(cpa_scenario, budget)
+    env = BidPacingEnv(scenario, reward=spec)
+    env.reset(seed=0)
+    with pytest.raises(InvalidInput, match=r"the reward of this step is -?inf \(not finite\)"):
+        for _ in range(scenario.n_steps):
+            env.step(np.ones(1, dtype=np.float32))
+
+
 def test_baseline_reward_is_the_lead_over_the_plan(cpa_scenario: Scenario) -> None:
     spec = {"components": {"score": 1.0, "baseline_score": 1.0}, "scale": "none"}
     env = BidPacingEnv(cpa_scenario, reward=spec)

@@ -19,12 +19,9 @@ from adbot.errors import InvalidInput
 from adbot.market.episode import forget_episode_market
 from adbot.market.scenario import Scenario
 from adbot.market.score import EpisodeMetrics
+from adbot.market.simulator import EPISODE_SEED_MAX
 
 Progress = Callable[[str], None]
-
-# The largest episode seed: a signed 64-bit integer, as a trace's or a database's column
-# holds it (``adbot simulate`` refuses larger ones, so every evaluated episode replays).
-EPISODE_SEED_MAX = 2**63 - 1
 
 
 def score_ratio(score: float, oracle_score: float) -> float | None:

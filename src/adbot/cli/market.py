@@ -14,7 +14,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from adbot.bidding.evaluate import EPISODE_SEED_MAX, check_episodes
+from adbot.bidding.evaluate import check_episodes
 from adbot.bidding.evaluate import evaluate as evaluate_policies
 from adbot.bidding.registry import BUILTIN, load_policy_plugins, make_policy
 from adbot.bidding.runner import EpisodeResult, run_episode
@@ -24,6 +24,7 @@ from adbot.errors import InvalidInput
 from adbot.files import write_whole
 from adbot.market.episode import universe_for
 from adbot.market.scenario import Scenario, load_scenario
+from adbot.market.simulator import EPISODE_SEED_MAX
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -306,6 +306,11 @@ def load_scenario(source: str | Path | dict[str, Any] | Scenario) -> Scenario:
     """
     if isinstance(source, Scenario):
         return source
+    if not isinstance(source, str | Path | dict):
+        raise ScenarioError(
+            "scenario: expected a file, a bundled scenario's name, a mapping or a Scenario, "
+            f"got {type(source).__name__}"
+        )
     data = source if isinstance(source, dict) else _read_yaml(_resolve_path(source))
     if not isinstance(data, dict):
         raise ScenarioError("scenario: must be a mapping of fields")

@@ -27,6 +27,9 @@ from adbot.market.universe import expected_step_queries
 # Steps of a day whose landscapes are computed in one pass (a stage of ``work_ahead``: a few
 # hundred microseconds).
 LANDSCAPE_PART_STEPS = 4
+# The largest episode seed: a signed 64-bit integer, as a trace's or a database's column
+# holds it (``adbot simulate`` refuses larger ones, so every evaluated episode replays).
+EPISODE_SEED_MAX = 2**63 - 1
 
 
 class _Row:
@@ -102,8 +105,8 @@ class MarketSimulator:
     ) -> None:
         if isinstance(episode_seed, bool) or not isinstance(episode_seed, int | np.integer):
             raise InvalidInput(f"episode seed must be an integer, got {episode_seed!r}")
-        if episode_seed < 0:
-            raise InvalidInput(f"episode seed must be >= 0, got {episode_seed}")
+        if not 0 <= episode_seed <= EPISODE_SEED_MAX:
+            raise InvalidInput(f"episode seed must be 0 to 2**63 - 1, got {episode_seed}")
         self.scenario = scenario
         self.episode_seed = int(episode_seed)
         if market is None:

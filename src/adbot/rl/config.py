@@ -206,4 +206,4 @@ def load_training_config(path: Path | str) -> TrainingConfig:
         raise InvalidInput(f"training config {path}: the file is empty")
     if not isinstance(data, dict):
         raise InvalidInput(f"training config {path}: expected a mapping")
-    return training_config_from_dict(data)
+    return validated(TrainingConfig, data, f"training config {path}")

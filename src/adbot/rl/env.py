@@ -291,7 +291,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
             raise InvalidInput("BidPacingEnv has no render modes")
         self._fixed = None if scenario is None else load_scenario(scenario)
         if not isinstance(reward, RewardSpec):
-            reward = validated(RewardSpec, reward or {}, "reward")
+            reward = validated(RewardSpec, {} if reward is None else reward, "reward")
         self.reward_fn = Reward(reward)
         settings = validated(
             EnvConfig,
@@ -364,6 +364,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
             start = ahead.start or self._start(ahead.episode)
         else:
             start = self._start(self._next_episode(options))
+        self.reward_fn.divisor(start.goal)  # a scenario the reward cannot scale fails here
         self._episode, self._player, self._baseline, self._goal = start
         episode = start[0]
         info = {"scenario": episode.scenario.name, "episode_seed": episode.seed}

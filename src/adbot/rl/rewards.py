@@ -36,6 +36,7 @@ only, and the agent's observations never include them.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal, NamedTuple
@@ -180,7 +181,9 @@ def terminal_score(t: Transition) -> float:
 
 
 def pacing_penalty(t: Transition) -> float:
-    return -(t.pace_gap**2)
+    # A product, not ``** 2``: past float range (a click over a tiny budget) it is inf, which
+    # the reward then refuses by name, where ``**`` raises a bare OverflowError.
+    return -(t.pace_gap * t.pace_gap)
 
 
 REWARD_COMPONENTS: dict[str, Component] = {
@@ -196,8 +199,22 @@ REWARD_COMPONENTS: dict[str, Component] = {
 }
 
 
+_COMPONENT_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
 def register_reward_component(name: str, component: Component) -> None:
-    """Add a component under a new name (names are never silently replaced)."""
+    """Add a component under a new name (names are never silently replaced): lowercase
+    letters, digits and underscores, as a reward spec in a YAML config names it."""
+    if not isinstance(name, str) or not _COMPONENT_NAME.fullmatch(name):
+        raise InvalidInput(
+            f"reward component name {name!r}: use lowercase letters, digits and underscores, "
+            "starting with a letter"
+        )
+    if not callable(component):
+        raise InvalidInput(
+            f"reward component '{name}' must be a function of one Transition, "
+            f"not {type(component).__name__}"
+        )
     if name in REWARD_COMPONENTS:
         raise InvalidInput(f"reward component '{name}' is already registered")
     REWARD_COMPONENTS[name] = component
@@ -240,8 +257,16 @@ class Reward:
         self._divisor: tuple[Goal | None, float] = (None, 1.0)  # the last goal's, kept
 
     def divisor(self, goal: Goal) -> float:
+        """What the weighted sum is divided by on this goal's scenario; refused when the
+        budget scale is 0 or infinite there (amounts at the ends of float range)."""
         if goal is not self._divisor[0]:
             scale = goal.reference_score() if self.spec.scale == "budget" else 1.0
+            if not 0 < scale < math.inf:
+                raise InvalidInput(
+                    f"reward scale 'budget' is {scale!r} on this scenario (daily budget "
+                    f"{goal.daily_budget!r} x {goal.days} days at a market cost per conversion "
+                    f"of {goal.market_cpa!r}); use scale 'none'"
+                )
             self._divisor = (goal, scale)
         return self._divisor[1]
 
@@ -249,4 +274,14 @@ class Reward:
         total = 0.0
         for component, weight in self._terms:
             total += weight * component(transition)
-        return float(total / self.divisor(transition.goal))
+        reward = float(total / self.divisor(transition.goal))
+        if not math.isfinite(reward):
+            # Valid scenarios can get here only at the ends of float range (a click's
+            # overshoot over a budget of 1e-200, weights of 1e308): a training run must stop
+            # on it, not learn from it.
+            raise InvalidInput(
+                f"the reward of this step is {reward} (not finite): the reward's weights or "
+                f"the scenario's amounts (daily budget {transition.goal.daily_budget!r}) are "
+                "past float range"
+            )
+        return reward

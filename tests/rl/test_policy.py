@@ -491,6 +491,46 @@ def _other_features(agent: Path) -> None:
     save_checkpoint(agent, model=model, vec_normalize=venv, config=TINY, score_ratio=None)
 
 
+def _model_of(
+    observation_space: gym.spaces.Space[Any], action_space: gym.spaces.Space[Any]
+) -> Callable[[Path], object]:
+    """model.zip replaced by an untrained PPO model of an env with these spaces (another env
+    than AdBot's), its sha256 recomputed; the statistics and config stay the agent's."""
+
+    class OtherEnv(gym.Env[Any, Any]):
+        def __init__(self) -> None:
+            self.observation_space = observation_space
+            self.action_space = action_space
+
+    def write(agent: Path) -> None:
+        dict_observations = isinstance(observation_space, gym.spaces.Dict)
+        policy = "MultiInputPolicy" if dict_observations else "MlpPolicy"
+        PPO(policy, OtherEnv(), n_steps=8, batch_size=8, device="cpu").save(agent / "model.zip")
+        _rewrite_meta(agent, model_sha256=sha256_file(agent / "model.zip"))
+
+    return write
+
+
+def _symlink(relative: str, target: str | Path) -> Callable[[Path], object]:
+    return lambda agent: (agent / relative).symlink_to(target)
+
+
+def _symlink_loop(agent: Path) -> None:
+    (agent / "l1").symlink_to("l2")
+    (agent / "l2").symlink_to("l1")
+    _members(".", "l1")(agent)
+
+
+def _link_outside(agent: Path) -> None:
+    """A member that is a link to a checkpoint outside the agent (it would not be copied with
+    it): the shipped seed-1."""
+    _symlink("m", AGENTS_DIR / "default" / "members" / "seed-1")(agent)
+    _members(".", "m")(agent)
+
+
+_ACTIONS = re.escape(str(gym.spaces.Box(-1.0, 1.0, (1,), np.float32)))
+_FEATURES_BOX = gym.spaces.Box(-OBS_BOUND, OBS_BOUND, (N_FEATURES,), np.float32)
+
 # (how the copy of ppo:default is damaged, the error, what its one line says)
 DAMAGED_AGENTS = [
     pytest.param(_remove("model.zip"), NotFound, r"agent has no model.zip", id="model-missing"),
@@ -524,6 +564,32 @@ DAMAGED_AGENTS = [
         InvalidInput,
         rf"agent: its model takes observations of shape \({N_FEATURES - 2},\), this AdBot",
         id="model-of-other-features",
+    ),
+    pytest.param(
+        _model_of(_FEATURES_BOX, gym.spaces.Discrete(4)),
+        InvalidInput,
+        rf"agent: its model's action space is Discrete\(4\); an agent must act in the env's "
+        rf"{_ACTIONS}$",
+        id="model-of-discrete-actions",
+    ),
+    pytest.param(
+        _model_of(_FEATURES_BOX, gym.spaces.Box(-1.0, 1.0, (3,), np.float32)),
+        InvalidInput,
+        rf"agent: its model's action space is Box\(-1.0, 1.0, \(3,\), float32\); .*{_ACTIONS}$",
+        id="model-of-three-actions",
+    ),
+    pytest.param(
+        _model_of(_FEATURES_BOX, gym.spaces.Box(-100.0, 100.0, (1,), np.float32)),
+        InvalidInput,
+        rf"agent: its model's action space is Box\(-100.0, 100.0, \(1,\), float32\); .*{_ACTIONS}",
+        id="model-of-wider-actions",
+    ),
+    pytest.param(
+        _model_of(gym.spaces.Dict({"features": _FEATURES_BOX}), gym.spaces.Box(-1.0, 1.0, (1,))),
+        InvalidInput,
+        rf"agent: its model's observation space is Dict\(.*\), not the env's Box of "
+        rf"{N_FEATURES} features",
+        id="model-of-dict-observations",
     ),
     pytest.param(
         _tampered, InvalidInput, r"agent: model.zip does not match its sha256", id="tampered"
@@ -601,6 +667,12 @@ DAMAGED_AGENTS = [
         _remove("config.yaml"), NotFound, r"agent has no config.yaml", id="config-missing"
     ),
     pytest.param(
+        _write("config.yaml", "::: not yaml ["),
+        InvalidInput,
+        r"^training config /.*/agent/config.yaml: ::: Extra inputs are not permitted$",
+        id="config-garbage",
+    ),
+    pytest.param(
         _members(".", "members/seed-9"),
         NotFound,
         r"not a checkpoint: .*agent/members/seed-9 does not exist",
@@ -617,6 +689,19 @@ DAMAGED_AGENTS = [
         InvalidInput,
         r"agent/ensemble.json: member '/.*seed-1' is outside",
         id="member-absolute",
+    ),
+    pytest.param(
+        _symlink_loop,
+        InvalidInput,
+        r"agent/ensemble.json: member 'l1' is a symlink loop$",
+        id="member-a-symlink-loop",
+    ),
+    pytest.param(
+        _link_outside,
+        InvalidInput,
+        r"agent/ensemble.json: member 'm' links to /.*/default/members/seed-1, outside "
+        r"/.*/agent; members are paths inside it$",
+        id="member-a-link-outside",
     ),
     pytest.param(
         _manifest(keyword_calibration=0),
@@ -710,6 +795,23 @@ def test_a_damaged_agent_is_refused_in_one_line_naming_the_file(
         make_policy(f"ppo:{agent}")
     assert isinstance(refused.value, InvalidInput | NotFound)
     assert re.search(message, refused.value.message) and "\n" not in refused.value.message
+
+
+def test_a_member_linked_inside_the_agent_plays(tmp_path: Path) -> None:
+    """A link is a member when it leads to a checkpoint inside the agent directory (reached
+    through a link itself): only what lies outside it is refused."""
+    agent = tmp_path / "agent"
+    shutil.copytree(AGENTS_DIR / "default", agent)
+    _symlink("members/alias", "seed-2")(agent)
+    _members(".", "members/seed-1", "members/alias")(agent)
+    (tmp_path / "link").symlink_to(agent)
+    policy = make_policy(f"ppo:{tmp_path / 'link'}")
+    assert isinstance(policy, MeanPolicy) and len(policy.members) == 3
+    assert ensemble_members(tmp_path / "link") == [
+        agent,
+        agent / "members" / "seed-1",
+        agent / "members" / "seed-2",
+    ]
 
 
 def test_ppo_of_nothing_or_of_a_file_is_refused(tmp_path: Path) -> None:

@@ -24,11 +24,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 from stable_baselines3 import PPO
@@ -39,6 +41,8 @@ from adbot import __version__
 from adbot.errors import InvalidInput, NotFound
 from adbot.rl.config import CONFIG_FILE_NAME, TrainingConfig, load_training_config
 from adbot.rl.cpu_math import cpu_math
+from adbot.rl.env import BidPacingEnv
+from adbot.rl.features import N_FEATURES
 
 MODEL_FILE = "model.zip"
 NORMALIZATION_FILE = "normalization.json"
@@ -316,6 +320,37 @@ def weights_are_finite(model: PPO) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.policy.parameters())
 
 
+@cache
+def env_action_space() -> spaces.Space[Any]:
+    """:class:`BidPacingEnv`'s action space, read from an env (where it is defined): the
+    space a checkpoint's model must act in."""
+    return BidPacingEnv().action_space
+
+
+def check_model_spaces(directory: Path, model: PPO) -> None:
+    """``InvalidInput`` naming the checkpoint ``directory`` if ``model`` does not take the
+    env's observations (an agent trained by an AdBot with other features, or a model of
+    another env) or does not act in its action space (its actions would be clipped to
+    [-1, 1], or taken from a discrete index, silently)."""
+    space = model.observation_space
+    if not isinstance(space, spaces.Box):
+        raise InvalidInput(
+            f"checkpoint {directory}: its model's observation space is {space}, not the env's "
+            f"Box of {N_FEATURES} features"
+        )
+    if space.shape != (N_FEATURES,):
+        raise InvalidInput(
+            f"checkpoint {directory}: its model takes observations of shape {space.shape}, "
+            f"this AdBot's features are of shape {(N_FEATURES,)}; retrain it with this version"
+        )
+    actions = env_action_space()
+    if model.action_space != actions:
+        raise InvalidInput(
+            f"checkpoint {directory}: its model's action space is {model.action_space}; an "
+            f"agent must act in the env's {actions}"
+        )
+
+
 def _read_config(directory: Path, meta: CheckpointMeta) -> TrainingConfig:
     config = load_training_config(directory)
     if config.fingerprint() != meta.config_fingerprint:
@@ -329,7 +364,8 @@ def _read_config(directory: Path, meta: CheckpointMeta) -> TrainingConfig:
 
 def load_checkpoint(directory: Path | str, *, n_envs: int | None = None) -> Checkpoint:
     """Load a checkpoint directory; its model's sha256 and its config's fingerprint must
-    match ``checkpoint.json``. ``n_envs``: see :func:`load_model`."""
+    match ``checkpoint.json``, and the model must fit the env (:func:`check_model_spaces`).
+    ``n_envs``: see :func:`load_model`."""
     directory = Path(directory)
     with os_errors_named():
         if not directory.is_dir():
@@ -345,8 +381,8 @@ def load_checkpoint(directory: Path | str, *, n_envs: int | None = None) -> Chec
     stats = _read_record(directory / NORMALIZATION_FILE, NormalizationStats)
     config = _read_config(directory, meta)
     model = load_model(directory / MODEL_FILE, n_envs=n_envs)
-    shape = model.observation_space.shape
-    problems = stats.problems(int(shape[0]) if shape else 0)
+    check_model_spaces(directory, model)
+    problems = stats.problems(N_FEATURES)
     if problems:
         where = directory / NORMALIZATION_FILE
         raise InvalidInput(f"checkpoint file {where}: {'; '.join(problems)}")

@@ -30,11 +30,12 @@ from adbot.rl.checkpoints import (
     MODEL_FILE,
     Checkpoint,
     NormalizationStats,
+    check_model_spaces,
     load_checkpoint,
     os_errors_named,
 )
 from adbot.rl.config import TRAINED_AGENTS
-from adbot.rl.features import N_FEATURES, PacingState
+from adbot.rl.features import PacingState
 
 AGENTS_DIR = Path(__file__).resolve().parent / "agents"
 POLICY_PREFIX = "ppo"
@@ -82,14 +83,10 @@ class PriorPolicy:
 
 def check_observation_shape(checkpoint: Checkpoint) -> None:
     """``InvalidInput`` if the checkpoint's model takes another observation than this
-    version's features (an agent trained by an AdBot with other features): checked when it
-    is loaded to play or to resume, not at its first step."""
-    shape = checkpoint.model.observation_space.shape
-    if shape != (N_FEATURES,):
-        raise InvalidInput(
-            f"checkpoint {checkpoint.path}: its model takes observations of shape {shape}, "
-            f"this AdBot's features are of shape {(N_FEATURES,)}; retrain it with this version"
-        )
+    version's features or acts in another space than the env's (:func:`check_model_spaces`,
+    which :func:`load_checkpoint` runs too): checked for the checkpoint to play or to resume,
+    not at its first step."""
+    check_model_spaces(checkpoint.path, checkpoint.model)
 
 
 class PpoPolicy(PriorPolicy):
@@ -177,8 +174,8 @@ def read_ensemble(directory: Path) -> Ensemble | None:
     """An agent directory's ``ensemble.json`` (``{"members": [relative paths],
     "keyword_calibration": prior conversions (optional)}``), or None for a single agent.
 
-    Members lie inside the directory (an agent is copied and shipped whole), each listed
-    once; ``.`` is the directory's own checkpoint, and any other member with an
+    Members lie inside the directory, links followed (an agent is copied and shipped whole),
+    each listed once; ``.`` is the directory's own checkpoint, and any other member with an
     ``ensemble.json`` of its own (a nested ensemble, or a cycle) is refused."""
     manifest = directory / ENSEMBLE_FILE
     with os_errors_named():
@@ -222,10 +219,21 @@ def _member_directory(manifest: Path, member: str, earlier: list[Path]) -> Path:
         raise InvalidInput(
             f"{manifest}: member {member!r} is outside {directory}; members are paths inside it"
         )
-    path = (directory / member).resolve()
+    try:
+        path = (directory / member).resolve()
+    except RuntimeError:  # Python 3.11's and 3.12's word for a symlink loop
+        path = None
+    if path is None or path.is_symlink():  # 3.13 leaves a loop's link unresolved
+        raise InvalidInput(f"{manifest}: member {member!r} is a symlink loop")
+    inside = directory.resolve()
+    if path != inside and inside not in path.parents:
+        raise InvalidInput(
+            f"{manifest}: member {member!r} links to {path}, outside {directory}; members are "
+            "paths inside it"
+        )
     if path in earlier:
         raise InvalidInput(f"{manifest}: member {member!r} is listed twice")
-    if path != directory.resolve() and (path / ENSEMBLE_FILE).exists():
+    if path != inside and (path / ENSEMBLE_FILE).exists():
         raise InvalidInput(
             f"{manifest}: member {member!r} is an ensemble itself; list its checkpoints instead"
         )

@@ -249,20 +249,6 @@ def test_bad_normalisation_statistics_are_refused_by_name(
         load_checkpoint(agent)
 
 
-def test_an_agent_of_other_features_is_refused_by_name() -> None:
-    """A checkpoint whose model takes another observation (trained by an AdBot with other
-    features) is refused when loaded as a policy, not at its first step."""
-    checkpoint = load_checkpoint(AGENTS_DIR / "default")
-    model = checkpoint.model
-    original = model.observation_space
-    model.observation_space = gym.spaces.Box(-1.0, 1.0, (N_FEATURES - 2,), np.float32)
-    try:
-        with pytest.raises(InvalidInput, match=f"shape \\({N_FEATURES - 2},\\), this AdBot"):
-            PpoPolicy.from_checkpoint(checkpoint, name="ppo:old")
-    finally:
-        model.observation_space = original
-
-
 def _agent_copy(tmp_path: Path) -> Path:
     """The shipped seed-0 agent alone, as a checkpoint directory to break."""
     agent = tmp_path / "agent"

@@ -30,7 +30,6 @@ from adbot.rl.checkpoints import (
     MODEL_FILE,
     Checkpoint,
     NormalizationStats,
-    check_model_spaces,
     load_checkpoint,
     os_errors_named,
 )
@@ -81,14 +80,6 @@ class PriorPolicy:
         self._state.record(self.alpha, outcome)
 
 
-def check_observation_shape(checkpoint: Checkpoint) -> None:
-    """``InvalidInput`` if the checkpoint's model takes another observation than this
-    version's features or acts in another space than the env's (:func:`check_model_spaces`,
-    which :func:`load_checkpoint` runs too): checked for the checkpoint to play or to resume,
-    not at its first step."""
-    check_model_spaces(checkpoint.path, checkpoint.model)
-
-
 class PpoPolicy(PriorPolicy):
     """A PPO model driving the bid multiplier through :class:`PacingState`."""
 
@@ -106,8 +97,8 @@ class PpoPolicy(PriorPolicy):
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint, name: str) -> PpoPolicy:
-        """The checkpoint's agent; see :func:`check_observation_shape`."""
-        check_observation_shape(checkpoint)
+        """The checkpoint's agent (``load_checkpoint`` has checked that its model takes the
+        env's observations and acts in its action space)."""
         return cls(
             checkpoint.model,
             checkpoint.normalization,

@@ -67,7 +67,6 @@ from adbot.rl.policy import (
     ENSEMBLE_FILE,
     PpoPolicy,
     as_trained,
-    check_observation_shape,
 )
 from adbot.rl.tracking import MlflowRun
 from adbot.rl.vec_env import GroupedSubprocVecEnv, StopsWithParent
@@ -489,8 +488,7 @@ def check_run(config: TrainingConfig, *, output_dir: Path, resume: Path | None) 
             f"checkpoint {resume} is an ensemble ({ENSEMBLE_FILE}): a run resumes one agent; "
             "give one member's checkpoint directory"
         )
-    checkpoint = load_checkpoint(resume, n_envs=config.n_envs)
-    check_observation_shape(checkpoint)  # the env's observations are this AdBot's features
+    checkpoint = load_checkpoint(resume, n_envs=config.n_envs)  # fits the env, or refused
     done = checkpoint.model.num_timesteps
     if done >= config.total_timesteps:
         raise InvalidInput(

@@ -238,3 +238,26 @@ def test_onlinelp_starts_from_its_prior_and_only_reads_the_past() -> None:
     assert policy.alpha is not None and math.isfinite(policy.alpha)
     with pytest.raises(InvalidInput):
         sim.multiplier_landscape(sim.step_index, policy.grid)
+
+
+def test_onlinelp_counts_the_days_left_by_their_traffic() -> None:
+    """The forecast's later days are counted by traffic figure (a step costs the grid times
+    the distinct figures, not times the days left): at every step of nine days with weekday
+    traffic, the counts are the days after today, figure by figure, and the later days'
+    traffic they stand for is the days' own."""
+    data = quick().model_dump(mode="json")
+    data["horizon"].update(days=9, steps_per_day=3, start_weekday=2)
+    data["market"]["weekday_profile"] = [1.0, 1.0, 1.2, 1.0, 1.3, 0.6, 0.6]
+    scenario = load_scenario(data)
+    sim = MarketSimulator(scenario, 0)
+    policy = OnlineLpPolicy()
+    policy.reset(sim)
+    days = sim.expected_queries.reshape(-1, 3).sum(axis=1)
+    assert policy._day_traffic.shape[0] == 4  # 1.0, 1.2, 1.3 and 0.6
+    while not sim.done:
+        today = sim.step_index // 3
+        counts = policy._later_days(today + 1)
+        assert counts @ policy._day_traffic == pytest.approx(days[today + 1 :].sum(), rel=1e-12)
+        assert counts.sum() == 9 - today - 1
+        outcome = sim.step(policy.bids(sim))
+        policy.observe(outcome)

@@ -61,6 +61,14 @@ class OnlineLpPolicy:
         self._seen_queries = 0.0
         self._cost = self._conversions = self._value = self._predicted = 0.0
         self.alpha = None
+        # Later days enter the forecast through their traffic alone, and days share a few
+        # traffic figures (weekdays, shocks): the days after today are kept as how many have
+        # each figure, so a step costs the grid times the distinct figures, not times the
+        # days left (a 20,000-day scenario took 12 ms a step).
+        day_traffic = sim.expected_queries.reshape(-1, sim.steps_per_day).sum(axis=1)
+        self._day_traffic, self._day_kind = np.unique(day_traffic, return_inverse=True)
+        self._days_left = np.bincount(self._day_kind, minlength=self._day_traffic.shape[0])
+        self._counted_from = 0  # the first day still in ``_days_left``
 
     def bids(self, sim: MarketSimulator) -> np.ndarray:
         self.alpha = natural_alpha(sim) if self._seen_queries <= 0 else self._solve(sim)
@@ -84,16 +92,23 @@ class OnlineLpPolicy:
         end_today = (now // spd + 1) * spd
         today = cost * sim.expected_queries[now:end_today].sum()
         cap = np.minimum(1.0, sim.budget_left_today / np.maximum(today, 1e-12))
-        later = sim.expected_queries[end_today:].reshape(-1, spd).sum(axis=1)
+        later, days = self._day_traffic, self._later_days(now // spd + 1)
         per_day = np.outer(cost, later)
         caps = np.minimum(1.0, sim.daily_budget / np.maximum(per_day, 1e-12))
-        volume = sim.expected_queries[now:end_today].sum() * cap + (caps * later).sum(axis=1)
+        volume = sim.expected_queries[now:end_today].sum() * cap + (caps * later) @ days
         kappa = calibrated(self._predicted, self._conversions, PRIOR_CONVERSIONS)
         kappa = kappa / self._predicted if self._predicted > 0 else 1.0
-        total_cost = self._cost + today * cap + (per_day * caps).sum(axis=1)
+        total_cost = self._cost + today * cap + (per_day * caps) @ days
         total_conversions = self._conversions + kappa * conversions * volume
         total_value = self._value + kappa * value * volume
         return today, total_cost, total_conversions, total_value
+
+    def _later_days(self, first: int) -> np.ndarray:
+        """How many days from day ``first`` on have each distinct traffic figure (float)."""
+        while self._counted_from < first:
+            self._days_left[self._day_kind[self._counted_from]] -= 1
+            self._counted_from += 1
+        return self._days_left.astype(np.float64)
 
     def _solve(self, sim: MarketSimulator) -> float:
         today, cost, conversions, value = self._forecast(sim)

@@ -26,13 +26,16 @@ from adbot.rl.planner import (
     FINE_LOG_GRID,
     FORGET,
     GRID,
+    GROUP_LATER_AFTER,
     LOG_GRID,
     SLOW,
     SLOW_CONV,
     SLOW_COST,
     LandscapePlanner,
     Plan,
+    _plan_kernel,
     _prior,
+    later_days,
 )
 
 TO_FINE = np.stack([np.interp(FINE_LOG_GRID, LOG_GRID, row) for row in np.eye(GRID.shape[0])])
@@ -315,7 +318,7 @@ def test_add_step_and_plan_is_add_step_then_plan(cpa_scenario: Scenario) -> None
         fallback = log_uniform(rng, 0.1, 2.0)
         plan = fused.add_step_and_plan(
             outcome.index, queries, x.budget_left_today, x.traffic_left_today,
-            x.traffic_later_days, scale, *x.realised, x.calibration, fallback,
+            later_days(x.traffic_later_days), scale, *x.realised, x.calibration, fallback,
         )  # fmt: skip
         separate.add_step(outcome.index, queries)
         expected = separate.plan(
@@ -367,3 +370,35 @@ def test_a_stretch_without_traffic_keeps_the_plan(cpa_scenario: Scenario, steps:
     assert planner.queries[FAST] < 1e-9
     for name in ALPHA_FIELDS:
         assert getattr(after, name) == getattr(before, name), name
+
+
+def test_later_days_are_day_by_day_then_grouped_by_traffic() -> None:
+    """Up to ``GROUP_LATER_AFTER`` later days each is its own column (the day-by-day sums, bit
+    for bit); past it, days of equal traffic are one column with their count, so a step of
+    a years-long scenario costs a few columns, not one per day left (quadratic before)."""
+    week = np.array([5.0, 5.0, 6.0, 5.0, 7.0, 3.0, 3.0])
+    np.testing.assert_array_equal(later_days(week), np.stack((week, np.ones(7))))
+    years = np.tile(week, 150)  # 1,050 days of three weekday figures
+    assert years.shape[0] > GROUP_LATER_AFTER
+    np.testing.assert_array_equal(later_days(years), [[3.0, 5.0, 6.0, 7.0], [300, 450, 150, 150]])
+    assert later_days(np.zeros(0)).shape == (2, 0)
+
+
+def test_a_grouped_plan_is_the_day_by_day_plan(cpa_scenario: Scenario) -> None:
+    """Planning over 1,050 later days grouped by traffic gives the plan the same days give one
+    by one (sums in another order: the same grid points here)."""
+    sim = MarketSimulator(cpa_scenario, 1)
+    planner = LandscapePlanner(sim)
+    while sim.step_index < 6:
+        planner.add_step(sim.step_multiplier(1.0).index, 500.0)
+    days = np.tile([400.0, 410.0, 380.0, 400.0, 450.0, 200.0, 150.0], 150)
+    inputs = {"budget_left_today": 30.0, "traffic_left_today": 200.0, "realised": (40.0, 2.0, 0.0)}
+    grouped = planner.plan(**inputs, traffic_later_days=days, calibration=1.0, fallback_alpha=1.0)
+    one_by_one = Plan._make(
+        _plan_kernel(
+            planner.rates, planner.queries, 30.0, 200.0, np.stack((days, np.ones_like(days))),
+            1.0, 40.0, 2.0, 0.0, 1.0, planner._daily_budget, planner._goal, planner._target,
+            planner._mean_value,
+        )
+    )  # fmt: skip
+    assert grouped == one_by_one

@@ -37,6 +37,7 @@ from adbot.rl.planner import (
     _forget_and_add,
     fallback_plan,
     goal_of,
+    later_days,
 )
 
 MIN_ALPHA = 0.02
@@ -116,7 +117,7 @@ _PRIOR = PLAN + Plan._fields.index("alpha_prior")
     C_N_STEPS, C_DAYS, C_STEPS_PER_DAY, C_DAILY_BUDGET, C_TOTAL_BUDGET, C_GOAL, C_TARGET,
     C_MEAN_VALUE, C_REFERENCE_CONV, C_HAS_CPA, C_HAS_ROAS, C_START_WEEKDAY,
 ) = range(12)  # fmt: skip
-_NO_DAYS = np.zeros(0)
+_NO_DAYS = np.zeros((2, 0))
 _NO_OBSERVATION = np.zeros(0, np.float32)
 
 
@@ -186,7 +187,7 @@ class PacingState:
         # Each step of the day's even-pace share of the daily budget (spend rate feature).
         self._even_spend = [sim.daily_budget * float(share) for share in day_share]
         self._day_end = _day_ends(sim)
-        # Each later day's forecast traffic, seen from one day (``_later_day``): made when the
+        # The later days' forecast traffic, seen from one day (``_later_day``): made when the
         # day starts. Every day's at once was days^2 / 2 floats (1 GB at 16,000 days).
         self._later_day, self._later = -1, _NO_DAYS
         self.planner = LandscapePlanner(sim)
@@ -496,9 +497,10 @@ def _day_ends(sim: MarketSimulator) -> np.ndarray:
 
 
 def _later_days(forecast_cum: np.ndarray, end: int, sim: MarketSimulator) -> np.ndarray:
-    """The forecast traffic of each day after the one whose last step ends at ``end``."""
+    """The forecast traffic of the days after the one whose last step ends at ``end``, as
+    the planner takes it (:func:`adbot.rl.planner.later_days`)."""
     spd = sim.steps_per_day
-    return forecast_cum[end + spd :: spd] - forecast_cum[end:-1:spd]
+    return later_days(forecast_cum[end + spd :: spd] - forecast_cum[end:-1:spd])
 
 
 @functools.cache

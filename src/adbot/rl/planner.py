@@ -34,6 +34,12 @@ that numpy arithmetic written out element by element (tests/rl/test_planner.py k
 numpy version as the reference): the same grid points, floats equal up to the last bit
 where a sum runs in another order (the fine grid was a BLAS product, a sum over 8 or more
 later days was numpy's pairwise sum).
+
+Later days come as a (2, n) array, ``later_days``: a traffic figure and how many days have
+it. Up to ``GROUP_LATER_AFTER`` days each is its own column, counted once, in order (the
+sums of a day-by-day loop, bit for bit: every training draw and bundled scenario has a
+week or less); past that, days of equal traffic are one column (weekdays, shocks: a few),
+so a step of a years-long scenario costs the grid times those few, not times the days left.
 """
 
 from __future__ import annotations
@@ -58,6 +64,17 @@ del _grid
 FORGET = 0.97  # per-step weight of older landscapes in the estimate
 FAST_FORGET = 0.6  # the same for the short-memory rates behind the trend features
 FAST_WEIGHT = 0.5  # weight of the fast plan in the prior (log scale); chosen on random draws
+GROUP_LATER_AFTER = 64  # later days past which days of equal traffic are summed as one
+
+
+def later_days(traffic: np.ndarray) -> np.ndarray:
+    """(2, n) float64: each later day's traffic and 1 (day by day), or past
+    ``GROUP_LATER_AFTER`` days each distinct traffic figure and how many days have it."""
+    traffic = np.asarray(traffic, dtype=np.float64)
+    if traffic.shape[0] <= GROUP_LATER_AFTER:
+        return np.stack((traffic, np.ones_like(traffic)))
+    figures, counts = np.unique(traffic, return_counts=True)
+    return np.stack((figures, counts.astype(np.float64)))
 CALIBRATION_PRIOR = 20.0  # predicted conversions of pseudo-evidence that calibration is 1
 
 # The campaign's goal as the kernel takes it (MARKET.md score): a kind and its target.
@@ -164,7 +181,8 @@ class LandscapePlanner:
     ) -> Plan:
         """The prior for the next step; ``realised`` is (cost, conversions, value) so far.
 
-        Each later day's traffic is ``traffic_later_days x later_days_scale``.
+        Each later day's traffic is ``traffic_later_days x later_days_scale`` (one figure a
+        day, grouped as :func:`later_days` does).
         """
         if not self.has_data:
             return fallback_plan(fallback_alpha)
@@ -172,10 +190,9 @@ class LandscapePlanner:
         return Plan._make(
             _plan_kernel(
                 self.rates, self.queries, float(budget_left_today), float(traffic_left_today),
-                np.ascontiguousarray(traffic_later_days, dtype=np.float64),
-                float(later_days_scale), float(r_cost), float(r_conv), float(r_value),
-                float(calibration), self._daily_budget, self._goal, self._target,
-                self._mean_value,
+                later_days(traffic_later_days), float(later_days_scale), float(r_cost),
+                float(r_conv), float(r_value), float(calibration), self._daily_budget,
+                self._goal, self._target, self._mean_value,
             )
         )  # fmt: skip
 
@@ -185,7 +202,7 @@ class LandscapePlanner:
         queries: float,
         budget_left_today: float,
         traffic_left_today: float,
-        traffic_later_days: np.ndarray,
+        later: np.ndarray,
         later_days_scale: float,
         realised_cost: float,
         realised_conv: float,
@@ -196,15 +213,15 @@ class LandscapePlanner:
         """``add_step`` then ``plan`` in one compiled call (``_add_and_plan_kernel``, which
         ``PacingState`` calls inside its compiled step).
 
-        Positional floats and a float64 ``traffic_later_days``, as ``PacingState`` has them:
-        no keyword or conversion overhead on a path run at every step.
+        Positional floats and ``later`` as :func:`later_days` makes it, as ``PacingState``
+        has them: no keyword or conversion overhead on a path run at every step.
         """
         view = self.sim.multiplier_landscape(index, GRID)
         self.steps += 1
         return Plan._make(
             _add_and_plan_kernel(
                 self.rates, self.queries, view.cost, view.conversions, queries,
-                budget_left_today, traffic_left_today, traffic_later_days, later_days_scale,
+                budget_left_today, traffic_left_today, later, later_days_scale,
                 realised_cost, realised_conv, realised_value, calibration,
                 self._daily_budget, self._goal, self._target, self._mean_value,
                 fallback_alpha,
@@ -226,7 +243,7 @@ def _fallback(alpha):
 @numba.njit(cache=True)
 def _add_and_plan_kernel(
     rates, queries, new_cost, new_conv, new_queries,
-    budget_left_today, traffic_left_today, traffic_later_days, later_days_scale,
+    budget_left_today, traffic_left_today, later, later_days_scale,
     realised_cost, realised_conv, realised_value, calibration,
     daily_budget, goal, target, mean_value, fallback_alpha,
 ):  # fmt: skip
@@ -236,7 +253,7 @@ def _add_and_plan_kernel(
     if not _has_data(rates, queries):
         return _fallback(fallback_alpha)
     return _plan_kernel(
-        rates, queries, budget_left_today, traffic_left_today, traffic_later_days,
+        rates, queries, budget_left_today, traffic_left_today, later,
         later_days_scale, realised_cost, realised_conv, realised_value, calibration,
         daily_budget, goal, target, mean_value,
     )  # fmt: skip
@@ -250,7 +267,7 @@ def _has_data(rates, queries):
 
 @numba.njit(cache=True)
 def _plan_kernel(
-    rates, queries, budget_left_today, traffic_left_today, traffic_later_days,
+    rates, queries, budget_left_today, traffic_left_today, later,
     later_days_scale, realised_cost, realised_conv, realised_value, calibration,
     daily_budget, goal, target, mean_value,
 ):  # fmt: skip
@@ -264,12 +281,9 @@ def _plan_kernel(
     if fast_per_query == 0.0:  # the fast memory forgot everything: the slow one stands in
         fast_cost, fast_conv, fast_per_query = slow_cost, slow_conv, slow_per_query
     cost = _to_fine(slow_cost, slow_per_query)
-    forecast = (
-        budget_left_today,
-        traffic_left_today,
-        traffic_later_days * later_days_scale,
-        daily_budget,
-    )
+    scaled = later.copy()  # the later days' traffic, scaled; their counts as they are
+    scaled[0] *= later_days_scale
+    forecast = (budget_left_today, traffic_left_today, scaled, daily_budget)
     realised = (realised_cost, realised_conv, realised_value, calibration)
     i_budget, i_goal = _choose(
         cost, _to_fine(slow_conv, slow_per_query), forecast, realised, goal, target, mean_value
@@ -337,10 +351,11 @@ def _to_fine(coarse, per_query):
 def _choose(cost, conv, forecast, realised, goal, target, mean_value):
     """Fine-grid indices of (alpha_budget, alpha_goal) for one pair of fine rates.
 
-    ``forecast`` is (budget left today, traffic left today, traffic of each later day,
-    daily budget); ``realised`` is (cost, conversions, value, calibration).
+    ``forecast`` is (budget left today, traffic left today, the later days as
+    :func:`later_days` gives them, daily budget); ``realised`` is (cost, conversions, value,
+    calibration).
     """
-    budget_left, traffic_left, traffic_later_days, daily_budget = forecast
+    budget_left, traffic_left, days, daily_budget = forecast
     realised_cost, realised_conv, realised_value, calibration = realised
     scores = np.empty(cost.shape[0])
     i_budget = 0  # the cheapest multiplier when none fits the budget
@@ -350,8 +365,8 @@ def _choose(cost, conv, forecast, realised, goal, target, mean_value):
             i_budget = i
         # Each day's spend stops at its budget; conversions follow spend at the same alpha.
         later = 0.0
-        for traffic in traffic_later_days:
-            later += min(cost[i] * traffic, daily_budget)
+        for k in range(days.shape[1]):  # a count of 1 adds exactly the day's spend
+            later += days[1, k] * min(cost[i] * days[0, k], daily_budget)
         spend = min(spend_today, budget_left) + later
         per_cost = conv[i] / cost[i] if cost[i] > 0 else 0.0
         conv_future = per_cost * spend * calibration

@@ -75,6 +75,8 @@ def later_days(traffic: np.ndarray) -> np.ndarray:
         return np.stack((traffic, np.ones_like(traffic)))
     figures, counts = np.unique(traffic, return_counts=True)
     return np.stack((figures, counts.astype(np.float64)))
+
+
 CALIBRATION_PRIOR = 20.0  # predicted conversions of pseudo-evidence that calibration is 1
 
 # The campaign's goal as the kernel takes it (MARKET.md score): a kind and its target.

@@ -35,6 +35,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 from stable_baselines3 import PPO
 from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import VecNormalize
 
 from adbot import __version__
@@ -280,14 +281,33 @@ def read_meta(directory: Path) -> CheckpointMeta:
     return meta
 
 
-def load_model(path: Path, *, n_envs: int | None = None) -> PPO:
+class _NoOptimizer:
+    """The optimizer of a model loaded to play, which never takes a gradient step: a torch
+    optimizer's first construction in a process imports ``torch._dynamo`` (2.2 to 2.5 s
+    here), which every ``ppo:`` policy paid on load. Its saved state is not read."""
+
+    def __init__(self, params: Any, **settings: Any) -> None:
+        del settings
+        # As torch's: SB3's loader compares it with the saved optimizer's groups.
+        self.param_groups = [{"params": list(params)}]
+
+    def load_state_dict(self, state: Any, **options: Any) -> None:
+        del state, options
+
+
+def load_model(path: Path, *, n_envs: int | None = None, to_play: bool = False) -> PPO:
     """``PPO.load`` of a checkpoint's model; a file SB3 cannot read (truncated, not a
     model) is ``InvalidInput`` naming it, as is a model whose weights are not finite.
 
     ``n_envs``: how many envs a resumed run will step (SB3 sizes the rollout buffer when
-    it loads, and ``set_env`` takes only that many); None keeps the checkpoint's."""
+    it loads, and ``set_env`` takes only that many); None keeps the checkpoint's.
+    ``to_play``: the model only acts (no optimizer: it cannot be trained further)."""
     changes: dict[str, Any] = {} if n_envs is None else {"n_envs": n_envs}
     try:
+        if to_play:
+            data, _, _ = load_from_zip_file(path, device="cpu")
+            kwargs = {**(data or {}).get("policy_kwargs", {}), "optimizer_class": _NoOptimizer}
+            changes["custom_objects"] = {"policy_kwargs": kwargs}
         model = PPO.load(path, device="cpu", **changes)
     except Exception as exc:  # SB3 and torch raise anything from AssertionError to KeyError
         reason = _first_line(str(exc)) or type(exc).__name__
@@ -362,10 +382,12 @@ def _read_config(directory: Path, meta: CheckpointMeta) -> TrainingConfig:
     return config
 
 
-def load_checkpoint(directory: Path | str, *, n_envs: int | None = None) -> Checkpoint:
+def load_checkpoint(
+    directory: Path | str, *, n_envs: int | None = None, to_play: bool = False
+) -> Checkpoint:
     """Load a checkpoint directory; its model's sha256 and its config's fingerprint must
     match ``checkpoint.json``, and the model must fit the env (:func:`check_model_spaces`).
-    ``n_envs``: see :func:`load_model`."""
+    ``n_envs`` and ``to_play``: see :func:`load_model`."""
     directory = Path(directory)
     with os_errors_named():
         if not directory.is_dir():
@@ -380,7 +402,7 @@ def load_checkpoint(directory: Path | str, *, n_envs: int | None = None) -> Chec
         raise InvalidInput(f"checkpoint {directory}: model.zip does not match its sha256")
     stats = _read_record(directory / NORMALIZATION_FILE, NormalizationStats)
     config = _read_config(directory, meta)
-    model = load_model(directory / MODEL_FILE, n_envs=n_envs)
+    model = load_model(directory / MODEL_FILE, n_envs=n_envs, to_play=to_play)
     check_model_spaces(directory, model)
     problems = stats.problems(N_FEATURES)
     if problems:

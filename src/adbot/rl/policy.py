@@ -280,7 +280,7 @@ def agent_directory(spec: str) -> Path:
 
 @lru_cache(maxsize=8)
 def _load(directory: Path) -> Checkpoint:
-    return load_checkpoint(directory)
+    return load_checkpoint(directory, to_play=True)
 
 
 def as_trained(

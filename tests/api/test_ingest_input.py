@@ -141,3 +141,12 @@ def test_large_json_integers_are_stored_exactly(shop: Shop, db_session: Session)
     row = metric(shop.keywords["running shoes"], H0, cost_micros=2**53 + 1)
     assert _ok(post_rows(shop.tenant, METRICS, [row]))["inserted"] == 1
     assert metric_values(db_session, shop.tenant.account_id)[0][4] == 2**53 + 1
+
+
+@pytest.mark.parametrize("path", [METRICS, CONVERSIONS])
+def test_a_carriage_return_inside_the_header_is_a_400(shop: Shop, path: str) -> None:
+    """A bare ``\\r`` inside the first line (found by schemathesis) made the header's csv
+    reader raise: a 500 on both CSV uploads."""
+    text = "\u00a9\u00d1\u008e`\u00b1w\u00e9/\u0089\u00b9\rz\x12"
+    error = assert_error(post_csv(shop.tenant, path, text), 400, "malformed_body")
+    assert error["message"].startswith("cannot read the CSV: new-line character seen")

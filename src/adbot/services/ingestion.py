@@ -296,7 +296,10 @@ def _csv_header(source: io.BytesIO | Path) -> list[str]:
         first = source.getvalue().split(b"\n", 1)[0]
         source.seek(0)
     text = first.decode("utf-8-sig", errors="replace")
-    return [name for name in next(csv.reader([text.rstrip("\r\n")]), [])]
+    try:
+        return [name for name in next(csv.reader([text.rstrip("\r\n")]), [])]
+    except csv.Error as exc:  # a bare carriage return inside the header line
+        raise MalformedBody(f"cannot read the CSV: {_first_line(exc)}") from None
 
 
 def read_file(path: Path) -> Batch:

@@ -166,6 +166,25 @@ def test_spec_rejects_unknown_components_and_bad_weights() -> None:
         training_config_from_dict({"reward": {"components": {}}})
 
 
+@pytest.mark.parametrize(
+    ("components", "message"),
+    [
+        ({"score": 1.0, "pacing_penalty": -0.5}, r"weight of 'pacing_penalty' is -0\.5: .* >= 0"),
+        ({"cpa_penalty": -1.0}, r"weight of 'cpa_penalty' is -1\.0"),
+        ({"score": 0.0}, "at least one weight must be above 0"),
+        ({"score": 0.0, "value": -0.0}, "at least one weight must be above 0"),
+    ],
+)
+def test_spec_refuses_negative_or_all_zero_weights(
+    components: dict[str, float], message: str
+) -> None:
+    # A penalty is already <= 0: a negative weight would train the agent to seek it.
+    with pytest.raises(InvalidInput, match=message):
+        training_config_from_dict({"reward": {"components": components}})
+    zero_allowed = RewardSpec(components={"score": 1.0, "pacing_penalty": 0.0})
+    assert zero_allowed.components["pacing_penalty"] == 0.0
+
+
 def test_registry_refuses_to_replace_a_component() -> None:
     score = REWARD_COMPONENTS["score"]
     with pytest.raises(InvalidInput, match="reward component 'score' is already registered"):

@@ -36,6 +36,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
+from hypothesis import settings as hypothesis_settings
+from hypothesis.internal.detection import is_hypothesis_test
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -44,6 +46,7 @@ from adbot.config import get_settings, mask_url
 from adbot.db import migrate
 from adbot.db.engine import create_db_engine, scratch_database
 from cli_helpers import CliResult, RunCli
+from examples_helpers import examples_override
 
 ADMIN_URL_VAR = "ADBOT_TEST_DATABASE_URL"
 REDIS_URL_VAR = "ADBOT_TEST_REDIS_URL"
@@ -93,6 +96,24 @@ def stop_run(message: str) -> NoReturn:
 
 def _wants_throwaway() -> bool:
     return os.environ.get(THROWAWAY_VAR, "") not in ("", "0")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With ``ADBOT_TEST_EXAMPLES`` set, every ``@given`` test tries that many examples
+    (its decorator's ``max_examples`` would beat a hypothesis profile)."""
+    count = examples_override()
+    if count is None:
+        return
+    for item in items:
+        test = getattr(item, "obj", None)
+        test = getattr(test, "__func__", test)  # a method's function
+        # Read by hypothesis when the test runs (internal, hence only on request). The
+        # schemathesis tests have none: they read ADBOT_TEST_EXAMPLES themselves.
+        given_settings = getattr(test, "_hypothesis_internal_use_settings", None)
+        if is_hypothesis_test(test) and given_settings is not None:
+            test._hypothesis_internal_use_settings = hypothesis_settings(
+                given_settings, max_examples=count
+            )
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------

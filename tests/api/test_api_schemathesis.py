@@ -23,8 +23,9 @@ from api_helpers import World, api_settings
 from fastapi import FastAPI
 
 from adbot.config import Settings
+from examples_helpers import examples
 
-EXAMPLES_PER_OPERATION = 15
+EXAMPLES_PER_OPERATION = examples(15)
 # How often an id parameter takes the id of a real row instead of a generated number.
 REAL_ID_PROBABILITY = 0.7
 STATUSES: Counter[int] = Counter()

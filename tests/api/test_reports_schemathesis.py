@@ -18,8 +18,9 @@ from report_fixture import fixture_rows
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from adbot.config import Settings
+from examples_helpers import examples
 
-EXAMPLES_PER_OPERATION = 25
+EXAMPLES_PER_OPERATION = examples(25)
 
 
 @pytest.fixture

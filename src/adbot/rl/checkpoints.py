@@ -42,7 +42,7 @@ from adbot import __version__
 from adbot.errors import InvalidInput, NotFound
 from adbot.rl.config import CONFIG_FILE_NAME, TrainingConfig, load_training_config
 from adbot.rl.cpu_math import cpu_math
-from adbot.rl.env import BidPacingEnv
+from adbot.rl.env import action_space
 from adbot.rl.features import N_FEATURES
 
 MODEL_FILE = "model.zip"
@@ -341,12 +341,6 @@ def weights_are_finite(model: PPO) -> bool:
 
 
 @cache
-def env_action_space() -> spaces.Space[Any]:
-    """:class:`BidPacingEnv`'s action space, read from an env (where it is defined): the
-    space a checkpoint's model must act in."""
-    return BidPacingEnv().action_space
-
-
 def check_model_spaces(directory: Path, model: PPO) -> None:
     """``InvalidInput`` naming the checkpoint ``directory`` if ``model`` does not take the
     env's observations (an agent trained by an AdBot with other features, or a model of
@@ -363,7 +357,7 @@ def check_model_spaces(directory: Path, model: PPO) -> None:
             f"checkpoint {directory}: its model takes observations of shape {space.shape}, "
             f"this AdBot's features are of shape {(N_FEATURES,)}; retrain it with this version"
         )
-    actions = env_action_space()
+    actions = action_space()
     if model.action_space != actions:
         raise InvalidInput(
             f"checkpoint {directory}: its model's action space is {model.action_space}; an "

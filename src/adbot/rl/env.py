@@ -215,6 +215,12 @@ def _checked_options(options: dict[str, Any] | None) -> dict[str, Any]:
     return options
 
 
+def action_space() -> spaces.Box:
+    """The env's action space (a new instance: a space carries its own random generator):
+    one number in [-1, 1], the log of the plan's multiplier over ``action_log_range``."""
+    return spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+
 class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
     """Set a campaign's bid multiplier step by step in the simulated auction market.
 
@@ -312,7 +318,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         self._pool: list[_Episode] = []
         self._episode: _Episode | None = None
         self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (N_FEATURES,), np.float32)
-        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.action_space = action_space()
         self.render_mode = render_mode
         self._player: _Player | None = None
         self._baseline: _Player | None = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from adbot import kernel_cache
 
 
@@ -40,6 +42,25 @@ def test_cached_kernels_go_when_a_source_in_another_file_changes(tmp_path: Path)
     assert _kept(files) == bytecode
     recorded = (tmp_path / kernel_cache.DIGEST_FILE).read_text().strip()
     assert recorded == kernel_cache.sources_digest(tmp_path)
+
+
+def test_the_digest_is_written_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A process starting beside another must read the old digest or the new, never half of one.
+    _tree(tmp_path)
+    assert kernel_cache.refresh(tmp_path)
+    record = tmp_path / kernel_cache.DIGEST_FILE
+    old = record.read_text()
+    (tmp_path / "rl" / "kernels.py").write_text("X = 3\n")
+
+    def cut(self: Path, text: str) -> None:
+        Path.write_bytes(self, text.encode()[:10])  # half of it written, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", cut)
+    assert not kernel_cache.refresh(tmp_path)
+    monkeypatch.undo()
+    assert record.read_text() == old
+    assert sorted(p.name for p in record.parent.iterdir()) == [record.name]  # no part left
 
 
 def test_a_new_or_renamed_module_changes_the_digest(tmp_path: Path) -> None:

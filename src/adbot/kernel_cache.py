@@ -24,6 +24,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from adbot.files import write_whole
+
 os.environ.setdefault("NUMBA_DISABLE_INTEL_SVML", "1")
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -64,7 +66,9 @@ def refresh(root: Path = PACKAGE_ROOT) -> bool:
         for path in cached_kernels(root):
             path.unlink(missing_ok=True)
         record.parent.mkdir(exist_ok=True)
-        record.write_text(current + "\n")
+        # Whole or not at all: a process starting beside this one must not read half a digest
+        # (and remove the kernels this one is compiling again).
+        write_whole(record, lambda part: part.write_text(current + "\n"))
     except OSError:  # a read-only install, a file removed by a concurrent process
         return False
     return True

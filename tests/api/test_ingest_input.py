@@ -150,3 +150,37 @@ def test_a_carriage_return_inside_the_header_is_a_400(shop: Shop, path: str) -> 
     text = "\u00a9\u00d1\u008e`\u00b1w\u00e9/\u0089\u00b9\rz\x12"
     error = assert_error(post_csv(shop.tenant, path, text), 400, "malformed_body")
     assert error["message"].startswith("cannot read the CSV: new-line character seen")
+
+
+@pytest.mark.parametrize("units", [1e13, 9.3e12, 1_000_000_000_000.5, 1e17])
+def test_an_amount_in_currency_units_beyond_the_micros_limit_is_refused(
+    shop: Shop, db_session: Session, units: float
+) -> None:
+    """A cost or value in currency units over a trillion is more than 10**18 micros: it was
+    cast to int64 unchecked (a wrapped, negative amount) instead of being refused."""
+    keyword = shop.keywords["running shoes"]
+    row = metric(keyword, H0, cost=units, value=units)
+    del row["cost_micros"], row["conversion_value_micros"]
+    error = assert_error(post_rows(shop.tenant, METRICS, [row]), 422, "rows_rejected")
+    reason = "must be at most 1000000000000"
+    assert _problems(error) == [(1, "cost", reason), (1, "value", reason)]
+    text = f"keyword_id,hour,impressions,clicks,cost\n{keyword},{row['hour']},10,1,{units!r}\n"
+    error = assert_error(post_csv(shop.tenant, METRICS, text), 422, "rows_rejected")
+    assert _problems(error) == [(1, "cost", reason)]
+    event = {
+        "conversion_action": "purchase",
+        "external_id": "o-1",
+        "occurred_at": row["hour"],
+        "keyword_id": keyword,
+        "value": units,
+    }
+    error = assert_error(post_rows(shop.tenant, CONVERSIONS, [event]), 422, "rows_rejected")
+    assert _problems(error) == [(1, "value", reason)]
+    assert metric_values(db_session, shop.tenant.account_id) == []
+
+
+def test_a_trillion_currency_units_is_stored_exactly(shop: Shop, db_session: Session) -> None:
+    row = metric(shop.keywords["running shoes"], H0, cost=1e12)
+    del row["cost_micros"]
+    assert _ok(post_rows(shop.tenant, METRICS, [row]))["inserted"] == 1
+    assert metric_values(db_session, shop.tenant.account_id)[0][4] == 10**18

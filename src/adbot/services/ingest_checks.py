@@ -257,17 +257,18 @@ def float_column(
     source: Source,
     *,
     default: float | None = None,
+    maximum: int = MAX_VALUE,
 ) -> np.ndarray:
-    """A non-negative number column as float64; ``default`` for an absent column or a blank
-    cell.
+    """A number column in [0, ``maximum``] as float64; ``default`` for an absent column or a
+    blank cell.
     """
     if name not in frame.columns:
         return _absent(frame, name, default, np.float64)
     numbers, ok, _ = _numbers(frame, name, problems, source, default is not None)
     if default is not None:
         numbers, ok = _fill_blanks(frame[name], numbers, ok, default)
-    _range_checks(numbers, ok, name, problems)
-    return np.where(ok & (numbers >= 0) & (numbers <= MAX_VALUE), numbers, 0.0)
+    _range_checks(numbers, ok, name, problems, maximum)
+    return np.where(ok & (numbers >= 0) & (numbers <= maximum), numbers, 0.0)
 
 
 def money_column(
@@ -318,7 +319,9 @@ def _money(
     if name == micros_name:
         return int_column(frame, name, problems, source, default=default)
     unit_default = None if default is None else default / MICROS_PER_UNIT
-    units = float_column(frame, name, problems, source, default=unit_default)
+    # At most MAX_VALUE micros: a larger amount would wrap around in the int64 cast.
+    maximum = MAX_VALUE // MICROS_PER_UNIT
+    units = float_column(frame, name, problems, source, default=unit_default, maximum=maximum)
     return np.rint(units * MICROS_PER_UNIT).astype(np.int64)
 
 
@@ -329,10 +332,12 @@ def _fill_blanks(
     return np.where(missing, default, numbers), ok | missing
 
 
-def _range_checks(numbers: np.ndarray, ok: np.ndarray, field: str, problems: Problems) -> None:
+def _range_checks(
+    numbers: np.ndarray, ok: np.ndarray, field: str, problems: Problems, maximum: int = MAX_VALUE
+) -> None:
     with np.errstate(invalid="ignore"):
         problems.add(ok & (numbers < 0), field, "must not be negative")
-        problems.add(ok & (numbers > MAX_VALUE), field, f"must be at most {MAX_VALUE}")
+        problems.add(ok & (numbers > maximum), field, f"must be at most {maximum}")
 
 
 def _absent(

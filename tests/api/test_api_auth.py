@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -13,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from adbot.config import Settings
 from adbot.db.models import Role, User
-from adbot.security.tokens import issue_token
+from adbot.security.tokens import credential_fingerprint, issue_token
+from adbot.services.auth import REVOKED_TOKEN
 
 TOKEN_URL = "/api/v1/auth/token"
 
@@ -86,7 +88,7 @@ def test_an_expired_token_is_refused(
     password_hash = db_session.scalar(select(User.password_hash).where(User.id == tenant.admin_id))
     token, expires = issue_token(
         user_id=tenant.admin_id,
-        password_hash=password_hash,
+        fingerprint=credential_fingerprint(password_hash, 0),
         kind="access",
         auth=settings.auth,
         now=datetime.now(UTC) - timedelta(hours=2),
@@ -178,11 +180,54 @@ def test_changing_the_password_ends_older_tokens(client: TestClient, tenant: Ten
     assert changed.status_code == 200
     assert client.get("/api/v1/auth/me", headers=bearer(changed.json()["access_token"])).is_success
     stale = assert_error(client.get("/api/v1/auth/me", headers=old_headers), 401)
-    assert stale["message"] == "token was issued before a password change"
+    assert stale["message"] == REVOKED_TOKEN
     response = client.post("/api/v1/auth/refresh", json={"refresh_token": old_refresh})
     assert_error(response, 401)
     assert _login(client, tenant.admin_email, "a brand new passphrase").status_code == 200
     assert_error(_login(client, tenant.admin_email), 401)
+
+
+def test_signing_out_everywhere_ends_every_token_of_the_user(
+    client: TestClient, tenant: Tenant
+) -> None:
+    laptop, phone = (_login(client, tenant.admin_email).json() for _ in range(2))
+    others = tenant.as_role(Role.ANALYST)
+    key = client.post(
+        "/api/v1/api-keys", json={"name": "script", "scopes": ["read"]}, headers=tenant.headers
+    ).json()["key"]
+    response = client.post("/api/v1/auth/logout", headers=bearer(laptop["access_token"]))
+    assert response.status_code == 204 and response.content == b""
+    for pair in (laptop, phone):  # both sessions, the one that signed out included
+        me = client.get("/api/v1/auth/me", headers=bearer(pair["access_token"]))
+        stale = assert_error(me, 401)
+        assert stale["message"] == REVOKED_TOKEN
+        refresh = client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+        assert assert_error(refresh, 401)["message"] == REVOKED_TOKEN
+    assert_error(client.get("/api/v1/auth/me", headers=tenant.headers), 401)  # the fixture's too
+    assert client.get("/api/v1/auth/me", headers=others).is_success  # another user's stay
+    assert client.get("/api/v1/auth/me", headers={"X-API-Key": key}).is_success  # keys stay
+    fresh = _login(client, tenant.admin_email).json()
+    assert client.get("/api/v1/auth/me", headers=bearer(fresh["access_token"])).is_success
+    refreshed = client.post("/api/v1/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
+    assert refreshed.status_code == 200
+
+
+def test_an_api_key_cannot_sign_out_everywhere(client: TestClient, tenant: Tenant) -> None:
+    key = client.post(
+        "/api/v1/api-keys", json={"name": "script", "scopes": ["read"]}, headers=tenant.headers
+    ).json()["key"]
+    error = assert_error(client.post("/api/v1/auth/logout", headers={"X-API-Key": key}), 422)
+    assert "sign out with a token, not an API key" in error["message"]
+    assert client.get("/api/v1/auth/me", headers=tenant.headers).is_success
+    assert_error(client.post("/api/v1/auth/logout"), 401)
+
+
+def test_tokens_issued_before_sign_out_existed_stay_valid() -> None:
+    # Generation 0 is the fingerprint of the password hash alone, as tokens carried before.
+    old = hashlib.sha256(b"argon2-hash").hexdigest()[:16]
+    assert credential_fingerprint("argon2-hash", 0) == old
+    assert credential_fingerprint("argon2-hash", 1) != old
+    assert credential_fingerprint("argon2-hash", 1) != credential_fingerprint("argon2-hash", 2)
 
 
 def test_a_token_of_a_deleted_user_is_refused(

@@ -22,6 +22,8 @@ from adbot.db.models import BidChange, Conversion, PerformanceMetric, Role
 
 # Operations anyone may call: they identify the caller themselves.
 PUBLIC = {("post", "/api/v1/auth/token"), ("post", "/api/v1/auth/refresh")}
+# Signing out everywhere ends the caller's own tokens: walked last.
+ENDS_SESSION = {("post", "/api/v1/auth/logout")}
 # Ingestion validates each row: a row naming another account's keyword is rejected
 # (422, with the row's reason), the batch writes nothing.
 ROW_REJECTING = {("post", "/api/v1/metrics/hourly"), ("post", "/api/v1/conversions")}
@@ -113,11 +115,15 @@ def _refresh_token(tenant: Tenant) -> str:
 
 
 def _operations(client: TestClient) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Every operation of the API, those that end the caller's session last."""
     schema = client.get("/openapi.json").json()
-    for path, operations in schema["paths"].items():
-        if path.startswith("/api/v1/"):
-            for method, operation in operations.items():
-                yield method, path, operation
+    found = [
+        (method, path, operation)
+        for path, operations in schema["paths"].items()
+        if path.startswith("/api/v1/")
+        for method, operation in operations.items()
+    ]
+    yield from sorted(found, key=lambda op: (op[0], op[1]) in ENDS_SESSION)
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ matches the schema: documented status code, content type, headers and body.
 The operations run in groups, each in its own rolled-back transaction with a fresh world
 (one platform, campaign, ad group, ad and keyword). Path and body ids point at the world's
 rows most of the time, so requests reach real rows rather than only answering 404.
-Closing the account runs alone: it ends every later request of its group with 401.
+Closing the account and signing out everywhere run alone: each ends every later request of
+its group with 401.
 Run with ``-s -p no:xdist`` to see how many requests ran and what they answered.
 """
 
@@ -89,6 +90,7 @@ def _summary() -> Iterator[None]:
 
 lazy = schemathesis.pytest.from_fixture("api_schema")
 _CLOSE_ACCOUNT = {"method": "DELETE", "path": "/api/v1/accounts/{account_id}"}
+_SIGN_OUT = {"method": "POST", "path": "/api/v1/auth/logout"}
 
 
 def _check(case: Any) -> None:
@@ -96,7 +98,12 @@ def _check(case: Any) -> None:
     STATUSES[response.status_code] += 1
 
 
-@lazy.include(tag=["auth", "api keys", "accounts", "users"]).exclude(**_CLOSE_ACCOUNT).parametrize()
+@(
+    lazy.include(tag=["auth", "api keys", "accounts", "users"])
+    .exclude(**_CLOSE_ACCOUNT)
+    .exclude(**_SIGN_OUT)
+    .parametrize()
+)
 @hypothesis.settings(deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
 def test_people_and_access(case: Any) -> None:
     _check(case)
@@ -123,4 +130,10 @@ def test_keywords_and_bids(case: Any) -> None:
 @lazy.include(**_CLOSE_ACCOUNT).parametrize()
 @hypothesis.settings(deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
 def test_closing_the_account(case: Any) -> None:
+    _check(case)
+
+
+@lazy.include(**_SIGN_OUT).parametrize()
+@hypothesis.settings(deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
+def test_signing_out_everywhere(case: Any) -> None:
     _check(case)

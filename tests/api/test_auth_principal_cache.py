@@ -24,9 +24,10 @@ from adbot.api.middleware import operations_of
 from adbot.config import Settings
 from adbot.db.models import Role, User
 from adbot.errors import AuthenticationFailed
-from adbot.security.tokens import issue_token
+from adbot.security.tokens import credential_fingerprint, issue_token
 from adbot.services import auth as auth_service
 from adbot.services import principals as principals_module
+from adbot.services.auth import REVOKED_TOKEN
 from adbot.services.principals import GENERATION_KEY, PrincipalCache, UserPrincipal
 
 UNREACHABLE = "postgresql+psycopg://nobody@127.0.0.1:1/nothing"
@@ -107,7 +108,7 @@ def test_a_password_reset_by_an_admin_ends_the_users_tokens_at_once(
     )
     assert reset.status_code == 200
     error = assert_error(client.get("/api/v1/auth/me", headers=viewer), 401)
-    assert error["message"] == "token was issued before a password change"
+    assert error["message"] == REVOKED_TOKEN
 
 
 def test_a_disabled_owner_stops_their_cached_key(client: TestClient, tenant: Tenant) -> None:
@@ -254,7 +255,7 @@ def test_a_remembered_token_still_expires(settings: Settings) -> None:
     lifetime = timedelta(minutes=settings.auth.token_minutes)
     token, expires = issue_token(
         user_id=1,
-        password_hash="hash",
+        fingerprint=credential_fingerprint("hash", 0),
         kind="access",
         auth=settings.auth,
         now=datetime.now(UTC) - lifetime + timedelta(seconds=1.5),

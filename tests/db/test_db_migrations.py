@@ -23,7 +23,7 @@ from adbot.db.engine import create_db_engine
 from adbot.errors import AdbotError
 from adbot.rl.tune import optuna_storage
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -183,6 +183,34 @@ def test_0002_keeps_the_metrics_and_its_downgrade_restores_0001(
     assert sorted(ids) == [1, 2, 3]
 
 
+def test_0003_keeps_every_user_signed_in_and_its_downgrade_restores_0002(
+    empty_url: str, engine_for: Engine
+) -> None:
+    migrate.upgrade(empty_url, "0002")
+    at_0002 = snapshot(engine_for)
+    user = (
+        "INSERT INTO users (id, account_id, email, password_hash, role) "
+        "VALUES (1, 1, 'ann@acme.test', 'argon2-hash', 'admin')"
+    )
+    columns = "SELECT id, account_id, email, password_hash, role, is_active FROM users"
+    with engine_for.begin() as connection:
+        connection.execute(text(SEED_0001[0]))
+        connection.execute(text(user))
+        before = connection.execute(text(columns)).all()
+
+    migrate.upgrade(empty_url, "head")
+    with engine_for.connect() as connection:
+        assert connection.execute(text(columns)).all() == before
+        # 0: the fingerprint of the password hash alone, which the tokens issued before carry
+        generation = connection.execute(text("SELECT token_generation FROM users"))
+        assert generation.scalar_one() == 0
+
+    migrate.downgrade("0002", empty_url)
+    assert snapshot(engine_for) == at_0002
+    with engine_for.connect() as connection:
+        assert connection.execute(text(columns)).all() == before
+
+
 def test_0002_refuses_metrics_that_are_not_their_keywords(
     empty_url: str, engine_for: Engine
 ) -> None:
@@ -290,7 +318,7 @@ def test_cli_upgrade_current_downgrade(tmp_path: Path, adbot: Callable[..., Resu
     assert HEAD in adbot(url, "db", "history").stdout
     downgraded = adbot(url, "db", "downgrade", "-1", "--yes")  # relative, not an option
     assert downgraded.returncode == 0, downgraded.stderr
-    assert migrate.current_revisions(url) == ("0001",)
+    assert migrate.current_revisions(url) == ("0002",)
 
 
 def _one_line_error(result: Result | subprocess.CompletedProcess[str]) -> str:

@@ -1,7 +1,8 @@
 """JWT access and refresh tokens (PyJWT), signed with ``settings.auth.secret_key``.
 
-A token carries the user id, its kind and a fingerprint of the user's password hash, so
-changing the password invalidates every token issued before, with no token table.
+A token carries the user id, its kind and a fingerprint of the user's credentials (their
+password hash and token generation), so changing the password or signing out everywhere (which
+moves the generation on) invalidates every token issued before, with no token table.
 """
 
 from __future__ import annotations
@@ -25,23 +26,30 @@ _ISSUER = "adbot"
 class TokenClaims:
     user_id: int
     kind: TokenKind
-    password_fingerprint: str
+    credential_fingerprint: str
     expires_at: datetime
 
 
-def password_fingerprint(password_hash: str | None) -> str:
-    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:16]
+def credential_fingerprint(password_hash: str | None, token_generation: int) -> str:
+    """What a token must match of its user: their password hash and token generation.
+    Generation 0 gives the fingerprint of the password hash alone, as tokens issued before
+    generations existed carry."""
+    text = password_hash or ""
+    if token_generation:
+        text += f"\x00{token_generation}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def issue_token(
     *,
     user_id: int,
-    password_hash: str | None,
+    fingerprint: str,
     kind: TokenKind,
     auth: AuthSettings,
     now: datetime | None = None,
 ) -> tuple[str, datetime]:
-    """A signed token and its expiry time."""
+    """A signed token and its expiry time; ``fingerprint`` is the user's
+    :func:`credential_fingerprint`."""
     issued = now or datetime.now(UTC)
     lifetime = (
         timedelta(minutes=auth.token_minutes)
@@ -53,7 +61,7 @@ def issue_token(
         "iss": _ISSUER,
         "sub": str(user_id),
         "typ": kind,
-        "pwf": password_fingerprint(password_hash),
+        "pwf": fingerprint,
         "iat": issued,
         "exp": expires,
         "jti": uuid.uuid4().hex,
@@ -96,6 +104,6 @@ def decode_token(token: str, *, kind: TokenKind, auth: AuthSettings) -> TokenCla
     return TokenClaims(
         user_id=user_id,
         kind=kind,
-        password_fingerprint=str(claims["pwf"]),
+        credential_fingerprint=str(claims["pwf"]),
         expires_at=expires_at,
     )

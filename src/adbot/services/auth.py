@@ -15,7 +15,7 @@ from adbot.db.models import Account, AccountStatus, ApiKey, User
 from adbot.errors import AuthenticationFailed, InvalidInput
 from adbot.security.api_keys import parse_key, secret_matches
 from adbot.security.passwords import check_password_length, hash_password, verify_password
-from adbot.security.tokens import TokenClaims, decode_token, issue_token, password_fingerprint
+from adbot.security.tokens import TokenClaims, credential_fingerprint, decode_token, issue_token
 from adbot.services.common import ROLE_SCOPES, Actor, Scope, writing
 from adbot.services.principals import (
     CREDENTIALS_UNCHANGED,
@@ -27,6 +27,7 @@ from adbot.services.principals import (
 # last_used_at is for people deciding which keys are stale; minute precision is plenty and
 # spares a write on every request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+REVOKED_TOKEN = "token was revoked: a password change or a sign-out everywhere since it was issued"
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def login(*, session: Session, email: str, password: str, auth: AuthSettings) ->
 
 def refresh(*, session: Session, refresh_token: str, auth: AuthSettings) -> TokenPair:
     claims = decode_token(refresh_token, kind="refresh", auth=auth)
-    user = _user_for_claims(session, claims.user_id, claims.password_fingerprint)
+    user = _user_for_claims(session, claims.user_id, claims.credential_fingerprint)
     return _issue_pair(user, auth)
 
 
@@ -148,8 +149,8 @@ def _parse_api_key(key: str) -> tuple[str, str]:
 
 def _actor_for_user(principal: UserPrincipal, claims: TokenClaims) -> Actor:
     _check_active(principal.is_active, principal.account_status)
-    if principal.password_fingerprint != claims.password_fingerprint:
-        raise AuthenticationFailed("token was issued before a password change")
+    if principal.credential_fingerprint != claims.credential_fingerprint:
+        raise AuthenticationFailed(REVOKED_TOKEN)
     return Actor(
         account_id=principal.account_id,
         user_id=principal.user_id,
@@ -188,7 +189,7 @@ def _user_principal(session: Session, user_id: int) -> UserPrincipal:
         role=user.role,
         is_active=user.is_active,
         account_status=status,
-        password_fingerprint=password_fingerprint(user.password_hash),
+        credential_fingerprint=_fingerprint(user),
     )
 
 
@@ -247,20 +248,43 @@ def change_password(
     return _issue_pair(user, auth)
 
 
+def sign_out_everywhere(*, session: Session, actor: Actor) -> None:
+    """End every session of the signed-in user: each access and refresh token issued to them
+    so far stops working (their API keys are separate: revoke those one by one)."""
+    if actor.api_key_id is not None:
+        raise InvalidInput(
+            "sign out with a token, not an API key: a key has no sessions (revoke the key itself)"
+        )
+    assert actor.user_id is not None  # a token is always a user's
+    _load_active_user(session, actor.user_id)
+    with writing(session):
+        # Counted in SQL, so two sign-outs at once both count.
+        session.execute(
+            update(User)
+            .where(User.id == actor.user_id)
+            .values(token_generation=User.token_generation + 1)
+        )
+
+
 def _issue_pair(user: User, auth: AuthSettings) -> TokenPair:
+    fingerprint = _fingerprint(user)
     access, access_expires = issue_token(
-        user_id=user.id, password_hash=user.password_hash, kind="access", auth=auth
+        user_id=user.id, fingerprint=fingerprint, kind="access", auth=auth
     )
     refresh_token, refresh_expires = issue_token(
-        user_id=user.id, password_hash=user.password_hash, kind="refresh", auth=auth
+        user_id=user.id, fingerprint=fingerprint, kind="refresh", auth=auth
     )
     return TokenPair(access, access_expires, refresh_token, refresh_expires)
 
 
+def _fingerprint(user: User) -> str:
+    return credential_fingerprint(user.password_hash, user.token_generation)
+
+
 def _user_for_claims(session: Session, user_id: int, fingerprint: str) -> User:
     user = _load_active_user(session, user_id)
-    if password_fingerprint(user.password_hash) != fingerprint:
-        raise AuthenticationFailed("token was issued before a password change")
+    if _fingerprint(user) != fingerprint:
+        raise AuthenticationFailed(REVOKED_TOKEN)
     return user
 
 

@@ -54,7 +54,7 @@ GENERATION_KEY = "adbot:auth-generation"
 # Columns whose change can make a cached principal wrong; a login (last_login_at) or a key
 # use (last_used_at) changes none of them.
 WATCHED: dict[type, frozenset[str]] = {
-    User: frozenset({"account_id", "role", "is_active", "password_hash"}),
+    User: frozenset({"account_id", "role", "is_active", "password_hash", "token_generation"}),
     ApiKey: frozenset(
         {"account_id", "user_id", "prefix", "secret_hash", "scopes", "revoked_at", "expires_at"}
     ),
@@ -71,7 +71,7 @@ class UserPrincipal:
     role: Role
     is_active: bool
     account_status: AccountStatus
-    password_fingerprint: str
+    credential_fingerprint: str  # what the user's tokens must carry (security.tokens)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
-"""Sign-in (OAuth2 password form), token refresh, password change, identity."""
+"""Sign-in (OAuth2 password form), token refresh, sign-out everywhere, password change,
+identity."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form
+from fastapi import APIRouter, Form, Response
 
 from adbot.api.deps import CurrentUser, SessionDep, SettingsDep
 from adbot.api.schemas.auth import Me, PasswordChange, RefreshRequest, TokenResponse
@@ -53,6 +54,14 @@ def refresh_token(
     """A new token pair for a valid refresh token of an active user."""
     pair = service.refresh(session=session, refresh_token=body.refresh_token, auth=settings.auth)
     return _token_response(pair)
+
+
+@router.post("/logout", status_code=204, response_class=Response)
+def sign_out_everywhere(actor: CurrentUser, session: SessionDep) -> None:
+    """Sign out everywhere: every access and refresh token issued to you so far stops working,
+    this one included (sign in again for new ones). For a token that may have leaked; your API
+    keys are not affected (revoke a key under /api-keys)."""
+    service.sign_out_everywhere(session=session, actor=actor)
 
 
 @router.get("/me")

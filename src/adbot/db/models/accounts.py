@@ -11,7 +11,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String, Text, UniqueConstraint, true
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from adbot.db.base import (
@@ -100,6 +109,10 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     role: Mapped[Role] = mapped_column(EnumText(Role), default=Role.VIEWER, server_default="viewer")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Moved on by "sign out everywhere": every token carries the count it was issued under
+    # (in its credential fingerprint), so the tokens issued before stop working, with no
+    # table of tokens.
+    token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]

@@ -14,6 +14,7 @@ from ingest_helpers import (
     METRICS,
     Shop,
     build_shop,
+    iso,
     metric,
     metric_values,
     post_csv,
@@ -143,13 +144,15 @@ def test_large_json_integers_are_stored_exactly(shop: Shop, db_session: Session)
     assert metric_values(db_session, shop.tenant.account_id)[0][4] == 2**53 + 1
 
 
-@pytest.mark.parametrize("path", [METRICS, CONVERSIONS])
-def test_a_carriage_return_inside_the_header_is_a_400(shop: Shop, path: str) -> None:
-    """A bare ``\\r`` inside the first line (found by schemathesis) made the header's csv
-    reader raise: a 500 on both CSV uploads."""
+@pytest.mark.parametrize(
+    ("path", "column"), [(METRICS, "hour"), (CONVERSIONS, "conversion_action")]
+)
+def test_a_carriage_return_ends_the_header(shop: Shop, path: str, column: str) -> None:
+    """A bare ``\\r`` in the first line (found by schemathesis) made the header's csv reader
+    raise: a 500 on both CSV uploads. It ends the header, as it does for pandas."""
     text = "\u00a9\u00d1\u008e`\u00b1w\u00e9/\u0089\u00b9\rz\x12"
-    error = assert_error(post_csv(shop.tenant, path, text), 400, "malformed_body")
-    assert error["message"].startswith("cannot read the CSV: new-line character seen")
+    error = assert_error(post_csv(shop.tenant, path, text), 422, "invalid_input")
+    assert error["message"] == f"the batch has no '{column}' column"
 
 
 @pytest.mark.parametrize("units", [1e13, 9.3e12, 1_000_000_000_000.5, 1e17])
@@ -184,3 +187,48 @@ def test_a_trillion_currency_units_is_stored_exactly(shop: Shop, db_session: Ses
     del row["cost_micros"]
     assert _ok(post_rows(shop.tenant, METRICS, [row]))["inserted"] == 1
     assert metric_values(db_session, shop.tenant.account_id)[0][4] == 10**18
+
+
+def test_a_quoted_line_break_in_the_header_hides_no_repeated_column(
+    shop: Shop, db_session: Session
+) -> None:
+    """The header was read from the first physical line only, so a quoted line break in a
+    column name hid the columns after it from the repeated-column check: two columns named
+    keyword_id reached the checks as one, a 500."""
+    keyword = shop.keywords["running shoes"]
+    text = f'"note\n",keyword_id,KEYWORD_ID,{HEADER}'
+    error = assert_error(post_csv(shop.tenant, METRICS, text), 422, "invalid_input")
+    assert error["message"] == "column 'keyword_id' appears more than once in the CSV header"
+    # A row under such a header counts the header's fields as pandas reads them (it was
+    # refused as "row 1 has 5 fields, the header has 1").
+    text = f'"key\nword_id",hour,impressions,clicks,cost_micros\n{keyword},{iso(H0)},10,1,5\n'
+    error = assert_error(post_csv(shop.tenant, METRICS, text), 422, "rows_rejected")
+    assert _problems(error) == [(1, "keyword_id", "no keyword_id or keyword given")]
+    assert error["details"]["ignored_columns"] == ["key\nword_id"]
+    assert metric_values(db_session, shop.tenant.account_id) == []
+
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n", "\n"])
+def test_csv_lines_may_end_in_a_bare_carriage_return(
+    shop: Shop, db_session: Session, newline: str
+) -> None:
+    """Old Mac line ends (read as lines by pandas) were refused: the header's reader saw
+    one line holding every record."""
+    keyword = shop.keywords["running shoes"]
+    lines = [HEADER.strip(), f"{keyword},{iso(H0)},10,1,5", f"{keyword},2024-06-01T05:00:00Z,9,2,7"]
+    body = _ok(post_csv(shop.tenant, METRICS, newline.join(lines) + newline))
+    assert body["inserted"] == 2
+    assert [row[2:5] for row in metric_values(db_session, shop.tenant.account_id)] == [
+        (10, 1, 5),
+        (9, 2, 7),
+    ]
+
+
+def test_a_quoted_field_after_a_space_counts_as_one_field(shop: Shop, db_session: Session) -> None:
+    """pandas reads ``, "a, b"`` as one field (spaces after a comma are skipped); the row
+    width check split it in two and refused the row as longer than the header."""
+    keyword = shop.keywords["running shoes"]
+    text = f'{HEADER.strip()},note\n{keyword}, {iso(H0)}, 10, 1, 5, "shoes, fast"\n'
+    body = _ok(post_csv(shop.tenant, METRICS, text))
+    assert body["inserted"] == 1 and body["ignored_columns"] == ["note"]
+    assert [row[2:5] for row in metric_values(db_session, shop.tenant.account_id)] == [(10, 1, 5)]

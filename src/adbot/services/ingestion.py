@@ -258,11 +258,12 @@ def _no_repeated_columns(header: list[str]) -> None:
 
 
 def _csv_records(source: io.BytesIO | Path) -> Generator[list[str]]:
-    """The CSV's non-blank records, header first, split by the csv module."""
+    """The CSV's non-blank records, header first, split by the csv module as pandas splits
+    them (spaces after a delimiter skipped, as ``read_csv`` is told)."""
     raw = io.BytesIO(source.getvalue()) if isinstance(source, io.BytesIO) else source.open("rb")
     with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="") as text:
         try:
-            yield from (record for record in csv.reader(text) if record)
+            yield from (record for record in csv.reader(text, skipinitialspace=True) if record)
         except csv.Error as exc:
             raise MalformedBody(f"cannot read the CSV: {_first_line(exc)}") from None
 
@@ -289,17 +290,13 @@ def _no_long_rows(source: io.BytesIO | Path, width: int) -> None:
 
 
 def _csv_header(source: io.BytesIO | Path) -> list[str]:
-    if isinstance(source, Path):
-        with source.open("rb") as handle:
-            first = handle.readline()
-    else:
-        first = source.getvalue().split(b"\n", 1)[0]
-        source.seek(0)
-    text = first.decode("utf-8-sig", errors="replace")
+    """The column names as pandas reads them (before it renames repeated ones): the first
+    record, which a quoted line break spans and a bare carriage return ends."""
+    records = _csv_records(source)
     try:
-        return [name for name in next(csv.reader([text.rstrip("\r\n")]), [])]
-    except csv.Error as exc:  # a bare carriage return inside the header line
-        raise MalformedBody(f"cannot read the CSV: {_first_line(exc)}") from None
+        return next(records, [])
+    finally:
+        records.close()
 
 
 def read_file(path: Path) -> Batch:

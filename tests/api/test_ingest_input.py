@@ -5,6 +5,7 @@ conflicting columns, huge integers. Each is a clear rejection, never a 500 or a 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,8 @@ from ingest_helpers import (
     utc,
 )
 from sqlalchemy.orm import Session
+
+from adbot.services.ingestion import MalformedBody, read_file
 
 H0 = utc(2024, 6, 1, 4)
 EDGES = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
@@ -232,3 +235,40 @@ def test_a_quoted_field_after_a_space_counts_as_one_field(shop: Shop, db_session
     body = _ok(post_csv(shop.tenant, METRICS, text))
     assert body["inserted"] == 1 and body["ignored_columns"] == ["note"]
     assert [row[2:5] for row in metric_values(db_session, shop.tenant.account_id)] == [(10, 1, 5)]
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        # pandas' reader ends a field at a NUL: "1\x002" was stored as 1 impression ...
+        ("{k},2024-06-01T04:00:00Z,1\x002,1,5\n", 2),
+        # ... and "HOUR\x00x" read as HOUR, a second hour column past the repeated-column
+        # check: a 500.
+        ("{k},2024-06-01T04:00:00Z,10,1,5\n", 1),
+    ],
+)
+def test_a_nul_character_in_a_csv_is_refused(
+    shop: Shop, db_session: Session, text: str, line: int
+) -> None:
+    header = HEADER if line == 2 else HEADER.replace("\n", ",HOUR\x00x\n")
+    body = header + text.format(k=shop.keywords["running shoes"])
+    error = assert_error(post_csv(shop.tenant, METRICS, body), 400, "malformed_body")
+    assert error["message"] == (
+        f"cannot read the CSV: a NUL character (byte 0) on line {line}; send UTF-8 text"
+    )
+    assert error["details"] == {"line": line}
+    assert metric_values(db_session, shop.tenant.account_id) == []
+
+
+def test_a_csv_file_with_a_nul_character_is_refused_naming_its_line(tmp_path: Path) -> None:
+    """Files are scanned a megabyte at a time: the line is counted across chunks."""
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_text(HEADER, encoding="utf-16")
+    with pytest.raises(MalformedBody, match=r"a NUL character \(byte 0\) on line 1; send UTF-8"):
+        read_file(utf16)
+    rows = "".join(f"1,2024-06-01T04:00:00Z,{n},1,5\n" for n in range(40_000))  # > 1 MiB
+    late = tmp_path / "late.csv"
+    late.write_bytes(f"{HEADER}{rows}1,2024-06-01T04:00:00Z,1\x002,1,5\n".encode())
+    with pytest.raises(MalformedBody) as info:
+        read_file(late)
+    assert info.value.details == {"line": 40_002}

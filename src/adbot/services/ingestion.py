@@ -26,7 +26,7 @@ import io
 import itertools
 import json
 import warnings
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,6 +217,7 @@ def _read_json(body: bytes) -> pd.DataFrame:
 
 def read_csv(source: io.BytesIO | Path) -> pd.DataFrame:
     """A CSV batch; numbers parsed by pandas' C reader, text columns kept as text."""
+    _no_nul_character(source)
     header = _csv_header(source)
     _no_repeated_columns(header)
     try:
@@ -287,6 +288,31 @@ def _no_long_rows(source: io.BytesIO | Path, width: int) -> None:
                 )
     finally:
         records.close()
+
+
+def _no_nul_character(source: io.BytesIO | Path) -> None:
+    """Refuse a NUL byte, naming its line: pandas' reader ends a field there and drops the
+    rest ("1\\x002" read as 1), which the csv module does not (so the header checks would
+    not see what pandas reads). UTF-16 text is full of them."""
+    line = 1
+    for chunk in _byte_chunks(source):
+        position = chunk.find(b"\x00")
+        if position >= 0:
+            line += chunk.count(b"\n", 0, position)
+            raise MalformedBody(
+                f"cannot read the CSV: a NUL character (byte 0) on line {line}; send UTF-8 text",
+                details={"line": line},
+            )
+        line += chunk.count(b"\n")
+
+
+def _byte_chunks(source: io.BytesIO | Path) -> Iterator[bytes]:
+    if isinstance(source, io.BytesIO):
+        yield source.getvalue()
+        return
+    with source.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            yield chunk
 
 
 def _csv_header(source: io.BytesIO | Path) -> list[str]:

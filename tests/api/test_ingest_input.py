@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from adbot.services.ingestion import MalformedBody, read_file
 
 H0 = utc(2024, 6, 1, 4)
+H1 = utc(2024, 6, 1, 5)
 EDGES = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
 HEADER = "keyword_id,hour,impressions,clicks,cost_micros\n"
 
@@ -147,15 +148,16 @@ def test_large_json_integers_are_stored_exactly(shop: Shop, db_session: Session)
     assert metric_values(db_session, shop.tenant.account_id)[0][4] == 2**53 + 1
 
 
-@pytest.mark.parametrize(
-    ("path", "column"), [(METRICS, "hour"), (CONVERSIONS, "conversion_action")]
-)
-def test_a_carriage_return_ends_the_header(shop: Shop, path: str, column: str) -> None:
-    """A bare ``\\r`` in the first line (found by schemathesis) made the header's csv reader
-    raise: a 500 on both CSV uploads. It ends the header, as it does for pandas."""
+@pytest.mark.parametrize("path", [METRICS, CONVERSIONS])
+def test_a_carriage_return_inside_the_header_is_a_400(shop: Shop, path: str) -> None:
+    """A bare ``\\r`` inside the first line (found by schemathesis) made the header's csv
+    reader raise: a 500 on both CSV uploads."""
     text = "\u00a9\u00d1\u008e`\u00b1w\u00e9/\u0089\u00b9\rz\x12"
-    error = assert_error(post_csv(shop.tenant, path, text), 422, "invalid_input")
-    assert error["message"] == f"the batch has no '{column}' column"
+    error = assert_error(post_csv(shop.tenant, path, text), 400, "malformed_body")
+    assert error["message"] == (
+        "cannot read the CSV: a carriage return without a line feed on line 1; "
+        "end lines with \\n or \\r\\n"
+    )
 
 
 @pytest.mark.parametrize("units", [1e13, 9.3e12, 1_000_000_000_000.5, 1e17])
@@ -211,20 +213,43 @@ def test_a_quoted_line_break_in_the_header_hides_no_repeated_column(
     assert metric_values(db_session, shop.tenant.account_id) == []
 
 
-@pytest.mark.parametrize("newline", ["\r", "\r\n", "\n"])
-def test_csv_lines_may_end_in_a_bare_carriage_return(
-    shop: Shop, db_session: Session, newline: str
-) -> None:
-    """Old Mac line ends (read as lines by pandas) were refused: the header's reader saw
-    one line holding every record."""
+@pytest.mark.parametrize("newline", ["\r\n", "\n"])
+def test_csv_lines_end_in_a_line_feed(shop: Shop, db_session: Session, newline: str) -> None:
     keyword = shop.keywords["running shoes"]
-    lines = [HEADER.strip(), f"{keyword},{iso(H0)},10,1,5", f"{keyword},2024-06-01T05:00:00Z,9,2,7"]
+    lines = [HEADER.strip(), f"{keyword},{iso(H0)},10,1,5", f"{keyword},{iso(H1)},9,2,7"]
     body = _ok(post_csv(shop.tenant, METRICS, newline.join(lines) + newline))
     assert body["inserted"] == 2
     assert [row[2:5] for row in metric_values(db_session, shop.tenant.account_id)] == [
         (10, 1, 5),
         (9, 2, 7),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        # pandas read the header again as a row when a row began with a space ...
+        ("{header}\r {k},{h0},10,1,5\r", 1),
+        # ... or invented thousands of empty rows after an empty line.
+        ("{header}\r\r {k},{h0},10,1,5\r", 1),
+        # (131,073 rows read from these two, before any header check was involved)
+        ("{header}\n{k},{h0},10,1,5\r\r {k},{h1},10,1,5\r", 2),
+        ("{header}\n{k},{h0},10,1,5\r\n {k},{h1},10,1,5\r", 3),
+        ("{header}\r\n{k},{h0},10,1,5\r", 2),
+    ],
+)
+def test_a_carriage_return_without_a_line_feed_is_refused(
+    shop: Shop, db_session: Session, text: str, line: int
+) -> None:
+    keyword = shop.keywords["running shoes"]
+    body = text.format(header=HEADER.strip(), k=keyword, h0=iso(H0), h1=iso(H1))
+    error = assert_error(post_csv(shop.tenant, METRICS, body), 400, "malformed_body")
+    assert error["message"] == (
+        f"cannot read the CSV: a carriage return without a line feed on line {line}; "
+        "end lines with \\n or \\r\\n"
+    )
+    assert error["details"] == {"line": line}
+    assert metric_values(db_session, shop.tenant.account_id) == []
 
 
 def test_a_quoted_field_after_a_space_counts_as_one_field(shop: Shop, db_session: Session) -> None:
@@ -272,3 +297,22 @@ def test_a_csv_file_with_a_nul_character_is_refused_naming_its_line(tmp_path: Pa
     with pytest.raises(MalformedBody) as info:
         read_file(late)
     assert info.value.details == {"line": 40_002}
+
+
+def test_a_line_feed_after_a_megabyte_boundary_ends_its_carriage_returns_line(
+    tmp_path: Path,
+) -> None:
+    """Files are scanned a megabyte at a time: a \\r\\n split across two is one line end."""
+    header = HEADER.replace("\n", ",note\r\n")
+    row = f"1,{iso(H0)},10,1,5,x\r\n"
+    first = f"1,{iso(H0)},10,1,5,"
+    pad = ((1 << 20) - 1 - len(header) - len(first)) % len(row)
+    text = header + first + "x" * pad + "\r\n" + row * 40_000
+    assert text.encode()[(1 << 20) - 1 : (1 << 20) + 1] == b"\r\n"
+    path = tmp_path / "crlf.csv"
+    path.write_bytes(text.encode())
+    assert len(read_file(path).frame) == 40_001
+    path.write_bytes(text.encode() + b"1,2,3\r")
+    with pytest.raises(MalformedBody) as info:
+        read_file(path)
+    assert info.value.details == {"line": 40_003}

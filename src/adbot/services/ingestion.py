@@ -25,11 +25,12 @@ import csv
 import io
 import itertools
 import json
+import re
 import warnings
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -217,7 +218,7 @@ def _read_json(body: bytes) -> pd.DataFrame:
 
 def read_csv(source: io.BytesIO | Path) -> pd.DataFrame:
     """A CSV batch; numbers parsed by pandas' C reader, text columns kept as text."""
-    _no_nul_character(source)
+    _no_unreadable_characters(source)
     header = _csv_header(source)
     _no_repeated_columns(header)
     try:
@@ -290,20 +291,40 @@ def _no_long_rows(source: io.BytesIO | Path, width: int) -> None:
         records.close()
 
 
-def _no_nul_character(source: io.BytesIO | Path) -> None:
-    """Refuse a NUL byte, naming its line: pandas' reader ends a field there and drops the
-    rest ("1\\x002" read as 1), which the csv module does not (so the header checks would
-    not see what pandas reads). UTF-16 text is full of them."""
+def _no_unreadable_characters(source: io.BytesIO | Path) -> None:
+    """Refuse, naming its line, a character pandas' reader mishandles: a NUL ends a field
+    and drops the rest ("1\\x002" read as 1; UTF-16 text is full of them), and a carriage
+    return without a line feed (old Mac line ends) can make it read the header again as a
+    row, or invent thousands of empty rows."""
     line = 1
+    carried = b""
     for chunk in _byte_chunks(source):
-        position = chunk.find(b"\x00")
-        if position >= 0:
-            line += chunk.count(b"\n", 0, position)
-            raise MalformedBody(
-                f"cannot read the CSV: a NUL character (byte 0) on line {line}; send UTF-8 text",
-                details={"line": line},
-            )
-        line += chunk.count(b"\n")
+        data = carried + chunk
+        # A final \r may be the first half of a \r\n split between two chunks.
+        carried = b"\r" if data.endswith(b"\r") else b""
+        end = len(data) - len(carried)
+        found = _UNREADABLE.search(data, 0, end)
+        if found is not None:
+            at = found.start()
+            _unreadable(data[at : at + 1], line + data.count(b"\n", 0, at))
+        line += data.count(b"\n", 0, end)
+    if carried:
+        _unreadable(carried, line)
+
+
+_UNREADABLE = re.compile(rb"\x00|\r(?!\n)")
+
+
+def _unreadable(character: bytes, line: int) -> NoReturn:
+    if character == b"\x00":
+        problem = "a NUL character (byte 0)"
+        advice = "send UTF-8 text"
+    else:
+        problem = "a carriage return without a line feed"
+        advice = "end lines with \\n or \\r\\n"
+    raise MalformedBody(
+        f"cannot read the CSV: {problem} on line {line}; {advice}", details={"line": line}
+    )
 
 
 def _byte_chunks(source: io.BytesIO | Path) -> Iterator[bytes]:

@@ -19,7 +19,15 @@ from adbot.market.profiles import step_weights
 from adbot.market.scenario import Scenario, load_scenario, random_scenario
 from adbot.market.simulator import MarketSimulator
 from adbot.rl.env import cap_daily_queries
-from adbot.rl.features import FEATURE_NAMES, OBS_BOUND, PacingState, _py_log, _py_max, _py_min
+from adbot.rl.features import (
+    FEATURE_NAMES,
+    OBS_BOUND,
+    PacingState,
+    _py_log,
+    _py_max,
+    _py_min,
+    initial_alpha,
+)
 
 EPS = 1e-9
 
@@ -156,6 +164,29 @@ def test_a_first_day_without_traffic_keeps_the_hourly_profile(cpa_scenario: Scen
             open_day.traffic_share_through(step), rel=1e-12
         )
     assert play_and_compare(scenario, 2) == scenario.horizon.days * 24 + 1
+
+
+def test_steps_before_the_first_traffic_do_not_move_the_plan(cpa_scenario: Scenario) -> None:
+    """Until a step has traffic the plan is the first step's, whatever the actions played:
+    planned from the multiplier just played, each empty step moved it again by the action
+    (an agent's small positive actions over two closed days took 0.5 to 11 before the
+    first query, which then spent a day's worth at twice the target CPA)."""
+    data = cpa_scenario.model_dump(mode="json")
+    data["horizon"].update(days=3, start_weekday=0)
+    data["market"]["weekday_profile"] = [0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    sim = MarketSimulator(load_scenario(data), 0)
+    state = PacingState(sim, 0.5)
+    first = initial_alpha(sim)
+    empty_steps = 0
+    while not state.planner.has_data:
+        assert state.plan.alpha_prior == first
+        alpha = state.alpha_for(1.0)
+        assert alpha == pytest.approx(first * math.exp(0.5))
+        outcome = sim.step_multiplier(alpha)
+        empty_steps += outcome.total_queries == 0
+        state.record(alpha, outcome)
+    assert empty_steps == 48  # two closed days, then the plan reads the first landscape
+    assert state.plan.alpha_prior != first
 
 
 @pytest.mark.parametrize("scale", [1e-6, 1e6])

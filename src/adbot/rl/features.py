@@ -115,8 +115,8 @@ _PRIOR = PLAN + Plan._fields.index("alpha_prior")
 # The episode's constants as the kernels take them (``PacingState._constants``).
 (
     C_N_STEPS, C_DAYS, C_STEPS_PER_DAY, C_DAILY_BUDGET, C_TOTAL_BUDGET, C_GOAL, C_TARGET,
-    C_MEAN_VALUE, C_REFERENCE_CONV, C_HAS_CPA, C_HAS_ROAS, C_START_WEEKDAY,
-) = range(12)  # fmt: skip
+    C_MEAN_VALUE, C_REFERENCE_CONV, C_HAS_CPA, C_HAS_ROAS, C_START_WEEKDAY, C_INITIAL_ALPHA,
+) = range(13)  # fmt: skip
 _NO_DAYS = np.zeros((2, 0))
 _NO_OBSERVATION = np.zeros(0, np.float32)
 
@@ -163,7 +163,7 @@ class PacingState:
         # never 0, which a budget near the smallest float over a large target underflows to
         # (the feature then divided by zero at the first step).
         reference_conv = max(self.total_budget / sim.value_per_conversion, _SMALLEST)
-        constants = [0.0] * 12
+        constants = [0.0] * 13
         constants[C_N_STEPS], constants[C_DAYS] = sim.n_steps, sim.days
         constants[C_STEPS_PER_DAY], constants[C_DAILY_BUDGET] = sim.steps_per_day, sim.daily_budget
         constants[C_TOTAL_BUDGET], constants[C_GOAL], constants[C_TARGET] = (
@@ -175,6 +175,8 @@ class PacingState:
         constants[C_HAS_CPA] = float(self.target_cpa is not None)
         constants[C_HAS_ROAS] = float(self.target_roas is not None)
         constants[C_START_WEEKDAY] = sim.scenario.horizon.start_weekday
+        alpha = initial_alpha(sim)
+        constants[C_INITIAL_ALPHA] = alpha
         self._constants = np.array(constants)
         forecast = np.asarray(sim.expected_queries, dtype=np.float64)
         self._forecast_cum = np.concatenate(([0.0], np.cumsum(forecast)))
@@ -192,7 +194,6 @@ class PacingState:
         self._later_day, self._later = -1, _NO_DAYS
         self.planner = LandscapePlanner(sim)
         self.numbers = np.zeros(N_NUMBERS)
-        alpha = initial_alpha(sim)
         self.numbers[ALPHA] = alpha
         self.numbers[PLAN:] = fallback_plan(alpha)  # no landscape seen yet
 
@@ -330,7 +331,11 @@ def _record_kernel(
             _py_max(0.0, daily_budget - spend_today),
             (forecast_cum[day_end[day]] - expected) * volume_ratio, later_days, volume_ratio,
             numbers[COST], numbers[CONVERSIONS], numbers[VALUE], calibration, daily_budget,
-            int(constants[C_GOAL]), constants[C_TARGET], constants[C_MEAN_VALUE], alpha,
+            int(constants[C_GOAL]), constants[C_TARGET], constants[C_MEAN_VALUE],
+            # Until a step has traffic, the plan is the first step's: not the multiplier just
+            # played, which the action moved, or each empty step would move it again (a week
+            # that starts with empty days compounded it 20-fold before its first query).
+            constants[C_INITIAL_ALPHA],
         )  # fmt: skip
         for j in range(N_NUMBERS - PLAN):
             numbers[PLAN + j] = plan[j]

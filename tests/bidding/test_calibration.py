@@ -181,6 +181,27 @@ def test_one_slot_allocation_never_bids_above_the_click_worth() -> None:
     assert np.median(allocated[known] / (lam * bids[known])) < 0.9
 
 
+def test_bids_the_policy_wanted_above_max_bid_stay_at_max_bid() -> None:
+    """A policy whose bids max_bid clips would pay more: each keyword's worth is the bid it
+    wanted, not max_bid. Taken at max_bid, the allocation bid about half the keywords below
+    it (their calibration factors under 1), and no keyword could spend the difference."""
+    data = quick(daily_queries=60_000).model_dump(mode="json")
+    data["campaign"].update(max_bid=1.0, daily_budget=100_000.0)
+    sim = MarketSimulator(load_scenario(data), 0)
+    policy = CalibratedPolicy(make_policy("fixed:5"))
+    policy.reset(sim)
+    for _ in range(6):
+        bids = policy.bids(sim)
+        bidder = policy._bidder
+        assert bidder is not None
+        wanted = 5.0 * sim.keyword_values * bidder.calibration.factors() * bidder.level
+        sure = wanted >= 2.0 * sim.max_bid  # worth twice max_bid even after calibration
+        assert sure.sum() >= 30
+        # (Not all: where no rival bids between, the landscape buys the same clicks lower.)
+        assert np.mean(bids[sure] == sim.max_bid) >= 0.9
+        policy.observe(sim.step(bids))
+
+
 def test_no_landscape_gives_no_lambda_and_the_policy_keeps_its_level() -> None:
     sim = MarketSimulator(quick(), 2)
     landscapes = KeywordLandscapes(sim)

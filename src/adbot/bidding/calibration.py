@@ -234,9 +234,20 @@ class KeywordBidder:
         # willingness is the policy's bid where no click has told anything yet.
         self.level = 1.0 / float(np.mean(means))
 
-    def bids(self, sim: MarketSimulator, bids: np.ndarray) -> np.ndarray:
-        """The keyword bids for the coming step of ``sim`` from the policy's valid ``bids``."""
-        willingness = bids * self.calibration.factors() * self.level
+    def bids(
+        self, sim: MarketSimulator, bids: np.ndarray, alpha: float | None = None
+    ) -> np.ndarray:
+        """The keyword bids for the coming step of ``sim`` from the policy's valid ``bids``,
+        and its multiplier ``alpha`` if it bids one (``bids`` is then ``alpha x v_k`` clipped
+        to the campaign's limits)."""
+        wanted = bids
+        if alpha is not None:
+            # A bid clipped to max_bid says the policy would pay more: its worth is the bid it
+            # wanted. Taken at max_bid, a keyword whose calibration factor is under 1 was bid
+            # below max_bid, and no other keyword could spend the difference (they are at
+            # max_bid too): with max_bid at half the market's CPC, 7 % of the score was lost.
+            wanted = np.where(bids >= sim.max_bid, alpha * sim.keyword_values, bids)
+        willingness = wanted * self.calibration.factors() * self.level
         self.landscapes.update(sim)
         allocated, lam = self.landscapes.allocate(willingness, bids)
         if math.isnan(lam):  # no landscape to use yet
@@ -282,7 +293,7 @@ class CalibratedPolicy:
         if self._bidder is None:
             raise InvalidInput("reset the policy before asking for bids")
         bids = sim.validate_bids(self.base.bids(sim))  # a NaN names the base policy's fault
-        return self._bidder.bids(sim, bids)
+        return self._bidder.bids(sim, bids, self.alpha)
 
     def observe(self, outcome: StepOutcome) -> None:
         if self._bidder is None:

@@ -154,7 +154,7 @@ class _Player:
         if self.bidder is None:
             outcome = sim.step_multiplier(alpha)
         else:
-            outcome = sim.step(self.bidder.bids(sim, bids_from_alpha(alpha, sim)))
+            outcome = sim.step(self.bidder.bids(sim, bids_from_alpha(alpha, sim), alpha))
             self.bidder.record(outcome)
         if obs is None:
             self.state.record(alpha, outcome)

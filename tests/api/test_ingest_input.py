@@ -20,6 +20,7 @@ from ingest_helpers import (
     metric_values,
     post_csv,
     post_rows,
+    to_csv,
     utc,
 )
 from sqlalchemy.orm import Session
@@ -146,6 +147,28 @@ def test_large_json_integers_are_stored_exactly(shop: Shop, db_session: Session)
     row = metric(shop.keywords["running shoes"], H0, cost_micros=2**53 + 1)
     assert _ok(post_rows(shop.tenant, METRICS, [row]))["inserted"] == 1
     assert metric_values(db_session, shop.tenant.account_id)[0][4] == 2**53 + 1
+
+
+@pytest.mark.parametrize("other", [{"cost_micros": 2.5}, {"cost_micros": None}])
+def test_large_integers_beside_a_fraction_or_a_blank_are_stored_exactly(
+    shop: Shop, db_session: Session, other: dict[str, Any]
+) -> None:
+    """A fraction or a blank elsewhere in the column makes pandas read it as float64, where
+    2**53 + 1 is 2**53: it was stored rounded (with ``partial``), silently."""
+    keyword = shop.keywords["running shoes"]
+    rows = [metric(keyword, H0, cost_micros=2**53 + 1), metric(keyword, H1, **other)]
+    if other["cost_micros"] is None:
+        del rows[1]["cost_micros"]  # absent in JSON, a blank cell in the CSV
+    for post, body in ((post_rows, rows), (post_csv, to_csv(rows))):
+        response = post(shop.tenant, METRICS, body, partial=True)  # type: ignore[operator]
+        assert response.status_code == 200, response.text
+        assert metric_values(db_session, shop.tenant.account_id)[0][4] == 2**53 + 1
+
+
+def test_a_csv_file_keeps_large_integers_beside_a_blank(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.csv"  # read again from the file for the exact cells
+    path.write_text(f"{HEADER}1,{iso(H0)},10,1,{2**53 + 1}\n1,{iso(H1)},10,1,\n")
+    assert read_file(path).frame["cost_micros"].tolist()[0] == str(2**53 + 1)
 
 
 @pytest.mark.parametrize("path", [METRICS, CONVERSIONS])

@@ -213,7 +213,12 @@ def _read_json(body: bytes) -> pd.DataFrame:
             f"rows[{not_objects[0]}] is not an object",
             details={"field": "rows", "indexes": not_objects[:100]},
         )
-    return pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame.from_records(rows)
+    for name in _rounded_columns(frame):  # their JSON numbers, as parsed: exact integers
+        frame[name] = pd.Series([row.get(name) for row in rows], index=frame.index, dtype=object)
+    return frame
 
 
 def read_csv(source: io.BytesIO | Path) -> pd.DataFrame:
@@ -245,8 +250,37 @@ def read_csv(source: io.BytesIO | Path) -> pd.DataFrame:
     # pandas drops a trailing empty field silently when the first row has one.
     if caught or _first_row_width(source) > len(header):
         _no_long_rows(source, len(header))
+    rounded = _rounded_columns(frame)
+    if rounded:  # their cells again, as text: parsed exactly by the column checks
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        positions = [frame.columns.get_loc(name) for name in rounded]  # names may be pandas'
+        text = pd.read_csv(
+            source,
+            usecols=positions,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding="utf-8-sig",
+            skipinitialspace=True,
+            index_col=False,
+        )
+        for name, column in zip(rounded, text.columns, strict=True):
+            frame[name] = text[column].astype(object)
     frame.columns = [str(name).strip().lower() for name in frame.columns]
     return frame
+
+
+def _rounded_columns(frame: pd.DataFrame) -> list[str]:
+    """Float columns holding a number of 2**53 or more: a whole number there may have been
+    rounded (a fraction or a blank elsewhere in the column makes pandas read it all as
+    float64, where 2**53 + 1 is 2**53). Rare, so the usual batch keeps pandas' fast path."""
+    return [
+        name
+        for name in frame.columns
+        if frame[name].dtype.kind == "f"
+        and bool(((frame[name].abs() >= 2**53) & np.isfinite(frame[name])).any())
+    ]
 
 
 def _no_repeated_columns(header: list[str]) -> None:

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 
+from adbot.bidding import run_episode
 from adbot.errors import InvalidInput
 from adbot.market.profiles import step_weights
 from adbot.market.scenario import Scenario, load_scenario, random_scenario
@@ -28,6 +29,7 @@ from adbot.rl.features import (
     _py_min,
     initial_alpha,
 )
+from adbot.rl.policy import PriorPolicy
 
 EPS = 1e-9
 
@@ -164,6 +166,21 @@ def test_a_first_day_without_traffic_keeps_the_hourly_profile(cpa_scenario: Scen
             open_day.traffic_share_through(step), rel=1e-12
         )
     assert play_and_compare(scenario, 2) == scenario.horizon.days * 24 + 1
+
+
+def test_a_lasting_drop_in_volume_is_planned_from_the_recent_days() -> None:
+    """Volume x0.2 from day 1 of a budget-bound scenario: forecast from the queries seen since
+    the start (0.6 of the forecast on day 2, where it is 0.2), the plan believed the budget
+    would be spent at a low multiplier and spent 36 % of it on day 2 and 70 % on day 3. Once
+    the recent ratio is off by more than RECENT_VOLUME_SHIFT it plans from that."""
+    data = load_scenario("value-only").model_dump(mode="json")
+    data["horizon"]["days"] = 4
+    data["market"]["shocks"] = [{"day": 1, "step": 0, "volume_multiplier": 0.2}]
+    scenario = load_scenario(data)
+    result = run_episode(scenario, 0, PriorPolicy())
+    budget = scenario.campaign.daily_budget
+    spent = [float(result.spend[day * 24 : (day + 1) * 24].sum()) / budget for day in range(4)]
+    assert spent[0] > 0.9 and spent[2] > 0.8 and spent[3] > 0.9
 
 
 def test_steps_before_the_first_traffic_do_not_move_the_plan(cpa_scenario: Scenario) -> None:

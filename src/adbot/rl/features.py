@@ -104,19 +104,28 @@ def initial_alpha(sim: MarketSimulator) -> float:
 
 # PacingState's running numbers: one float64 array (``PacingState.numbers``) that the
 # compiled step (``_record_kernel``) updates in place. The sums so far, the multiplier in
-# force, last step's report features, then the fields of the current ``Plan``.
+# force, last step's report features, the recent queries and their forecast (each step's
+# weight halving every quarter of a day), then the fields of the current ``Plan``.
 (
     COST, CONVERSIONS, VALUE, PRED_CONVERSIONS, QUERIES, ALPHA,
-    IMPRESSION_SHARE, CPC_TO_BID, SPEND_RATE,
-) = range(9)  # fmt: skip
-PLAN = 9
+    IMPRESSION_SHARE, CPC_TO_BID, SPEND_RATE, RECENT_QUERIES, RECENT_FORECAST,
+) = range(11)  # fmt: skip
+PLAN = 11
+# The traffic the plan expects is the forecast times the queries seen over the queries
+# forecast since the start. Once the recent ratio (the last quarter day or so, on at least
+# RECENT_MIN_FORECAST forecast queries) is off that by more than RECENT_VOLUME_SHIFT either
+# way, the recent one: a lasting change in volume beyond what the agents trained on (shocks
+# of x0.7-1.4, so the training draws never get there; Poisson noise on 200 queries is 7 %).
+RECENT_VOLUME_SHIFT = 1.6
+RECENT_MIN_FORECAST = 200.0
 N_NUMBERS = PLAN + len(Plan._fields)
 _PRIOR = PLAN + Plan._fields.index("alpha_prior")
 # The episode's constants as the kernels take them (``PacingState._constants``).
 (
     C_N_STEPS, C_DAYS, C_STEPS_PER_DAY, C_DAILY_BUDGET, C_TOTAL_BUDGET, C_GOAL, C_TARGET,
     C_MEAN_VALUE, C_REFERENCE_CONV, C_HAS_CPA, C_HAS_ROAS, C_START_WEEKDAY, C_INITIAL_ALPHA,
-) = range(13)  # fmt: skip
+    C_RECENT_DECAY,
+) = range(14)  # fmt: skip
 _NO_DAYS = np.zeros((2, 0))
 _NO_OBSERVATION = np.zeros(0, np.float32)
 
@@ -163,7 +172,7 @@ class PacingState:
         # never 0, which a budget near the smallest float over a large target underflows to
         # (the feature then divided by zero at the first step).
         reference_conv = max(self.total_budget / sim.value_per_conversion, _SMALLEST)
-        constants = [0.0] * 13
+        constants = [0.0] * 14
         constants[C_N_STEPS], constants[C_DAYS] = sim.n_steps, sim.days
         constants[C_STEPS_PER_DAY], constants[C_DAILY_BUDGET] = sim.steps_per_day, sim.daily_budget
         constants[C_TOTAL_BUDGET], constants[C_GOAL], constants[C_TARGET] = (
@@ -177,6 +186,7 @@ class PacingState:
         constants[C_START_WEEKDAY] = sim.scenario.horizon.start_weekday
         alpha = initial_alpha(sim)
         constants[C_INITIAL_ALPHA] = alpha
+        constants[C_RECENT_DECAY] = 0.5 ** (4.0 / sim.steps_per_day)
         self._constants = np.array(constants)
         forecast = np.asarray(sim.expected_queries, dtype=np.float64)
         self._forecast_cum = np.concatenate(([0.0], np.cumsum(forecast)))
@@ -315,12 +325,25 @@ def _record_kernel(
     numbers[VALUE] += value
     numbers[PRED_CONVERSIONS] += np.dot(clicks_f, pcvr)
     numbers[QUERIES] += queries
+    decay = constants[C_RECENT_DECAY]
+    numbers[RECENT_QUERIES] = numbers[RECENT_QUERIES] * decay + queries
+    numbers[RECENT_FORECAST] = (
+        numbers[RECENT_FORECAST] * decay + forecast_cum[next_index] - forecast_cum[next_index - 1]
+    )
     numbers[IMPRESSION_SHARE] = impressions / max(queries, 1)
     numbers[CPC_TO_BID] = cost / np.dot(clicks_f, bids) if n_clicks else 0.0
     numbers[SPEND_RATE] = _log_ratio(cost, even_spend)
     if plan_next:
         expected = forecast_cum[next_index]
         volume_ratio = _py_min(5.0, _py_max(0.2, (numbers[QUERIES] + 50.0) / (expected + 50.0)))
+        if numbers[RECENT_FORECAST] >= RECENT_MIN_FORECAST:
+            recent = (numbers[RECENT_QUERIES] + 50.0) / (numbers[RECENT_FORECAST] + 50.0)
+            recent = _py_min(5.0, _py_max(0.2, recent))
+            if (
+                recent > volume_ratio * RECENT_VOLUME_SHIFT
+                or recent * RECENT_VOLUME_SHIFT < volume_ratio
+            ):
+                volume_ratio = recent
         calibration = (numbers[CONVERSIONS] + CALIBRATION_PRIOR) / (
             numbers[PRED_CONVERSIONS] + CALIBRATION_PRIOR
         )

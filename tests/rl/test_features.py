@@ -21,6 +21,8 @@ from adbot.market.scenario import Scenario, load_scenario, random_scenario
 from adbot.market.simulator import MarketSimulator
 from adbot.rl.env import cap_daily_queries
 from adbot.rl.features import (
+    BASE_DAY,
+    BASE_PREDICTED,
     FEATURE_NAMES,
     OBS_BOUND,
     PacingState,
@@ -181,6 +183,30 @@ def test_a_lasting_drop_in_volume_is_planned_from_the_recent_days() -> None:
     budget = scenario.campaign.daily_budget
     spent = [float(result.spend[day * 24 : (day + 1) * 24].sum()) / budget for day in range(4)]
     assert spent[0] > 0.9 and spent[2] > 0.8 and spent[3] > 0.9
+
+
+def _plan_alone(scenario: Scenario, seed: int) -> tuple[PacingState, float]:
+    """The plan's state at the end of an episode of action 0, and the episode's CPA."""
+    sim = MarketSimulator(scenario, seed)
+    state = PacingState(sim, 0.5)
+    while not sim.done:
+        alpha = state.alpha_for(0.0)
+        state.record(alpha, sim.step_multiplier(alpha))
+    return state, state.cost / max(state.conversions, 1.0)
+
+
+def test_the_calibration_starts_again_after_a_lasting_change_in_cvr() -> None:
+    """CVR x0.3 from day 1: the calibration since the start still said 0.46 days later and
+    the plan bought at 2.6 times the target CPA. It starts again at day 1 once the rates
+    before and after differ beyond CALIBRATION_SHIFT with the evidence asked for."""
+    data = load_scenario("tight-cpa").model_dump(mode="json")
+    data["horizon"]["days"] = 5
+    data["market"]["shocks"] = [{"day": 1, "step": 0, "cvr_multiplier": 0.3}]
+    state, cpa = _plan_alone(load_scenario(data), 0)
+    assert state.numbers[BASE_DAY] == 1
+    assert cpa < 1.5 * 20.0  # 53 before, against a target of 20
+    steady, _ = _plan_alone(load_scenario("tight-cpa"), 0)  # no change: never starts again
+    assert steady.numbers[BASE_DAY] == 0 and steady.numbers[BASE_PREDICTED] == 0.0
 
 
 def test_steps_before_the_first_traffic_do_not_move_the_plan(cpa_scenario: Scenario) -> None:

@@ -105,12 +105,15 @@ def initial_alpha(sim: MarketSimulator) -> float:
 # PacingState's running numbers: one float64 array (``PacingState.numbers``) that the
 # compiled step (``_record_kernel``) updates in place. The sums so far, the multiplier in
 # force, last step's report features, the recent queries and their forecast (each step's
-# weight halving every quarter of a day), then the fields of the current ``Plan``.
+# weight halving every quarter of a day), the conversions and predicted conversions before
+# the day the plan's calibration last started again and that day, then the fields of the
+# current ``Plan``.
 (
     COST, CONVERSIONS, VALUE, PRED_CONVERSIONS, QUERIES, ALPHA,
     IMPRESSION_SHARE, CPC_TO_BID, SPEND_RATE, RECENT_QUERIES, RECENT_FORECAST,
-) = range(11)  # fmt: skip
-PLAN = 11
+    BASE_CONVERSIONS, BASE_PREDICTED, BASE_DAY,
+) = range(14)  # fmt: skip
+PLAN = 14
 # The traffic the plan expects is the forecast times the queries seen over the queries
 # forecast since the start. Once the recent ratio (the last quarter day or so, on at least
 # RECENT_MIN_FORECAST forecast queries) is off that by more than RECENT_VOLUME_SHIFT either
@@ -118,6 +121,17 @@ PLAN = 11
 # of x0.7-1.4, so the training draws never get there; Poisson noise on 200 queries is 7 %).
 RECENT_VOLUME_SHIFT = 1.6
 RECENT_MIN_FORECAST = 200.0
+# The plan's calibration (realised over predicted conversions) counts every conversion since
+# the start. It starts again at the start of one of the last CALIBRATION_SCAN_DAYS days once
+# the rate since then differs from the rate before by more than CALIBRATION_SHIFT either way
+# (the agents trained on CVR shocks of x0.8-1.2), with a Poisson likelihood ratio (two rates
+# against one) of CALIBRATION_EVIDENCE, about five standard errors, on at least
+# CALIBRATION_MIN_PREDICTED predicted conversions on each side. After CVR x0.3 the rate since
+# the start still read 0.46 four days later, and the plan bought at 3-6 times the target CPA.
+CALIBRATION_SHIFT = 1.6
+CALIBRATION_EVIDENCE = 25.0
+CALIBRATION_MIN_PREDICTED = 20.0
+CALIBRATION_SCAN_DAYS = 14
 N_NUMBERS = PLAN + len(Plan._fields)
 _PRIOR = PLAN + Plan._fields.index("alpha_prior")
 # The episode's constants as the kernels take them (``PacingState._constants``).
@@ -202,6 +216,8 @@ class PacingState:
         # The later days' forecast traffic, seen from one day (``_later_day``): made when the
         # day starts. Every day's at once was days^2 / 2 floats (1 GB at 16,000 days).
         self._later_day, self._later = -1, _NO_DAYS
+        # Conversions and predicted conversions before each day (row d: days 0..d-1).
+        self._day_start = np.zeros((sim.days + 1, 2))
         self.planner = LandscapePlanner(sim)
         self.numbers = np.zeros(N_NUMBERS)
         self.numbers[ALPHA] = alpha
@@ -275,7 +291,7 @@ class PacingState:
             outcome.total_impressions, outcome.total_clicks, alpha,
             self._even_spend[outcome.step], next_index, sim.spend_today, plan_next, planner.steps,
             obs, _LOWER, _UPPER, self._clock, _WEEKDAY_TABLE, self._day_cum,
-            self._step_traffic, self._forecast_cum,
+            self._step_traffic, self._forecast_cum, self._day_start,
         )  # fmt: skip
         return bool(has_nan)
 
@@ -296,6 +312,37 @@ class PacingState:
         return obs
 
 
+@numba.njit(cache=True)
+def _restart_calibration(numbers, day_start, day):
+    """Start the calibration again at the start of the day, among the last
+    ``CALIBRATION_SCAN_DAYS`` since its last start, where the rate moved the most (the
+    largest likelihood ratio), if it moved by more than ``CALIBRATION_SHIFT`` with a
+    likelihood ratio of ``CALIBRATION_EVIDENCE``; ``numbers``' base fields say where."""
+    conv, pred = numbers[CONVERSIONS], numbers[PRED_CONVERSIONS]
+    base_conv, base_pred = numbers[BASE_CONVERSIONS], numbers[BASE_PREDICTED]
+    best, best_day = CALIBRATION_EVIDENCE, -1
+    for split in range(max(int(numbers[BASE_DAY]) + 1, day - CALIBRATION_SCAN_DAYS), day + 1):
+        old_conv, old_pred = day_start[split, 0] - base_conv, day_start[split, 1] - base_pred
+        new_conv, new_pred = conv - day_start[split, 0], pred - day_start[split, 1]
+        if old_pred < CALIBRATION_MIN_PREDICTED or new_pred < CALIBRATION_MIN_PREDICTED:
+            continue
+        old_rate, new_rate = old_conv / old_pred, new_conv / new_pred
+        if old_rate * CALIBRATION_SHIFT >= new_rate and new_rate * CALIBRATION_SHIFT >= old_rate:
+            continue
+        pooled = (old_conv + new_conv) / (old_pred + new_pred)
+        ratio = 0.0
+        if old_conv > 0.0:
+            ratio += old_conv * math.log(old_rate / pooled)
+        if new_conv > 0.0:
+            ratio += new_conv * math.log(new_rate / pooled)
+        if 2.0 * ratio >= best:
+            best, best_day = 2.0 * ratio, split
+    if best_day >= 0:
+        numbers[BASE_CONVERSIONS] = day_start[best_day, 0]
+        numbers[BASE_PREDICTED] = day_start[best_day, 1]
+        numbers[BASE_DAY] = best_day
+
+
 def _refuse_nan(obs: np.ndarray) -> None:
     """``InvalidInput`` naming the NaN features (clipping keeps a NaN)."""
     bad = [name for name, x in zip(FEATURE_NAMES, obs.tolist(), strict=True) if x != x]
@@ -308,7 +355,7 @@ def _record_kernel(
     clicks, pcvr, bids, day_cost, day_conv, row, later_days, day_end,
     cost, conversions, value, queries, impressions, n_clicks, alpha, even_spend, next_index,
     spend_today, plan_next, landscape_steps,
-    obs, lower, upper, clock, weekday, day_cum, step_traffic, forecast_cum,
+    obs, lower, upper, clock, weekday, day_cum, step_traffic, forecast_cum, day_start,
 ):  # fmt: skip
     """Fold a step's report into ``numbers``, fold its landscape (row ``row`` of its day's
     ``day_cost`` and ``day_conv``) into the planner's rates and plan the next step
@@ -344,10 +391,14 @@ def _record_kernel(
                 or recent * RECENT_VOLUME_SHIFT < volume_ratio
             ):
                 volume_ratio = recent
-        calibration = (numbers[CONVERSIONS] + CALIBRATION_PRIOR) / (
-            numbers[PRED_CONVERSIONS] + CALIBRATION_PRIOR
-        )
         day = next_index // int(constants[C_STEPS_PER_DAY])
+        if next_index % int(constants[C_STEPS_PER_DAY]) == 0:
+            day_start[day, 0] = numbers[CONVERSIONS]
+            day_start[day, 1] = numbers[PRED_CONVERSIONS]
+        _restart_calibration(numbers, day_start, day)
+        calibration = (numbers[CONVERSIONS] - numbers[BASE_CONVERSIONS] + CALIBRATION_PRIOR) / (
+            numbers[PRED_CONVERSIONS] - numbers[BASE_PREDICTED] + CALIBRATION_PRIOR
+        )
         daily_budget = constants[C_DAILY_BUDGET]
         plan = _add_and_plan_kernel(
             rates, rate_queries, landscape_cost, landscape_conv, float(queries),

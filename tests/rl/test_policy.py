@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import errno
+import gc
 import io
 import json
 import os
@@ -11,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import weakref
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -142,6 +144,15 @@ def test_an_agent_acts_as_its_model_behind_the_vec_normalize_it_trained_with(
     result = run_episode(cpa_scenario, 4, policy)
     np.testing.assert_array_equal(result.alpha, alphas)
     assert result.metrics.score == pytest.approx(info["score"])
+
+
+def test_a_loaded_checkpoint_is_not_kept_once_dropped() -> None:
+    """Nothing holds a model after its checkpoint is dropped (a cache left on the space check
+    kept every model ever loaded, in a server or a worker, for good)."""
+    member = sorted((AGENTS_DIR / "default").rglob("checkpoint.json"))[0].parent
+    model = weakref.ref(load_checkpoint(member, to_play=True).model)
+    gc.collect()
+    assert model() is None
 
 
 def test_ppo_path_loads_a_checkpoint_directory(cpa_scenario: Scenario) -> None:

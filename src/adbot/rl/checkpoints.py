@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
@@ -340,7 +339,6 @@ def weights_are_finite(model: PPO) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.policy.parameters())
 
 
-@cache
 def check_model_spaces(directory: Path, model: PPO) -> None:
     """``InvalidInput`` naming the checkpoint ``directory`` if ``model`` does not take the
     env's observations (an agent trained by an AdBot with other features, or a model of

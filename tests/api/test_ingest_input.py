@@ -25,6 +25,7 @@ from ingest_helpers import (
 )
 from sqlalchemy.orm import Session
 
+from adbot.services.ingest_checks import INEXACT_WHOLE
 from adbot.services.ingestion import MalformedBody, read_file
 
 H0 = utc(2024, 6, 1, 4)
@@ -163,6 +164,29 @@ def test_large_integers_beside_a_fraction_or_a_blank_are_stored_exactly(
         response = post(shop.tenant, METRICS, body, partial=True)  # type: ignore[operator]
         assert response.status_code == 200, response.text
         assert metric_values(db_session, shop.tenant.account_id)[0][4] == 2**53 + 1
+
+
+@pytest.mark.parametrize("text", ["9007199254740993.0", "9.007199254740993e15", "9007199254740993"])
+def test_a_large_whole_number_in_csv_is_stored_exactly_however_written(
+    shop: Shop, db_session: Session, text: str
+) -> None:
+    """float("9007199254740993.0") is 2**53: the text says which whole number it is."""
+    keyword = shop.keywords["running shoes"]
+    body = f"{HEADER}{keyword},{iso(H0)},10,1,{text}\n"
+    assert _ok(post_csv(shop.tenant, METRICS, body))["inserted"] == 1
+    assert metric_values(db_session, shop.tenant.account_id)[0][4] == 2**53 + 1
+
+
+def test_a_large_whole_number_as_a_json_float_is_refused(shop: Shop) -> None:
+    """A JSON float of 2**53 or more may have been rounded already (9007199254740993.0 reads
+    as 2**53): an integer column refuses it by name instead of storing a neighbour."""
+    keyword = shop.keywords["running shoes"]
+    row = f'"keyword_id": {keyword}, "hour": "{iso(H0)}", "impressions": 10, "clicks": 1'
+    body = '{"rows": [{' + row + ', "cost_micros": 9007199254740993.0}]}'
+    headers = {**shop.tenant.headers, "Content-Type": "application/json"}
+    response = shop.tenant.client.post(METRICS, content=body.encode(), headers=headers)
+    error = assert_error(response, 422, "rows_rejected")
+    assert _problems(error) == [(1, "cost_micros", INEXACT_WHOLE)]
 
 
 def test_a_csv_file_keeps_large_integers_beside_a_blank(tmp_path: Path) -> None:

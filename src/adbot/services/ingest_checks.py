@@ -8,6 +8,7 @@ value (parsing timestamps, odd JSON values) runs once per *distinct* value, so a
 
 from __future__ import annotations
 
+import decimal
 import math
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -158,8 +159,22 @@ def _number(value: Any, source: Source) -> float | int | str:
             number = float(text)
         except ValueError:
             return f"'{_clip(text)}' is not a number"
-        return number if math.isfinite(number) else f"'{_clip(text)}' is not a finite number"
+        if not math.isfinite(number):
+            return f"'{_clip(text)}' is not a finite number"
+        if abs(number) >= 2**53 and number == math.floor(number):
+            # "9007199254740993.0" or "9.007199254740993e15": the float is off by one; the
+            # text says which whole number exactly.
+            exact = decimal.Decimal(text)
+            if exact == exact.to_integral_value():
+                return int(exact)
+        return number
     return f"expected a number, got {_json_type(value)}"
+
+
+INEXACT_WHOLE = (
+    "a whole number of 2**53 or more must be sent as an integer (no fraction or exponent): "
+    "as a JSON float it is not exact"
+)
 
 
 _JSON_TYPES: dict[type, str] = {
@@ -181,10 +196,17 @@ def _clip(text: str, width: int = 40) -> str:
 
 
 def _numbers(
-    frame: pd.DataFrame, name: str, problems: Problems, source: Source, optional: bool = False
+    frame: pd.DataFrame,
+    name: str,
+    problems: Problems,
+    source: Source,
+    optional: bool = False,
+    whole: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Float values of column ``name``, the mask of usable cells, and the exact Python
-    integers when some are too large for a float to hold exactly (else None).
+    integers when some are too large for a float to hold exactly (else None). ``whole``: the
+    column holds whole numbers, so a JSON float of 2**53 or more (which may have been rounded
+    when the JSON was written or read) is refused.
     """
     values = frame[name]
     missing = blank(values)
@@ -203,6 +225,11 @@ def _numbers(
         return np.zeros(len(values)), np.zeros(len(values), dtype=bool), None
     found = distinct(values.where(~missing, None), lambda v: _number(v, source))
     parsed = found.parsed
+    if whole and source == "json":
+        parsed = [
+            INEXACT_WHOLE if isinstance(v, float) and abs(v) >= 2**53 and math.isfinite(v) else v
+            for v in parsed
+        ]
     is_reason = found.spread([isinstance(v, str) for v in parsed], bool)
     problems.add(is_reason & ~missing, name, found.spread(parsed))
     numbers = found.spread(
@@ -230,7 +257,9 @@ def int_column(
     """
     if name not in frame.columns:
         return _absent(frame, name, default, np.int64)
-    numbers, ok, exact = _numbers(frame, name, problems, source, optional or default is not None)
+    numbers, ok, exact = _numbers(
+        frame, name, problems, source, optional or default is not None, whole=True
+    )
     if default is not None:
         numbers, ok = _fill_blanks(frame[name], numbers, ok, default)
     label = field or name

@@ -57,7 +57,7 @@ def test_the_digest_is_written_whole(tmp_path: Path, monkeypatch: pytest.MonkeyP
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Path, "write_text", cut)
-    assert not kernel_cache.refresh(tmp_path)
+    assert kernel_cache.refresh(tmp_path)  # the kernels went; the digest was not recorded
     monkeypatch.undo()
     assert record.read_text() == old
     assert sorted(p.name for p in record.parent.iterdir()) == [record.name]  # no part left
@@ -73,7 +73,7 @@ def test_a_new_or_renamed_module_changes_the_digest(tmp_path: Path) -> None:
 def test_a_cache_it_cannot_write_is_left_to_numba(tmp_path: Path) -> None:
     files = _tree(tmp_path)
     (tmp_path / "__pycache__").write_text("a file where the digest's directory would be")
-    assert not kernel_cache.refresh(tmp_path)  # no exception: numba copes, at worst compiling
+    assert kernel_cache.refresh(tmp_path)  # no exception: numba copes, at worst compiling
     assert not (tmp_path / kernel_cache.DIGEST_FILE).exists()
     assert _kept(files) != set(files)  # the stale kernels were still removed first
 

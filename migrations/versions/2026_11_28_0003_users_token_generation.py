@@ -13,6 +13,10 @@ out by the upgrade.
 
 ``ALTER TABLE ... ADD COLUMN`` with a constant default on both backends (no rebuild of
 ``users`` on SQLite).
+
+A downgrade drops the counter, and so forgets every sign-out: a token signed out before it
+works again, after the next upgrade too, until it expires (``auth.refresh_days``). Change
+``ADBOT_AUTH__SECRET_KEY`` after such a downgrade to end every token.
 """
 
 from __future__ import annotations

@@ -59,18 +59,20 @@ def refresh(root: Path = PACKAGE_ROOT) -> bool:
     recorded; whether it removed them. Never raises: a cache it cannot read or write is
     numba's to handle, at worst by compiling again."""
     record = root / DIGEST_FILE
+    removed = False
     try:
         current = sources_digest(root)
         if record.is_file() and record.read_text().strip() == current:
             return False
         for path in cached_kernels(root):
             path.unlink(missing_ok=True)
+        removed = True
         record.parent.mkdir(exist_ok=True)
         # Whole or not at all: a process starting beside this one must not read half a digest
         # (and remove the kernels this one is compiling again).
         write_whole(record, lambda part: part.write_text(current + "\n"))
     except OSError:  # a read-only install, a file removed by a concurrent process
-        return False
+        return removed  # the digest unrecorded: the next process removes them again
     return True
 
 

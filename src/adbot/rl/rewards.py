@@ -24,8 +24,8 @@ MARKET.md score allows it, so an episode's rewards telescope to a final figure:
 * ``pacing_penalty``: minus the squared gap between the share of today's budget spent and
   the share of today's traffic already past (an even pace spends in step with traffic).
 
-Weights are >= 0, at least one above 0: every component is signed so that more is better,
-so a weight only says how much it counts.
+Weights are >= 0, at least one above 0: every component is signed so that more is better
+(a penalty's running level is <= 0), so a weight only says how much it counts.
 
 The spec's ``scale`` divides the weighted sum by a per-scenario constant so returns are O(1)
 across randomised scenarios: ``budget`` divides by the episode's reference score, the score
@@ -247,13 +247,13 @@ class RewardSpec(BaseModel):
         for name, weight in components.items():
             if not math.isfinite(weight):
                 raise ValueError(f"weight of '{name}' must be finite")
-            # Every component is signed so that more is better (the penalties are <= 0): a
-            # negative weight, as in "pacing_penalty: -0.5", would pay the agent for the very
-            # thing it names, and train it to seek it.
+            # Every component is signed so that more is better (a penalty's level is <= 0, a
+            # step pays its change): a negative weight, as in "pacing_penalty: -0.5", would
+            # pay the agent for the very thing it names, and train it to seek it.
             if weight < 0:
                 raise ValueError(
                     f"weight of '{name}' is {weight}: weights must be >= 0 (components are "
-                    "already signed so that more is better; penalties are <= 0)"
+                    "already signed so that more is better; a penalty pays what it costs)"
                 )
         if not any(weight > 0 for weight in components.values()):
             raise ValueError("at least one weight must be above 0 (the reward would be 0)")

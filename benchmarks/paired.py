@@ -8,7 +8,10 @@ import statistics
 
 
 def mean_and_error(values: list[float]) -> tuple[float, float]:
-    """The mean and its standard error (NaN for a single value)."""
+    """The mean and its standard error (NaN for a single value; both NaN for none, as when
+    the oracle scored nothing on every episode and no ratio exists)."""
+    if not values:
+        return math.nan, math.nan
     error = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
     return statistics.fmean(values), error
 

@@ -240,6 +240,8 @@ class PacingState:
         return float(self._day_cum[step_in_day + 1])
 
     def calibration(self) -> float:
+        """Realised over predicted conversions since the start, shrunk (the ``calibration``
+        feature); the plan's own starts again after a lasting change (``BASE_*`` numbers)."""
         c0 = CALIBRATION_PRIOR
         return (self.conversions + c0) / (self.pred_conversions + c0)
 

@@ -221,24 +221,30 @@ def _read_json(body: bytes) -> pd.DataFrame:
     return frame
 
 
+# How every CSV is read: blank cells only are missing, a BOM is dropped, spaces after a comma
+# skipped; ``index_col=False``: a row longer than the header is never read as an index column
+# plus shifted values (pandas warns on the first row or fails on later ones instead).
+_CSV_OPTIONS: dict[str, Any] = {
+    "keep_default_na": False,
+    "na_values": [""],
+    "encoding": "utf-8-sig",
+    "skipinitialspace": True,
+    "index_col": False,
+}
+
+
 def read_csv(source: io.BytesIO | Path) -> pd.DataFrame:
     """A CSV batch; numbers parsed by pandas' C reader, text columns kept as text."""
     _no_unreadable_characters(source)
     header = _csv_header(source)
     _no_repeated_columns(header)
     try:
-        # ``index_col=False``: a row longer than the header is never read as an index column
-        # plus shifted values; pandas warns (first row) or fails (later rows) instead.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
             frame = pd.read_csv(
                 source,
                 dtype={name: str for name in header if name.strip().lower() in _TEXT_COLUMNS},
-                keep_default_na=False,
-                na_values=[""],
-                encoding="utf-8-sig",
-                skipinitialspace=True,
-                index_col=False,
+                **_CSV_OPTIONS,
             )
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
@@ -255,16 +261,7 @@ def read_csv(source: io.BytesIO | Path) -> pd.DataFrame:
         if isinstance(source, io.BytesIO):
             source.seek(0)
         positions = [frame.columns.get_loc(name) for name in rounded]  # names may be pandas'
-        text = pd.read_csv(
-            source,
-            usecols=positions,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            encoding="utf-8-sig",
-            skipinitialspace=True,
-            index_col=False,
-        )
+        text = pd.read_csv(source, usecols=positions, dtype=str, **_CSV_OPTIONS)
         for name, column in zip(rounded, text.columns, strict=True):
             frame[name] = text[column].astype(object)
     frame.columns = [str(name).strip().lower() for name in frame.columns]

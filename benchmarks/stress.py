@@ -71,6 +71,8 @@ CASES: dict[str, tuple[str, Change]] = {
     "closed-weekend-start-budget": ("tight-budget", _closed_weekend_start),
     "one-hour-value": ("value-only", _one_hour),
     "one-hour-budget": ("tight-budget", _one_hour),
+    "one-hour-cpa": ("tight-cpa", _one_hour),  # a week, like its base
+    "one-hour-roas": ("value-roas", _one_hour),
     "low-max-bid-budget": ("tight-budget", _low_max_bid),
     "low-max-bid-cpa": ("tight-cpa", _low_max_bid),
     "volume-x0.2-budget": ("tight-budget", _shock(volume_multiplier=0.2)),
@@ -81,6 +83,9 @@ CASES: dict[str, tuple[str, Change]] = {
     "cvr-x0.3-roas": ("value-roas", _shock(cvr_multiplier=0.3)),
     "one-keyword-cpa": ("tight-cpa", _one_keyword),
     "one-step-a-day-cpa": ("tight-cpa", _one_step_a_day),
+    "one-step-a-day-roas": ("value-roas", _one_step_a_day),
+    "one-step-a-day-budget": ("tight-budget", _one_step_a_day),
+    "one-step-a-day-loose": ("loose-budget", _one_step_a_day),
 }
 
 

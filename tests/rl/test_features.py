@@ -24,11 +24,13 @@ from adbot.rl.features import (
     BASE_DAY,
     BASE_PREDICTED,
     FEATURE_NAMES,
+    FIRST_STEP_SHADE,
     OBS_BOUND,
     PacingState,
     _py_log,
     _py_max,
     _py_min,
+    _top_slot_spend,
     initial_alpha,
 )
 from adbot.rl.policy import PriorPolicy
@@ -230,6 +232,81 @@ def test_steps_before_the_first_traffic_do_not_move_the_plan(cpa_scenario: Scena
         state.record(alpha, outcome)
     assert empty_steps == 48  # two closed days, then the plan reads the first landscape
     assert state.plan.alpha_prior != first
+
+
+def _first_step_scenario(name: str, change: dict[str, object]) -> MarketSimulator:
+    data = load_scenario(name).model_dump(mode="json")
+    data["market"]["shocks"] = []
+    for key, value in change.items():
+        group, field = key.split(".")
+        data[group][field] = value
+    return MarketSimulator(load_scenario(data), 0)
+
+
+def test_the_first_step_is_shaded_by_half_when_it_is_a_small_part_of_its_day() -> None:
+    """Every training draw's first step carries at most 1/24 of its day: half the natural
+    multiplier there (value / target ROAS with a ROAS target), also when the traffic starts
+    on a later day, at the first step that has any."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        sim = MarketSimulator(random_scenario(rng), 0)
+        campaign = sim.scenario.campaign
+        natural = 1.0
+        if campaign.target_cpa is None and campaign.target_roas is not None:
+            natural = 1.0 / campaign.target_roas
+        assert initial_alpha(sim) == min(50.0, max(0.02, FIRST_STEP_SHADE * natural))
+    closed_start = _first_step_scenario(
+        "tight-cpa", {"market.weekday_profile": [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]}
+    )
+    assert initial_alpha(closed_start) == FIRST_STEP_SHADE
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"horizon.steps_per_day": 1}, {"market.hourly_profile": [0.0] * 20 + [1.0] + [0.0] * 3}],
+    ids=["one-step-a-day", "one-open-hour"],
+)
+def test_a_whole_day_first_step_bids_the_target_where_the_budget_cannot_bind(
+    change: dict[str, object],
+) -> None:
+    """A blind first step that is the whole day bid at half the target lost the whole day:
+    on `tight-cpa` at one step a day 12 points of the oracle's score. Where even every
+    top-slot click at its full bid stays within the budget it bids the natural multiplier
+    (`tight-cpa`); with a ROAS target that is value / target, and on `value-roas` the bound
+    reaches its budget at just over 0.4 of it, so the shade is all but gone (0.995)."""
+    cpa = _first_step_scenario("tight-cpa", change)
+    assert _top_slot_spend(cpa, 0, 0.4) <= cpa.daily_budget
+    assert initial_alpha(cpa) == 1.0
+    roas = _first_step_scenario("value-roas", change)
+    natural = 1.0 / roas.scenario.campaign.target_roas
+    assert 0.99 * natural < initial_alpha(roas) < natural
+
+
+@pytest.mark.parametrize("name", ["tight-budget", "value-only", "budgeted-competitors"])
+def test_a_whole_day_first_step_stays_shaded_where_the_budget_binds(name: str) -> None:
+    """Bidding the natural multiplier over a whole day of a tight budget spent it on the
+    dearest clicks (0.58 to 0.60 of the oracle's score on these at one step a day, against
+    0.72 to 0.87 shaded): the bound passes the budget far below the natural multiplier, so
+    the full shade stays, and a budget whose bound meets it between gets a shade between."""
+    sim = _first_step_scenario(name, {"horizon.steps_per_day": 1})
+    assert _top_slot_spend(sim, 0, 0.2) > sim.daily_budget
+    assert initial_alpha(sim) == FIRST_STEP_SHADE
+    budget = _top_slot_spend(sim, 0, 0.3)
+    between = _first_step_scenario(
+        name, {"horizon.steps_per_day": 1, "campaign.daily_budget": budget}
+    )
+    assert initial_alpha(between) == pytest.approx(0.75, rel=1e-6)
+
+
+def test_the_first_step_shade_eases_with_its_share_of_the_day() -> None:
+    """From a quarter of the day's traffic in the first step to all of it, the shade eases
+    in log scale from half to none; no step in between moves the other way."""
+    alphas = []
+    for steps in (24, 6, 4, 3, 2, 1):
+        change = {"horizon.steps_per_day": steps, "market.hourly_profile": "flat"}
+        alphas.append(initial_alpha(_first_step_scenario("tight-cpa", change)))
+    assert alphas[:3] == [FIRST_STEP_SHADE] * 3  # 4 flat steps: a quarter each
+    assert alphas[2] < alphas[3] < alphas[4] < alphas[5] == 1.0
 
 
 @pytest.mark.parametrize("scale", [1e-6, 1e6])

@@ -12,13 +12,15 @@ When the run succeeds its best checkpoint becomes the agent's active one and the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from adbot.config import Settings, get_settings
@@ -32,7 +34,7 @@ from adbot.db.models import (
     TrainingRun,
     TrainingStatus,
 )
-from adbot.errors import InvalidInput, NotFound
+from adbot.errors import Conflict, InvalidInput, NotFound
 from adbot.rl.checkpoints import CheckpointMeta, sha256_file
 from adbot.rl.config import TrainingConfig
 from adbot.rl.tracking import check_tracking_store, end_mlflow_run
@@ -41,6 +43,12 @@ from adbot.services.common import writing
 
 LOCAL_ACCOUNT_SLUG = "local"
 ALGORITHM = "ppo"
+# Runs started together (the seeds of ppo:default side by side) race to create the same
+# account, agent and config rows. The later insert fails: on PostgreSQL as a duplicate key,
+# on SQLite as "database is locked" at once (its read snapshot predates the other's commit,
+# which no busy timeout waits out). Read again, the rows are there.
+CREATE_ATTEMPTS = 5
+T = TypeVar("T")
 
 
 def training_account(*, session: Session, slug: str | None) -> Account:
@@ -54,21 +62,47 @@ def training_account(*, session: Session, slug: str | None) -> Account:
         if account is None:
             raise NotFound(f"no account '{slug}'")
         return account
-    accounts = session.scalars(select(Account).limit(2)).all()
-    if len(accounts) > 1:
-        raise InvalidInput("several accounts exist: name one with --account SLUG")
-    if accounts:
-        return accounts[0]
+    return _created_once(session, lambda: _only_account(session))
+
+
+def _only_account(session: Session) -> Account:
     with writing(session):
+        accounts = session.scalars(select(Account).limit(2)).all()
+        if len(accounts) > 1:
+            raise InvalidInput("several accounts exist: name one with --account SLUG")
+        if accounts:
+            return accounts[0]
         account = Account(slug=LOCAL_ACCOUNT_SLUG, name="Local")
         session.add(account)
     return account
+
+
+def _created_once(session: Session, find_or_create: Callable[[], T]) -> T:
+    """``find_or_create`` (one ``writing`` unit), read again when a run started at the same
+    moment created the same rows first (see ``CREATE_ATTEMPTS``)."""
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            return find_or_create()
+        except (Conflict, OperationalError) as exc:
+            session.rollback()
+            racing = isinstance(exc, Conflict) or "database is locked" in str(exc.orig)
+            if not racing or attempt == CREATE_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def register_agent_config(
     *, session: Session, account_id: int, config: TrainingConfig
 ) -> tuple[Agent, AgentConfig]:
     """The agent named ``config.name`` and the version row of this exact config."""
+    return _created_once(
+        session, lambda: _agent_and_config(session, account_id=account_id, config=config)
+    )
+
+
+def _agent_and_config(
+    session: Session, *, account_id: int, config: TrainingConfig
+) -> tuple[Agent, AgentConfig]:
     digest = config.digest()  # its checkpoints' config_fingerprint starts it
     with writing(session):
         agent = session.scalar(

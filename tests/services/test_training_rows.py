@@ -1,0 +1,95 @@
+"""Training runs started at the same moment share their account, agent and config rows.
+
+Three `adbot train` runs started together (the seeds of ppo:default side by side) on a fresh
+embedded install failed two of three with a traceback: "database is locked". Each process
+read the agent table, one created the agent, and the others' inserts failed. These tests play
+that race between two sessions on committed databases, without training.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from adbot.db import migrate
+from adbot.db.engine import create_db_engine
+from adbot.db.models import Account, Agent, AgentConfig
+from adbot.services.training import register_agent_config, training_account
+from training_helpers import TINY
+
+
+@pytest.fixture
+def sqlite_file_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('race') / 'adbot.db'}"
+    migrate.upgrade(url, "head")
+    engine = create_db_engine(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_file_engine(pg_database: str) -> Iterator[Engine]:
+    migrate.upgrade(pg_database, "head")
+    engine = create_db_engine(pg_database)
+    yield engine
+    engine.dispose()
+
+
+def test_a_run_reading_before_another_registers_finds_its_rows_on_sqlite(
+    sqlite_file_engine: Engine,
+) -> None:
+    """The second session's read snapshot starts before the first creates the account and
+    the agent: its own inserts fail at once ("database is locked", no busy timeout waits
+    for a snapshot), and read again it takes the first one's rows."""
+    with Session(sqlite_file_engine) as first, Session(sqlite_file_engine) as second:
+        assert second.scalars(select(Account)).all() == []  # its snapshot: no account yet
+        account = training_account(session=first, slug=None)
+        assert training_account(session=second, slug=None).id == account.id
+        second.scalars(select(Agent)).all()  # a snapshot without the agent
+        agent, row = register_agent_config(session=first, account_id=account.id, config=TINY)
+        again, again_row = register_agent_config(session=second, account_id=account.id, config=TINY)
+        assert (again.id, again_row.id, again_row.version) == (agent.id, row.id, 1)
+        other = TINY.with_overrides(seed=TINY.seed + 1)
+        _, seed_row = register_agent_config(session=second, account_id=account.id, config=other)
+        assert seed_row.version == 2
+    with Session(sqlite_file_engine) as check:
+        assert len(check.scalars(select(Account)).all()) == 1
+        assert len(check.scalars(select(Agent)).all()) == 1
+        assert len(check.scalars(select(AgentConfig)).all()) == 2
+
+
+def test_a_run_inserting_the_same_agent_waits_and_takes_it_on_postgresql(
+    pg_file_engine: Engine,
+) -> None:
+    """On PostgreSQL the second insert of the same agent waits for the first transaction,
+    then fails as a duplicate key once it commits; read again, it is the first one's."""
+    with Session(pg_file_engine) as setup:
+        account = training_account(session=setup, slug=None)
+        account_id = account.id
+    first = Session(pg_file_engine)
+    first.add(Agent(account_id=account_id, name=TINY.name, kind="rl", algorithm="ppo"))
+    first.flush()  # inserted, not committed: the other insert of this name waits for it
+    found: dict[str, object] = {}
+
+    def second_run() -> None:
+        with Session(pg_file_engine) as second:
+            try:
+                agent, _ = register_agent_config(session=second, account_id=account_id, config=TINY)
+                found["agent"] = agent.id
+            except BaseException as exc:  # reported below
+                found["error"] = exc
+
+    thread = threading.Thread(target=second_run)
+    thread.start()
+    thread.join(timeout=1.0)
+    assert thread.is_alive()  # blocked on the first insert
+    first.commit()
+    first_id = first.scalar(select(Agent.id).where(Agent.name == TINY.name))
+    first.close()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and "error" not in found, found.get("error")
+    assert found["agent"] == first_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import re
 import warnings
 from typing import Any
@@ -154,6 +155,29 @@ def test_random_scenarios_are_drawn_from_np_random() -> None:
     names = {env.reset(seed=seed)[1]["scenario"] for seed in range(4)}
     assert len(names) == 4
     assert env.reset(seed=2)[1] == BidPacingEnv(max_daily_queries=2000.0).reset(seed=2)[1]
+
+
+def test_wide_draws_play_to_the_end_with_finite_rewards() -> None:
+    """``wide_draws`` (``env.wide_draws`` in a config): draws of 1 to 24 steps a day, 1 to 80
+    keywords, closed days and hours, shocks of x0.2-5; every episode plays to its end."""
+    env = BidPacingEnv(max_daily_queries=1500.0, training_cvr=0.15, wide_draws=True)
+    steps_per_day = set()
+    for seed in range(24):
+        env.reset(seed=seed)
+        assert env.sim is not None
+        steps_per_day.add(env.sim.steps_per_day)
+        terminated, steps = False, 0
+        while not terminated:
+            obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            assert np.isfinite(obs).all() and math.isfinite(reward) and not truncated
+            steps += 1
+        assert steps == env.sim.n_steps
+    assert len(steps_per_day) > 1
+    standard = BidPacingEnv(max_daily_queries=1500.0).reset(seed=3)[1]["scenario"]
+    assert (
+        BidPacingEnv(max_daily_queries=1500.0, wide_draws=False).reset(seed=3)[1]["scenario"]
+        == standard
+    )
 
 
 def test_action_is_a_log_multiplier_around_the_plan(cpa_scenario: Scenario) -> None:

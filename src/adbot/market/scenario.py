@@ -375,7 +375,7 @@ def _random_market(rng: np.random.Generator, days: int) -> dict[str, Any]:
     return market
 
 
-def random_scenario(rng: np.random.Generator) -> Scenario:
+def random_scenario(rng: np.random.Generator, *, wide: bool = False) -> Scenario:
     """A scenario drawn for domain randomisation (RL training); always valid.
 
     Distribution (U = uniform, LogU = log-uniform, U{a..b} = integers):
@@ -395,6 +395,12 @@ def random_scenario(rng: np.random.Generator) -> Scenario:
       LogU(0.8, 3) and no CPA; 20% no target (value maximisation). Conversion value mean
       m x LogU(1, 4), sd_log U(0.2, 0.6). Daily budget: LogU(0.05, 2) x daily_queries x
       mean(position_ctr) x competitor_cpc.mean x 0.5, from very tight to loose.
+    ``wide=True`` then widens the same draw towards scenario files unlike these (each change
+    with its own chance, from further draws of ``rng``, so the standard draws are unchanged):
+    0.2 U{1, 2, 3, 4, 6, 8, 12} steps a day; 0.15 keywords U{1..4}; 0.1 one to three closed
+    weekdays; 0.1 (at 24 steps a day) a shop open U{1..12} consecutive hours; 0.3 (2+ days)
+    one more shock, on a random day from the second: CPC x LogU(0.2, 5), volume
+    x LogU(0.2, 5), CVR x LogU(0.25, 4).
     """
     days = int(rng.integers(1, 8))
     market = _random_market(rng, days)
@@ -418,16 +424,46 @@ def random_scenario(rng: np.random.Generator) -> Scenario:
     elif mode < 0.8:
         campaign["target_roas"] = _log_uniform(rng, 0.8, 3.0)
     seed = int(rng.integers(0, 2**31))
-    return Scenario.model_validate(
-        {
-            "name": f"random-{seed}",
-            "seed": seed,
-            "horizon": {
-                "days": days,
-                "steps_per_day": 24,
-                "start_weekday": int(rng.integers(0, 7)),
-            },
-            "campaign": campaign,
-            "market": market,
-        }
-    )
+    data = {
+        "name": f"random-{seed}",
+        "seed": seed,
+        "horizon": {"days": days, "steps_per_day": 24, "start_weekday": int(rng.integers(0, 7))},
+        "campaign": campaign,
+        "market": market,
+    }
+    if wide:
+        _widen(rng, data)
+    return Scenario.model_validate(data)
+
+
+def _widen(rng: np.random.Generator, data: dict[str, Any]) -> None:
+    """``random_scenario``'s wide changes, in place (see its docstring)."""
+    horizon, campaign, market = data["horizon"], data["campaign"], data["market"]
+    if rng.random() < 0.2:
+        steps = int(rng.choice([1, 2, 3, 4, 6, 8, 12]))
+        horizon["steps_per_day"] = steps
+        for shock in market.get("shocks", []):
+            shock["step"] = shock["step"] * steps // 24
+    if rng.random() < 0.15:
+        campaign["keywords"] = int(rng.integers(1, 5))
+    if rng.random() < 0.1:
+        closed = rng.choice(7, size=int(rng.integers(1, 4)), replace=False)
+        market["weekday_profile"] = [
+            0.0 if day in closed else weight for day, weight in enumerate(market["weekday_profile"])
+        ]
+    if horizon["steps_per_day"] == 24 and rng.random() < 0.1:
+        start, hours = int(rng.integers(0, 24)), int(rng.integers(1, 13))
+        shape = NAMED_HOURLY[market["hourly_profile"]]
+        market["hourly_profile"] = [
+            shape[hour] if (hour - start) % 24 < hours else 0.0 for hour in range(24)
+        ]
+    if horizon["days"] >= 2 and rng.random() < 0.3:
+        market.setdefault("shocks", []).append(
+            {
+                "day": int(rng.integers(1, horizon["days"])),
+                "step": int(rng.integers(0, horizon["steps_per_day"])),
+                "competitor_cpc_multiplier": _log_uniform(rng, 0.2, 5.0),
+                "volume_multiplier": _log_uniform(rng, 0.2, 5.0),
+                "cvr_multiplier": _log_uniform(rng, 0.25, 4.0),
+            }
+        )

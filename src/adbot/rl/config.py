@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from adbot.errors import InvalidInput
 from adbot.rl.rewards import RewardSpec
@@ -26,7 +33,18 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 
 # Fields added to the config after agents had been trained and shipped: left out of the
 # digest while they are None (their default), so those agents keep their fingerprint.
-ADDED_FIELDS = (("env", "keyword_calibration"),)
+ADDED_FIELDS = (
+    ("env", "keyword_calibration"),
+    ("env", "wide_draws"),
+    ("evaluation", "wide_draws"),
+)
+
+
+# random_scenario(wide=True) for the random draws (env: training, evaluation: checkpoint
+# choice). false is stored as null, the standard draws, so it keeps the config's digest.
+WideDraws = Annotated[
+    bool | None, Field(strict=True), AfterValidator(lambda wide: True if wide else None)
+]
 
 
 class _Frozen(BaseModel):
@@ -53,6 +71,8 @@ class EnvConfig(_Frozen):
     # Bids calibrated and spread per keyword (adbot.bidding.calibration) with this prior, in
     # predicted conversions, as the agent will play; None: every keyword bids the multiplier.
     keyword_calibration: float | None = Field(None, gt=0, strict=True)
+    # some draws with 1-12 steps a day, 1-4 keywords, closed days or hours, shocks of x0.2-5
+    wide_draws: WideDraws = None
 
 
 class PpoConfig(_Frozen):
@@ -92,6 +112,7 @@ class EvalConfig(_Frozen):
     scenario_files: tuple[str, ...] = ()
     episodes: int = Field(1, ge=1, strict=True)
     seed: int = Field(10_000, ge=0, strict=True)  # numpy seeds are non-negative
+    wide_draws: WideDraws = None
 
     @model_validator(mode="after")
     def _has_scenarios(self) -> EvalConfig:

@@ -291,6 +291,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         training_cvr: float | None = None,
         episode_reuse: int = 1,
         keyword_calibration: float | None = None,
+        wide_draws: bool = False,
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None:
@@ -307,6 +308,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
                 "training_cvr": training_cvr,
                 "episode_reuse": episode_reuse,
                 "keyword_calibration": keyword_calibration,
+                "wide_draws": wide_draws,
             },
             "env settings",
         )
@@ -315,6 +317,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.training_cvr = settings.training_cvr
         self.episode_reuse = settings.episode_reuse
         self.keyword_calibration = settings.keyword_calibration
+        self.wide_draws = bool(settings.wide_draws)
         self._pool: list[_Episode] = []
         self._episode: _Episode | None = None
         self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (N_FEATURES,), np.float32)
@@ -330,7 +333,9 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
             return load_scenario(options["scenario"])
         if self._fixed is not None:
             return self._fixed
-        scenario = cap_daily_queries(random_scenario(self.np_random), self.max_daily_queries)
+        scenario = cap_daily_queries(
+            random_scenario(self.np_random, wide=self.wide_draws), self.max_daily_queries
+        )
         return raise_conversion_rate(scenario, self.training_cvr)
 
     def _next_episode(self, options: dict[str, Any]) -> _Episode:
@@ -496,6 +501,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
             self.episode_reuse,
             self.action_log_range,
             self.keyword_calibration,
+            self.wide_draws,
             self.reward_fn,
         )
 

@@ -68,7 +68,9 @@ def evaluation_pairs(config: EvalConfig) -> list[tuple[Scenario, int]]:
     rng = np.random.default_rng(config.seed)
     scenarios: list[Scenario] = []
     while len(scenarios) < config.random_scenarios:
-        scenario = cap_daily_queries(random_scenario(rng), config.max_daily_queries)
+        scenario = cap_daily_queries(
+            random_scenario(rng, wide=bool(config.wide_draws)), config.max_daily_queries
+        )
         if conversion_bound(scenario) >= config.min_conversions:
             scenarios.append(scenario)
     scenarios += [load_scenario(path) for path in config.scenario_files]

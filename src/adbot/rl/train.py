@@ -103,6 +103,7 @@ def make_env(config: TrainingConfig) -> gym.Env[Any, Any]:
         training_cvr=config.env.training_cvr,
         episode_reuse=config.env.episode_reuse,
         keyword_calibration=config.env.keyword_calibration,
+        wide_draws=bool(config.env.wide_draws),
     )
     return gym.wrappers.RecordEpisodeStatistics(env)
 

@@ -6,7 +6,8 @@ from api_helpers import Tenant, World, assert_error
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from adbot.api.app import ROUTERS
+from adbot.api.app import PERFORMANCE_ROUTERS, ROUTERS
+from adbot.api.routing import StrictJsonRoute
 
 
 def test_openapi_and_docs_are_served(client: TestClient) -> None:
@@ -74,6 +75,51 @@ def test_malformed_json_is_400(tenant: Tenant) -> None:
     )
     assert_error(response, 400, "malformed_json")
     assert tenant.get("platforms")["total"] == 0
+
+
+def test_a_malformed_body_says_what_the_parser_found(tenant: Tenant) -> None:
+    response = tenant.client.post(
+        "/api/v1/platforms",
+        content=b'{"kind": "sim", "name": ',
+        headers={**tenant.headers, "Content-Type": "application/json"},
+    )
+    error = assert_error(response, 400, "malformed_json")
+    assert error["message"] == "request body is not valid JSON: Expecting value"
+
+
+def test_a_key_named_twice_is_refused_by_name_and_nothing_changes(world: World) -> None:
+    """Python's JSON keeps the last of two equal keys: this bulk change set the keyword's bid
+    to 90 currency units, where its sender may have meant 1."""
+    tenant, keyword = world.tenant, world.keyword
+    body = (
+        b'{"changes": [{"keyword_id": %d, "bid_micros": 1000000, "bid_micros": 90000000}]}'
+        % keyword["id"]
+    )
+    response = tenant.client.post(
+        "/api/v1/bids/bulk",
+        content=body,
+        headers={**tenant.headers, "Content-Type": "application/json"},
+    )
+    error = assert_error(response, 400, "malformed_json")
+    assert error["message"] == "request body is not valid JSON: duplicate key 'bid_micros'"
+    assert tenant.get(f"keywords/{keyword['id']}")["bid_micros"] == keyword["bid_micros"]
+    patch = tenant.client.patch(
+        f"/api/v1/keywords/{keyword['id']}",
+        content=b'{"status": "paused", "status": "active"}',
+        headers={**tenant.headers, "Content-Type": "application/json"},
+    )
+    assert "duplicate key 'status'" in assert_error(patch, 400, "malformed_json")["message"]
+
+
+def test_every_api_route_reads_json_strictly() -> None:
+    """A router added without ``route_class=StrictJsonRoute`` would take duplicate keys."""
+    routes = [
+        route for module in (*PERFORMANCE_ROUTERS, *ROUTERS) for route in module.router.routes
+    ]
+    assert len(routes) >= 40
+    assert all(isinstance(route, StrictJsonRoute) for route in routes), [
+        route.path for route in routes if not isinstance(route, StrictJsonRoute)
+    ]
 
 
 def test_validation_errors_name_the_field(world: World) -> None:

@@ -5,6 +5,7 @@ conflicting columns, huge integers. Each is a clear rejection, never a 500 or a 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,21 @@ def test_deeply_nested_json_is_a_malformed_body(shop: Shop) -> None:
         response = shop.tenant.client.post(path, content=body, headers=headers)
         error = assert_error(response, 400, "malformed_body")
         assert "nested too deeply" in error["message"]
+
+
+def test_a_json_row_naming_a_field_twice_is_a_malformed_body(
+    shop: Shop, db_session: Session
+) -> None:
+    """JSON keeps the last of two equal keys: this row was stored at 90 currency units where
+    the other value may have been meant. Nothing is written."""
+    row = json.dumps(metric(shop.keywords["running shoes"], H0))
+    row = row.replace('"cost_micros": 5000000', '"cost_micros": 1, "cost_micros": 90000000')
+    headers = {**shop.tenant.headers, "Content-Type": "application/json"}
+    body = ('{"rows": [' + row + "]}").encode()
+    response = shop.tenant.client.post(METRICS, content=body, headers=headers)
+    error = assert_error(response, 400, "malformed_body")
+    assert error["message"] == "the body is not valid JSON: duplicate key 'cost_micros'"
+    assert metric_values(db_session, shop.tenant.account_id) == []
 
 
 @pytest.mark.parametrize(

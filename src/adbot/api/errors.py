@@ -82,8 +82,12 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     details = _validation_details(errors)
-    if any(error.get("type") in _MALFORMED for error in errors):
-        return error_response(400, "malformed_json", "request body is not valid JSON", details)
+    malformed = [error for error in errors if error.get("type") in _MALFORMED]
+    if malformed:
+        # The parser's reason (json's "Expecting value", a duplicate key) names no value.
+        reason = (malformed[0].get("ctx") or {}).get("error")
+        message = "request body is not valid JSON" + (f": {reason}" if reason else "")
+        return error_response(400, "malformed_json", message, details)
     shown = "; ".join(f"{d['field']}: {d['message']}" for d in details[:_LISTED_IN_MESSAGE])
     more = f" (and {len(details) - _LISTED_IN_MESSAGE} more)" if len(details) > 3 else ""
     return error_response(422, "validation_error", f"invalid request: {shown}{more}", details)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import json
 import re
 import warnings
 from collections.abc import Callable, Generator, Iterator
@@ -37,6 +36,7 @@ import pandas as pd
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from adbot import jsonbody
 from adbot.db.models import Account, ConversionSource
 from adbot.errors import InvalidInput, NotFound
 from adbot.services.common import writing
@@ -190,7 +190,7 @@ class UnsupportedMedia(InvalidInput):
 
 def _read_json(body: bytes) -> pd.DataFrame:
     try:
-        document = json.loads(body)
+        document = jsonbody.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedBody(
             f"the body is not valid JSON: {exc}", details={"field": "body"}

@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from adbot.api.deps import AdminAccess, ReadAccess, SessionDep
+from adbot.api.routing import StrictJsonRoute
 from adbot.api.schemas.accounts import AccountFilters, AccountRead, AccountUpdate
 from adbot.api.schemas.common import IdPath, Page, page_of
 from adbot.services import accounts as service
 
-router = APIRouter(prefix="/accounts", tags=["accounts"])
+router = APIRouter(prefix="/accounts", tags=["accounts"], route_class=StrictJsonRoute)
 
 
 @router.get("")

@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from adbot.api.deps import ReadAccess, SessionDep, SettingsDep, WriteAccess
+from adbot.api.routing import StrictJsonRoute
 from adbot.api.schemas.ad_groups import AdGroupCreate, AdGroupFilters, AdGroupRead, AdGroupUpdate
 from adbot.api.schemas.common import IdPath, Page, page_of
 from adbot.services import ad_groups as service
 
-router = APIRouter(prefix="/ad-groups", tags=["ad groups"])
+router = APIRouter(prefix="/ad-groups", tags=["ad groups"], route_class=StrictJsonRoute)
 
 
 @router.post("", status_code=201)

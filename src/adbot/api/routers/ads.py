@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from adbot.api.deps import ReadAccess, SessionDep, WriteAccess
+from adbot.api.routing import StrictJsonRoute
 from adbot.api.schemas.ads import AdCreate, AdFilters, AdRead, AdUpdate
 from adbot.api.schemas.common import IdPath, Page, page_of
 from adbot.services import ads as service
 
-router = APIRouter(prefix="/ads", tags=["ads"])
+router = APIRouter(prefix="/ads", tags=["ads"], route_class=StrictJsonRoute)
 
 
 @router.post("", status_code=201)

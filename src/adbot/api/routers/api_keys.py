@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from adbot.api.deps import AdminAccess, SessionDep
+from adbot.api.routing import StrictJsonRoute
 from adbot.api.schemas.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyFilters, ApiKeyRead
 from adbot.api.schemas.common import IdPath, Page, page_of
 from adbot.services import api_keys as service
 
-router = APIRouter(prefix="/api-keys", tags=["api keys"])
+router = APIRouter(prefix="/api-keys", tags=["api keys"], route_class=StrictJsonRoute)
 
 
 @router.post("", status_code=201)

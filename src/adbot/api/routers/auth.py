@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Form, Response
 
 from adbot.api.deps import CurrentUser, SessionDep, SettingsDep
+from adbot.api.routing import StrictJsonRoute
 from adbot.api.schemas.auth import Me, PasswordChange, RefreshRequest, TokenResponse
 from adbot.security.passwords import MAX_PASSWORD_LENGTH
 from adbot.services import auth as service
@@ -17,7 +18,7 @@ from adbot.services.auth import TokenPair
 NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
 NO_CONTROL_OR_EMPTY = r"^[^\x00-\x1f\x7f]*$"
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=StrictJsonRoute)
 
 
 def _token_response(pair: TokenPair) -> TokenResponse:

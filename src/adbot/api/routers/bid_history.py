@@ -7,12 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from adbot.api.deps import ReadAccess, SessionDep
+from adbot.api.routing import StrictJsonRoute
 from adbot.api.schemas.bids import BidChangeRead
 from adbot.api.schemas.common import Page, page_of
 from adbot.api.schemas.reports import BidHistoryParams
 from adbot.services import reports as service
 
-router = APIRouter(prefix="/bid-history", tags=["bids"])
+router = APIRouter(prefix="/bid-history", tags=["bids"], route_class=StrictJsonRoute)
 
 
 @router.get("")

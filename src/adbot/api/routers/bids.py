@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from adbot.api.deps import SessionDep, SettingsDep, WriteAccess
+from adbot.api.routing import StrictJsonRoute
 from adbot.api.schemas.bids import BulkBidResult, BulkBidUpdate
 from adbot.services import bids as service
 
-router = APIRouter(prefix="/bids", tags=["bids"])
+router = APIRouter(prefix="/bids", tags=["bids"], route_class=StrictJsonRoute)
 
 
 @router.post("/bulk")

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from adbot.api.deps import ReadAccess, SessionDep, SettingsDep, WriteAccess
+from adbot.api.routing import StrictJsonRoute
 from adbot.api.schemas.campaigns import (
     CampaignCreate,
     CampaignFilters,
@@ -16,7 +17,7 @@ from adbot.api.schemas.campaigns import (
 from adbot.api.schemas.common import IdPath, Page, page_of
 from adbot.services import campaigns as service
 
-router = APIRouter(prefix="/campaigns", tags=["campaigns"])
+router = APIRouter(prefix="/campaigns", tags=["campaigns"], route_class=StrictJsonRoute)
 
 
 @router.post("", status_code=201)

@@ -13,11 +13,12 @@ from adbot.api.routers.metrics import (
     counted,
     read_batch,
 )
+from adbot.api.routing import StrictJsonRoute
 from adbot.api.schemas.ingestion import ConversionRowIn, IngestResultRead, batch_body
 from adbot.db.models import ConversionSource
 from adbot.services import ingestion as service
 
-router = APIRouter(prefix="/conversions", tags=["performance data"])
+router = APIRouter(prefix="/conversions", tags=["performance data"], route_class=StrictJsonRoute)
 
 CONVERSIONS_CSV_HEADER = (
     "conversion_action,external_id,occurred_at[,keyword_id|keyword,match_type,"

@@ -17,8 +17,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from adbot.api.deps import SessionDep
 from adbot.api.middleware import operations_of
+from adbot.api.routing import StrictJsonRoute
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=StrictJsonRoute)
 
 Check = Literal["ok", "degraded", "disabled", "unavailable"]
 

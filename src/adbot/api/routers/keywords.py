@@ -9,11 +9,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from adbot.api.deps import ReadAccess, SessionDep, SettingsDep, WriteAccess
+from adbot.api.routing import StrictJsonRoute
 from adbot.api.schemas.common import IdPath, Page, page_of
 from adbot.api.schemas.keywords import KeywordCreate, KeywordFilters, KeywordRead, KeywordUpdate
 from adbot.services import keywords as service
 
-router = APIRouter(prefix="/keywords", tags=["keywords"])
+router = APIRouter(prefix="/keywords", tags=["keywords"], route_class=StrictJsonRoute)
 
 
 @router.post("", status_code=201)

@@ -8,13 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from adbot.api.deps import SessionDep, WriteAccess
+from adbot.api.routing import StrictJsonRoute
 from adbot.api.schemas.common import ErrorResponse
 from adbot.api.schemas.ingestion import IngestResultRead, MetricRowIn, batch_body
 from adbot.errors import InvalidInput
 from adbot.observability import ROWS_INGESTED, ROWS_REJECTED
 from adbot.services import ingestion as service
 
-router = APIRouter(prefix="/metrics", tags=["performance data"])
+router = APIRouter(prefix="/metrics", tags=["performance data"], route_class=StrictJsonRoute)
 
 # A 100,000-row JSON batch is about 20 MB; anything far beyond is refused unread.
 MAX_BODY_BYTES = 64 * 1024 * 1024

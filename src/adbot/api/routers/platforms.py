@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from adbot.api.deps import AdminAccess, ReadAccess, SessionDep
+from adbot.api.routing import StrictJsonRoute
 from adbot.api.schemas.common import IdPath, Page, page_of
 from adbot.api.schemas.platforms import (
     PlatformCreate,
@@ -16,7 +17,7 @@ from adbot.api.schemas.platforms import (
 )
 from adbot.services import platforms as service
 
-router = APIRouter(prefix="/platforms", tags=["platforms"])
+router = APIRouter(prefix="/platforms", tags=["platforms"], route_class=StrictJsonRoute)
 
 
 @router.post("", status_code=201)

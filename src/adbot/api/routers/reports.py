@@ -12,10 +12,11 @@ from starlette.concurrency import run_in_threadpool
 
 from adbot.api.deps import ReadAccess, SessionDep
 from adbot.api.middleware import operations_of
+from adbot.api.routing import StrictJsonRoute
 from adbot.api.schemas.reports import ReportParams, ReportRead
 from adbot.services import reports as service
 
-router = APIRouter(prefix="/reports", tags=["reports"])
+router = APIRouter(prefix="/reports", tags=["reports"], route_class=StrictJsonRoute)
 
 CSV_MEDIA = "text/csv"
 

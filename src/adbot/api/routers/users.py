@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from adbot.api.deps import AdminAccess, SessionDep, SettingsDep
+from adbot.api.routing import StrictJsonRoute
 from adbot.api.schemas.common import IdPath, Page, page_of
 from adbot.api.schemas.users import UserCreate, UserFilters, UserRead, UserUpdate
 from adbot.services import users as service
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], route_class=StrictJsonRoute)
 
 
 @router.post("", status_code=201)

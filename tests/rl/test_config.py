@@ -241,3 +241,15 @@ def test_a_field_added_later_keeps_the_old_fingerprints_while_unset() -> None:
         assert config.with_overrides(**changed).digest() != before
     unset = config.with_overrides(env={"wide_draws": False}, evaluation={"wide_draws": False})
     assert unset.env.wide_draws is None and unset.digest() == before  # false is the default
+
+
+def test_the_wide_candidate_config_is_the_default_on_wide_draws() -> None:
+    """``configs/agents/wide.yaml`` changes the default config in its name and its draws only,
+    so its agents compare with ppo:default's on everything else."""
+    default = load_training_config(DEFAULT)
+    wide = load_training_config(DEFAULT.parent / "wide.yaml")
+    assert wide.env.wide_draws and wide.evaluation.wide_draws and wide.name == "wide"
+    same = wide.with_overrides(
+        name="default", env={"wide_draws": None}, evaluation={"wide_draws": None}
+    )
+    assert same.digest() == default.digest()

@@ -257,6 +257,15 @@ def pg_database(pg_admin_url: str) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def own_engine(pg_database: str) -> Iterator[Engine]:
+    """A migrated database of its own, for a test whose data must be committed for real."""
+    migrate.upgrade(pg_database, "head")
+    engine = create_db_engine(pg_database)
+    yield engine
+    engine.dispose()
+
+
 def _rolled_back_session(engine: Engine) -> Iterator[Session]:
     """A session inside an outer transaction that is rolled back after the test; the code
     under test may commit (savepoints) as often as it likes."""

@@ -7,7 +7,7 @@ that the server drops in the middle of the batch (the backend terminates itself)
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -27,8 +27,6 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from adbot.db import migrate
-from adbot.db.engine import create_db_engine
 from adbot.db.session import make_sessionmaker
 from adbot.services import ingest_store
 from adbot.services.ingestion import Batch, ingest_metrics
@@ -139,15 +137,6 @@ def test_keys_another_writer_stored_meanwhile_are_merged(
     assert [(row[3], row[4], row[5], row[6]) for row in stored] == [
         (keyword, utc(2024, 5, 1, hour), 200 + hour, 20) for keyword in ids for hour in range(5)
     ]
-
-
-@pytest.fixture
-def own_engine(pg_database: str) -> Iterator[Engine]:
-    """A migrated database of its own: this test's data must be committed for real."""
-    migrate.upgrade(pg_database, "head")
-    engine = create_db_engine(pg_database)
-    yield engine
-    engine.dispose()
 
 
 def _keywords(session: Session) -> tuple[int, list[int]]:

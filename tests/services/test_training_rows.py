@@ -31,14 +31,6 @@ def sqlite_file_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Eng
     engine.dispose()
 
 
-@pytest.fixture
-def pg_file_engine(pg_database: str) -> Iterator[Engine]:
-    migrate.upgrade(pg_database, "head")
-    engine = create_db_engine(pg_database)
-    yield engine
-    engine.dispose()
-
-
 def test_a_run_reading_before_another_registers_finds_its_rows_on_sqlite(
     sqlite_file_engine: Engine,
 ) -> None:
@@ -63,20 +55,20 @@ def test_a_run_reading_before_another_registers_finds_its_rows_on_sqlite(
 
 
 def test_a_run_inserting_the_same_agent_waits_and_takes_it_on_postgresql(
-    pg_file_engine: Engine,
+    own_engine: Engine,
 ) -> None:
     """On PostgreSQL the second insert of the same agent waits for the first transaction,
     then fails as a duplicate key once it commits; read again, it is the first one's."""
-    with Session(pg_file_engine) as setup:
+    with Session(own_engine) as setup:
         account = training_account(session=setup, slug=None)
         account_id = account.id
-    first = Session(pg_file_engine)
+    first = Session(own_engine)
     first.add(Agent(account_id=account_id, name=TINY.name, kind="rl", algorithm="ppo"))
     first.flush()  # inserted, not committed: the other insert of this name waits for it
     found: dict[str, object] = {}
 
     def second_run() -> None:
-        with Session(pg_file_engine) as second:
+        with Session(own_engine) as second:
             try:
                 agent, _ = register_agent_config(session=second, account_id=account_id, config=TINY)
                 found["agent"] = agent.id

@@ -14,7 +14,8 @@ a free port, per worker, and stops it at the end. Without the binaries the run s
 a message saying how to get them: database tests are never skipped.
 
 Fixtures: ``pg_admin_url``, ``pg_url``, ``pg_engine``, ``db_session``, ``pg_database``
-(an extra empty database), ``sqlite_url``, ``sqlite_engine``, ``sqlite_session``,
+(an extra empty database), ``own_engine`` (one migrated for a test that commits),
+``sqlite_url``, ``sqlite_engine``, ``sqlite_session``,
 ``redis_url``, ``redis_client``.
 """
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from api_helpers import Tenant, World, assert_error
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 
 from adbot.api.app import PERFORMANCE_ROUTERS, ROUTERS
 from adbot.api.routing import StrictJsonRoute
@@ -232,3 +235,21 @@ def test_an_unexpected_exception_is_a_500_without_a_trace(app: FastAPI, client: 
     error = assert_error(response, 500, "internal_error")
     assert error["message"] == "internal server error"
     assert "secret" not in response.text and "Traceback" not in response.text
+
+
+def test_a_write_that_lost_a_race_on_sqlite_is_a_busy_503_not_an_outage(app: FastAPI) -> None:
+    """SQLite refuses the later of two writes at once ("database is locked"): that is a
+    retry, not a database that is down."""
+
+    def locked() -> None:
+        raise OperationalError("UPDATE users", {}, sqlite3.OperationalError("database is locked"))
+
+    def down() -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+    app.add_api_route("/test-locked", locked)
+    app.add_api_route("/test-down", down)
+    client = TestClient(app, raise_server_exceptions=False)
+    busy = assert_error(client.get("/test-locked"), 503, "database_busy")
+    assert busy["message"] == "the database was busy with another change: try again"
+    assert_error(client.get("/test-down"), 503, "database_unavailable")

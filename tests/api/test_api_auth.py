@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 import pytest
@@ -15,7 +16,13 @@ from sqlalchemy.orm import Session
 from adbot.config import Settings
 from adbot.db.models import Role, User
 from adbot.security.tokens import credential_fingerprint, issue_token
-from adbot.services.auth import REVOKED_TOKEN
+from adbot.services import auth as auth_service
+from adbot.services.auth import (
+    ENDED_SESSION,
+    REUSED_REFRESH,
+    REVOKED_TOKEN,
+    SIGNED_OUT_BY_REUSE,
+)
 
 TOKEN_URL = "/api/v1/auth/token"
 
@@ -183,6 +190,7 @@ def test_changing_the_password_ends_older_tokens(client: TestClient, tenant: Ten
     assert stale["message"] == REVOKED_TOKEN
     response = client.post("/api/v1/auth/refresh", json={"refresh_token": old_refresh})
     assert_error(response, 401)
+    assert _refresh(client, changed.json()["refresh_token"]).status_code == 200
     assert _login(client, tenant.admin_email, "a brand new passphrase").status_code == 200
     assert_error(_login(client, tenant.admin_email), 401)
 
@@ -247,3 +255,82 @@ def test_a_closed_account_can_no_longer_sign_in(client: TestClient, tenant: Tena
         == "account is closed"
     )
     assert_error(_login(client, tenant.admin_email), 401)
+
+
+def _refresh(client: TestClient, token: str) -> Any:
+    return client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+
+
+def _sessions(db_session: Session, user_id: int) -> dict[str, list[int]]:
+    db_session.expire_all()
+    return db_session.scalar(select(User.refresh_sessions).where(User.id == user_id)) or {}
+
+
+def test_each_refresh_token_is_good_for_one_refresh(
+    client: TestClient, tenant: Tenant, db_session: Session
+) -> None:
+    """A refresh answers with the session's next refresh token; using an earlier one again
+    (a leaked copy, or the user's own after a thief refreshed first) ends that session, for
+    the holder of its newest token too. Other sessions of the user go on."""
+    laptop, phone = (_login(client, tenant.admin_email).json() for _ in range(2))
+    first = laptop["refresh_token"]
+    second = _refresh(client, first).json()
+    third = _refresh(client, second["refresh_token"]).json()
+    assert client.get("/api/v1/auth/me", headers=bearer(third["access_token"])).is_success
+    claims = [
+        jwt.decode(token, SECRET, algorithms=["HS256"], issuer="adbot")
+        for token in (first, second["refresh_token"], third["refresh_token"])
+    ]
+    assert len({c["sid"] for c in claims}) == 1 and [c["seq"] for c in claims] == [0, 1, 2]
+    assert assert_error(_refresh(client, first), 401)["message"] == REUSED_REFRESH
+    assert assert_error(_refresh(client, first), 401)["message"] == SIGNED_OUT_BY_REUSE
+    newest = assert_error(_refresh(client, third["refresh_token"]), 401)
+    assert newest["message"] == SIGNED_OUT_BY_REUSE
+    assert _refresh(client, phone["refresh_token"]).status_code == 200  # another sign-in
+    sessions = _sessions(db_session, tenant.admin_id)
+    assert sessions[claims[0]["sid"]][0] == auth_service.ENDED  # kept until it would expire
+
+
+def test_a_refresh_token_from_before_rotation_is_good_for_one_refresh(
+    client: TestClient, tenant: Tenant, settings: Settings, db_session: Session
+) -> None:
+    """Tokens issued before migration 0004 name no session: the first refresh starts one
+    (named by the token's own jti), and a second use is a reuse like any other."""
+    password_hash = db_session.scalar(select(User.password_hash).where(User.id == tenant.admin_id))
+    old, _ = issue_token(
+        user_id=tenant.admin_id,
+        fingerprint=credential_fingerprint(password_hash, 0),
+        kind="refresh",
+        auth=settings.auth,
+    )
+    assert "sid" not in jwt.decode(old, SECRET, algorithms=["HS256"], issuer="adbot")
+    renewed = _refresh(client, old)
+    assert renewed.status_code == 200
+    assert assert_error(_refresh(client, old), 401)["message"] == REUSED_REFRESH
+    again = assert_error(_refresh(client, renewed.json()["refresh_token"]), 401)
+    assert again["message"] == SIGNED_OUT_BY_REUSE
+
+
+def test_signing_out_forgets_every_session_and_the_oldest_go_past_the_limit(
+    client: TestClient, tenant: Tenant, db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth_service, "MAX_SESSIONS", 2)
+    pairs = [_login(client, tenant.admin_email).json() for _ in range(3)]
+    assert len(_sessions(db_session, tenant.admin_id)) == 2
+    error = assert_error(_refresh(client, pairs[0]["refresh_token"]), 401)
+    assert error["message"] == ENDED_SESSION  # the first sign-in made room for the third
+    assert _refresh(client, pairs[2]["refresh_token"]).status_code == 200
+    client.post("/api/v1/auth/logout", headers=bearer(pairs[1]["access_token"]))
+    assert _sessions(db_session, tenant.admin_id) == {}
+
+
+@pytest.mark.parametrize(
+    "claims", [{"sid": "x" * 32}, {"sid": 7}, {"seq": -1}, {"seq": 2**60}, {"seq": "1"}]
+)
+def test_a_refresh_token_with_a_malformed_session_is_refused(
+    client: TestClient, tenant: Tenant, claims: dict[str, Any]
+) -> None:
+    pair = _login(client, tenant.admin_email).json()
+    genuine = jwt.decode(pair["refresh_token"], SECRET, algorithms=["HS256"], issuer="adbot")
+    token = jwt.encode({**genuine, **claims}, SECRET, algorithm="HS256")
+    assert assert_error(_refresh(client, token), 401)["message"] == "invalid token"

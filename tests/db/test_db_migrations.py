@@ -23,7 +23,7 @@ from adbot.db.engine import create_db_engine
 from adbot.errors import AdbotError
 from adbot.rl.tune import optuna_storage
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -211,6 +211,33 @@ def test_0003_keeps_every_user_signed_in_and_its_downgrade_restores_0002(
         assert connection.execute(text(columns)).all() == before
 
 
+def test_0004_starts_every_user_without_sessions_and_its_downgrade_restores_0003(
+    empty_url: str, engine_for: Engine
+) -> None:
+    migrate.upgrade(empty_url, "0003")
+    at_0003 = snapshot(engine_for)
+    user = (
+        "INSERT INTO users (id, account_id, email, password_hash, role, token_generation) "
+        "VALUES (1, 1, 'ann@acme.test', 'argon2-hash', 'admin', 2)"
+    )
+    columns = "SELECT id, email, password_hash, role, is_active, token_generation FROM users"
+    with engine_for.begin() as connection:
+        connection.execute(text(SEED_0001[0]))
+        connection.execute(text(user))
+        before = connection.execute(text(columns)).all()
+
+    migrate.upgrade(empty_url, "head")
+    with engine_for.connect() as connection:
+        assert connection.execute(text(columns)).all() == before
+        sessions = connection.execute(text("SELECT refresh_sessions FROM users")).scalar_one()
+        assert sessions in ({}, "{}")  # JSONB on PostgreSQL, text on SQLite
+
+    migrate.downgrade("0003", empty_url)
+    assert snapshot(engine_for) == at_0003
+    with engine_for.connect() as connection:
+        assert connection.execute(text(columns)).all() == before
+
+
 def test_0002_refuses_metrics_that_are_not_their_keywords(
     empty_url: str, engine_for: Engine
 ) -> None:
@@ -318,7 +345,7 @@ def test_cli_upgrade_current_downgrade(tmp_path: Path, adbot: Callable[..., Resu
     assert HEAD in adbot(url, "db", "history").stdout
     downgraded = adbot(url, "db", "downgrade", "-1", "--yes")  # relative, not an option
     assert downgraded.returncode == 0, downgraded.stderr
-    assert migrate.current_revisions(url) == ("0002",)
+    assert migrate.current_revisions(url) == ("0003",)  # the one before HEAD
 
 
 def _one_line_error(result: Result | subprocess.CompletedProcess[str]) -> str:

@@ -137,6 +137,13 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
+    if "database is locked" in str(getattr(exc, "orig", "")):
+        # SQLite, two writes at once: the later one's snapshot predates the first's commit
+        # (a refresh token sent twice at the same moment, for one). Nothing was written.
+        logger.warning("database busy: a concurrent write won")
+        return error_response(
+            503, "database_busy", "the database was busy with another change: try again"
+        )
     logger.error("database unavailable: %s", type(exc).__name__)
     return error_response(503, "database_unavailable", "the database is not reachable")
 

@@ -2,12 +2,15 @@
 
 A token carries the user id, its kind and a fingerprint of the user's credentials (their
 password hash and token generation), so changing the password or signing out everywhere (which
-moves the generation on) invalidates every token issued before, with no token table.
+moves the generation on) invalidates every token issued before, with no token table. A
+refresh token also names its sign-in session and its place in it (``sid``, ``seq``): each
+refresh token is good for one refresh (``adbot.services.auth.refresh``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +31,17 @@ class TokenClaims:
     kind: TokenKind
     credential_fingerprint: str
     expires_at: datetime
+    token_id: str = ""  # jti
+    session_id: str | None = None  # a refresh token's sign-in session; None before rotation
+    sequence: int = 0  # the refresh token's place in its session
+
+
+@dataclass(frozen=True)
+class RefreshPlace:
+    """Where a refresh token stands: its sign-in session and its place in it."""
+
+    session_id: str
+    sequence: int
 
 
 def credential_fingerprint(password_hash: str | None, token_generation: int) -> str:
@@ -47,9 +61,10 @@ def issue_token(
     kind: TokenKind,
     auth: AuthSettings,
     now: datetime | None = None,
+    place: RefreshPlace | None = None,
 ) -> tuple[str, datetime]:
     """A signed token and its expiry time; ``fingerprint`` is the user's
-    :func:`credential_fingerprint`."""
+    :func:`credential_fingerprint`, ``place`` a refresh token's session and sequence."""
     issued = now or datetime.now(UTC)
     lifetime = (
         timedelta(minutes=auth.token_minutes)
@@ -66,11 +81,15 @@ def issue_token(
         "exp": expires,
         "jti": uuid.uuid4().hex,
     }
+    if place is not None:
+        claims["sid"], claims["seq"] = place.session_id, place.sequence
     token = jwt.encode(claims, auth.secret_key.get_secret_value(), algorithm=auth.algorithm)
     return token, expires
 
 
 _MAX_USER_ID = 2**63 - 1  # the largest integer the databases store
+_SESSION_ID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex, as sessions and jti are made
+_MAX_SEQUENCE = 2**53  # exact in every JSON reader
 
 
 def decode_token(token: str, *, kind: TokenKind, auth: AuthSettings) -> TokenClaims:
@@ -97,13 +116,25 @@ def decode_token(token: str, *, kind: TokenKind, auth: AuthSettings) -> TokenCla
     try:
         user_id = int(claims["sub"])
         expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
+        session_id = claims.get("sid")
+        sequence = claims.get("seq", 0)
     except (TypeError, ValueError, OverflowError, OSError):
         raise AuthenticationFailed("invalid token") from None
     if not 0 < user_id <= _MAX_USER_ID:
+        raise AuthenticationFailed("invalid token")
+    if session_id is not None and not (
+        isinstance(session_id, str)
+        and _SESSION_ID.fullmatch(session_id)
+        and type(sequence) is int
+        and 0 <= sequence <= _MAX_SEQUENCE
+    ):
         raise AuthenticationFailed("invalid token")
     return TokenClaims(
         user_id=user_id,
         kind=kind,
         credential_fingerprint=str(claims["pwf"]),
         expires_at=expires_at,
+        token_id=str(claims.get("jti", "")),
+        session_id=session_id,
+        sequence=sequence,
     )

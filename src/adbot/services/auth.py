@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +16,13 @@ from adbot.db.models import Account, AccountStatus, ApiKey, User
 from adbot.errors import AuthenticationFailed, InvalidInput
 from adbot.security.api_keys import parse_key, secret_matches
 from adbot.security.passwords import check_password_length, hash_password, verify_password
-from adbot.security.tokens import TokenClaims, credential_fingerprint, decode_token, issue_token
+from adbot.security.tokens import (
+    RefreshPlace,
+    TokenClaims,
+    credential_fingerprint,
+    decode_token,
+    issue_token,
+)
 from adbot.services.common import ROLE_SCOPES, Actor, Scope, writing
 from adbot.services.principals import (
     CREDENTIALS_UNCHANGED,
@@ -28,6 +35,24 @@ from adbot.services.principals import (
 # spares a write on every request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 REVOKED_TOKEN = "token was revoked: a password change or a sign-out everywhere since it was issued"
+REUSED_REFRESH = (
+    "refresh token was already used: its session is signed out (a copy of it may have leaked); "
+    "sign in again"
+)
+SIGNED_OUT_BY_REUSE = (
+    "refresh token's session was signed out: one of its earlier refresh tokens was used again "
+    "(a copy may have leaked); sign in again"
+)
+ENDED_SESSION = (
+    "refresh token's session has ended (signed out, expired, or replaced by newer sign-ins); "
+    "sign in again"
+)
+# Live sign-in sessions kept per user (refresh_sessions): a new sign-in past it ends the one
+# whose refresh token expires first. A script that signs in at every run instead of refreshing
+# would otherwise grow the row without bound.
+MAX_SESSIONS = 100
+LEGACY = -1  # the sequence of a refresh token from before sessions (it has none)
+ENDED = -2  # the sequence of a session ended by a reused token: no token of it matches
 
 
 @dataclass(frozen=True)
@@ -53,14 +78,43 @@ def login(*, session: Session, email: str, password: str, auth: AuthSettings) ->
     assert user is not None
     _check_active(user.is_active, account_status)
     with writing(session):
+        user = _locked_user(session, user.id)
         user.last_login_at = datetime.now(UTC)
-    return _issue_pair(user, auth)
+        return _start_session(user, auth)
 
 
 def refresh(*, session: Session, refresh_token: str, auth: AuthSettings) -> TokenPair:
+    """The next pair of the refresh token's sign-in session. Each refresh token is good for
+    one refresh: the session keeps the sequence of its one valid token, and an earlier one
+    used again (a copy that leaked, or the user's own after a thief refreshed first) ends the
+    session, so whoever holds its newest token must sign in again too. An ended session stays
+    recorded (sequence ``ENDED``) until its last token would have expired. A refresh token
+    issued before sessions existed (no ``sid``) starts one named by its own ``jti``."""
     claims = decode_token(refresh_token, kind="refresh", auth=auth)
-    user = _user_for_claims(session, claims.user_id, claims.credential_fingerprint)
-    return _issue_pair(user, auth)
+    _user_for_claims(session, claims.user_id, claims.credential_fingerprint)
+    legacy = claims.session_id is None
+    session_id = claims.token_id if claims.session_id is None else claims.session_id
+    sequence = LEGACY if legacy else claims.sequence
+    with writing(session):
+        user = _locked_user(session, claims.user_id)  # two refreshes at once: one at a time
+        if _fingerprint(user) != claims.credential_fingerprint:
+            raise AuthenticationFailed(REVOKED_TOKEN)
+        sessions = _live_sessions(user.refresh_sessions)
+        current = sessions.get(session_id)
+        if current is None and legacy and session_id:
+            current = [LEGACY, 0]  # an old token's first refresh starts its session
+        if current is not None and current[0] == sequence:
+            place = RefreshPlace(session_id, sequence + 1)
+            pair = _issue_pair(user, auth, place)
+            user.refresh_sessions = _with_session(sessions, place, pair.refresh_expires_at)
+            return pair
+        if current is None:
+            raise AuthenticationFailed(ENDED_SESSION)
+        if current[0] == ENDED:
+            raise AuthenticationFailed(SIGNED_OUT_BY_REUSE)
+        last_expiry = max(current[1], _millis(claims.expires_at))
+        user.refresh_sessions = {**sessions, session_id: [ENDED, last_expiry]}
+    raise AuthenticationFailed(REUSED_REFRESH)  # after the unit: the session's end is kept
 
 
 def actor_from_token(
@@ -244,8 +298,10 @@ def change_password(
         raise AuthenticationFailed("current password is incorrect")
     check_password_length(new_password)
     with writing(session):
+        user = _locked_user(session, user.id)
         user.password_hash = hash_password(new_password, auth=auth)
-    return _issue_pair(user, auth)
+        user.refresh_sessions = {}  # every session's tokens stopped with the old password
+        return _start_session(user, auth)
 
 
 def sign_out_everywhere(*, session: Session, actor: Actor) -> None:
@@ -262,19 +318,66 @@ def sign_out_everywhere(*, session: Session, actor: Actor) -> None:
         session.execute(
             update(User)
             .where(User.id == actor.user_id)
-            .values(token_generation=User.token_generation + 1)
+            .values(token_generation=User.token_generation + 1, refresh_sessions={})
         )
 
 
-def _issue_pair(user: User, auth: AuthSettings) -> TokenPair:
+def _issue_pair(user: User, auth: AuthSettings, place: RefreshPlace) -> TokenPair:
     fingerprint = _fingerprint(user)
     access, access_expires = issue_token(
         user_id=user.id, fingerprint=fingerprint, kind="access", auth=auth
     )
     refresh_token, refresh_expires = issue_token(
-        user_id=user.id, fingerprint=fingerprint, kind="refresh", auth=auth
+        user_id=user.id, fingerprint=fingerprint, kind="refresh", auth=auth, place=place
     )
     return TokenPair(access, access_expires, refresh_token, refresh_expires)
+
+
+def _start_session(user: User, auth: AuthSettings) -> TokenPair:
+    """A pair for a new sign-in session, recorded on ``user`` (inside the caller's unit)."""
+    place = RefreshPlace(uuid.uuid4().hex, 0)
+    pair = _issue_pair(user, auth, place)
+    sessions = _live_sessions(user.refresh_sessions)
+    user.refresh_sessions = _with_session(sessions, place, pair.refresh_expires_at)
+    return pair
+
+
+def _live_sessions(stored: dict[str, list[int]] | None) -> dict[str, list[int]]:
+    """A copy of the stored sessions without those whose refresh token has expired."""
+    now = _millis(datetime.now(UTC))
+    return {sid: list(entry) for sid, entry in (stored or {}).items() if entry[1] > now}
+
+
+def _with_session(
+    sessions: dict[str, list[int]], place: RefreshPlace, expires: datetime
+) -> dict[str, list[int]]:
+    """``sessions`` with ``place`` as its session's valid token, at most ``MAX_SESSIONS``
+    (those whose tokens expire first go)."""
+    sessions = {**sessions, place.session_id: [place.sequence, _millis(expires)]}
+    if len(sessions) > MAX_SESSIONS:
+        # By expiry, then id: the stored order is lost (PostgreSQL's JSONB sorts the keys).
+        kept = sorted(sessions.items(), key=lambda item: (item[1][1], item[0]))[-MAX_SESSIONS:]
+        sessions = dict(kept)
+    return sessions
+
+
+def _millis(moment: datetime) -> int:
+    """A moment as whole milliseconds of Unix time: sign-ins a second apart stay in order."""
+    return int(moment.timestamp() * 1000)
+
+
+def _locked_user(session: Session, user_id: int) -> User:
+    """The user's row, locked until the unit ends (``FOR UPDATE`` on PostgreSQL; SQLite
+    writes one transaction at a time anyway)."""
+    user = session.scalar(
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if user is None:
+        raise AuthenticationFailed("invalid token")
+    return user
 
 
 def _fingerprint(user: User) -> str:

@@ -52,7 +52,9 @@ def issue_token(
 def refresh_token(
     body: RefreshRequest, session: SessionDep, settings: SettingsDep
 ) -> TokenResponse:
-    """A new token pair for a valid refresh token of an active user."""
+    """The next token pair of the refresh token's sign-in session. Each refresh token is good
+    for one refresh: keep the new one. A refresh token used a second time signs its session
+    out (401), for whoever holds that session's newest token too."""
     pair = service.refresh(session=session, refresh_token=body.refresh_token, auth=settings.auth)
     return _token_response(pair)
 

@@ -113,6 +113,11 @@ class User(Base):
     # (in its credential fingerprint), so the tokens issued before stop working, with no
     # table of tokens.
     token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Sign-in sessions whose refresh tokens rotate: session id -> [the sequence of its one
+    # valid refresh token, its expiry in Unix milliseconds] (adbot.services.auth.refresh).
+    refresh_sessions: Mapped[dict[str, list[int]]] = mapped_column(
+        JSONType, default=dict, server_default="{}"
+    )
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]

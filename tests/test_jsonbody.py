@@ -42,3 +42,11 @@ def test_a_key_named_twice_in_one_object_is_refused_by_name(document: str, key: 
 
 def test_the_same_key_in_two_objects_is_fine() -> None:
     assert jsonbody.loads('[{"a": 1}, {"a": 2}]') == [{"a": 1}, {"a": 2}]
+
+
+def test_a_long_duplicated_key_is_named_in_part() -> None:
+    key = "k" * 200_000
+    with pytest.raises(jsonbody.DuplicateKey) as caught:
+        jsonbody.loads(json.dumps({key: 1}).replace("}", f', "{key}": 2}}'))
+    assert caught.value.key == key
+    assert str(caught.value) == f"duplicate key {'k' * jsonbody.SHOWN_KEY + '...'!r}"

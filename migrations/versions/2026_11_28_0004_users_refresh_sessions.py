@@ -9,9 +9,9 @@ one that leaked gave its holder new access tokens for two weeks unseen. Each sig
 starts a session, and each of its refresh tokens is good for one refresh: the refresh answers
 with the next, and a token used a second time (the thief's copy or the user's) ends its
 session. The column maps each live session of the user to the sequence of its one valid
-refresh token and that token's expiry. Existing rows get ``{}``: refresh tokens issued before
-this revision carry no session and start one at their first refresh (a second use of such a
-token is a reuse like any other).
+refresh token and that token's expiry. Existing rows get ``{}``. Refresh tokens issued before
+this revision name no session, and nothing would record their use, so they are refused: each
+user signs in again once, when their access token runs out (within 30 minutes).
 
 ``ALTER TABLE ... ADD COLUMN`` with a constant default on both backends (no rebuild of
 ``users`` on SQLite).

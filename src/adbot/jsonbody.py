@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+SHOWN_KEY = 100  # characters of a duplicated key named in the message (keys may be long)
+
 
 class DuplicateKey(json.JSONDecodeError):
     """An object names ``key`` twice; a ``JSONDecodeError``, so every caller that takes
@@ -19,7 +21,8 @@ class DuplicateKey(json.JSONDecodeError):
 
     def __init__(self, key: str, document: str | bytes) -> None:
         text = document if isinstance(document, str) else document.decode("utf-8", "replace")
-        super().__init__(f"duplicate key {key!r}", text, 0)
+        shown = key if len(key) <= SHOWN_KEY else key[:SHOWN_KEY] + "..."
+        super().__init__(f"duplicate key {shown!r}", text, 0)
         self.key = key
 
     def __str__(self) -> str:

@@ -251,5 +251,5 @@ def test_a_write_that_lost_a_race_on_sqlite_is_a_busy_503_not_an_outage(app: Fas
     app.add_api_route("/test-down", down)
     client = TestClient(app, raise_server_exceptions=False)
     busy = assert_error(client.get("/test-locked"), 503, "database_busy")
-    assert busy["message"] == "the database was busy with another change: try again"
+    assert busy["message"] == "the database was busy with another change; nothing was written"
     assert_error(client.get("/test-down"), 503, "database_unavailable")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -17,8 +19,17 @@ from sqlalchemy.orm import Session
 
 from adbot.db import migrate
 from adbot.db.engine import create_db_engine
-from adbot.db.models import Account, Agent, AgentConfig
-from adbot.services.training import register_agent_config, training_account
+from adbot.db.models import (
+    Account,
+    Agent,
+    AgentConfig,
+    ModelCheckpoint,
+    TrainingRun,
+    TrainingStatus,
+)
+from adbot.rl.checkpoints import CheckpointMeta
+from adbot.services.common import writing
+from adbot.services.training import _RecordingHooks, register_agent_config, training_account
 from training_helpers import TINY
 
 
@@ -85,3 +96,41 @@ def test_a_run_inserting_the_same_agent_waits_and_takes_it_on_postgresql(
     thread.join(timeout=30)
     assert not thread.is_alive() and "error" not in found, found.get("error")
     assert found["agent"] == first_id
+
+
+def _running(session: Session, agent: Agent, config_row: AgentConfig, seed: int) -> TrainingRun:
+    with writing(session):
+        run = TrainingRun(
+            agent_id=agent.id,
+            agent_config_id=config_row.id,
+            status=TrainingStatus.RUNNING,
+            scenario="random",
+            seed=seed,
+            total_timesteps=1,
+            started_at=datetime.now(UTC),
+        )
+        session.add(run)
+    return run
+
+
+def test_checkpoints_of_runs_side_by_side_are_numbered_apart_on_sqlite(
+    sqlite_file_engine: Engine, tmp_path: Path
+) -> None:
+    """Seeds side by side share their agent, whose checkpoints are numbered in turn: the
+    second run read the numbers before the first wrote its checkpoint, and its own write
+    failed ("database is locked"), ending the training. Read again, it takes the next."""
+    meta = CheckpointMeta(
+        timesteps=25_000, seed=0, model_sha256="0" * 64, score_ratio=0.9,
+        created_at="2026-11-28T00:00:00Z", adbot_version="test", config_fingerprint="f" * 16,
+    )  # fmt: skip
+    with Session(sqlite_file_engine) as first, Session(sqlite_file_engine) as second:
+        account = training_account(session=first, slug=None)
+        agent, config_row = register_agent_config(session=first, account_id=account.id, config=TINY)
+        hooks = [
+            _RecordingHooks(session, _running(session, agent, config_row, seed))
+            for seed, session in enumerate((first, second))
+        ]
+        second.scalars(select(ModelCheckpoint)).all()  # its snapshot: no checkpoint yet
+        hooks[0].on_checkpoint(tmp_path, meta, {})
+        hooks[1].on_checkpoint(tmp_path, meta, {})
+        assert [hook.checkpoints[0].version for hook in hooks] == [1, 2]

@@ -142,7 +142,7 @@ async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
         # (a refresh token sent twice at the same moment, for one). Nothing was written.
         logger.warning("database busy: a concurrent write won")
         return error_response(
-            503, "database_busy", "the database was busy with another change: try again"
+            503, "database_busy", "the database was busy with another change; nothing was written"
         )
     logger.error("database unavailable: %s", type(exc).__name__)
     return error_response(503, "database_unavailable", "the database is not reachable")

@@ -45,8 +45,9 @@ MAX_ALPHA = 50.0
 FIRST_STEP_SHADE = 0.5
 # A first step with traffic carrying more of its day's forecast traffic than
 # SHADE_FREE_SHARE (one step a day, one open hour) is shaded less, down to none at the whole
-# day when its budget cannot bind (see ``initial_alpha``); every training draw's first step
-# carries at most 1/24 of its day, so the agents never saw the difference.
+# day when its budget cannot bind (see ``initial_alpha``); every standard training draw's
+# first step carries at most 1/24 of its day, so the shipped agents never saw the difference
+# (the wide draws, ``random_scenario(wide=True)``, have such steps).
 SHADE_FREE_SHARE = 0.25
 # How far the first step's spend may fall short of the upper bound of ``_top_slot_spend``:
 # where that bound reaches the daily budget at 1/BUDGET_REACH of the natural multiplier,
@@ -128,7 +129,10 @@ def initial_alpha(sim: MarketSimulator) -> float:
 
 def _top_slot_spend(sim: MarketSimulator, step: int, alpha: float) -> float:
     """An upper bound of a step's expected spend at multiplier ``alpha``: every forecast
-    query's top-slot click, each paid at its full bid."""
+    query's top-slot click, each paid at its full bid. It reads the keywords' shares of the
+    traffic and the campaign's click-through rate at the top slot, the universe's constants
+    that an advertiser estimates from its history (search volume per keyword, CTR by
+    position), not the episode's draws."""
     bids = np.clip(alpha * sim.keyword_values, sim.min_bid, sim.max_bid)
     clicks = sim.expected_queries[step] * sim.market.universe.volume_share
     return float(np.sum(clicks * sim.market.universe.click_prob[:, 0] * bids))

@@ -51,8 +51,10 @@ ENDED_SESSION = (
 # whose refresh token expires first. A script that signs in at every run instead of refreshing
 # would otherwise grow the row without bound.
 MAX_SESSIONS = 100
-LEGACY = -1  # the sequence of a refresh token from before sessions (it has none)
-ENDED = -2  # the sequence of a session ended by a reused token: no token of it matches
+ENDED = -1  # the sequence of a session ended by a reused token: no token of it matches
+UNROTATED_REFRESH = (
+    "refresh token is from before refresh tokens rotated (migration 0004): sign in again"
+)
 
 
 @dataclass(frozen=True)
@@ -89,20 +91,21 @@ def refresh(*, session: Session, refresh_token: str, auth: AuthSettings) -> Toke
     used again (a copy that leaked, or the user's own after a thief refreshed first) ends the
     session, so whoever holds its newest token must sign in again too. An ended session stays
     recorded (sequence ``ENDED``) until its last token would have expired. A refresh token
-    issued before sessions existed (no ``sid``) starts one named by its own ``jti``."""
+    issued before sessions existed (no ``sid``) is refused: nothing records its use, so it
+    could not be held to one."""
     claims = decode_token(refresh_token, kind="refresh", auth=auth)
     _user_for_claims(session, claims.user_id, claims.credential_fingerprint)
-    legacy = claims.session_id is None
-    session_id = claims.token_id if claims.session_id is None else claims.session_id
-    sequence = LEGACY if legacy else claims.sequence
+    if claims.session_id is None:
+        raise AuthenticationFailed(UNROTATED_REFRESH)
+    session_id, sequence = claims.session_id, claims.sequence
     with writing(session):
         user = _locked_user(session, claims.user_id)  # two refreshes at once: one at a time
         if _fingerprint(user) != claims.credential_fingerprint:
             raise AuthenticationFailed(REVOKED_TOKEN)
+        if not user.is_active:  # disabled while this refresh waited for the lock
+            raise AuthenticationFailed("user is disabled")
         sessions = _live_sessions(user.refresh_sessions)
         current = sessions.get(session_id)
-        if current is None and legacy and session_id:
-            current = [LEGACY, 0]  # an old token's first refresh starts its session
         if current is not None and current[0] == sequence:
             place = RefreshPlace(session_id, sequence + 1)
             pair = _issue_pair(user, auth, place)

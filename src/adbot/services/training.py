@@ -12,6 +12,8 @@ When the run succeeds its best checkpoint becomes the agent's active one and the
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,11 +45,16 @@ from adbot.services.common import writing
 
 LOCAL_ACCOUNT_SLUG = "local"
 ALGORITHM = "ppo"
-# Runs started together (the seeds of ppo:default side by side) race to create the same
-# account, agent and config rows. The later insert fails: on PostgreSQL as a duplicate key,
-# on SQLite as "database is locked" at once (its read snapshot predates the other's commit,
-# which no busy timeout waits out). Read again, the rows are there.
-CREATE_ATTEMPTS = 5
+# Runs side by side (the seeds of ppo:default) share their account and agent: they race to
+# create the same rows, to number their checkpoints and to write at the same moment. The
+# later write fails, on PostgreSQL as a duplicate key, on SQLite as "database is locked" at
+# once (a transaction that read first does not wait on the busy timeout for the write lock,
+# nor can it write once its snapshot is older than another's commit). Each unit of work is
+# tried again, from its reads, after a short random wait: RACE_ATTEMPTS times, waits
+# doubling from RACE_FIRST_WAIT seconds up to RACE_LONGEST_WAIT (about 5 s in all).
+RACE_ATTEMPTS = 8
+RACE_FIRST_WAIT = 0.05
+RACE_LONGEST_WAIT = 1.0
 T = TypeVar("T")
 
 
@@ -62,7 +69,7 @@ def training_account(*, session: Session, slug: str | None) -> Account:
         if account is None:
             raise NotFound(f"no account '{slug}'")
         return account
-    return _created_once(session, lambda: _only_account(session))
+    return _raced(session, lambda: _only_account(session))
 
 
 def _only_account(session: Session) -> Account:
@@ -77,17 +84,19 @@ def _only_account(session: Session) -> Account:
     return account
 
 
-def _created_once(session: Session, find_or_create: Callable[[], T]) -> T:
-    """``find_or_create`` (one ``writing`` unit), read again when a run started at the same
-    moment created the same rows first (see ``CREATE_ATTEMPTS``)."""
-    for attempt in range(1, CREATE_ATTEMPTS + 1):
+def _raced(session: Session, unit: Callable[[], T]) -> T:
+    """``unit`` (one ``writing`` unit of work, reads included), tried again when another
+    run's write raced it (see ``RACE_ATTEMPTS``)."""
+    for attempt in range(RACE_ATTEMPTS):
         try:
-            return find_or_create()
+            return unit()
         except (Conflict, OperationalError) as exc:
             session.rollback()
             racing = isinstance(exc, Conflict) or "database is locked" in str(exc.orig)
-            if not racing or attempt == CREATE_ATTEMPTS:
+            if not racing or attempt == RACE_ATTEMPTS - 1:
                 raise
+            wait = min(RACE_LONGEST_WAIT, RACE_FIRST_WAIT * 2**attempt)
+            time.sleep(wait * random.uniform(0.5, 1.5))  # apart, not in step again
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -95,9 +104,7 @@ def register_agent_config(
     *, session: Session, account_id: int, config: TrainingConfig
 ) -> tuple[Agent, AgentConfig]:
     """The agent named ``config.name`` and the version row of this exact config."""
-    return _created_once(
-        session, lambda: _agent_and_config(session, account_id=account_id, config=config)
-    )
+    return _raced(session, lambda: _agent_and_config(session, account_id=account_id, config=config))
 
 
 def _agent_and_config(
@@ -152,23 +159,28 @@ class _RecordingHooks:
     def on_checkpoint(
         self, directory: Path, meta: CheckpointMeta, metrics: dict[str, float]
     ) -> None:
-        with writing(self.session):
-            latest = self.session.scalar(
-                select(func.max(ModelCheckpoint.version)).where(
-                    ModelCheckpoint.agent_id == self.run.agent_id
+        def numbered() -> ModelCheckpoint:
+            # Numbered per agent, which the seeds side by side share: another run may take
+            # the same number first, and the unit reads the highest again.
+            with writing(self.session):
+                latest = self.session.scalar(
+                    select(func.max(ModelCheckpoint.version)).where(
+                        ModelCheckpoint.agent_id == self.run.agent_id
+                    )
                 )
-            )
-            row = ModelCheckpoint(
-                agent_id=self.run.agent_id,
-                training_run_id=self.run.id,
-                version=(latest or 0) + 1,
-                uri=directory.resolve().as_uri(),
-                sha256=meta.model_sha256,
-                timesteps=meta.timesteps,
-                metrics={**metrics, "score_ratio": meta.score_ratio},
-            )
-            self.session.add(row)
-        self.checkpoints.append(row)
+                row = ModelCheckpoint(
+                    agent_id=self.run.agent_id,
+                    training_run_id=self.run.id,
+                    version=(latest or 0) + 1,
+                    uri=directory.resolve().as_uri(),
+                    sha256=meta.model_sha256,
+                    timesteps=meta.timesteps,
+                    metrics={**metrics, "score_ratio": meta.score_ratio},
+                )
+                self.session.add(row)
+            return row
+
+        self.checkpoints.append(_raced(self.session, numbered))
 
 
 class RunCancelled(KeyboardInterrupt):
@@ -225,19 +237,24 @@ def train_agent(
         agent, agent_config = register_agent_config(
             session=session, account_id=account_id, config=config
         )
-        with writing(session):
-            run = TrainingRun(
-                agent_id=agent.id,
-                agent_config_id=agent_config.id,
-                status=TrainingStatus.RUNNING,
-                scenario=config.env.scenario or "random",
-                seed=config.seed,
-                total_timesteps=config.total_timesteps,
-                started_at=datetime.now(UTC),
-            )
-            session.add(run)
-            before = agent.status
-            agent.status = AgentStatus.TRAINING
+
+        def started() -> tuple[TrainingRun, AgentStatus]:
+            with writing(session):
+                run = TrainingRun(
+                    agent_id=agent.id,
+                    agent_config_id=agent_config.id,
+                    status=TrainingStatus.RUNNING,
+                    scenario=config.env.scenario or "random",
+                    seed=config.seed,
+                    total_timesteps=config.total_timesteps,
+                    started_at=datetime.now(UTC),
+                )
+                session.add(run)
+                before = agent.status
+                agent.status = AgentStatus.TRAINING
+            return run, before
+
+        run, before = _raced(session, started)
     except BaseException:
         claim.release()
         raise
@@ -262,12 +279,16 @@ def train_agent(
             raise RunCancelled from None
         raise
     best = _best_checkpoint(hooks.checkpoints, result.best_checkpoint)
-    with writing(session):
-        run.status = TrainingStatus.SUCCEEDED
-        run.finished_at = datetime.now(UTC)
-        run.metrics = _run_metrics(result)
-        agent.status = AgentStatus.READY
-        _activate(session, agent, best)
+
+    def succeeded() -> None:
+        with writing(session):
+            run.status = TrainingStatus.SUCCEEDED
+            run.finished_at = datetime.now(UTC)
+            run.metrics = _run_metrics(result)
+            agent.status = AgentStatus.READY
+            _activate(session, agent, best)
+
+    _raced(session, succeeded)
     return TrainingRecord(run=run, agent=agent, active_checkpoint=best, result=result)
 
 
@@ -315,22 +336,26 @@ def _record_failure(
     before the run, ``ready`` if that was a draft or an interrupted training)."""
     session.rollback()
     cancelled = isinstance(exc, KeyboardInterrupt)
-    with writing(session):
-        run.status = TrainingStatus.CANCELLED if cancelled else TrainingStatus.FAILED
-        run.error = (
-            "cancelled: Ctrl-C or SIGTERM stopped the run; its checkpoints are kept"
-            if cancelled
-            else f"{type(exc).__name__}: {exc}"[:2000]
-        )
-        run.finished_at = datetime.now(UTC)
-        active = session.scalar(
-            select(ModelCheckpoint.id).where(
-                ModelCheckpoint.agent_id == agent.id, ModelCheckpoint.is_active.is_(True)
+
+    def recorded() -> None:
+        with writing(session):
+            run.status = TrainingStatus.CANCELLED if cancelled else TrainingStatus.FAILED
+            run.error = (
+                "cancelled: Ctrl-C or SIGTERM stopped the run; its checkpoints are kept"
+                if cancelled
+                else f"{type(exc).__name__}: {exc}"[:2000]
             )
-        )
-        if active is None:
-            agent.status = AgentStatus.DRAFT
-        elif before in (AgentStatus.DRAFT, AgentStatus.TRAINING):
-            agent.status = AgentStatus.READY
-        else:
-            agent.status = before
+            run.finished_at = datetime.now(UTC)
+            active = session.scalar(
+                select(ModelCheckpoint.id).where(
+                    ModelCheckpoint.agent_id == agent.id, ModelCheckpoint.is_active.is_(True)
+                )
+            )
+            if active is None:
+                agent.status = AgentStatus.DRAFT
+            elif before in (AgentStatus.DRAFT, AgentStatus.TRAINING):
+                agent.status = AgentStatus.READY
+            else:
+                agent.status = before
+
+    _raced(session, recorded)

@@ -218,6 +218,35 @@ def test_no_landscape_gives_no_lambda_and_the_policy_keeps_its_level() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("change", "blind_step"),
+    [({"steps_per_day": 1}, 0), ({"hourly_profile": [0.0] * 20 + [1.0] + [0.0] * 3}, 20)],
+    ids=["one-step-a-day", "one-open-hour"],
+)
+def test_a_blind_step_that_is_most_of_its_day_plays_the_policys_bids(
+    change: dict[str, object], blind_step: int
+) -> None:
+    """Without a landscape nothing keeps the spend of the bids spread by the prior factors:
+    over a whole day of a tight budget they spent a fifth less than the policy's own and lost
+    the day (`tight-budget` at one step a day: `calibrated:prior` 0.713 of the oracle, the
+    plan alone 0.869). Such a step plays the policy's bids; a small first step (every
+    standard draw's) still spreads them."""
+    data = load_scenario("tight-budget").model_dump(mode="json")
+    for key, value in change.items():
+        data["horizon" if key == "steps_per_day" else "market"][key] = value
+    sim = MarketSimulator(load_scenario(data), 0)
+    policy = CalibratedPolicy(make_policy("fixed:0.5"))
+    policy.reset(sim)
+    while sim.step_index < blind_step:  # the closed hours before the only open one
+        policy.observe(sim.step(policy.bids(sim)))
+    assert sim.forecast_share_of_day(sim.step_index) == 1.0
+    np.testing.assert_array_equal(policy.bids(sim), bids_from_alpha(0.5, sim))
+    small = MarketSimulator(load_scenario("tight-budget"), 0)
+    assert small.forecast_share_of_day(0) < 0.05
+    policy.reset(small)
+    assert not np.array_equal(policy.bids(small), bids_from_alpha(0.5, small))
+
+
 def test_calibration_wins_conversions_at_the_same_spend() -> None:
     """With a large prediction error, ``calibrated:fixed`` buys more conversions than
     ``fixed`` for about the same money, over a few episodes."""

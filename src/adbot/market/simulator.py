@@ -162,6 +162,13 @@ class MarketSimulator:
     def budget_left_today(self) -> float:
         return max(0.0, self.daily_budget - self.spend_today)
 
+    def forecast_share_of_day(self, index: int) -> float:
+        """Step ``index``'s share of the forecast traffic (no shocks) of its day from that step
+        on; 0 when none is left."""
+        end = min((index // self.steps_per_day + 1) * self.steps_per_day, self.n_steps)
+        left = float(np.sum(self.expected_queries[index:end]))
+        return float(self.expected_queries[index]) / left if left > 0.0 else 0.0
+
     def validate_bids(self, bids: object) -> np.ndarray:
         """The bids the market will use, or ``InvalidInput`` saying what is wrong."""
         try:

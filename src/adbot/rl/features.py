@@ -118,8 +118,7 @@ def initial_alpha(sim: MarketSimulator) -> float:
     traffic = np.flatnonzero(np.asarray(sim.expected_queries) > 0.0)
     if traffic.size:
         first = int(traffic[0])
-        day_end = min((first // sim.steps_per_day + 1) * sim.steps_per_day, sim.n_steps)
-        share = sim.expected_queries[first] / float(np.sum(sim.expected_queries[first:day_end]))
+        share = sim.forecast_share_of_day(first)
         weight = min(1.0, (share - SHADE_FREE_SHARE) / (1.0 - SHADE_FREE_SHARE))
         if weight > 0.0:
             eased = _budget_shade(sim, first, natural)

@@ -31,7 +31,6 @@ class TokenClaims:
     kind: TokenKind
     credential_fingerprint: str
     expires_at: datetime
-    token_id: str = ""  # jti
     session_id: str | None = None  # a refresh token's sign-in session; None before rotation
     sequence: int = 0  # the refresh token's place in its session
 
@@ -134,7 +133,6 @@ def decode_token(token: str, *, kind: TokenKind, auth: AuthSettings) -> TokenCla
         kind=kind,
         credential_fingerprint=str(claims["pwf"]),
         expires_at=expires_at,
-        token_id=str(claims.get("jti", "")),
         session_id=session_id,
         sequence=sequence,
     )

@@ -80,7 +80,7 @@ def login(*, session: Session, email: str, password: str, auth: AuthSettings) ->
     assert user is not None
     _check_active(user.is_active, account_status)
     with writing(session):
-        user = _locked_user(session, user.id)
+        user = _load_active_user(session, user.id, lock=True)  # its sessions, one at a time
         user.last_login_at = datetime.now(UTC)
         return _start_session(user, auth)
 
@@ -94,16 +94,12 @@ def refresh(*, session: Session, refresh_token: str, auth: AuthSettings) -> Toke
     issued before sessions existed (no ``sid``) is refused: nothing records its use, so it
     could not be held to one."""
     claims = decode_token(refresh_token, kind="refresh", auth=auth)
-    _user_for_claims(session, claims.user_id, claims.credential_fingerprint)
     if claims.session_id is None:
         raise AuthenticationFailed(UNROTATED_REFRESH)
     session_id, sequence = claims.session_id, claims.sequence
     with writing(session):
-        user = _locked_user(session, claims.user_id)  # two refreshes at once: one at a time
-        if _fingerprint(user) != claims.credential_fingerprint:
-            raise AuthenticationFailed(REVOKED_TOKEN)
-        if not user.is_active:  # disabled while this refresh waited for the lock
-            raise AuthenticationFailed("user is disabled")
+        # Locked: two refreshes of one token at once take turns, and the second sees the first.
+        user = _user_for_claims(session, claims.user_id, claims.credential_fingerprint, lock=True)
         sessions = _live_sessions(user.refresh_sessions)
         current = sessions.get(session_id)
         if current is not None and current[0] == sequence:
@@ -250,12 +246,18 @@ def _user_principal(session: Session, user_id: int) -> UserPrincipal:
     )
 
 
-def _user_row(session: Session, user_id: int) -> tuple[User, AccountStatus]:
-    row = session.execute(
+def _user_row(session: Session, user_id: int, *, lock: bool = False) -> tuple[User, AccountStatus]:
+    """The user and its account's status; with ``lock``, the user's row read afresh and
+    locked until the unit ends (``FOR UPDATE`` on PostgreSQL; SQLite writes one
+    transaction at a time anyway)."""
+    query = (
         select(User, Account.status)
         .join(Account, Account.id == User.account_id)
         .where(User.id == user_id)
-    ).first()
+    )
+    if lock:
+        query = query.with_for_update(of=User).execution_options(populate_existing=True)
+    row = session.execute(query).first()
     if row is None:
         raise AuthenticationFailed("invalid token")
     return row[0], row[1]
@@ -301,7 +303,7 @@ def change_password(
         raise AuthenticationFailed("current password is incorrect")
     check_password_length(new_password)
     with writing(session):
-        user = _locked_user(session, user.id)
+        user = _load_active_user(session, user.id, lock=True)
         user.password_hash = hash_password(new_password, auth=auth)
         user.refresh_sessions = {}  # every session's tokens stopped with the old password
         return _start_session(user, auth)
@@ -369,33 +371,21 @@ def _millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _locked_user(session: Session, user_id: int) -> User:
-    """The user's row, locked until the unit ends (``FOR UPDATE`` on PostgreSQL; SQLite
-    writes one transaction at a time anyway)."""
-    user = session.scalar(
-        select(User)
-        .where(User.id == user_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if user is None:
-        raise AuthenticationFailed("invalid token")
-    return user
-
-
 def _fingerprint(user: User) -> str:
     return credential_fingerprint(user.password_hash, user.token_generation)
 
 
-def _user_for_claims(session: Session, user_id: int, fingerprint: str) -> User:
-    user = _load_active_user(session, user_id)
+def _user_for_claims(
+    session: Session, user_id: int, fingerprint: str, *, lock: bool = False
+) -> User:
+    user = _load_active_user(session, user_id, lock=lock)
     if _fingerprint(user) != fingerprint:
         raise AuthenticationFailed(REVOKED_TOKEN)
     return user
 
 
-def _load_active_user(session: Session, user_id: int) -> User:
-    user, status = _user_row(session, user_id)
+def _load_active_user(session: Session, user_id: int, *, lock: bool = False) -> User:
+    user, status = _user_row(session, user_id, lock=lock)
     _check_active(user.is_active, status)
     return user
 

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from adbot.db.engine import lost_write_race
 from adbot.errors import AdbotError, AuthenticationFailed, RateLimited
 
 logger = logging.getLogger("adbot.api")
@@ -137,9 +138,7 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
-    if "database is locked" in str(getattr(exc, "orig", "")):
-        # SQLite, two writes at once: the later one's snapshot predates the first's commit
-        # (a refresh token sent twice at the same moment, for one). Nothing was written.
+    if lost_write_race(exc):  # SQLite, two writes at once (a refresh token sent twice, say)
         logger.warning("database busy: a concurrent write won")
         return error_response(
             503, "database_busy", "the database was busy with another change; nothing was written"

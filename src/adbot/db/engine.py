@@ -51,6 +51,14 @@ def sqlite_file(url: URL | str) -> Path | None:
     return Path(database)
 
 
+def lost_write_race(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked": a write that another connection's,
+    at the same moment, beat. A transaction that read first does not wait on the busy timeout
+    for the write lock, nor can it write once its snapshot is older than another's commit.
+    Nothing of it was written; the unit of work can be read and made again."""
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
 def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
     # Connecting creates the file: only `adbot db upgrade` (and code that means to write)
     # gets this far with a file that does not exist; read-only checks look first

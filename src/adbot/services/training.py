@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from adbot.config import Settings, get_settings
+from adbot.db.engine import lost_write_race
 from adbot.db.models import (
     Account,
     Agent,
@@ -48,10 +49,9 @@ ALGORITHM = "ppo"
 # Runs side by side (the seeds of ppo:default) share their account and agent: they race to
 # create the same rows, to number their checkpoints and to write at the same moment. The
 # later write fails, on PostgreSQL as a duplicate key, on SQLite as "database is locked" at
-# once (a transaction that read first does not wait on the busy timeout for the write lock,
-# nor can it write once its snapshot is older than another's commit). Each unit of work is
-# tried again, from its reads, after a short random wait: RACE_ATTEMPTS times, waits
-# doubling from RACE_FIRST_WAIT seconds up to RACE_LONGEST_WAIT (about 5 s in all).
+# once (``lost_write_race``). Each unit of work is tried again, from its reads, after a
+# short random wait: RACE_ATTEMPTS times, waits doubling from RACE_FIRST_WAIT seconds up to
+# RACE_LONGEST_WAIT (about 5 s in all).
 RACE_ATTEMPTS = 8
 RACE_FIRST_WAIT = 0.05
 RACE_LONGEST_WAIT = 1.0
@@ -92,8 +92,9 @@ def _raced(session: Session, unit: Callable[[], T]) -> T:
             return unit()
         except (Conflict, OperationalError) as exc:
             session.rollback()
-            racing = isinstance(exc, Conflict) or "database is locked" in str(exc.orig)
-            if not racing or attempt == RACE_ATTEMPTS - 1:
+            if not (isinstance(exc, Conflict) or lost_write_race(exc)):
+                raise
+            if attempt == RACE_ATTEMPTS - 1:
                 raise
             wait = min(RACE_LONGEST_WAIT, RACE_FIRST_WAIT * 2**attempt)
             time.sleep(wait * random.uniform(0.5, 1.5))  # apart, not in step again

@@ -44,7 +44,7 @@ from adbot.bidding.base import Policy
 from adbot.errors import InvalidInput
 from adbot.market import libm
 from adbot.market.scenario import Market
-from adbot.market.simulator import MarketSimulator, StepOutcome
+from adbot.market.simulator import MOST_OF_DAY, MarketSimulator, StepOutcome
 
 DEFAULT_PRIOR_CONVERSIONS = 32.0
 # Multipliers of each keyword's value at which its landscape is kept: the oracle's range,
@@ -61,12 +61,6 @@ LAMBDA_STEPS = 14  # bisections in log lambda: a relative precision of about 0.0
 MIN_LANDSCAPE_CLICKS = 1.0
 # A prior never moves a keyword's bid by more than this factor either way.
 PRIOR_FACTOR_LIMIT = 4.0
-
-
-# A step without a landscape yet that carries more of its day's forecast traffic than this
-# plays the policy's bids as they are (KeywordBidder.bids); the first step of every standard
-# training draw and bundled scenario carries 1/24 of its day or less.
-BLIND_SHARE = 0.25
 
 
 def check_prior_conversions(value: object, where: str) -> float:
@@ -257,7 +251,7 @@ class KeywordBidder:
         self.landscapes.update(sim)
         allocated, lam = self.landscapes.allocate(willingness, bids)
         if math.isnan(lam):  # no landscape to use yet
-            if sim.forecast_share_of_day(sim.step_index) > BLIND_SHARE:
+            if sim.forecast_share_of_day(sim.step_index) > MOST_OF_DAY:
                 # No landscape keeps the spend of the bids spread by the prior factors: on a
                 # step that is most of its day (one step a day) they spent a fifth less than
                 # the policy's own and lost that day's conversions (`tight-budget` at one step

@@ -32,6 +32,15 @@ LANDSCAPE_PART_STEPS = 4
 EPISODE_SEED_MAX = 2**63 - 1
 
 
+# A step carrying more than this share of what is forecast for the rest of its day is most
+# of it (one step a day, one open hour): bidding it blind, before any landscape, stakes the
+# day, where the first step of a 24-step day stakes an hour. The first bid's shade
+# (adbot.rl.features.initial_alpha) and the keyword calibration (KeywordBidder.bids) both
+# treat such a step apart; every standard training draw's and bundled scenario's first step
+# carries 1/24 of its day or less.
+MOST_OF_DAY = 0.25
+
+
 class _Row:
     """A read-only attribute that is row ``row`` of the instance's 2-D array ``table``."""
 
@@ -164,7 +173,7 @@ class MarketSimulator:
 
     def forecast_share_of_day(self, index: int) -> float:
         """Step ``index``'s share of the forecast traffic (no shocks) of its day from that step
-        on; 0 when none is left."""
+        on; 0 when none is left. Above ``MOST_OF_DAY`` a step bid blind stakes its day."""
         end = min((index // self.steps_per_day + 1) * self.steps_per_day, self.n_steps)
         left = float(np.sum(self.expected_queries[index:end]))
         return float(self.expected_queries[index]) / left if left > 0.0 else 0.0

@@ -25,7 +25,7 @@ import numpy as np
 from adbot.errors import InvalidInput
 from adbot.market.auction import COUNT_ROWS
 from adbot.market.profiles import step_weights
-from adbot.market.simulator import MarketSimulator, StepOutcome
+from adbot.market.simulator import MOST_OF_DAY, MarketSimulator, StepOutcome
 from adbot.rl.planner import (
     CALIBRATION_PRIOR,
     GOAL_CPA,
@@ -43,12 +43,9 @@ from adbot.rl.planner import (
 MIN_ALPHA = 0.02
 MAX_ALPHA = 50.0
 FIRST_STEP_SHADE = 0.5
-# A first step with traffic carrying more of its day's forecast traffic than
-# SHADE_FREE_SHARE (one step a day, one open hour) is shaded less, down to none at the whole
-# day when its budget cannot bind (see ``initial_alpha``); every standard training draw's
-# first step carries at most 1/24 of its day, so the shipped agents never saw the difference
-# (the wide draws, ``random_scenario(wide=True)``, have such steps).
-SHADE_FREE_SHARE = 0.25
+# A first step with traffic that is most of its day (``MOST_OF_DAY``) is shaded less, down
+# to none at the whole day when its budget cannot bind (see ``initial_alpha``); the shipped
+# agents never saw such a step (the wide draws, ``random_scenario(wide=True)``, have some).
 # How far the first step's spend may fall short of the upper bound of ``_top_slot_spend``:
 # where that bound reaches the daily budget at 1/BUDGET_REACH of the natural multiplier,
 # the budget is taken to bind and the step stays shaded.
@@ -106,7 +103,7 @@ def initial_alpha(sim: MarketSimulator) -> float:
     one step, too high can spend a large share of a tight daily budget in that one step.
     Whatever the bid, the step's bid landscape informs every later step. When that step is
     most of its day (one step a day, traffic in one hour), bidding low loses most of the day
-    instead: past ``SHADE_FREE_SHARE`` of the day the shade eases in log scale, to none at
+    instead: past ``MOST_OF_DAY`` of the day the shade eases in log scale, to none at
     the whole day, unless the budget could bind (:func:`_budget_shade`). At one step a day
     the half shade cost ``tight-cpa`` 12 points of the oracle's score.
     """
@@ -119,7 +116,7 @@ def initial_alpha(sim: MarketSimulator) -> float:
     if traffic.size:
         first = int(traffic[0])
         share = sim.forecast_share_of_day(first)
-        weight = min(1.0, (share - SHADE_FREE_SHARE) / (1.0 - SHADE_FREE_SHARE))
+        weight = min(1.0, (share - MOST_OF_DAY) / (1.0 - MOST_OF_DAY))
         if weight > 0.0:
             eased = _budget_shade(sim, first, natural)
             shade = math.exp((1.0 - weight) * math.log(shade) + weight * math.log(eased))

@@ -14,7 +14,8 @@ a free port, per worker, and stops it at the end. Without the binaries the run s
 a message saying how to get them: database tests are never skipped.
 
 Fixtures: ``pg_admin_url``, ``pg_url``, ``pg_engine``, ``db_session``, ``pg_database``
-(an extra empty database), ``own_engine`` (one migrated for a test that commits),
+(an extra empty database), ``own_engine`` and ``own_sqlite_engine`` (migrated, for a test
+that commits),
 ``sqlite_url``, ``sqlite_engine``, ``sqlite_session``,
 ``redis_url``, ``redis_client``.
 """
@@ -263,6 +264,17 @@ def own_engine(pg_database: str) -> Iterator[Engine]:
     """A migrated database of its own, for a test whose data must be committed for real."""
     migrate.upgrade(pg_database, "head")
     engine = create_db_engine(pg_database)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def own_sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A SQLite file of its own migrated to head, for a test whose data must be committed
+    for real (two sessions racing, say)."""
+    url = f"sqlite:///{tmp_path / 'own.db'}"
+    migrate.upgrade(url, "head")
+    engine = create_db_engine(url)
     yield engine
     engine.dispose()
 

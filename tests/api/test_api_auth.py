@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from adbot.config import Settings
 from adbot.db.models import Role, User
-from adbot.security.tokens import credential_fingerprint, issue_token
+from adbot.security.tokens import TokenKind, credential_fingerprint, issue_token
 from adbot.services import auth as auth_service
 from adbot.services.auth import (
     ENDED_SESSION,
@@ -30,6 +30,20 @@ TOKEN_URL = "/api/v1/auth/token"
 
 def _login(client: TestClient, email: str, password: str = PASSWORD) -> object:
     return client.post(TOKEN_URL, data={"username": email, "password": password})
+
+
+def _admin_token(
+    db_session: Session, tenant: Tenant, settings: Settings, kind: TokenKind, **issue: Any
+) -> tuple[str, datetime]:
+    """A token of the tenant's admin issued directly (generation 0, no refresh session)."""
+    password_hash = db_session.scalar(select(User.password_hash).where(User.id == tenant.admin_id))
+    return issue_token(
+        user_id=tenant.admin_id,
+        fingerprint=credential_fingerprint(password_hash, 0),
+        kind=kind,
+        auth=settings.auth,
+        **issue,
+    )
 
 
 def test_good_password_gets_a_short_lived_token(
@@ -93,13 +107,8 @@ def test_disabled_users_are_refused(client: TestClient, tenant: Tenant) -> None:
 def test_an_expired_token_is_refused(
     client: TestClient, tenant: Tenant, settings: Settings, db_session: Session
 ) -> None:
-    password_hash = db_session.scalar(select(User.password_hash).where(User.id == tenant.admin_id))
-    token, expires = issue_token(
-        user_id=tenant.admin_id,
-        fingerprint=credential_fingerprint(password_hash, 0),
-        kind="access",
-        auth=settings.auth,
-        now=datetime.now(UTC) - timedelta(hours=2),
+    token, expires = _admin_token(
+        db_session, tenant, settings, "access", now=datetime.now(UTC) - timedelta(hours=2)
     )
     assert expires < datetime.now(UTC)
     error = assert_error(client.get("/api/v1/auth/me", headers=bearer(token)), 401)
@@ -298,13 +307,7 @@ def test_a_refresh_token_from_before_rotation_is_refused(
     """Tokens issued before migration 0004 name no session, and nothing would record their
     use: taken once each, a copy could come back whenever its record was gone (evicted past
     MAX_SESSIONS, or expired under a shorter refresh lifetime). The user signs in again."""
-    password_hash = db_session.scalar(select(User.password_hash).where(User.id == tenant.admin_id))
-    old, _ = issue_token(
-        user_id=tenant.admin_id,
-        fingerprint=credential_fingerprint(password_hash, 0),
-        kind="refresh",
-        auth=settings.auth,
-    )
+    old, _ = _admin_token(db_session, tenant, settings, "refresh")  # as issued before 0004
     assert "sid" not in jwt.decode(old, SECRET, algorithms=["HS256"], issuer="adbot")
     error = assert_error(_refresh(client, old), 401)
     assert error["message"] == UNROTATED_REFRESH

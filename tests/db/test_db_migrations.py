@@ -183,57 +183,45 @@ def test_0002_keeps_the_metrics_and_its_downgrade_restores_0001(
     assert sorted(ids) == [1, 2, 3]
 
 
-def test_0003_keeps_every_user_signed_in_and_its_downgrade_restores_0002(
-    empty_url: str, engine_for: Engine
+@pytest.mark.parametrize(
+    ("previous", "user", "added", "new_value"),
+    [
+        # 0003: generation 0, the fingerprint of the password hash alone, which the tokens
+        # issued before carry: nobody is signed out by the upgrade.
+        ("0002", "", "token_generation", (0,)),
+        # 0004: no sign-in sessions yet (JSONB on PostgreSQL, text on SQLite).
+        ("0003", ", token_generation", "refresh_sessions", ({}, "{}")),
+    ],
+    ids=["0003", "0004"],
+)
+def test_a_users_column_keeps_every_user_and_its_downgrade_restores_the_one_before(
+    empty_url: str,
+    engine_for: Engine,
+    previous: str,
+    user: str,
+    added: str,
+    new_value: tuple[object, ...],
 ) -> None:
-    migrate.upgrade(empty_url, "0002")
-    at_0002 = snapshot(engine_for)
-    user = (
-        "INSERT INTO users (id, account_id, email, password_hash, role) "
-        "VALUES (1, 1, 'ann@acme.test', 'argon2-hash', 'admin')"
+    migrate.upgrade(empty_url, previous)
+    at_previous = snapshot(engine_for)
+    values = ", 2" if user else ""
+    insert = (
+        f"INSERT INTO users (id, account_id, email, password_hash, role{user}) "
+        f"VALUES (1, 1, 'ann@acme.test', 'argon2-hash', 'admin'{values})"
     )
-    columns = "SELECT id, account_id, email, password_hash, role, is_active FROM users"
+    columns = f"SELECT id, account_id, email, password_hash, role, is_active{user} FROM users"
     with engine_for.begin() as connection:
         connection.execute(text(SEED_0001[0]))
-        connection.execute(text(user))
+        connection.execute(text(insert))
         before = connection.execute(text(columns)).all()
 
     migrate.upgrade(empty_url, "head")
     with engine_for.connect() as connection:
         assert connection.execute(text(columns)).all() == before
-        # 0: the fingerprint of the password hash alone, which the tokens issued before carry
-        generation = connection.execute(text("SELECT token_generation FROM users"))
-        assert generation.scalar_one() == 0
+        assert connection.execute(text(f"SELECT {added} FROM users")).scalar_one() in new_value
 
-    migrate.downgrade("0002", empty_url)
-    assert snapshot(engine_for) == at_0002
-    with engine_for.connect() as connection:
-        assert connection.execute(text(columns)).all() == before
-
-
-def test_0004_starts_every_user_without_sessions_and_its_downgrade_restores_0003(
-    empty_url: str, engine_for: Engine
-) -> None:
-    migrate.upgrade(empty_url, "0003")
-    at_0003 = snapshot(engine_for)
-    user = (
-        "INSERT INTO users (id, account_id, email, password_hash, role, token_generation) "
-        "VALUES (1, 1, 'ann@acme.test', 'argon2-hash', 'admin', 2)"
-    )
-    columns = "SELECT id, email, password_hash, role, is_active, token_generation FROM users"
-    with engine_for.begin() as connection:
-        connection.execute(text(SEED_0001[0]))
-        connection.execute(text(user))
-        before = connection.execute(text(columns)).all()
-
-    migrate.upgrade(empty_url, "head")
-    with engine_for.connect() as connection:
-        assert connection.execute(text(columns)).all() == before
-        sessions = connection.execute(text("SELECT refresh_sessions FROM users")).scalar_one()
-        assert sessions in ({}, "{}")  # JSONB on PostgreSQL, text on SQLite
-
-    migrate.downgrade("0003", empty_url)
-    assert snapshot(engine_for) == at_0003
+    migrate.downgrade(previous, empty_url)
+    assert snapshot(engine_for) == at_previous
     with engine_for.connect() as connection:
         assert connection.execute(text(columns)).all() == before
 

@@ -10,7 +10,6 @@ snapshot predates the first's commit, so its write fails and nothing is issued.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, select
@@ -18,8 +17,6 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from adbot.config import AuthSettings
-from adbot.db import migrate
-from adbot.db.engine import create_db_engine
 from adbot.db.models import Account, Role, User
 from adbot.errors import AuthenticationFailed
 from adbot.security.passwords import hash_password
@@ -47,15 +44,6 @@ def _first_pair(engine: Engine) -> auth.TokenPair:
         return auth.login(
             session=session, email="ann@race.test", password="correct horse battery", auth=AUTH
         )
-
-
-@pytest.fixture
-def sqlite_file_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('refresh') / 'adbot.db'}"
-    migrate.upgrade(url, "head")
-    engine = create_db_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def test_the_second_of_two_refreshes_at_once_signs_the_session_out_on_postgresql(
@@ -87,13 +75,13 @@ def test_the_second_of_two_refreshes_at_once_signs_the_session_out_on_postgresql
 
 
 def test_the_second_of_two_refreshes_at_once_fails_on_sqlite(
-    sqlite_file_engine: Engine,
+    own_sqlite_engine: Engine,
 ) -> None:
-    pair = _first_pair(sqlite_file_engine)
-    with Session(sqlite_file_engine) as first, Session(sqlite_file_engine) as second:
+    pair = _first_pair(own_sqlite_engine)
+    with Session(own_sqlite_engine) as first, Session(own_sqlite_engine) as second:
         second.get(User, 1)  # its snapshot: before the first refresh
         renewed = auth.refresh(session=first, refresh_token=pair.refresh_token, auth=AUTH)
         with pytest.raises(OperationalError, match="database is locked"):
             auth.refresh(session=second, refresh_token=pair.refresh_token, auth=AUTH)
-    with Session(sqlite_file_engine) as third:  # the session goes on with the first's pair
+    with Session(own_sqlite_engine) as third:  # the session goes on with the first's pair
         auth.refresh(session=third, refresh_token=renewed.refresh_token, auth=AUTH)

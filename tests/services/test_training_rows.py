@@ -9,16 +9,12 @@ that race between two sessions on committed databases, without training.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from adbot.db import migrate
-from adbot.db.engine import create_db_engine
 from adbot.db.models import (
     Account,
     Agent,
@@ -33,22 +29,13 @@ from adbot.services.training import _RecordingHooks, register_agent_config, trai
 from training_helpers import TINY
 
 
-@pytest.fixture
-def sqlite_file_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('race') / 'adbot.db'}"
-    migrate.upgrade(url, "head")
-    engine = create_db_engine(url)
-    yield engine
-    engine.dispose()
-
-
 def test_a_run_reading_before_another_registers_finds_its_rows_on_sqlite(
-    sqlite_file_engine: Engine,
+    own_sqlite_engine: Engine,
 ) -> None:
     """The second session's read snapshot starts before the first creates the account and
     the agent: its own inserts fail at once ("database is locked", no busy timeout waits
     for a snapshot), and read again it takes the first one's rows."""
-    with Session(sqlite_file_engine) as first, Session(sqlite_file_engine) as second:
+    with Session(own_sqlite_engine) as first, Session(own_sqlite_engine) as second:
         assert second.scalars(select(Account)).all() == []  # its snapshot: no account yet
         account = training_account(session=first, slug=None)
         assert training_account(session=second, slug=None).id == account.id
@@ -59,7 +46,7 @@ def test_a_run_reading_before_another_registers_finds_its_rows_on_sqlite(
         other = TINY.with_overrides(seed=TINY.seed + 1)
         _, seed_row = register_agent_config(session=second, account_id=account.id, config=other)
         assert seed_row.version == 2
-    with Session(sqlite_file_engine) as check:
+    with Session(own_sqlite_engine) as check:
         assert len(check.scalars(select(Account)).all()) == 1
         assert len(check.scalars(select(Agent)).all()) == 1
         assert len(check.scalars(select(AgentConfig)).all()) == 2
@@ -114,7 +101,7 @@ def _running(session: Session, agent: Agent, config_row: AgentConfig, seed: int)
 
 
 def test_checkpoints_of_runs_side_by_side_are_numbered_apart_on_sqlite(
-    sqlite_file_engine: Engine, tmp_path: Path
+    own_sqlite_engine: Engine, tmp_path: Path
 ) -> None:
     """Seeds side by side share their agent, whose checkpoints are numbered in turn: the
     second run read the numbers before the first wrote its checkpoint, and its own write
@@ -123,7 +110,7 @@ def test_checkpoints_of_runs_side_by_side_are_numbered_apart_on_sqlite(
         timesteps=25_000, seed=0, model_sha256="0" * 64, score_ratio=0.9,
         created_at="2026-11-28T00:00:00Z", adbot_version="test", config_fingerprint="f" * 16,
     )  # fmt: skip
-    with Session(sqlite_file_engine) as first, Session(sqlite_file_engine) as second:
+    with Session(own_sqlite_engine) as first, Session(own_sqlite_engine) as second:
         account = training_account(session=first, slug=None)
         agent, config_row = register_agent_config(session=first, account_id=account.id, config=TINY)
         hooks = [

@@ -6,10 +6,14 @@ of on the 16 draws their checkpoint was chosen on. Prints each policy's mean sco
 for every policy after the first, the paired difference to the first (same episodes).
 
 With ``--steps-per-day N`` every draw is played at N decision steps a day instead of 24
-(its shocks at the same hour of the day): agents are trained at 24 only.
+(its shocks at the same hour of the day): agents are trained at 24 only. With ``--wide`` the
+draws are ``random_scenario(wide=True)``'s (other step lengths, few keywords, closed days
+and hours, large shocks). ``--worst N`` then lists the N draws where the first policy is
+furthest under the best of the others, with what sets each draw apart.
 
-Run: ``python benchmarks/validation.py [--draws 64] [--seed 20000] [--steps-per-day 24] POLICY
-[POLICY ...]``, e.g. ``python benchmarks/validation.py ppo:default onlinelp pid``.
+Run: ``python benchmarks/validation.py [--draws 64] [--seed 20000] [--steps-per-day 24]
+[--wide] [--worst 0] POLICY [POLICY ...]``, e.g. ``python benchmarks/validation.py ppo:default
+onlinelp pid``.
 """
 
 from __future__ import annotations
@@ -33,22 +37,35 @@ def main() -> None:
     parser.add_argument(
         "--steps-per-day", type=positive, default=24, help="decision steps a day (default 24)"
     )
+    parser.add_argument("--wide", action="store_true", help="wide random draws")
+    parser.add_argument(
+        "--worst", type=int, default=0, help="list the N draws where the first policy loses most"
+    )
     args = parser.parse_args()
     load_policy_plugins()
     try:
         policies = [make_policy(spec) for spec in args.policies]
-    except InvalidInput as error:
-        parser.error(str(error))
-    config = EvalConfig(random_scenarios=args.draws, seed=args.seed, max_daily_queries=None)
-    pairs = [(with_steps_per_day(s, args.steps_per_day), e) for s, e in evaluation_pairs(config)]
+    except InvalidInput as problem:
+        parser.error(str(problem))
+    config = EvalConfig(
+        random_scenarios=args.draws,
+        seed=args.seed,
+        max_daily_queries=None,
+        wide_draws=True if args.wide else None,
+    )
+    pairs = evaluation_pairs(config)
+    if not args.wide:
+        pairs = [(with_steps_per_day(s, args.steps_per_day), e) for s, e in pairs]
     print(
-        f"{len(pairs)} episodes: random scenarios of seed {args.seed}, full volume, "
-        f"{args.steps_per_day} steps a day"
+        f"{len(pairs)} episodes: {'wide ' if args.wide else ''}random scenarios of seed "
+        f"{args.seed}, full volume" + ("" if args.wide else f", {args.steps_per_day} steps a day")
     )
     first: list[float | None] | None = None
+    every: list[list[float | None]] = []
     for spec, policy in zip(args.policies, policies, strict=True):
         report = evaluate_policy(policy, pairs)
         ratios = [episode.score_ratio for episode in report.episodes]
+        every.append(ratios)
         mean, error = mean_and_error([r for r in ratios if r is not None])
         line = f"{spec:>24}: score_ratio {mean:.4f} (standard error {error:.4f})"
         if first is None:
@@ -57,6 +74,62 @@ def main() -> None:
             gap, gap_error = paired_gap(ratios, first)
             line += f"; minus {args.policies[0]}: {gap:+.4f} (standard error {gap_error:.4f})"
         print(line, flush=True)
+    if args.worst > 0 and len(every) > 1:
+        print_worst(args.policies, every, [scenario for scenario, _ in pairs], args.worst)
+
+
+def print_worst(
+    specs: list[str], every: list[list[float | None]], scenarios: list[Scenario], count: int
+) -> None:
+    """The ``count`` draws where the first policy is furthest under the best of the others."""
+    gaps = []
+    for index, scenario in enumerate(scenarios):
+        own = every[0][index]
+        rivals = [
+            (ratio, spec)
+            for spec, ratios in zip(specs[1:], every[1:], strict=True)
+            if (ratio := ratios[index]) is not None
+        ]
+        if own is None or not rivals:
+            continue
+        best, best_spec = max(rivals)
+        gaps.append((own - best, own, best, best_spec, scenario))
+    print(f"draws where {specs[0]} is furthest under the best of the others:")
+    for gap, own, best, spec, scenario in sorted(gaps, key=lambda row: row[0])[:count]:
+        print(f"  {gap:+.3f}: {own:.3f} against {spec} {best:.3f}; {describe(scenario)}")
+
+
+def describe(scenario: Scenario) -> str:
+    """What sets a random draw apart, in one line."""
+    horizon, campaign, market = scenario.horizon, scenario.campaign, scenario.market
+    if campaign.target_cpa is not None:
+        goal = f"cpa {campaign.target_cpa:.3g}"
+    elif campaign.target_roas is not None:
+        goal = f"roas {campaign.target_roas:.3g}"
+    else:
+        goal = "value"
+    parts = [
+        scenario.name,
+        f"{horizon.days}d x {horizon.steps_per_day} steps",
+        goal,
+        f"budget {campaign.daily_budget:.4g}",
+        f"{campaign.keywords} keywords",
+        f"{market.daily_queries:.0f} queries/day",
+    ]
+    hourly = market.hourly_profile
+    if not isinstance(hourly, str):
+        parts.append(f"open {sum(1 for weight in hourly if weight > 0)} h")
+    closed = sum(1 for weight in market.weekday_profile if weight == 0)
+    if closed:
+        parts.append(f"{closed} closed weekdays")
+    if market.competitor_budget is not None:
+        parts.append("budgeted competitors")
+    for shock in market.shocks:
+        parts.append(
+            f"shock d{shock.day}: cpc x{shock.competitor_cpc_multiplier:.2f} volume "
+            f"x{shock.volume_multiplier:.2f} cvr x{shock.cvr_multiplier:.2f}"
+        )
+    return ", ".join(parts)
 
 
 def with_steps_per_day(scenario: Scenario, steps: int) -> Scenario:

@@ -223,24 +223,30 @@ def test_numbers_written_as_integers_still_load() -> None:
 
 
 def test_a_field_added_later_keeps_the_old_fingerprints_while_unset() -> None:
-    """``env.keyword_calibration``, ``env.wide_draws`` and ``evaluation.wide_draws`` came
-    after agents were shipped: a config without them has the digest it had before the fields
-    existed (the shipped agents' checkpoints record it), and setting one changes the digest."""
+    """``env.keyword_calibration``, ``env.wide_draws``, ``evaluation.wide_draws`` and
+    ``env.fast_memory_by_day`` came after agents were shipped: a config without them has the
+    digest it had before the fields existed (the shipped agents' checkpoints record it), and
+    setting one changes the digest."""
     config = TrainingConfig()
     data = config.to_dict()
     assert data["env"].pop("keyword_calibration") is None
     assert data["env"].pop("wide_draws") is None
     assert data["evaluation"].pop("wide_draws") is None
+    assert data["env"].pop("fast_memory_by_day") is None
     before = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
     assert config.digest() == before
     for changed in (
         {"env": {"keyword_calibration": 32.0}},
         {"env": {"wide_draws": True}},
         {"evaluation": {"wide_draws": True}},
+        {"env": {"fast_memory_by_day": True}},
     ):
         assert config.with_overrides(**changed).digest() != before
-    unset = config.with_overrides(env={"wide_draws": False}, evaluation={"wide_draws": False})
+    unset = config.with_overrides(
+        env={"wide_draws": False, "fast_memory_by_day": False}, evaluation={"wide_draws": False}
+    )
     assert unset.env.wide_draws is None and unset.digest() == before  # false is the default
+    assert unset.env.fast_memory_by_day is None
 
 
 def test_the_wide_candidate_config_is_the_default_on_wide_draws() -> None:

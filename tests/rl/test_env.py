@@ -23,6 +23,7 @@ from adbot.market.episode import episode_market
 from adbot.market.scenario import Scenario
 from adbot.market.simulator import MarketSimulator
 from adbot.rl import ENV_ID
+from adbot.rl.config import TrainingConfig
 from adbot.rl.env import (
     MAX_EPISODE_STEPS,
     START_AHEAD,
@@ -32,6 +33,8 @@ from adbot.rl.env import (
     raise_conversion_rate,
 )
 from adbot.rl.features import FEATURE_NAMES, MAX_ALPHA, MIN_ALPHA, N_FEATURES
+from adbot.rl.planner import FAST
+from adbot.rl.train import make_env
 
 
 def _rollout(env: gym.Env, seed: int, actions: np.ndarray) -> tuple[list, list]:  # type: ignore[type-arg]
@@ -178,6 +181,23 @@ def test_wide_draws_play_to_the_end_with_finite_rewards() -> None:
         BidPacingEnv(max_daily_queries=1500.0, wide_draws=False).reset(seed=3)[1]["scenario"]
         == standard
     )
+
+
+@pytest.mark.parametrize("by_day", [False, True])
+def test_the_fast_memory_is_kept_overnight_unless_asked(by_day: bool) -> None:
+    """The env plans as ``ppo:default``'s agents trained, the fast memory kept overnight,
+    unless ``fast_memory_by_day`` (``env.fast_memory_by_day`` in a config) empties it at each
+    day's start as the policies play; its plan-alone twin plans the same way."""
+    env = BidPacingEnv("tight-cpa", reward={"components": {"score": 1, "baseline_score": 1}},
+                       fast_memory_by_day=by_day)  # fmt: skip
+    config = TrainingConfig().with_overrides(env={"fast_memory_by_day": by_day or None})
+    assert make_env(config).unwrapped.fast_memory_by_day == by_day  # type: ignore[attr-defined]
+    env.reset(seed=0)
+    for _ in range(24):
+        env.step(np.zeros(1, np.float32))
+    for player in (env._player, env._baseline):
+        assert player is not None
+        assert (player.state.planner.queries[FAST] == 0.0) == by_day
 
 
 def test_action_is_a_log_multiplier_around_the_plan(cpa_scenario: Scenario) -> None:

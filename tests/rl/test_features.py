@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from adbot.bidding import run_episode
+from adbot.bidding.oracle import hindsight_oracle
 from adbot.errors import InvalidInput
 from adbot.market.profiles import step_weights
 from adbot.market.scenario import Scenario, load_scenario, random_scenario
@@ -33,6 +34,7 @@ from adbot.rl.features import (
     _top_slot_spend,
     initial_alpha,
 )
+from adbot.rl.planner import FAST
 from adbot.rl.policy import PriorPolicy
 
 EPS = 1e-9
@@ -185,6 +187,78 @@ def test_a_lasting_drop_in_volume_is_planned_from_the_recent_days() -> None:
     budget = scenario.campaign.daily_budget
     spent = [float(result.spend[day * 24 : (day + 1) * 24].sum()) / budget for day in range(4)]
     assert spent[0] > 0.9 and spent[2] > 0.8 and spent[3] > 0.9
+
+
+def _competitors_run_dry() -> Scenario:
+    """Two days of a market whose 24 competitors each have a daily budget they spend by
+    evening (a wide validation draw, ``random-1746740247``), flat traffic; ours is small."""
+    return load_scenario(
+        {
+            "name": "competitors-run-dry",
+            "seed": 1746740247,
+            "horizon": {"days": 2, "steps_per_day": 24},
+            "campaign": {
+                "daily_budget": 219.6,
+                "target_cpa": 36.66,
+                "conversion_value": {"mean": 22.8, "sd_log": 0.31},
+                "keywords": 29,
+                "quality_score": {"mean": 5.36, "sd": 1.87},
+            },
+            "market": {
+                "daily_queries": 25609.0,
+                "volume_zipf": 0.997,
+                "hourly_profile": "flat",
+                "weekday_profile": [1.0] * 7,
+                "competitors": 24,
+                "participation": 0.868,
+                "competitor_cpc": {"mean": 1.863, "sd_log": 0.596},
+                "competitor_quality": {"mean": 6.13, "sd": 1.07},
+                "competitor_budget": {"mean": 257.7, "sd_log": 0.5},
+                "slots": 4,
+                "position_ctr": [0.112, 0.093, 0.083, 0.048],
+                "cvr": {"mean": 0.0905, "sd_log": 0.64},
+                "pcvr_noise": 0.042,
+                "bid_noise": 0.262,
+                "reserve_cpc": 0.0396,
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_a_new_day_is_not_bid_at_the_prices_of_the_last_ones_evening(seed: int) -> None:
+    """Competitors that run out of budget by evening leave the late auctions at the reserve
+    price whatever the bid, and the fast memory read that as "any multiplier fits". Carried
+    into the next morning, when their budgets are fresh, it bid 2.5-2.9 and spent the whole
+    of day 1's budget in its first hour (0.46-0.52 of the oracle's score). The new day is
+    planned on the slow memory: its first hour spends a few percent and the day most of it."""
+    scenario = _competitors_run_dry()
+    result = run_episode(scenario, seed, PriorPolicy())
+    budget = scenario.campaign.daily_budget
+    assert result.spend[24] < 0.1 * budget
+    assert 0.8 * budget < result.spend[24:].sum() <= budget * 1.01
+    assert result.metrics.score > 0.95 * hindsight_oracle(scenario, seed).score
+
+
+@pytest.mark.parametrize(("steps_per_day", "emptied"), [(24, True), (12, True), (6, False)])
+def test_the_fast_memory_is_emptied_at_a_new_day_only_when_it_spans_hours(
+    steps_per_day: int, emptied: bool
+) -> None:
+    """At 12 or more steps a day the fast memory (about 2.5 steps) is a few hours of one
+    day, emptied when the next starts; at coarser steps it is the last day or two, the
+    quick memory of a change, and is kept."""
+    data = _competitors_run_dry().model_dump(mode="json")
+    data["horizon"]["steps_per_day"] = steps_per_day
+    sim = MarketSimulator(load_scenario(data), 0)
+    state = PacingState(sim, 0.5)
+    while sim.step_index < steps_per_day:
+        alpha = state.alpha_for(0.0)
+        state.record(alpha, sim.step_multiplier(alpha))
+    assert (state.planner.queries[FAST] == 0.0) == emptied
+    if emptied:  # the slow plan alone
+        assert state.plan.alpha_fast == state.plan.alpha_slow
+    else:
+        assert state.planner.queries[FAST] > 0.0
 
 
 def _plan_alone(scenario: Scenario, seed: int) -> tuple[PacingState, float]:

@@ -303,8 +303,9 @@ def test_plan_without_data_is_the_fallback(cpa_scenario: Scenario) -> None:
 
 
 def test_add_step_and_plan_is_add_step_then_plan(cpa_scenario: Scenario) -> None:
-    """The fused per-step call folds and plans exactly as the two calls do, the later days'
-    traffic scaled inside it; before any data it gives the fallback."""
+    """The fused per-step call folds and plans exactly as the separate calls do, the later
+    days' traffic scaled inside it and the fast memory emptied at a new day; before any data
+    it gives the fallback."""
     rng = np.random.default_rng(5)
     sim = MarketSimulator(cpa_scenario, 2)
     fused, separate = LandscapePlanner(sim), LandscapePlanner(sim)
@@ -316,11 +317,16 @@ def test_add_step_and_plan_is_add_step_then_plan(cpa_scenario: Scenario) -> None
         x = random_inputs(rng, cpa_scenario.campaign.daily_budget)
         scale = log_uniform(rng, 0.2, 5.0)
         fallback = log_uniform(rng, 0.1, 2.0)
+        new_day = sim.step_index % sim.steps_per_day == 0
         plan = fused.add_step_and_plan(
             outcome.index, queries, x.budget_left_today, x.traffic_left_today,
             later_days(x.traffic_later_days), scale, *x.realised, x.calibration, fallback,
+            new_day,
         )  # fmt: skip
         separate.add_step(outcome.index, queries)
+        if new_day:
+            separate.forget_day()
+            assert fused.queries[FAST] == 0.0 and not fused.rates[[FAST_COST, FAST_CONV]].any()
         expected = separate.plan(
             **{**vars(x), "traffic_later_days": x.traffic_later_days * scale},
             fallback_alpha=fallback,
@@ -332,6 +338,29 @@ def test_add_step_and_plan_is_add_step_then_plan(cpa_scenario: Scenario) -> None
         plans += int(separate.has_data)
         fallbacks += int(not separate.has_data)
     assert plans > sim.n_steps // 2 and fallbacks == 1
+
+
+def test_a_new_day_is_planned_on_the_slow_memory_alone(cpa_scenario: Scenario) -> None:
+    """With the fast memory emptied, the fast plan is the slow one, the trends are flat and
+    the prior is the slow plan; the next step's fold starts the fast memory again from it
+    alone, while the slow memory keeps the days before."""
+    rng = np.random.default_rng(3)
+    sim = MarketSimulator(cpa_scenario, 4)
+    planner = LandscapePlanner(sim)
+    while sim.step_index < 30:
+        planner.add_step(sim.step_multiplier(float(np.exp(rng.uniform(-1, 1)))).index, 400.0)
+    x = random_inputs(rng, cpa_scenario.campaign.daily_budget)
+    before = planner.plan(**vars(x), fallback_alpha=1.0)
+    slow_queries = planner.queries[SLOW]
+    planner.forget_day()
+    plan = planner.plan(**vars(x), fallback_alpha=1.0)
+    assert before.alpha_fast != before.alpha_slow  # the fast memory differed
+    assert plan.alpha_fast == plan.alpha_slow == before.alpha_slow
+    assert plan.alpha_prior == pytest.approx(plan.alpha_slow, rel=1e-12)
+    assert plan.cost_trend == plan.efficiency_trend == 0.0
+    assert planner.queries[SLOW] == slow_queries
+    planner.add_step(sim.step_multiplier(1.0).index, 250.0)
+    assert planner.queries[FAST] == 250.0
 
 
 def test_the_compiled_prior_is_pythons_on_every_pair_of_fine_points() -> None:

@@ -34,7 +34,7 @@ from adbot.market.simulator import MarketSimulator
 from adbot.rl.checkpoints import load_checkpoint, sha256_file
 from adbot.rl.config import load_training_config
 from adbot.rl.features import N_FEATURES, OBS_BOUND
-from adbot.rl.policy import AGENTS_DIR, MeanPolicy, PpoPolicy, ensemble_members
+from adbot.rl.policy import AGENTS_DIR, MeanPolicy, PpoPolicy, PriorPolicy, ensemble_members
 from training_helpers import TINY
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "agents" / "default.yaml"
@@ -105,7 +105,7 @@ def test_an_agent_acts_as_its_model_behind_the_vec_normalize_it_trained_with(
     """Step for step, a checkpoint's agent takes the action SB3's model (``PPO.load`` of its
     model.zip) takes on the env's observation normalised by a ``VecNormalize`` holding the
     statistics of its normalization.json (SB3's own transform), and bids the env's
-    multipliers for those actions."""
+    multipliers for those actions (the env's fast memory by day, as every policy plans)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     from adbot.rl.env import BidPacingEnv
@@ -115,7 +115,7 @@ def test_an_agent_acts_as_its_model_behind_the_vec_normalize_it_trained_with(
     action_log_range = load_training_config(directory).env.action_log_range
     assert stats["norm_obs"] and action_log_range != 1.0
     model = PPO.load(directory / "model.zip", device="cpu")
-    env = BidPacingEnv(cpa_scenario, action_log_range=action_log_range)
+    env = BidPacingEnv(cpa_scenario, action_log_range=action_log_range, fast_memory_by_day=True)
     vec = VecNormalize(
         DummyVecEnv([lambda: env]),
         training=False,
@@ -189,22 +189,27 @@ def test_a_trained_run_plays_by_name_or_directory_as_its_best(
         make_policy("ppo:yours")
 
 
-def test_prior_is_the_envs_plan_alone(cpa_scenario: Scenario) -> None:
-    """``prior`` bids the env's multipliers at action 0, step for step, on the same episode."""
+@pytest.mark.parametrize("by_day", [True, False])
+def test_prior_is_the_envs_plan_alone(cpa_scenario: Scenario, by_day: bool) -> None:
+    """``prior`` bids the env's multipliers at action 0, step for step, on the same episode:
+    the env with ``fast_memory_by_day`` as ``prior`` plays, the env's default (as the agents
+    of ``ppo:default`` trained) as ``PriorPolicy(forget_day=False)``; the two part."""
     from adbot.rl.env import BidPacingEnv
 
-    env = BidPacingEnv(cpa_scenario)
+    env = BidPacingEnv(cpa_scenario, fast_memory_by_day=by_day)
     env.reset(seed=0, options={"episode_seed": 4})
     alphas, done = [], False
     while not done:
         _, _, terminated, truncated, info = env.step(np.zeros(1, dtype=np.float32))
         alphas.append(info["alpha"])
         done = terminated or truncated
-    policy = make_policy("prior")
+    policy = make_policy("prior") if by_day else PriorPolicy(forget_day=False)
     assert policy.name == "prior"
     result = run_episode(cpa_scenario, 4, policy)
     np.testing.assert_array_equal(result.alpha, alphas)
     assert result.metrics.score == pytest.approx(info["score"])
+    other = run_episode(cpa_scenario, 4, PriorPolicy(forget_day=not by_day))
+    assert not np.array_equal(other.alpha, alphas)  # cpa_scenario has two days
 
 
 def test_prior_takes_no_argument() -> None:

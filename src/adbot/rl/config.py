@@ -37,13 +37,15 @@ ADDED_FIELDS = (
     ("env", "keyword_calibration"),
     ("env", "wide_draws"),
     ("evaluation", "wide_draws"),
+    ("env", "fast_memory_by_day"),
 )
 
 
-# random_scenario(wide=True) for the random draws (env: training, evaluation: checkpoint
-# choice). false is stored as null, the standard draws, so it keeps the config's digest.
-WideDraws = Annotated[
-    bool | None, Field(strict=True), AfterValidator(lambda wide: True if wide else None)
+# A switch added after agents were trained: false is stored as null, what the config did
+# before the switch, so it keeps the config's digest. wide_draws: random_scenario(wide=True)
+# for the random draws (env: training, evaluation: checkpoint choice).
+AddedSwitch = Annotated[
+    bool | None, Field(strict=True), AfterValidator(lambda on: True if on else None)
 ]
 
 
@@ -72,7 +74,11 @@ class EnvConfig(_Frozen):
     # predicted conversions, as the agent will play; None: every keyword bids the multiplier.
     keyword_calibration: float | None = Field(None, gt=0, strict=True)
     # some draws with 1-12 steps a day, 1-4 keywords, closed days or hours, shocks of x0.2-5
-    wide_draws: WideDraws = None
+    wide_draws: AddedSwitch = None
+    # The planner's fast memory holds one day (emptied at each day's start, at 12 steps a day
+    # or more), as every policy plays; unset: kept overnight, as ppo:default's agents trained.
+    # The run's checkpoint evaluations follow it too.
+    fast_memory_by_day: AddedSwitch = None
 
 
 class PpoConfig(_Frozen):
@@ -112,7 +118,7 @@ class EvalConfig(_Frozen):
     scenario_files: tuple[str, ...] = ()
     episodes: int = Field(1, ge=1, strict=True)
     seed: int = Field(10_000, ge=0, strict=True)  # numpy seeds are non-negative
-    wide_draws: WideDraws = None
+    wide_draws: AddedSwitch = None
 
     @model_validator(mode="after")
     def _has_scenarios(self) -> EvalConfig:

@@ -124,9 +124,10 @@ class _Player:
         action_log_range: float,
         market: EpisodeMarket | None = None,
         keyword_calibration: float | None = None,
+        forget_day: bool = False,
     ) -> None:
         self.sim = MarketSimulator(scenario, episode_seed, market)
-        self.state = PacingState(self.sim, action_log_range)
+        self.state = PacingState(self.sim, action_log_range, forget_day=forget_day)
         self.goal = Goal.of(scenario)
         self.totals = Totals()
         self.bidder = (
@@ -230,6 +231,9 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
     predicted conversions) those bids go through :class:`adbot.bidding.calibration.KeywordBidder`
     first, calibrated per keyword and spread by the keywords' landscapes at the same cost, as
     ``CalibratedPolicy`` plays an agent: it trains on the bids it will play.
+    With ``fast_memory_by_day`` the planner's fast memory holds one day, as every policy
+    plays (``PacingState``'s ``forget_day``); by default it is kept overnight, as the agents
+    of ``ppo:default`` trained.
 
     Scenarios: a fixed one (a file, a bundled name, a mapping or a ``Scenario``) given to the
     constructor, or, without one, a fresh draw of ``adbot.market.random_scenario`` from
@@ -292,6 +296,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         episode_reuse: int = 1,
         keyword_calibration: float | None = None,
         wide_draws: bool = False,
+        fast_memory_by_day: bool = False,
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None:
@@ -309,6 +314,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
                 "episode_reuse": episode_reuse,
                 "keyword_calibration": keyword_calibration,
                 "wide_draws": wide_draws,
+                "fast_memory_by_day": fast_memory_by_day,
             },
             "env settings",
         )
@@ -318,6 +324,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         self.episode_reuse = settings.episode_reuse
         self.keyword_calibration = settings.keyword_calibration
         self.wide_draws = bool(settings.wide_draws)
+        self.fast_memory_by_day = bool(settings.fast_memory_by_day)
         self._pool: list[_Episode] = []
         self._episode: _Episode | None = None
         self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (N_FEATURES,), np.float32)
@@ -399,6 +406,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
             self.action_log_range,
             episode.market,
             self.keyword_calibration,
+            self.fast_memory_by_day,
         )
 
     def _twin_step(self, index: int) -> tuple[Totals, Totals]:
@@ -502,6 +510,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
             self.action_log_range,
             self.keyword_calibration,
             self.wide_draws,
+            self.fast_memory_by_day,
             self.reward_fn,
         )
 

@@ -28,6 +28,7 @@ from adbot.market.profiles import step_weights
 from adbot.market.simulator import MOST_OF_DAY, MarketSimulator, StepOutcome
 from adbot.rl.planner import (
     CALIBRATION_PRIOR,
+    FORGET_DAY_MIN_STEPS,
     GOAL_CPA,
     GOAL_ROAS,
     GRID,
@@ -200,8 +201,8 @@ _PRIOR = PLAN + Plan._fields.index("alpha_prior")
 (
     C_N_STEPS, C_DAYS, C_STEPS_PER_DAY, C_DAILY_BUDGET, C_TOTAL_BUDGET, C_GOAL, C_TARGET,
     C_MEAN_VALUE, C_REFERENCE_CONV, C_HAS_CPA, C_HAS_ROAS, C_START_WEEKDAY, C_INITIAL_ALPHA,
-    C_RECENT_DECAY,
-) = range(14)  # fmt: skip
+    C_RECENT_DECAY, C_FORGET_DAY,
+) = range(15)  # fmt: skip
 _NO_DAYS = np.zeros((2, 0))
 _NO_OBSERVATION = np.zeros(0, np.float32)
 
@@ -235,7 +236,13 @@ class PacingState:
     queries = _number(QUERIES, "eligible queries so far")
     alpha = _number(ALPHA, "the multiplier in force (played at the last step)")
 
-    def __init__(self, sim: MarketSimulator, action_log_range: float) -> None:
+    def __init__(
+        self, sim: MarketSimulator, action_log_range: float, *, forget_day: bool = True
+    ) -> None:
+        """``forget_day``: the planner's fast memory holds one day at 12 steps a day or more,
+        emptied at each day's start (``LandscapePlanner.forget_day``), as every policy plays;
+        False keeps it overnight, as the agents of ``ppo:default`` trained (a training config's
+        ``env.fast_memory_by_day`` unset)."""
         self.sim = sim
         self.action_log_range = action_log_range
         campaign = sim.scenario.campaign
@@ -248,7 +255,7 @@ class PacingState:
         # never 0, which a budget near the smallest float over a large target underflows to
         # (the feature then divided by zero at the first step).
         reference_conv = max(self.total_budget / sim.value_per_conversion, _SMALLEST)
-        constants = [0.0] * 14
+        constants = [0.0] * 15
         constants[C_N_STEPS], constants[C_DAYS] = sim.n_steps, sim.days
         constants[C_STEPS_PER_DAY], constants[C_DAILY_BUDGET] = sim.steps_per_day, sim.daily_budget
         constants[C_TOTAL_BUDGET], constants[C_GOAL], constants[C_TARGET] = (
@@ -263,6 +270,7 @@ class PacingState:
         alpha = initial_alpha(sim)
         constants[C_INITIAL_ALPHA] = alpha
         constants[C_RECENT_DECAY] = 0.5 ** (4.0 / sim.steps_per_day)
+        constants[C_FORGET_DAY] = float(forget_day and sim.steps_per_day >= FORGET_DAY_MIN_STEPS)
         self._constants = np.array(constants)
         forecast = np.asarray(sim.expected_queries, dtype=np.float64)
         self._forecast_cum = np.concatenate(([0.0], np.cumsum(forecast)))
@@ -455,8 +463,9 @@ def _record_kernel(
                 or recent * RECENT_VOLUME_SHIFT < volume_ratio
             ):
                 volume_ratio = recent
-        day = next_index // int(constants[C_STEPS_PER_DAY])
-        if next_index % int(constants[C_STEPS_PER_DAY]) == 0:
+        spd = int(constants[C_STEPS_PER_DAY])
+        day = next_index // spd
+        if next_index % spd == 0:
             day_start[day, 0] = numbers[CONVERSIONS]
             day_start[day, 1] = numbers[PRED_CONVERSIONS]
         _restart_calibration(numbers, day_start, day)
@@ -474,6 +483,7 @@ def _record_kernel(
             # played, which the action moved, or each empty step would move it again (a week
             # that starts with empty days compounded it 20-fold before its first query).
             constants[C_INITIAL_ALPHA],
+            constants[C_FORGET_DAY] > 0.0 and next_index % spd == 0,
         )  # fmt: skip
         for j in range(N_NUMBERS - PLAN):
             numbers[PLAN + j] = plan[j]

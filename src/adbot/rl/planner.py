@@ -22,7 +22,17 @@ The slow plan is ``min(alpha_budget, alpha_goal)``: when the budget binds, the c
 multiplier that still spends it wins the most conversions; otherwise the goal decides.
 The same plan on the fast rates (``alpha_fast``) follows the last few steps (a price shock,
 competitors running out of budget during the day). The prior is their geometric blend,
-``alpha_slow^(1 - FAST_WEIGHT) x alpha_fast^FAST_WEIGHT``.
+``alpha_slow^(1 - FAST_WEIGHT) x alpha_fast^FAST_WEIGHT``. With steps of two hours or
+less (``FORGET_DAY_MIN_STEPS``) the fast memory is of today only: it is emptied before a
+day's first step is planned (``forget_day``), which the slow plan then decides alone.
+Yesterday's last hours are no guide to today's first: where
+competitors' budgets ran out by evening, their late auctions cost the reserve price at any
+bid, the fast plan read that as "any multiplier fits the budget" (39 of a grid up to 50),
+and carried into the morning, when every budget is fresh, the blend bid 2.7 and spent the
+whole day's budget in its first hour, every day of a week (0.36 of the oracle's score).
+The agents of ``ppo:default`` trained before this, with the fast memory kept overnight; a
+training env keeps it so unless its config asks otherwise (``env.fast_memory_by_day``), so
+that they retrain to the same weights.
 
 Each step's arithmetic (both plans, the rates at the slow plan, the elasticity) is one
 compiled pass, :func:`_plan_kernel`, over the rates' float arrays; in numpy it was mostly
@@ -65,6 +75,11 @@ FORGET = 0.97  # per-step weight of older landscapes in the estimate
 FAST_FORGET = 0.6  # the same for the short-memory rates behind the trend features
 FAST_WEIGHT = 0.5  # weight of the fast plan in the prior (log scale); chosen on random draws
 GROUP_LATER_AFTER = 64  # later days past which days of equal traffic are summed as one
+# Days of at least this many steps empty the fast memory at their start (``forget_day``):
+# its span, 1 / (1 - FAST_FORGET) = 2.5 steps, is then a few hours of one day. At coarser
+# steps it is the memory of the last day or two, the only one quick enough to follow a
+# change (the slow one spans 33 steps: 16 days at two steps a day), and is kept.
+FORGET_DAY_MIN_STEPS = 12
 
 
 def later_days(traffic: np.ndarray) -> np.ndarray:
@@ -170,6 +185,10 @@ class LandscapePlanner:
         self.fold(view.cost, view.conversions, queries)
         self.steps += 1
 
+    def forget_day(self) -> None:
+        """Empty the fast memory before a new day's first step is planned (``_forget_day``)."""
+        _forget_day(self.rates, self.queries)
+
     def plan(
         self,
         *,
@@ -211,9 +230,10 @@ class LandscapePlanner:
         realised_value: float,
         calibration: float,
         fallback_alpha: float,
+        new_day: bool = False,
     ) -> Plan:
-        """``add_step`` then ``plan`` in one compiled call (``_add_and_plan_kernel``, which
-        ``PacingState`` calls inside its compiled step).
+        """``add_step`` (then ``forget_day`` with ``new_day``) and ``plan`` in one compiled
+        call (``_add_and_plan_kernel``, which ``PacingState`` calls inside its compiled step).
 
         Positional floats and ``later`` as :func:`later_days` makes it, as ``PacingState``
         has them: no keyword or conversion overhead on a path run at every step.
@@ -226,7 +246,7 @@ class LandscapePlanner:
                 budget_left_today, traffic_left_today, later, later_days_scale,
                 realised_cost, realised_conv, realised_value, calibration,
                 self._daily_budget, self._goal, self._target, self._mean_value,
-                fallback_alpha,
+                fallback_alpha, new_day,
             )
         )  # fmt: skip
 
@@ -247,11 +267,14 @@ def _add_and_plan_kernel(
     rates, queries, new_cost, new_conv, new_queries,
     budget_left_today, traffic_left_today, later, later_days_scale,
     realised_cost, realised_conv, realised_value, calibration,
-    daily_budget, goal, target, mean_value, fallback_alpha,
+    daily_budget, goal, target, mean_value, fallback_alpha, new_day,
 ):  # fmt: skip
     """``_forget_and_add`` then, when the rates have data, ``_plan_kernel`` (else the
-    fields of ``fallback_plan(fallback_alpha)``)."""
+    fields of ``fallback_plan(fallback_alpha)``). With ``new_day`` (the next step starts a
+    day) the fast memory is emptied first (``_forget_day``)."""
     _forget_and_add(rates, queries, new_cost, new_conv, new_queries)
+    if new_day:
+        _forget_day(rates, queries)
     if not _has_data(rates, queries):
         return _fallback(fallback_alpha)
     return _plan_kernel(
@@ -432,6 +455,18 @@ def _log_ratio(num, den):
     if num <= 0 or den <= 0:
         return 0.0
     return min(3.0, max(-3.0, math.log(num / den)))
+
+
+@numba.njit(cache=True)
+def _forget_day(rates, queries):
+    """Empty the fast memory: it followed the day just ended (competitors running out of
+    budget, a price move within the day), and every budget starts again with the new day.
+    Until the new day's first step is folded in, the slow memory stands in for it
+    (``_plan_kernel``)."""
+    for i in range(rates.shape[1]):
+        rates[FAST_COST, i] = 0.0
+        rates[FAST_CONV, i] = 0.0
+    queries[FAST] = 0.0
 
 
 @numba.njit(cache=True)

@@ -46,16 +46,20 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 class PriorPolicy:
     """The planner's prior alone: :class:`PacingState` with action 0 at every step.
 
-    The base of :class:`PpoPolicy`, which takes its action from a model instead."""
+    The base of :class:`PpoPolicy`, which takes its action from a model instead.
+    ``forget_day=False`` plans as the agents of ``ppo:default`` trained (``PacingState``)."""
 
-    def __init__(self, *, action_log_range: float = 0.0, name: str = "prior") -> None:
+    def __init__(
+        self, *, action_log_range: float = 0.0, name: str = "prior", forget_day: bool = True
+    ) -> None:
         self.name = name
         self.action_log_range = action_log_range
+        self.forget_day = forget_day
         self.alpha: float | None = None
         self._state: PacingState | None = None
 
     def reset(self, sim: MarketSimulator) -> None:
-        self._state = PacingState(sim, self.action_log_range)
+        self._state = PacingState(sim, self.action_log_range, forget_day=self.forget_day)
         self.alpha = None
 
     def action(self) -> float:
@@ -91,8 +95,9 @@ class PpoPolicy(PriorPolicy):
         *,
         action_log_range: float,
         name: str = "ppo",
+        forget_day: bool = True,
     ) -> None:
-        super().__init__(action_log_range=action_log_range, name=name)
+        super().__init__(action_log_range=action_log_range, name=name, forget_day=forget_day)
         self.model = model
         self.normalization = normalization
 

@@ -104,6 +104,7 @@ def make_env(config: TrainingConfig) -> gym.Env[Any, Any]:
         episode_reuse=config.env.episode_reuse,
         keyword_calibration=config.env.keyword_calibration,
         wide_draws=bool(config.env.wide_draws),
+        fast_memory_by_day=bool(config.env.fast_memory_by_day),
     )
     return gym.wrappers.RecordEpisodeStatistics(env)
 
@@ -311,6 +312,7 @@ class _Run:
             self.model,
             NormalizationStats.from_vec_normalize(self.venv),
             action_log_range=self.config.env.action_log_range,
+            forget_day=bool(self.config.env.fast_memory_by_day),  # as the run trains
         )
         return evaluate_policy(as_trained(policy, self.config.env.keyword_calibration), self.pairs)
 

@@ -32,20 +32,24 @@ from adbot.rl.policy import MeanPolicy, PpoPolicy, make_ppo_policy
 
 def make_mean_policy(spec: str) -> MeanPolicy | CalibratedPolicy:
     """``mean:A+B+...``: the members of every agent named (an ensemble counts its own),
-    calibrated per keyword as the first agent plays (``ppo:default`` is), so the two compare."""
+    calibrated per keyword and planning as the first agent plays (``ppo:default``: with a
+    prior of 32, the fast memory by day), so the two compare."""
     agents = spec.split("+")
     if len(agents) < 2:
         raise InvalidInput(f"policy 'mean:{spec}': name two or more agents, joined by '+'")
     members: list[PpoPolicy] = []
     calibration: float | None = None
+    forget_day = True
     for i, agent in enumerate(agents):
         policy = make_ppo_policy(agent)
         if isinstance(policy, CalibratedPolicy):
             if i == 0:
                 calibration = policy.prior_conversions
             policy = policy.base
+        if i == 0:
+            forget_day = policy.forget_day
         members += policy.members if isinstance(policy, MeanPolicy) else [policy]
-    mean = MeanPolicy(members, name=f"mean:{spec}")
+    mean = MeanPolicy(members, name=f"mean:{spec}", forget_day=forget_day)
     return mean if calibration is None else CalibratedPolicy(mean, calibration, name=mean.name)
 
 

@@ -148,6 +148,76 @@ def test_allocation_maximises_each_keywords_return_at_the_policys_spend() -> Non
     assert allocated[known[0]] == willingness[known[0]] and allocated[known[1]] == 0.0
 
 
+def test_a_jump_of_the_argmax_bids_where_the_policys_spend_is_reached() -> None:
+    """A landscape that is not convex (a slot won only from some bid on): the argmax of
+    ``lambda x worth x clicks - cost`` jumps over the bids between, and its least lambda cost
+    twice what the policy's bid would have. The keyword that jumps bids the least grid point
+    that reaches the policy's spend instead: with one keyword, the policy's own bid."""
+    sim, landscapes = _landscapes(2)
+    n = ALLOCATION_GRID.size
+    # From grid point 81 to 120 the same clicks at a rising price, then twice the clicks.
+    clicks = np.interp(np.arange(n), [0, 80, 81, 120, 121, n - 1], [0, 2, 10, 10, 20, 22.0])
+    price = np.interp(np.arange(n), [0, 80, 81, n - 1], [0.1, 0.5, 0.9, 3.0])
+    landscapes.keywords = landscapes.keywords[:1]
+    landscapes.clicks, landscapes.cost = clicks[None, :], (clicks * price)[None, :]
+    keyword = int(landscapes.keywords[0])
+    value = sim.keyword_values[keyword]
+    bids = np.zeros(sim.n_keywords)
+    bids[keyword] = ALLOCATION_GRID[100] * value  # inside the stretch the argmax jumps over
+    allocated, _ = landscapes.allocate(bids.copy(), bids)
+    point = int(np.argmin(np.abs(ALLOCATION_GRID * value - allocated[keyword])))
+    assert point == 100  # was the hull's next point above the stretch, costing twice as much
+    assert allocated[keyword] == pytest.approx(bids[keyword], rel=1e-12)
+
+
+def test_a_campaign_of_one_keyword_spends_as_its_policy() -> None:
+    """One keyword among rivals with budgets (a validation draw given one keyword, one day):
+    calibrated per keyword, ``fixed:0.3`` bid up to 2.4 times its own bids and spent 110
+    where its bids spend 12; played through ``calibrated:prior`` on three days the draw scored
+    half of the plan's own bids. With one keyword there is nothing to spread over: the
+    policy's bids stand, to the grid's 4 %."""
+    scenario = load_scenario(
+        {
+            "name": "one-keyword",
+            "seed": 78895864,
+            "horizon": {"days": 1, "steps_per_day": 24, "start_weekday": 2},
+            "campaign": {
+                "daily_budget": 367.0,
+                "target_cpa": 18.4,
+                "conversion_value": {"mean": 20.8, "sd_log": 0.37},
+                "keywords": 1,
+                "quality_score": {"mean": 7.55, "sd": 1.26},
+            },
+            "market": {
+                "daily_queries": 6000.0,
+                "volume_zipf": 1.4,
+                "hourly_profile": "b2b",
+                "weekday_profile": [1.0] * 7,
+                "competitors": 21,
+                "participation": 0.93,
+                "competitor_cpc": {"mean": 0.874, "sd_log": 0.248},
+                "competitor_quality": {"mean": 7.38, "sd": 1.93},
+                "competitor_budget": {"mean": 60.8, "sd_log": 0.5},
+                "slots": 5,
+                "position_ctr": [0.080, 0.067, 0.057, 0.037, 0.029],
+                "cvr": {"mean": 0.063, "sd_log": 0.35},
+                "pcvr_noise": 0.16,
+                "bid_noise": 0.13,
+                "reserve_cpc": 0.0445,
+            },
+        }
+    )
+    for seed in range(2):
+        plain = run_episode(scenario, seed, make_policy("fixed:0.3"), keyword_trace=True)
+        calibrated = run_episode(
+            scenario, seed, make_policy("calibrated:fixed:0.3"), keyword_trace=True
+        )
+        assert plain.keywords is not None and calibrated.keywords is not None
+        assert calibrated.metrics.cost == pytest.approx(plain.metrics.cost, rel=0.1)
+        ratio = calibrated.keywords.bids[:, 0] / plain.keywords.bids[:, 0]
+        assert ratio.max() < 1.05  # was 2.2-2.4
+
+
 def test_an_account_of_thin_keywords_keeps_its_conversions() -> None:
     """20,000 keywords and a few thousand queries a day: no keyword is seen often enough for
     its own landscape, and the policy's bids stand (with the prior's correction)."""

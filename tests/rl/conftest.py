@@ -30,3 +30,9 @@ def roas_scenario() -> Scenario:
 @pytest.fixture(scope="session")
 def value_scenario() -> Scenario:
     return small("value-only")
+
+
+@pytest.fixture(scope="session")
+def three_day_cpa_scenario() -> Scenario:
+    """``tight-cpa`` over three days: its planner's day starts matter."""
+    return small("tight-cpa", days=3)

@@ -200,6 +200,36 @@ def test_the_fast_memory_is_kept_overnight_unless_asked(by_day: bool) -> None:
         assert (player.state.planner.queries[FAST] == 0.0) == by_day
 
 
+def test_a_replay_after_the_settings_change_plays_its_twin_again(
+    three_day_cpa_scenario: Scenario,
+) -> None:
+    """A replayed episode's plan-alone twin was recorded with the settings of its first play;
+    after a vec env's ``set_attr`` changes them (here the planner's fast memory), action 0
+    throughout still earns a reward of 0, the twin played again with the new settings (its
+    score was the old planner's)."""
+    reward = {"components": {"score": 1.0, "baseline_score": 1.0}}
+    env = BidPacingEnv(three_day_cpa_scenario, reward=reward, episode_reuse=16)
+
+    def play() -> tuple[int, float]:
+        _, start = env.reset()
+        total, terminated = 0.0, False
+        while not terminated:
+            _, reward_value, terminated, _, _ = env.step(np.zeros(1, np.float32))
+            total += float(reward_value)
+        return start["episode_seed"], total
+
+    env.reset(seed=0)
+    first, total = play()
+    assert total == pytest.approx(0.0, abs=1e-12)
+    env.fast_memory_by_day = True
+    replays = 0
+    for _ in range(20):
+        seed, total = play()
+        assert total == pytest.approx(0.0, abs=1e-12)
+        replays += seed == first
+    assert replays > 0
+
+
 def test_action_is_a_log_multiplier_around_the_plan(cpa_scenario: Scenario) -> None:
     env = BidPacingEnv(cpa_scenario, action_log_range=1.0)
     alphas = {}
@@ -254,17 +284,23 @@ def test_bids_are_the_multiplier_bids_of_market_md(cpa_scenario: Scenario) -> No
 def test_calibrated_bids_are_those_the_calibrated_policy_plays(cpa_scenario: Scenario) -> None:
     """With ``keyword_calibration`` the env bids what ``CalibratedPolicy`` would on top of the
     multiplier bids (an agent trains on the bids it plays): action 0 throughout is the
-    ``calibrated:prior`` policy to the cent, a different game from the multiplier bids', and
+    ``calibrated:prior`` policy to the cent and multiplier by multiplier (the env planning as
+    the policies do, ``fast_memory_by_day``), a different game from the multiplier bids', and
     the plan-alone twin of a ``baseline_score`` reward plays calibrated too."""
     reward = {"components": {"score": 1.0, "baseline_score": 1.0}}
-    env = BidPacingEnv(cpa_scenario, reward=reward, keyword_calibration=32.0)
+    env = BidPacingEnv(
+        cpa_scenario, reward=reward, keyword_calibration=32.0, fast_memory_by_day=True
+    )
     env.reset(seed=0, options={"episode_seed": 6})
-    total, terminated, info = 0.0, False, {}
+    total, terminated, info, alphas = 0.0, False, {}, []
     while not terminated:
         _, reward_value, terminated, _, info = env.step(np.zeros(1, dtype=np.float32))
         total += float(reward_value)
-    played = run_episode(cpa_scenario, 6, make_policy("calibrated:prior")).metrics.score
+        alphas.append(info["alpha"])
+    result = run_episode(cpa_scenario, 6, make_policy("calibrated:prior"))
+    played = result.metrics.score
     plain = run_episode(cpa_scenario, 6, make_policy("prior")).metrics.score
+    np.testing.assert_array_equal(result.alpha, alphas)
     assert info["score"] == pytest.approx(played, rel=1e-12)
     assert info["baseline_score"] == pytest.approx(played, rel=1e-12)
     assert total == pytest.approx(0.0, abs=1e-12)

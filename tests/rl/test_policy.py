@@ -105,7 +105,7 @@ def test_an_agent_acts_as_its_model_behind_the_vec_normalize_it_trained_with(
     """Step for step, a checkpoint's agent takes the action SB3's model (``PPO.load`` of its
     model.zip) takes on the env's observation normalised by a ``VecNormalize`` holding the
     statistics of its normalization.json (SB3's own transform), and bids the env's
-    multipliers for those actions (the env's fast memory by day, as every policy plans)."""
+    multipliers for those actions (the env's planner as the checkpoint trained)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     from adbot.rl.env import BidPacingEnv
@@ -115,7 +115,7 @@ def test_an_agent_acts_as_its_model_behind_the_vec_normalize_it_trained_with(
     action_log_range = load_training_config(directory).env.action_log_range
     assert stats["norm_obs"] and action_log_range != 1.0
     model = PPO.load(directory / "model.zip", device="cpu")
-    env = BidPacingEnv(cpa_scenario, action_log_range=action_log_range, fast_memory_by_day=True)
+    env = BidPacingEnv(cpa_scenario, action_log_range=action_log_range)
     vec = VecNormalize(
         DummyVecEnv([lambda: env]),
         training=False,
@@ -327,6 +327,35 @@ def test_an_ensemble_plays_as_its_members_trained(tmp_path: Path) -> None:
     (ensemble / "ensemble.json").write_text(json.dumps(manifest))
     chosen = make_policy(f"ppo:{ensemble}")
     assert isinstance(chosen, CalibratedPolicy) and chosen.prior_conversions == 8.0
+
+
+def test_an_agent_plans_as_it_trained_unless_its_ensemble_says(tmp_path: Path) -> None:
+    """A checkpoint plays on the planner it trained on (its config's
+    ``env.fast_memory_by_day``), so its recorded evaluation is what ``ppo:PATH`` plays; an
+    ensemble's ``fast_memory_by_day`` decides over its members': ``ppo:default``'s agents
+    trained with the fast memory kept overnight, and it plays with it holding one day."""
+    shipped = make_policy("ppo:default")
+    assert isinstance(shipped, CalibratedPolicy) and isinstance(shipped.base, MeanPolicy)
+    assert shipped.base.forget_day
+    assert not any(member.forget_day for member in shipped.base.members)
+    agent = _agent_copy(tmp_path)
+    single = make_policy(f"ppo:{agent}")
+    assert isinstance(single, CalibratedPolicy | PpoPolicy)
+    assert not (single.base if isinstance(single, CalibratedPolicy) else single).forget_day
+    ensemble = _ensemble_of(tmp_path, agent)
+    shutil.copytree(AGENTS_DIR / "default" / "members" / "seed-1", ensemble / "other")
+    config = load_training_config(ensemble / "other")
+    config = config.with_overrides(env={"fast_memory_by_day": True})
+    config.save(ensemble / "other")
+    _rewrite_meta(ensemble / "other", config_fingerprint=config.fingerprint())
+    (ensemble / "ensemble.json").write_text(json.dumps({"members": ["member", "other"]}))
+    with pytest.raises(InvalidInput, match=r"trained with and without env\.fast_memory_by_day"):
+        make_policy(f"ppo:{ensemble}")
+    for by_day in (True, False):
+        manifest = {"members": ["member", "other"], "fast_memory_by_day": by_day}
+        (ensemble / "ensemble.json").write_text(json.dumps(manifest))
+        played = make_policy(f"ppo:{ensemble}")
+        assert isinstance(played, MeanPolicy) and played.forget_day == by_day
 
 
 def test_non_finite_weights_are_refused_at_load(tmp_path: Path) -> None:
@@ -731,6 +760,18 @@ DAMAGED_AGENTS = [
         InvalidInput,
         r"keyword calibration's prior must be a positive finite number of conversions, got inf",
         id="calibration-infinite",
+    ),
+    pytest.param(
+        _manifest(fast_memory_by_day="yes"),
+        InvalidInput,
+        r"agent/ensemble.json: fast_memory_by_day must be true or false, got 'yes'",
+        id="fast-memory-text",
+    ),
+    pytest.param(
+        _manifest(fast_memory_by_day=1),
+        InvalidInput,
+        r"fast_memory_by_day must be true or false, got 1$",
+        id="fast-memory-number",
     ),
     pytest.param(
         _manifest(keyword_calibraton=32),

@@ -111,6 +111,9 @@ class _Episode:
     market: EpisodeMarket | None = None  # its drawn market, kept for replays
     twin: list[Totals] | None = None  # the twin's running totals after each step
     twin_score: float = 0.0
+    # The env's settings the twin was played with (``BidPacingEnv._settings``): a vec env's
+    # ``set_attr`` may change them before a replay, which then plays the twin again.
+    twin_settings: tuple[Any, ...] | None = None
     _record: list[Totals] = field(default_factory=list)
 
 
@@ -394,9 +397,12 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         player = self._player_of(episode)
         episode.market = player.sim.market
         baseline = None
-        if self.reward_fn.needs_baseline and episode.twin is None:
+        settings = self._settings()
+        if self.reward_fn.needs_baseline and (
+            episode.twin is None or episode.twin_settings != settings
+        ):
             baseline = self._player_of(episode)
-            episode._record = []
+            episode._record, episode.twin, episode.twin_settings = [], None, settings
         return _Start(episode, player, baseline, player.goal)
 
     def _player_of(self, episode: _Episode) -> _Player:

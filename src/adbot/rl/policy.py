@@ -110,6 +110,7 @@ class PpoPolicy(PriorPolicy):
             checkpoint.normalization,
             action_log_range=checkpoint.config.env.action_log_range,
             name=name,
+            forget_day=bool(checkpoint.config.env.fast_memory_by_day),  # as it trained
         )
 
     def action(self) -> float:
@@ -143,13 +144,24 @@ class MeanPolicy(PriorPolicy):
     the mean of their actions has less of that variance. Each member normalises the shared
     observation with its own statistics and acts deterministically."""
 
-    def __init__(self, members: list[PpoPolicy], *, name: str) -> None:
+    def __init__(
+        self, members: list[PpoPolicy], *, name: str, forget_day: bool | None = None
+    ) -> None:
+        """``forget_day`` None: as the members plan, which must agree."""
         if not members:
             raise InvalidInput(f"{name}: an ensemble needs at least one agent")
         ranges = {member.action_log_range for member in members}
         if len(ranges) != 1:
             raise InvalidInput(f"{name}: the agents' action ranges differ ({sorted(ranges)})")
-        super().__init__(action_log_range=ranges.pop(), name=name)
+        if forget_day is None:
+            planned = {member.forget_day for member in members}
+            if len(planned) > 1:
+                raise InvalidInput(
+                    f"{name}: its members trained with and without env.fast_memory_by_day; "
+                    "give the ensemble's own fast_memory_by_day"
+                )
+            forget_day = planned.pop()
+        super().__init__(action_log_range=ranges.pop(), name=name, forget_day=forget_day)
         self.members = members
 
     def action(self) -> float:
@@ -159,21 +171,25 @@ class MeanPolicy(PriorPolicy):
 
 
 ENSEMBLE_FILE = "ensemble.json"
-_MANIFEST_FIELDS = {"description", "members", "keyword_calibration"}
+_MANIFEST_FIELDS = {"description", "members", "keyword_calibration", "fast_memory_by_day"}
 
 
 class Ensemble(NamedTuple):
     """An agent directory's ``ensemble.json``: its member checkpoint directories and, when
     it says so, the prior of the keyword calibration the agent plays with
-    (:mod:`adbot.bidding.calibration`)."""
+    (:mod:`adbot.bidding.calibration`) and whether its planner's fast memory holds one day
+    (:mod:`adbot.rl.planner`)."""
 
     members: list[Path]
     keyword_calibration: float | None
+    fast_memory_by_day: bool | None = None
 
 
 def read_ensemble(directory: Path) -> Ensemble | None:
     """An agent directory's ``ensemble.json`` (``{"members": [relative paths],
-    "keyword_calibration": prior conversions (optional)}``), or None for a single agent.
+    "keyword_calibration": prior conversions (optional), "fast_memory_by_day": true or false
+    (optional)}``), or None for a single agent. Without either optional field the agent plays
+    as its members trained.
 
     Members lie inside the directory, links followed (an agent is copied and shipped whole),
     each listed once; ``.`` is the directory's own checkpoint, and any other member with an
@@ -199,10 +215,15 @@ def read_ensemble(directory: Path) -> Ensemble | None:
         calibration = data.get("keyword_calibration")
         if calibration is not None:
             calibration = check_prior_conversions(calibration, f"{manifest}: keyword_calibration")
+        by_day = data.get("fast_memory_by_day")
+        if by_day is not None and not isinstance(by_day, bool):
+            raise InvalidInput(
+                f"{manifest}: fast_memory_by_day must be true or false, got {by_day!r}"
+            )
         paths: list[Path] = []
         for member in members:
             paths.append(_member_directory(manifest, member, paths))
-    return Ensemble(paths, calibration)
+    return Ensemble(paths, calibration, by_day)
 
 
 def ensemble_members(directory: Path) -> list[Path] | None:
@@ -319,6 +340,7 @@ def make_ppo_policy(spec: str) -> PpoPolicy | MeanPolicy | CalibratedPolicy:
     policy = MeanPolicy(
         [PpoPolicy.from_checkpoint(checkpoint, name=name) for checkpoint in checkpoints],
         name=name,
+        forget_day=ensemble.fast_memory_by_day,
     )
     prior = ensemble.keyword_calibration
     if prior is None:  # as its members trained, if they did on calibrated bids

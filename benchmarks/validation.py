@@ -12,7 +12,7 @@ and hours, large shocks). ``--worst N`` then lists the N draws where the first p
 furthest under the best of the others, with what sets each draw apart.
 
 Run: ``python benchmarks/validation.py [--draws 64] [--seed 20000] [--steps-per-day 24]
-[--wide] [--worst 0] POLICY [POLICY ...]``, e.g. ``python benchmarks/validation.py ppo:default
+[--wide] [--worst N] POLICY [POLICY ...]``, e.g. ``python benchmarks/validation.py ppo:default
 onlinelp pid``.
 """
 
@@ -34,14 +34,19 @@ def main() -> None:
     parser.add_argument("policies", nargs="+", help="policy names, e.g. ppo:default pid")
     parser.add_argument("--draws", type=positive, default=64, help="random scenarios (default 64)")
     parser.add_argument("--seed", type=int, default=20_000, help="draw seed (default 20000)")
+    parser.add_argument("--steps-per-day", type=positive, help="decision steps a day (default: 24)")
     parser.add_argument(
-        "--steps-per-day", type=positive, default=24, help="decision steps a day (default 24)"
+        "--wide", action="store_true", help="wide random draws (their own steps a day)"
     )
-    parser.add_argument("--wide", action="store_true", help="wide random draws")
     parser.add_argument(
-        "--worst", type=int, default=0, help="list the N draws where the first policy loses most"
+        "--worst", type=positive, help="list the N draws where the first policy loses most"
     )
     args = parser.parse_args()
+    if args.wide and args.steps_per_day is not None:
+        parser.error("--wide draws have steps a day of their own; leave out --steps-per-day")
+    if args.worst is not None and len(args.policies) < 2:
+        parser.error("--worst compares the first policy with the others: name two or more")
+    args.steps_per_day = args.steps_per_day or 24
     load_policy_plugins()
     try:
         policies = [make_policy(spec) for spec in args.policies]
@@ -74,7 +79,7 @@ def main() -> None:
             gap, gap_error = paired_gap(ratios, first)
             line += f"; minus {args.policies[0]}: {gap:+.4f} (standard error {gap_error:.4f})"
         print(line, flush=True)
-    if args.worst > 0 and len(every) > 1:
+    if args.worst is not None:
         print_worst(args.policies, every, [scenario for scenario, _ in pairs], args.worst)
 
 

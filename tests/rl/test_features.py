@@ -245,8 +245,8 @@ def test_the_fast_memory_is_emptied_at_a_new_day_only_when_it_spans_hours(
     steps_per_day: int, emptied: bool
 ) -> None:
     """At 12 or more steps a day the fast memory (about 2.5 steps) is a few hours of one
-    day, emptied when the next starts; at coarser steps it is the last day or two, the
-    quick memory of a change, and is kept."""
+    day, emptied when the next starts; at coarser steps it spans much of a day or more (10
+    hours at 6 steps a day), the quick memory of a change, and is kept."""
     data = _competitors_run_dry().model_dump(mode="json")
     data["horizon"]["steps_per_day"] = steps_per_day
     sim = MarketSimulator(load_scenario(data), 0)

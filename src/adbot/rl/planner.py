@@ -77,8 +77,9 @@ FAST_WEIGHT = 0.5  # weight of the fast plan in the prior (log scale); chosen on
 GROUP_LATER_AFTER = 64  # later days past which days of equal traffic are summed as one
 # Days of at least this many steps empty the fast memory at their start (``forget_day``):
 # its span, 1 / (1 - FAST_FORGET) = 2.5 steps, is then a few hours of one day. At coarser
-# steps it is the memory of the last day or two, the only one quick enough to follow a
-# change (the slow one spans 33 steps: 16 days at two steps a day), and is kept.
+# steps it spans much of a day or more (10 hours at 6 steps a day, over a day at 1 or 2),
+# the only memory quick enough to follow a change (the slow one spans 33 steps: 16 days at
+# two steps a day), and is kept.
 FORGET_DAY_MIN_STEPS = 12
 
 

@@ -6,7 +6,8 @@ The agent sees the same features as in training (:class:`PacingState`), normalis
 the statistics saved beside its model, and acts deterministically (the policy's mean).
 
 ``prior``: the plan an agent's action is relative to, alone (action 0 at every step: the
-env's ``baseline_score`` twin), to measure the prior apart from any agent.
+``baseline_score`` twin of an env with ``fast_memory_by_day``), to measure the prior apart
+from any agent.
 """
 
 from __future__ import annotations

@@ -230,6 +230,33 @@ def test_a_replay_after_the_settings_change_plays_its_twin_again(
     assert replays > 0
 
 
+def test_a_settings_change_mid_episode_keeps_the_play_and_its_twin(
+    three_day_cpa_scenario: Scenario,
+) -> None:
+    """The next episode is started ahead (``prepare``) in the last steps of this one, and the
+    pool may draw this very episode; when the settings changed mid-episode that start plays
+    a new twin, which must not take the record of the play still running (it emptied it, and
+    the play's next step failed an assertion). Each play's rewards at action 0 sum to 0."""
+    reward = {"components": {"score": 1.0, "baseline_score": 1.0}}
+    action = np.zeros(1, np.float32)
+    for seed in range(5):
+        env = BidPacingEnv(three_day_cpa_scenario, reward=reward, episode_reuse=16)
+        env.reset(seed=seed)
+        env.prepare()
+        for play in range(3):
+            total, terminated, steps = 0.0, False, 0
+            while not terminated:
+                _, reward_value, terminated, _, _ = env.step(action)
+                env.prepare()
+                total += float(reward_value)
+                steps += 1
+                if play and steps == 10:  # as a vec env's set_attr would
+                    env.fast_memory_by_day = not env.fast_memory_by_day
+            assert total == pytest.approx(0.0, abs=1e-12)
+            env.reset()
+            env.prepare()
+
+
 def test_action_is_a_log_multiplier_around_the_plan(cpa_scenario: Scenario) -> None:
     env = BidPacingEnv(cpa_scenario, action_log_range=1.0)
     alphas = {}

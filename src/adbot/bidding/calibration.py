@@ -26,9 +26,11 @@ platform's bid simulator, as ``onlinelp`` uses it; a step's weight halves every 
 :meth:`KeywordLandscapes.allocate` gives every keyword the bid that maximises
 ``lambda x willingness_k x clicks - cost`` on its own landscape (equal marginal return on
 every keyword), with the one ``lambda`` at which the keywords together would have cost what
-the policy's own bids would have. The policy still decides how much to spend; this decides
-where. A keyword seen in too few auctions for its landscape to say much
-(``MIN_LANDSCAPE_CLICKS``) bids its calibrated worth, the policy's bid times its factor.
+the policy's own bids would have (where a keyword's argmax jumps over a stretch of its bids
+at that ``lambda``, it bids only as far into the jump as reaches that spend). The policy still
+decides how much to spend; this decides where. A keyword seen in too few auctions for its
+landscape to say much (``MIN_LANDSCAPE_CLICKS``) bids its calibrated worth, the policy's bid
+times its factor.
 :class:`CalibratedPolicy` wraps a policy with both: ``calibrated:POLICY``
 (``calibrated:onlinelp``, ``calibrated:ppo:PATH``); the shipped ``ppo:default`` plays
 calibrated (its ``ensemble.json``, ``keyword_calibration``).
@@ -179,7 +181,9 @@ class KeywordLandscapes:
         ``MIN_LANDSCAPE_CLICKS`` bids the grid point that maximises ``lambda x willingness_k x
         clicks - cost`` (the lowest of equals), and lambda is the least at which they together
         would have cost, on their landscapes, at least what ``bids`` would have (within
-        ``LAMBDA_RANGE``). The other keywords bid their willingness; a bid of 0 stays 0.
+        ``LAMBDA_RANGE``); the keywords whose argmax jumps at that lambda bid part of their
+        jump instead, as little as reaches that cost (``_fill_jump``). The other keywords bid
+        their willingness; a bid of 0 stays 0.
         Without a landscape to use (nothing played, too few auctions yet) lambda is NaN and
         the bids are 0."""
         bidding = bids > 0
@@ -207,8 +211,10 @@ class KeywordLandscapes:
                     low = middle
         lam = math.exp(high)
         best = np.argmax(lam * worth - cost, axis=1)
-        if reached and spend(low) < target:
-            best = _fill_jump(cost, np.argmax(math.exp(low) * worth - cost, axis=1), best, target)
+        if reached:
+            below = np.argmax(math.exp(low) * worth - cost, axis=1)
+            if cost[index, below].sum() < target:
+                best = _fill_jump(cost, below, best, target)
         allocated = willingness.copy()
         allocated[known] = ALLOCATION_GRID[best] * values
         return np.where(bidding, np.clip(allocated, *self.limits), 0.0), lam
@@ -216,7 +222,8 @@ class KeywordLandscapes:
 
 def _fill_jump(cost: np.ndarray, below: np.ndarray, above: np.ndarray, target: float) -> np.ndarray:
     """Grid indices between ``below`` and ``above`` (each keyword's argmax just under and at
-    the least lambda) that cost, together, the least at or over ``target``.
+    the least lambda), each keyword the same share of the way, at the least share whose total
+    cost reaches ``target``.
 
     The argmax of ``lambda x worth x clicks - cost`` only takes the points of a landscape's
     lower convex hull; where a keyword's landscape is not convex (a slot won only above some

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, SupportsFloat
 
@@ -114,7 +114,6 @@ class _Episode:
     # The env's settings the twin was played with (``BidPacingEnv._settings``): a vec env's
     # ``set_attr`` may change them before a replay, which then plays the twin again.
     twin_settings: tuple[Any, ...] | None = None
-    _record: list[Totals] = field(default_factory=list)
 
 
 class _Player:
@@ -133,6 +132,12 @@ class _Player:
         self.state = PacingState(self.sim, action_log_range, forget_day=forget_day)
         self.goal = Goal.of(scenario)
         self.totals = Totals()
+        # As a plan-alone twin: its totals after each step and the env's settings it plays
+        # with, kept with its episode once it has played to the end (``_finish_twin``). The
+        # play's own, not the episode's: the next play of the same episode may start (drawn
+        # ahead from the pool) while this one still records.
+        self.record: list[Totals] = []
+        self.settings: tuple[Any, ...] | None = None
         self.bidder = (
             None if keyword_calibration is None else KeywordBidder(self.sim, keyword_calibration)
         )
@@ -402,7 +407,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
             episode.twin is None or episode.twin_settings != settings
         ):
             baseline = self._player_of(episode)
-            episode._record, episode.twin, episode.twin_settings = [], None, settings
+            baseline.settings = settings
         return _Start(episode, player, baseline, player.goal)
 
     def _player_of(self, episode: _Episode) -> _Player:
@@ -423,7 +428,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         assert episode is not None
         record = episode.twin
         if self._baseline is not None:
-            record = episode._record
+            record = self._baseline.record
             while len(record) <= index:
                 self._baseline.play(0.0)
                 record.append(self._baseline.totals)
@@ -501,7 +506,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         episode, baseline = self._episode, self._baseline
         if episode is None or baseline is None or not baseline.sim.done:
             return
-        episode.twin, episode._record = episode._record, []
+        episode.twin, episode.twin_settings = baseline.record, baseline.settings
         episode.twin_score = baseline.sim.totals().score
         self._baseline = None
 

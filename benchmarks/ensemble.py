@@ -39,7 +39,7 @@ def make_mean_policy(spec: str) -> MeanPolicy | CalibratedPolicy:
         raise InvalidInput(f"policy 'mean:{spec}': name two or more agents, joined by '+'")
     members: list[PpoPolicy] = []
     calibration: float | None = None
-    forget_day = True
+    fast_memory_by_day = True
     for i, agent in enumerate(agents):
         policy = make_ppo_policy(agent)
         if isinstance(policy, CalibratedPolicy):
@@ -47,9 +47,9 @@ def make_mean_policy(spec: str) -> MeanPolicy | CalibratedPolicy:
                 calibration = policy.prior_conversions
             policy = policy.base
         if i == 0:
-            forget_day = policy.forget_day
+            fast_memory_by_day = policy.fast_memory_by_day
         members += policy.members if isinstance(policy, MeanPolicy) else [policy]
-    mean = MeanPolicy(members, name=f"mean:{spec}", forget_day=forget_day)
+    mean = MeanPolicy(members, name=f"mean:{spec}", fast_memory_by_day=fast_memory_by_day)
     return mean if calibration is None else CalibratedPolicy(mean, calibration, name=mean.name)
 
 

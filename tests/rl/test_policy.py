@@ -193,7 +193,7 @@ def test_a_trained_run_plays_by_name_or_directory_as_its_best(
 def test_prior_is_the_envs_plan_alone(cpa_scenario: Scenario, by_day: bool) -> None:
     """``prior`` bids the env's multipliers at action 0, step for step, on the same episode:
     the env with ``fast_memory_by_day`` as ``prior`` plays, the env's default (as the agents
-    of ``ppo:default`` trained) as ``PriorPolicy(forget_day=False)``; the two part."""
+    of ``ppo:default`` trained) as ``PriorPolicy(fast_memory_by_day=False)``; the two part."""
     from adbot.rl.env import BidPacingEnv
 
     env = BidPacingEnv(cpa_scenario, fast_memory_by_day=by_day)
@@ -203,12 +203,12 @@ def test_prior_is_the_envs_plan_alone(cpa_scenario: Scenario, by_day: bool) -> N
         _, _, terminated, truncated, info = env.step(np.zeros(1, dtype=np.float32))
         alphas.append(info["alpha"])
         done = terminated or truncated
-    policy = make_policy("prior") if by_day else PriorPolicy(forget_day=False)
+    policy = make_policy("prior") if by_day else PriorPolicy(fast_memory_by_day=False)
     assert policy.name == "prior"
     result = run_episode(cpa_scenario, 4, policy)
     np.testing.assert_array_equal(result.alpha, alphas)
     assert result.metrics.score == pytest.approx(info["score"])
-    other = run_episode(cpa_scenario, 4, PriorPolicy(forget_day=not by_day))
+    other = run_episode(cpa_scenario, 4, PriorPolicy(fast_memory_by_day=not by_day))
     assert not np.array_equal(other.alpha, alphas)  # cpa_scenario has two days
 
 
@@ -336,12 +336,12 @@ def test_an_agent_plans_as_it_trained_unless_its_ensemble_says(tmp_path: Path) -
     trained with the fast memory kept overnight, and it plays with it holding one day."""
     shipped = make_policy("ppo:default")
     assert isinstance(shipped, CalibratedPolicy) and isinstance(shipped.base, MeanPolicy)
-    assert shipped.base.forget_day
-    assert not any(member.forget_day for member in shipped.base.members)
+    assert shipped.base.fast_memory_by_day
+    assert not any(member.fast_memory_by_day for member in shipped.base.members)
     agent = _agent_copy(tmp_path)
     single = make_policy(f"ppo:{agent}")
     assert isinstance(single, CalibratedPolicy | PpoPolicy)
-    assert not (single.base if isinstance(single, CalibratedPolicy) else single).forget_day
+    assert not (single.base if isinstance(single, CalibratedPolicy) else single).fast_memory_by_day
     ensemble = _ensemble_of(tmp_path, agent)
     shutil.copytree(AGENTS_DIR / "default" / "members" / "seed-1", ensemble / "other")
     config = load_training_config(ensemble / "other")
@@ -355,7 +355,7 @@ def test_an_agent_plans_as_it_trained_unless_its_ensemble_says(tmp_path: Path) -
         manifest = {"members": ["member", "other"], "fast_memory_by_day": by_day}
         (ensemble / "ensemble.json").write_text(json.dumps(manifest))
         played = make_policy(f"ppo:{ensemble}")
-        assert isinstance(played, MeanPolicy) and played.forget_day == by_day
+        assert isinstance(played, MeanPolicy) and played.fast_memory_by_day == by_day
 
 
 def test_non_finite_weights_are_refused_at_load(tmp_path: Path) -> None:

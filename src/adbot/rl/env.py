@@ -126,10 +126,10 @@ class _Player:
         action_log_range: float,
         market: EpisodeMarket | None = None,
         keyword_calibration: float | None = None,
-        forget_day: bool = False,
+        fast_memory_by_day: bool = False,
     ) -> None:
         self.sim = MarketSimulator(scenario, episode_seed, market)
-        self.state = PacingState(self.sim, action_log_range, forget_day=forget_day)
+        self.state = PacingState(self.sim, action_log_range, fast_memory_by_day=fast_memory_by_day)
         self.goal = Goal.of(scenario)
         self.totals = Totals()
         # As a plan-alone twin: its totals after each step and the env's settings it plays
@@ -240,7 +240,7 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
     first, calibrated per keyword and spread by the keywords' landscapes at the same cost, as
     ``CalibratedPolicy`` plays an agent: it trains on the bids it will play.
     With ``fast_memory_by_day`` the planner's fast memory holds one day, as every policy
-    plays (``PacingState``'s ``forget_day``); by default it is kept overnight, as the agents
+    plays (``PacingState``'s ``fast_memory_by_day``); by default it is kept overnight, as the agents
     of ``ppo:default`` trained.
 
     Scenarios: a fixed one (a file, a bundled name, a mapping or a ``Scenario``) given to the

@@ -237,10 +237,10 @@ class PacingState:
     alpha = _number(ALPHA, "the multiplier in force (played at the last step)")
 
     def __init__(
-        self, sim: MarketSimulator, action_log_range: float, *, forget_day: bool = True
+        self, sim: MarketSimulator, action_log_range: float, *, fast_memory_by_day: bool = True
     ) -> None:
-        """``forget_day``: the planner's fast memory holds one day at 12 steps a day or more,
-        emptied at each day's start (``LandscapePlanner.forget_day``), as every policy plays;
+        """``fast_memory_by_day``: the planner's fast memory holds one day at 12 steps a day
+        or more, emptied at each day's start (``LandscapePlanner.forget_day``), as policies play;
         False keeps it overnight, as the agents of ``ppo:default`` trained (a training config's
         ``env.fast_memory_by_day`` unset)."""
         self.sim = sim
@@ -270,7 +270,8 @@ class PacingState:
         alpha = initial_alpha(sim)
         constants[C_INITIAL_ALPHA] = alpha
         constants[C_RECENT_DECAY] = 0.5 ** (4.0 / sim.steps_per_day)
-        constants[C_FORGET_DAY] = float(forget_day and sim.steps_per_day >= FORGET_DAY_MIN_STEPS)
+        by_day = fast_memory_by_day and sim.steps_per_day >= FORGET_DAY_MIN_STEPS
+        constants[C_FORGET_DAY] = float(by_day)
         self._constants = np.array(constants)
         forecast = np.asarray(sim.expected_queries, dtype=np.float64)
         self._forecast_cum = np.concatenate(([0.0], np.cumsum(forecast)))
@@ -464,8 +465,8 @@ def _record_kernel(
             ):
                 volume_ratio = recent
         spd = int(constants[C_STEPS_PER_DAY])
-        day = next_index // spd
-        if next_index % spd == 0:
+        day, new_day = next_index // spd, next_index % spd == 0
+        if new_day:
             day_start[day, 0] = numbers[CONVERSIONS]
             day_start[day, 1] = numbers[PRED_CONVERSIONS]
         _restart_calibration(numbers, day_start, day)
@@ -483,7 +484,7 @@ def _record_kernel(
             # played, which the action moved, or each empty step would move it again (a week
             # that starts with empty days compounded it 20-fold before its first query).
             constants[C_INITIAL_ALPHA],
-            constants[C_FORGET_DAY] > 0.0 and next_index % spd == 0,
+            constants[C_FORGET_DAY] > 0.0 and new_day,
         )  # fmt: skip
         for j in range(N_NUMBERS - PLAN):
             numbers[PLAN + j] = plan[j]

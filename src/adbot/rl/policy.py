@@ -48,19 +48,22 @@ class PriorPolicy:
     """The planner's prior alone: :class:`PacingState` with action 0 at every step.
 
     The base of :class:`PpoPolicy`, which takes its action from a model instead.
-    ``forget_day=False`` plans as the agents of ``ppo:default`` trained (``PacingState``)."""
+    ``fast_memory_by_day=False`` plans as the agents of ``ppo:default`` trained
+    (``PacingState``)."""
 
     def __init__(
-        self, *, action_log_range: float = 0.0, name: str = "prior", forget_day: bool = True
+        self, *, action_log_range: float = 0.0, name: str = "prior", fast_memory_by_day: bool = True
     ) -> None:
         self.name = name
         self.action_log_range = action_log_range
-        self.forget_day = forget_day
+        self.fast_memory_by_day = fast_memory_by_day
         self.alpha: float | None = None
         self._state: PacingState | None = None
 
     def reset(self, sim: MarketSimulator) -> None:
-        self._state = PacingState(sim, self.action_log_range, forget_day=self.forget_day)
+        self._state = PacingState(
+            sim, self.action_log_range, fast_memory_by_day=self.fast_memory_by_day
+        )
         self.alpha = None
 
     def action(self) -> float:
@@ -96,9 +99,11 @@ class PpoPolicy(PriorPolicy):
         *,
         action_log_range: float,
         name: str = "ppo",
-        forget_day: bool = True,
+        fast_memory_by_day: bool = True,
     ) -> None:
-        super().__init__(action_log_range=action_log_range, name=name, forget_day=forget_day)
+        super().__init__(
+            action_log_range=action_log_range, name=name, fast_memory_by_day=fast_memory_by_day
+        )
         self.model = model
         self.normalization = normalization
 
@@ -111,7 +116,7 @@ class PpoPolicy(PriorPolicy):
             checkpoint.normalization,
             action_log_range=checkpoint.config.env.action_log_range,
             name=name,
-            forget_day=bool(checkpoint.config.env.fast_memory_by_day),  # as it trained
+            fast_memory_by_day=bool(checkpoint.config.env.fast_memory_by_day),  # as it trained
         )
 
     def action(self) -> float:
@@ -146,23 +151,25 @@ class MeanPolicy(PriorPolicy):
     observation with its own statistics and acts deterministically."""
 
     def __init__(
-        self, members: list[PpoPolicy], *, name: str, forget_day: bool | None = None
+        self, members: list[PpoPolicy], *, name: str, fast_memory_by_day: bool | None = None
     ) -> None:
-        """``forget_day`` None: as the members plan, which must agree."""
+        """``fast_memory_by_day`` None: as the members plan, which must agree."""
         if not members:
             raise InvalidInput(f"{name}: an ensemble needs at least one agent")
         ranges = {member.action_log_range for member in members}
         if len(ranges) != 1:
             raise InvalidInput(f"{name}: the agents' action ranges differ ({sorted(ranges)})")
-        if forget_day is None:
-            planned = {member.forget_day for member in members}
+        if fast_memory_by_day is None:
+            planned = {member.fast_memory_by_day for member in members}
             if len(planned) > 1:
                 raise InvalidInput(
                     f"{name}: its members trained with and without env.fast_memory_by_day; "
                     "give the ensemble's own fast_memory_by_day"
                 )
-            forget_day = planned.pop()
-        super().__init__(action_log_range=ranges.pop(), name=name, forget_day=forget_day)
+            fast_memory_by_day = planned.pop()
+        super().__init__(
+            action_log_range=ranges.pop(), name=name, fast_memory_by_day=fast_memory_by_day
+        )
         self.members = members
 
     def action(self) -> float:
@@ -341,7 +348,7 @@ def make_ppo_policy(spec: str) -> PpoPolicy | MeanPolicy | CalibratedPolicy:
     policy = MeanPolicy(
         [PpoPolicy.from_checkpoint(checkpoint, name=name) for checkpoint in checkpoints],
         name=name,
-        forget_day=ensemble.fast_memory_by_day,
+        fast_memory_by_day=ensemble.fast_memory_by_day,
     )
     prior = ensemble.keyword_calibration
     if prior is None:  # as its members trained, if they did on calibrated bids

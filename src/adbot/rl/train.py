@@ -312,7 +312,7 @@ class _Run:
             self.model,
             NormalizationStats.from_vec_normalize(self.venv),
             action_log_range=self.config.env.action_log_range,
-            forget_day=bool(self.config.env.fast_memory_by_day),  # as the run trains
+            fast_memory_by_day=bool(self.config.env.fast_memory_by_day),  # as the run trains
         )
         return evaluate_policy(as_trained(policy, self.config.env.keyword_calibration), self.pairs)
 

@@ -6,14 +6,15 @@ of on the 16 draws their checkpoint was chosen on. Prints each policy's mean sco
 for every policy after the first, the paired difference to the first (same episodes).
 
 With ``--steps-per-day N`` every draw is played at N decision steps a day instead of 24
-(its shocks at the same hour of the day): agents are trained at 24 only. With ``--wide`` the
+(its shocks at the same hour of the day): agents are trained at 24 only. With ``--keywords
+K`` every draw's campaign has K keywords (the draws have 5 to 80). With ``--wide`` the
 draws are ``random_scenario(wide=True)``'s (other step lengths, few keywords, closed days
 and hours, large shocks). ``--worst N`` then lists the N draws where the first policy is
 furthest under the best of the others, with what sets each draw apart.
 
 Run: ``python benchmarks/validation.py [--draws 64] [--seed 20000] [--steps-per-day 24]
-[--wide] [--worst N] POLICY [POLICY ...]``, e.g. ``python benchmarks/validation.py ppo:default
-onlinelp pid``.
+[--keywords K] [--wide] [--worst N] POLICY [POLICY ...]``, e.g. ``python
+benchmarks/validation.py ppo:default onlinelp pid``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--draws", type=positive, default=64, help="random scenarios (default 64)")
     parser.add_argument("--seed", type=int, default=20_000, help="draw seed (default 20000)")
     parser.add_argument("--steps-per-day", type=positive, help="decision steps a day (default: 24)")
+    parser.add_argument("--keywords", type=positive, help="keywords of every draw's campaign")
     parser.add_argument(
         "--wide", action="store_true", help="wide random draws (their own steps a day)"
     )
@@ -42,8 +44,11 @@ def main() -> None:
         "--worst", type=positive, help="list the N draws where the first policy loses most"
     )
     args = parser.parse_args()
-    if args.wide and args.steps_per_day is not None:
-        parser.error("--wide draws have steps a day of their own; leave out --steps-per-day")
+    if args.wide and (args.steps_per_day is not None or args.keywords is not None):
+        parser.error(
+            "--wide draws have steps a day and keywords of their own; "
+            "leave out --steps-per-day and --keywords"
+        )
     if args.worst is not None and len(args.policies) < 2:
         parser.error("--worst compares the first policy with the others: name two or more")
     args.steps_per_day = args.steps_per_day or 24
@@ -61,9 +66,13 @@ def main() -> None:
     pairs = evaluation_pairs(config)
     if not args.wide:
         pairs = [(with_steps_per_day(s, args.steps_per_day), e) for s, e in pairs]
+    if args.keywords is not None:
+        pairs = [(with_keywords(s, args.keywords), e) for s, e in pairs]
     print(
         f"{len(pairs)} episodes: {'wide ' if args.wide else ''}random scenarios of seed "
-        f"{args.seed}, full volume" + ("" if args.wide else f", {args.steps_per_day} steps a day")
+        f"{args.seed}, full volume"
+        + ("" if args.wide else f", {args.steps_per_day} steps a day")
+        + ("" if args.keywords is None else f", {args.keywords} keyword(s) each")
     )
     first: list[float | None] | None = None
     every: list[list[float | None]] = []
@@ -135,6 +144,13 @@ def describe(scenario: Scenario) -> str:
             f"x{shock.volume_multiplier:.2f} cvr x{shock.cvr_multiplier:.2f}"
         )
     return ", ".join(parts)
+
+
+def with_keywords(scenario: Scenario, keywords: int) -> Scenario:
+    """``scenario`` with a campaign of ``keywords`` keywords (the universe's draws follow)."""
+    data = scenario.model_dump(mode="json")
+    data["campaign"]["keywords"] = keywords
+    return Scenario.model_validate(data)
 
 
 def with_steps_per_day(scenario: Scenario, steps: int) -> Scenario:

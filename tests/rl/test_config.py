@@ -105,6 +105,9 @@ def test_every_number_of_the_config_is_strict(field: str, value: object) -> None
         ({"normalize_rewards": "yes"}, "normalize_rewards: Input should be a valid boolean"),
         ({"reward": {"components": {"score": "1.0"}}}, "reward.components.score: Input should"),
         ({"reward": {"components": {"score": True}}}, "reward.components.score: Input should"),
+        ({"env": {"wide_draws": "true"}}, "env.wide_draws: Input should be a valid boolean"),
+        ({"env": {"fast_memory_by_day": 1}}, "env.fast_memory_by_day: Input should be a valid"),
+        ({"evaluation": {"wide_draws": 0}}, "evaluation.wide_draws: Input should be a valid"),
     ],
 )
 def test_no_other_stand_ins_either(data: dict[str, object], message: str) -> None:

@@ -4,9 +4,10 @@ The shipped agents trained on ``adbot.market.random_scenario`` only (24 steps a 
 every hour and on every weekday, shocks of x0.6-1.8 on CPC, x0.7-1.4 on volume, x0.8-1.2 on
 CVR). Scenario files written by others need not look like that. Each case here is a bundled
 scenario with one change (``CASES``): closed days or hours before the first query, bid limits
-that bind, large shocks, one keyword, one step a day. For each it prints every policy's mean
-score_ratio and the first policy's paired difference to each other one (same episodes) with
-its standard error; a first policy far below a baseline is a weak spot to look at.
+that bind, large shocks, one keyword, one step a day (and one with two: a price shock at one
+step a day). For each it prints every policy's mean score_ratio and the first policy's paired
+difference to each other one (same episodes) with its standard error; a first policy far
+below a baseline is a weak spot to look at.
 
 Run: ``python benchmarks/stress.py [--episodes 20] [--seed 100] [--case NAME ...] [POLICY ...]``
 (default policies ``ppo:default prior pid onlinelp fixed``; about 15 minutes for every case
@@ -56,6 +57,14 @@ def _shock(days: int = 7, **multipliers: float) -> Change:
     return change
 
 
+def _both(first: Change, second: Change) -> Change:
+    def change(data: dict[str, Any]) -> None:
+        first(data)
+        second(data)
+
+    return change
+
+
 def _one_keyword(data: dict[str, Any]) -> None:
     data["campaign"]["keywords"] = 1
 
@@ -79,6 +88,12 @@ CASES: dict[str, tuple[str, Change]] = {
     "volume-x0.2-value": ("value-only", _shock(volume_multiplier=0.2)),
     "volume-x0.5-budget": ("tight-budget", _shock(volume_multiplier=0.5)),
     "cpc-x5-budget": ("tight-budget", _shock(competitor_cpc_multiplier=5.0)),
+    "cpc-x0.3-budget": ("tight-budget", _shock(competitor_cpc_multiplier=0.3)),
+    "cpc-x3-cpa": ("tight-cpa", _shock(competitor_cpc_multiplier=3.0)),
+    "cpc-x5-one-step-a-day-budget": (
+        "tight-budget",
+        _both(_shock(competitor_cpc_multiplier=5.0), _one_step_a_day),
+    ),
     "cvr-x0.3-cpa": ("tight-cpa", _shock(cvr_multiplier=0.3)),
     "cvr-x0.3-roas": ("value-roas", _shock(cvr_multiplier=0.3)),
     "one-keyword-cpa": ("tight-cpa", _one_keyword),

@@ -13,10 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from adbot.market.scenario import Campaign, Scenario
+from adbot.market.scenario import Campaign, Scenario, Shock, load_scenario
 from adbot.market.score import score_many
 from adbot.market.simulator import MarketSimulator
+from adbot.rl.env import cap_daily_queries
 from adbot.rl.planner import (
+    DAY,
+    DAY_CONV,
+    DAY_COST,
     EMPTY_COUNT,
     FAST,
     FAST_CONV,
@@ -28,12 +32,15 @@ from adbot.rl.planner import (
     GRID,
     GROUP_LATER_AFTER,
     LOG_GRID,
+    PRICE_MIN_QUERIES,
+    PRICE_SHIFT,
     SLOW,
     SLOW_CONV,
     SLOW_COST,
     LandscapePlanner,
     Plan,
     _plan_kernel,
+    _price_shift,
     _prior,
     later_days,
 )
@@ -321,10 +328,11 @@ def test_add_step_and_plan_is_add_step_then_plan(cpa_scenario: Scenario) -> None
         plan = fused.add_step_and_plan(
             outcome.index, queries, x.budget_left_today, x.traffic_left_today,
             later_days(x.traffic_later_days), scale, *x.realised, x.calibration, fallback,
-            new_day,
+            new_day, True,
         )  # fmt: skip
         separate.add_step(outcome.index, queries)
         if new_day:
+            separate.end_day()
             separate.forget_day()
             assert fused.queries[FAST] == 0.0 and not fused.rates[[FAST_COST, FAST_CONV]].any()
         expected = separate.plan(
@@ -431,3 +439,92 @@ def test_a_grouped_plan_is_the_day_by_day_plan(cpa_scenario: Scenario) -> None:
         )
     )  # fmt: skip
     assert grouped == one_by_one
+
+
+# --- the price check at a day's end -------------------------------------------------------
+def conversions_curve(move: float) -> np.ndarray:
+    """Predicted conversions per query on ``GRID``: an S in log alpha, moved ``move`` (log)
+    along the multiplier axis, as rivals' prices multiplied by ``exp(move)`` move it."""
+    return 0.03 / (1.0 + np.exp(-1.5 * (LOG_GRID - move)))
+
+
+def fold_day(planner: LandscapePlanner, conv: np.ndarray, steps: int = 24) -> None:
+    """A day of ``steps`` steps of 100 queries each on the per-query curve ``conv``."""
+    for _ in range(steps):
+        planner.fold(conv * GRID * 100.0, conv * 100.0, 100.0)
+
+
+@pytest.mark.parametrize(
+    ("move", "restarts"),
+    [(math.log(5.0), True), (math.log(0.3), True), (math.log(2.0), False), (0.0, False)],
+)
+def test_a_day_moved_by_rivals_prices_restarts_the_slow_memory(
+    cpa_scenario: Scenario, move: float, restarts: bool
+) -> None:
+    """A day whose landscape moved along the multiplier axis by more than PRICE_SHIFT either
+    way (rivals' prices x5 or x0.3) replaces the slow memory with that day's landscapes
+    alone; a move within it (x2, and none) leaves the memories as they were. The move is
+    read to within the grid's interpolation."""
+    planner = LandscapePlanner(MarketSimulator(cpa_scenario, 0))
+    fold_day(planner, conversions_curve(0.0))
+    assert not planner.end_day()  # no day before it to compare with
+    fold_day(planner, conversions_curve(move))
+    day = planner.rates[[DAY_COST, DAY_CONV]].copy(), planner.queries[DAY]
+    kept = planner.rates[[SLOW_COST, SLOW_CONV]].copy(), planner.queries[SLOW]
+    assert _price_shift(
+        conversions_curve(0.0) * 2400.0, 2400.0, conversions_curve(move) * 2400.0, 2400.0
+    ) == pytest.approx(move, abs=0.03)
+    assert planner.end_day() == restarts
+    slow = planner.rates[[SLOW_COST, SLOW_CONV]], planner.queries[SLOW]
+    expected = day if restarts else kept
+    np.testing.assert_array_equal(slow[0], expected[0])
+    assert slow[1] == expected[1]
+    # A new day's sums start from nothing.
+    assert not planner.rates[[DAY_COST, DAY_CONV]].any() and planner.queries[DAY] == 0.0
+
+
+def test_a_changed_shape_or_a_thin_day_is_no_price_move(cpa_scenario: Scenario) -> None:
+    """Rivals running out of budget reshape the landscape unevenly (here 60 % of the curve
+    moved x0.1: its middle level moves more than PRICE_SHIFT, its top little): no one price
+    level, no restart. A day under PRICE_MIN_QUERIES queries is not compared, and the last
+    day compared stays the one before it."""
+    planner = LandscapePlanner(MarketSimulator(cpa_scenario, 0))
+    base = conversions_curve(0.0)
+    reshaped = 0.6 * conversions_curve(math.log(0.1)) + 0.4 * base
+    middle = 0.5 * base[-1]
+    moved = np.interp(middle, reshaped, LOG_GRID) - np.interp(middle, base, LOG_GRID)
+    assert abs(moved) > math.log(PRICE_SHIFT)
+    assert _price_shift(base, 1.0, reshaped, 1.0) == 0.0
+    fold_day(planner, base)
+    planner.end_day()
+    fold_day(planner, reshaped)
+    assert not planner.end_day()
+    fold_day(planner, conversions_curve(math.log(5.0)), steps=1)  # 100 queries
+    assert PRICE_MIN_QUERIES > 100.0 and not planner.end_day()
+    fold_day(planner, base)  # the same as the last day with traffic: no move
+    assert not planner.end_day()
+
+
+@pytest.mark.parametrize("steps_per_day", [24, 1])
+def test_rivals_prices_x5_restart_the_slow_memory_once(steps_per_day: int) -> None:
+    """On the market: ``tight-budget`` with rivals' prices x5 from day 2 restarts the slow
+    memory at the end of day 2 and at no other day's end, at 24 steps a day and at one; the
+    same market without the shock never does."""
+    scenario = cap_daily_queries(load_scenario("tight-budget"), 20000.0)
+    scenario = scenario.model_copy(
+        update={"horizon": scenario.horizon.model_copy(update={"days": 5})}
+    )
+    horizon = scenario.horizon.model_copy(update={"steps_per_day": steps_per_day})
+    shocked = scenario.market.model_copy(
+        update={"shocks": (Shock(day=2, competitor_cpc_multiplier=5.0),)}
+    )
+    for market, expected in ((shocked, [2]), (scenario.market, [])):
+        sim = MarketSimulator(scenario.model_copy(update={"horizon": horizon, "market": market}), 3)
+        planner = LandscapePlanner(sim)
+        restarts = []
+        while not sim.done:
+            outcome = sim.step_multiplier(1.0)
+            planner.add_step(outcome.index, float(outcome.total_queries))
+            if sim.step_index % steps_per_day == 0 and planner.end_day():
+                restarts.append(outcome.index // steps_per_day)
+        assert restarts == expected

@@ -484,7 +484,8 @@ def _record_kernel(
             # played, which the action moved, or each empty step would move it again (a week
             # that starts with empty days compounded it 20-fold before its first query).
             constants[C_INITIAL_ALPHA],
-            constants[C_FORGET_DAY] > 0.0 and new_day,
+            new_day,
+            constants[C_FORGET_DAY] > 0.0,
         )  # fmt: skip
         for j in range(N_NUMBERS - PLAN):
             numbers[PLAN + j] = plan[j]

@@ -34,6 +34,11 @@ The agents of ``ppo:default`` trained before this, with the fast memory kept ove
 training env keeps it so unless its config asks otherwise (``env.fast_memory_by_day``), so
 that they retrain to the same weights.
 
+The slow memory follows a lasting change of rivals' prices in about two days, and a month at
+one step a day. So each day's end compares the day's landscape with the last day's
+(``_end_day``): where rivals' prices moved by more than ``PRICE_SHIFT`` either way, the
+slow memory starts again from the day just played.
+
 Each step's arithmetic (both plans, the rates at the slow plan, the elasticity) is one
 compiled pass, :func:`_plan_kernel`, over the rates' float arrays; in numpy it was mostly
 call overhead on (2, 97) arrays. Folding the new landscape in and planning is one compiled
@@ -102,9 +107,27 @@ TIE_TOLERANCE = 1e-9  # scores within this relative distance of the best count a
 # count down 0.6^steps_per_day, and near the smallest floats (1e-308) the count and the sums
 # it divides lose their digits before they reach 0.
 EMPTY_COUNT = 1e-250
-# Rows of ``LandscapePlanner.rates`` (entries of ``LandscapePlanner.queries``: SLOW, FAST).
-SLOW_COST, SLOW_CONV, FAST_COST, FAST_CONV = range(4)
-SLOW, FAST = 0, 1
+# Rows of ``LandscapePlanner.rates``: the slow and the fast memory, then today's landscapes
+# summed and the last day's (with traffic) predicted conversions, for the price check
+# (``_end_day``). Entries of ``LandscapePlanner.queries``: SLOW, FAST, DAY, LAST_DAY.
+SLOW_COST, SLOW_CONV, FAST_COST, FAST_CONV, DAY_COST, DAY_CONV, LAST_DAY_CONV = range(7)
+SLOW, FAST, DAY, LAST_DAY = range(4)
+# A day's end compares its landscape of predicted conversions per query with the last day's:
+# rivals' prices multiplied by m move it along the multiplier axis by m (the same clicks at m
+# times the bid), and neither the volume nor the conversion rate moves it. Where the move
+# is more than PRICE_SHIFT either way, by the same factor at every level of the curve (the
+# spread of the levels' moves at most PRICE_SPREAD in log), on at least PRICE_MIN_QUERIES
+# queries each day, the slow memory starts again from the day: after rivals' prices x5 it
+# took four days to climb to the new prices (``benchmarks/stress.py`` ``cpc-x5-budget``), a
+# month at one step a day. The agents trained on price shocks of x0.6-1.8: on 442 day ends of
+# training draws the largest clean move was x1.66. Markets whose rivals run out of budget
+# move day to day by x0.2-8 with no shock, but unevenly (spreads of 0.6-3.8): not a price
+# level, and left to the memories as they are.
+PRICE_SHIFT = 2.5
+PRICE_SPREAD = 0.3
+PRICE_MIN_QUERIES = 200.0
+PRICE_LEVELS = (0.05, 0.8)  # the curve's levels compared, as shares of its top (the lower top)
+PRICE_MIN_POINTS = 3  # grid points on those levels needed for a move
 
 
 def _interpolation_matrix(at: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -160,8 +183,8 @@ class LandscapePlanner:
 
     def __init__(self, sim: MarketSimulator) -> None:
         self.sim = sim
-        self.rates = np.zeros((4, GRID.shape[0]))
-        self.queries = np.zeros(2)
+        self.rates = np.zeros((7, GRID.shape[0]))
+        self.queries = np.zeros(4)
         self.steps = 0
         campaign = sim.scenario.campaign
         self._goal, self._target = goal_of(campaign)
@@ -189,6 +212,11 @@ class LandscapePlanner:
     def forget_day(self) -> None:
         """Empty the fast memory before a new day's first step is planned (``_forget_day``)."""
         _forget_day(self.rates, self.queries)
+
+    def end_day(self) -> bool:
+        """After a day's last step: the price check (``_end_day``); whether the slow memory
+        started again."""
+        return bool(_end_day(self.rates, self.queries))
 
     def plan(
         self,
@@ -232,9 +260,11 @@ class LandscapePlanner:
         calibration: float,
         fallback_alpha: float,
         new_day: bool = False,
+        forget_fast: bool = False,
     ) -> Plan:
-        """``add_step`` (then ``forget_day`` with ``new_day``) and ``plan`` in one compiled
-        call (``_add_and_plan_kernel``, which ``PacingState`` calls inside its compiled step).
+        """``add_step`` (then, with ``new_day``, ``end_day`` and, with ``forget_fast`` too,
+        ``forget_day``) and ``plan`` in one compiled call (``_add_and_plan_kernel``, which
+        ``PacingState`` calls inside its compiled step).
 
         Positional floats and ``later`` as :func:`later_days` makes it, as ``PacingState``
         has them: no keyword or conversion overhead on a path run at every step.
@@ -247,7 +277,7 @@ class LandscapePlanner:
                 budget_left_today, traffic_left_today, later, later_days_scale,
                 realised_cost, realised_conv, realised_value, calibration,
                 self._daily_budget, self._goal, self._target, self._mean_value,
-                fallback_alpha, new_day,
+                fallback_alpha, new_day, forget_fast,
             )
         )  # fmt: skip
 
@@ -268,14 +298,17 @@ def _add_and_plan_kernel(
     rates, queries, new_cost, new_conv, new_queries,
     budget_left_today, traffic_left_today, later, later_days_scale,
     realised_cost, realised_conv, realised_value, calibration,
-    daily_budget, goal, target, mean_value, fallback_alpha, new_day,
+    daily_budget, goal, target, mean_value, fallback_alpha, new_day, forget_fast,
 ):  # fmt: skip
     """``_forget_and_add`` then, when the rates have data, ``_plan_kernel`` (else the
     fields of ``fallback_plan(fallback_alpha)``). With ``new_day`` (the next step starts a
-    day) the fast memory is emptied first (``_forget_day``)."""
+    day) the day ends first (``_end_day``), and with ``forget_fast`` too the fast memory is
+    emptied (``_forget_day``)."""
     _forget_and_add(rates, queries, new_cost, new_conv, new_queries)
     if new_day:
-        _forget_day(rates, queries)
+        _end_day(rates, queries)
+        if forget_fast:
+            _forget_day(rates, queries)
     if not _has_data(rates, queries):
         return _fallback(fallback_alpha)
     return _plan_kernel(
@@ -472,11 +505,90 @@ def _forget_day(rates, queries):
 
 @numba.njit(cache=True)
 def _forget_and_add(rates, queries, new_cost, new_conv, new_queries):
-    """``x = forget * x + new`` in place for both rates and both query counts."""
+    """``x = forget * x + new`` in place for both rates and both query counts; the day's
+    sums add the step (``_end_day`` reads them)."""
     for i in range(rates.shape[1]):
         rates[SLOW_COST, i] = FORGET * rates[SLOW_COST, i] + new_cost[i]
         rates[SLOW_CONV, i] = FORGET * rates[SLOW_CONV, i] + new_conv[i]
         rates[FAST_COST, i] = FAST_FORGET * rates[FAST_COST, i] + new_cost[i]
         rates[FAST_CONV, i] = FAST_FORGET * rates[FAST_CONV, i] + new_conv[i]
+        rates[DAY_COST, i] += new_cost[i]
+        rates[DAY_CONV, i] += new_conv[i]
     queries[SLOW] = FORGET * queries[SLOW] + new_queries
     queries[FAST] = FAST_FORGET * queries[FAST] + new_queries
+    queries[DAY] += new_queries
+
+
+@numba.njit(cache=True)
+def _end_day(rates, queries):
+    """A day's end: where rivals' prices moved by more than ``PRICE_SHIFT`` since the last
+    day with traffic (``_price_shift``), the slow memory becomes the day's landscapes alone.
+    A day with at least ``PRICE_MIN_QUERIES`` queries is then the last day; today's sums
+    start again. Whether the slow memory started again."""
+    restarted = False
+    if queries[DAY] >= PRICE_MIN_QUERIES:
+        if queries[LAST_DAY] >= PRICE_MIN_QUERIES:
+            shift = _price_shift(
+                rates[LAST_DAY_CONV], queries[LAST_DAY], rates[DAY_CONV], queries[DAY]
+            )
+            if abs(shift) > math.log(PRICE_SHIFT):
+                for i in range(rates.shape[1]):
+                    rates[SLOW_COST, i] = rates[DAY_COST, i]
+                    rates[SLOW_CONV, i] = rates[DAY_CONV, i]
+                queries[SLOW] = queries[DAY]
+                restarted = True
+        for i in range(rates.shape[1]):
+            rates[LAST_DAY_CONV, i] = rates[DAY_CONV, i]
+        queries[LAST_DAY] = queries[DAY]
+    for i in range(rates.shape[1]):
+        rates[DAY_COST, i] = 0.0
+        rates[DAY_CONV, i] = 0.0
+    queries[DAY] = 0.0
+    return restarted
+
+
+@numba.njit(cache=True)
+def _price_shift(last_conv, last_queries, conv, day_queries):
+    """How far (log multiplier) the day's predicted conversions per query moved along the
+    multiplier axis from the last day's: the median over the last day's grid points whose
+    level lies in ``PRICE_LEVELS`` of the lower top of the two curves of where the day's
+    curve reaches that level (log-linear between grid points); 0 unless at least
+    ``PRICE_MIN_POINTS`` points have a move and their 10 % to 90 % spread is at most
+    ``PRICE_SPREAD`` (one move at every level: a price level, not a changed shape)."""
+    n = conv.shape[0]
+    top = min(last_conv[n - 1] / last_queries, conv[n - 1] / day_queries)
+    if not top > 0.0:
+        return 0.0
+    moves = np.empty(n)
+    count = 0
+    for i in range(n):
+        level = last_conv[i] / last_queries
+        if level < PRICE_LEVELS[0] * top or level > PRICE_LEVELS[1] * top:
+            continue
+        j = 0  # the first point where the day's curve reaches the level
+        while j < n and conv[j] / day_queries < level:
+            j += 1
+        if j == 0 or j == n:
+            continue
+        below, above = conv[j - 1] / day_queries, conv[j] / day_queries
+        if below > 0.0:
+            share = (math.log(level) - math.log(below)) / (math.log(above) - math.log(below))
+        else:
+            share = 1.0
+        moves[count] = LOG_GRID[j - 1] + share * (LOG_GRID[j] - LOG_GRID[j - 1]) - LOG_GRID[i]
+        count += 1
+    if count < PRICE_MIN_POINTS:
+        return 0.0
+    ordered = np.sort(moves[:count])
+    if _quantile(ordered, 0.9) - _quantile(ordered, 0.1) > PRICE_SPREAD:
+        return 0.0
+    return _quantile(ordered, 0.5)
+
+
+@numba.njit(cache=True)
+def _quantile(ordered, q):
+    """The ``q`` quantile of sorted values, linear between them (numpy's default)."""
+    position = q * (ordered.shape[0] - 1)
+    low = int(position)
+    high = min(low + 1, ordered.shape[0] - 1)
+    return ordered[low] + (position - low) * (ordered[high] - ordered[low])

@@ -45,6 +45,20 @@ def quick_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("as_json", [True, False])
+def test_evaluate_to_a_full_disk_is_one_line(quick_file: Path, as_json: bool) -> None:
+    """Standard output that cannot be written (a full disk; /dev/full) ends in one line
+    and exit code 1, as JSON and as a table; it was an OSError's traceback."""
+    command = [ADBOT, "evaluate", str(quick_file), "--policy", "fixed", "-n", "1", "-s", "0"]
+    with open("/dev/full", "w") as full:
+        run = subprocess.run(
+            command + ["--json"] * as_json, stdout=full, stderr=subprocess.PIPE, text=True
+        )
+    assert run.returncode == 1
+    assert run.stderr == "error: cannot write the output: No space left on device\n"
+
+
 def test_evaluate_json_is_one_object_per_market_md(quick_file: Path) -> None:
     command = [ADBOT, "evaluate", str(quick_file), "--policy", "fixed", "--policy", "pid,oracle"]
     run = subprocess.run([*command, "--episodes", "3", "--seed", "4", "--json"],
@@ -132,6 +146,11 @@ def failing(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         (
             ["--policy", "fixed", "-n", "5", "-s", str(2**63 - 1)],
             f"at most {2**63 - 5} for 5 episodes",
+        ),
+        # More episodes than seeds: it blamed the seed with a negative bound.
+        (
+            ["--policy", "fixed", "-n", str(2**63 + 2), "-s", "0"],
+            f"episodes must be at most 2**63, got {2**63 + 2}",
         ),
     ],
 )

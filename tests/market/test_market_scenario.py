@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from market_helpers import SMALL, small_data
 from adbot.errors import ScenarioError
 from adbot.market import MarketSimulator
 from adbot.market.scenario import bundled_scenarios, load_scenario, random_scenario
+from adbot.market.universe import expected_step_queries
 
 
 def test_bundled_scenarios_load_and_are_documented() -> None:
@@ -122,6 +124,15 @@ BAD: list[tuple[dict[str, Any], str]] = [
         "market.hourly_profile: weights must be >= 0, with a pos",
     ),
     ({"market__weekday_profile": [1e308] * 7}, "market.weekday_profile: weights must have a"),
+    # An integer past float range stopped the loader with OverflowError's traceback.
+    (
+        {"market__hourly_profile": [1.0] * 7 + [10**400]},
+        "market.hourly_profile: weights must be finite numbers",
+    ),
+    (
+        {"market__position_ctr": [0.1, 0.05, float("nan")]},
+        "market.position_ctr.2: input should be a finite number",
+    ),
     (
         {"market__daily_queries": 1e300},
         "market.daily_queries: the busiest day would expect 1.17e+300",
@@ -249,6 +260,18 @@ def test_episode_query_limit_counts_every_day() -> None:
         load_scenario(data)
     data["market"]["daily_queries"] = 2e6
     assert load_scenario(data).horizon.days == 40
+
+
+def test_weekday_weights_whose_mean_underflows_give_the_same_traffic() -> None:
+    """``[5e-324, 0, ...]`` is one open weekday, as ``[1, 0, ...]`` is: its mean underflowed
+    to 0, every factor was infinite, and a valid file was refused under
+    ``market.daily_queries`` with numpy's RuntimeWarning on stderr."""
+    open_monday = small_data(market__weekday_profile=[1.0] + [0.0] * 6)
+    tiny = small_data(market__weekday_profile=[5e-324] + [0.0] * 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        queries = expected_step_queries(load_scenario(tiny))
+    np.testing.assert_array_equal(queries, expected_step_queries(load_scenario(open_monday)))
 
 
 def test_numbers_are_read_as_yaml_1_2(tmp_path: Path) -> None:

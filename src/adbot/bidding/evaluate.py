@@ -71,6 +71,8 @@ def check_episodes(episodes: int, seed: int) -> None:
     0 .. ``EPISODE_SEED_MAX``, the range ``adbot simulate`` replays."""
     if episodes < 1:
         raise InvalidInput(f"episodes must be >= 1, got {episodes}")
+    if episodes - 1 > EPISODE_SEED_MAX:  # no seed would do: name the episodes, not the seed
+        raise InvalidInput(f"episodes must be at most 2**63, got {episodes}")
     if seed < 0:
         raise InvalidInput(f"seed must be >= 0, got {seed}")
     if seed > EPISODE_SEED_MAX - (episodes - 1):

@@ -39,3 +39,17 @@ def step_weights(profile: str | tuple[float, ...], steps_per_day: int) -> np.nda
         return resample_hourly(NAMED_HOURLY[profile], steps_per_day)
     weights = np.asarray(profile, dtype=np.float64)
     return weights / weights.sum()
+
+
+def weekday_factors(profile: tuple[float, ...], weekdays: np.ndarray) -> np.ndarray:
+    """MARKET.md's day factor ``weekday[d] / mean(weekday)`` of each of ``weekdays``.
+
+    Weights whose mean underflows (a weight of 5e-324 beside zeros: the mean is 0 and the
+    factor infinite) are first divided by the largest, which leaves the factors as they are;
+    any other profile is computed as written."""
+    weekday = np.asarray(profile, dtype=np.float64)
+    mean = weekday.mean()
+    if not mean >= np.finfo(np.float64).tiny:
+        weekday = weekday / weekday.max()
+        mean = weekday.mean()
+    return weekday[weekdays] / mean

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adbot.errors import ScenarioError
-from adbot.market.profiles import NAMED_HOURLY
+from adbot.market.profiles import NAMED_HOURLY, weekday_factors
 from adbot.yamlfile import read_yaml
 
 # Limits that keep a run inside a machine's memory and the simulator's float32 prices:
@@ -127,7 +127,7 @@ class Market(_Model):
     competitor_quality: NormalSpec
     competitor_budget: LogNormalSpec | None = None
     slots: Annotated[int, Field(strict=True, ge=1)]
-    position_ctr: tuple[Annotated[float, Field(strict=True, gt=0, le=1)], ...]
+    position_ctr: tuple[Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, le=1)], ...]
     cvr: LogNormalSpec
     pcvr_noise: SdLog
     bid_noise: SdLog
@@ -143,7 +143,10 @@ class Market(_Model):
             return value
         if not isinstance(value, list | tuple) or not all(_is_number(v) for v in value):
             raise ValueError("must be 'flat', 'retail', 'b2b' or a list of weights")
-        weights = tuple(float(v) for v in value)
+        try:
+            weights = tuple(float(v) for v in value)
+        except OverflowError:  # an integer past float range (10**400)
+            raise ValueError("weights must be finite numbers") from None
         if not all(w >= 0 for w in weights) or not 0 < sum(weights) < np.inf:
             raise ValueError("weights must be >= 0, with a positive, finite sum")
         return weights
@@ -227,8 +230,7 @@ class Scenario(_Model):
                         f"shocks together may raise it at most {MAX_SHOCK_STACK:,.0f}-fold",
                     )
         days = np.arange(self.horizon.days)
-        weekday = np.asarray(market.weekday_profile)
-        factor = weekday[(self.horizon.start_weekday + days) % 7] / weekday.mean()
+        factor = weekday_factors(market.weekday_profile, (self.horizon.start_weekday + days) % 7)
         for shock in market.shocks:  # an upper bound: a cut before a rise is not counted
             factor[shock.day :] *= max(shock.volume_multiplier, 1.0)
         queries = market.daily_queries * factor

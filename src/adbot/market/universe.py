@@ -13,7 +13,7 @@ import numpy as np
 
 from adbot.market import libm
 from adbot.market.keywords import keyword_texts
-from adbot.market.profiles import step_weights
+from adbot.market.profiles import step_weights, weekday_factors
 from adbot.market.scenario import LogNormalSpec, NormalSpec, Scenario
 
 MAX_CVR = 0.95
@@ -81,9 +81,8 @@ def _step_weights(profile: str | tuple[float, ...], steps_per_day: int) -> np.nd
 def expected_step_queries(scenario: Scenario, with_shocks: bool = True) -> np.ndarray:
     """Expected queries of each step over all keywords (MARKET.md's volume formula)."""
     horizon, market = scenario.horizon, scenario.market
-    weekday = np.asarray(market.weekday_profile, dtype=np.float64)
     days = (horizon.start_weekday + np.arange(horizon.days)) % 7
-    day_factor = weekday[days] / weekday.mean()
+    day_factor = weekday_factors(market.weekday_profile, days)
     profile = market.hourly_profile  # a tuple once validated; a copied model may hold a list
     profile = profile if isinstance(profile, str) else tuple(profile)
     hourly = _step_weights(profile, horizon.steps_per_day)

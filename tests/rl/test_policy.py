@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import errno
 import gc
 import io
 import json
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -570,7 +572,7 @@ DAMAGED_AGENTS = [
     pytest.param(
         _model_file(b""),
         InvalidInput,
-        r"agent/model.zip: not a loadable PPO model \(.*wasn't a zip-file\)",
+        r"agent/model.zip: not a loadable PPO model \(File is not a zip file\)",
         id="model-empty",
     ),
     pytest.param(
@@ -653,6 +655,24 @@ DAMAGED_AGENTS = [
         InvalidInput,
         r"agent/checkpoint.json: model_sha256: Input should be a valid string",
         id="meta-sha256-a-number",
+    ),
+    pytest.param(
+        lambda a: _rewrite_meta(a, score_ratio=float("inf")),
+        InvalidInput,
+        r"agent/checkpoint.json: score_ratio must be finite, got inf",
+        id="meta-score-infinite",
+    ),
+    pytest.param(
+        _members(".", "members/seed\0-1"),
+        InvalidInput,
+        r"agent/ensemble.json: member 'members/seed\\x00-1' holds a NUL character",
+        id="ensemble-member-with-nul",
+    ),
+    pytest.param(
+        _manifest(keyword_calibration=10**400),
+        InvalidInput,
+        r"keyword calibration's prior must be a positive finite number of conversions, got 1000",
+        id="ensemble-calibration-huge-integer",
     ),
     pytest.param(
         lambda a: _rewrite_meta(a, score_ratio=float("nan")),
@@ -825,6 +845,52 @@ DAMAGED_AGENTS = [
         id="manifest-a-directory",
     ),
 ]
+
+
+class _Touch:
+    """A pickle that creates ``path`` when it is unpickled: what a crafted model.zip could
+    run instead (any code at all)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.path,))
+
+
+def _pickle_into(entries: dict[str, bytes], key: str, path: Path) -> None:
+    """model.zip's ``data`` with entry ``key`` a pickle that touches ``path``, its
+    description (SB3 writes one beside each pickle) kept or made up."""
+    data = json.loads(entries["data"])
+    item = data.get(key) if isinstance(data.get(key), dict) else {":type:": "<class 'float'>"}
+    item[":serialized:"] = base64.b64encode(pickle.dumps(_Touch(path))).decode()
+    data[key] = item
+    entries["data"] = json.dumps(data).encode()
+
+
+@pytest.mark.parametrize("key", ["_last_episode_starts", "observation_space", "policy_class"])
+def test_an_agents_pickles_are_never_unpickled(key: str, tmp_path: Path) -> None:
+    """SB3 stores a model's policy class, spaces, schedules and last rollout as pickles, and
+    unpickling one runs whatever code it names. An agent directory may come from anyone:
+    its model.zip is loaded with AdBot's own objects in their place, so a crafted pickle
+    there does nothing (here it would have created a file) and the agent plays as before."""
+    agent, marker = tmp_path / "agent", tmp_path / "pwned"
+    shutil.copytree(AGENTS_DIR / "default", agent)
+    _damage_zip(agent, lambda entries: _pickle_into(entries, key, marker))
+    policy = make_policy(f"ppo:{agent}")
+    assert not marker.exists()
+    assert isinstance(policy, CalibratedPolicy)  # ppo:default's bidding, loaded whole
+
+
+def test_an_agent_with_a_pickle_adbot_does_not_know_is_refused(tmp_path: Path) -> None:
+    """A pickled entry that SB3's PPO does not write for AdBot's models is refused by name,
+    before anything is unpickled."""
+    agent, marker = tmp_path / "agent", tmp_path / "pwned"
+    shutil.copytree(AGENTS_DIR / "default", agent)
+    _damage_zip(agent, lambda entries: _pickle_into(entries, "learning_rate", marker))
+    with pytest.raises(InvalidInput, match=r"model.zip: holds pickled 'learning_rate', which"):
+        make_policy(f"ppo:{agent}")
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize(("damage", "error", "message"), DAMAGED_AGENTS)

@@ -317,6 +317,26 @@ def test_resume_of_an_ensemble_is_refused_before_writing(
     assert not (tmp_path / "next").exists()
 
 
+@pytest.mark.parametrize(
+    ("evaluation", "message"),
+    [
+        ({"min_conversions": 1e9}, r"0 of 1 random scenarios in 1000 draws can buy evaluation"
+         r"\.min_conversions \(1e\+09\) at evaluation\.max_daily_queries \(1500\)"),
+        ({"max_daily_queries": 0.01}, r"or raise evaluation\.max_daily_queries$"),
+    ],
+)  # fmt: skip
+def test_an_evaluation_no_draw_can_fill_is_refused_before_anything_starts(
+    tmp_path: Path, evaluation: dict[str, float], message: str
+) -> None:
+    """Settings under which no random draw has enough conversions to judge (more than any
+    budget buys, or traffic capped to nothing) drew scenarios for ever after the run was
+    recorded; now they are refused by name before it starts."""
+    config = TINY.with_overrides(evaluation=evaluation)
+    with pytest.raises(InvalidInput, match=message):
+        train(config, output_dir=tmp_path / "run", track=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_with_other_ppo_settings_is_refused_by_name(
     tmp_path: Path, settings: Settings
 ) -> None:

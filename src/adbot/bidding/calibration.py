@@ -73,7 +73,10 @@ def check_prior_conversions(value: object, where: str) -> float:
     ``where`` it came from."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInput(f"{where}: keyword calibration needs a number, got {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past float range (10**400)
+        number = math.inf
     if not (math.isfinite(number) and number > 0):
         raise InvalidInput(
             f"{where}: keyword calibration's prior must be a positive finite number of "

@@ -1,6 +1,9 @@
 """Checkpoint format: one directory per checkpoint.
 
-``model.zip``          the SB3 PPO model (``PPO.save``)
+``model.zip``          the SB3 PPO model (``PPO.save``); its pickled entries (the policy
+                       class, the spaces, schedules, buffers) are never unpickled: a pickle
+                       runs code as it loads, and an agent directory may come from anyone
+                       (:func:`load_model` gives SB3 AdBot's own objects instead)
 ``normalization.json`` the observation/return normalisation statistics (VecNormalize),
                        as JSON rather than a pickle so a shipped agent loads nothing executable
 ``config.yaml``        the frozen :class:`TrainingConfig`, seed included
@@ -20,6 +23,7 @@ import json
 import math
 import os
 import shutil
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -33,8 +37,9 @@ from gymnasium import spaces
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 from stable_baselines3 import PPO
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.running_mean_std import RunningMeanStd
-from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import VecNormalize
 
 from adbot import __version__
@@ -42,7 +47,7 @@ from adbot.errors import InvalidInput, NotFound
 from adbot.rl.config import CONFIG_FILE_NAME, TrainingConfig, load_training_config
 from adbot.rl.cpu_math import cpu_math
 from adbot.rl.env import action_space
-from adbot.rl.features import N_FEATURES
+from adbot.rl.features import N_FEATURES, OBS_BOUND
 
 MODEL_FILE = "model.zip"
 NORMALIZATION_FILE = "normalization.json"
@@ -141,12 +146,15 @@ class CheckpointMeta:
 
     def problems(self) -> list[str]:
         """What makes this record unusable: a resume compares its score with the run's
-        best (NaN compares false with everything) and its timesteps with later ones."""
+        best (NaN compares false with everything, and no evaluation beats an infinite one,
+        so ``best/`` would never move again) and its timesteps with later ones."""
         found = []
         if self.timesteps < 0:
             found.append(f"timesteps must be >= 0, got {self.timesteps}")
         if self.score_ratio is not None and math.isnan(self.score_ratio):
             found.append("score_ratio is NaN")
+        elif self.score_ratio is not None and math.isinf(self.score_ratio):
+            found.append(f"score_ratio must be finite, got {self.score_ratio}")
         return found
 
 
@@ -294,20 +302,75 @@ class _NoOptimizer:
         del state, options
 
 
-def load_model(path: Path, *, n_envs: int | None = None, to_play: bool = False) -> PPO:
-    """``PPO.load`` of a checkpoint's model; a file SB3 cannot read (truncated, not a
-    model) is ``InvalidInput`` naming it, as is a model whose weights are not finite.
+def read_model_data(path: Path) -> dict[str, Any]:
+    """The ``data`` entry of a ``model.zip`` as JSON, nothing unpickled: SB3's settings, and
+    each pickled entry as the description SB3 writes beside its pickle."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        reason = _first_line(str(exc)) or type(exc).__name__
+        raise InvalidInput(f"checkpoint file {path}: not a loadable PPO model ({reason})") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(
+            f"checkpoint file {path}: not a loadable PPO model (data is not an object)"
+        )
+    return data
 
-    ``n_envs``: how many envs a resumed run will step (SB3 sizes the rollout buffer when
-    it loads, and ``set_env`` takes only that many); None keeps the checkpoint's.
-    ``to_play``: the model only acts (no optimizer: it cannot be trained further)."""
+
+def _safe_objects(path: Path, data: dict[str, Any], clip_range: float) -> dict[str, Any]:
+    """What SB3 takes instead of each pickled entry of ``data`` (``custom_objects``: SB3
+    then skips its pickle): the env's spaces, SB3's policy and buffer classes, the config's
+    clip range (wrapped in its schedule as the model is set up; the learning rate's schedule
+    is made again from the stored rate), and no leftovers of the last rollout (a resumed
+    run resets its envs). An entry outside these is refused."""
+    replacements: dict[str, Any] = {
+        "policy_class": ActorCriticPolicy,
+        "observation_space": spaces.Box(-OBS_BOUND, OBS_BOUND, (N_FEATURES,), np.float32),
+        "action_space": action_space(),
+        "rollout_buffer_class": RolloutBuffer,
+        "clip_range": clip_range,
+        "lr_schedule": None,
+        "_last_obs": None,
+        "_last_original_obs": None,
+        "_last_episode_starts": None,
+        "ep_info_buffer": None,
+        "ep_success_buffer": None,
+    }
+    pickled = sorted(key for key, item in data.items() if _is_pickled(item))
+    unknown = [key for key in pickled if key not in replacements]
+    if unknown:
+        raise InvalidInput(
+            f"checkpoint file {path}: holds pickled {', '.join(map(repr, unknown))}, which "
+            "AdBot does not load (a pickle runs code as it loads); not a model of adbot train"
+        )
+    return {key: replacements[key] for key in pickled}
+
+
+def _is_pickled(item: object) -> bool:
+    return isinstance(item, dict) and ":serialized:" in item
+
+
+def load_model(
+    path: Path, *, clip_range: float, n_envs: int | None = None, to_play: bool = False
+) -> PPO:
+    """``PPO.load`` of a checkpoint's model, none of its pickled entries unpickled
+    (:func:`_safe_objects`); a file SB3 cannot read (truncated, not a model) is
+    ``InvalidInput`` naming it, as is a model whose weights are not finite.
+
+    ``clip_range``: the PPO clip range of the checkpoint's config. ``n_envs``: how many
+    envs a resumed run will step (SB3 sizes the rollout buffer when it loads, and
+    ``set_env`` takes only that many); None keeps the checkpoint's. ``to_play``: the model
+    only acts (no optimizer: it cannot be trained further)."""
+    data = read_model_data(path)
+    objects = _safe_objects(path, data, clip_range)
+    if to_play:
+        kwargs = data.get("policy_kwargs")
+        kwargs = kwargs if isinstance(kwargs, dict) else {}
+        objects["policy_kwargs"] = {**kwargs, "optimizer_class": _NoOptimizer}
     changes: dict[str, Any] = {} if n_envs is None else {"n_envs": n_envs}
     try:
-        if to_play:
-            data, _, _ = load_from_zip_file(path, device="cpu")
-            kwargs = {**(data or {}).get("policy_kwargs", {}), "optimizer_class": _NoOptimizer}
-            changes["custom_objects"] = {"policy_kwargs": kwargs}
-        model = PPO.load(path, device="cpu", **changes)
+        model = PPO.load(path, device="cpu", custom_objects=objects, **changes)
     except Exception as exc:  # SB3 and torch raise anything from AssertionError to KeyError
         reason = _first_line(str(exc)) or type(exc).__name__
         raise InvalidInput(f"checkpoint file {path}: not a loadable PPO model ({reason})") from None
@@ -339,13 +402,14 @@ def weights_are_finite(model: PPO) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.policy.parameters())
 
 
-def check_model_spaces(directory: Path, model: PPO) -> None:
-    """``InvalidInput`` naming the checkpoint ``directory`` if ``model`` does not take the
-    env's observations (an agent trained by an AdBot with other features, or a model of
-    another env) or does not act in its action space (its actions would be clipped to
-    [-1, 1], or taken from a discrete index, silently)."""
-    space = model.observation_space
-    if not isinstance(space, spaces.Box):
+def check_model_spaces(directory: Path, data: dict[str, Any]) -> None:
+    """``InvalidInput`` naming the checkpoint ``directory`` if its model (``data``, as
+    :func:`read_model_data` reads it: the spaces as SB3 describes them beside their pickles)
+    does not take the env's observations (an agent trained by an AdBot with other features,
+    or a model of another env) or does not act in its action space (its actions would be
+    clipped to [-1, 1], or taken from a discrete index, silently)."""
+    space = _SpaceText.of(data.get("observation_space"))
+    if space.kind != "Box":
         raise InvalidInput(
             f"checkpoint {directory}: its model's observation space is {space}, not the env's "
             f"Box of {N_FEATURES} features"
@@ -356,11 +420,41 @@ def check_model_spaces(directory: Path, model: PPO) -> None:
             f"this AdBot's features are of shape {(N_FEATURES,)}; retrain it with this version"
         )
     actions = action_space()
-    if model.action_space != actions:
+    taken = _SpaceText.of(data.get("action_space"))
+    if str(taken) != str(actions):
         raise InvalidInput(
-            f"checkpoint {directory}: its model's action space is {model.action_space}; an "
-            f"agent must act in the env's {actions}"
+            f"checkpoint {directory}: its model's action space is {taken}; an agent must act "
+            f"in the env's {actions}"
         )
+
+
+@dataclass(frozen=True)
+class _SpaceText:
+    """A space as SB3 describes it beside its pickle (``:type:``, ``_shape``, ``dtype``,
+    ``low_repr``, ``high_repr``, ``n``), printed as gymnasium prints it."""
+
+    kind: str
+    shape: tuple[int, ...] | None = None
+    fields: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, item: object) -> _SpaceText:
+        if not isinstance(item, dict):
+            return cls("unknown")
+        kind = str(item.get(":type:", "")).rstrip("'>").rpartition(".")[2] or "unknown"
+        try:
+            shape = tuple(int(n) for n in json.loads(str(item.get("_shape"))))
+        except (ValueError, TypeError):
+            shape = None
+        if kind == "Box" and shape is not None:
+            low, high = str(item.get("low_repr")), str(item.get("high_repr"))
+            return cls(kind, shape, (low, high, str(shape), str(item.get("dtype"))))
+        if kind == "Discrete":
+            return cls(kind, shape, (str(item.get("n")),))
+        return cls(kind, shape, ("...",))
+
+    def __str__(self) -> str:
+        return f"{self.kind}({', '.join(self.fields)})"
 
 
 def _read_config(directory: Path, meta: CheckpointMeta) -> TrainingConfig:
@@ -394,8 +488,10 @@ def load_checkpoint(
         raise InvalidInput(f"checkpoint {directory}: model.zip does not match its sha256")
     stats = _read_record(directory / NORMALIZATION_FILE, NormalizationStats)
     config = _read_config(directory, meta)
-    model = load_model(directory / MODEL_FILE, n_envs=n_envs, to_play=to_play)
-    check_model_spaces(directory, model)
+    check_model_spaces(directory, read_model_data(directory / MODEL_FILE))
+    model = load_model(
+        directory / MODEL_FILE, clip_range=config.ppo.clip_range, n_envs=n_envs, to_play=to_play
+    )
     problems = stats.problems(N_FEATURES)
     if problems:
         where = directory / NORMALIZATION_FILE

@@ -16,9 +16,14 @@ from adbot.bidding.base import Policy
 from adbot.bidding.evaluate import score_ratio
 from adbot.bidding.oracle import hindsight_oracle
 from adbot.bidding.runner import run_episode
+from adbot.errors import InvalidInput
 from adbot.market.scenario import Scenario, load_scenario, random_scenario
 from adbot.rl.config import EvalConfig
 from adbot.rl.env import cap_daily_queries
+
+# Random draws an evaluation tries for each scenario it wants before it gives up (the
+# default config keeps about 2 draws in 5, at 1,500 queries a day 1 in 70; a draw costs 0.1 ms).
+DRAWS_PER_SCENARIO = 1000
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,19 @@ def evaluation_pairs(config: EvalConfig) -> list[tuple[Scenario, int]]:
     """
     rng = np.random.default_rng(config.seed)
     scenarios: list[Scenario] = []
+    draws = 0
     while len(scenarios) < config.random_scenarios:
+        if draws == DRAWS_PER_SCENARIO * config.random_scenarios:
+            # It would draw for ever (min_conversions 5000: no draw's budget buys that many).
+            cap = config.max_daily_queries
+            raise InvalidInput(
+                f"evaluation: {len(scenarios)} of {config.random_scenarios} random scenarios in "
+                f"{draws} draws can buy evaluation.min_conversions ({config.min_conversions:g}) "
+                + ("" if cap is None else f"at evaluation.max_daily_queries ({cap:g}) ")
+                + "conversions; lower it"
+                + ("" if cap is None else " or raise evaluation.max_daily_queries")
+            )
+        draws += 1
         scenario = cap_daily_queries(
             random_scenario(rng, wide=bool(config.wide_draws)), config.max_daily_queries
         )

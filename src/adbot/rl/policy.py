@@ -245,6 +245,8 @@ def _member_directory(manifest: Path, member: str, earlier: list[Path]) -> Path:
     """The directory ``member`` of ``manifest`` names, if it may be one (see
     :func:`ensemble_members`)."""
     directory = manifest.parent
+    if "\0" in member:  # no path holds one (resolve() raised ValueError's traceback)
+        raise InvalidInput(f"{manifest}: member {member!r} holds a NUL character")
     if Path(member).is_absolute() or Path(os.path.normpath(member)).parts[:1] == ("..",):
         raise InvalidInput(
             f"{manifest}: member {member!r} is outside {directory}; members are paths inside it"

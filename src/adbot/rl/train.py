@@ -482,6 +482,7 @@ def check_run(config: TrainingConfig, *, output_dir: Path, resume: Path | None) 
     overwritten) and the resumed checkpoint (a model of this AdBot's features, the same
     problem and PPO settings)."""
     check_scenario_files(config)
+    evaluation_pairs(config.evaluation)  # draws its scenarios, or refuses settings none fit
     check_writable(output_dir)
     if resume is None:
         _refuse_another_run(output_dir)

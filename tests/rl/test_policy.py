@@ -802,8 +802,33 @@ DAMAGED_AGENTS = [
     pytest.param(
         _write("ensemble.json", '[".", "members/seed-1"]'),
         InvalidInput,
-        r"agent/ensemble.json: not an ensemble manifest",
+        r"agent/ensemble.json: not an ensemble manifest \(expected an object\)$",
         id="manifest-a-list",
+    ),
+    pytest.param(
+        _write("ensemble.json", "null"),
+        InvalidInput,
+        r"agent/ensemble.json: not an ensemble manifest \(expected an object\)$",
+        id="manifest-null",
+    ),
+    pytest.param(
+        _write("ensemble.json", '{"member": ["."]}'),
+        InvalidInput,
+        r"agent/ensemble.json: not an ensemble manifest \(no 'members'\)$",
+        id="manifest-without-members",
+    ),
+    pytest.param(
+        _manifest(description=5),
+        InvalidInput,
+        r"agent/ensemble.json: 'description' must be text$",
+        id="manifest-description-a-number",
+    ),
+    pytest.param(
+        lambda a: _damage_zip(a, lambda entries: entries.update({"policy.pth": b"PK garbage"})),
+        InvalidInput,
+        # torch's own line advised loading it with weights_only=False: unsafe, and no help
+        r"agent/model.zip: not a loadable PPO model \(its weights are not a file of plain",
+        id="model-weights-garbage",
     ),
     pytest.param(
         _nested,

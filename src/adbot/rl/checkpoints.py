@@ -373,6 +373,8 @@ def load_model(
         model = PPO.load(path, device="cpu", custom_objects=objects, **changes)
     except Exception as exc:  # SB3 and torch raise anything from AssertionError to KeyError
         reason = _first_line(str(exc)) or type(exc).__name__
+        if "weights_only" in str(exc):  # torch's advice to load it unsafely: never
+            reason = "its weights are not a file of plain tensors"
         raise InvalidInput(f"checkpoint file {path}: not a loadable PPO model ({reason})") from None
     if not weights_are_finite(model):
         raise InvalidInput(f"checkpoint file {path}: the model has non-finite weights")

@@ -208,9 +208,15 @@ def read_ensemble(directory: Path) -> Ensemble | None:
             return None
         try:
             data = json.loads(manifest.read_text())
-            members = data["members"]
-        except (ValueError, KeyError, TypeError) as error:
+        except ValueError as error:
             raise InvalidInput(f"{manifest}: not an ensemble manifest ({error})") from None
+        if not isinstance(data, dict):
+            raise InvalidInput(f"{manifest}: not an ensemble manifest (expected an object)")
+        if "members" not in data:
+            raise InvalidInput(f"{manifest}: not an ensemble manifest (no 'members')")
+        members = data["members"]
+        if not isinstance(data.get("description", ""), str):
+            raise InvalidInput(f"{manifest}: 'description' must be text")
         if (
             not isinstance(members, list)
             or not members

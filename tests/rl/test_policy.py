@@ -264,7 +264,7 @@ def test_bad_normalisation_statistics_are_refused_by_name(
     stats_file = agent / "normalization.json"
     stats = json.loads(stats_file.read_text())
     change(stats)
-    stats_file.write_text(json.dumps(stats))
+    _write("normalization.json", json.dumps(stats))(agent)  # its sha256 recorded again
     with pytest.raises(InvalidInput, match=f"normalization.json: .*{message}"):
         load_checkpoint(agent)
 
@@ -454,9 +454,14 @@ def _narrow_first_layer(entries: dict[str, bytes]) -> None:
 
 
 def _write(relative: str, data: str | bytes) -> Callable[[Path], object]:
+    """``relative`` written with ``data``; statistics with their sha256 recorded again, so
+    the check of their contents is what refuses them."""
+
     def write(agent: Path) -> None:
         path = agent / relative
         path.write_bytes(data if isinstance(data, bytes) else data.encode())
+        if relative == "normalization.json":
+            _rewrite_meta(agent, normalization_sha256=sha256_file(path))
 
     return write
 
@@ -506,7 +511,12 @@ def _tampered(agent: Path) -> None:
 def _statistic(agent: Path, **changes: object) -> None:
     stats = json.loads((agent / "normalization.json").read_text())
     stats.update(changes)
-    (agent / "normalization.json").write_text(json.dumps(stats))
+    _write("normalization.json", json.dumps(stats))(agent)
+
+
+def _other_members_statistics(agent: Path) -> None:
+    """seed-1's statistics copied over the agent's own: valid numbers, another agent's."""
+    shutil.copy(agent / "members" / "seed-1" / "normalization.json", agent)
 
 
 def _other_features(agent: Path) -> None:
@@ -691,6 +701,13 @@ DAMAGED_AGENTS = [
         NotFound,
         r"agent has no normalization.json",
         id="stats-missing",
+    ),
+    # Played silently, on the same weights: 263 where the agent's own scored 265.
+    pytest.param(
+        _other_members_statistics,
+        InvalidInput,
+        r"agent: normalization.json does not match its sha256",
+        id="stats-of-another-checkpoint",
     ),
     pytest.param(
         _write("normalization.json", "{not json"),
@@ -916,6 +933,19 @@ def test_an_agent_with_a_pickle_adbot_does_not_know_is_refused(tmp_path: Path) -
     with pytest.raises(InvalidInput, match=r"model.zip: holds pickled 'learning_rate', which"):
         make_policy(f"ppo:{agent}")
     assert not marker.exists()
+
+
+def test_a_checkpoint_from_before_the_statistics_sha256_loads(tmp_path: Path) -> None:
+    """Checkpoints written before the twenty-third session record no sha256 of their
+    statistics: they load as they did (their statistics checked for sense only)."""
+    agent = tmp_path / "agent"
+    shutil.copytree(AGENTS_DIR / "default", agent)
+    for member in (agent, agent / "members" / "seed-1", agent / "members" / "seed-2"):
+        meta = json.loads((member / "checkpoint.json").read_text())
+        del meta["normalization_sha256"]
+        (member / "checkpoint.json").write_text(json.dumps(meta))
+    assert load_checkpoint(agent).meta.normalization_sha256 is None
+    make_policy(f"ppo:{agent}")
 
 
 @pytest.mark.parametrize(("damage", "error", "message"), DAMAGED_AGENTS)

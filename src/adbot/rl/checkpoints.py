@@ -7,7 +7,9 @@
 ``normalization.json`` the observation/return normalisation statistics (VecNormalize),
                        as JSON rather than a pickle so a shipped agent loads nothing executable
 ``config.yaml``        the frozen :class:`TrainingConfig`, seed included
-``checkpoint.json``    timesteps, evaluation score, sha256 of ``model.zip``, creation time,
+``checkpoint.json``    timesteps, evaluation score, sha256 of ``model.zip`` and of
+                       ``normalization.json`` (absent from checkpoints written before the
+                       twenty-third session: not checked), creation time,
                        the CPU math it was trained on (:func:`adbot.rl.cpu_math.cpu_math`;
                        absent from checkpoints written before the twelfth session)
 
@@ -143,6 +145,7 @@ class CheckpointMeta:
     adbot_version: str
     config_fingerprint: str
     cpu_math: dict[str, str] | None = None
+    normalization_sha256: str | None = None  # None: written before it was recorded
 
     def problems(self) -> list[str]:
         """What makes this record unusable: a resume compares its score with the run's
@@ -235,6 +238,7 @@ def save_checkpoint(
             adbot_version=__version__,
             config_fingerprint=config.fingerprint(),
             cpu_math=cpu_math(),
+            normalization_sha256=sha256_file(staging / NORMALIZATION_FILE),
         )
         (staging / META_FILE).write_text(json.dumps(asdict(meta), indent=1))
     return meta
@@ -486,8 +490,15 @@ def load_checkpoint(
                 raise NotFound(f"not a checkpoint: {directory} has no {name}")
         meta = read_meta(directory)
         model_sha256 = sha256_file(directory / MODEL_FILE)
+        stats_sha256 = sha256_file(directory / NORMALIZATION_FILE)
     if model_sha256 != meta.model_sha256:
         raise InvalidInput(f"checkpoint {directory}: model.zip does not match its sha256")
+    # Another checkpoint's statistics (a file copied over) play the same weights on other
+    # inputs, silently: a few points of score on a bundled scenario.
+    if meta.normalization_sha256 is not None and stats_sha256 != meta.normalization_sha256:
+        raise InvalidInput(
+            f"checkpoint {directory}: {NORMALIZATION_FILE} does not match its sha256"
+        )
     stats = _read_record(directory / NORMALIZATION_FILE, NormalizationStats)
     config = _read_config(directory, meta)
     check_model_spaces(directory, read_model_data(directory / MODEL_FILE))

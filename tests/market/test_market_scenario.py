@@ -223,6 +223,23 @@ def test_file_errors_are_one_line(tmp_path: Path) -> None:
         load_scenario(listing)
 
 
+def test_a_path_with_a_newline_is_quoted_on_the_one_line(tmp_path: Path) -> None:
+    """A file name holding a newline split the error over two lines."""
+    missing, bad = tmp_path / "no\nsuch.yaml", tmp_path / "bad\nname.yaml"
+    bad.write_text("name: [")
+    for path in (missing, bad):
+        with pytest.raises(ScenarioError) as info:
+            load_scenario(path)
+        assert "\n" not in str(info.value) and repr(str(path)) in str(info.value)
+
+
+def test_an_empty_path_is_no_scenario_file() -> None:
+    """``adbot evaluate ""`` read the current directory: ": a directory, not a scenario
+    file"."""
+    with pytest.raises(ScenarioError, match=r"^scenario file not given: the path is empty$"):
+        load_scenario("")
+
+
 @pytest.mark.parametrize("source", [5, None, b"name: x", ["tight-budget"]])
 def test_a_source_of_another_type_is_one_line(source: object) -> None:
     """``load_scenario(5)`` (and so ``BidPacingEnv(scenario=5)``) raised pathlib's TypeError."""

@@ -275,6 +275,8 @@ def _describe(error: Any) -> str:
 
 
 def _resolve_path(source: str | Path) -> Path:
+    if str(source) == "":  # Path("") is the current directory
+        raise ScenarioError("scenario file not given: the path is empty")
     path = Path(source)
     if path.is_file():
         return path
@@ -282,10 +284,17 @@ def _resolve_path(source: str | Path) -> Path:
     if isinstance(source, str) and "/" not in source and bundled.is_file():
         return bundled
     if path.is_dir():
-        raise ScenarioError(f"{source}: a directory, not a scenario file")
+        raise ScenarioError(f"{_shown(source)}: a directory, not a scenario file")
     if path.exists():  # a device, a named pipe (which a read would wait on) or a socket
-        raise ScenarioError(f"{source}: not a regular file, not a scenario file")
-    raise ScenarioError(f"scenario file not found: {source}")
+        raise ScenarioError(f"{_shown(source)}: not a regular file, not a scenario file")
+    raise ScenarioError(f"scenario file not found: {_shown(source)}")
+
+
+def _shown(path: str | Path) -> str:
+    """A path as an error line shows it: quoted if it holds a newline or another character
+    that would break or hide part of the one line."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
 
 
 # A file with several problems has the first few named at once, on the one line.
@@ -296,7 +305,7 @@ def _read_yaml(path: Path) -> object:
     try:
         return read_yaml(path)
     except ValueError as exc:
-        raise ScenarioError(f"{path}: {exc}") from None
+        raise ScenarioError(f"{_shown(path)}: {exc}") from None
 
 
 def load_scenario(source: str | Path | dict[str, Any] | Scenario) -> Scenario:

@@ -462,7 +462,7 @@ def test_a_day_moved_by_rivals_prices_restarts_the_slow_memory(
     cpa_scenario: Scenario, move: float, restarts: bool
 ) -> None:
     """A day whose landscape moved along the multiplier axis by more than PRICE_SHIFT either
-    way (rivals' prices x5 or x0.3) replaces the slow memory with that day's landscapes
+    way (rivals' prices x5 or x0.3) replaces both memories with that day's landscapes
     alone; a move within it (x2, and none) leaves the memories as they were. The move is
     read to within the grid's interpolation."""
     planner = LandscapePlanner(MarketSimulator(cpa_scenario, 0))
@@ -471,14 +471,18 @@ def test_a_day_moved_by_rivals_prices_restarts_the_slow_memory(
     fold_day(planner, conversions_curve(move))
     day = planner.rates[[DAY_COST, DAY_CONV]].copy(), planner.queries[DAY]
     kept = planner.rates[[SLOW_COST, SLOW_CONV]].copy(), planner.queries[SLOW]
+    kept_fast = planner.rates[[FAST_COST, FAST_CONV]].copy(), planner.queries[FAST]
     assert _price_shift(
         conversions_curve(0.0) * 2400.0, 2400.0, conversions_curve(move) * 2400.0, 2400.0
     ) == pytest.approx(move, abs=0.03)
     assert planner.end_day() == restarts
     slow = planner.rates[[SLOW_COST, SLOW_CONV]], planner.queries[SLOW]
-    expected = day if restarts else kept
-    np.testing.assert_array_equal(slow[0], expected[0])
-    assert slow[1] == expected[1]
+    fast = planner.rates[[FAST_COST, FAST_CONV]], planner.queries[FAST]
+    # Both memories start again: at a few steps a day the fast one spans days too.
+    for memory, before in ((slow, kept), (fast, kept_fast)):
+        expected = day if restarts else before
+        np.testing.assert_array_equal(memory[0], expected[0])
+        assert memory[1] == expected[1]
     # A new day's sums start from nothing.
     assert not planner.rates[[DAY_COST, DAY_CONV]].any() and planner.queries[DAY] == 0.0
 

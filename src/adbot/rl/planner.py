@@ -36,8 +36,8 @@ that they retrain to the same weights.
 
 The slow memory follows a lasting change of rivals' prices in about two days, and a month at
 one step a day. So each day's end compares the day's landscape with the last day's
-(``_end_day``): where rivals' prices moved by more than ``PRICE_SHIFT`` either way, the
-slow memory starts again from the day just played.
+(``_end_day``): where rivals' prices moved by more than ``PRICE_SHIFT`` either way, both
+memories start again from the day just played.
 
 Each step's arithmetic (both plans, the rates at the slow plan, the elasticity) is one
 compiled pass, :func:`_plan_kernel`, over the rates' float arrays; in numpy it was mostly
@@ -117,7 +117,7 @@ SLOW, FAST, DAY, LAST_DAY = range(4)
 # times the bid), and neither the volume nor the conversion rate moves it. Where the move
 # is more than PRICE_SHIFT either way, by the same factor at every level of the curve (the
 # spread of the levels' moves at most PRICE_SPREAD in log), on at least PRICE_MIN_QUERIES
-# queries each day, the slow memory starts again from the day: after rivals' prices x5 it
+# queries each day, both memories start again from the day: after rivals' prices x5 the slow one
 # took four days to climb to the new prices (``benchmarks/stress.py`` ``cpc-x5-budget``), a
 # month at one step a day. The agents trained on price shocks of x0.6-1.8: on 442 day ends of
 # training draws the largest clean move was x1.66. Markets whose rivals run out of budget
@@ -522,7 +522,7 @@ def _forget_and_add(rates, queries, new_cost, new_conv, new_queries):
 @numba.njit(cache=True)
 def _end_day(rates, queries):
     """A day's end: where rivals' prices moved by more than ``PRICE_SHIFT`` since the last
-    day with traffic (``_price_shift``), the slow memory becomes the day's landscapes alone.
+    day with traffic (``_price_shift``), both memories become the day's landscapes alone.
     A day with at least ``PRICE_MIN_QUERIES`` queries is then the last day; today's sums
     start again. Whether the slow memory started again."""
     restarted = False
@@ -532,10 +532,12 @@ def _end_day(rates, queries):
                 rates[LAST_DAY_CONV], queries[LAST_DAY], rates[DAY_CONV], queries[DAY]
             )
             if abs(shift) > math.log(PRICE_SHIFT):
+                # The fast memory too: at a few steps a day it spans days (at one step a
+                # day, 60 % of its weight was the days before the move).
                 for i in range(rates.shape[1]):
-                    rates[SLOW_COST, i] = rates[DAY_COST, i]
-                    rates[SLOW_CONV, i] = rates[DAY_CONV, i]
-                queries[SLOW] = queries[DAY]
+                    rates[SLOW_COST, i] = rates[FAST_COST, i] = rates[DAY_COST, i]
+                    rates[SLOW_CONV, i] = rates[FAST_CONV, i] = rates[DAY_CONV, i]
+                queries[SLOW] = queries[FAST] = queries[DAY]
                 restarted = True
         for i in range(rates.shape[1]):
             rates[LAST_DAY_CONV, i] = rates[DAY_CONV, i]

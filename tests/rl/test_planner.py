@@ -487,6 +487,27 @@ def test_a_day_moved_by_rivals_prices_restarts_the_slow_memory(
     assert not planner.rates[[DAY_COST, DAY_CONV]].any() and planner.queries[DAY] == 0.0
 
 
+def test_a_flat_stretch_moved_with_the_rest_is_a_price_move() -> None:
+    """A stretch of the curve at one level (auctions won at the reserve price where fewer
+    rivals take part than there are slots) counts once: each of its points mapped to the
+    start of the day's stretch, and their spread hid a clean x5 move."""
+    curve = conversions_curve(0.0)
+    curve[10:16] = curve[10]  # flat over six grid points
+    step = LOG_GRID[1] - LOG_GRID[0]
+    moved = np.interp(LOG_GRID - math.log(5.0), LOG_GRID, curve, left=0.0)
+    assert _price_shift(curve, 1.0, moved, 1.0) == pytest.approx(math.log(5.0), abs=step / 4)
+
+
+def test_neighbouring_floats_of_one_log_are_no_division_by_zero() -> None:
+    """Two floats a step apart can have the same log: the interpolation's 0/0 raised
+    ZeroDivisionError inside the compiled step."""
+    level = 0.0123
+    last, day = conversions_curve(0.0), conversions_curve(0.0)
+    last[15], day[14], day[15] = level, np.nextafter(level, 0.0), level
+    assert math.log(day[14]) == math.log(day[15])
+    assert math.isfinite(_price_shift(last, 1.0, day, 1.0))
+
+
 def test_a_changed_shape_or_a_thin_day_is_no_price_move(cpa_scenario: Scenario) -> None:
     """Rivals running out of budget reshape the landscape unevenly (here 60 % of the curve
     moved x0.1: its middle level moves more than PRICE_SHIFT, its top little): no one price
@@ -509,20 +530,25 @@ def test_a_changed_shape_or_a_thin_day_is_no_price_move(cpa_scenario: Scenario) 
     assert not planner.end_day()
 
 
-@pytest.mark.parametrize("steps_per_day", [24, 1])
-def test_rivals_prices_x5_restart_the_slow_memory_once(steps_per_day: int) -> None:
-    """On the market: ``tight-budget`` with rivals' prices x5 from day 2 restarts the slow
-    memory at the end of day 2 and at no other day's end, at 24 steps a day and at one; the
-    same market without the shock never does."""
+@pytest.mark.parametrize(
+    ("steps_per_day", "shock_step", "restart_day"), [(24, 0, 2), (1, 0, 2), (24, 12, 3), (4, 1, 3)]
+)
+def test_rivals_prices_x5_restart_the_memories_once(
+    steps_per_day: int, shock_step: int, restart_day: int
+) -> None:
+    """On the market: ``tight-budget`` with rivals' prices x5 from day 2 restarts the
+    memories at the end of day 2 and at no other day's end, at 24 steps a day and at one.
+    From within day 2 that day is half moved, no price level against day 1, and day 3 is
+    not against it: day 3 against day 1 is, and restarts them (once: day 4 against day 2 is
+    not counted again). The same market without the shock never restarts."""
     scenario = cap_daily_queries(load_scenario("tight-budget"), 20000.0)
     scenario = scenario.model_copy(
         update={"horizon": scenario.horizon.model_copy(update={"days": 5})}
     )
     horizon = scenario.horizon.model_copy(update={"steps_per_day": steps_per_day})
-    shocked = scenario.market.model_copy(
-        update={"shocks": (Shock(day=2, competitor_cpc_multiplier=5.0),)}
-    )
-    for market, expected in ((shocked, [2]), (scenario.market, [])):
+    shock = Shock(day=2, step=shock_step, competitor_cpc_multiplier=5.0)
+    shocked = scenario.market.model_copy(update={"shocks": (shock,)})
+    for market, expected in ((shocked, [restart_day]), (scenario.market, [])):
         sim = MarketSimulator(scenario.model_copy(update={"horizon": horizon, "market": market}), 3)
         planner = LandscapePlanner(sim)
         restarts = []

@@ -109,9 +109,13 @@ TIE_TOLERANCE = 1e-9  # scores within this relative distance of the best count a
 EMPTY_COUNT = 1e-250
 # Rows of ``LandscapePlanner.rates``: the slow and the fast memory, then today's landscapes
 # summed and the last day's (with traffic) predicted conversions, for the price check
-# (``_end_day``). Entries of ``LandscapePlanner.queries``: SLOW, FAST, DAY, LAST_DAY.
-SLOW_COST, SLOW_CONV, FAST_COST, FAST_CONV, DAY_COST, DAY_CONV, LAST_DAY_CONV = range(7)
-SLOW, FAST, DAY, LAST_DAY = range(4)
+# (``_end_day``), and the day's before it. Entries of ``LandscapePlanner.queries``: SLOW,
+# FAST, DAY, LAST_DAY, EARLIER_DAY.
+(
+    SLOW_COST, SLOW_CONV, FAST_COST, FAST_CONV, DAY_COST, DAY_CONV, LAST_DAY_CONV,
+    EARLIER_DAY_CONV,
+) = range(8)  # fmt: skip
+SLOW, FAST, DAY, LAST_DAY, EARLIER_DAY = range(5)
 # A day's end compares its landscape of predicted conversions per query with the last day's:
 # rivals' prices multiplied by m move it along the multiplier axis by m (the same clicks at m
 # times the bid), and neither the volume nor the conversion rate moves it. Where the move
@@ -128,6 +132,7 @@ PRICE_SPREAD = 0.3
 PRICE_MIN_QUERIES = 200.0
 PRICE_LEVELS = (0.05, 0.8)  # the curve's levels compared, as shares of its top (the lower top)
 PRICE_MIN_POINTS = 3  # grid points on those levels needed for a move
+FLAT_TOLERANCE = 1e-6  # relative rise under which a curve's next grid point is flat
 
 
 def _interpolation_matrix(at: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -177,14 +182,15 @@ class LandscapePlanner:
     """Running landscape rates of one episode and the plan they imply.
 
     The rates live in two arrays the kernels update in place: ``rates`` (rows ``SLOW_COST``,
-    ``SLOW_CONV``, ``FAST_COST``, ``FAST_CONV``, one column per ``GRID`` point) and
-    ``queries`` (the slow and the fast forgotten query counts).
+    ``SLOW_CONV``, ``FAST_COST``, ``FAST_CONV``, then today's sums and the two days' before
+    for the price check, one column per ``GRID`` point) and ``queries`` (the slow and the
+    fast forgotten query counts, then those days' queries).
     """
 
     def __init__(self, sim: MarketSimulator) -> None:
         self.sim = sim
-        self.rates = np.zeros((7, GRID.shape[0]))
-        self.queries = np.zeros(4)
+        self.rates = np.zeros((EARLIER_DAY_CONV + 1, GRID.shape[0]))
+        self.queries = np.zeros(EARLIER_DAY + 1)
         self.steps = 0
         campaign = sim.scenario.campaign
         self._goal, self._target = goal_of(campaign)
@@ -522,27 +528,35 @@ def _forget_and_add(rates, queries, new_cost, new_conv, new_queries):
 @numba.njit(cache=True)
 def _end_day(rates, queries):
     """A day's end: where rivals' prices moved by more than ``PRICE_SHIFT`` since the last
-    day with traffic (``_price_shift``), both memories become the day's landscapes alone.
-    A day with at least ``PRICE_MIN_QUERIES`` queries is then the last day; today's sums
-    start again. Whether the slow memory started again."""
+    day with traffic, or since the one before it (a move that starts within a day leaves that
+    day half moved, its landscape no price level: the next day is compared with the day
+    before it), both memories become the day's landscapes alone (``_price_shift``). A day
+    with at least ``PRICE_MIN_QUERIES`` queries then becomes the last day (after a restart,
+    the earlier one too: the move is not counted twice); today's sums start again. Whether
+    the memories started again."""
     restarted = False
+    n = rates.shape[1]
     if queries[DAY] >= PRICE_MIN_QUERIES:
-        if queries[LAST_DAY] >= PRICE_MIN_QUERIES:
-            shift = _price_shift(
-                rates[LAST_DAY_CONV], queries[LAST_DAY], rates[DAY_CONV], queries[DAY]
-            )
+        for row, entry in ((LAST_DAY_CONV, LAST_DAY), (EARLIER_DAY_CONV, EARLIER_DAY)):
+            if restarted or queries[entry] < PRICE_MIN_QUERIES:
+                continue
+            shift = _price_shift(rates[row], queries[entry], rates[DAY_CONV], queries[DAY])
             if abs(shift) > math.log(PRICE_SHIFT):
-                # The fast memory too: at a few steps a day it spans days (at one step a
-                # day, 60 % of its weight was the days before the move).
-                for i in range(rates.shape[1]):
-                    rates[SLOW_COST, i] = rates[FAST_COST, i] = rates[DAY_COST, i]
-                    rates[SLOW_CONV, i] = rates[FAST_CONV, i] = rates[DAY_CONV, i]
-                queries[SLOW] = queries[FAST] = queries[DAY]
                 restarted = True
-        for i in range(rates.shape[1]):
+        if restarted:
+            # The fast memory too: at a few steps a day it spans days (at one step a day,
+            # 60 % of its weight was the days before the move).
+            for i in range(n):
+                rates[SLOW_COST, i] = rates[FAST_COST, i] = rates[DAY_COST, i]
+                rates[SLOW_CONV, i] = rates[FAST_CONV, i] = rates[DAY_CONV, i]
+            queries[SLOW] = queries[FAST] = queries[DAY]
+        for i in range(n):
+            earlier = rates[DAY_CONV, i] if restarted else rates[LAST_DAY_CONV, i]
+            rates[EARLIER_DAY_CONV, i] = earlier
             rates[LAST_DAY_CONV, i] = rates[DAY_CONV, i]
+        queries[EARLIER_DAY] = queries[DAY] if restarted else queries[LAST_DAY]
         queries[LAST_DAY] = queries[DAY]
-    for i in range(rates.shape[1]):
+    for i in range(n):
         rates[DAY_COST, i] = 0.0
         rates[DAY_CONV, i] = 0.0
     queries[DAY] = 0.0
@@ -552,11 +566,16 @@ def _end_day(rates, queries):
 @numba.njit(cache=True)
 def _price_shift(last_conv, last_queries, conv, day_queries):
     """How far (log multiplier) the day's predicted conversions per query moved along the
-    multiplier axis from the last day's: the median over the last day's grid points whose
-    level lies in ``PRICE_LEVELS`` of the lower top of the two curves of where the day's
-    curve reaches that level (log-linear between grid points); 0 unless at least
+    multiplier axis from an earlier day's: the median over the earlier day's grid points
+    whose level lies in ``PRICE_LEVELS`` of the lower top of the two curves of where the
+    day's curve reaches that level (log-linear between grid points); 0 unless at least
     ``PRICE_MIN_POINTS`` points have a move and their 10 % to 90 % spread is at most
-    ``PRICE_SPREAD`` (one move at every level: a price level, not a changed shape)."""
+    ``PRICE_SPREAD`` (one move at every level: a price level, not a changed shape).
+
+    A flat stretch of the earlier curve (auctions won at the reserve price, where fewer
+    rivals take part than there are slots) counts once, at its first point: each of its
+    points would map to the start of the day's stretch, and their moves spread by its
+    width."""
     n = conv.shape[0]
     top = min(last_conv[n - 1] / last_queries, conv[n - 1] / day_queries)
     if not top > 0.0:
@@ -567,16 +586,19 @@ def _price_shift(last_conv, last_queries, conv, day_queries):
         level = last_conv[i] / last_queries
         if level < PRICE_LEVELS[0] * top or level > PRICE_LEVELS[1] * top:
             continue
+        if i > 0 and level <= last_conv[i - 1] / last_queries * (1.0 + FLAT_TOLERANCE):
+            continue
         j = 0  # the first point where the day's curve reaches the level
         while j < n and conv[j] / day_queries < level:
             j += 1
         if j == 0 or j == n:
             continue
         below, above = conv[j - 1] / day_queries, conv[j] / day_queries
+        share = 1.0
         if below > 0.0:
-            share = (math.log(level) - math.log(below)) / (math.log(above) - math.log(below))
-        else:
-            share = 1.0
+            rise = math.log(above) - math.log(below)
+            if rise > 0.0:  # two floats a step apart can have the same log
+                share = (math.log(level) - math.log(below)) / rise
         moves[count] = LOG_GRID[j - 1] + share * (LOG_GRID[j] - LOG_GRID[j - 1]) - LOG_GRID[i]
         count += 1
     if count < PRICE_MIN_POINTS:

@@ -924,6 +924,47 @@ def test_an_agents_pickles_are_never_unpickled(key: str, tmp_path: Path) -> None
     assert isinstance(policy, CalibratedPolicy)  # ppo:default's bidding, loaded whole
 
 
+def _set_data(**entries: object) -> Callable[[dict[str, bytes]], None]:
+    """model.zip's ``data`` with ``entries`` set as plain JSON."""
+
+    def change(zip_entries: dict[str, bytes]) -> None:
+        data = json.loads(zip_entries["data"])
+        data.update(entries)
+        zip_entries["data"] = json.dumps(data).encode()
+
+    return change
+
+
+def test_an_agents_plain_settings_that_are_objects_are_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain JSON entries reach SB3 too: an ``env`` named there went to ``gym.make``, which
+    imports the module before the colon (here one beside the agent, on the path as a
+    notebook's folder is); a ``tensorboard_log`` stopped a resumed run on a missing
+    package; a ``clip_range`` of 50 replaced the config's. AdBot's own objects stand in."""
+    agent = tmp_path / "agent"
+    shutil.copytree(AGENTS_DIR / "default", agent, ignore=shutil.ignore_patterns("members"))
+    (agent / "ensemble.json").unlink()
+    (tmp_path / "payload_beside_agent.py").write_text("raise SystemExit('imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings = {"env": "payload_beside_agent:X-v0", "tensorboard_log": "/tmp", "clip_range": 50.0}
+    _damage_zip(agent, _set_data(**settings))
+    checkpoint = load_checkpoint(agent)
+    assert "payload_beside_agent" not in sys.modules
+    assert checkpoint.model.clip_range(1.0) == checkpoint.config.ppo.clip_range
+    assert checkpoint.model.tensorboard_log is None
+
+
+def test_an_agent_with_an_entry_sb3_does_not_write_is_refused(tmp_path: Path) -> None:
+    """A ``data`` entry that ``PPO.save`` does not write for AdBot's models is refused by
+    name before SB3 sees it."""
+    agent = tmp_path / "agent"
+    shutil.copytree(AGENTS_DIR / "default", agent)
+    _damage_zip(agent, _set_data(replay_buffer_class="x"))
+    with pytest.raises(InvalidInput, match=r"model.zip: holds 'replay_buffer_class', which a"):
+        make_policy(f"ppo:{agent}")
+
+
 def test_an_agent_with_a_pickle_adbot_does_not_know_is_refused(tmp_path: Path) -> None:
     """A pickled entry that SB3's PPO does not write for AdBot's models is refused by name,
     before anything is unpickled."""

@@ -32,7 +32,7 @@ from adbot.db.models import (
 )
 from adbot.errors import InvalidInput, ScenarioError
 from adbot.market.scenario import Scenario
-from adbot.rl.checkpoints import load_checkpoint, save_checkpoint
+from adbot.rl.checkpoints import load_checkpoint, read_model_data, save_checkpoint
 from adbot.rl.cpu_math import cpu_math
 from adbot.rl.evaluation import evaluate_policy, evaluation_pairs
 from adbot.rl.features import N_FEATURES, OBS_BOUND
@@ -76,6 +76,22 @@ def test_train_writes_checkpoints_and_an_mlflow_run(tmp_path: Path, settings: Se
     assert [m.step for m in history] == [128, 256]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "best")}
     assert "best/model.zip" in artifacts
+
+
+def test_final_holds_the_last_update_when_an_evaluation_falls_on_the_last_step(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """TINY evaluates every 128 steps, its rollouts are 128 steps: the evaluation due at
+    step 256, the last rollout's last step, came before that rollout's update, and
+    ``final/`` was that copy (1 update of 2; a run of two rollouts kept its untrained
+    weights). Now the final checkpoint evaluates after the last update."""
+    result = train(TINY, output_dir=tmp_path / "run", settings=settings, track=False)
+    rollouts = TINY.total_timesteps // (TINY.ppo.n_steps * TINY.n_envs)
+    assert rollouts == 2 and TINY.evaluation.every_timesteps == 128
+    data = read_model_data(result.final_checkpoint / "model.zip")
+    assert data["_n_updates"] == rollouts * TINY.ppo.n_epochs
+    steps = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert steps == ["step-000000128", "step-000000256"]
 
 
 def test_resume_continues_from_a_checkpoint(tmp_path: Path, settings: Settings) -> None:

@@ -322,33 +322,62 @@ def read_model_data(path: Path) -> dict[str, Any]:
     return data
 
 
+# What ``PPO.save`` writes as plain JSON for AdBot's models (settings, counters), taken as
+# they are; any entry outside these and the replaced ones is refused.
+_PLAIN_ENTRIES = frozenset(
+    {
+        "verbose", "policy_kwargs", "num_timesteps", "_total_timesteps",
+        "_num_timesteps_at_start", "seed", "start_time", "learning_rate", "_episode_num",
+        "use_sde", "sde_sample_freq", "_current_progress_remaining", "_stats_window_size",
+        "_n_updates", "n_envs", "n_steps", "gamma", "gae_lambda", "ent_coef", "vf_coef",
+        "max_grad_norm", "batch_size", "n_epochs", "clip_range_vf", "normalize_advantage",
+        "target_kl",
+    }
+)  # fmt: skip
+
+
 def _safe_objects(path: Path, data: dict[str, Any], clip_range: float) -> dict[str, Any]:
-    """What SB3 takes instead of each pickled entry of ``data`` (``custom_objects``: SB3
-    then skips its pickle): the env's spaces, SB3's policy and buffer classes, the config's
-    clip range (wrapped in its schedule as the model is set up; the learning rate's schedule
-    is made again from the stored rate), and no leftovers of the last rollout (a resumed
-    run resets its envs). An entry outside these is refused."""
+    """What SB3 takes instead of ``data``'s entries that are objects rather than settings
+    (``custom_objects``: SB3 then skips their pickles), pickled or not: the env's spaces,
+    SB3's policy and buffer classes, the config's clip range (wrapped in its schedule as the
+    model is set up; the learning rate's schedule is made again from the stored rate), no
+    env (SB3 would ``gym.make`` a name given there, importing the module it names), no
+    TensorBoard log, no action noise, and no leftovers of the last rollout (a resumed run
+    resets its envs). An entry outside these and ``_PLAIN_ENTRIES``, or a pickled one among
+    the plain ones, is refused."""
     replacements: dict[str, Any] = {
         "policy_class": ActorCriticPolicy,
         "observation_space": spaces.Box(-OBS_BOUND, OBS_BOUND, (N_FEATURES,), np.float32),
         "action_space": action_space(),
         "rollout_buffer_class": RolloutBuffer,
+        "rollout_buffer_kwargs": {},
         "clip_range": clip_range,
         "lr_schedule": None,
+        "env": None,
+        "tensorboard_log": None,
+        "action_noise": None,
         "_last_obs": None,
         "_last_original_obs": None,
         "_last_episode_starts": None,
         "ep_info_buffer": None,
         "ep_success_buffer": None,
     }
-    pickled = sorted(key for key, item in data.items() if _is_pickled(item))
-    unknown = [key for key in pickled if key not in replacements]
-    if unknown:
+    pickled = sorted(key for key in _PLAIN_ENTRIES & set(data) if _is_pickled(data[key]))
+    pickled += sorted(
+        key for key in set(data) - _PLAIN_ENTRIES - set(replacements) if _is_pickled(data[key])
+    )
+    if pickled:
         raise InvalidInput(
-            f"checkpoint file {path}: holds pickled {', '.join(map(repr, unknown))}, which "
+            f"checkpoint file {path}: holds pickled {', '.join(map(repr, pickled))}, which "
             "AdBot does not load (a pickle runs code as it loads); not a model of adbot train"
         )
-    return {key: replacements[key] for key in pickled}
+    unknown = sorted(set(data) - _PLAIN_ENTRIES - set(replacements))
+    if unknown:
+        raise InvalidInput(
+            f"checkpoint file {path}: holds {', '.join(map(repr, unknown))}, which a model of "
+            "adbot train does not; AdBot does not load it"
+        )
+    return {key: value for key, value in replacements.items() if key in data}
 
 
 def _is_pickled(item: object) -> bool:

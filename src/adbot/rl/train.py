@@ -246,9 +246,13 @@ class _Run:
         self.history: list[dict[str, float]] = []
         self.last: tuple[int, Path] | None = None
         self.resumed_from: Path | None = None  # the checkpoint a resumed run started from
+        self.last_step = -1  # the timesteps at the end of the last rollout (``learn``)
 
     def on_step(self, timesteps: int) -> None:
-        if timesteps >= self.next_eval:
+        # An evaluation due at the last rollout's last step is the final checkpoint's, made
+        # after the last update: made here, before it, ``final/`` was this copy, its weights
+        # one update short (a run of two rollouts kept its untrained weights as final).
+        if timesteps >= self.next_eval and timesteps != self.last_step:
             self.next_eval += self.config.evaluation.every_timesteps
             self.checkpoint(timesteps)
 
@@ -274,6 +278,8 @@ class _Run:
         """``model.learn`` for ``timesteps`` more steps; an update that diverges within
         itself (torch refuses the non-finite distribution) is reported as such, as is a
         worker process of the envs that died (its pipe closed under the learner)."""
+        rollout = self.config.ppo.n_steps * self.config.n_envs
+        self.last_step = self.model.num_timesteps + -(-timesteps // rollout) * rollout
         try:
             self.model.learn(
                 timesteps, callback=_RunCallback(self), reset_num_timesteps=not resumed

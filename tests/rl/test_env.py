@@ -293,9 +293,15 @@ def test_a_bad_action_is_refused_by_name(cpa_scenario: Scenario) -> None:
         assert env.step(good)[4]["alpha"] == expected
     env.reset(seed=0, options={"episode_seed": 1})
     top = env.step(np.array([1.0], dtype=np.float32))[4]["alpha"]
-    for outside in (5.0, np.int64(3), 1e300):  # clipped to the Box, as documented
+    # Clipped to the Box, as documented; ints past int64 too (numpy made them an object
+    # array, refused as "one real number, got 18446744073709551616").
+    for outside in (5.0, np.int64(3), 1e300, 2**64, [10**400]):
         env.reset(seed=0, options={"episode_seed": 1})
         assert env.step(outside)[4]["alpha"] == top
+    env.reset(seed=0, options={"episode_seed": 1})
+    bottom = env.step(np.array([-1.0], dtype=np.float32))[4]["alpha"]
+    env.reset(seed=0, options={"episode_seed": 1})
+    assert env.step(-(2**64))[4]["alpha"] == bottom
 
 
 def test_bids_are_the_multiplier_bids_of_market_md(cpa_scenario: Scenario) -> None:
@@ -340,6 +346,45 @@ def test_calibrated_env_passes_the_checkers_without_warnings() -> None:
         warnings.simplefilter("error")
         check_env(env.unwrapped)
         sb3_check_env(BidPacingEnv(max_daily_queries=2000.0, keyword_calibration=32.0), warn=True)
+
+
+@pytest.mark.parametrize("cap", [0.0, -5.0, math.nan, math.inf, True, "5000"])
+def test_a_cap_on_queries_must_be_a_positive_number(cpa_scenario: Scenario, cap: Any) -> None:
+    """A cap of 0, a negative one or NaN made scenarios the schema refuses (a budget of 0,
+    negative query counts) that failed later inside numpy or as a division by zero."""
+    with pytest.raises(InvalidInput, match="max_daily_queries must be a positive finite number"):
+        cap_daily_queries(cpa_scenario, cap)
+
+
+def test_a_refused_reset_leaves_no_episode(cpa_scenario: Scenario) -> None:
+    """A reset refused midway (a scenario that does not load, one whose reward cannot be
+    scaled) left the episode before in place: the next step played on as step 2 of it."""
+    env = BidPacingEnv(cpa_scenario)
+    env.reset(seed=0)
+    env.step(np.zeros(1, np.float32))
+    tiny = cpa_scenario.model_copy(
+        update={"campaign": cpa_scenario.campaign.model_copy(update={"daily_budget": 5e-324})}
+    )
+    for scenario in ("no-such-scenario", tiny):
+        with pytest.raises(InvalidInput):
+            env.reset(seed=9, options={"scenario": scenario})
+        with pytest.raises(InvalidInput, match=r"call reset\(\) before step\(\)"):
+            env.step(np.zeros(1, np.float32))
+        env.reset(seed=0)
+        env.step(np.zeros(1, np.float32))
+
+
+def test_a_huge_roas_target_keeps_the_features_finite(roas_scenario: Scenario) -> None:
+    """A ROAS target of 1e308 (the schema takes any positive ratio) times the cost is
+    infinite: the ROAS-gap feature took the log of 0 and the step raised Python's "math
+    domain error"; the gap is now at the bottom of its clip."""
+    campaign = roas_scenario.campaign.model_copy(update={"target_roas": 1e308, "min_bid": 1.0})
+    env = BidPacingEnv(roas_scenario.model_copy(update={"campaign": campaign}))
+    env.reset(seed=0)
+    terminated = False
+    while not terminated:
+        obs, reward, terminated, _, _ = env.step(np.zeros(1, np.float32))
+        assert np.isfinite(obs).all() and math.isfinite(reward)
 
 
 def test_capping_queries_keeps_budget_tightness(cpa_scenario: Scenario) -> None:

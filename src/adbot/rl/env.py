@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,14 @@ def cap_daily_queries(scenario: Scenario, max_daily_queries: float | None) -> Sc
     Budgets (ours and competitors') shrink by the same factor, so how tight the budget is
     against the market stays the same; only the counts get noisier.
     """
+    if max_daily_queries is not None and (
+        isinstance(max_daily_queries, bool)
+        or not isinstance(max_daily_queries, int | float)
+        or not 0 < max_daily_queries < math.inf
+    ):
+        raise InvalidInput(
+            f"max_daily_queries must be a positive finite number, got {max_daily_queries!r}"
+        )
     market, campaign = scenario.market, scenario.campaign
     if max_daily_queries is None or market.daily_queries <= max_daily_queries:
         return scenario
@@ -371,6 +380,17 @@ class BidPacingEnv(gym.Env[np.ndarray, np.ndarray]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         options = _checked_options(options)
+        try:
+            return self._reset(seed, options)
+        except BaseException:
+            # A reset refused midway (a scenario that does not load, one the reward cannot
+            # scale) leaves no episode: the one before must not go on as if it were new.
+            self._episode = self._player = self._baseline = self._goal = None
+            raise
+
+    def _reset(
+        self, seed: int | None, options: dict[str, Any]
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         ahead, self._ahead = self._ahead, None
         usable = (
@@ -578,6 +598,12 @@ def _action_value(action: np.ndarray) -> float:
         values = np.asarray(action)
     except (TypeError, ValueError):  # ragged nestings numpy cannot hold
         values = None
+    if values is not None and values.dtype.kind == "O" and values.size == 1:
+        # An int past int64 (2**64) makes an object array: out of range like 1e300, and
+        # clipped to the range's end as that is.
+        item = values.reshape(-1)[0]
+        if type(item) is int:
+            return -1.0 if item < 0 else 1.0
     if values is None or values.dtype.kind not in "fiu":
         raise InvalidInput(f"the action must be one real number, got {action!r}"[:200])
     if values.size != 1:

@@ -611,8 +611,14 @@ def _goal_gap(conversions, cost, goal, target, mean_value):
 
 @numba.njit(cache=True)
 def _log_ratio(num, den):
-    """``log((num + eps) / (den + eps))`` clipped to [-3, 3], in Python's arithmetic."""
-    return _py_min(3.0, _py_max(-3.0, _py_log((num + _EPS) / (den + _EPS))))
+    """``log((num + eps) / (den + eps))`` clipped to [-3, 3], in Python's arithmetic. Both
+    are at least 0, so a ratio of 0 is one that underflowed (a ROAS target of 1e307 times
+    the cost is infinite): its log is under the clip (it raised Python's "math domain
+    error" inside the compiled step)."""
+    ratio = (num + _EPS) / (den + _EPS)
+    if ratio == 0.0:
+        return -3.0
+    return _py_min(3.0, _py_max(-3.0, _py_log(ratio)))
 
 
 @numba.njit(cache=True)

@@ -62,6 +62,9 @@ def test_source_priority(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         ("ADBOT_PORTS__API", "70000", "ADBOT_PORTS__API:"),
         ("ADBOT_REDIS__URL", "http://x", "ADBOT_REDIS__URL: not a Redis URL"),
         ("ADBOT_LOG_LEVEL", "LOUD", "ADBOT_LOG_LEVEL:"),
+        # Was the working folder (docker compose's ${X} with X unset gives "").
+        ("ADBOT_DATA_DIR", "", "ADBOT_DATA_DIR: is empty: name a folder or leave it unset"),
+        ("ADBOT_DATA_DIR", "  ", "ADBOT_DATA_DIR: is empty: name a folder or leave it unset"),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -73,6 +76,15 @@ def test_bad_values_name_the_variable(
     message = str(info.value)
     assert message.startswith(expected)
     assert "\n" not in message and "Traceback" not in message
+
+
+def test_a_data_dir_under_the_home_folder_is_expanded(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``~/adbot`` was taken literally: a folder named "~" in the working folder."""
+    monkeypatch.setenv("HOME", str(isolated / "home"))
+    monkeypatch.setenv("ADBOT_DATA_DIR", "~/adbot")
+    assert load_settings().data_dir == isolated / "home" / "adbot"
 
 
 def test_cli_reports_bad_configuration_in_one_line(isolated: Path) -> None:

@@ -174,6 +174,17 @@ class Settings(BaseSettings):
     autopilot: AutopilotSettings = AutopilotSettings()
     jobs: JobSettings = JobSettings()
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir(cls, value: Any) -> Any:
+        # An empty ADBOT_DATA_DIR (docker compose's ${X} with X unset) was the working
+        # folder; "~/adbot" was a folder named "~" in it.
+        if isinstance(value, str | Path):
+            if not str(value).strip():
+                raise ValueError("is empty: name a folder or leave it unset (default ./data)")
+            return Path(value).expanduser()
+        return value
+
     @property
     def api_port(self) -> int:
         return self.api.port if self.api.port is not None else self.ports.api

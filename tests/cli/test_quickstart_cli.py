@@ -75,6 +75,17 @@ def test_a_report_folder_that_cannot_be_made_names_the_setting(
     assert error.endswith(f"(choose another folder with {hint})")
 
 
+def test_an_empty_out_is_refused_and_writes_nothing(place: Path, run_cli: RunCli) -> None:
+    """``--out ''`` was the working folder (Typer makes "" the path "."), the report written
+    there without a word."""
+    result = run_cli([*QUICK, "--out", ""])
+    assert result.code == 1 and result.out == ""
+    assert _one_error_line(result.err) == (
+        "error: --out is empty: name a folder for the report, or leave it out"
+    )
+    assert list(place.iterdir()) == []
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes in a read-only folder anyway")
 def test_a_read_only_data_dir_names_the_setting(place: Path, run_cli: RunCli) -> None:
     (place / "data").mkdir(mode=0o500)

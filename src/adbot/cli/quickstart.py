@@ -58,12 +58,16 @@ def quickstart(
     trace_scenario: str = typer.Option(
         DEFAULT_TRACE_SCENARIO, "--trace-scenario", help="Scenario of the pace and CPA charts."
     ),
-    out_dir: Path | None = typer.Option(
+    out_folder: str | None = typer.Option(
         None, "--out", help="Report folder (default: DATA_DIR/reports)."
     ),
     workers: int | None = typer.Option(None, "--workers", help="Processes (>= 1; default: cores)."),
 ) -> None:
     """Evaluate the shipped agent and the baselines on the bundled scenarios; write a report."""
+    # Taken as text: as a Path, "" was "." and the report went into the working folder.
+    if out_folder is not None and not out_folder.strip():
+        raise InvalidInput("--out is empty: name a folder for the report, or leave it out")
+    out_dir = None if out_folder is None else Path(out_folder).expanduser()
     target = out_dir or get_settings().data_dir / "reports"
     # Where the report goes is the user's to change: say how, as the settings' errors do.
     where = "--out" if out_dir else f"--out or {ENV_PREFIX}DATA_DIR"
@@ -97,7 +101,8 @@ def quickstart(
         Text.assemble(
             "report: ",
             (str(result.report_path.resolve()), "bold"),
-            f" ({len(result.reports)} scenarios x {episodes} episodes in {result.seconds:.0f} s)",
+            f" ({len(result.reports)} scenarios x {episodes} episode{'s' * (episodes != 1)} in "
+            f"{result.seconds:.0f} s)",
         ),
         highlight=False,
         soft_wrap=True,

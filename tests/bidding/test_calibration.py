@@ -4,6 +4,7 @@ keyword's landscape, and the ``calibrated:`` policies."""
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -270,6 +271,33 @@ def test_bids_the_policy_wanted_above_max_bid_stay_at_max_bid() -> None:
         # (Not all: where no rival bids between, the landscape buys the same clicks lower.)
         assert np.mean(bids[sure] == sim.max_bid) >= 0.9
         policy.observe(sim.step(bids))
+
+
+def test_a_multiplier_past_float_range_bids_as_a_huge_one_without_warnings() -> None:
+    """``fixed:1e308`` bids max_bid everywhere, as ``fixed:1e300`` does; calibrated, its
+    wanted bids (alpha x v_k) overflowed, the worths became inf or NaN, and the argmax took
+    the grid's lowest bid: 10 % of the spend, with numpy's overflow warnings on stderr."""
+    scenario = quick_week()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        results = {
+            alpha: run_episode(scenario, 3, make_policy(f"calibrated:fixed:{alpha}")).metrics
+            for alpha in ("1e300", "1e308")
+        }
+        plain = run_episode(scenario, 3, make_policy("fixed:1e308")).metrics
+    assert results["1e308"] == results["1e300"]
+    assert plain == run_episode(scenario, 3, make_policy("fixed:1e300")).metrics
+
+
+def test_keyword_values_of_zero_bid_without_warnings() -> None:
+    """A CPA target of 5e-324 makes every keyword's value 0: the target spend divided the
+    bids by it, with numpy's divide-by-zero warning on stderr."""
+    data = quick_week(target_cpa=5e-324, min_bid=5e-324).model_dump(mode="json")
+    data["market"].update(competitors=0, reserve_cpc=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics = run_episode(load_scenario(data), 0, make_policy("calibrated:pid")).metrics
+    assert np.isfinite(metrics.score)
 
 
 def test_no_landscape_gives_no_lambda_and_the_policy_keeps_its_level() -> None:

@@ -66,6 +66,8 @@ JUMP_STEPS = 10
 MIN_LANDSCAPE_CLICKS = 1.0
 # A prior never moves a keyword's bid by more than this factor either way.
 PRIOR_FACTOR_LIMIT = 4.0
+# The largest multiplier a clipped bid's worth is taken at (policies plan within 0.02-50).
+WANTED_ALPHA_CAP = 1e6
 
 
 def check_prior_conversions(value: object, where: str) -> float:
@@ -195,7 +197,8 @@ class KeywordLandscapes:
             return np.zeros_like(bids), math.nan
         known = self.keywords[rows]
         clicks, cost, values = self.clicks[rows], self.cost[rows], self.values[known]
-        target = float(_interpolated(cost, bids[known] / values).sum())
+        with np.errstate(divide="ignore"):  # a value of 0 (a target of 5e-324): bid / 0
+            target = float(_interpolated(cost, bids[known] / values).sum())
         worth = willingness[known][:, None] * clicks
         index = np.arange(clicks.shape[0])
 
@@ -288,7 +291,10 @@ class KeywordBidder:
             # wanted. Taken at max_bid, a keyword whose calibration factor is under 1 was bid
             # below max_bid, and no other keyword could spend the difference (they are at
             # max_bid too): with max_bid at half the market's CPC, 7 % of the score was lost.
-            wanted = np.where(bids >= sim.max_bid, alpha * sim.keyword_values, bids)
+            # Past WANTED_ALPHA_CAP a multiplier only says "bid every keyword up": larger
+            # (fixed:1e308) overflowed the worths, and the argmax took the grid's lowest bid.
+            capped = min(alpha, WANTED_ALPHA_CAP)
+            wanted = np.where(bids >= sim.max_bid, capped * sim.keyword_values, bids)
         willingness = wanted * self.calibration.factors() * self.level
         self.landscapes.update(sim)
         allocated, lam = self.landscapes.allocate(willingness, bids)

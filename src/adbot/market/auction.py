@@ -38,8 +38,11 @@ class AuctionRules:
 
 
 def multiplier_bids(alphas: np.ndarray, values: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """``clip(alpha * v_k, min_bid, max_bid)`` for each alpha: shape (A, K)."""
-    return np.clip(np.outer(alphas, values), lo, hi)
+    """``clip(alpha * v_k, min_bid, max_bid)`` for each alpha: shape (A, K). A product past
+    float range (``fixed:1e308``) is infinite and clipped to ``max_bid``, as meant: no
+    warning."""
+    with np.errstate(over="ignore"):
+        return np.clip(np.outer(alphas, values), lo, hi)
 
 
 def _above(ranks: np.ndarray, rank: np.ndarray) -> np.ndarray:

@@ -177,6 +177,9 @@ def test_a_trailing_colon_is_refused_not_dropped() -> None:
         make_policy("calibrated:pid:")
     with pytest.raises(InvalidInput, match=r"^policy 'fixed:': fixed:ALPHA needs a number$"):
         make_policy("fixed:")
+    # An argument to a policy that takes none was an "unknown policy".
+    with pytest.raises(InvalidInput, match=r"^policy 'onlinelp:x': onlinelp takes no argument; "):
+        make_policy("onlinelp:x")
 
 
 def test_each_builtin_is_a_policy() -> None:

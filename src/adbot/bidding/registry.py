@@ -59,10 +59,12 @@ def make_policy(spec: str) -> Policy:
     name, colon, arg = spec.strip().partition(":")
     named = name in BUILTIN or name in _FACTORIES
     takes_argument = name == "fixed" or ":" in _USAGE.get(name, "")
-    if colon and not arg and named and not takes_argument:
-        # ``pid:`` or ``prior:`` ran as ``pid`` or ``prior`` under the name ``pid:``; a prefix
-        # that takes an argument says what it needs itself (``ppo:``, ``calibrated:``).
-        raise InvalidInput(f"policy {spec!r}: {name} takes no argument; drop the ':'")
+    if colon and named and not takes_argument:
+        # ``pid:`` or ``prior:`` ran as ``pid`` or ``prior`` under the name ``pid:``, and
+        # ``onlinelp:x`` was an "unknown policy"; a prefix that takes an argument says what
+        # it needs itself (``ppo:``, ``calibrated:``).
+        drop = "the ':'" if not arg else repr(f":{arg}")
+        raise InvalidInput(f"policy {spec!r}: {name} takes no argument; drop {drop}")
     if name == "fixed" and colon:
         try:
             alpha = float(arg)

@@ -362,10 +362,7 @@ def _safe_objects(path: Path, data: dict[str, Any], clip_range: float) -> dict[s
         "ep_info_buffer": None,
         "ep_success_buffer": None,
     }
-    pickled = sorted(key for key in _PLAIN_ENTRIES & set(data) if _is_pickled(data[key]))
-    pickled += sorted(
-        key for key in set(data) - _PLAIN_ENTRIES - set(replacements) if _is_pickled(data[key])
-    )
+    pickled = sorted(key for key in set(data) - set(replacements) if _is_pickled(data[key]))
     if pickled:
         raise InvalidInput(
             f"checkpoint file {path}: holds pickled {', '.join(map(repr, pickled))}, which "
@@ -385,17 +382,22 @@ def _is_pickled(item: object) -> bool:
 
 
 def load_model(
-    path: Path, *, clip_range: float, n_envs: int | None = None, to_play: bool = False
+    path: Path,
+    data: dict[str, Any],
+    *,
+    clip_range: float,
+    n_envs: int | None = None,
+    to_play: bool = False,
 ) -> PPO:
     """``PPO.load`` of a checkpoint's model, none of its pickled entries unpickled
     (:func:`_safe_objects`); a file SB3 cannot read (truncated, not a model) is
     ``InvalidInput`` naming it, as is a model whose weights are not finite.
 
+    ``data``: the file's settings as :func:`read_model_data` read them.
     ``clip_range``: the PPO clip range of the checkpoint's config. ``n_envs``: how many
     envs a resumed run will step (SB3 sizes the rollout buffer when it loads, and
     ``set_env`` takes only that many); None keeps the checkpoint's. ``to_play``: the model
     only acts (no optimizer: it cannot be trained further)."""
-    data = read_model_data(path)
     objects = _safe_objects(path, data, clip_range)
     if to_play:
         kwargs = data.get("policy_kwargs")
@@ -530,9 +532,14 @@ def load_checkpoint(
         )
     stats = _read_record(directory / NORMALIZATION_FILE, NormalizationStats)
     config = _read_config(directory, meta)
-    check_model_spaces(directory, read_model_data(directory / MODEL_FILE))
+    data = read_model_data(directory / MODEL_FILE)
+    check_model_spaces(directory, data)
     model = load_model(
-        directory / MODEL_FILE, clip_range=config.ppo.clip_range, n_envs=n_envs, to_play=to_play
+        directory / MODEL_FILE,
+        data,
+        clip_range=config.ppo.clip_range,
+        n_envs=n_envs,
+        to_play=to_play,
     )
     problems = stats.problems(N_FEATURES)
     if problems:

@@ -45,7 +45,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 from adbot.config import Settings, get_settings
 from adbot.errors import AdbotError, Conflict, InvalidInput, ScenarioError
-from adbot.market.scenario import load_scenario
+from adbot.market.scenario import Scenario, load_scenario
 from adbot.rl.checkpoints import (
     META_FILE,
     STAGING_SUFFIX,
@@ -230,6 +230,7 @@ class _Run:
         hooks: TrainingHooks | None,
         progress: Progress | None,
         best: float,
+        pairs: list[tuple[Scenario, int]],
     ) -> None:
         self.config, self.model, self.venv = config, model, venv
         self.output_dir, self.tracker, self.hooks = output_dir, tracker, hooks
@@ -239,7 +240,7 @@ class _Run:
             if progress is None
             else progress.add_task("training", total=config.total_timesteps)
         )
-        self.pairs = evaluation_pairs(config.evaluation)
+        self.pairs = pairs
         every = config.evaluation.every_timesteps
         self.next_eval = (model.num_timesteps // every + 1) * every
         self.best = best  # the run's best evaluation so far (a resumed run's earlier ones count)
@@ -480,6 +481,7 @@ class RunStart:
     checkpoint: Checkpoint | None  # the resumed one
     best_score: float  # the best evaluation of the run so far
     seed_best: bool  # resumed into a new directory: its best/ starts as the checkpoint
+    pairs: list[tuple[Scenario, int]]  # what every evaluation plays (``evaluation_pairs``)
 
 
 def check_run(config: TrainingConfig, *, output_dir: Path, resume: Path | None) -> RunStart:
@@ -488,11 +490,11 @@ def check_run(config: TrainingConfig, *, output_dir: Path, resume: Path | None) 
     overwritten) and the resumed checkpoint (a model of this AdBot's features, the same
     problem and PPO settings)."""
     check_scenario_files(config)
-    evaluation_pairs(config.evaluation)  # draws its scenarios, or refuses settings none fit
+    pairs = evaluation_pairs(config.evaluation)  # or refused: settings no draw can fill
     check_writable(output_dir)
     if resume is None:
         _refuse_another_run(output_dir)
-        return RunStart(checkpoint=None, best_score=float("-inf"), seed_best=False)
+        return RunStart(checkpoint=None, best_score=float("-inf"), seed_best=False, pairs=pairs)
     if (resume / ENSEMBLE_FILE).exists():  # its own checkpoint is one member of several
         raise InvalidInput(
             f"checkpoint {resume} is an ensemble ({ENSEMBLE_FILE}): a run resumes one agent; "
@@ -513,7 +515,9 @@ def check_run(config: TrainingConfig, *, output_dir: Path, resume: Path | None) 
     else:
         earlier = checkpoint.meta.score_ratio
     best = float("-inf") if earlier is None else earlier
-    return RunStart(checkpoint=checkpoint, best_score=best, seed_best=not best_dir.exists())
+    return RunStart(
+        checkpoint=checkpoint, best_score=best, seed_best=not best_dir.exists(), pairs=pairs
+    )
 
 
 def _continued_model(checkpoint: Checkpoint, venv: VecNormalize) -> PPO:
@@ -705,7 +709,9 @@ def _run_to_the_end(
         model = build_model(config, venv)
     started = time.perf_counter()
     progress = _progress(console) if console is not None else None
-    run = _Run(config, model, venv, output_dir, tracker, hooks, progress, start.best_score)
+    run = _Run(
+        config, model, venv, output_dir, tracker, hooks, progress, start.best_score, start.pairs
+    )
     run.resumed_from = None if start.checkpoint is None else start.checkpoint.path
     if progress is not None:
         progress.start()

@@ -538,11 +538,11 @@ def _end_day(rates, queries):
     n = rates.shape[1]
     if queries[DAY] >= PRICE_MIN_QUERIES:
         for row, entry in ((LAST_DAY_CONV, LAST_DAY), (EARLIER_DAY_CONV, EARLIER_DAY)):
-            if restarted or queries[entry] < PRICE_MIN_QUERIES:
-                continue
-            shift = _price_shift(rates[row], queries[entry], rates[DAY_CONV], queries[DAY])
-            if abs(shift) > math.log(PRICE_SHIFT):
-                restarted = True
+            if queries[entry] >= PRICE_MIN_QUERIES:
+                shift = _price_shift(rates[row], queries[entry], rates[DAY_CONV], queries[DAY])
+                if abs(shift) > math.log(PRICE_SHIFT):
+                    restarted = True
+                    break
         if restarted:
             # The fast memory too: at a few steps a day it spans days (at one step a day,
             # 60 % of its weight was the days before the move).

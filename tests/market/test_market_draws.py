@@ -401,3 +401,29 @@ def test_a_day_cut_short_is_drawn_again_from_its_seeds() -> None:
     again = market.whole_day(1)[0]
     for name in _FIELDS:
         assert np.array_equal(getattr(again, name), getattr(clean, name)), name
+
+
+@pytest.mark.parametrize("sd", [1.0 + 1e-9, 1.5, 3.0, 5.0])
+def test_wide_lognormals_keep_their_mean(sd: float) -> None:
+    """Past ``MIDPOINT_MAX_SD`` the midpoint quantiles' mean fell far short (0.73 of it at
+    sd_log 4, 0.34 at 5: |z| clamped at 4.3); each cell's conditional mean keeps the
+    lognormal's mean and its median, for conversion values and rivals' bid jitter alike."""
+    assert _reference_lognormal(37.5, sd).mean() < 37.5 * (1 - 5e-5)  # the old table
+    values = lognormal_quantiles.__wrapped__(37.5, sd)
+    assert values.mean() == pytest.approx(37.5, rel=1e-12)
+    assert np.all(np.diff(values) >= 0.0) and values[0] >= 0.0
+    assert np.median(values) == pytest.approx(37.5 * math.exp(-sd * sd / 2), rel=1e-6)
+    episode_module._JITTER_TABLES.clear()
+    jitter = entry_jitter_table(sd, 1.0).astype(np.float64)  # every rival enters: all cells
+    assert jitter.mean() == pytest.approx(1.0, rel=1e-6)
+
+
+def test_narrow_lognormals_keep_their_midpoints() -> None:
+    """Up to ``MIDPOINT_MAX_SD`` the tables are the midpoint quantiles, bit for bit: every
+    scenario of such spreads plays its episodes as before."""
+    assert episode_module.MIDPOINT_MAX_SD == 1.0
+    for sd in (0.4, 1.0):
+        assert (
+            lognormal_quantiles.__wrapped__(2.0, sd).tobytes()
+            == _reference_lognormal(2.0, sd).tobytes()
+        )

@@ -33,6 +33,7 @@ from adbot.rl.planner import (
     GROUP_LATER_AFTER,
     LOG_GRID,
     PRICE_MIN_QUERIES,
+    PRICE_MOVE,
     PRICE_SHIFT,
     SLOW,
     SLOW_CONV,
@@ -558,3 +559,77 @@ def test_rivals_prices_x5_restart_the_memories_once(
             if sim.step_index % steps_per_day == 0 and planner.end_day():
                 restarts.append(outcome.index // steps_per_day)
         assert restarts == expected
+
+
+@pytest.mark.parametrize("factor", [1.5, 1 / 1.5, 2.4])
+def test_a_smaller_move_moves_the_earlier_days_when_days_are_few_steps(
+    cpa_scenario: Scenario, factor: float
+) -> None:
+    """At few steps a day (``follow_moves``) a clean move within PRICE_SHIFT and beyond
+    PRICE_MOVE moves both memories' earlier days by it: they become what they would be had
+    those days been played at the new prices (to within the grid's interpolation, away from
+    its ends), and the day itself is kept as it is. At many steps a day the memories keep
+    the earlier prices (the agents trained so)."""
+    move = math.log(factor)
+    assert math.log(PRICE_MOVE) < abs(move) < math.log(PRICE_SHIFT)
+    sim = MarketSimulator(cpa_scenario, 0)
+    moved, never, kept = LandscapePlanner(sim), LandscapePlanner(sim), LandscapePlanner(sim)
+    for day in range(4):
+        curve = conversions_curve(move if day == 3 else 0.0)
+        for planner, played in ((moved, curve), (never, conversions_curve(move)), (kept, curve)):
+            fold_day(planner, played, steps=4)
+        assert not moved.end_day(follow_moves=True) and not never.end_day(follow_moves=True)
+        assert not kept.end_day()
+    inner = slice(4, -4)
+    for row in (SLOW_COST, SLOW_CONV, FAST_COST, FAST_CONV):
+        np.testing.assert_allclose(moved.rates[row, inner], never.rates[row, inner], rtol=0.02)
+        assert not np.allclose(kept.rates[row, inner], never.rates[row, inner], rtol=0.05)
+    np.testing.assert_array_equal(moved.queries, kept.queries)
+    # The next day at the new prices is no move again, and moves nothing.
+    fold_day(moved, conversions_curve(move), steps=4)
+    moved.end_day(follow_moves=True)
+    fold_day(never, conversions_curve(move), steps=4)
+    never.end_day(follow_moves=True)
+    np.testing.assert_allclose(
+        moved.rates[SLOW_CONV, inner], never.rates[SLOW_CONV, inner], rtol=0.02
+    )
+
+
+def test_a_move_within_price_move_moves_nothing(cpa_scenario: Scenario) -> None:
+    """Day-to-day wobble (x1.1 here; at most x1.06 on markets without shocks) is left to the
+    memories: they average it out."""
+    sim = MarketSimulator(cpa_scenario, 0)
+    follows, plain = LandscapePlanner(sim), LandscapePlanner(sim)
+    for move in (0.0, math.log(1.1)):
+        for planner in (follows, plain):
+            fold_day(planner, conversions_curve(move), steps=4)
+        follows.end_day(follow_moves=True)
+        plain.end_day()
+    np.testing.assert_array_equal(follows.rates[: SLOW_CONV + 1], plain.rates[: SLOW_CONV + 1])
+    np.testing.assert_array_equal(
+        follows.rates[FAST_COST : FAST_CONV + 1], plain.rates[FAST_COST : FAST_CONV + 1]
+    )
+
+
+def test_rivals_prices_x1_5_at_one_step_a_day_move_the_memories() -> None:
+    """On the market at one step a day: after rivals' prices x1.5 from day 2 the slow
+    memory's landscape (a month of memory at this step) is at the new prices from day 2's
+    end, where it stayed half way between without the move."""
+    scenario = cap_daily_queries(load_scenario("tight-budget"), 20000.0)
+    horizon = scenario.horizon.model_copy(update={"steps_per_day": 1, "days": 4})
+    shock = Shock(day=2, competitor_cpc_multiplier=1.5)
+    market = scenario.market.model_copy(update={"shocks": (shock,)})
+    sim = MarketSimulator(scenario.model_copy(update={"horizon": horizon, "market": market}), 3)
+    follows, plain = LandscapePlanner(sim), LandscapePlanner(sim)
+    while not sim.done:
+        outcome = sim.step_multiplier(1.0)
+        for planner in (follows, plain):
+            planner.add_step(outcome.index, float(outcome.total_queries))
+        day = planner.rates[DAY_CONV].copy(), planner.queries[DAY]
+        assert not follows.end_day(follow_moves=True) and not plain.end_day()
+        if outcome.index == 2:
+            seen = {}
+            for name, planner in (("follows", follows), ("plain", plain)):
+                memory = planner.rates[SLOW_CONV], planner.queries[SLOW]
+                seen[name] = _price_shift(memory[0], memory[1], day[0], day[1])
+            assert abs(seen["follows"]) < 0.05 < math.log(1.5) / 3 < seen["plain"]

@@ -1,11 +1,13 @@
 """Our side of one step's auctions (numpy only): one bid vector, or many at once.
 
 Competitors' ad ranks do not depend on our bids, so a query's outcome for any bid needs only
-its top ``slots`` competitor ranks: our slot is the number of them ranked above us (ties
-broken at random; ``slots`` or more above means no slot), and we pay per click
-``min(bid, max(reserve, next_rank / our_quality) + 0.01)`` (MARKET.md). Queries are served in
-order; we take part while the day's spend before the query is below the budget, so the query
-that crosses it is served in full (overshoot of at most one click) and later ones are not.
+its top ``slots`` competitor ranks and how many more tie with the last of them
+(``StepMarket.comp_tied``): our slot is the number of them ranked above us plus a place
+drawn uniformly among all the ads tied with us (``slots`` or more means no slot), and we pay
+per click ``min(bid, max(reserve, next_rank / our_quality) + 0.01)`` (MARKET.md). Queries
+are served in order; we take part while the day's spend before the query is below the
+budget, so the query that crosses it is served in full (overshoot of at most one click) and
+later ones are not.
 
 ``serve`` handles one bid vector and works on the few queries we win (the simulator's step);
 ``placed_dense`` places A bid vectors at once as dense (A, Q) arrays, budget aside (the
@@ -53,11 +55,15 @@ def _above(ranks: np.ndarray, rank: np.ndarray) -> np.ndarray:
     return above
 
 
-def _break_ties(ranks: np.ndarray, rank: np.ndarray, u_tie: np.ndarray) -> np.ndarray:
-    """Extra places lost to competitors with an equal rank: uniform among the tied."""
+def _break_ties(
+    ranks: np.ndarray, tied_beyond: np.ndarray, rank: np.ndarray, u_tie: np.ndarray
+) -> np.ndarray:
+    """Extra places lost to competitors with an equal rank: uniform among the tied, those
+    beyond the rows (``tied_beyond``) tying with the last row's rank."""
     ties = (ranks[0] == rank).astype(np.int32)
     for row in ranks[1:]:
         ties += row == rank
+    ties += tied_beyond * (ranks[-1] == rank)
     return (u_tie * (ties + 1)).astype(np.int32)
 
 
@@ -137,13 +143,21 @@ AMOUNT_ROWS = ("cost", "value", "impression_share", "avg_position", "avg_cpc")
 
 @numba.njit(cache=True)
 def placement(
-    comp_rank: np.ndarray, i: int, bid: float, quality: float, u_tie: float, reserve: float
+    comp_rank: np.ndarray,
+    i: int,
+    bid: float,
+    quality: float,
+    u_tie: float,
+    reserve: float,
+    tied_beyond: int,
 ) -> tuple[int, float]:
     """Our slot on query ``i`` for a bid that takes part, and the price of a click there
     (``placed_dense``'s arithmetic, one query); the slot is ``slots`` when we get none.
 
     Competitor ranks are compared as float64, and a tie among ``t`` equal ranks costs
-    ``int(u_tie x (t + 1))`` places. The query's competitor ranks must descend (as
+    ``int(u_tie x (t + 1))`` places; when ours equals the last row's, the ``t`` tied are
+    those in the rows and the ``tied_beyond`` competitors past them (the query's
+    ``StepMarket.comp_tied``). The query's competitor ranks must descend (as
     ``StepMarket.comp_rank``'s do): when the one at the last slot is above ours, so are all
     before it (most lost queries read one rank); else the ranks above ours and then those
     equal to it are the first ones.
@@ -157,6 +171,8 @@ def placement(
         above += 1
     while above + ties < slots and np.float64(comp_rank[above + ties, i]) == rank:
         ties += 1
+    if ties and above + ties == slots:
+        ties += tied_beyond
     slot = above + int(u_tie * (ties + 1)) if ties else above
     if slot >= slots:
         return slots, 0.0
@@ -165,7 +181,7 @@ def placement(
 
 @numba.njit(cache=True)
 def _serve_kernel(
-    keyword, comp_rank, quality, cvr, u_tie, u_click, u_conv, value_table,
+    keyword, comp_rank, comp_tied, quality, cvr, u_tie, u_click, u_conv, value_table,
     bids, spend_today, budget, reserve, slots, click_prob,
 ):  # fmt: skip
     """``serve`` query by query in one compiled pass (see the module docstring).
@@ -195,7 +211,7 @@ def _serve_kernel(
             continue
         entered[i] = 1
         counts[1, k] += 1
-        slot, price = placement(comp_rank, i, bid, quality[i], u_tie[i], reserve)
+        slot, price = placement(comp_rank, i, bid, quality[i], u_tie[i], reserve, comp_tied[i])
         if slot >= slots:
             continue
         shown[n_shown], slot_of[n_shown] = i, slot
@@ -243,16 +259,17 @@ def serve(
     playing a day step by step gives bit for bit the sums of playing it in one piece.
     """
     result = _serve_kernel(
-        step.keyword, step.comp_rank, step.quality, step.cvr, step.u_tie, step.u_click,
-        step.u_conv, step.value_table, np.asarray(bids, dtype=np.float64), float(spend_today),
-        float(budget), float(rules.reserve), int(rules.slots), rules.click_prob,
+        step.keyword, step.comp_rank, step.comp_tied, step.quality, step.cvr, step.u_tie,
+        step.u_click, step.u_conv, step.value_table, np.asarray(bids, dtype=np.float64),
+        float(spend_today), float(budget), float(rules.reserve), int(rules.slots),
+        rules.click_prob,
     )  # fmt: skip
     return Served(*result)
 
 
 @numba.njit(cache=True)
 def _serve_multiplier_kernel(
-    keyword, comp_rank, quality, cvr, u_tie, u_click, u_conv, value_table,
+    keyword, comp_rank, comp_tied, quality, cvr, u_tie, u_click, u_conv, value_table,
     alpha, values, min_bid, max_bid, spend_today, budget, reserve, slots, click_prob,
 ):  # fmt: skip
     """The bids ``clip(alpha x values, min_bid, max_bid)`` (numpy's ``minimum(maximum(.))``
@@ -261,7 +278,7 @@ def _serve_multiplier_kernel(
     for k in range(values.shape[0]):
         bids[k] = min(max(alpha * values[k], min_bid), max_bid)
     served = _serve_kernel(
-        keyword, comp_rank, quality, cvr, u_tie, u_click, u_conv, value_table,
+        keyword, comp_rank, comp_tied, quality, cvr, u_tie, u_click, u_conv, value_table,
         bids, spend_today, budget, reserve, slots, click_prob,
     )  # fmt: skip
     return bids, served
@@ -280,8 +297,8 @@ def serve_multiplier(
     bids (K,) and what they got, in one compiled call (the RL env's hot path; the bids are
     the floats ``np.clip`` gives). ``alpha`` must be finite and ``values`` (K,) float64."""
     bids, result = _serve_multiplier_kernel(
-        step.keyword, step.comp_rank, step.quality, step.cvr, step.u_tie, step.u_click,
-        step.u_conv, step.value_table, float(alpha), values, float(bid_range[0]),
+        step.keyword, step.comp_rank, step.comp_tied, step.quality, step.cvr, step.u_tie,
+        step.u_click, step.u_conv, step.value_table, float(alpha), values, float(bid_range[0]),
         float(bid_range[1]), float(spend_today), float(budget), float(rules.reserve),
         int(rules.slots), rules.click_prob,
     )  # fmt: skip
@@ -297,7 +314,7 @@ def placed_dense(step: StepMarket, bids: np.ndarray, rules: AuctionRules) -> tup
     below = step.comp_rank[np.minimum(slot, rules.slots - 1), queries]
     tied = (below == rank) & (slot < rules.slots) & (rank > 0)
     if tied.any():
-        slot += _break_ties(step.comp_rank, rank, step.u_tie)
+        slot += _break_ties(step.comp_rank, step.comp_tied, rank, step.u_tie)
         below = step.comp_rank[np.minimum(slot, rules.slots - 1), queries]
     impression = rules.enters(bid) & (slot < rules.slots)
     capped = np.minimum(slot, rules.slots - 1)

@@ -5,14 +5,17 @@ Common random numbers: each day draws from its own generator, seeded by
 on bids, so every policy run on the same (scenario, episode seed) faces the same queries,
 competitor bids and uniform numbers. A step keeps only what our auctions need: per query,
 the keyword, the top ``slots`` competitor ad ranks (competitor ranks do not depend on
-our bid), and the uniforms that decide tie-breaks, clicks and conversions (and, through
-the latter, a conversion's value). Days are drawn lazily, on first use, and kept.
+our bid) and how many more competitors tie with the last of them (a tie with our ad is
+broken over all the tied), and the uniforms that decide tie-breaks, clicks and conversions
+(and, through the latter, a conversion's value). Days are drawn lazily, on first use, and
+kept.
 
 Competitor entry and lognormal bid jitter come from one 16-bit uniform per (competitor,
 query), see ``entry_jitter_table``; the draws are laid out (competitors, queries). Without
 competitor budgets one compiled pass (``_top_competitor_ranks``) turns them into each query's
-top ``slots`` ad ranks, keeping the float32 rounding of every product of the vectorised
-definition (``(CPC x quality) x (jitter x shock multiplier)``, the reserve tested as
+top ``slots`` ad ranks and the count of the others that tie with the last (``_feed_counting``),
+keeping the float32 rounding of every product of the vectorised definition
+(``(CPC x quality) x (jitter x shock multiplier)``, the reserve tested as
 ``jitter x multiplier >= reserve / CPC``), so the drawn market is bit for bit what it was.
 
 Competitor budgets (``market.competitor_budget``) are applied exactly, day by day, on the
@@ -26,7 +29,8 @@ still present rank by bid x quality, the top ``slots`` pay the generalised secon
 click, and one whose spend reaches its budget bids 0 from the next query on. Equal ranks go
 to the lower competitor index (only positive ties matter, and they are rare). The same pass
 hands out each query's top ``slots`` ranks (a float32 bid times a float32 quality is exact
-in float64, so rounding the kernel's rank to float32 gives the float32 product).
+in float64, so rounding the kernel's rank to float32 gives the float32 product) and the
+count of the competitors still in beyond them whose float32 rank ties with the last.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import bisect
 import functools
 from collections import OrderedDict
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import TYPE_CHECKING, TypeVar, cast
 
@@ -119,6 +123,9 @@ def _cell_means(sd: float) -> np.ndarray:
     return means
 
 
+_NO_TIES = np.zeros(0, dtype=np.int32)  # ``StepMarket.comp_tied`` omitted
+
+
 @dataclass(frozen=True)
 class StepMarket:
     """The bid-independent market of one step, queries in serving order.
@@ -136,6 +143,13 @@ class StepMarket:
     u_click: np.ndarray  # (Q,) uniforms: our click happens when u < click probability
     u_conv: np.ndarray  # (Q,) uniforms: our click converts when u < cvr
     value_table: np.ndarray  # (_CELLS,) conversion value quantiles
+    # (Q,) int32: competitors beyond ``comp_rank``'s rows whose rank equals its last row's
+    # (positive). Omitted (empty): none anywhere.
+    comp_tied: np.ndarray = field(default_factory=lambda: _NO_TIES)
+
+    def __post_init__(self) -> None:
+        if self.comp_tied is _NO_TIES:
+            object.__setattr__(self, "comp_tied", np.zeros(self.keyword.shape, np.int32))
 
     @property
     def n_queries(self) -> int:
@@ -167,6 +181,7 @@ class StepMarket:
             u_click=np.concatenate([p.u_click for p in parts]),
             u_conv=np.concatenate([p.u_conv for p in parts]),
             value_table=parts[0].value_table,
+            comp_tied=np.concatenate([p.comp_tied for p in parts]),
         )
 
     def subset(self, queries: np.ndarray | slice) -> StepMarket:
@@ -181,6 +196,7 @@ class StepMarket:
             u_click=self.u_click[queries],
             u_conv=self.u_conv[queries],
             value_table=self.value_table,
+            comp_tied=self.comp_tied[queries],
         )
 
 
@@ -200,6 +216,28 @@ def _feed(top: np.ndarray, carry: np.ndarray, fed: int) -> None:
     ``fed`` are still 0, so they take the carry as it is)."""
     for j in range(min(top.shape[0], fed + 1)):
         _compare_exchange(top[j], carry)
+
+
+@numba.njit(cache=True, nogil=True)
+def _feed_counting(top: np.ndarray, carry: np.ndarray, fed: int, tied: np.ndarray) -> None:
+    """``_feed``, keeping ``tied`` (Q,) the count of the values that left the top ``n`` (or
+    never entered it) equal to its last, positive, value.
+
+    Every value out is at most the last one, so when the last rises none equals it any more;
+    when it stays, the value dropped adds one if equal. Done in the last row's exchange,
+    where the old last, the new one and the value dropped are all at hand.
+    """
+    n = top.shape[0]
+    _feed(top[: n - 1], carry, fed)
+    if fed < n - 1:
+        return  # the last row is still 0 and stays so: nothing drops out
+    last = top[n - 1]
+    for t in range(last.shape[0]):
+        kept, fed_value = last[t], carry[t]
+        high = kept if kept > fed_value else fed_value
+        low = fed_value if kept > fed_value else kept
+        last[t] = high
+        tied[t] = (tied[t] if high == kept else 0) + (low == high and low > 0)
 
 
 def entry_jitter_table(sd: float, participation: float) -> np.ndarray:
@@ -274,6 +312,7 @@ class _Day:
     comp_bid: np.ndarray | None
     comp_click: np.ndarray | None
     comp_rank: np.ndarray | None
+    comp_tied: np.ndarray | None = None  # (Qd,) int32, ``StepMarket.comp_tied``
 
 
 @dataclass(frozen=True)
@@ -419,7 +458,7 @@ class EpisodeMarket:
         try:
             drawn = yield from self._drawing_day(day)
             if drawn.comp_bid is not None:
-                _, drawn.comp_rank = yield from _serving_budgets(
+                _, drawn.comp_rank, drawn.comp_tied = yield from _serving_budgets(
                     drawn, self.universe, self.scenario
                 )
                 yield
@@ -511,10 +550,11 @@ class EpisodeMarket:
                 reserve_share = np.float32(market.reserve_cpc) / uni.competitor_cpc
             n_queries = keyword.shape[0]
             ranks = np.zeros((market.slots, n_queries), dtype=np.float32)
+            tied = np.zeros(n_queries, dtype=np.int32)
             part = max(1, _RANK_CELLS // max(market.competitors, 1))
             for start in range(0, n_queries, part):
                 end = min(start + part, n_queries)
-                ranks[:, start:end] = _top_competitor_ranks(
+                ranks[:, start:end], tied[start:end] = _top_competitor_ranks(
                     bits[:, start:end],
                     keyword[start:end],
                     step_of[start:end],
@@ -526,7 +566,7 @@ class EpisodeMarket:
                     market.slots,
                 )
                 yield
-            day_market.comp_rank = ranks
+            day_market.comp_rank, day_market.comp_tied = ranks, tied
         else:
             day_market.comp_bid = _competitor_bids(
                 bits,
@@ -562,8 +602,8 @@ class EpisodeMarket:
 
     def _split(self, day: int, drawn: _Day) -> _DayMarket:
         uni = self.universe
-        ranks = drawn.comp_rank
-        assert ranks is not None
+        ranks, tied = drawn.comp_rank, drawn.comp_tied
+        assert ranks is not None and tied is not None
         spd = self.scenario.horizon.steps_per_day
         cvr = uni.cvr_at(slice(day * spd, (day + 1) * spd))
         quality, query_cvr = _per_query(drawn.keyword, drawn.step_of, uni.quality, cvr)
@@ -576,6 +616,7 @@ class EpisodeMarket:
             u_click=drawn.uniforms[1],
             u_conv=drawn.uniforms[2],
             value_table=self.value_table,
+            comp_tied=tied,
         )
         ends = np.cumsum(drawn.sizes).tolist()  # Python ints slice faster than numpy's
         starts = [0, *ends[:-1]]
@@ -610,8 +651,9 @@ def _top_competitor_ranks(
     check_reserve: np.ndarray,
     multiplier: np.ndarray,
     slots: int,
-) -> np.ndarray:
-    """(slots, Q) float32 top competitor ad ranks of each query, descending, 0 = nobody.
+) -> tuple[np.ndarray, np.ndarray]:
+    """(slots, Q) float32 top competitor ad ranks of each query, descending, 0 = nobody, and
+    (Q,) int32 how many competitors beyond those tie with the last (``StepMarket.comp_tied``).
 
     ``bits`` (C, Q) uint16 draws; ``table``, ``cpc_quality`` (C, K), ``reserve_share`` (C, K)
     (reserve / CPC) and ``multiplier`` (steps,) are float32 and every product is rounded to
@@ -620,6 +662,7 @@ def _top_competitor_ranks(
     """
     c, q = bits.shape
     top = np.zeros((slots, q), dtype=np.float32)
+    tied = np.zeros(q, dtype=np.int32)
     rank = np.empty(q, dtype=np.float32)
     for i in range(c):
         check = check_reserve[i]
@@ -629,8 +672,8 @@ def _top_competitor_ranks(
             # Computed either way, then picked: with a branch the kernel takes 1.5x as long.
             value = np.float32(cpc_quality[i, k] * jitter)
             rank[t] = np.float32(0.0) if check and jitter < reserve_share[i, k] else value
-        _feed(top, rank, i)
-    return top
+        _feed_counting(top, rank, i, tied)
+    return top, tied
 
 
 @numba.njit(cache=True, nogil=True)
@@ -669,13 +712,16 @@ def _serve_competitor_budgets(
     out_from: np.ndarray,
     spent: np.ndarray,
     day_ranks: np.ndarray,
+    day_tied: np.ndarray,
     start: int,
     end: int,
 ) -> None:
     """Serve the day's queries ``start..end-1``, in place: ``out_from`` (C,) int64, the query
     from which each competitor is out of budget (Q: not yet), ``spent`` (C,) each one's spend
-    so far, and ``day_ranks`` (slots, Q) float32, the top ranks of each query among the
-    competitors still in. Consecutive ranges from 0 give what one pass over the day gives.
+    so far, ``day_ranks`` (slots, Q) float32, the top ranks of each query among the
+    competitors still in, and ``day_tied`` (Q,) int32, how many more of them tie with the
+    last of those ranks (``_count_tied``). Consecutive ranges from 0 give what one pass over
+    the day gives.
 
     Serves the day query by query: ``bid`` (C, Q) float32, 0 = does not enter; ``quality``
     and ``click_factor`` (C, K) float64, the latter ``quality_factor(quality)``. A running
@@ -718,19 +764,45 @@ def _serve_competitor_budgets(
             below = top_rank[j + 1] if j + 1 < filled else 0.0
             price = max(reserve, below / quality[who, k]) + 0.01
             spent[who] += min(np.float64(bid[who, t]), price)
+        # Spending only takes a competitor out from the next query on: the same ones are in.
+        if filled == slots + 1 and np.float32(top_rank[slots]) == day_ranks[slots - 1, t]:
+            day_tied[t] = _count_tied(bid, quality, out_from, day_ranks, t, k)
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_tied(
+    bid: np.ndarray,
+    quality: np.ndarray,
+    out_from: np.ndarray,
+    day_ranks: np.ndarray,
+    t: int,
+    k: int,
+) -> int:
+    """How many competitors still in on query ``t`` beyond its top ranks ``day_ranks[:, t]``
+    rank as its last (as float32, the ranks we meet): a second look at every competitor, on
+    the rare queries where one beyond the top does."""
+    last = day_ranks[day_ranks.shape[0] - 1, t]
+    count = 0
+    for i in range(bid.shape[0]):
+        if out_from[i] == bid.shape[1]:
+            count += np.float32(np.float64(bid[i, t]) * quality[i, k]) == last
+    for j in range(day_ranks.shape[0]):
+        count -= day_ranks[j, t] == last
+    return count
 
 
 def _serve_budgets(drawn: _Day, uni: Universe, scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
     """The day's competitor bids served with budgets (see the module docstring): the query
     from which each competitor is out, and each query's top ranks among those still in."""
-    return _exhaust(_serving_budgets(drawn, uni, scenario))
+    out_from, day_ranks, _ = _exhaust(_serving_budgets(drawn, uni, scenario))
+    return out_from, day_ranks
 
 
 def _serving_budgets(
     drawn: _Day, uni: Universe, scenario: Scenario
-) -> Generator[None, None, tuple[np.ndarray, np.ndarray]]:
+) -> Generator[None, None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``_serve_budgets`` a part of about ``_BUDGET_CELLS`` (competitor, query) bids at a time,
-    a stage (a yield) between parts."""
+    a stage (a yield) between parts, with each query's ``StepMarket.comp_tied``."""
     assert uni.competitor_budget is not None and drawn.comp_bid is not None
     assert drawn.comp_click is not None
     market = scenario.market
@@ -741,6 +813,7 @@ def _serving_budgets(
     out_from = np.full(competitors, n_queries, dtype=np.int64)
     spent = np.zeros(competitors)
     day_ranks = np.zeros((position_ctr.shape[0], n_queries), dtype=np.float32)
+    day_tied = np.zeros(n_queries, dtype=np.int32)
     part = max(1, _BUDGET_CELLS // max(competitors, 1))
     for start in range(0, n_queries, part):
         if start:
@@ -757,10 +830,11 @@ def _serving_budgets(
             out_from,
             spent,
             day_ranks,
+            day_tied,
             start,
             min(start + part, n_queries),
         )
-    return out_from, day_ranks
+    return out_from, day_ranks, day_tied
 
 
 _CACHE: OrderedDict[tuple[str, int], EpisodeMarket] = OrderedDict()

@@ -91,7 +91,7 @@ def test_a_step_played_in_the_batch_equals_serve(
     totals = _play_episode(
         step.keyword, step.comp_rank, step.quality, step.u_tie, step.u_click,
         step.u_conv < step.cvr, step.conv_value, np.array([step.n_queries]), 1, bids, budget,
-        sim.rules.reserve, sim.rules.click_prob,
+        sim.rules.reserve, sim.rules.click_prob, step.comp_tied,
     )  # fmt: skip
     for row, vector in enumerate(bids):
         one = serve(step, vector, 0.0, budget, sim.rules)

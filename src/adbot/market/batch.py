@@ -49,11 +49,11 @@ def _play_episode(
     budget: float,
     reserve: float,
     click_prob: np.ndarray,
-    comp_tied: np.ndarray | None = None,
+    comp_tied: np.ndarray,
 ) -> np.ndarray:
     """(4, A) clicks, cost, conversions and value of each bid vector (A, K) over the
     queries given (``EpisodeMarket.clickable``'s: ``converts``, a click would convert;
-    ``worth``, its value; ``comp_tied``, ``StepMarket.comp_tied``, omitted: all 0),
+    ``worth``, its value; ``comp_tied``, ``StepMarket.comp_tied``),
     ``step_ends`` where each step ends among them, whole days.
 
     Each query is placed as ``serve`` places it (``placement``). As in ``serve``, a day's
@@ -63,7 +63,6 @@ def _play_episode(
     to the totals: the only order that gives its floats. Day by day, every bid vector in
     turn, so that a day's queries are read from the cache.
     """
-    tied = np.zeros(keyword.shape[0], dtype=np.int32) if comp_tied is None else comp_tied
     totals = np.zeros((4, bids.shape[0]))
     for first in range(0, step_ends.shape[0], steps_per_day):
         day_start = step_ends[first - 1] if first > 0 else 0
@@ -83,7 +82,7 @@ def _play_episode(
                     if not (bid >= reserve if reserve > 0 else bid > 0):
                         continue
                     slot, price = placement(
-                        comp_rank, q, bid, quality[q], u_tie[q], reserve, tied[q]
+                        comp_rank, q, bid, quality[q], u_tie[q], reserve, comp_tied[q]
                     )
                     if slot >= comp_rank.shape[0] or not u_click[q] < click_prob[k, slot]:
                         continue

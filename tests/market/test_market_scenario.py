@@ -60,6 +60,17 @@ def test_optional_fields_take_their_defaults() -> None:
     assert load_scenario(data).market.shocks == ()
 
 
+def test_a_shocks_key_with_nothing_after_it_lists_none(tmp_path: Path) -> None:
+    """``shocks:`` with no items (YAML null), as files list no shocks, is the default."""
+    data = small_data()
+    del data["market"]["shocks"]
+    text = yaml.safe_dump(data).replace("market:\n", "market:\n  shocks:\n", 1)
+    path = tmp_path / "no-shocks.yaml"
+    path.write_text(text)
+    assert yaml.safe_load(text)["market"]["shocks"] is None
+    assert load_scenario(path).market.shocks == ()
+
+
 def test_round_trip_through_yaml(tmp_path: Path) -> None:
     scenario = load_scenario(small_data())
     path = tmp_path / "s.yaml"

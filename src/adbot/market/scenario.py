@@ -134,6 +134,12 @@ class Market(_Model):
     reserve_cpc: NonNegAmount
     shocks: tuple[Shock, ...] = ()
 
+    @field_validator("shocks", mode="before")
+    @classmethod
+    def _no_shocks(cls, value: Any) -> Any:
+        # ``shocks:`` with nothing after it (YAML null), as a file lists none: the default.
+        return () if value is None else value
+
     @field_validator("hourly_profile", mode="before")
     @classmethod
     def _hourly(cls, value: Any) -> Any:

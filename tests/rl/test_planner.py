@@ -17,6 +17,7 @@ from adbot.market.scenario import Campaign, Scenario, Shock, load_scenario
 from adbot.market.score import score_many
 from adbot.market.simulator import MarketSimulator
 from adbot.rl.env import cap_daily_queries
+from adbot.rl.features import PacingState
 from adbot.rl.planner import (
     DAY,
     DAY_CONV,
@@ -633,3 +634,34 @@ def test_rivals_prices_x1_5_at_one_step_a_day_move_the_memories() -> None:
                 memory = planner.rates[SLOW_CONV], planner.queries[SLOW]
                 seen[name] = _price_shift(memory[0], memory[1], day[0], day[1])
             assert abs(seen["follows"]) < 0.05 < math.log(1.5) / 3 < seen["plain"]
+
+
+@pytest.mark.parametrize(("steps_per_day", "follows"), [(24, False), (4, True), (1, True)])
+def test_the_step_count_alone_decides_whether_moves_are_followed(
+    steps_per_day: int, follows: bool
+) -> None:
+    """``PacingState`` follows smaller moves at fewer than 12 steps a day, whether or not
+    the fast memory holds one day: at 24 steps a day the agents trained with it kept
+    overnight, and their training must play as before (the slow memory there is the plain
+    one's, bit for bit, after rivals' prices x1.5)."""
+    scenario = cap_daily_queries(load_scenario("tight-budget"), 20000.0)
+    horizon = scenario.horizon.model_copy(update={"steps_per_day": steps_per_day, "days": 4})
+    shock = Shock(day=2, competitor_cpc_multiplier=1.5)
+    market = scenario.market.model_copy(update={"shocks": (shock,)})
+    scenario = scenario.model_copy(update={"horizon": horizon, "market": market})
+    reference = LandscapePlanner(MarketSimulator(scenario, 3))
+    slow = {}
+    for by_day in (False, True):
+        sim = MarketSimulator(scenario, 3)
+        state = PacingState(sim, 0.0, fast_memory_by_day=by_day)
+        while not sim.done:
+            outcome = sim.step_multiplier(1.0)
+            state.record(1.0, outcome)
+            if not by_day:
+                reference.sim.step_multiplier(1.0)
+                reference.add_step(outcome.index, float(outcome.total_queries))
+                if sim.step_index % steps_per_day == 0 and not sim.done:
+                    reference.end_day(follow_moves=follows)
+        slow[by_day] = state.planner.rates[[SLOW_COST, SLOW_CONV]]
+    np.testing.assert_array_equal(slow[False], slow[True])
+    np.testing.assert_array_equal(slow[False], reference.rates[[SLOW_COST, SLOW_CONV]])

@@ -486,6 +486,9 @@ def _record_kernel(
             constants[C_INITIAL_ALPHA],
             new_day,
             constants[C_FORGET_DAY] > 0.0,
+            # Smaller price moves are followed where a day has few steps, by the step count
+            # alone: the agents trained with the fast memory kept overnight at 24 steps a day.
+            spd < FORGET_DAY_MIN_STEPS,
         )  # fmt: skip
         for j in range(N_NUMBERS - PLAN):
             numbers[PLAN + j] = plan[j]

@@ -280,10 +280,11 @@ class LandscapePlanner:
         fallback_alpha: float,
         new_day: bool = False,
         forget_fast: bool = False,
+        follow_moves: bool = False,
     ) -> Plan:
-        """``add_step`` (then, with ``new_day``, ``end_day`` and, with ``forget_fast`` too,
-        ``forget_day``) and ``plan`` in one compiled call (``_add_and_plan_kernel``, which
-        ``PacingState`` calls inside its compiled step).
+        """``add_step`` (then, with ``new_day``, ``end_day(follow_moves=...)`` and, with
+        ``forget_fast`` too, ``forget_day``) and ``plan`` in one compiled call
+        (``_add_and_plan_kernel``, which ``PacingState`` calls inside its compiled step).
 
         Positional floats and ``later`` as :func:`later_days` makes it, as ``PacingState``
         has them: no keyword or conversion overhead on a path run at every step.
@@ -296,7 +297,7 @@ class LandscapePlanner:
                 budget_left_today, traffic_left_today, later, later_days_scale,
                 realised_cost, realised_conv, realised_value, calibration,
                 self._daily_budget, self._goal, self._target, self._mean_value,
-                fallback_alpha, new_day, forget_fast,
+                fallback_alpha, new_day, forget_fast, follow_moves,
             )
         )  # fmt: skip
 
@@ -317,16 +318,16 @@ def _add_and_plan_kernel(
     rates, queries, new_cost, new_conv, new_queries,
     budget_left_today, traffic_left_today, later, later_days_scale,
     realised_cost, realised_conv, realised_value, calibration,
-    daily_budget, goal, target, mean_value, fallback_alpha, new_day, forget_fast,
+    daily_budget, goal, target, mean_value, fallback_alpha, new_day, forget_fast, follow_moves,
 ):  # fmt: skip
     """``_forget_and_add`` then, when the rates have data, ``_plan_kernel`` (else the
     fields of ``fallback_plan(fallback_alpha)``). With ``new_day`` (the next step starts a
-    day) the day ends first (``_end_day``, following smaller price moves unless
-    ``forget_fast``: days of many steps), and with ``forget_fast`` the fast memory is then
-    emptied (``_forget_day``)."""
+    day) the day ends first (``_end_day``, following smaller price moves with
+    ``follow_moves``), and with ``forget_fast`` the fast memory is then emptied
+    (``_forget_day``)."""
     _forget_and_add(rates, queries, new_cost, new_conv, new_queries)
     if new_day:
-        _end_day(rates, queries, not forget_fast)
+        _end_day(rates, queries, follow_moves)
         if forget_fast:
             _forget_day(rates, queries)
     if not _has_data(rates, queries):

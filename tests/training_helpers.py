@@ -33,6 +33,14 @@ TINY = TrainingConfig(
 LONGER = TINY.with_overrides(total_timesteps=384)  # checkpoints at 128, 256, 384
 
 
+def diverging(config: TrainingConfig) -> TrainingConfig:
+    """``config`` with a learning rate of 50: its first update leaves non-finite weights.
+    Above the schema's bound (1), so copied without validation; a run within the bounds can
+    diverge too, only not as surely in 256 timesteps."""
+    ppo = config.ppo.model_copy(update={"learning_rate": 50.0})
+    return config.model_copy(update={"ppo": ppo})
+
+
 def train_recorded(
     session: Session,
     config: TrainingConfig,

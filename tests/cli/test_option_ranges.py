@@ -20,6 +20,7 @@ from cli_helpers import DEFAULT_CONFIG, RunCli
 
 SIMULATE = ["simulate", "tight-budget", "--policy", "fixed", "--out", "trace.parquet"]
 TRACE_SEEDS = f"between 0 and {2**63 - 1}"
+TIMESTEPS = f"between 1 and {2**53}"
 
 
 @pytest.mark.parametrize(
@@ -37,8 +38,11 @@ TRACE_SEEDS = f"between 0 and {2**63 - 1}"
         ([*SIMULATE, "--seed", "-1"], f"--seed must be {TRACE_SEEDS}, got -1"),
         (["tune", "--trials", "0"], "--trials must be >= 1, got 0"),
         (["tune", "--trials", "-3"], "--trials must be >= 1, got -3"),
-        (["tune", "--timesteps", "0"], "--timesteps must be >= 1, got 0"),
-        (["train", "--timesteps", "-5"], "--timesteps must be >= 1, got -5"),
+        (["tune", "--timesteps", "0"], f"--timesteps must be {TIMESTEPS}, got 0"),
+        (["train", "--timesteps", "-5"], f"--timesteps must be {TIMESTEPS}, got -5"),
+        # Recorded the run and its config, then failed in SQLite's OverflowError.
+        (["train", "--timesteps", str(10**23)], f"--timesteps must be {TIMESTEPS}, got {10**23}"),
+        (["tune", "--timesteps", str(10**23)], f"--timesteps must be {TIMESTEPS}, got {10**23}"),
         (["train", "--seed", "-1"], "--seed must be between 0 and 4294967295, got -1"),
         (
             ["train", "--seed", "4294967296"],

@@ -105,6 +105,23 @@ def test_a_config_seed_numpy_refuses_is_one_line_naming_it(
         pytest.param(
             'n_envs: "2"\n', "n_envs: Input should be a valid integer", id="string-for-a-number"
         ),
+        # Each of these was recorded as a run, then failed in a traceback (SQLite's
+        # OverflowError left an agent_configs row; the seed was named "episode seed").
+        pytest.param(
+            "total_timesteps: 100000000000000000000000\n",
+            "total_timesteps: Input should be less than or equal to 9007199254740992",
+            id="timesteps-past-int64",
+        ),
+        pytest.param(
+            "evaluation: {seed: 99999999999999999999}\n",
+            "evaluation.seed: Input should be less than or equal to 9223372036854775807",
+            id="evaluation-seed-past-int64",
+        ),
+        pytest.param(
+            "torch_threads: 100000000000\n",
+            "torch_threads: Input should be less than or equal to 1024",
+            id="torch-threads",
+        ),
     ],
 )
 def test_a_config_refused_by_name_records_nothing(

@@ -18,6 +18,7 @@ from adbot.rl.config import (
     load_training_config,
     training_config_from_dict,
 )
+from adbot.rl.features import N_FEATURES
 
 DEFAULT = Path(__file__).resolve().parents[2] / "configs" / "agents" / "default.yaml"
 
@@ -203,12 +204,40 @@ def test_bad_files_are_refused(tmp_path: Path) -> None:
         ({"ppo": {"log_std_init": 1000.0}}, "ppo.log_std_init: Input should be less than or equal"),
         ({"evaluation": {"seed": -5}}, "evaluation.seed: Input should be greater than or equal"),
         ({"seed": 2**32}, "config: seed: Input should be less than or equal to 4294967295"),
+        ({"ppo": {"clip_range": 1e308}}, "ppo.clip_range: Input should be less than or equal to"),
+        ({"ppo": {"learning_rate": 1e300}}, "ppo.learning_rate: Input should be less than or"),
+        ({"torch_threads": 10**11}, "torch_threads: Input should be less than or equal to 1024"),
+        (
+            {"ppo": {"net_arch": [10**8, 10**8]}},
+            f"ppo.net_arch: [100000000, 100000000] is {N_FEATURES * 10**8 + 10**16 + 10**8} "
+            "weights per network, at most 67108864 (2**26) can be trained in memory",
+        ),
+        ({"total_timesteps": 10**23}, "total_timesteps: Input should be less than or equal to"),
+        ({"evaluation": {"every_timesteps": 2**53 + 1}}, "evaluation.every_timesteps: Input"),
+        ({"evaluation": {"seed": 10**20}}, "evaluation.seed: Input should be less than or equal"),
+        (
+            {"evaluation": {"seed": 2**63 - 1, "episodes": 2}},
+            f"evaluation: seed ({2**63 - 1}) + episodes (2) - 1 is the last episode seed, at most",
+        ),
     ],
 )
 def test_out_of_range_settings_are_named(data: dict[str, object], message: str) -> None:
-    """Each would fail inside SB3, torch or numpy with a traceback, or diverge at once."""
+    """Each would fail inside SB3, torch, numpy or the database with a traceback (after the
+    run was recorded), or diverge at once."""
     with pytest.raises(InvalidInput, match=re.escape(message)):
         training_config_from_dict(data)
+
+
+def test_the_upper_bounds_themselves_are_taken() -> None:
+    config = training_config_from_dict(
+        {
+            "total_timesteps": 2**53,
+            "torch_threads": 1024,
+            "ppo": {"learning_rate": 1, "clip_range": 10, "net_arch": [4096, 16000]},
+            "evaluation": {"seed": 2**63 - 2, "episodes": 2, "every_timesteps": 2**53},
+        }
+    )
+    assert config.ppo.net_arch == (4096, 16000)  # N_FEATURES x 4096 + 4096 x 16000 + 16000
 
 
 def test_the_largest_seed_is_numpys() -> None:

@@ -39,7 +39,7 @@ from adbot.rl.features import N_FEATURES, OBS_BOUND
 from adbot.rl.policy import PpoPolicy
 from adbot.rl.train import build_model, train
 from adbot.services.training import train_agent, training_account
-from training_helpers import TINY, train_recorded, tree
+from training_helpers import TINY, diverging, train_recorded, tree
 
 pytestmark = pytest.mark.slow
 
@@ -242,9 +242,9 @@ def test_failed_run_is_recorded(
     assert sqlite_session.scalars(select(TrainingRun)).first() is None
     assert not (tmp_path / "b").exists()
     # A run that fails while training is recorded with its error.
-    diverging = TINY.with_overrides(total_timesteps=256, ppo={"learning_rate": 50.0})
+    unstable = diverging(TINY)
     with pytest.raises(InvalidInput, match="training diverged"):
-        train_recorded(sqlite_session, diverging, tmp_path / "c", settings)
+        train_recorded(sqlite_session, unstable, tmp_path / "c", settings)
     run = sqlite_session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())).first()
     assert run is not None and run.status == TrainingStatus.FAILED
     assert run.error is not None and "training diverged" in run.error
@@ -432,7 +432,7 @@ def test_a_resumed_run_continues_in_its_directory_and_keeps_its_best(
 
 
 def test_a_diverging_run_stops_with_one_line(tmp_path: Path, settings: Settings) -> None:
-    config = TINY.with_overrides(ppo={"learning_rate": 50.0})
+    config = diverging(TINY)
     with pytest.raises(InvalidInput, match=r"training diverged at step \d+: the network's"):
         train(config, output_dir=tmp_path / "run", settings=settings, track=False)
 
@@ -507,9 +507,9 @@ def test_a_failed_run_leaves_an_agent_with_a_model_ready(
 ) -> None:
     train_recorded(sqlite_session, TINY, tmp_path / "first", settings)
     runs, _, _ = _state(sqlite_session)
-    diverging = TINY.with_overrides(total_timesteps=256, ppo={"learning_rate": 50.0})
+    unstable = diverging(TINY)
     with pytest.raises(InvalidInput, match="training diverged"):
-        train_recorded(sqlite_session, diverging, tmp_path / "second", settings)
+        train_recorded(sqlite_session, unstable, tmp_path / "second", settings)
     assert _state(sqlite_session) == (runs + 1, AgentStatus.READY, 1)
     last = sqlite_session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())).first()
     assert last is not None and last.status == TrainingStatus.FAILED
@@ -518,9 +518,9 @@ def test_a_failed_run_leaves_an_agent_with_a_model_ready(
 def test_a_failed_first_run_leaves_a_draft(
     tmp_path: Path, settings: Settings, sqlite_session: Session
 ) -> None:
-    diverging = TINY.with_overrides(total_timesteps=256, ppo={"learning_rate": 50.0})
+    unstable = diverging(TINY)
     with pytest.raises(InvalidInput, match="training diverged"):
-        train_recorded(sqlite_session, diverging, tmp_path / "run", settings)
+        train_recorded(sqlite_session, unstable, tmp_path / "run", settings)
     assert _state(sqlite_session)[1:] == (AgentStatus.DRAFT, 0)
 
 

@@ -17,6 +17,7 @@ from adbot.db.session import get_sessionmaker
 from adbot.rl.config import (
     DEFAULT_CONFIG,
     SEED_MAX,
+    TIMESTEPS_MAX,
     TRAINED_AGENTS,
     TrainingConfig,
     load_training_config,
@@ -39,7 +40,7 @@ def default_output(data_dir: Path, config: TrainingConfig) -> Path:
 
 
 def _training_config(path: Path, total_timesteps: int | None, seed: int | None) -> TrainingConfig:
-    check_range("--timesteps", total_timesteps, 1)
+    check_range("--timesteps", total_timesteps, 1, TIMESTEPS_MAX)
     check_range("--seed", seed, 0, SEED_MAX)
     training_config = load_training_config(path)
     if total_timesteps is not None:
@@ -65,7 +66,7 @@ def train_command(
         None, "--account", help="Account slug that owns the agent (default: the only one)."
     ),
     total_timesteps: int | None = typer.Option(
-        None, "--timesteps", help="Override the config's total_timesteps (>= 1)."
+        None, "--timesteps", help="Override the config's total_timesteps (1 to 2**53)."
     ),
     seed: int | None = typer.Option(
         None,
@@ -135,7 +136,7 @@ def tune_command(
     config: Path = CONFIG_OPTION,
     trials: int = typer.Option(20, "--trials", help="Trials to run now (>= 1)."),
     timesteps: int = typer.Option(
-        100_000, "--timesteps", help="Training timesteps per trial (>= 1)."
+        100_000, "--timesteps", help="Training timesteps per trial (1 to 2**53)."
     ),
     study: str | None = typer.Option(
         None, "--study", help="Study name (default: tune-<config name>); reused if it exists."
@@ -149,7 +150,7 @@ def tune_command(
         from adbot.rl.tune import check_study_name, tune
 
         check_range("--trials", trials, 1)
-        check_range("--timesteps", timesteps, 1)
+        check_range("--timesteps", timesteps, 1, TIMESTEPS_MAX)
         if study is not None:
             check_study_name(study)
         base = load_training_config(config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -13,10 +14,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from adbot.errors import InvalidInput
+from adbot.market.simulator import EPISODE_SEED_MAX
+from adbot.rl.features import N_FEATURES
 from adbot.rl.rewards import RewardSpec
 from adbot.yamlfile import dump_yaml, read_yaml
 
@@ -27,6 +31,17 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "agents" / "d
 # NumPy's global seeding (SB3's set_random_seed, at the start of every run) refuses a larger
 # seed: past it a run would be recorded, then fail in a traceback.
 SEED_MAX = 2**32 - 1
+# Upper bounds no real run comes near, so that a typo is refused by name before the run is
+# recorded rather than failing inside SB3, torch or the database with a traceback after it.
+# Timesteps: the database's BIGINT columns take any int64 (SQLite raised OverflowError past
+# it, with the config's row already written); 2**53 also stays exact as a float (progress).
+TIMESTEPS_MAX = 2**53
+# torch.set_num_threads refuses more than its int32 takes; no machine has more cores.
+TORCH_THREADS_MAX = 1024
+# Weights of one of the policy's two networks (actor, critic) from the features to the
+# output: 2**26 is about 1 GB to train both with Adam (64x64: 5 000); past a few GB torch's
+# allocator failed with a traceback.
+NETWORK_WEIGHTS_MAX = 2**26
 # A config's name, which names its run directory (and a tuning study's by default).
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 
@@ -85,21 +100,37 @@ class PpoConfig(_Frozen):
     """SB3 PPO's settings; the numbers are strict like :class:`EnvConfig`'s (a bool or a
     string is not taken for a number)."""
 
-    learning_rate: float = Field(3e-4, gt=0, strict=True)
+    # Adam moves each weight by about the learning rate a step: above 1 training only
+    # diverges, and past about 1e3 it overflowed in torch with a traceback.
+    learning_rate: float = Field(3e-4, gt=0, le=1, strict=True)
     n_steps: int = Field(336, ge=8, strict=True)
     batch_size: int = Field(672, ge=8, strict=True)
     n_epochs: int = Field(10, ge=1, strict=True)
     gamma: float = Field(0.999, gt=0, le=1, strict=True)
     gae_lambda: float = Field(0.95, gt=0, le=1, strict=True)
-    clip_range: float = Field(0.2, gt=0, strict=True)
+    # PPO clips the probability ratio to [1 - clip_range, 1 + clip_range]: past 10 nothing
+    # is clipped any more, and near float's maximum torch overflowed with a traceback.
+    clip_range: float = Field(0.2, gt=0, le=10, strict=True)
     ent_coef: float = Field(0.0, ge=0, strict=True)
     vf_coef: float = Field(0.5, gt=0, strict=True)
     max_grad_norm: float = Field(0.5, gt=0, strict=True)
     # The policy's initial log standard deviation: e^2 is already several times the whole
     # action range [-1, 1]; far above it the first rollout's log-probabilities overflow.
     log_std_init: float = Field(-1.0, ge=-20, le=2, strict=True)
-    # hidden layer sizes (empty: a linear policy)
+    # hidden layer sizes (empty: a linear policy), NETWORK_WEIGHTS_MAX weights in all
     net_arch: tuple[Annotated[int, Field(ge=1, strict=True)], ...] = (64, 64)
+
+    @field_validator("net_arch")
+    @classmethod
+    def _network_fits_in_memory(cls, net_arch: tuple[int, ...]) -> tuple[int, ...]:
+        widths = (N_FEATURES, *net_arch, 1)
+        weights = sum(a * b for a, b in itertools.pairwise(widths))
+        if weights > NETWORK_WEIGHTS_MAX:
+            raise ValueError(
+                f"{list(net_arch)} is {weights} weights per network, at most "
+                f"{NETWORK_WEIGHTS_MAX} (2**26) can be trained in memory"
+            )
+        return net_arch
 
 
 class EvalConfig(_Frozen):
@@ -108,7 +139,7 @@ class EvalConfig(_Frozen):
     Every evaluation also writes a checkpoint; the best one is kept as ``best/``.
     """
 
-    every_timesteps: int = Field(50_000, ge=1, strict=True)
+    every_timesteps: int = Field(50_000, ge=1, le=TIMESTEPS_MAX, strict=True)
     # drawn once from eval seed, never trained on
     random_scenarios: int = Field(12, ge=0, strict=True)
     # None: the draws' full volume
@@ -117,8 +148,19 @@ class EvalConfig(_Frozen):
     min_conversions: float = Field(30.0, ge=0, strict=True)
     scenario_files: tuple[str, ...] = ()
     episodes: int = Field(1, ge=1, strict=True)
-    seed: int = Field(10_000, ge=0, strict=True)  # numpy seeds are non-negative
+    # numpy seeds are non-negative; episode i plays episode seed ``seed + i``, which the
+    # simulator takes up to EPISODE_SEED_MAX (_last_episode_seed_fits)
+    seed: int = Field(10_000, ge=0, le=EPISODE_SEED_MAX, strict=True)
     wide_draws: AddedSwitch = None
+
+    @model_validator(mode="after")
+    def _last_episode_seed_fits(self) -> EvalConfig:
+        if self.seed + self.episodes - 1 > EPISODE_SEED_MAX:
+            raise ValueError(
+                f"seed ({self.seed}) + episodes ({self.episodes}) - 1 is the last episode "
+                "seed, at most 2**63 - 1"
+            )
+        return self
 
     @model_validator(mode="after")
     def _has_scenarios(self) -> EvalConfig:
@@ -135,14 +177,14 @@ class TrainingConfig(_Frozen):
     name: str = Field("default", pattern=NAME_PATTERN)
     # numpy and torch seeds are non-negative
     seed: int = Field(0, ge=0, le=SEED_MAX, strict=True)
-    total_timesteps: int = Field(500_000, ge=1, strict=True)
+    total_timesteps: int = Field(500_000, ge=1, le=TIMESTEPS_MAX, strict=True)
     n_envs: int = Field(8, ge=1, strict=True)
     vec_env: Literal["dummy", "subproc"] = "dummy"
     # subproc: groups of envs, each stepped in turn by a worker process, the first by the
     # learner's; None: one per CPU core (at most n_envs). Results do not depend on it, only
     # speed does.
     vec_workers: int | None = Field(None, ge=1, strict=True)
-    torch_threads: int = Field(1, ge=1, strict=True)
+    torch_threads: int = Field(1, ge=1, le=TORCH_THREADS_MAX, strict=True)
     normalize_observations: bool = Field(True, strict=True)  # nor is a number a bool
     normalize_rewards: bool = Field(False, strict=True)
     env: EnvConfig = EnvConfig()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from adbot.rl.features import N_FEATURES, OBS_BOUND
 from adbot.rl.policy import PpoPolicy
 from adbot.rl.train import build_model, train
 from adbot.services.training import train_agent, training_account
-from training_helpers import TINY, diverging, train_recorded, tree
+from training_helpers import LONGER, TINY, diverging, train_recorded, tree
 
 pytestmark = pytest.mark.slow
 
@@ -291,6 +292,29 @@ def test_a_run_directory_is_never_trained_over(tmp_path: Path, settings: Setting
         with pytest.raises(InvalidInput, match="already holds a run: give another --output, or"):
             train(config, output_dir=out, settings=settings, track=False)
     assert tree(out) == before
+
+
+def test_a_checkpoint_or_a_place_in_a_run_is_never_an_output(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """A new run into ``final/`` replaced its config.yaml, and resuming it then failed; one
+    in the run's ``checkpoints/`` or in a checkpoint nests a run in a run."""
+    out = tmp_path / "run"
+    train(TINY, output_dir=out, settings=settings, track=False)
+    before = tree(out)
+    other = TINY.with_overrides(seed=3)
+    refused = {
+        out / "final": f"output {out / 'final'} is a checkpoint, not a run directory: give",
+        out / "best" / "x": f"output {out / 'best' / 'x'} is inside checkpoint {out / 'best'}:",
+        out / "checkpoints" / "x": f"is inside the checkpoints of run {out}: give another",
+    }
+    for output, message in refused.items():
+        with pytest.raises(InvalidInput, match=re.escape(message)):
+            train(other, output_dir=output, settings=settings, track=False)
+        with pytest.raises(InvalidInput, match=re.escape(message)):  # as a resume's output
+            train(LONGER, output_dir=output, resume=out / "final", track=False)
+    assert tree(out) == before
+    load_checkpoint(out / "final")
 
 
 def test_a_run_stopped_before_its_first_checkpoint_may_be_retried(

@@ -447,10 +447,7 @@ def _later_checkpoints(output_dir: Path, timesteps: int) -> list[str]:
 def _check_resume_place(output_dir: Path, checkpoint: Checkpoint) -> bool:
     """Whether the resumed checkpoint lies in ``output_dir`` (the run continues there);
     ``InvalidInput`` if resuming into ``output_dir`` would overwrite another run's files."""
-    if (output_dir / META_FILE).exists():
-        raise InvalidInput(
-            f"output {output_dir} is a checkpoint, not a run directory: give another --output"
-        )
+    _refuse_a_place_in_a_run(output_dir)
     inside = checkpoint.path.resolve().is_relative_to(output_dir.resolve())
     if holds_run(output_dir) and not inside:
         raise InvalidInput(
@@ -466,7 +463,28 @@ def _check_resume_place(output_dir: Path, checkpoint: Checkpoint) -> bool:
     return inside
 
 
+def _refuse_a_place_in_a_run(output_dir: Path) -> None:
+    """A run directory is never a checkpoint (its ``config.yaml`` would replace the
+    checkpoint's, which then no longer loads), nor inside one or inside another run's
+    ``checkpoints/`` (its files would be taken for that run's)."""
+    if (output_dir / META_FILE).exists():
+        raise InvalidInput(
+            f"output {output_dir} is a checkpoint, not a run directory: give another --output"
+        )
+    for parent in output_dir.resolve().parents:
+        if (parent / META_FILE).exists():
+            raise InvalidInput(
+                f"output {output_dir} is inside checkpoint {parent}: give another --output"
+            )
+        if parent.name == "checkpoints" and holds_run(parent.parent):
+            raise InvalidInput(
+                f"output {output_dir} is inside the checkpoints of run {parent.parent}: give "
+                "another --output"
+            )
+
+
 def _refuse_another_run(output_dir: Path) -> None:
+    _refuse_a_place_in_a_run(output_dir)
     if holds_run(output_dir):
         raise InvalidInput(
             f"output {output_dir} already holds a run: give another --output, or "

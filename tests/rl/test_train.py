@@ -40,7 +40,7 @@ from adbot.rl.features import N_FEATURES, OBS_BOUND
 from adbot.rl.policy import PpoPolicy
 from adbot.rl.train import build_model, train
 from adbot.services.training import train_agent, training_account
-from training_helpers import LONGER, TINY, diverging, train_recorded, tree
+from training_helpers import LONGER, TINY, diverging, set_score, train_recorded, tree
 
 pytestmark = pytest.mark.slow
 
@@ -276,12 +276,6 @@ def test_a_missing_scenario_file_is_named_before_the_workers_start(
     assert not (tmp_path / "out").exists()  # nothing started
 
 
-def _set_score(checkpoint: Path, score: float) -> None:
-    meta_file = checkpoint / "checkpoint.json"
-    meta = json.loads(meta_file.read_text())
-    meta_file.write_text(json.dumps({**meta, "score_ratio": score}))
-
-
 def test_a_run_directory_is_never_trained_over(tmp_path: Path, settings: Settings) -> None:
     """Another run into a directory holding one would replace its checkpoints (their
     database rows then pointing at other files) and its config: refused before writing."""
@@ -429,7 +423,7 @@ def test_a_resumed_run_continues_in_its_directory_and_keeps_its_best(
 ) -> None:
     out = tmp_path / "run"
     train(TINY, output_dir=out, settings=settings, track=False)
-    _set_score(out / "best", 5.0)  # better than any evaluation to come
+    set_score(out / "best", 5.0)  # better than any evaluation to come
     earlier = tree(out / "checkpoints")
     longer = TINY.with_overrides(total_timesteps=384)
     with pytest.raises(InvalidInput, match=r"has checkpoints after .*step-000000128 .*256"):
@@ -443,7 +437,7 @@ def test_a_resumed_run_continues_in_its_directory_and_keeps_its_best(
     assert {k: v for k, v in tree(out / "checkpoints").items() if k in earlier} == earlier
 
     # Into a new directory: the resumed checkpoint's own score is the one to beat.
-    _set_score(out / "final", 7.0)
+    set_score(out / "final", 7.0)
     elsewhere = train(
         TINY.with_overrides(total_timesteps=512),
         output_dir=tmp_path / "next",

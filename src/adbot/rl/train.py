@@ -58,7 +58,7 @@ from adbot.rl.checkpoints import (
     staged_directory,
     weights_are_finite,
 )
-from adbot.rl.config import TrainingConfig
+from adbot.rl.config import EvalConfig, TrainingConfig
 from adbot.rl.cpu_math import PINNED, cpu_math
 from adbot.rl.env import BidPacingEnv
 from adbot.rl.evaluation import EvalReport, evaluate_policy, evaluation_pairs
@@ -180,14 +180,35 @@ def _same_problem(a: TrainingConfig, b: TrainingConfig) -> bool:
     )
 
 
+# What an evaluation plays is all of ``evaluation`` but how often it is played.
+_EVALUATION_SET = tuple(name for name in EvalConfig.model_fields if name != "every_timesteps")
+
+
 def _check_resumable(checkpoint: Checkpoint, config: TrainingConfig) -> None:
     """``PPO.load`` keeps the checkpoint's PPO settings: other ones in the config would be
     recorded as the run's but not used, so they are refused (only ``total_timesteps`` and
-    what does not shape the model may change on resume)."""
+    what does not shape the model may change on resume). So are another seed (the run
+    would be recorded with a seed its weights did not start from) and other evaluation
+    pairs (the run's best so far, ``best/``, was scored on the checkpoint's: no score of
+    this run would compare with it)."""
     if not _same_problem(checkpoint.config, config):
         raise InvalidInput(
             f"checkpoint {checkpoint.path} was trained on another env, reward, network or "
             "normalisation"
+        )
+    if checkpoint.config.seed != config.seed:
+        raise InvalidInput(
+            f"checkpoint {checkpoint.path} was trained with seed {checkpoint.config.seed}, "
+            f"not {config.seed}: a resumed run keeps its checkpoint's seed (--seed "
+            f"{checkpoint.config.seed}), or train a new run"
+        )
+    saved_eval = checkpoint.config.evaluation
+    moved = [n for n in _EVALUATION_SET if getattr(saved_eval, n) != getattr(config.evaluation, n)]
+    if moved:
+        raise InvalidInput(
+            f"checkpoint {checkpoint.path} was evaluated on other pairs "
+            f"({', '.join(f'evaluation.{name}' for name in moved)}); its scores would not "
+            "compare with this run's: use its values, or train a new run"
         )
     saved, given = checkpoint.config.ppo, config.ppo
     differing = [
@@ -502,6 +523,18 @@ class RunStart:
     pairs: list[tuple[Scenario, int]]  # what every evaluation plays (``evaluation_pairs``)
 
 
+def resumed_from(start: RunStart) -> dict[str, str]:
+    """The checkpoint a resumed run continues, as the run's records keep it (its MLflow
+    run's tags, its database row): the directory and its model's sha256 (a directory is
+    overwritten, a later run's ``final/``; the sha256 says which model it was)."""
+    if start.checkpoint is None:
+        return {}
+    return {
+        "resumed_from": str(start.checkpoint.path.resolve()),
+        "resumed_from_sha256": start.checkpoint.meta.model_sha256,
+    }
+
+
 def check_run(config: TrainingConfig, *, output_dir: Path, resume: Path | None) -> RunStart:
     """Everything about a run that can be checked before it writes or records anything:
     the scenario files, the output directory (never another run's, which would be
@@ -681,7 +714,11 @@ def train(
     math = cpu_math()
     if console is not None and math["pinned"] != "True":
         console.print(_UNPINNED.format(math=math), highlight=False)
-    tags = {**(tags or {}), **{f"cpu_math.{key}": value for key, value in math.items()}}
+    tags = {
+        **(tags or {}),
+        **{f"cpu_math.{key}": value for key, value in math.items()},
+        **{f"adbot.{key}": value for key, value in resumed_from(start).items()},
+    }
     # Opened before anything is written (a store that cannot be used stops the run before
     # its first file), and before the seeding: nothing it does can move a random draw.
     warn = None if console is None else functools.partial(console.print, highlight=False)

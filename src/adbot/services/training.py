@@ -4,10 +4,11 @@
 name in the account), the config version (found by its SHA-256, else the next version),
 the run (``running``, then ``succeeded``, ``failed`` with the error or ``cancelled``; one
 whose process was killed outright is recorded ``failed`` by the next run into its
-directory), and one ``model_checkpoints`` row per checkpoint (version, file URI, sha256,
-evaluation score).
-When the run succeeds its best checkpoint becomes the agent's active one and the agent is
-``ready``. The training itself is :func:`adbot.rl.train.train`.
+directory; a resumed run's metrics name the checkpoint it continues), and one
+``model_checkpoints`` row per checkpoint (version, file URI, sha256, evaluation score).
+When the run succeeds its best checkpoint (the row of the model ``best/`` holds, which a
+resumed run may have from the run it continues) becomes the agent's active one and the
+agent is ``ready``. The training itself is :func:`adbot.rl.train.train`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from adbot.errors import Conflict, InvalidInput, NotFound
 from adbot.rl.checkpoints import CheckpointMeta, sha256_file
 from adbot.rl.config import TrainingConfig
 from adbot.rl.tracking import check_tracking_store, end_mlflow_run
-from adbot.rl.train import TrainingResult, check_run, claim_output, train
+from adbot.rl.train import TrainingResult, check_run, claim_output, resumed_from, train
 from adbot.services.common import writing
 
 LOCAL_ACCOUNT_SLUG = "local"
@@ -197,12 +198,26 @@ class TrainingRecord:
     result: TrainingResult
 
 
-def _best_checkpoint(checkpoints: list[ModelCheckpoint], best_dir: Path) -> ModelCheckpoint | None:
-    model = best_dir / "model.zip"
-    if not model.is_file():
+def _model_sha256(checkpoint_dir: Path) -> str | None:
+    model = checkpoint_dir / "model.zip"
+    return sha256_file(model) if model.is_file() else None
+
+
+def _best_checkpoint(
+    session: Session, agent: Agent, checkpoints: list[ModelCheckpoint], digest: str | None
+) -> ModelCheckpoint | None:
+    """The row of the model ``best/`` holds (``digest``): this run's, else the agent's
+    latest with it. A resumed run none of whose evaluations beat the earlier best keeps
+    that checkpoint of the run it continues as ``best/``: only its rows hold it."""
+    if digest is None:
         return None
-    digest = sha256_file(model)
-    return next((c for c in reversed(checkpoints) if c.sha256 == digest), None)
+    mine = next((c for c in reversed(checkpoints) if c.sha256 == digest), None)
+    return mine or session.scalar(
+        select(ModelCheckpoint)
+        .where(ModelCheckpoint.agent_id == agent.id, ModelCheckpoint.sha256 == digest)
+        .order_by(ModelCheckpoint.version.desc())
+        .limit(1)
+    )
 
 
 def _activate(session: Session, agent: Agent, checkpoint: ModelCheckpoint | None) -> None:
@@ -249,6 +264,7 @@ def train_agent(
                     seed=config.seed,
                     total_timesteps=config.total_timesteps,
                     started_at=datetime.now(UTC),
+                    metrics=resumed_from(start),  # kept whatever way the run ends
                 )
                 session.add(run)
                 before = agent.status
@@ -279,13 +295,16 @@ def train_agent(
         if isinstance(exc, KeyboardInterrupt):
             raise RunCancelled from None
         raise
-    best = _best_checkpoint(hooks.checkpoints, result.best_checkpoint)
+    best_sha256 = _model_sha256(result.best_checkpoint)
+    best: ModelCheckpoint | None = None
 
     def succeeded() -> None:
+        nonlocal best
         with writing(session):
+            best = _best_checkpoint(session, agent, hooks.checkpoints, best_sha256)
             run.status = TrainingStatus.SUCCEEDED
             run.finished_at = datetime.now(UTC)
-            run.metrics = _run_metrics(result)
+            run.metrics = {**run.metrics, **_run_metrics(result)}
             agent.status = AgentStatus.READY
             _activate(session, agent, best)
 

@@ -18,9 +18,11 @@ import adbot.rl.train as train_module
 from adbot.config import Settings, load_settings
 from adbot.db import migrate
 from adbot.errors import InvalidInput, ScenarioError
+from adbot.rl.checkpoints import CheckpointMeta
 from adbot.rl.config import TrainingConfig
 from adbot.rl.tune import (
     MLFLOW_RUN_ATTR,
+    _PruningHooks,
     late_mean,
     open_study,
     optuna_storage,
@@ -95,6 +97,34 @@ def test_study_is_stored_and_resumable(tmp_path: Path) -> None:
     }
     assert named == {("t-trial0", "t", "0"), ("t-trial1", "t", "1")}
     assert migrate.current_revisions(storage) == migrate.head_revisions()
+
+
+def _meta(timesteps: int) -> CheckpointMeta:
+    return CheckpointMeta(timesteps, 1, "", None, "", "", "")
+
+
+def test_a_trial_is_pruned_neither_at_its_first_evaluation_nor_at_its_last(
+    tmp_path: Path,
+) -> None:
+    """With evaluations every 64 timesteps of 256, trials were pruned at 64 (the median rule
+    counted its warm-up of 1 in timesteps) and at 256 (after their whole budget, recorded
+    PRUNED without their value). Three trials that scored 1.0 at every evaluation set the
+    median; trials scoring 0.0 are pruned at 128 and 192 only."""
+    study = open_study(optuna.storages.InMemoryStorage(), study_name="p", base=BASE, timesteps=256)
+    steps = (64, 128, 192, 256)
+    for _ in range(3):
+        done = {step: 1.0 for step in steps}
+        study.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values=done))
+    worse = {"eval/score_ratio": 0.0}
+    for step in steps:
+        trial = study.ask()
+        hooks = _PruningHooks(trial, timesteps=256)
+        if step in (128, 192):
+            with pytest.raises(optuna.TrialPruned, match=f"pruned at {step} timesteps"):
+                hooks.on_checkpoint(tmp_path, _meta(step), worse)
+        else:
+            hooks.on_checkpoint(tmp_path, _meta(step), worse)  # not pruned
+        study.tell(trial, state=TrialState.FAIL)  # the next trial reports at the next step
 
 
 def test_search_space_gives_valid_configs() -> None:

@@ -3,7 +3,9 @@
 The study lives in the configured database (Optuna's own tables beside AdBot's), so a
 search can be stopped and resumed, or run by several workers. Each trial reports its
 evaluation score ratio at every evaluation of training and is pruned (median rule) when
-it falls behind the other trials at the same timestep.
+it falls behind the other trials at the same timestep, from its second evaluation on and
+before its last: the first judges weights one or two updates from their random start, and
+a trial at its last has run its whole budget (it completes, with its value).
 
 A trial's value is the mean of its evaluations over the second half of its run, not its
 best one: on a few dozen validation draws one evaluation moves by a point or more, and the
@@ -59,8 +61,8 @@ MLFLOW_RUN_ATTR = "mlflow_run_id"  # the trial's user attribute naming its MLflo
 
 
 class _PruningHooks:
-    def __init__(self, trial: optuna.Trial) -> None:
-        self.trial = trial
+    def __init__(self, trial: optuna.Trial, timesteps: int) -> None:
+        self.trial, self.timesteps = trial, timesteps
 
     def on_start(self, mlflow_run_id: str | None) -> None:
         if mlflow_run_id is not None:
@@ -70,7 +72,9 @@ class _PruningHooks:
         self, directory: Path, meta: CheckpointMeta, metrics: dict[str, float]
     ) -> None:
         self.trial.report(metrics["eval/score_ratio"], step=meta.timesteps)
-        if self.trial.should_prune():
+        # At the end of its budget a trial has cost all it will: pruned there, it was
+        # recorded PRUNED without the value it had earned.
+        if meta.timesteps < self.timesteps and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at {meta.timesteps} timesteps")
 
 
@@ -186,7 +190,7 @@ def tune(
             config,
             output_dir=_trial_dir(output_dir, trial.number),
             settings=settings,
-            hooks=_PruningHooks(trial),
+            hooks=_PruningHooks(trial, timesteps),
             run_name=f"{study_name}-trial{trial.number}",
             tags={"adbot.study": study_name, "adbot.trial": str(trial.number)},
         )
@@ -223,12 +227,22 @@ def open_study(
         storage=storage,
         direction="maximize",
         load_if_exists=True,
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+        pruner=_pruner(base),
     )
     _check_study(study, base, timesteps)
     study.sampler = TrialSeededSampler(base.seed)
     _fail_stale_trials(study)
     return study
+
+
+def _pruner(base: TrainingConfig) -> optuna.pruners.MedianPruner:
+    """The median rule once three trials completed, from a trial's second evaluation on.
+    Optuna counts ``n_warmup_steps`` in the steps trials report, timesteps here: the second
+    evaluation is due at twice ``evaluation.every_timesteps`` (it was 1, so the first
+    evaluation, at ``every_timesteps``, could prune a trial still near its random start)."""
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=3, n_warmup_steps=2 * base.evaluation.every_timesteps
+    )
 
 
 def _fail_stale_trials(study: optuna.Study) -> None:

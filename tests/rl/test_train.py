@@ -38,7 +38,7 @@ from adbot.rl.cpu_math import cpu_math
 from adbot.rl.evaluation import evaluate_policy, evaluation_pairs
 from adbot.rl.features import N_FEATURES, OBS_BOUND
 from adbot.rl.policy import PpoPolicy
-from adbot.rl.train import build_model, train
+from adbot.rl.train import build_model, build_vec_env, train
 from adbot.services.training import train_agent, training_account
 from training_helpers import LONGER, TINY, diverging, set_score, train_recorded, tree
 
@@ -152,6 +152,26 @@ def test_checkpoint_with_a_changed_model_is_refused(tmp_path: Path, settings: Se
     model.write_bytes(model.read_bytes() + b"\0")
     with pytest.raises(InvalidInput, match="sha256"):
         load_checkpoint(result.final_checkpoint)
+
+
+def test_a_checkpoint_whose_timesteps_are_not_its_models_is_refused(tmp_path: Path) -> None:
+    """``checkpoint.json`` edited to another count loaded silently (the sha256 covers
+    model.zip only); the model's own count is in its data."""
+    venv = build_vec_env(TINY)
+    directory = tmp_path / "checkpoint"
+    save_checkpoint(
+        directory, model=build_model(TINY, venv), vec_normalize=venv, config=TINY, score_ratio=None
+    )
+    venv.close()
+    load_checkpoint(directory)
+    meta = json.loads((directory / "checkpoint.json").read_text())
+    (directory / "checkpoint.json").write_text(json.dumps({**meta, "timesteps": 512}))
+    with pytest.raises(InvalidInput) as refused:
+        load_checkpoint(directory)
+    assert refused.value.message == (
+        f"checkpoint {directory}: checkpoint.json says 512 timesteps, its model.zip was "
+        "trained for 0"
+    )
 
 
 def test_checkpoint_plays_as_a_policy(

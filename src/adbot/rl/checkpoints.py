@@ -505,6 +505,19 @@ def _read_config(directory: Path, meta: CheckpointMeta) -> TrainingConfig:
     return config
 
 
+def _check_timesteps(directory: Path, meta: CheckpointMeta, data: dict[str, Any]) -> None:
+    """``checkpoint.json``'s timesteps are the model's own (``num_timesteps`` in its data):
+    an edited count passes the sha256 check (it covers ``model.zip`` only), and what reads
+    it (a resume's check for later checkpoints in its run directory, what the agent says it
+    was trained for) would disagree with the weights, which train on from their own."""
+    trained = data.get("num_timesteps")
+    if trained != meta.timesteps:
+        raise InvalidInput(
+            f"checkpoint {directory}: {META_FILE} says {meta.timesteps} timesteps, its "
+            f"{MODEL_FILE} was trained for {trained}"
+        )
+
+
 def load_checkpoint(
     directory: Path | str, *, n_envs: int | None = None, to_play: bool = False
 ) -> Checkpoint:
@@ -534,6 +547,7 @@ def load_checkpoint(
     config = _read_config(directory, meta)
     data = read_model_data(directory / MODEL_FILE)
     check_model_spaces(directory, data)
+    _check_timesteps(directory, meta, data)
     model = load_model(
         directory / MODEL_FILE,
         data,

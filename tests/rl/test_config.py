@@ -215,6 +215,17 @@ def test_bad_files_are_refused(tmp_path: Path) -> None:
         ({"total_timesteps": 10**23}, "total_timesteps: Input should be less than or equal to"),
         ({"evaluation": {"every_timesteps": 2**53 + 1}}, "evaluation.every_timesteps: Input"),
         ({"evaluation": {"seed": 10**20}}, "evaluation.seed: Input should be less than or equal"),
+        ({"n_envs": 10**6}, "n_envs: Input should be less than or equal to 1024"),
+        ({"vec_workers": 10**6}, "vec_workers: Input should be less than or equal to 1024"),
+        (
+            {"n_envs": 1024, "ppo": {"n_steps": 2**15, "batch_size": 2**15}},
+            "ppo.n_steps x n_envs (33554432) is more steps a rollout than fit in memory",
+        ),
+        ({"ppo": {"n_epochs": 10**9}}, "ppo.n_epochs: Input should be less than or equal"),
+        ({"evaluation": {"random_scenarios": 10**9}}, "evaluation.random_scenarios: Input"),
+        ({"evaluation": {"episodes": 10**9}}, "evaluation.episodes: Input should be less than"),
+        ({"env": {"max_daily_queries": 1e-300}}, "env.max_daily_queries: Input should be greater"),
+        ({"evaluation": {"max_daily_queries": 0.5}}, "evaluation.max_daily_queries: Input should"),
         (
             {"evaluation": {"seed": 2**63 - 1, "episodes": 2}},
             f"evaluation: seed ({2**63 - 1}) + episodes (2) - 1 is the last episode seed, at most",
@@ -233,8 +244,24 @@ def test_the_upper_bounds_themselves_are_taken() -> None:
         {
             "total_timesteps": 2**53,
             "torch_threads": 1024,
-            "ppo": {"learning_rate": 1, "clip_range": 10, "net_arch": [4096, 16000]},
-            "evaluation": {"seed": 2**63 - 2, "episodes": 2, "every_timesteps": 2**53},
+            "n_envs": 1024,
+            "vec_workers": 1024,
+            "ppo": {
+                "learning_rate": 1,
+                "clip_range": 10,
+                "net_arch": [4096, 16000],
+                "n_steps": 2**14,
+                "batch_size": 2**14,
+                "n_epochs": 10_000,
+            },
+            "env": {"max_daily_queries": 1},
+            "evaluation": {
+                "seed": 2**63 - 10_000,
+                "episodes": 10_000,
+                "every_timesteps": 2**53,
+                "random_scenarios": 10_000,
+                "max_daily_queries": 1,
+            },
         }
     )
     assert config.ppo.net_arch == (4096, 16000)  # N_FEATURES x 4096 + 4096 x 16000 + 16000

@@ -42,6 +42,14 @@ TORCH_THREADS_MAX = 1024
 # output: 2**26 is about 1 GB to train both with Adam (64x64: 5 000); past a few GB torch's
 # allocator failed with a traceback.
 NETWORK_WEIGHTS_MAX = 2**26
+# Envs (each a simulator, in worker processes): far past a machine's cores and memory.
+ENVS_MAX = 1024
+# Steps of one rollout (n_steps x n_envs): SB3's buffer keeps about 150 bytes a step, so
+# 2**24 is some 2.5 GB before the first update.
+ROLLOUT_MAX = 2**24
+# Evaluation draws and episodes: each is a full-volume episode at every evaluation (a run
+# uses 12 to 128); 10**9 drew scenarios for minutes before anything was recorded.
+EVALUATION_MAX = 10_000
 # A config's name, which names its run directory (and a tuning study's by default).
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 
@@ -78,7 +86,7 @@ class EnvConfig(_Frozen):
 
     scenario: str | None = None  # a scenario file; None: domain randomisation
     # cap for randomised draws (speed)
-    max_daily_queries: float | None = Field(6000.0, gt=0, strict=True)
+    max_daily_queries: float | None = Field(6000.0, ge=1, strict=True)
     # denoise draws (same auctions)
     training_cvr: float | None = Field(0.15, gt=0, le=0.3, strict=True)
     # action 1 multiplies the prior by e^range
@@ -103,9 +111,9 @@ class PpoConfig(_Frozen):
     # Adam moves each weight by about the learning rate a step: above 1 training only
     # diverges, and past about 1e3 it overflowed in torch with a traceback.
     learning_rate: float = Field(3e-4, gt=0, le=1, strict=True)
-    n_steps: int = Field(336, ge=8, strict=True)
-    batch_size: int = Field(672, ge=8, strict=True)
-    n_epochs: int = Field(10, ge=1, strict=True)
+    n_steps: int = Field(336, ge=8, le=ROLLOUT_MAX, strict=True)
+    batch_size: int = Field(672, ge=8, le=ROLLOUT_MAX, strict=True)
+    n_epochs: int = Field(10, ge=1, le=EVALUATION_MAX, strict=True)
     gamma: float = Field(0.999, gt=0, le=1, strict=True)
     gae_lambda: float = Field(0.95, gt=0, le=1, strict=True)
     # PPO clips the probability ratio to [1 - clip_range, 1 + clip_range]: past 10 nothing
@@ -141,13 +149,13 @@ class EvalConfig(_Frozen):
 
     every_timesteps: int = Field(50_000, ge=1, le=TIMESTEPS_MAX, strict=True)
     # drawn once from eval seed, never trained on
-    random_scenarios: int = Field(12, ge=0, strict=True)
+    random_scenarios: int = Field(12, ge=0, le=EVALUATION_MAX, strict=True)
     # None: the draws' full volume
-    max_daily_queries: float | None = Field(None, gt=0, strict=True)
+    max_daily_queries: float | None = Field(None, ge=1, strict=True)
     # skip draws too small to judge (see evaluation)
     min_conversions: float = Field(30.0, ge=0, strict=True)
     scenario_files: tuple[str, ...] = ()
-    episodes: int = Field(1, ge=1, strict=True)
+    episodes: int = Field(1, ge=1, le=EVALUATION_MAX, strict=True)
     # numpy seeds are non-negative; episode i plays episode seed ``seed + i``, which the
     # simulator takes up to EPISODE_SEED_MAX (_last_episode_seed_fits)
     seed: int = Field(10_000, ge=0, le=EPISODE_SEED_MAX, strict=True)
@@ -178,12 +186,12 @@ class TrainingConfig(_Frozen):
     # numpy and torch seeds are non-negative
     seed: int = Field(0, ge=0, le=SEED_MAX, strict=True)
     total_timesteps: int = Field(500_000, ge=1, le=TIMESTEPS_MAX, strict=True)
-    n_envs: int = Field(8, ge=1, strict=True)
+    n_envs: int = Field(8, ge=1, le=ENVS_MAX, strict=True)
     vec_env: Literal["dummy", "subproc"] = "dummy"
     # subproc: groups of envs, each stepped in turn by a worker process, the first by the
     # learner's; None: one per CPU core (at most n_envs). Results do not depend on it, only
     # speed does.
-    vec_workers: int | None = Field(None, ge=1, strict=True)
+    vec_workers: int | None = Field(None, ge=1, le=ENVS_MAX, strict=True)
     torch_threads: int = Field(1, ge=1, le=TORCH_THREADS_MAX, strict=True)
     normalize_observations: bool = Field(True, strict=True)  # nor is a number a bool
     normalize_rewards: bool = Field(False, strict=True)
@@ -195,6 +203,11 @@ class TrainingConfig(_Frozen):
     @model_validator(mode="after")
     def _batch_fits_rollout(self) -> TrainingConfig:
         rollout = self.ppo.n_steps * self.n_envs
+        if rollout > ROLLOUT_MAX:
+            raise ValueError(
+                f"ppo.n_steps x n_envs ({rollout}) is more steps a rollout than fit in memory: "
+                f"at most {ROLLOUT_MAX} (2**24)"
+            )
         if rollout % self.ppo.batch_size:
             raise ValueError(
                 f"ppo.batch_size ({self.ppo.batch_size}) must divide n_steps x n_envs ({rollout})"

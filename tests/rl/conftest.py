@@ -1,9 +1,13 @@
-"""Small scenarios for RL tests: the bundled shapes, scaled down so an episode takes a second."""
+"""Small scenarios for RL tests: the bundled shapes, scaled down so an episode takes a second;
+settings for training runs: a data directory and an MLflow store of the test's own."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from adbot.config import Settings, load_settings
 from adbot.market.scenario import Scenario, load_scenario
 from adbot.rl.env import cap_daily_queries
 
@@ -36,3 +40,12 @@ def value_scenario() -> Scenario:
 def three_day_cpa_scenario() -> Scenario:
     """``tight-cpa`` over three days: its planner's day starts matter."""
     return small("tight-cpa", days=3)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """A data directory and an MLflow store of the test's own (training runs)."""
+    return load_settings(
+        data_dir=tmp_path / "data",
+        mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "test"},
+    )

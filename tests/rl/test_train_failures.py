@@ -42,14 +42,6 @@ pytestmark = pytest.mark.slow
 CLAIM_FILE = ".adbot-train.lock"  # train.CLAIM_FILE, the file a run directory is held by
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(
-        data_dir=tmp_path / "data",
-        mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "test"},
-    )
-
-
 def _hidden(directory: Path) -> list[str]:
     """Staging directories left behind."""
     return [str(p.relative_to(directory)) for p in directory.rglob(".*.partial")]

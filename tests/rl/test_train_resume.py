@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import adbot.rl.train as train_module
-from adbot.config import Settings, load_settings
+from adbot.config import Settings
 from adbot.db.models import Agent, AgentStatus, ModelCheckpoint, TrainingRun
 from adbot.errors import InvalidInput
 from adbot.rl.checkpoints import read_meta
@@ -21,14 +21,6 @@ from adbot.services.training import RunCancelled
 from training_helpers import LONGER, TINY, set_score, train_recorded
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(
-        data_dir=tmp_path / "data",
-        mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "test"},
-    )
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import numpy as np
 
-from adbot.market.episode import _Day, _serve_budgets
-from adbot.market.scenario import Scenario
+from adbot.market.episode import _Day, _serve_budgets, episode_market
+from adbot.market.scenario import Scenario, load_scenario
 from adbot.market.universe import Universe, quality_factor
 
 SMALL: dict[str, Any] = {
@@ -93,3 +94,23 @@ def budget_limited(drawn: _Day, uni: Universe, scenario: Scenario) -> np.ndarray
     for i, start in enumerate(out_from):
         live[i, start:] = 0.0
     return live
+
+
+def tied_budget_day(budgets: list[float]) -> tuple[Scenario, _Day, Universe]:
+    """Day 0 of a small market of seven rivals with the daily ``budgets``, all of quality 6
+    and bidding 0, 1 or 2 (seeded), clicks at probability under 0.3: equal ranks everywhere."""
+    scenario = load_scenario(
+        small_data(market__competitor_budget={"mean": 2.0, "sd_log": 0.5}, market__competitors=7)
+    )
+    market = episode_market(scenario, 0)
+    drawn = market._draw_day(0)
+    uni = dataclasses.replace(
+        market.universe,
+        competitor_quality=np.full_like(market.universe.competitor_quality, 6.0),
+        competitor_budget=np.array(budgets),
+    )
+    rng = np.random.default_rng(0)
+    assert drawn.comp_bid is not None
+    drawn.comp_bid = rng.choice(np.array([0.0, 1.0, 2.0], dtype=np.float32), drawn.comp_bid.shape)
+    drawn.comp_click = rng.random(drawn.keyword.shape[0]) * 0.3
+    return scenario, drawn, uni

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from market_helpers import budget_limited, competitor_spend, small_data
+from market_helpers import budget_limited, competitor_spend, small_data, tied_budget_day
 
 from adbot.errors import InvalidInput
 from adbot.market import MarketSimulator, StepOutcome, load_scenario
@@ -349,19 +347,8 @@ def test_competitor_budget_kernel_matches_sequential_serving(
 def test_competitor_budget_ties_and_exact_budget_hits() -> None:
     """Equal positive ranks (equal qualities and bids) are served in stable-sort order, and a
     spend exactly equal to the budget ends the day (prices here are 0.11, 1 or 2)."""
-    scenario = load_scenario(
-        small_data(market__competitor_budget={"mean": 2.0, "sd_log": 0.5}, market__competitors=7)
-    )
-    market = episode_market(scenario, 0)
-    drawn = market._draw_day(0)
-    uni = dataclasses.replace(
-        market.universe,
-        competitor_quality=np.full_like(market.universe.competitor_quality, 6.0),
-        competitor_budget=np.array([1.0, 1.0, 2.0, 2.0, 3.0, 1.11, 1.22]),
-    )
-    rng = np.random.default_rng(0)
-    drawn.comp_bid = rng.choice(np.array([0.0, 1.0, 2.0], dtype=np.float32), drawn.comp_bid.shape)
-    drawn.comp_click = rng.random(drawn.keyword.shape[0]) * 0.3
+    scenario, drawn, uni = tied_budget_day([1.0, 1.0, 2.0, 2.0, 3.0, 1.11, 1.22])
+    assert drawn.comp_bid is not None
     assert uni.competitor_budget is not None
     quality = np.take(uni.competitor_quality, drawn.keyword, axis=1)
     expected = _sequential_competitor_budgets(

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from market_helpers import budget_limited, small_data
+from market_helpers import budget_limited, small_data, tied_budget_day
 
 from adbot.market import MarketSimulator
 from adbot.market.auction import placed_dense, placement, serve
@@ -145,20 +145,7 @@ def test_drawn_ties_past_the_top_without_budgets() -> None:
 def test_drawn_ties_past_the_top_with_budgets() -> None:
     """Bids of 0, 1 or 2 at equal qualities, competitors leaving as their budgets run out:
     the tie count is that of the ranks of those still in."""
-    scenario = load_scenario(
-        small_data(market__competitor_budget={"mean": 2.0, "sd_log": 0.5}, market__competitors=7)
-    )
-    market = episode_market(scenario, 0)
-    drawn = market._draw_day(0)
-    uni = dataclasses.replace(
-        market.universe,
-        competitor_quality=np.full_like(market.universe.competitor_quality, 6.0),
-        competitor_budget=np.array([1.0, 1.0, 2.0, 2.0, 3.0, 11.1, 12.2]),
-    )
-    rng = np.random.default_rng(0)
-    assert drawn.comp_bid is not None
-    drawn.comp_bid = rng.choice(np.array([0.0, 1.0, 2.0], dtype=np.float32), drawn.comp_bid.shape)
-    drawn.comp_click = rng.random(drawn.keyword.shape[0]) * 0.3
+    scenario, drawn, uni = tied_budget_day([1.0, 1.0, 2.0, 2.0, 3.0, 11.1, 12.2])
     _, ranks, tied = _exhaust(_serving_budgets(drawn, uni, scenario))
     live = budget_limited(drawn, uni, scenario)
     expected_ranks, expected_tied = _reference_tied(live * np.float32(6.0), scenario.market.slots)
